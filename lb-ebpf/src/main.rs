@@ -1,0 +1,38 @@
+//! The XDP program. For now it parses every frame, counts it by protocol
+//! class and verdict, and passes it to the kernel stack unchanged.
+//!
+//! Layout follows katran's `lib/bpf/`: one file per concern.
+//! - `parse`: bounds-checked header parsing;
+//! - `stats`: per-CPU counters;
+//! - `maps`: every map the program uses.
+#![no_std]
+#![no_main]
+
+mod maps;
+mod parse;
+mod stats;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+
+/// Entry point, attached by `lbd`.
+#[xdp]
+pub fn lb_xdp(ctx: XdpContext) -> u32 {
+    let class = parse::classify(&ctx);
+    // The foundation program never changes a packet's fate: everything goes
+    // to the kernel stack, including malformed frames (they are counted, and
+    // the stack applies its own checks).
+    let action = xdp_action::XDP_PASS;
+    stats::count(class, action);
+    action
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable in a verified program; the verifier rejects unbounded loops.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

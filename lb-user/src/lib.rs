@@ -1,0 +1,21 @@
+//! lb user space: the library behind `lbd` (the daemon) and `lbctl` (its client).
+//!
+//! Components:
+//! - [`loader`]: load the XDP program, attach it to an interface, pin its maps
+//!   under bpffs, and undo all of it on shutdown;
+//! - [`preflight`]: the checks that turn kernel errnos into refusals an
+//!   operator can act on (privileges, interface, bpffs, existing XDP program);
+//! - [`stats`]: read the per-CPU counters back from the maps;
+//! - [`maglev`]: Maglev lookup-table generation with weights;
+//! - [`vrrp`]: VRRP v2/v3 wire codec and state machine;
+//! - [`netns`]: network-namespace topologies for kernel tests and the lab.
+
+pub mod loader;
+pub mod maglev;
+pub mod netns;
+pub mod preflight;
+pub mod stats;
+pub mod vrrp;
+
+/// The XDP object built from `lb-ebpf` by `build.rs`.
+pub static EBPF_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf"));

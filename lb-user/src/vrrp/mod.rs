@@ -1,0 +1,1 @@
+//! VRRP (being written).
