@@ -170,7 +170,14 @@ fn classify_ipv4(ctx: &XdpContext, l3_off: usize) -> Result<ProtoClass, Truncate
         return Ok(ProtoClass::Ipv4Other);
     }
     // A first fragment (MF set, offset 0) carries the L4 header: classify it.
-    classify_l4(ctx, l4_off, protocol, ProtoClass::Ipv4Tcp, ProtoClass::Ipv4Udp, ProtoClass::Ipv4Other)
+    classify_l4(
+        ctx,
+        l4_off,
+        protocol,
+        ProtoClass::Ipv4Tcp,
+        ProtoClass::Ipv4Udp,
+        ProtoClass::Ipv4Other,
+    )
 }
 
 #[inline(always)]
@@ -182,7 +189,14 @@ fn classify_ipv6(ctx: &XdpContext, l3_off: usize) -> Result<ProtoClass, Truncate
         return Err(Truncated);
     }
     let l4_off = l3_off + size_of::<Ipv6Hdr>();
-    classify_l4(ctx, l4_off, next_header, ProtoClass::Ipv6Tcp, ProtoClass::Ipv6Udp, ProtoClass::Ipv6Other)
+    classify_l4(
+        ctx,
+        l4_off,
+        next_header,
+        ProtoClass::Ipv6Tcp,
+        ProtoClass::Ipv6Udp,
+        ProtoClass::Ipv6Other,
+    )
 }
 
 #[inline(always)]

@@ -8,13 +8,15 @@
 //! - [`stats`]: read the per-CPU counters back from the maps;
 //! - [`maglev`]: Maglev lookup-table generation with weights;
 //! - [`vrrp`]: VRRP v2/v3 wire codec and state machine;
-//! - [`netns`]: network-namespace topologies for kernel tests and the lab.
+//! - [`netns`]: network-namespace topologies for kernel tests and the lab;
+//! - [`testpkt`]: frames for `BPF_PROG_TEST_RUN` fixtures and benchmarks.
 
 pub mod loader;
 pub mod maglev;
 pub mod netns;
 pub mod preflight;
 pub mod stats;
+pub mod testpkt;
 pub mod vrrp;
 
 /// The XDP object built from `lb-ebpf` by `build.rs`.

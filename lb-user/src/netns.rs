@@ -1,1 +1,433 @@
-//! netns
+//! Network-namespace topologies for kernel tests and the lab.
+//!
+//! A [`Lan`] is one L2 segment: a bridge in a namespace of its own, and one
+//! namespace per host, each joined to the bridge by a veth pair whose host end
+//! is called `eth0`. Names carry a per-run prefix (`lbt<pid>x<n>-`), so
+//! parallel or crashed runs never collide; namespaces left behind by a
+//! process that no longer exists are swept the next time a `Lan` is built.
+//! Everything is removed on drop, also while unwinding from a panic, and
+//! processes started with [`Netns::spawn`] are killed first so no namespace
+//! outlives the test.
+//!
+//! Addresses come from the caller; tests use 198.18.0.0/15 and 2001:db8::/32
+//! only, so no traffic can leave the machine even by mistake.
+//!
+//! Commands run through `ip` (iproute2), which `cargo xtask setup` installs.
+
+use std::{
+    fs::File,
+    io,
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    path::Path,
+    process::{Child, Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+const NETNS_DIR: &str = "/run/netns";
+/// Every namespace this module creates starts with this.
+const FAMILY: &str = "lbt";
+
+/// Error from building or using a topology.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    /// A command could not be started.
+    #[error("cannot run {cmd}")]
+    Spawn {
+        /// The command line.
+        cmd: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A command exited non-zero.
+    #[error("{cmd} failed ({status}): {stderr}")]
+    Failed {
+        /// The command line.
+        cmd: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// Entering a namespace failed.
+    #[error("cannot enter network namespace {name}")]
+    Enter {
+        /// The namespace.
+        name: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Run `cmd`, capture its output, and fail unless it exits 0.
+///
+/// # Errors
+/// [`NetnsError::Spawn`] or [`NetnsError::Failed`].
+pub fn run(cmd: &mut Command) -> Result<Output, NetnsError> {
+    let out = cmd.output().map_err(|source| NetnsError::Spawn {
+        cmd: describe(cmd),
+        source,
+    })?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(NetnsError::Failed {
+            cmd: describe(cmd),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
+
+fn ip(args: &[&str]) -> Result<Output, NetnsError> {
+    run(Command::new("ip").args(args))
+}
+
+/// One network namespace, deleted on drop together with the processes
+/// started in it through [`Netns::spawn`].
+pub struct Netns {
+    name: String,
+    children: std::sync::Mutex<Vec<Child>>,
+}
+
+impl Netns {
+    /// Create namespace `name` with `lo` up.
+    ///
+    /// # Errors
+    /// [`NetnsError`] if `ip netns add` fails (not root, name taken, ...).
+    pub fn create(name: &str) -> Result<Self, NetnsError> {
+        ip(&["netns", "add", name])?;
+        let ns = Self {
+            name: name.to_owned(),
+            children: std::sync::Mutex::new(Vec::new()),
+        };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// The namespace's name (as `ip netns` knows it).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip -n NAME ARGS...`
+    ///
+    /// # Errors
+    /// [`NetnsError`] when the command fails.
+    pub fn ip(&self, args: &[&str]) -> Result<Output, NetnsError> {
+        run(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    /// A command that will run inside this namespace. Only the network
+    /// namespace changes (not the mount namespace, unlike `ip netns exec`),
+    /// so pins under the host's bpffs stay visible to it.
+    #[must_use]
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        let path = Path::new(NETNS_DIR).join(&self.name);
+        // SAFETY: between fork and exec we only call open(2), setns(2) and
+        // close(2), which are async-signal-safe, and allocate nothing.
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .expect("namespace names have no NUL");
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(c_path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let rc = libc::setns(fd, libc::CLONE_NEWNET);
+                libc::close(fd);
+                if rc != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    /// Run a command inside the namespace to completion; fail unless it
+    /// exits 0.
+    ///
+    /// # Errors
+    /// [`NetnsError`].
+    pub fn exec(&self, program: &str, args: &[&str]) -> Result<Output, NetnsError> {
+        run(self.command(program).args(args))
+    }
+
+    /// Start a process inside the namespace; it is killed when the
+    /// namespace is dropped (if it has not exited). Returns its pid.
+    ///
+    /// # Errors
+    /// [`NetnsError::Spawn`].
+    pub fn spawn(&self, cmd: &mut Command) -> Result<u32, NetnsError> {
+        let child = cmd.spawn().map_err(|source| NetnsError::Spawn {
+            cmd: describe(cmd),
+            source,
+        })?;
+        let pid = child.id();
+        self.children.lock().expect("poisoned").push(child);
+        Ok(pid)
+    }
+
+    /// Take back ownership of a child started with [`Netns::spawn`], e.g. to
+    /// signal it and check its exit status.
+    #[must_use]
+    pub fn take_child(&self, pid: u32) -> Option<Child> {
+        let mut children = self.children.lock().expect("poisoned");
+        let at = children.iter().position(|c| c.id() == pid)?;
+        Some(children.remove(at))
+    }
+
+    /// Run `f` on a thread that has entered this namespace: sockets it
+    /// creates belong to the namespace (and stay there after `f` returns).
+    ///
+    /// # Errors
+    /// [`NetnsError::Enter`] if the thread cannot enter the namespace.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, NetnsError> {
+        let enter_err = |source| NetnsError::Enter {
+            name: self.name.clone(),
+            source,
+        };
+        let file = File::open(Path::new(NETNS_DIR).join(&self.name)).map_err(enter_err)?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns on a namespace fd we hold; affects this thread only.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(enter_err(io::Error::last_os_error()));
+                }
+                Ok(f())
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for mut child in self
+            .children
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+        {
+            let _already_exited = child.kill();
+            let _status = child.wait();
+        }
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!("netns: cleanup of {} failed: {e}", self.name);
+        }
+    }
+}
+
+/// A host on a [`Lan`].
+pub struct Host {
+    /// The host's namespace; its interface on the LAN is `eth0`.
+    pub ns: Netns,
+    /// IPv4 address with prefix, e.g. `198.18.0.1/24`.
+    pub ipv4: String,
+    /// IPv6 address with prefix, e.g. `2001:db8::1/64`.
+    pub ipv6: String,
+}
+
+impl Host {
+    /// IPv4 address without the prefix length.
+    #[must_use]
+    pub fn addr4(&self) -> std::net::Ipv4Addr {
+        strip_prefix(&self.ipv4)
+            .parse()
+            .expect("valid IPv4 given to Lan::add_host")
+    }
+
+    /// IPv6 address without the prefix length.
+    #[must_use]
+    pub fn addr6(&self) -> std::net::Ipv6Addr {
+        strip_prefix(&self.ipv6)
+            .parse()
+            .expect("valid IPv6 given to Lan::add_host")
+    }
+
+    /// MAC address of `eth0`.
+    ///
+    /// # Errors
+    /// [`NetnsError`] when `ip` fails.
+    pub fn mac(&self) -> Result<[u8; 6], NetnsError> {
+        // Not /sys/class/net: that shows the mount namespace's view.
+        let out = self.ns.ip(&["-br", "link", "show", "eth0"])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mac = text.split_whitespace().nth(2).unwrap_or_default();
+        let mut bytes = [0u8; 6];
+        for (b, part) in bytes.iter_mut().zip(mac.split(':')) {
+            *b = u8::from_str_radix(part, 16).unwrap_or_default();
+        }
+        Ok(bytes)
+    }
+}
+
+fn strip_prefix(cidr: &str) -> &str {
+    cidr.split('/').next().unwrap_or(cidr)
+}
+
+/// One L2 segment: a bridge namespace plus host namespaces.
+pub struct Lan {
+    prefix: String,
+    hosts: Vec<(String, Host)>,
+    ports: u32,
+    // Dropped last: hosts first, so their veth pairs vanish with them.
+    bridge: Netns,
+}
+
+static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Lan {
+    /// Create an empty LAN (bridge `br0` in its own namespace, multicast
+    /// snooping off so VRRP multicast floods like on a plain switch).
+    ///
+    /// # Errors
+    /// [`NetnsError`].
+    pub fn new() -> Result<Self, NetnsError> {
+        sweep_stale();
+        let prefix = format!(
+            "{FAMILY}{}x{}-",
+            std::process::id(),
+            RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let bridge = Netns::create(&format!("{prefix}br"))?;
+        bridge.ip(&[
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
+        bridge.ip(&["link", "set", "br0", "up"])?;
+        Ok(Self {
+            prefix,
+            hosts: Vec::new(),
+            ports: 0,
+            bridge,
+        })
+    }
+
+    /// The per-run prefix of every namespace name of this LAN.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Add host `role` with `eth0` on the bridge and the given addresses
+    /// (IPv6 without duplicate-address detection, so it is usable at once).
+    ///
+    /// # Errors
+    /// [`NetnsError`].
+    pub fn add_host(&mut self, role: &str, ipv4: &str, ipv6: &str) -> Result<&Host, NetnsError> {
+        let ns = Netns::create(&format!("{}{role}", self.prefix))?;
+        self.ports += 1;
+        let port = format!("p{}", self.ports);
+        self.bridge.ip(&[
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns.name(),
+        ])?;
+        self.bridge
+            .ip(&["link", "set", &port, "master", "br0", "up"])?;
+        ns.ip(&["link", "set", "eth0", "up"])?;
+        ns.ip(&["addr", "add", ipv4, "dev", "eth0"])?;
+        ns.ip(&["-6", "addr", "add", ipv6, "dev", "eth0", "nodad"])?;
+        self.hosts.push((
+            role.to_owned(),
+            Host {
+                ns,
+                ipv4: ipv4.to_owned(),
+                ipv6: ipv6.to_owned(),
+            },
+        ));
+        Ok(&self.hosts.last().expect("just pushed").1)
+    }
+
+    /// The host added as `role`.
+    ///
+    /// # Panics
+    /// If there is no such host: a bug in the test.
+    #[must_use]
+    pub fn host(&self, role: &str) -> &Host {
+        self.hosts
+            .iter()
+            .find(|(r, _)| r == role)
+            .map(|(_, h)| h)
+            .unwrap_or_else(|| panic!("no host {role:?} on this LAN"))
+    }
+
+    /// The bridge namespace.
+    #[must_use]
+    pub const fn bridge(&self) -> &Netns {
+        &self.bridge
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        // Hosts first (kills their processes, deletes their ends of the veths).
+        self.hosts.clear();
+    }
+}
+
+/// Delete namespaces of our family whose creating process is gone.
+fn sweep_stale() {
+    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(FAMILY)
+            .and_then(|rest| rest.split('x').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists()
+            && let Err(e) = ip(&["netns", "del", &name])
+        {
+            eprintln!("netns: sweeping stale {name} failed: {e}");
+        }
+    }
+}
+
+/// Wait until `probe` returns `Some`, polling every 20 ms for at most
+/// `timeout`.
+pub fn wait_for<T>(
+    timeout: std::time::Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

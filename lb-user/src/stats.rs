@@ -1,1 +1,103 @@
-//! stats
+//! Read the per-CPU counters back, from a running [`Dataplane`](crate::loader::Dataplane)
+//! or from the pins of another process.
+
+use std::{borrow::Borrow, path::Path};
+
+use aya::maps::{Map, MapData, MapError, PerCpuArray};
+use lb_common::stats::{ProtoClass, STATS_PROTO_MAP, VerdictCounters};
+
+/// Counters per protocol class, summed over CPUs, in [`ProtoClass::ALL`] order.
+pub type ProtoStats = [VerdictCounters; ProtoClass::COUNT as usize];
+
+/// Errors reading counters.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    /// The map is missing from the object.
+    #[error("map {0} not found")]
+    NoMap(&'static str),
+    /// A map operation failed.
+    #[error("reading map {map} failed")]
+    Map {
+        /// The map.
+        map: &'static str,
+        /// Why.
+        #[source]
+        source: MapError,
+    },
+}
+
+/// Sum `stats_proto` over CPUs.
+///
+/// # Errors
+/// [`StatsError::Map`] if the map has the wrong type or a lookup fails.
+pub fn proto_stats<T: Borrow<MapData>>(
+    map: &PerCpuArray<T, VerdictCounters>,
+) -> Result<ProtoStats, StatsError> {
+    let mut out = ProtoStats::default();
+    for class in ProtoClass::ALL {
+        let per_cpu = map
+            .get(&(class as u32), 0)
+            .map_err(|source| StatsError::Map {
+                map: STATS_PROTO_MAP,
+                source,
+            })?;
+        out[class as usize] = per_cpu
+            .iter()
+            .fold(VerdictCounters::default(), |acc, v| acc.add(*v));
+    }
+    Ok(out)
+}
+
+/// Sum `stats_proto` of a loaded object.
+///
+/// # Errors
+/// [`StatsError`].
+pub fn proto_stats_of(ebpf: &aya::Ebpf) -> Result<ProtoStats, StatsError> {
+    let map = ebpf
+        .map(STATS_PROTO_MAP)
+        .ok_or(StatsError::NoMap(STATS_PROTO_MAP))?;
+    let map = PerCpuArray::try_from(map).map_err(|source| StatsError::Map {
+        map: STATS_PROTO_MAP,
+        source,
+    })?;
+    proto_stats(&map)
+}
+
+/// Sum `stats_proto` pinned under `pin_dir` by a running `lbd`.
+///
+/// # Errors
+/// [`StatsError`].
+pub fn proto_stats_pinned(pin_dir: &Path) -> Result<ProtoStats, StatsError> {
+    let map_err = |source| StatsError::Map {
+        map: STATS_PROTO_MAP,
+        source,
+    };
+    let data = MapData::from_pin(pin_dir.join(STATS_PROTO_MAP)).map_err(map_err)?;
+    let map = PerCpuArray::try_from(Map::PerCpuArray(data)).map_err(map_err)?;
+    proto_stats(&map)
+}
+
+/// A fixed-width table of the non-zero rows, for logs and the CLI.
+#[must_use]
+pub fn format_proto_stats(stats: &ProtoStats) -> String {
+    let mut out = format!(
+        "{:<11} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+        "class", "pass", "drop", "tx", "redirect", "aborted"
+    );
+    for class in ProtoClass::ALL {
+        let c = stats[class as usize];
+        if c.total() == 0 {
+            continue;
+        }
+        out.push_str(&format!(
+            "{:<11} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+            class.name(),
+            c.pass,
+            c.drop,
+            c.tx,
+            c.redirect,
+            c.aborted
+        ));
+    }
+    out
+}
