@@ -104,8 +104,104 @@ impl VerdictCounters {
     }
 }
 
-#[cfg(feature = "user")]
-// SAFETY: repr(C), five u64 fields, no padding, every bit pattern valid.
-unsafe impl aya::Pod for VerdictCounters {}
+/// Name of the per-VIP counter map (per-CPU array indexed by VIP id).
+pub const STATS_VIP_MAP: &str = "stats_vip";
+/// Name of the per-backend counter map (per-CPU array indexed by backend).
+pub const STATS_BACKEND_MAP: &str = "stats_backend";
+/// Name of the exit-reason counter map (per-CPU array, one entry).
+pub const STATS_EXIT_MAP: &str = "stats_exit";
+
+/// Traffic through one VIP or to one backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct TrafficCounters {
+    /// Packets forwarded.
+    pub packets: u64,
+    /// Bytes forwarded (as received, before any encapsulation).
+    pub bytes: u64,
+    /// Flows that were new to the connection table.
+    pub new_flows: u64,
+}
+
+impl TrafficCounters {
+    /// Field-wise sum, used to fold per-CPU values.
+    #[must_use]
+    pub const fn add(self, o: Self) -> Self {
+        Self {
+            packets: self.packets + o.packets,
+            bytes: self.bytes + o.bytes,
+            new_flows: self.new_flows + o.new_flows,
+        }
+    }
+}
+
+/// Why a packet left the program the way it did: exactly one field is
+/// bumped per packet. Field names are what `bpftool` and `lbctl` show.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct ExitCounters {
+    /// `XDP_PASS`: not IPv4/IPv6.
+    pub pass_not_ip: u64,
+    /// `XDP_PASS`: headers truncated or inconsistent before the VIP lookup
+    /// (the kernel stack applies its own checks and drops them).
+    pub pass_malformed: u64,
+    /// `XDP_PASS`: not addressed to a VIP (or not TCP/UDP/ICMP).
+    pub pass_not_vip: u64,
+    /// `XDP_PASS`: VIP without a usable backend, configured to pass.
+    pub pass_no_backend: u64,
+    /// `XDP_DROP`: addressed to a VIP but the L4 header is truncated.
+    pub drop_malformed: u64,
+    /// `XDP_DROP`: an IP fragment addressed to a VIP (no ports to balance
+    /// on; as katran does).
+    pub drop_fragment: u64,
+    /// `XDP_DROP`: VIP without a usable backend.
+    pub drop_no_backend: u64,
+    /// `XDP_DROP`: IPv4 packet too big to encapsulate and DF not set (we
+    /// cannot fragment).
+    pub drop_too_big: u64,
+    /// `XDP_TX`: forwarded in `dsr` mode.
+    pub tx_dsr: u64,
+    /// `XDP_TX`: forwarded in `ipip` mode.
+    pub tx_ipip: u64,
+    /// `XDP_TX`: ICMP fragmentation-needed / packet-too-big sent back to
+    /// the client because encapsulation would exceed the MTU.
+    pub tx_icmp_too_big: u64,
+    /// `XDP_ABORTED`: a helper failed (e.g. no headroom to encapsulate).
+    pub aborted: u64,
+}
+
+/// Bump helper names: index of each field, for the kernel's array view.
+pub mod exit {
+    /// See [`super::ExitCounters::pass_not_ip`].
+    pub const PASS_NOT_IP: usize = 0;
+    /// See [`super::ExitCounters::pass_malformed`].
+    pub const PASS_MALFORMED: usize = 1;
+    /// See [`super::ExitCounters::pass_not_vip`].
+    pub const PASS_NOT_VIP: usize = 2;
+    /// See [`super::ExitCounters::pass_no_backend`].
+    pub const PASS_NO_BACKEND: usize = 3;
+    /// See [`super::ExitCounters::drop_malformed`].
+    pub const DROP_MALFORMED: usize = 4;
+    /// See [`super::ExitCounters::drop_fragment`].
+    pub const DROP_FRAGMENT: usize = 5;
+    /// See [`super::ExitCounters::drop_no_backend`].
+    pub const DROP_NO_BACKEND: usize = 6;
+    /// See [`super::ExitCounters::drop_too_big`].
+    pub const DROP_TOO_BIG: usize = 7;
+    /// See [`super::ExitCounters::tx_dsr`].
+    pub const TX_DSR: usize = 8;
+    /// See [`super::ExitCounters::tx_ipip`].
+    pub const TX_IPIP: usize = 9;
+    /// See [`super::ExitCounters::tx_icmp_too_big`].
+    pub const TX_ICMP_TOO_BIG: usize = 10;
+    /// See [`super::ExitCounters::aborted`].
+    pub const ABORTED: usize = 11;
+    /// Number of fields.
+    pub const COUNT: usize = 12;
+}
+
+const _: () = assert!(core::mem::size_of::<ExitCounters>() == exit::COUNT * 8);
+
+crate::pod!(VerdictCounters, TrafficCounters, ExitCounters);
 
 const _: () = assert!(core::mem::size_of::<VerdictCounters>() == VerdictCounters::FIELDS * 8);

@@ -1,8 +1,17 @@
-//! The XDP program. For now it parses every frame, counts it by protocol
-//! class and verdict, and passes it to the kernel stack unchanged.
+//! The XDP load balancer.
+//!
+//! Per packet: parse; not for a VIP → `XDP_PASS` untouched; otherwise pick
+//! the backend (connection table, else Maglev) and forward by the VIP's
+//! mode with `XDP_TX`. Every exit bumps one `stats_exit` reason and one
+//! `stats_proto` cell; forwarded packets also count against their VIP and
+//! backend. All policy (which backends, weights, health) lives in user
+//! space, which writes the maps.
 //!
 //! Layout follows katran's `lib/bpf/`: one file per concern.
 //! - `parse`: bounds-checked header parsing;
+//! - `select`: VIP lookup, connection table, Maglev;
+//! - `forward`: `dsr`, `ipip`, ICMP too-big;
+//! - `csum`: internet checksum;
 //! - `stats`: per-CPU counters;
 //! - `maps`: every map the program uses.
 //!
@@ -11,22 +20,93 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+mod csum;
+mod forward;
 mod maps;
 mod parse;
+mod select;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use lb_common::{
+    stats::{ProtoClass, exit},
+    vip::{mode, vip_flags},
+};
 
 /// Entry point, attached by `lbd`.
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    let class = parse::classify(&ctx);
-    // The foundation program never changes a packet's fate: everything goes
-    // to the kernel stack, including malformed frames (they are counted, and
-    // the stack applies its own checks).
-    let action = xdp_action::XDP_PASS;
-    stats::count(class, action);
+    let mut pkt = parse::Packet::new();
+    parse::parse(&ctx, &mut pkt);
+    let (action, reason) = balance(&ctx, &pkt);
+    stats::count_proto(pkt.class, action);
+    stats::count_exit(reason);
     action
+}
+
+/// Decide and carry out one packet's fate: `(XDP action, exit reason)`.
+#[inline(always)]
+fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
+    use xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
+    match pkt.class {
+        ProtoClass::NonIp => return (XDP_PASS, exit::PASS_NOT_IP),
+        ProtoClass::Malformed => return (XDP_PASS, exit::PASS_MALFORMED),
+        _ => {}
+    }
+    let is_l4 = matches!(pkt.flow.proto, parse::IPPROTO_TCP | parse::IPPROTO_UDP);
+    if !is_l4 && !pkt.icmp_too_big && !pkt.fragment {
+        return (XDP_PASS, exit::PASS_NOT_VIP);
+    }
+    let Some(vip) = select::find_vip(&pkt.flow) else {
+        return (XDP_PASS, exit::PASS_NOT_VIP);
+    };
+    // Fragments carry no ports to balance on (non-first ones none at all):
+    // dropped, as katran does. Clients doing PMTU discovery never send them.
+    if pkt.fragment {
+        return (XDP_DROP, exit::DROP_FRAGMENT);
+    }
+    let mut chosen = select::Chosen::new();
+    if !select::select(&vip, pkt, &mut chosen) {
+        return if vip.flags & vip_flags::PASS_NO_BACKEND != 0 {
+            (XDP_PASS, exit::PASS_NO_BACKEND)
+        } else {
+            (XDP_DROP, exit::DROP_NO_BACKEND)
+        };
+    }
+    let backend = &chosen.backend;
+    let (start, end) = parse::bounds(ctx);
+    let bytes = (end - start) as u64;
+    let Some(cfg) = maps::CONFIG.get(0) else {
+        return (XDP_ABORTED, exit::ABORTED);
+    };
+    let result = if vip.mode == mode::IPIP {
+        let overhead = if pkt.v6 { 40 } else { 20 };
+        if forward::l3_len(ctx, pkt.l3_off) + overhead > usize::from(cfg.mtu) {
+            // Tell the client to send smaller packets (PMTU discovery), as
+            // katran does; an IPv4 sender that allows fragmentation cannot
+            // be helped (we do not fragment) and is dropped.
+            if !pkt.df || pkt.l3_off != 14 || pkt.icmp_too_big {
+                return (XDP_DROP, exit::DROP_TOO_BIG);
+            }
+            return if forward::icmp_too_big(ctx, pkt, cfg.mtu - overhead as u16) {
+                (XDP_TX, exit::TX_ICMP_TOO_BIG)
+            } else {
+                (XDP_ABORTED, exit::ABORTED)
+            };
+        }
+        forward::ipip(ctx, pkt, backend, cfg)
+            .then_some(exit::TX_IPIP)
+            .ok_or(forward::Failed)
+    } else {
+        forward::dsr(ctx, backend).map(|()| exit::TX_DSR)
+    };
+    match result {
+        Ok(reason) => {
+            stats::count_traffic(vip.id, chosen.index, bytes, chosen.new_flow);
+            (XDP_TX, reason)
+        }
+        Err(forward::Failed) => (XDP_ABORTED, exit::ABORTED),
+    }
 }
 
 #[cfg(target_arch = "bpf")]

@@ -1,10 +1,65 @@
 //! Every map the program declares. BTF-defined (`btf_map`) so that
-//! `bpftool map dump` prints typed, named fields.
+//! `bpftool map dump` prints typed, named fields. Sizes marked "set at load"
+//! are overridden by user space (`EbpfLoader::map_max_entries`).
 
-use aya_ebpf::{btf_maps::PerCpuArray, macros::btf_map};
-use lb_common::stats::{ProtoClass, VerdictCounters};
+use aya_ebpf::{
+    btf_maps::{Array, ArrayOfMaps, HashMap, LruHashMap, PerCpuArray},
+    macros::btf_map,
+};
+use lb_common::{
+    backend::{Backend, MAX_BACKENDS},
+    config::Config,
+    flow::{DEFAULT_FLOW_ENTRIES, FlowKey, FlowState},
+    stats::{ExitCounters, ProtoClass, TrafficCounters, VerdictCounters},
+    vip::{BPF_F_INNER_MAP, DEFAULT_RING_SIZE, MAX_VIPS, VipKey, VipMeta},
+};
+
+/// `BPF_F_NO_COMMON_LRU`: per-CPU LRU lists, no global lock on insert.
+const BPF_F_NO_COMMON_LRU: usize = 1 << 1;
 
 /// Packets by protocol class (key) and verdict (value fields).
 #[btf_map(name = "stats_proto")]
 pub static STATS_PROTO: PerCpuArray<VerdictCounters, { ProtoClass::COUNT as usize }> =
     PerCpuArray::new();
+
+/// Packets by exit reason (one entry, one field per reason).
+#[btf_map(name = "stats_exit")]
+pub static STATS_EXIT: PerCpuArray<ExitCounters, 1> = PerCpuArray::new();
+
+/// Traffic per VIP id.
+#[btf_map(name = "stats_vip")]
+pub static STATS_VIP: PerCpuArray<TrafficCounters, { MAX_VIPS as usize }> = PerCpuArray::new();
+
+/// Traffic per backend index.
+#[btf_map(name = "stats_backend")]
+pub static STATS_BACKEND: PerCpuArray<TrafficCounters, { MAX_BACKENDS as usize }> =
+    PerCpuArray::new();
+
+/// Virtual services.
+#[btf_map(name = "vips")]
+pub static VIPS: HashMap<VipKey, VipMeta, { MAX_VIPS as usize }> = HashMap::new();
+
+/// Backends by index.
+#[btf_map(name = "backends")]
+pub static BACKENDS: Array<Backend, { MAX_BACKENDS as usize }> = Array::new();
+
+/// Two Maglev tables per VIP (double buffer); inner size is the VIP's ring
+/// size, which may differ per VIP (`BPF_F_INNER_MAP`).
+#[btf_map(name = "maglev_tables")]
+pub static MAGLEV_TABLES: ArrayOfMaps<
+    Array<u32, { DEFAULT_RING_SIZE as usize }, { BPF_F_INNER_MAP as usize }>,
+    { 2 * MAX_VIPS as usize },
+> = ArrayOfMaps::new();
+
+/// Connection table (size set at load).
+#[btf_map(name = "flows")]
+pub static FLOWS: LruHashMap<
+    FlowKey,
+    FlowState,
+    { DEFAULT_FLOW_ENTRIES as usize },
+    BPF_F_NO_COMMON_LRU,
+> = LruHashMap::new();
+
+/// Global settings (one entry).
+#[btf_map(name = "config")]
+pub static CONFIG: Array<Config, 1> = Array::new();

@@ -16,11 +16,16 @@
 //!   extension-header walk yet: anything but TCP/UDP is `Ipv6Other`.
 //! - TCP: data offset >= 5 and the whole TCP header present. UDP: 8 bytes.
 //! - Anything truncated or inconsistent on the way: `Malformed`.
+//! - ICMP "fragmentation needed" (type 3 code 4) and ICMPv6 "packet too
+//!   big" (type 2): the embedded packet's header is parsed too, and the flow
+//!   is the embedded packet's 5-tuple reversed, i.e. the client's flow the
+//!   error is about. An embedded header we cannot read leaves the ICMP
+//!   message an ordinary one.
 
 use core::mem::size_of;
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::stats::ProtoClass;
+use lb_common::{flow::FlowKey, stats::ProtoClass, v4_mapped};
 
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86DD;
@@ -28,6 +33,10 @@ pub const ETH_P_8021Q: u16 = 0x8100;
 pub const ETH_P_8021AD: u16 = 0x88A8;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_ICMPV6: u8 = 58;
+/// IPv6 fragment extension header.
+pub const IPPROTO_FRAGMENT: u8 = 44;
 
 /// Ethernet header.
 #[repr(C)]
@@ -96,62 +105,152 @@ pub struct UdpHdr {
 
 /// Fragment-offset mask in the IPv4 `frag_off` field.
 const IPV4_OFFSET_MASK: u16 = 0x1FFF;
+/// "More fragments" flag in the IPv4 `frag_off` field.
+const IPV4_MF: u16 = 0x2000;
+/// "Don't fragment" flag in the IPv4 `frag_off` field.
+pub const IPV4_DF: u16 = 0x4000;
+const TCP_FLAG_SYN: u8 = 0x02;
+const TCP_FLAG_ACK: u8 = 0x10;
+
+/// ICMP / ICMPv6 header (type, code, checksum, 4 bytes of rest-of-header).
+#[repr(C)]
+pub struct IcmpHdr {
+    pub kind: u8,
+    pub code: u8,
+    pub check_be: [u8; 2],
+    pub rest: [u8; 4],
+}
+
+/// What the parser learned about a frame.
+pub struct Packet {
+    /// Protocol class for `stats_proto`.
+    pub class: ProtoClass,
+    /// Offset of the IP header (14, or 18 behind a VLAN tag).
+    pub l3_off: usize,
+    /// Whether the frame is IPv6.
+    pub v6: bool,
+    /// 5-tuple (ports 0 when the protocol has none). For ICMP too-big
+    /// errors: the embedded flow, reversed.
+    pub flow: FlowKey,
+    /// IPv4 fragment (MF or offset) or IPv6 fragment header.
+    pub fragment: bool,
+    /// IPv4 don't-fragment bit (always true for IPv6: routers never
+    /// fragment it).
+    pub df: bool,
+    /// TCP SYN without ACK: a new connection, whatever the table says.
+    pub syn: bool,
+    /// ICMP fragmentation-needed / ICMPv6 packet-too-big about `flow`.
+    pub icmp_too_big: bool,
+}
 
 /// The packet is shorter than the header we need, or a header field is
 /// inconsistent. Carries nothing: per-packet errors never allocate.
 pub struct Truncated;
 
+/// `ctx->data` and `ctx->data_end`, read with volatile loads.
+///
+/// Verifier workaround (kernel 6.18, LLVM 22): with plain loads, LLVM's
+/// argument promotion hoists them out of BPF subprograms (`parse`) into the
+/// caller and passes 32-bit scalars; the callee's zero-extension of
+/// `data_end` then fails with "pointer arithmetic on pkt_end prohibited".
+/// Volatile loads are never promoted.
+#[inline(always)]
+pub fn bounds(ctx: &XdpContext) -> (usize, usize) {
+    // SAFETY: ctx.ctx is the program's context pointer, valid for the run.
+    unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*ctx.ctx).data) as usize,
+            core::ptr::read_volatile(&raw const (*ctx.ctx).data_end) as usize,
+        )
+    }
+}
+
 /// Pointer to a `T` at `offset` from the start of the frame, after checking
 /// that all `size_of::<T>()` bytes lie inside the frame.
 #[inline(always)]
 pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, Truncated> {
-    let start = ctx.data();
-    let end = ctx.data_end();
+    let (start, end) = bounds(ctx);
     if start + offset + size_of::<T>() > end {
         return Err(Truncated);
     }
     Ok((start + offset) as *const T)
 }
 
-/// Classify the frame for counting. Never fails: a frame we cannot read is
-/// `Malformed`.
-#[inline(always)]
-pub fn classify(ctx: &XdpContext) -> ProtoClass {
-    match try_classify(ctx) {
-        Ok(class) => class,
-        Err(Truncated) => ProtoClass::Malformed,
+impl Packet {
+    /// An unparsed packet.
+    pub const fn new() -> Self {
+        Self {
+            class: ProtoClass::Malformed,
+            l3_off: 0,
+            v6: false,
+            flow: FlowKey {
+                src: [0; 16],
+                dst: [0; 16],
+                src_port_be: 0,
+                dst_port_be: 0,
+                proto: 0,
+                pad: [0; 3],
+            },
+            fragment: false,
+            df: false,
+            syn: false,
+            icmp_too_big: false,
+        }
+    }
+}
+
+/// Parse a frame into `pkt`. Never fails: a frame we cannot read is
+/// `Malformed`, one that is not IP is `NonIp`.
+///
+/// A BPF subprogram of its own (see `bounds` for why that needs volatile
+/// loads): its temporaries then share stack with the forwarding calls
+/// instead of adding to the main frame; the verifier allows 512 bytes per
+/// call chain, and everything inlined exceeded that.
+#[inline(never)]
+pub fn parse(ctx: &XdpContext, pkt: &mut Packet) {
+    if try_parse(ctx, pkt).is_err() {
+        pkt.class = ProtoClass::Malformed;
     }
 }
 
 #[inline(always)]
-fn try_classify(ctx: &XdpContext) -> Result<ProtoClass, Truncated> {
+fn try_parse(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Truncated> {
     let eth: *const EthHdr = ptr_at(ctx, 0)?;
     // SAFETY: ptr_at checked the whole header is inside the frame.
     let mut ether_type = u16::from_be_bytes(unsafe { (*eth).ether_type_be });
-    let mut l3_off = size_of::<EthHdr>();
+    pkt.l3_off = size_of::<EthHdr>();
     if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
-        let vlan: *const VlanHdr = ptr_at(ctx, l3_off)?;
+        let vlan: *const VlanHdr = ptr_at(ctx, pkt.l3_off)?;
         // SAFETY: checked by ptr_at.
         ether_type = u16::from_be_bytes(unsafe { (*vlan).ether_type_be });
-        l3_off += size_of::<VlanHdr>();
+        pkt.l3_off += size_of::<VlanHdr>();
     }
     match ether_type {
-        ETH_P_IP => classify_ipv4(ctx, l3_off),
-        ETH_P_IPV6 => classify_ipv6(ctx, l3_off),
-        _ => Ok(ProtoClass::NonIp),
+        ETH_P_IP => parse_ipv4(ctx, pkt),
+        ETH_P_IPV6 => {
+            pkt.v6 = true;
+            parse_ipv6(ctx, pkt)
+        }
+        _ => {
+            pkt.class = ProtoClass::NonIp;
+            Ok(())
+        }
     }
 }
 
 #[inline(always)]
-fn classify_ipv4(ctx: &XdpContext, l3_off: usize) -> Result<ProtoClass, Truncated> {
+fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Truncated> {
+    let l3_off = pkt.l3_off;
     let ip: *const Ipv4Hdr = ptr_at(ctx, l3_off)?;
     // SAFETY: checked by ptr_at.
-    let (version_ihl, total_len, frag_off, protocol) = unsafe {
+    let (version_ihl, total_len, frag_off, protocol, src, dst) = unsafe {
         (
             (*ip).version_ihl,
             u16::from_be_bytes((*ip).total_len_be),
             u16::from_be_bytes((*ip).frag_off_be),
             (*ip).protocol,
+            (*ip).src,
+            (*ip).dst,
         )
     };
     // The mask bounds the header length to 0..=60 for the verifier.
@@ -165,65 +264,147 @@ fn classify_ipv4(ctx: &XdpContext, l3_off: usize) -> Result<ProtoClass, Truncate
     let l4_off = l3_off + header_len;
     // Options (IHL > 5) must be present in full even though we skip them.
     ptr_at::<u8>(ctx, l4_off - 1)?;
+    pkt.flow.src = v4_mapped(src);
+    pkt.flow.dst = v4_mapped(dst);
+    pkt.flow.proto = protocol;
+    pkt.df = frag_off & IPV4_DF != 0;
+    pkt.fragment = frag_off & (IPV4_OFFSET_MASK | IPV4_MF) != 0;
+    pkt.class = match protocol {
+        IPPROTO_TCP => ProtoClass::Ipv4Tcp,
+        IPPROTO_UDP => ProtoClass::Ipv4Udp,
+        _ => ProtoClass::Ipv4Other,
+    };
     if frag_off & IPV4_OFFSET_MASK != 0 {
         // Non-first fragment: no L4 header to look at.
-        return Ok(ProtoClass::Ipv4Other);
+        pkt.class = ProtoClass::Ipv4Other;
+        return Ok(());
     }
-    // A first fragment (MF set, offset 0) carries the L4 header: classify it.
-    classify_l4(
-        ctx,
-        l4_off,
-        protocol,
-        ProtoClass::Ipv4Tcp,
-        ProtoClass::Ipv4Udp,
-        ProtoClass::Ipv4Other,
-    )
+    // A first fragment (MF set, offset 0) carries the L4 header: parse it.
+    if protocol == IPPROTO_ICMP {
+        parse_icmp_too_big(ctx, pkt, l4_off, 3, 4);
+        return Ok(());
+    }
+    parse_l4(ctx, pkt, l4_off)
 }
 
 #[inline(always)]
-fn classify_ipv6(ctx: &XdpContext, l3_off: usize) -> Result<ProtoClass, Truncated> {
-    let ip: *const Ipv6Hdr = ptr_at(ctx, l3_off)?;
+fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Truncated> {
+    let ip: *const Ipv6Hdr = ptr_at(ctx, pkt.l3_off)?;
     // SAFETY: checked by ptr_at.
-    let (version, next_header) = unsafe { ((*ip).version_tc_flow[0] >> 4, (*ip).next_header) };
+    let (version, next_header, src, dst) = unsafe {
+        (
+            (*ip).version_tc_flow[0] >> 4,
+            (*ip).next_header,
+            (*ip).src,
+            (*ip).dst,
+        )
+    };
     if version != 6 {
         return Err(Truncated);
     }
-    let l4_off = l3_off + size_of::<Ipv6Hdr>();
-    classify_l4(
-        ctx,
-        l4_off,
-        next_header,
-        ProtoClass::Ipv6Tcp,
-        ProtoClass::Ipv6Udp,
-        ProtoClass::Ipv6Other,
-    )
+    let l4_off = pkt.l3_off + size_of::<Ipv6Hdr>();
+    pkt.flow.src = src;
+    pkt.flow.dst = dst;
+    pkt.flow.proto = next_header;
+    pkt.df = true;
+    pkt.fragment = next_header == IPPROTO_FRAGMENT;
+    pkt.class = match next_header {
+        IPPROTO_TCP => ProtoClass::Ipv6Tcp,
+        IPPROTO_UDP => ProtoClass::Ipv6Udp,
+        _ => ProtoClass::Ipv6Other,
+    };
+    if next_header == IPPROTO_ICMPV6 {
+        parse_icmp_too_big(ctx, pkt, l4_off, 2, 0);
+        return Ok(());
+    }
+    parse_l4(ctx, pkt, l4_off)
 }
 
+/// Ports (and TCP flags) of a TCP or UDP header at `l4_off`.
 #[inline(always)]
-fn classify_l4(
-    ctx: &XdpContext,
-    l4_off: usize,
-    protocol: u8,
-    tcp: ProtoClass,
-    udp: ProtoClass,
-    other: ProtoClass,
-) -> Result<ProtoClass, Truncated> {
-    match protocol {
+fn parse_l4(ctx: &XdpContext, pkt: &mut Packet, l4_off: usize) -> Result<(), Truncated> {
+    match pkt.flow.proto {
         IPPROTO_TCP => {
             let th: *const TcpHdr = ptr_at(ctx, l4_off)?;
             // SAFETY: checked by ptr_at.
-            let doff = usize::from(unsafe { (*th).doff_flags[0] } >> 4) * 4;
+            let (sport, dport, doff_flags) =
+                unsafe { ((*th).src_port_be, (*th).dst_port_be, (*th).doff_flags) };
+            let doff = usize::from(doff_flags[0] >> 4) * 4;
             if doff < size_of::<TcpHdr>() {
                 return Err(Truncated);
             }
             // TCP options must be present in full.
             ptr_at::<u8>(ctx, l4_off + doff - 1)?;
-            Ok(tcp)
+            pkt.flow.src_port_be = u16::from_ne_bytes(sport);
+            pkt.flow.dst_port_be = u16::from_ne_bytes(dport);
+            pkt.syn = doff_flags[1] & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
         }
         IPPROTO_UDP => {
-            ptr_at::<UdpHdr>(ctx, l4_off)?;
-            Ok(udp)
+            let uh: *const UdpHdr = ptr_at(ctx, l4_off)?;
+            // SAFETY: checked by ptr_at.
+            let (sport, dport) = unsafe { ((*uh).src_port_be, (*uh).dst_port_be) };
+            pkt.flow.src_port_be = u16::from_ne_bytes(sport);
+            pkt.flow.dst_port_be = u16::from_ne_bytes(dport);
         }
-        _ => Ok(other),
+        _ => {}
     }
+    Ok(())
+}
+
+/// If the ICMP(v6) message at `l4_off` is of type `kind` / code `code`
+/// (fragmentation needed / packet too big) and embeds a TCP or UDP header,
+/// make `pkt.flow` the embedded flow reversed. Otherwise leave `pkt` alone:
+/// a plain ICMP message.
+#[inline(always)]
+fn parse_icmp_too_big(ctx: &XdpContext, pkt: &mut Packet, l4_off: usize, kind: u8, code: u8) {
+    let Ok(icmp) = ptr_at::<IcmpHdr>(ctx, l4_off) else {
+        return;
+    };
+    // SAFETY: checked by ptr_at.
+    if unsafe { (*icmp).kind != kind || (*icmp).code != code } {
+        return;
+    }
+    let inner_off = l4_off + size_of::<IcmpHdr>();
+    let (src, dst, proto, ports_off) = if pkt.v6 {
+        let Ok(ip) = ptr_at::<Ipv6Hdr>(ctx, inner_off) else {
+            return;
+        };
+        // SAFETY: checked by ptr_at.
+        unsafe {
+            (
+                (*ip).src,
+                (*ip).dst,
+                (*ip).next_header,
+                inner_off + size_of::<Ipv6Hdr>(),
+            )
+        }
+    } else {
+        let Ok(ip) = ptr_at::<Ipv4Hdr>(ctx, inner_off) else {
+            return;
+        };
+        // SAFETY: checked by ptr_at.
+        let (vihl, src, dst, proto) =
+            unsafe { ((*ip).version_ihl, (*ip).src, (*ip).dst, (*ip).protocol) };
+        let ihl = usize::from(vihl & 0x0F) * 4;
+        if ihl < size_of::<Ipv4Hdr>() {
+            return;
+        }
+        (v4_mapped(src), v4_mapped(dst), proto, inner_off + ihl)
+    };
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return;
+    }
+    // TCP and UDP both start with source port, destination port.
+    let Ok(ports) = ptr_at::<[[u8; 2]; 2]>(ctx, ports_off) else {
+        return;
+    };
+    // SAFETY: checked by ptr_at.
+    let ports = unsafe { *ports };
+    // The embedded packet went VIP -> client; the flow is client -> VIP.
+    pkt.flow.src = dst;
+    pkt.flow.dst = src;
+    pkt.flow.proto = proto;
+    pkt.flow.src_port_be = u16::from_ne_bytes(ports[1]);
+    pkt.flow.dst_port_be = u16::from_ne_bytes(ports[0]);
+    pkt.icmp_too_big = true;
 }

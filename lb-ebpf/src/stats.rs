@@ -1,13 +1,13 @@
-//! Per-CPU counters: one increment per packet, no locks, no logs.
+//! Per-CPU counters: a few increments per packet, no locks, no logs.
 
 use aya_ebpf::bindings::xdp_action;
-use lb_common::stats::ProtoClass;
+use lb_common::stats::{ProtoClass, exit};
 
-use crate::maps::STATS_PROTO;
+use crate::maps::{STATS_BACKEND, STATS_EXIT, STATS_PROTO, STATS_VIP};
 
 /// Count one packet of `class` that leaves with `action`.
 #[inline(always)]
-pub fn count(class: ProtoClass, action: u32) {
+pub fn count_proto(class: ProtoClass, action: u32) {
     let Some(counters) = STATS_PROTO.get_ptr_mut(class as u32) else {
         return;
     };
@@ -22,4 +22,37 @@ pub fn count(class: ProtoClass, action: u32) {
         _ => &mut counters.redirect,
     };
     *field += 1;
+}
+
+/// Count one packet leaving for `reason` (an index from `lb_common::stats::exit`).
+#[inline(always)]
+pub fn count_exit(reason: usize) {
+    if reason >= exit::COUNT {
+        return;
+    }
+    if let Some(counters) = STATS_EXIT.get_ptr_mut(0) {
+        // SAFETY: ExitCounters is repr(C) with exit::COUNT u64 fields and
+        // reason < exit::COUNT; per-CPU slot, only this CPU writes it.
+        unsafe { *counters.cast::<u64>().add(reason) += 1 };
+    }
+}
+
+/// Count a forwarded packet against its VIP and backend.
+#[inline(always)]
+pub fn count_traffic(vip_id: u32, backend: u32, bytes: u64, new_flow: bool) {
+    let new = u64::from(new_flow);
+    if let Some(c) = STATS_VIP.get_ptr_mut(vip_id) {
+        // SAFETY: per-CPU slot from a successful lookup.
+        let c = unsafe { &mut *c };
+        c.packets += 1;
+        c.bytes += bytes;
+        c.new_flows += new;
+    }
+    if let Some(c) = STATS_BACKEND.get_ptr_mut(backend) {
+        // SAFETY: per-CPU slot from a successful lookup.
+        let c = unsafe { &mut *c };
+        c.packets += 1;
+        c.bytes += bytes;
+        c.new_flows += new;
+    }
 }

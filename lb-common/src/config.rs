@@ -1,0 +1,30 @@
+//! Global settings: map `config` (array with one [`Config`]).
+
+/// Name of the config map.
+pub const CONFIG_MAP: &str = "config";
+/// Default largest IP packet (outer header included) the program sends
+/// after encapsulation.
+pub const DEFAULT_MTU: u16 = 1500;
+
+/// Data-plane settings user space writes once at start and on reload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Config {
+    /// Outer IPv6 source for `ipip`: the low 32 bits are replaced by the
+    /// flow hash masked with `ipip_src_v6_mask_be`.
+    pub ipip_src_v6: [u8; 16],
+    /// Outer IPv4 source base for `ipip` (network order).
+    pub ipip_src_v4_be: u32,
+    /// Host bits of the outer IPv4 source taken from the flow hash, so a
+    /// backend's RSS spreads flows across queues (network order mask).
+    pub ipip_src_v4_mask_be: u32,
+    /// Low-32-bit mask for the IPv6 outer source (network order).
+    pub ipip_src_v6_mask_be: u32,
+    /// Largest IP packet after encapsulation; bigger ones get ICMP
+    /// "fragmentation needed" / "packet too big" back.
+    pub mtu: u16,
+    /// Explicit padding, always 0.
+    pub pad: u16,
+}
+
+crate::pod!(Config);
