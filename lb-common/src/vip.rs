@@ -17,6 +17,12 @@ pub const MAX_VIPS: u32 = 1024;
 pub const DEFAULT_RING_SIZE: u32 = 65537;
 /// `BPF_F_INNER_MAP`: inner tables may differ in `max_entries` (ring size).
 pub const BPF_F_INNER_MAP: u32 = 1 << 12;
+/// `BPF_F_MMAPABLE`: user space writes a whole table with one copy into
+/// the array's memory instead of one syscall per slot.
+pub const BPF_F_MMAPABLE: u32 = 1 << 10;
+/// Flags of every inner Maglev table (the kernel requires inner maps to
+/// match the template's flags).
+pub const TABLE_FLAGS: u32 = BPF_F_INNER_MAP | BPF_F_MMAPABLE;
 
 /// Key of the VIP map. A VIP with `port_be == 0` matches every port.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -11,7 +11,7 @@ use lb_common::{
     config::Config,
     flow::{DEFAULT_FLOW_ENTRIES, FlowKey, FlowState},
     stats::{ExitCounters, ProtoClass, TrafficCounters, VerdictCounters},
-    vip::{BPF_F_INNER_MAP, DEFAULT_RING_SIZE, MAX_VIPS, VipKey, VipMeta},
+    vip::{DEFAULT_RING_SIZE, MAX_VIPS, TABLE_FLAGS, VipKey, VipMeta},
 };
 
 /// `BPF_F_NO_COMMON_LRU`: per-CPU LRU lists, no global lock on insert.
@@ -44,10 +44,11 @@ pub static VIPS: HashMap<VipKey, VipMeta, { MAX_VIPS as usize }> = HashMap::new(
 pub static BACKENDS: Array<Backend, { MAX_BACKENDS as usize }> = Array::new();
 
 /// Two Maglev tables per VIP (double buffer); inner size is the VIP's ring
-/// size, which may differ per VIP (`BPF_F_INNER_MAP`).
+/// size, which may differ per VIP (`BPF_F_INNER_MAP`); mmap-able so user
+/// space writes a table with one copy.
 #[btf_map(name = "maglev_tables")]
 pub static MAGLEV_TABLES: ArrayOfMaps<
-    Array<u32, { DEFAULT_RING_SIZE as usize }, { BPF_F_INNER_MAP as usize }>,
+    Array<u32, { DEFAULT_RING_SIZE as usize }, { TABLE_FLAGS as usize }>,
     { 2 * MAX_VIPS as usize },
 > = ArrayOfMaps::new();
 

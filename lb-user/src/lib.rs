@@ -1,6 +1,8 @@
 //! lb user space: the library behind `lbd` (the daemon) and `lbctl` (its client).
 //!
 //! Components:
+//! - [`balancer`]: services and backends written into the data-plane maps
+//!   (VIP ids, backend slots, Maglev tables, the double-buffer flip);
 //! - [`loader`]: load the XDP program, attach it to an interface, pin its maps
 //!   under bpffs, and undo all of it on shutdown;
 //! - [`preflight`]: the checks that turn kernel errnos into refusals an
@@ -11,6 +13,7 @@
 //! - [`netns`]: network-namespace topologies for kernel tests and the lab;
 //! - [`testpkt`]: frames for `BPF_PROG_TEST_RUN` fixtures and benchmarks.
 
+pub mod balancer;
 pub mod loader;
 pub mod maglev;
 pub mod netns;

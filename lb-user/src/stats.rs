@@ -4,7 +4,10 @@
 use std::{borrow::Borrow, path::Path};
 
 use aya::maps::{Map, MapData, MapError, PerCpuArray};
-use lb_common::stats::{ProtoClass, STATS_PROTO_MAP, VerdictCounters};
+use lb_common::stats::{
+    ExitCounters, ProtoClass, STATS_BACKEND_MAP, STATS_EXIT_MAP, STATS_PROTO_MAP, STATS_VIP_MAP,
+    TrafficCounters, VerdictCounters, exit,
+};
 
 /// Counters per protocol class, summed over CPUs, in [`ProtoClass::ALL`] order.
 pub type ProtoStats = [VerdictCounters; ProtoClass::COUNT as usize];
@@ -100,4 +103,94 @@ pub fn format_proto_stats(stats: &ProtoStats) -> String {
         ));
     }
     out
+}
+
+/// Names of the [`ExitCounters`] fields, in field order (what `bpftool`
+/// shows and what `lbctl stats` prints).
+pub const EXIT_NAMES: [&str; exit::COUNT] = [
+    "pass_not_ip",
+    "pass_malformed",
+    "pass_not_vip",
+    "pass_no_backend",
+    "drop_malformed",
+    "drop_fragment",
+    "drop_no_backend",
+    "drop_too_big",
+    "tx_dsr",
+    "tx_ipip",
+    "tx_icmp_too_big",
+    "aborted",
+];
+
+/// The fields of `c` in order, matching [`EXIT_NAMES`].
+#[must_use]
+pub const fn exit_fields(c: &ExitCounters) -> [u64; exit::COUNT] {
+    [
+        c.pass_not_ip,
+        c.pass_malformed,
+        c.pass_not_vip,
+        c.pass_no_backend,
+        c.drop_malformed,
+        c.drop_fragment,
+        c.drop_no_backend,
+        c.drop_too_big,
+        c.tx_dsr,
+        c.tx_ipip,
+        c.tx_icmp_too_big,
+        c.aborted,
+    ]
+}
+
+fn per_cpu_sum<V: aya::Pod + Copy + Default>(
+    ebpf: &aya::Ebpf,
+    name: &'static str,
+    index: u32,
+    add: impl Fn(V, V) -> V,
+) -> Result<V, StatsError> {
+    let map = ebpf.map(name).ok_or(StatsError::NoMap(name))?;
+    let map_err = |source| StatsError::Map { map: name, source };
+    let map = PerCpuArray::<_, V>::try_from(map).map_err(map_err)?;
+    let values = map.get(&index, 0).map_err(map_err)?;
+    Ok(values.iter().fold(V::default(), |acc, v| add(acc, *v)))
+}
+
+/// Exit-reason counters summed over CPUs.
+///
+/// # Errors
+/// [`StatsError`].
+pub fn exit_stats_of(ebpf: &aya::Ebpf) -> Result<ExitCounters, StatsError> {
+    per_cpu_sum(ebpf, STATS_EXIT_MAP, 0, |a: ExitCounters, b| {
+        let (a, b) = (exit_fields(&a), exit_fields(&b));
+        let s: [u64; exit::COUNT] = std::array::from_fn(|i| a[i] + b[i]);
+        ExitCounters {
+            pass_not_ip: s[0],
+            pass_malformed: s[1],
+            pass_not_vip: s[2],
+            pass_no_backend: s[3],
+            drop_malformed: s[4],
+            drop_fragment: s[5],
+            drop_no_backend: s[6],
+            drop_too_big: s[7],
+            tx_dsr: s[8],
+            tx_ipip: s[9],
+            tx_icmp_too_big: s[10],
+            aborted: s[11],
+        }
+    })
+}
+
+/// Traffic of VIP `id`, summed over CPUs.
+///
+/// # Errors
+/// [`StatsError`].
+pub fn vip_stats_of(ebpf: &aya::Ebpf, id: u32) -> Result<TrafficCounters, StatsError> {
+    per_cpu_sum(ebpf, STATS_VIP_MAP, id, TrafficCounters::add)
+}
+
+/// Traffic to backend slot `index`, summed over CPUs.
+///
+/// # Errors
+/// [`StatsError`].
+pub fn backend_stats_of(ebpf: &aya::Ebpf, index: u32) -> Result<TrafficCounters, StatsError> {
+    per_cpu_sum(ebpf, STATS_BACKEND_MAP, index, TrafficCounters::add)
 }

@@ -1,0 +1,901 @@
+//! Services and backends, as the controller sees them, written into the
+//! data-plane maps.
+//!
+//! [`Balancer`] owns the policy: VIP ids, backend slots (shared by address
+//! across services, reference-counted), Maglev tables with weights, and the
+//! double-buffer flip. Map writes go through the [`Maps`] trait: [`EbpfMaps`]
+//! is the real one, unit tests use a fake (aya's `sys/fake.rs` idea).
+//!
+//! Ordering rules that keep the kernel consistent at every instant:
+//! - a backend slot is written (and marked active) before any table points
+//!   at it, and deactivated only after no live table does;
+//! - a table is written completely into the VIP's inactive copy, then the
+//!   VIP record flips `active_table` in one map update;
+//! - a drained backend (weight 0) keeps its slot, so its established flows
+//!   continue, but gets no table entries, so no new flows.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    net::IpAddr,
+    os::fd::{AsFd as _, AsRawFd as _},
+};
+
+use aya::maps::{Array, ArrayOfMaps, HashMap as BpfHashMap, IterableMap as _, MapData, MapError};
+use lb_common::{
+    backend::{Backend, MAX_BACKENDS, backend_flags},
+    config::Config,
+    v4_mapped,
+    vip::{MAX_VIPS, TABLE_FLAGS, VipKey, VipMeta, mode, vip_flags},
+};
+
+use crate::maglev;
+
+/// Transport protocol of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// IP protocol number.
+    #[must_use]
+    pub const fn number(self) -> u8 {
+        match self {
+            Self::Tcp => 6,
+            Self::Udp => 17,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        })
+    }
+}
+
+/// How packets reach the backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// L2 direct routing: backends on the segment, holding the VIP on `lo`.
+    Dsr,
+    /// IP-in-IP to the backend (which decapsulates).
+    Ipip,
+}
+
+/// What a VIP does with a new flow when no backend can take it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NoBackend {
+    /// Drop it (the client retries or times out).
+    #[default]
+    Drop,
+    /// Hand it to the local stack (e.g. a local fallback server).
+    Pass,
+}
+
+/// A virtual service: VIP, port (0 = all ports), protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    /// Virtual IP.
+    pub vip: IpAddr,
+    /// Port; 0 matches every port.
+    pub port: u16,
+    /// Protocol.
+    pub proto: Protocol,
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.vip {
+            IpAddr::V4(a) => write!(f, "{a}:{}/{}", self.port, self.proto),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}/{}", self.port, self.proto),
+        }
+    }
+}
+
+impl ServiceKey {
+    fn map_key(&self) -> VipKey {
+        VipKey {
+            addr: addr16(self.vip),
+            port_be: self.port.to_be(),
+            proto: self.proto.number(),
+            pad: 0,
+        }
+    }
+}
+
+/// How a service forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Forwarding mode.
+    pub mode: Mode,
+    /// Maglev table size (prime).
+    pub ring_size: u32,
+    /// New flows when no backend can take them.
+    pub on_no_backend: NoBackend,
+}
+
+/// A backend of a service, with the MAC to send to already resolved (the
+/// backend's for `dsr`, the next hop's for `ipip`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// Address.
+    pub addr: IpAddr,
+    /// Relative share of new flows; 0 = drain.
+    pub weight: u32,
+    /// Destination MAC.
+    pub mac: [u8; 6],
+}
+
+/// Why a change was refused. Nothing was written when this is returned,
+/// except where a variant says so.
+#[derive(Debug, thiserror::Error)]
+pub enum BalancerError {
+    /// A map operation failed.
+    #[error("{op} failed")]
+    Map {
+        /// What we were doing.
+        op: String,
+        /// Why.
+        #[source]
+        source: MapError,
+    },
+    /// Mapping the table memory failed.
+    #[error("mapping Maglev table memory failed")]
+    Mmap(#[source] std::io::Error),
+    /// The Maglev table could not be built.
+    #[error("Maglev table for {service}")]
+    Maglev {
+        /// The service.
+        service: ServiceKey,
+        /// Why.
+        #[source]
+        source: maglev::Error,
+    },
+    /// No such service.
+    #[error("no service {0}")]
+    NoService(ServiceKey),
+    /// All VIP ids are taken.
+    #[error("too many services (the maps hold {MAX_VIPS})")]
+    TooManyServices,
+    /// All backend slots are taken.
+    #[error("too many distinct backends (the maps hold {MAX_BACKENDS})")]
+    TooManyBackends,
+    /// A backend's address family does not suit the mode.
+    #[error("{service}: backend {backend} must be {want} for ipip (IPv4-in-IPv4 or IPv6-in-IPv6)")]
+    FamilyMismatch {
+        /// The service.
+        service: ServiceKey,
+        /// The backend.
+        backend: IpAddr,
+        /// "IPv4" or "IPv6".
+        want: &'static str,
+    },
+    /// The same backend address twice in one list.
+    #[error("{service}: backend {backend} listed twice")]
+    DuplicateBackend {
+        /// The service.
+        service: ServiceKey,
+        /// The backend.
+        backend: IpAddr,
+    },
+}
+
+/// The map writes the balancer needs. Implemented by [`EbpfMaps`]; fakes
+/// in tests record them.
+pub trait Maps {
+    /// Insert or replace a VIP record.
+    ///
+    /// # Errors
+    /// On map failure.
+    fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), BalancerError>;
+    /// Remove a VIP record.
+    ///
+    /// # Errors
+    /// On map failure.
+    fn remove_vip(&mut self, key: &VipKey) -> Result<(), BalancerError>;
+    /// Write a whole Maglev table into outer slot `slot` (creating the inner
+    /// array, or replacing it when its size differs).
+    ///
+    /// # Errors
+    /// On map failure.
+    fn write_table(&mut self, slot: u32, entries: &[u32]) -> Result<(), BalancerError>;
+    /// Write backend slot `index`.
+    ///
+    /// # Errors
+    /// On map failure.
+    fn set_backend(&mut self, index: u32, backend: &Backend) -> Result<(), BalancerError>;
+    /// Write the global settings.
+    ///
+    /// # Errors
+    /// On map failure.
+    fn set_config(&mut self, config: &Config) -> Result<(), BalancerError>;
+}
+
+struct Service {
+    id: u32,
+    spec: ServiceSpec,
+    active_table: u8,
+    flags: u8,
+    /// Backends with their slot index, in the order given.
+    backends: Vec<(BackendSpec, u32)>,
+}
+
+struct Slot {
+    index: u32,
+    refs: u32,
+    written: Backend,
+}
+
+/// The controller's view of the data plane; see the module doc.
+pub struct Balancer<M> {
+    maps: M,
+    services: BTreeMap<ServiceKey, Service>,
+    slots: HashMap<IpAddr, Slot>,
+    /// Freed slot indices, reused oldest first so a freed slot's stale
+    /// flows have long been re-balanced before it is reused.
+    free_slots: std::collections::VecDeque<u32>,
+    next_slot: u32,
+    free_ids: Vec<u32>,
+    next_id: u32,
+}
+
+fn addr16(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(a) => v4_mapped(a.octets()),
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+impl<M: Maps> Balancer<M> {
+    /// A balancer with no services over `maps`.
+    pub fn new(maps: M) -> Self {
+        Self {
+            maps,
+            services: BTreeMap::new(),
+            slots: HashMap::new(),
+            free_slots: std::collections::VecDeque::new(),
+            next_slot: 0,
+            free_ids: Vec::new(),
+            next_id: 0,
+        }
+    }
+
+    /// The map writer (tests inspect their fake through this).
+    pub const fn maps(&self) -> &M {
+        &self.maps
+    }
+
+    /// Write the global settings.
+    ///
+    /// # Errors
+    /// On map failure.
+    pub fn set_config(&mut self, config: &Config) -> Result<(), BalancerError> {
+        self.maps.set_config(config)
+    }
+
+    /// Services, in key order.
+    pub fn services(&self) -> impl Iterator<Item = (&ServiceKey, &ServiceSpec, u32)> {
+        self.services.iter().map(|(k, s)| (k, &s.spec, s.id))
+    }
+
+    /// A service's backends with their slot indices.
+    #[must_use]
+    pub fn backends(&self, key: &ServiceKey) -> Option<&[(BackendSpec, u32)]> {
+        self.services.get(key).map(|s| s.backends.as_slice())
+    }
+
+    /// Create a service, or change how an existing one forwards. A new
+    /// service starts with no backends (new flows get `on_no_backend`)
+    /// until [`Balancer::set_backends`].
+    ///
+    /// # Errors
+    /// [`BalancerError`]; a new service is not created on error.
+    pub fn upsert_service(
+        &mut self,
+        key: ServiceKey,
+        spec: ServiceSpec,
+    ) -> Result<(), BalancerError> {
+        if let Some(service) = self.services.get(&key) {
+            let backends: Vec<BackendSpec> = service.backends.iter().map(|(b, _)| *b).collect();
+            let old = service.spec;
+            self.services.get_mut(&key).expect("present").spec = spec;
+            if old != spec {
+                // Ring size or mode changed: rebuild into the inactive copy.
+                if let Err(e) = self.set_backends(&key, &backends) {
+                    self.services.get_mut(&key).expect("present").spec = old;
+                    return Err(e);
+                }
+            }
+            return Ok(());
+        }
+        let id = match self.free_ids.pop() {
+            Some(id) => id,
+            None if self.next_id < MAX_VIPS => {
+                self.next_id += 1;
+                self.next_id - 1
+            }
+            None => return Err(BalancerError::TooManyServices),
+        };
+        let service = Service {
+            id,
+            spec,
+            active_table: 0,
+            flags: vip_flags::NO_BACKEND | no_backend_flag(spec.on_no_backend),
+            backends: Vec::new(),
+        };
+        if let Err(e) = self.maps.set_vip(&key.map_key(), &meta(&service)) {
+            self.free_ids.push(id);
+            return Err(e);
+        }
+        self.services.insert(key, service);
+        Ok(())
+    }
+
+    /// Remove a service: the kernel stops matching its VIP at once (its
+    /// packets then pass to the local stack); backends only it used are
+    /// released.
+    ///
+    /// # Errors
+    /// [`BalancerError::NoService`], or a map failure.
+    pub fn remove_service(&mut self, key: &ServiceKey) -> Result<(), BalancerError> {
+        if !self.services.contains_key(key) {
+            return Err(BalancerError::NoService(*key));
+        }
+        self.maps.remove_vip(&key.map_key())?;
+        let service = self.services.remove(key).expect("checked above");
+        self.release(service.backends.iter().map(|(_, i)| *i))?;
+        self.free_ids.push(service.id);
+        Ok(())
+    }
+
+    /// Replace a service's backends (weights included) and rewrite its
+    /// table. Established flows keep their backends as long as those stay
+    /// in some pool; new flows follow the new table.
+    ///
+    /// # Errors
+    /// [`BalancerError`]; on error the old table stays live.
+    pub fn set_backends(
+        &mut self,
+        key: &ServiceKey,
+        backends: &[BackendSpec],
+    ) -> Result<(), BalancerError> {
+        let service = self
+            .services
+            .get(key)
+            .ok_or(BalancerError::NoService(*key))?;
+        let spec = service.spec;
+        for (i, b) in backends.iter().enumerate() {
+            if backends[..i].iter().any(|o| o.addr == b.addr) {
+                return Err(BalancerError::DuplicateBackend {
+                    service: *key,
+                    backend: b.addr,
+                });
+            }
+            if spec.mode == Mode::Ipip && b.addr.is_ipv4() != key.vip.is_ipv4() {
+                return Err(BalancerError::FamilyMismatch {
+                    service: *key,
+                    backend: b.addr,
+                    want: if key.vip.is_ipv4() { "IPv4" } else { "IPv6" },
+                });
+            }
+        }
+        let maglev_backends: Vec<maglev::Backend> = backends
+            .iter()
+            .map(|b| maglev::Backend::new(maglev::addr_key((b.addr, 0).into()), b.weight))
+            .collect();
+        let table = match maglev::Table::build(&maglev_backends, spec.ring_size) {
+            Ok(t) => Some(t),
+            Err(maglev::Error::NoBackends { .. }) => None,
+            Err(source) => {
+                return Err(BalancerError::Maglev {
+                    service: *key,
+                    source,
+                });
+            }
+        };
+
+        // 1. Backend slots exist and are active before a table names them.
+        let mut acquired = Vec::with_capacity(backends.len());
+        for b in backends {
+            match self.acquire(b) {
+                Ok(index) => acquired.push(index),
+                Err(e) => {
+                    self.release(acquired)?;
+                    return Err(e);
+                }
+            }
+        }
+        // 2. The inactive copy, completely; 3. flip.
+        let service = self.services.get(key).expect("checked above");
+        let mut next = Service {
+            id: service.id,
+            spec,
+            active_table: service.active_table,
+            flags: no_backend_flag(spec.on_no_backend),
+            backends: backends
+                .iter()
+                .copied()
+                .zip(acquired.iter().copied())
+                .collect(),
+        };
+        let written = match &table {
+            Some(table) => {
+                let entries: Vec<u32> = table
+                    .entries()
+                    .iter()
+                    .map(|&i| acquired[i as usize])
+                    .collect();
+                let inactive = next.active_table ^ 1;
+                self.maps
+                    .write_table(VipMeta::table_slot(next.id, inactive), &entries)
+                    .map(|()| next.active_table = inactive)
+            }
+            None => {
+                next.flags |= vip_flags::NO_BACKEND;
+                Ok(())
+            }
+        }
+        .and_then(|()| self.maps.set_vip(&key.map_key(), &meta(&next)));
+        if let Err(e) = written {
+            self.release(acquired)?;
+            return Err(e);
+        }
+        // 4. Slots no pool uses any more are released last.
+        let old = std::mem::replace(self.services.get_mut(key).expect("checked above"), next);
+        self.release(old.backends.iter().map(|(_, i)| *i))?;
+        Ok(())
+    }
+
+    /// Take a reference on the slot for `b` (creating it), and make sure
+    /// the slot holds `b`'s current MAC.
+    fn acquire(&mut self, b: &BackendSpec) -> Result<u32, BalancerError> {
+        let value = Backend {
+            addr: addr16(b.addr),
+            mac: b.mac,
+            family: if b.addr.is_ipv4() { 4 } else { 6 },
+            flags: backend_flags::ACTIVE,
+        };
+        if let Some(slot) = self.slots.get_mut(&b.addr) {
+            if slot.written != value {
+                self.maps.set_backend(slot.index, &value)?;
+                slot.written = value;
+            }
+            slot.refs += 1;
+            return Ok(slot.index);
+        }
+        let index = match self.free_slots.pop_front() {
+            Some(i) => i,
+            None if self.next_slot < MAX_BACKENDS => {
+                self.next_slot += 1;
+                self.next_slot - 1
+            }
+            None => return Err(BalancerError::TooManyBackends),
+        };
+        if let Err(e) = self.maps.set_backend(index, &value) {
+            self.free_slots.push_front(index);
+            return Err(e);
+        }
+        self.slots.insert(
+            b.addr,
+            Slot {
+                index,
+                refs: 1,
+                written: value,
+            },
+        );
+        Ok(index)
+    }
+
+    /// Drop one reference per index; slots left without any are deactivated.
+    fn release(&mut self, indices: impl IntoIterator<Item = u32>) -> Result<(), BalancerError> {
+        for index in indices {
+            let Some((&addr, slot)) = self.slots.iter_mut().find(|(_, s)| s.index == index) else {
+                continue;
+            };
+            slot.refs -= 1;
+            if slot.refs == 0 {
+                self.maps.set_backend(index, &Backend::default())?;
+                self.slots.remove(&addr);
+                self.free_slots.push_back(index);
+            }
+        }
+        Ok(())
+    }
+}
+
+const fn no_backend_flag(policy: NoBackend) -> u8 {
+    match policy {
+        NoBackend::Drop => 0,
+        NoBackend::Pass => vip_flags::PASS_NO_BACKEND,
+    }
+}
+
+fn meta(service: &Service) -> VipMeta {
+    VipMeta {
+        id: service.id,
+        ring_size: service.spec.ring_size,
+        mode: match service.spec.mode {
+            Mode::Dsr => mode::DSR,
+            Mode::Ipip => mode::IPIP,
+        },
+        flags: service.flags,
+        active_table: service.active_table,
+        pad: 0,
+    }
+}
+
+/// The real [`Maps`]: handles taken from the loaded object.
+pub struct EbpfMaps {
+    vips: BpfHashMap<MapData, VipKey, VipMeta>,
+    backends: Array<MapData, Backend>,
+    tables: ArrayOfMaps<MapData, Array<MapData, u32>>,
+    config: Array<MapData, Config>,
+    /// Inner tables we created, by outer slot, with their memory mapping.
+    inner: HashMap<u32, InnerTable>,
+}
+
+/// An inner Maglev table and its memory mapping. The kernel lays array
+/// elements out `round_up(value_size, 8)` bytes apart, so each `u32` entry
+/// occupies the low half (little-endian) of a `u64` slot in the mapping.
+struct InnerTable {
+    _map: Array<MapData, u32>,
+    mem: *mut u64,
+    len: usize,
+    mapped_bytes: usize,
+}
+
+// The table writer stores each u32 in the low half of a u64 element.
+const _: () = assert!(
+    cfg!(target_endian = "little"),
+    "lb supports little-endian hosts (bpfel)"
+);
+
+// SAFETY: the mapping is owned by this struct and only touched through
+// &mut self.
+unsafe impl Send for InnerTable {}
+
+impl Drop for InnerTable {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what we mapped.
+        unsafe { libc::munmap(self.mem.cast(), self.mapped_bytes) };
+    }
+}
+
+fn map_err(op: impl Into<String>) -> impl FnOnce(MapError) -> BalancerError {
+    let op = op.into();
+    move |source| BalancerError::Map { op, source }
+}
+
+impl EbpfMaps {
+    /// Take the writable maps out of a loaded object (pin them first: a
+    /// taken map is no longer reachable through the object).
+    ///
+    /// # Errors
+    /// A map is missing or has the wrong type.
+    pub fn take(ebpf: &mut aya::Ebpf) -> Result<Self, BalancerError> {
+        use lb_common::{
+            backend::BACKENDS_MAP,
+            config::CONFIG_MAP,
+            vip::{MAGLEV_TABLES_MAP, VIPS_MAP},
+        };
+        let mut take = |name: &'static str| {
+            ebpf.take_map(name).ok_or_else(|| BalancerError::Map {
+                op: format!("taking map {name}"),
+                source: MapError::InvalidName { name: name.into() },
+            })
+        };
+        Ok(Self {
+            vips: BpfHashMap::try_from(take(VIPS_MAP)?).map_err(map_err("opening vips"))?,
+            backends: Array::try_from(take(BACKENDS_MAP)?).map_err(map_err("opening backends"))?,
+            tables: ArrayOfMaps::try_from(take(MAGLEV_TABLES_MAP)?)
+                .map_err(map_err("opening maglev_tables"))?,
+            config: Array::try_from(take(CONFIG_MAP)?).map_err(map_err("opening config"))?,
+            inner: HashMap::new(),
+        })
+    }
+
+    fn inner_table(&mut self, slot: u32, len: usize) -> Result<&mut InnerTable, BalancerError> {
+        if self.inner.get(&slot).is_some_and(|t| t.len != len) {
+            self.inner.remove(&slot);
+        }
+        if !self.inner.contains_key(&slot) {
+            let size = u32::try_from(len).expect("ring sizes fit u32");
+            let map = Array::<MapData, u32>::create(size, TABLE_FLAGS)
+                .map_err(map_err(format!("creating a {len}-slot Maglev table")))?;
+            let page = 4096;
+            let mapped_bytes = (len * 8).div_ceil(page) * page;
+            // SAFETY: mapping a BPF_F_MMAPABLE array's fd read-write, shared,
+            // for its (page-rounded) value area, as the kernel documents.
+            let mem = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    mapped_bytes,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    map.map().fd().as_fd().as_raw_fd(),
+                    0,
+                )
+            };
+            if mem == libc::MAP_FAILED {
+                return Err(BalancerError::Mmap(std::io::Error::last_os_error()));
+            }
+            self.tables
+                .set(slot, &map, 0)
+                .map_err(map_err(format!("installing Maglev table in slot {slot}")))?;
+            self.inner.insert(
+                slot,
+                InnerTable {
+                    _map: map,
+                    mem: mem.cast(),
+                    len,
+                    mapped_bytes,
+                },
+            );
+        }
+        Ok(self.inner.get_mut(&slot).expect("inserted above"))
+    }
+}
+
+impl Maps for EbpfMaps {
+    fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), BalancerError> {
+        self.vips
+            .insert(key, meta, 0)
+            .map_err(map_err("writing a VIP"))
+    }
+
+    fn remove_vip(&mut self, key: &VipKey) -> Result<(), BalancerError> {
+        self.vips.remove(key).map_err(map_err("removing a VIP"))
+    }
+
+    fn write_table(&mut self, slot: u32, entries: &[u32]) -> Result<(), BalancerError> {
+        let table = self.inner_table(slot, entries.len())?;
+        // SAFETY: `mem` maps `len` 8-byte elements of the array; the kernel
+        // does not read this copy until the VIP record flips to it.
+        let slots = unsafe { std::slice::from_raw_parts_mut(table.mem, table.len) };
+        for (slot, &entry) in slots.iter_mut().zip(entries) {
+            *slot = u64::from(entry);
+        }
+        Ok(())
+    }
+
+    fn set_backend(&mut self, index: u32, backend: &Backend) -> Result<(), BalancerError> {
+        self.backends
+            .set(index, backend, 0)
+            .map_err(map_err(format!("writing backend slot {index}")))
+    }
+
+    fn set_config(&mut self, config: &Config) -> Result<(), BalancerError> {
+        self.config
+            .set(0, config, 0)
+            .map_err(map_err("writing config"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records every write in order; can be told to fail table writes.
+    #[derive(Default)]
+    struct Fake {
+        log: Vec<String>,
+        vips: HashMap<VipKey, VipMeta>,
+        tables: HashMap<u32, Vec<u32>>,
+        backends: HashMap<u32, Backend>,
+        fail_tables: bool,
+    }
+
+    impl Maps for Fake {
+        fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), BalancerError> {
+            self.log.push(format!(
+                "vip id={} active={} flags={}",
+                meta.id, meta.active_table, meta.flags
+            ));
+            self.vips.insert(*key, *meta);
+            Ok(())
+        }
+        fn remove_vip(&mut self, key: &VipKey) -> Result<(), BalancerError> {
+            self.log.push("remove vip".into());
+            self.vips.remove(key);
+            Ok(())
+        }
+        fn write_table(&mut self, slot: u32, entries: &[u32]) -> Result<(), BalancerError> {
+            if self.fail_tables {
+                return Err(BalancerError::Mmap(std::io::Error::other("injected")));
+            }
+            self.log.push(format!("table {slot}"));
+            self.tables.insert(slot, entries.to_vec());
+            Ok(())
+        }
+        fn set_backend(&mut self, index: u32, backend: &Backend) -> Result<(), BalancerError> {
+            self.log.push(format!(
+                "backend {index} active={}",
+                backend.flags & backend_flags::ACTIVE
+            ));
+            self.backends.insert(index, *backend);
+            Ok(())
+        }
+        fn set_config(&mut self, _: &Config) -> Result<(), BalancerError> {
+            Ok(())
+        }
+    }
+
+    fn key(last: u8) -> ServiceKey {
+        ServiceKey {
+            vip: IpAddr::from([198, 18, 0, last]),
+            port: 80,
+            proto: Protocol::Tcp,
+        }
+    }
+    fn spec() -> ServiceSpec {
+        ServiceSpec {
+            mode: Mode::Dsr,
+            ring_size: 251,
+            on_no_backend: NoBackend::Drop,
+        }
+    }
+    fn be(last: u8, weight: u32) -> BackendSpec {
+        BackendSpec {
+            addr: IpAddr::from([198, 18, 1, last]),
+            weight,
+            mac: [2, 0, 0, 0, 0, last],
+        }
+    }
+    /// The table the kernel reads for `key`, via the VIP record.
+    fn live_table(b: &Balancer<Fake>, key: &ServiceKey) -> Vec<u32> {
+        let meta = b.maps().vips[&key.map_key()];
+        b.maps().tables[&VipMeta::table_slot(meta.id, meta.active_table)].clone()
+    }
+
+    #[test]
+    fn new_service_has_no_backend_until_set() {
+        let mut b = Balancer::new(Fake::default());
+        b.upsert_service(key(100), spec()).unwrap();
+        let meta = b.maps().vips[&key(100).map_key()];
+        assert_eq!(meta.flags & vip_flags::NO_BACKEND, vip_flags::NO_BACKEND);
+        assert_eq!(meta.ring_size, 251);
+    }
+
+    #[test]
+    fn writes_backends_then_inactive_table_then_flips() {
+        let mut b = Balancer::new(Fake::default());
+        b.upsert_service(key(100), spec()).unwrap();
+        b.maps.log.clear();
+        b.set_backends(&key(100), &[be(11, 1), be(12, 1)]).unwrap();
+        assert_eq!(
+            b.maps().log,
+            [
+                "backend 0 active=1",
+                "backend 1 active=1",
+                "table 1",
+                "vip id=0 active=1 flags=0"
+            ]
+        );
+        b.maps.log.clear();
+        // Swap .12 for .13: new slot first, table into copy 0, flip, then
+        // release .12 last.
+        b.set_backends(&key(100), &[be(11, 1), be(13, 1)]).unwrap();
+        assert_eq!(
+            b.maps().log,
+            [
+                "backend 2 active=1",
+                "table 0",
+                "vip id=0 active=0 flags=0",
+                "backend 1 active=0"
+            ]
+        );
+        let live = live_table(&b, &key(100));
+        assert!(
+            live.iter().all(|&i| i == 0 || i == 2),
+            "only live slots in the table"
+        );
+    }
+
+    #[test]
+    fn shared_backend_slot_is_refcounted_across_services() {
+        let mut b = Balancer::new(Fake::default());
+        for k in [key(100), key(101)] {
+            b.upsert_service(k, spec()).unwrap();
+            b.set_backends(&k, &[be(11, 1)]).unwrap();
+        }
+        assert_eq!(
+            b.backends(&key(100)).unwrap()[0].1,
+            b.backends(&key(101)).unwrap()[0].1
+        );
+        b.remove_service(&key(100)).unwrap();
+        assert_eq!(
+            b.maps().backends[&0].flags,
+            backend_flags::ACTIVE,
+            "still used by .101"
+        );
+        b.remove_service(&key(101)).unwrap();
+        assert_eq!(
+            b.maps().backends[&0].flags,
+            0,
+            "released with its last user"
+        );
+        assert!(b.maps().vips.is_empty());
+    }
+
+    #[test]
+    fn weight_zero_keeps_slot_but_no_entries_and_all_drained_sets_no_backend() {
+        let mut b = Balancer::new(Fake::default());
+        b.upsert_service(key(100), spec()).unwrap();
+        b.set_backends(&key(100), &[be(11, 0), be(12, 1)]).unwrap();
+        assert_eq!(
+            b.maps().backends[&0].flags,
+            backend_flags::ACTIVE,
+            "drained slot stays active"
+        );
+        assert!(live_table(&b, &key(100)).iter().all(|&i| i == 1));
+        b.set_backends(&key(100), &[be(11, 0), be(12, 0)]).unwrap();
+        let meta = b.maps().vips[&key(100).map_key()];
+        assert_eq!(meta.flags & vip_flags::NO_BACKEND, vip_flags::NO_BACKEND);
+    }
+
+    #[test]
+    fn failed_table_write_keeps_old_table_live_and_releases_new_slots() {
+        let mut b = Balancer::new(Fake::default());
+        b.upsert_service(key(100), spec()).unwrap();
+        b.set_backends(&key(100), &[be(11, 1)]).unwrap();
+        let before = live_table(&b, &key(100));
+        b.maps.fail_tables = true;
+        assert!(b.set_backends(&key(100), &[be(11, 1), be(12, 1)]).is_err());
+        assert_eq!(live_table(&b, &key(100)), before);
+        assert_eq!(
+            b.maps().backends[&1].flags,
+            0,
+            "slot taken for .12 released"
+        );
+        assert_eq!(b.backends(&key(100)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn refuses_bad_input() {
+        let mut b = Balancer::new(Fake::default());
+        assert!(matches!(
+            b.set_backends(&key(1), &[]),
+            Err(BalancerError::NoService(_))
+        ));
+        b.upsert_service(
+            key(100),
+            ServiceSpec {
+                mode: Mode::Ipip,
+                ..spec()
+            },
+        )
+        .unwrap();
+        let v6 = BackendSpec {
+            addr: "2001:db8::1".parse().unwrap(),
+            weight: 1,
+            mac: [0; 6],
+        };
+        assert!(matches!(
+            b.set_backends(&key(100), &[v6]),
+            Err(BalancerError::FamilyMismatch { .. })
+        ));
+        assert!(matches!(
+            b.set_backends(&key(100), &[be(11, 1), be(11, 2)]),
+            Err(BalancerError::DuplicateBackend { .. })
+        ));
+        b.upsert_service(
+            key(101),
+            ServiceSpec {
+                ring_size: 250,
+                ..spec()
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            b.set_backends(&key(101), &[be(11, 1)]),
+            Err(BalancerError::Maglev { .. })
+        ));
+    }
+}
