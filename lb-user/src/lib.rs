@@ -9,6 +9,8 @@
 //!   operator can act on (privileges, interface, bpffs, existing XDP program);
 //! - [`stats`]: read the per-CPU counters back from the maps;
 //! - [`maglev`]: Maglev lookup-table generation with weights;
+//! - [`neigh`]: next-hop MAC resolution from the kernel's route and
+//!   neighbour tables (probing when the entry is missing);
 //! - [`vrrp`]: VRRP v2/v3 wire codec and state machine;
 //! - [`netns`]: network-namespace topologies for kernel tests and the lab;
 //! - [`testpkt`]: frames for `BPF_PROG_TEST_RUN` fixtures and benchmarks.
@@ -16,6 +18,7 @@
 pub mod balancer;
 pub mod loader;
 pub mod maglev;
+pub mod neigh;
 pub mod netns;
 pub mod preflight;
 pub mod stats;
