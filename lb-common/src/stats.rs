@@ -202,6 +202,40 @@ pub mod exit {
 
 const _: () = assert!(core::mem::size_of::<ExitCounters>() == exit::COUNT * 8);
 
-crate::pod!(VerdictCounters, TrafficCounters, ExitCounters);
+/// Name of the decapsulator's counter map.
+pub const STATS_DECAP_MAP: &str = "stats_decap";
+
+/// What the decapsulator (program `lb_decap`) did with each packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct DecapCounters {
+    /// Outer header stripped, inner packet passed to the stack.
+    pub decapsulated: u64,
+    /// Not IP-in-IP: passed unchanged.
+    pub pass_not_encapsulated: u64,
+    /// Truncated headers: passed unchanged (the stack drops them).
+    pub pass_malformed: u64,
+}
+
+/// Field indices of [`DecapCounters`].
+pub mod decap {
+    /// See [`super::DecapCounters::decapsulated`].
+    pub const DECAPSULATED: usize = 0;
+    /// See [`super::DecapCounters::pass_not_encapsulated`].
+    pub const PASS_NOT_ENCAPSULATED: usize = 1;
+    /// See [`super::DecapCounters::pass_malformed`].
+    pub const PASS_MALFORMED: usize = 2;
+    /// Number of fields.
+    pub const COUNT: usize = 3;
+}
+
+const _: () = assert!(core::mem::size_of::<DecapCounters>() == decap::COUNT * 8);
+
+crate::pod!(
+    VerdictCounters,
+    TrafficCounters,
+    ExitCounters,
+    DecapCounters
+);
 
 const _: () = assert!(core::mem::size_of::<VerdictCounters>() == VerdictCounters::FIELDS * 8);

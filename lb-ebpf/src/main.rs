@@ -11,6 +11,7 @@
 //! - `parse`: bounds-checked header parsing;
 //! - `select`: VIP lookup, connection table, Maglev;
 //! - `forward`: `dsr`, `ipip`, ICMP too-big;
+//! - `decap`: the backends' side of `ipip` (program `lb_decap`);
 //! - `csum`: internet checksum;
 //! - `stats`: per-CPU counters;
 //! - `maps`: every map the program uses.
@@ -21,6 +22,7 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 mod csum;
+mod decap;
 mod forward;
 mod maps;
 mod parse;
@@ -41,6 +43,15 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let (action, reason) = balance(&ctx, &pkt);
     stats::count_proto(pkt.class, action);
     stats::count_exit(reason);
+    action
+}
+
+/// The decapsulator for backends in `ipip` mode, attached by
+/// `lbd decap --iface IF`.
+#[xdp]
+pub fn lb_decap(ctx: XdpContext) -> u32 {
+    let (action, reason) = decap::decap(&ctx);
+    stats::count_decap(reason);
     action
 }
 

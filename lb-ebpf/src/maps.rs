@@ -10,7 +10,7 @@ use lb_common::{
     backend::{Backend, MAX_BACKENDS},
     config::Config,
     flow::{DEFAULT_FLOW_ENTRIES, FlowKey, FlowState},
-    stats::{ExitCounters, ProtoClass, TrafficCounters, VerdictCounters},
+    stats::{DecapCounters, ExitCounters, ProtoClass, TrafficCounters, VerdictCounters},
     vip::{DEFAULT_RING_SIZE, MAX_VIPS, TABLE_FLAGS, VipKey, VipMeta},
 };
 
@@ -64,3 +64,7 @@ pub static FLOWS: LruHashMap<
 /// Global settings (one entry).
 #[btf_map(name = "config")]
 pub static CONFIG: Array<Config, 1> = Array::new();
+
+/// The decapsulator's counters (one entry).
+#[btf_map(name = "stats_decap")]
+pub static STATS_DECAP: PerCpuArray<DecapCounters, 1> = PerCpuArray::new();

@@ -1,9 +1,9 @@
 //! Per-CPU counters: a few increments per packet, no locks, no logs.
 
 use aya_ebpf::bindings::xdp_action;
-use lb_common::stats::{ProtoClass, exit};
+use lb_common::stats::{ProtoClass, decap, exit};
 
-use crate::maps::{STATS_BACKEND, STATS_EXIT, STATS_PROTO, STATS_VIP};
+use crate::maps::{STATS_BACKEND, STATS_DECAP, STATS_EXIT, STATS_PROTO, STATS_VIP};
 
 /// Count one packet of `class` that leaves with `action`.
 #[inline(always)]
@@ -54,5 +54,17 @@ pub fn count_traffic(vip_id: u32, backend: u32, bytes: u64, new_flow: bool) {
         c.packets += 1;
         c.bytes += bytes;
         c.new_flows += new;
+    }
+}
+
+/// Count one packet seen by the decapsulator.
+#[inline(always)]
+pub fn count_decap(reason: usize) {
+    if reason >= decap::COUNT {
+        return;
+    }
+    if let Some(counters) = STATS_DECAP.get_ptr_mut(0) {
+        // SAFETY: DecapCounters is repr(C) with decap::COUNT u64 fields.
+        unsafe { *counters.cast::<u64>().add(reason) += 1 };
     }
 }

@@ -21,10 +21,35 @@ use tracing::{info, warn};
 
 use crate::preflight::{self, PreflightError};
 
-/// Name of the XDP program in the object.
+/// Name of the balancer's XDP program in the object.
 pub const PROGRAM: &str = "lb_xdp";
+/// Name of the backends' decapsulator program in the object.
+pub const DECAP_PROGRAM: &str = "lb_decap";
 /// Default pin directory.
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/lb";
+/// Default pin directory of the decapsulator.
+pub const DEFAULT_DECAP_PIN_PATH: &str = "/sys/fs/bpf/lb-decap";
+
+/// Which of the object's programs to attach.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// The load balancer (`lb_xdp`).
+    #[default]
+    Balancer,
+    /// The decapsulator for `ipip` backends (`lb_decap`).
+    Decap,
+}
+
+impl Role {
+    /// Program name in the object.
+    #[must_use]
+    pub const fn program(self) -> &'static str {
+        match self {
+            Self::Balancer => PROGRAM,
+            Self::Decap => DECAP_PROGRAM,
+        }
+    }
+}
 
 /// How to attach, as given on the command line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -49,6 +74,10 @@ pub struct Options {
     pub pin_path: PathBuf,
     /// Take over an interface that already has an XDP program.
     pub replace: bool,
+    /// Which program to attach.
+    pub role: Role,
+    /// Connection-table entries (LRU; a full table evicts).
+    pub flow_entries: u32,
 }
 
 /// Why starting the data plane failed.
@@ -78,8 +107,10 @@ pub enum LoadError {
     #[error("loading the BPF object failed")]
     Load(#[source] aya::EbpfError),
     /// The program did not load or attach.
-    #[error("{what} program {PROGRAM} failed")]
+    #[error("{what} program {program} failed")]
     Program {
+        /// Its name.
+        program: &'static str,
         /// "loading" or "attaching to IF in MODE mode".
         what: String,
         /// Why.
@@ -98,13 +129,14 @@ pub enum LoadError {
         source: aya::pin::PinError,
     },
     /// The program is missing from the object (a build problem).
-    #[error("the BPF object has no program {PROGRAM}")]
-    NoProgram,
+    #[error("the BPF object has no program {0}")]
+    NoProgram(&'static str),
 }
 
 /// A running data plane: program attached, maps pinned.
 pub struct Dataplane {
     ebpf: Ebpf,
+    program: &'static str,
     link: Option<XdpLinkId>,
     iface: String,
     ifindex: u32,
@@ -174,31 +206,33 @@ impl Dataplane {
             );
         }
 
+        let name = opts.role.program();
         let mut ebpf = EbpfLoader::new()
+            .map_max_entries(lb_common::flow::FLOWS_MAP, opts.flow_entries)
             .load(crate::EBPF_OBJ)
             .map_err(LoadError::Load)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM)
-            .ok_or(LoadError::NoProgram)?
-            .try_into()
-            .map_err(|source| LoadError::Program {
-                what: "loading".into(),
-                source,
-            })?;
-        program.load().map_err(|source| LoadError::Program {
+        let load_err = |source| LoadError::Program {
+            program: name,
             what: "loading".into(),
             source,
-        })?;
+        };
+        let program: &mut Xdp = ebpf
+            .program_mut(name)
+            .ok_or(LoadError::NoProgram(name))?
+            .try_into()
+            .map_err(load_err)?;
+        program.load().map_err(load_err)?;
         let (link, mode) = attach(program, opts)?;
         let prog_id = program.info().map(|i| i.id()).unwrap_or_default();
         info!(
-            "attached XDP program {PROGRAM} (id {prog_id}) to {} (ifindex {ifindex}) in {} mode",
+            "attached XDP program {name} (id {prog_id}) to {} (ifindex {ifindex}) in {} mode",
             opts.iface,
             mode_name(mode)
         );
 
         let mut dataplane = Self {
             ebpf,
+            program: name,
             link: Some(link),
             iface: opts.iface.clone(),
             ifindex,
@@ -248,6 +282,11 @@ impl Dataplane {
         &self.ebpf
     }
 
+    /// The loaded object, to take maps out of (after they are pinned).
+    pub const fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
     /// Interface name and index we are attached to.
     #[must_use]
     pub fn interface(&self) -> (&str, u32) {
@@ -270,15 +309,16 @@ impl Dataplane {
 impl Drop for Dataplane {
     fn drop(&mut self) {
         if let Some(link) = self.link.take() {
+            let name = self.program;
             let detached = self
                 .ebpf
-                .program_mut(PROGRAM)
+                .program_mut(name)
                 .and_then(|p| <&mut Xdp>::try_from(p).ok())
                 .map(|p| p.detach(link));
             match detached {
-                Some(Ok(())) => info!("detached {PROGRAM} from {}", self.iface),
-                Some(Err(e)) => warn!("detaching {PROGRAM} from {} failed: {e}", self.iface),
-                None => warn!("program {PROGRAM} vanished before detach"),
+                Some(Ok(())) => info!("detached {name} from {}", self.iface),
+                Some(Err(e)) => warn!("detaching {name} from {} failed: {e}", self.iface),
+                None => warn!("program {name} vanished before detach"),
             }
         }
         for pin in self.pins.drain(..) {
@@ -306,6 +346,7 @@ fn attach(program: &mut Xdp, opts: &Options) -> Result<(XdpLinkId, XdpMode), Loa
             .attach(&opts.iface, mode)
             .map(|link| (link, mode))
             .map_err(|source| LoadError::Program {
+                program: opts.role.program(),
                 what: format!("attaching to {} in {} mode", opts.iface, mode_name(mode)),
                 source,
             })

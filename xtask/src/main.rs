@@ -3,6 +3,7 @@
 //! Every command except `setup` runs setup first (fast when everything is
 //! present), so a fresh Debian machine needs no manual step.
 
+mod bench;
 mod build;
 mod exec;
 mod setup;
@@ -32,6 +33,8 @@ enum Command {
     /// Formatting, clippy (warnings denied), unit tests, then the kernel
     /// tests (BPF_PROG_TEST_RUN and network namespaces; needs root).
     Test(test::TestArgs),
+    /// Benchmarks. `dataplane`: BPF_PROG_TEST_RUN ns/packet per path.
+    Bench(bench::BenchArgs),
     /// Run the main job on the built-in lab.
     Demo,
 }
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
             setup::run().and_then(|tc| build::build_and_load(&tc, &args))
         }
         Command::Test(args) => setup::run().and_then(|tc| test::run(&tc, &args)),
+        Command::Bench(args) => setup::run().and_then(|tc| bench::run(&tc, &args)),
         Command::Demo => demo(),
     };
     match result {

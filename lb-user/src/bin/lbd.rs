@@ -5,7 +5,9 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 use lb_user::{
-    loader::{AttachMode, DEFAULT_PIN_PATH, Dataplane, Options, error_chain},
+    loader::{
+        AttachMode, DEFAULT_DECAP_PIN_PATH, DEFAULT_PIN_PATH, Dataplane, Options, Role, error_chain,
+    },
     stats,
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -23,22 +25,63 @@ use tracing::{error, info};
 ///   lbd --iface eth0                     attach in native mode if possible
 ///
 ///   lbd --iface eth0 --xdp-mode generic  force generic (skb) mode
+///
+///   lbd decap --iface eth0               on an ipip backend: decapsulate
 #[derive(Debug, Parser)]
-#[command(version, about, long_about, verbatim_doc_comment)]
+#[command(
+    version,
+    about,
+    long_about,
+    verbatim_doc_comment,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
-    /// Interface to attach the XDP program to.
-    #[arg(long, short = 'i', value_name = "IF")]
-    iface: String,
+    #[command(subcommand)]
+    command: Option<Command>,
 
-    /// XDP attach mode: `auto` tries native (driver) mode and falls back to
-    /// generic; `native` fails if the driver cannot; `generic` always works.
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
-    xdp_mode: AttachMode,
+    /// Interface to attach the XDP program to.
+    #[arg(long, short = 'i', value_name = "IF", required = true)]
+    iface: Option<String>,
+
+    #[command(flatten)]
+    attach: AttachArgs,
+
+    /// Connection-table size (LRU: a full table evicts the least recently
+    /// used flow, it never refuses one).
+    #[arg(long, value_name = "N", default_value_t = lb_common::flow::DEFAULT_FLOW_ENTRIES)]
+    flow_entries: u32,
 
     /// Directory on bpffs where the maps are pinned. bpffs is mounted at
     /// /sys/fs/bpf if nothing is mounted there yet.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_PATH)]
     pin_path: PathBuf,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run the decapsulator on a backend: strips the outer header of `ipip`
+    /// traffic in XDP and hands the inner packet to the stack (the VIP sits
+    /// on `lo`). For backends whose kernel has no ipip tunnel module.
+    Decap {
+        /// Interface the encapsulated traffic arrives on.
+        #[arg(long, short = 'i', value_name = "IF")]
+        iface: String,
+
+        #[command(flatten)]
+        attach: AttachArgs,
+
+        /// Directory on bpffs for the decapsulator's pins.
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_DECAP_PIN_PATH)]
+        pin_path: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct AttachArgs {
+    /// XDP attach mode: `auto` tries native (driver) mode and falls back to
+    /// generic; `native` fails if the driver cannot; `generic` always works.
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    xdp_mode: AttachMode,
 
     /// Take over the interface if another XDP program is attached to it
     /// (attached with netlink, e.g. by `ip link`; programs held by a BPF link
@@ -78,11 +121,29 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let opts = Options {
-        iface: cli.iface,
-        mode: cli.xdp_mode,
-        pin_path: cli.pin_path,
-        replace: cli.replace,
+    let opts = match cli.command {
+        Some(Command::Decap {
+            iface,
+            attach,
+            pin_path,
+        }) => Options {
+            iface,
+            mode: attach.xdp_mode,
+            pin_path,
+            replace: attach.replace,
+            role: Role::Decap,
+            flow_entries: cli.flow_entries,
+        },
+        None => Options {
+            iface: cli
+                .iface
+                .expect("clap requires --iface without a subcommand"),
+            mode: cli.attach.xdp_mode,
+            pin_path: cli.pin_path,
+            replace: cli.attach.replace,
+            role: Role::Balancer,
+            flow_entries: cli.flow_entries,
+        },
     };
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
