@@ -231,10 +231,7 @@ pub async fn attached_xdp(
     iface: &str,
     ifindex: u32,
 ) -> Result<Option<AttachedXdp>, PreflightError> {
-    let (conn, handle, _) =
-        rtnetlink::new_connection().map_err(|source| PreflightError::NetlinkSocket { source })?;
-    let conn = tokio::spawn(conn);
-    let result = async {
+    with_netlink(iface, |handle| async move {
         let mut links = handle.link().get().match_index(ifindex).execute();
         let mut found = None;
         while let Some(msg) = links.try_next().await? {
@@ -245,12 +242,28 @@ pub async fn attached_xdp(
             }
         }
         Ok(found)
-    }
+    })
     .await
-    .map_err(|source| PreflightError::Netlink {
-        iface: iface.to_owned(),
-        source,
-    });
+}
+
+/// Run `request` over a fresh rtnetlink connection (in this thread's
+/// network namespace), closing the connection afterwards.
+async fn with_netlink<T, F>(
+    iface: &str,
+    request: impl FnOnce(rtnetlink::Handle) -> F,
+) -> Result<T, PreflightError>
+where
+    F: std::future::Future<Output = Result<T, rtnetlink::Error>>,
+{
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(|source| PreflightError::NetlinkSocket { source })?;
+    let conn = tokio::spawn(conn);
+    let result = request(handle)
+        .await
+        .map_err(|source| PreflightError::Netlink {
+            iface: iface.to_owned(),
+            source,
+        });
     conn.abort();
     result
 }
@@ -286,26 +299,16 @@ fn parse_xdp(attrs: &[LinkXdp]) -> Option<AttachedXdp> {
 /// # Errors
 /// [`PreflightError::Netlink`] / [`PreflightError::NetlinkSocket`].
 pub async fn detach_xdp(iface: &str, ifindex: u32, mode_flags: u32) -> Result<(), PreflightError> {
-    let (conn, handle, _) =
-        rtnetlink::new_connection().map_err(|source| PreflightError::NetlinkSocket { source })?;
-    let conn = tokio::spawn(conn);
     let message = rtnetlink::LinkUnspec::new_with_index(ifindex)
         .append_extra_attribute(LinkAttribute::Xdp(vec![
             LinkXdp::Fd(-1),
             LinkXdp::Flags(mode_flags),
         ]))
         .build();
-    let result = handle
-        .link()
-        .set(message)
-        .execute()
-        .await
-        .map_err(|source| PreflightError::Netlink {
-            iface: iface.to_owned(),
-            source,
-        });
-    conn.abort();
-    result
+    with_netlink(iface, |handle| async move {
+        handle.link().set(message).execute().await
+    })
+    .await
 }
 
 /// Name of loaded program `prog_id`, or `"?"`.
