@@ -170,6 +170,27 @@ pub struct ExitCounters {
     pub aborted: u64,
 }
 
+impl ExitCounters {
+    /// Field-wise sum, used to fold per-CPU values.
+    #[must_use]
+    pub const fn add(self, o: Self) -> Self {
+        Self {
+            pass_not_ip: self.pass_not_ip + o.pass_not_ip,
+            pass_malformed: self.pass_malformed + o.pass_malformed,
+            pass_not_vip: self.pass_not_vip + o.pass_not_vip,
+            pass_no_backend: self.pass_no_backend + o.pass_no_backend,
+            drop_malformed: self.drop_malformed + o.drop_malformed,
+            drop_fragment: self.drop_fragment + o.drop_fragment,
+            drop_no_backend: self.drop_no_backend + o.drop_no_backend,
+            drop_too_big: self.drop_too_big + o.drop_too_big,
+            tx_dsr: self.tx_dsr + o.tx_dsr,
+            tx_ipip: self.tx_ipip + o.tx_ipip,
+            tx_icmp_too_big: self.tx_icmp_too_big + o.tx_icmp_too_big,
+            aborted: self.aborted + o.aborted,
+        }
+    }
+}
+
 /// Bump helper names: index of each field, for the kernel's array view.
 pub mod exit {
     /// See [`super::ExitCounters::pass_not_ip`].

@@ -159,24 +159,7 @@ fn per_cpu_sum<V: aya::Pod + Copy + Default>(
 /// # Errors
 /// [`StatsError`].
 pub fn exit_stats_of(ebpf: &aya::Ebpf) -> Result<ExitCounters, StatsError> {
-    per_cpu_sum(ebpf, STATS_EXIT_MAP, 0, |a: ExitCounters, b| {
-        let (a, b) = (exit_fields(&a), exit_fields(&b));
-        let s: [u64; exit::COUNT] = std::array::from_fn(|i| a[i] + b[i]);
-        ExitCounters {
-            pass_not_ip: s[0],
-            pass_malformed: s[1],
-            pass_not_vip: s[2],
-            pass_no_backend: s[3],
-            drop_malformed: s[4],
-            drop_fragment: s[5],
-            drop_no_backend: s[6],
-            drop_too_big: s[7],
-            tx_dsr: s[8],
-            tx_ipip: s[9],
-            tx_icmp_too_big: s[10],
-            aborted: s[11],
-        }
-    })
+    per_cpu_sum(ebpf, STATS_EXIT_MAP, 0, ExitCounters::add)
 }
 
 /// Traffic of VIP `id`, summed over CPUs.
