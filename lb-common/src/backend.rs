@@ -16,7 +16,7 @@ pub mod backend_flags {
 
 /// Value of the backend map.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C)]
+#[repr(C, align(4))]
 pub struct Backend {
     /// Backend address; IPv4 as v4-mapped IPv6.
     pub addr: [u8; 16],

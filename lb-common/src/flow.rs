@@ -9,7 +9,7 @@ pub const DEFAULT_FLOW_ENTRIES: u32 = 1 << 20;
 
 /// A flow's 5-tuple as the client sent it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[repr(C)]
+#[repr(C, align(4))]
 pub struct FlowKey {
     /// Client address (v4-mapped for IPv4).
     pub src: [u8; 16],
@@ -33,6 +33,11 @@ pub struct FlowState {
     pub backend: u32,
     /// VIP id the flow belongs to.
     pub vip_id: u32,
+    /// That VIP's generation (`VipMeta::generation`) when the flow began:
+    /// a flow of a removed VIP never matches the id's next owner.
+    pub vip_generation: u32,
+    /// Explicit padding, always 0.
+    pub pad: u32,
     /// `bpf_ktime_get_ns()` of the last packet.
     pub last_seen_ns: u64,
 }

@@ -11,8 +11,9 @@ const SEED: u32 = 0x6c62_2d31; // "lb-1"
 const M1: u32 = 0x9e37_79b1;
 const M2: u32 = 0x85eb_ca77;
 
+/// Word `i` (0..4) of a 16-byte address, little-endian.
 #[inline(always)]
-const fn word(b: &[u8; 16], i: usize) -> u32 {
+pub(crate) const fn word(b: &[u8; 16], i: usize) -> u32 {
     u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]])
 }
 

@@ -29,6 +29,8 @@ mod parse;
 mod select;
 mod stats;
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{
     stats::{ProtoClass, exit},
@@ -38,9 +40,11 @@ use lb_common::{
 /// Entry point, attached by `lbd`.
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    let mut pkt = parse::Packet::new();
+    let mut pkt = MaybeUninit::uninit();
     parse::parse(&ctx, &mut pkt);
-    let (action, reason) = balance(&ctx, &pkt);
+    // SAFETY: parse initialises every field.
+    let pkt = unsafe { pkt.assume_init_ref() };
+    let (action, reason) = balance(&ctx, pkt);
     stats::count_proto(pkt.class, action);
     stats::count_exit(reason);
     action
@@ -53,6 +57,25 @@ pub fn lb_decap(ctx: XdpContext) -> u32 {
     let (action, reason) = decap::decap(&ctx);
     stats::count_decap(reason);
     action
+}
+
+/// Benchmark reference only (`cargo xtask bench dataplane`; lbd never
+/// attaches it): one connection-table insert of a fixed flow, replacing
+/// the previous one, then `XDP_PASS`. It measures what the kernel's LRU
+/// update alone costs, the floor under the new-flow path.
+#[xdp]
+pub fn lb_bench_insert(_ctx: XdpContext) -> u32 {
+    let mut key = MaybeUninit::<lb_common::flow::FlowKey>::uninit();
+    let mut state = MaybeUninit::<lb_common::flow::FlowState>::uninit();
+    // SAFETY: both are plain integers and byte arrays, valid as zero.
+    let (key, state) = unsafe {
+        parse::zero(key.as_mut_ptr());
+        parse::zero(state.as_mut_ptr());
+        (key.assume_init(), state.assume_init())
+    };
+    let key: &lb_common::flow::FlowKey = &key;
+    let _evicted_or_failed = maps::FLOWS.insert(key, state, 0);
+    xdp_action::XDP_PASS
 }
 
 /// Decide and carry out one packet's fate: `(XDP action, exit reason)`.
@@ -68,29 +91,42 @@ fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
     if !is_l4 && !pkt.icmp_too_big && !pkt.fragment {
         return (XDP_PASS, exit::PASS_NOT_VIP);
     }
-    let Some(vip) = select::find_vip(&pkt.flow) else {
+    let bits = select::filter(&pkt.flow);
+    if bits == 0 {
         return (XDP_PASS, exit::PASS_NOT_VIP);
-    };
-    // Fragments carry no ports to balance on (non-first ones none at all):
-    // dropped, as katran does. Clients doing PMTU discovery never send them.
-    if pkt.fragment {
-        return (XDP_DROP, exit::DROP_FRAGMENT);
     }
-    let mut chosen = select::Chosen::new();
-    if !select::select(&vip, pkt, &mut chosen) {
-        return if vip.flags & vip_flags::PASS_NO_BACKEND != 0 {
-            (XDP_PASS, exit::PASS_NO_BACKEND)
-        } else {
-            (XDP_DROP, exit::DROP_NO_BACKEND)
+    let mut chosen = MaybeUninit::uninit();
+    // Established flows (not a SYN: a new connection on a reused 5-tuple
+    // always takes Maglev's current choice) skip the VIP lookup.
+    let fast = !pkt.syn && !pkt.fragment && select::established(pkt, &mut chosen);
+    if !fast {
+        let Some(vip) = select::find_vip(&pkt.flow, bits) else {
+            return (XDP_PASS, exit::PASS_NOT_VIP);
         };
+        // Fragments carry no ports to balance on (non-first ones none at
+        // all): dropped, as katran does. Clients doing PMTU discovery never
+        // send them.
+        if pkt.fragment {
+            return (XDP_DROP, exit::DROP_FRAGMENT);
+        }
+        if !select::new_flow(&vip, pkt, &mut chosen) {
+            return if vip.flags & vip_flags::PASS_NO_BACKEND != 0 {
+                (XDP_PASS, exit::PASS_NO_BACKEND)
+            } else {
+                (XDP_DROP, exit::DROP_NO_BACKEND)
+            };
+        }
     }
+    // SAFETY: established or new_flow returned true, so `chosen` is written.
+    let chosen: &select::Chosen = unsafe { chosen.assume_init_ref() };
+    let vip = &chosen.vip;
     let backend = &chosen.backend;
     let (start, end) = parse::bounds(ctx);
     let bytes = (end - start) as u64;
-    let Some(cfg) = maps::CONFIG.get(0) else {
-        return (XDP_ABORTED, exit::ABORTED);
-    };
     let result = if vip.mode == mode::IPIP {
+        let Some(cfg) = maps::CONFIG.get(0) else {
+            return (XDP_ABORTED, exit::ABORTED);
+        };
         let overhead = if pkt.v6 { 40 } else { 20 };
         if forward::l3_len(ctx, pkt.l3_off) + overhead > usize::from(cfg.mtu) {
             // Tell the client to send smaller packets (PMTU discovery), as

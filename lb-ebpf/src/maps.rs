@@ -11,7 +11,7 @@ use lb_common::{
     config::Config,
     flow::{DEFAULT_FLOW_ENTRIES, FlowKey, FlowState},
     stats::{DecapCounters, ExitCounters, ProtoClass, TrafficCounters, VerdictCounters},
-    vip::{DEFAULT_RING_SIZE, MAX_VIPS, TABLE_FLAGS, VipKey, VipMeta},
+    vip::{DEFAULT_RING_SIZE, FILTER_BUCKETS, MAX_VIPS, TABLE_FLAGS, VipKey, VipMeta},
 };
 
 /// `BPF_F_NO_COMMON_LRU`: per-CPU LRU lists, no global lock on insert.
@@ -38,6 +38,14 @@ pub static STATS_BACKEND: PerCpuArray<TrafficCounters, { MAX_BACKENDS as usize }
 /// Virtual services.
 #[btf_map(name = "vips")]
 pub static VIPS: HashMap<VipKey, VipMeta, { MAX_VIPS as usize }> = HashMap::new();
+
+/// VIP records by id, for connection-table hits (generation 0: no VIP).
+#[btf_map(name = "vip_ids")]
+pub static VIP_IDS: Array<VipMeta, { MAX_VIPS as usize }> = Array::new();
+
+/// Address prefilter: `filter_bucket(addr)` -> `filter_bits`.
+#[btf_map(name = "vip_filter")]
+pub static VIP_FILTER: Array<u8, { FILTER_BUCKETS as usize }> = Array::new();
 
 /// Backends by index.
 #[btf_map(name = "backends")]

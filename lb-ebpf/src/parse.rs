@@ -22,10 +22,10 @@
 //!   error is about. An embedded header we cannot read leaves the ICMP
 //!   message an ordinary one.
 
-use core::mem::size_of;
+use core::mem::{MaybeUninit, size_of};
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{flow::FlowKey, stats::ProtoClass, v4_mapped};
+use lb_common::{flow::FlowKey, stats::ProtoClass};
 
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86DD;
@@ -165,6 +165,78 @@ pub fn bounds(ctx: &XdpContext) -> (usize, usize) {
     }
 }
 
+/// An address as 32-bit words, bytes in wire order.
+pub type Words = [u32; 4];
+
+/// A 4-byte header field, read with one 32-bit load (bytes in wire order).
+///
+/// The BPF backend splits any load it cannot prove aligned into single
+/// bytes (and calls a byte-loop `memmove` for longer copies): several times
+/// the instructions on the hot path. Packet headers are not 4-byte aligned
+/// (the IPv4 addresses of an untagged frame sit at offset 26), but the
+/// verifier allows misaligned packet loads unless a program is loaded with
+/// `BPF_F_STRICT_ALIGNMENT` (lbd never does), and the JIT on x86-64 and
+/// arm64 emits plain loads that handle any alignment: the same thing every
+/// C XDP program does when it reads `iph->saddr`.
+///
+/// # Safety
+/// `p` points at 4 bytes inside the frame (checked with [`ptr_at`]).
+#[inline(always)]
+pub unsafe fn load4(p: *const [u8; 4]) -> u32 {
+    // SAFETY: see above; the bytes are inside the frame.
+    unsafe { core::ptr::read_volatile(p.cast::<u32>()) }
+}
+
+/// A 16-byte header field (an IPv6 address), read as four 32-bit loads.
+///
+/// # Safety
+/// As [`load4`], for 16 bytes.
+#[inline(always)]
+pub unsafe fn load16(p: *const [u8; 16]) -> Words {
+    let p = p.cast::<[u8; 4]>();
+    // SAFETY: the four words lie inside the 16 checked bytes.
+    unsafe { [load4(p), load4(p.add(1)), load4(p.add(2)), load4(p.add(3))] }
+}
+
+/// An IPv4 address (one word in wire order) as a v4-mapped IPv6 address.
+#[inline(always)]
+pub const fn v4_mapped_words(v4: u32) -> Words {
+    [0, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), v4]
+}
+
+/// Set the flow's addresses with word stores.
+#[inline(always)]
+pub fn set_addrs(flow: &mut FlowKey, src: Words, dst: Words) {
+    // SAFETY: FlowKey is `repr(C, align(4))` with `src` at offset 0 and
+    // `dst` at 16, so both fields are 4-byte aligned and 16 bytes long.
+    unsafe {
+        (&raw mut flow.src).cast::<Words>().write(src);
+        (&raw mut flow.dst).cast::<Words>().write(dst);
+    }
+}
+
+/// Zero the `T` at `p` with word stores.
+///
+/// `core::mem::zeroed`, `[0; N]` and struct literals with byte arrays become
+/// calls to the BPF `memset`, a byte-at-a-time loop (the BPF backend expands
+/// `memcpy` inline but not `memset`): 64 bytes of `Packet` cost ~300
+/// instructions that way. Volatile stores cannot be turned back into a
+/// `memset` call by the optimiser.
+///
+/// # Safety
+/// `p` is valid for writes of a `T`; all-zero bytes are a valid `T`.
+#[inline(always)]
+pub unsafe fn zero<T>(p: *mut T) {
+    const { assert!(size_of::<T>().is_multiple_of(4) && core::mem::align_of::<T>() >= 4) };
+    let w = p.cast::<u32>();
+    let mut i = 0;
+    while i < size_of::<T>() / 4 {
+        // SAFETY: in bounds (i < size / 4) and aligned (align >= 4).
+        unsafe { w.add(i).write_volatile(0) };
+        i += 1;
+    }
+}
+
 /// Pointer to a `T` at `offset` from the start of the frame, after checking
 /// that all `size_of::<T>()` bytes lie inside the frame.
 #[inline(always)]
@@ -176,29 +248,6 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, Truncated>
     Ok((start + offset) as *const T)
 }
 
-impl Packet {
-    /// An unparsed packet.
-    pub const fn new() -> Self {
-        Self {
-            class: ProtoClass::Malformed,
-            l3_off: 0,
-            v6: false,
-            flow: FlowKey {
-                src: [0; 16],
-                dst: [0; 16],
-                src_port_be: 0,
-                dst_port_be: 0,
-                proto: 0,
-                pad: [0; 3],
-            },
-            fragment: false,
-            df: false,
-            syn: false,
-            icmp_too_big: false,
-        }
-    }
-}
-
 /// Parse a frame into `pkt`. Never fails: a frame we cannot read is
 /// `Malformed`, one that is not IP is `NonIp`.
 ///
@@ -207,7 +256,14 @@ impl Packet {
 /// instead of adding to the main frame; the verifier allows 512 bytes per
 /// call chain, and everything inlined exceeded that.
 #[inline(never)]
-pub fn parse(ctx: &XdpContext, pkt: &mut Packet) {
+pub fn parse(ctx: &XdpContext, pkt: &mut MaybeUninit<Packet>) {
+    // SAFETY: every field of Packet is an integer, bool or FlowKey (valid
+    // as zero), and ProtoClass has a zero variant (NonIp).
+    let pkt = unsafe {
+        zero(pkt.as_mut_ptr());
+        pkt.assume_init_mut()
+    };
+    pkt.class = ProtoClass::Malformed;
     if try_parse(ctx, pkt).is_err() {
         pkt.class = ProtoClass::Malformed;
     }
@@ -249,8 +305,8 @@ fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Truncated> {
             u16::from_be_bytes((*ip).total_len_be),
             u16::from_be_bytes((*ip).frag_off_be),
             (*ip).protocol,
-            (*ip).src,
-            (*ip).dst,
+            load4(&raw const (*ip).src),
+            load4(&raw const (*ip).dst),
         )
     };
     // The mask bounds the header length to 0..=60 for the verifier.
@@ -264,8 +320,7 @@ fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Truncated> {
     let l4_off = l3_off + header_len;
     // Options (IHL > 5) must be present in full even though we skip them.
     ptr_at::<u8>(ctx, l4_off - 1)?;
-    pkt.flow.src = v4_mapped(src);
-    pkt.flow.dst = v4_mapped(dst);
+    set_addrs(&mut pkt.flow, v4_mapped_words(src), v4_mapped_words(dst));
     pkt.flow.proto = protocol;
     pkt.df = frag_off & IPV4_DF != 0;
     pkt.fragment = frag_off & (IPV4_OFFSET_MASK | IPV4_MF) != 0;
@@ -295,16 +350,15 @@ fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Truncated> {
         (
             (*ip).version_tc_flow[0] >> 4,
             (*ip).next_header,
-            (*ip).src,
-            (*ip).dst,
+            load16(&raw const (*ip).src),
+            load16(&raw const (*ip).dst),
         )
     };
     if version != 6 {
         return Err(Truncated);
     }
     let l4_off = pkt.l3_off + size_of::<Ipv6Hdr>();
-    pkt.flow.src = src;
-    pkt.flow.dst = dst;
+    set_addrs(&mut pkt.flow, src, dst);
     pkt.flow.proto = next_header;
     pkt.df = true;
     pkt.fragment = next_header == IPPROTO_FRAGMENT;
@@ -372,8 +426,8 @@ fn parse_icmp_too_big(ctx: &XdpContext, pkt: &mut Packet, l4_off: usize, kind: u
         // SAFETY: checked by ptr_at.
         unsafe {
             (
-                (*ip).src,
-                (*ip).dst,
+                load16(&raw const (*ip).src),
+                load16(&raw const (*ip).dst),
                 (*ip).next_header,
                 inner_off + size_of::<Ipv6Hdr>(),
             )
@@ -383,13 +437,24 @@ fn parse_icmp_too_big(ctx: &XdpContext, pkt: &mut Packet, l4_off: usize, kind: u
             return;
         };
         // SAFETY: checked by ptr_at.
-        let (vihl, src, dst, proto) =
-            unsafe { ((*ip).version_ihl, (*ip).src, (*ip).dst, (*ip).protocol) };
+        let (vihl, src, dst, proto) = unsafe {
+            (
+                (*ip).version_ihl,
+                load4(&raw const (*ip).src),
+                load4(&raw const (*ip).dst),
+                (*ip).protocol,
+            )
+        };
         let ihl = usize::from(vihl & 0x0F) * 4;
         if ihl < size_of::<Ipv4Hdr>() {
             return;
         }
-        (v4_mapped(src), v4_mapped(dst), proto, inner_off + ihl)
+        (
+            v4_mapped_words(src),
+            v4_mapped_words(dst),
+            proto,
+            inner_off + ihl,
+        )
     };
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return;
@@ -401,8 +466,7 @@ fn parse_icmp_too_big(ctx: &XdpContext, pkt: &mut Packet, l4_off: usize, kind: u
     // SAFETY: checked by ptr_at.
     let ports = unsafe { *ports };
     // The embedded packet went VIP -> client; the flow is client -> VIP.
-    pkt.flow.src = dst;
-    pkt.flow.dst = src;
+    set_addrs(&mut pkt.flow, dst, src);
     pkt.flow.proto = proto;
     pkt.flow.src_port_be = u16::from_ne_bytes(ports[1]);
     pkt.flow.dst_port_be = u16::from_ne_bytes(ports[0]);

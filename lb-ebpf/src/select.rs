@@ -1,15 +1,22 @@
-//! Backend selection: VIP lookup, connection table, Maglev.
+//! Backend selection: connection table first, then VIP lookup and Maglev.
+//!
+//! Fast path: an established flow's connection-table entry names its VIP by
+//! id and generation, checked against the `vip_ids` array (no hash lookup
+//! of the VIP). Slow path: find the VIP in `vips`, take Maglev's choice and
+//! record it.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use core::mem::MaybeUninit;
+
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
     backend::{Backend, backend_flags},
     flow::{FlowKey, FlowState},
     hash::flow_hash,
-    vip::{VipKey, VipMeta, vip_flags},
+    vip::{VipKey, VipMeta, filter_bits, filter_bucket, vip_flags},
 };
 
 use crate::{
-    maps::{BACKENDS, FLOWS, MAGLEV_TABLES, VIPS},
+    maps::{BACKENDS, FLOWS, MAGLEV_TABLES, VIP_FILTER, VIP_IDS, VIPS},
     parse::Packet,
 };
 
@@ -17,19 +24,35 @@ use crate::{
 /// not write its table entry on every packet.
 const TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
 
-/// The VIP a flow is addressed to: exact port first, then the port-0
-/// (all ports) VIP for the address.
+/// Which kinds of VIP (bits of `filter_bits`) may live on the flow's
+/// destination address; 0: certainly none.
 #[inline(always)]
-pub fn find_vip(flow: &FlowKey) -> Option<VipMeta> {
+pub fn filter(flow: &FlowKey) -> u8 {
+    VIP_FILTER
+        .get(filter_bucket(&flow.dst))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The VIP a flow is addressed to: exact port first, then the port-0
+/// (all ports) VIP for the address. `bits` (from [`filter`]) skips the
+/// lookups that cannot match.
+#[inline(always)]
+pub fn find_vip(flow: &FlowKey, bits: u8) -> Option<VipMeta> {
     let mut key = VipKey {
         addr: flow.dst,
         port_be: flow.dst_port_be,
         proto: flow.proto,
         pad: 0,
     };
-    // SAFETY: the value is copied out before any other map operation.
-    if let Some(meta) = unsafe { VIPS.get(key) } {
-        return Some(*meta);
+    if bits & filter_bits::PORT != 0 {
+        // SAFETY: the value is copied out before any other map operation.
+        if let Some(meta) = unsafe { VIPS.get(key) } {
+            return Some(*meta);
+        }
+    }
+    if bits & filter_bits::ANY_PORT == 0 {
+        return None;
     }
     key.port_be = 0;
     // SAFETY: as above.
@@ -38,12 +61,12 @@ pub fn find_vip(flow: &FlowKey) -> Option<VipMeta> {
 
 /// A live backend slot.
 #[inline(always)]
-fn backend_at(index: u32) -> Option<(u32, Backend)> {
+fn backend_at(index: u32) -> Option<Backend> {
     let b = BACKENDS.get(index)?;
-    (b.flags & backend_flags::ACTIVE != 0).then_some((index, *b))
+    (b.flags & backend_flags::ACTIVE != 0).then_some(*b)
 }
 
-/// The backend chosen for a packet.
+/// The backend chosen for a packet, and its VIP.
 pub struct Chosen {
     /// Backend index.
     pub index: u32,
@@ -51,77 +74,86 @@ pub struct Chosen {
     pub new_flow: bool,
     /// The backend's slot, copied.
     pub backend: Backend,
+    /// The VIP's record, copied.
+    pub vip: VipMeta,
 }
 
-impl Chosen {
-    /// Nothing chosen yet.
-    pub const fn new() -> Self {
-        Self {
-            index: 0,
-            new_flow: false,
-            backend: Backend {
-                addr: [0; 16],
-                mac: [0; 6],
-                family: 0,
-                flags: 0,
-            },
-        }
-    }
-}
-
-/// Pick the backend for `pkt` (addressed to `vip`) into `out`: the
-/// connection table's choice if it has one and the slot is still live,
-/// else Maglev. A TCP SYN always takes the Maglev choice (a new connection
-/// on a reused 5-tuple). New choices are recorded, except for ICMP errors,
-/// which only follow existing flows. Returns false when the VIP has no
-/// backend for a new flow (flag `NO_BACKEND`, or an empty table slot).
+/// Fast path: the flow is in the connection table, its VIP still exists
+/// (same id and generation) and its backend slot is live. Fills `out` and
+/// returns true; otherwise returns false and the slow path decides.
 ///
-/// A BPF subprogram of its own: its temporaries (keys and values for three
-/// map calls) would otherwise sit in the main frame, and main plus the
-/// deepest forwarding call must fit 512 bytes of stack.
+/// A BPF subprogram: with [`new_flow`] it keeps the main frame small (main
+/// plus the deepest forwarding call must fit 512 bytes of stack).
 #[inline(never)]
-pub fn select(vip: &VipMeta, pkt: &Packet, out: &mut Chosen) -> bool {
-    let flow = &pkt.flow;
-    let now = unsafe { bpf_ktime_get_ns() };
-    if !pkt.syn
-        && let Some(state) = FLOWS.get_ptr_mut(flow)
-    {
-        // SAFETY: pointer from a successful lookup; a concurrent eviction
-        // can only make us read a stale but valid entry.
-        let state = unsafe { &mut *state };
-        if let Some((index, backend)) = backend_at(state.backend) {
-            if now.wrapping_sub(state.last_seen_ns) > TOUCH_INTERVAL_NS {
-                state.last_seen_ns = now;
-            }
-            out.index = index;
-            out.backend = backend;
-            out.new_flow = false;
-            return true;
-        }
+pub fn established(pkt: &Packet, out: &mut MaybeUninit<Chosen>) -> bool {
+    // By reference: the map API takes `Borrow<FlowKey>`, and a value would
+    // be copied to the stack first.
+    let flow: &FlowKey = &pkt.flow;
+    let Some(state) = FLOWS.get_ptr_mut(flow) else {
+        return false;
+    };
+    // SAFETY: pointer from a successful lookup; a concurrent eviction can
+    // only make us read a stale but valid entry.
+    let state = unsafe { &mut *state };
+    let Some(vip) = VIP_IDS.get(state.vip_id) else {
+        return false;
+    };
+    if vip.generation != state.vip_generation || vip.generation == 0 {
+        return false;
     }
+    let index = state.backend;
+    let Some(backend) = backend_at(index) else {
+        return false;
+    };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if now.wrapping_sub(state.last_seen_ns) > TOUCH_INTERVAL_NS {
+        state.last_seen_ns = now;
+    }
+    out.write(Chosen {
+        index,
+        new_flow: false,
+        backend,
+        vip: *vip,
+    });
+    true
+}
+
+/// Slow path: Maglev's choice for `pkt` (addressed to `vip`) into `out`,
+/// recorded in the connection table, except for ICMP errors, which only
+/// follow existing flows. Returns false when the VIP has no backend for a
+/// new flow (flag `NO_BACKEND`, or an empty table slot).
+#[inline(never)]
+pub fn new_flow(vip: &VipMeta, pkt: &Packet, out: &mut MaybeUninit<Chosen>) -> bool {
     if vip.flags & vip_flags::NO_BACKEND != 0 || vip.ring_size == 0 {
         return false;
     }
+    let flow = &pkt.flow;
     let slot = flow_hash(flow) % vip.ring_size;
     let table = VipMeta::table_slot(vip.id, vip.active_table);
     let Some(index) = MAGLEV_TABLES.get_value(table, &slot) else {
         return false;
     };
-    let Some((index, backend)) = backend_at(*index) else {
+    let index = *index;
+    let Some(backend) = backend_at(index) else {
         return false;
     };
     if !pkt.icmp_too_big {
         let state = FlowState {
             backend: index,
             vip_id: vip.id,
-            last_seen_ns: now,
+            vip_generation: vip.generation,
+            pad: 0,
+            last_seen_ns: unsafe { bpf_ktime_get_coarse_ns() },
         };
         // An LRU insert evicts when full; it fails only under memory
         // pressure, and then the flow is re-balanced on its next packet.
         let _evicted_or_failed = FLOWS.insert(flow, state, 0);
     }
-    out.index = index;
-    out.backend = backend;
-    out.new_flow = true;
+    out.write(Chosen {
+        index,
+        new_flow: true,
+        backend,
+        vip: *vip,
+    });
     true
 }

@@ -26,7 +26,7 @@ use lb_common::{
     backend::{Backend, MAX_BACKENDS, backend_flags},
     config::Config,
     v4_mapped,
-    vip::{MAX_VIPS, TABLE_FLAGS, VipKey, VipMeta, mode, vip_flags},
+    vip::{MAX_VIPS, TABLE_FLAGS, VipKey, VipMeta, filter_bits, filter_bucket, mode, vip_flags},
 };
 
 use crate::maglev;
@@ -195,11 +195,17 @@ pub trait Maps {
     /// # Errors
     /// On map failure.
     fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), BalancerError>;
-    /// Remove a VIP record.
+    /// Remove a VIP record (and mark its id free: generation 0).
     ///
     /// # Errors
     /// On map failure.
-    fn remove_vip(&mut self, key: &VipKey) -> Result<(), BalancerError>;
+    fn remove_vip(&mut self, key: &VipKey, id: u32) -> Result<(), BalancerError>;
+    /// Set the prefilter bits (`filter_bits`) of `vip_filter` bucket
+    /// `bucket`.
+    ///
+    /// # Errors
+    /// On map failure.
+    fn set_filter(&mut self, bucket: u32, bits: u8) -> Result<(), BalancerError>;
     /// Write a whole Maglev table into outer slot `slot` (creating the inner
     /// array, or replacing it when its size differs).
     ///
@@ -220,6 +226,8 @@ pub trait Maps {
 
 struct Service {
     id: u32,
+    /// Generation of `id` for this service (see `VipMeta::generation`).
+    generation: u32,
     spec: ServiceSpec,
     active_table: u8,
     flags: u8,
@@ -244,6 +252,8 @@ pub struct Balancer<M> {
     next_slot: u32,
     free_ids: Vec<u32>,
     next_id: u32,
+    /// Next VIP generation to hand out; never 0.
+    next_generation: u32,
 }
 
 fn addr16(addr: IpAddr) -> [u8; 16] {
@@ -264,6 +274,7 @@ impl<M: Maps> Balancer<M> {
             next_slot: 0,
             free_ids: Vec::new(),
             next_id: 0,
+            next_generation: 1,
         }
     }
 
@@ -323,8 +334,11 @@ impl<M: Maps> Balancer<M> {
             }
             None => return Err(BalancerError::TooManyServices),
         };
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.checked_add(1).unwrap_or(1);
         let service = Service {
             id,
+            generation,
             spec,
             active_table: 0,
             flags: vip_flags::NO_BACKEND | no_backend_flag(spec.on_no_backend),
@@ -335,7 +349,25 @@ impl<M: Maps> Balancer<M> {
             return Err(e);
         }
         self.services.insert(key, service);
-        Ok(())
+        self.update_filter(&key)
+    }
+
+    /// Rewrite the prefilter bucket of `key`'s address from the services
+    /// that exist now.
+    fn update_filter(&mut self, key: &ServiceKey) -> Result<(), BalancerError> {
+        let bucket = filter_bucket(&addr16(key.vip));
+        let bits = self
+            .services
+            .keys()
+            .filter(|k| filter_bucket(&addr16(k.vip)) == bucket)
+            .fold(0, |bits, k| {
+                bits | if k.port == 0 {
+                    filter_bits::ANY_PORT
+                } else {
+                    filter_bits::PORT
+                }
+            });
+        self.maps.set_filter(bucket, bits)
     }
 
     /// Remove a service: the kernel stops matching its VIP at once (its
@@ -348,8 +380,10 @@ impl<M: Maps> Balancer<M> {
         if !self.services.contains_key(key) {
             return Err(BalancerError::NoService(*key));
         }
-        self.maps.remove_vip(&key.map_key())?;
+        let id = self.services[key].id;
+        self.maps.remove_vip(&key.map_key(), id)?;
         let service = self.services.remove(key).expect("checked above");
+        self.update_filter(key)?;
         self.release(service.backends.iter().map(|(_, i)| *i))?;
         self.free_ids.push(service.id);
         Ok(())
@@ -416,6 +450,7 @@ impl<M: Maps> Balancer<M> {
         let service = self.services.get(key).expect("checked above");
         let mut next = Service {
             id: service.id,
+            generation: service.generation,
             spec,
             active_table: service.active_table,
             flags: no_backend_flag(spec.on_no_backend),
@@ -528,12 +563,15 @@ fn meta(service: &Service) -> VipMeta {
         flags: service.flags,
         active_table: service.active_table,
         pad: 0,
+        generation: service.generation,
     }
 }
 
 /// The real [`Maps`]: handles taken from the loaded object.
 pub struct EbpfMaps {
     vips: BpfHashMap<MapData, VipKey, VipMeta>,
+    vip_ids: Array<MapData, VipMeta>,
+    vip_filter: Array<MapData, u8>,
     backends: Array<MapData, Backend>,
     tables: ArrayOfMaps<MapData, Array<MapData, u32>>,
     config: Array<MapData, Config>,
@@ -583,7 +621,7 @@ impl EbpfMaps {
         use lb_common::{
             backend::BACKENDS_MAP,
             config::CONFIG_MAP,
-            vip::{MAGLEV_TABLES_MAP, VIPS_MAP},
+            vip::{MAGLEV_TABLES_MAP, VIP_FILTER_MAP, VIP_IDS_MAP, VIPS_MAP},
         };
         let mut take = |name: &'static str| {
             ebpf.take_map(name).ok_or_else(|| BalancerError::Map {
@@ -593,6 +631,9 @@ impl EbpfMaps {
         };
         Ok(Self {
             vips: BpfHashMap::try_from(take(VIPS_MAP)?).map_err(map_err("opening vips"))?,
+            vip_ids: Array::try_from(take(VIP_IDS_MAP)?).map_err(map_err("opening vip_ids"))?,
+            vip_filter: Array::try_from(take(VIP_FILTER_MAP)?)
+                .map_err(map_err("opening vip_filter"))?,
             backends: Array::try_from(take(BACKENDS_MAP)?).map_err(map_err("opening backends"))?,
             tables: ArrayOfMaps::try_from(take(MAGLEV_TABLES_MAP)?)
                 .map_err(map_err("opening maglev_tables"))?,
@@ -645,13 +686,27 @@ impl EbpfMaps {
 
 impl Maps for EbpfMaps {
     fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), BalancerError> {
+        // The id slot first: a flow recorded right after the hash entry
+        // appears must find its VIP by id.
+        self.vip_ids
+            .set(meta.id, meta, 0)
+            .map_err(map_err(format!("writing VIP id {}", meta.id)))?;
         self.vips
             .insert(key, meta, 0)
             .map_err(map_err("writing a VIP"))
     }
 
-    fn remove_vip(&mut self, key: &VipKey) -> Result<(), BalancerError> {
-        self.vips.remove(key).map_err(map_err("removing a VIP"))
+    fn remove_vip(&mut self, key: &VipKey, id: u32) -> Result<(), BalancerError> {
+        self.vips.remove(key).map_err(map_err("removing a VIP"))?;
+        self.vip_ids
+            .set(id, VipMeta::default(), 0)
+            .map_err(map_err(format!("clearing VIP id {id}")))
+    }
+
+    fn set_filter(&mut self, bucket: u32, bits: u8) -> Result<(), BalancerError> {
+        self.vip_filter
+            .set(bucket, bits, 0)
+            .map_err(map_err(format!("writing VIP filter bucket {bucket}")))
     }
 
     fn write_table(&mut self, slot: u32, entries: &[u32]) -> Result<(), BalancerError> {
@@ -687,6 +742,7 @@ mod tests {
     struct Fake {
         log: Vec<String>,
         vips: HashMap<VipKey, VipMeta>,
+        filter: HashMap<u32, u8>,
         tables: HashMap<u32, Vec<u32>>,
         backends: HashMap<u32, Backend>,
         fail_tables: bool,
@@ -701,9 +757,19 @@ mod tests {
             self.vips.insert(*key, *meta);
             Ok(())
         }
-        fn remove_vip(&mut self, key: &VipKey) -> Result<(), BalancerError> {
-            self.log.push("remove vip".into());
+        fn remove_vip(&mut self, key: &VipKey, id: u32) -> Result<(), BalancerError> {
+            self.log.push(format!("remove vip id={id}"));
             self.vips.remove(key);
+            Ok(())
+        }
+
+        fn set_filter(&mut self, bucket: u32, bits: u8) -> Result<(), BalancerError> {
+            self.log.push(format!("filter {bucket}={bits}"));
+            if bits == 0 {
+                self.filter.remove(&bucket);
+            } else {
+                self.filter.insert(bucket, bits);
+            }
             Ok(())
         }
         fn write_table(&mut self, slot: u32, entries: &[u32]) -> Result<(), BalancerError> {
@@ -761,6 +827,44 @@ mod tests {
         let meta = b.maps().vips[&key(100).map_key()];
         assert_eq!(meta.flags & vip_flags::NO_BACKEND, vip_flags::NO_BACKEND);
         assert_eq!(meta.ring_size, 251);
+    }
+
+    #[test]
+    fn prefilter_bits_follow_the_services_on_an_address() {
+        let mut b = Balancer::new(Fake::default());
+        let exact = key(100);
+        let any = ServiceKey { port: 0, ..exact };
+        let bucket = filter_bucket(&addr16(exact.vip));
+        b.upsert_service(exact, spec()).unwrap();
+        assert_eq!(b.maps().filter.get(&bucket), Some(&filter_bits::PORT));
+        b.upsert_service(any, spec()).unwrap();
+        assert_eq!(
+            b.maps().filter.get(&bucket),
+            Some(&(filter_bits::PORT | filter_bits::ANY_PORT))
+        );
+        b.remove_service(&exact).unwrap();
+        assert_eq!(b.maps().filter.get(&bucket), Some(&filter_bits::ANY_PORT));
+        b.remove_service(&any).unwrap();
+        assert_eq!(b.maps().filter.get(&bucket), None, "bucket cleared");
+    }
+
+    #[test]
+    fn a_reused_id_gets_a_new_generation() {
+        let mut b = Balancer::new(Fake::default());
+        b.upsert_service(key(100), spec()).unwrap();
+        let first = b.maps().vips[&key(100).map_key()];
+        assert_ne!(first.generation, 0, "0 means no VIP");
+        b.set_backends(&key(100), &[be(1, 1)]).unwrap();
+        let updated = b.maps().vips[&key(100).map_key()];
+        assert_eq!(
+            updated.generation, first.generation,
+            "same VIP, same generation"
+        );
+        b.remove_service(&key(100)).unwrap();
+        b.upsert_service(key(101), spec()).unwrap();
+        let second = b.maps().vips[&key(101).map_key()];
+        assert_eq!(second.id, first.id, "id reused");
+        assert_ne!(second.generation, first.generation);
     }
 
     #[test]

@@ -847,3 +847,51 @@ fn connection_table_keeps_flows_and_weight_zero_drains() {
         }
     }
 }
+
+#[test]
+fn removed_vip_releases_its_flows_and_a_new_vip_does_not_inherit_them() {
+    let mut lab = lab();
+    let vip = ip4("198.18.0.120");
+    let syn = tcp(CLIENT4, "198.18.0.120", 43000, 80).build();
+    let mut ack = syn.clone();
+    ack[14 + 20 + 13] = 0x10;
+    let key = service(
+        &mut lab.balancer,
+        vip,
+        80,
+        Protocol::Tcp,
+        Mode::Dsr,
+        &[(ip4("198.18.1.50"), 1, 0x50)],
+        NoBackend::Drop,
+    );
+    assert_eq!(run(&lab.ebpf, &syn).0, XDP_TX);
+    let (v, out) = run(&lab.ebpf, &ack);
+    assert_eq!((v, backend_of(&out)), (XDP_TX, 0x50), "established flow");
+
+    // Removed: the flow's entry still sits in the connection table, but
+    // its VIP id is dead, so the packet is not a VIP packet any more.
+    lab.balancer.remove_service(&key).unwrap();
+    let before = stats::exit_stats_of(&lab.ebpf).unwrap();
+    let (v, out) = run(&lab.ebpf, &ack);
+    assert_eq!(v, XDP_PASS);
+    assert_eq!(out, ack, "passed untouched");
+    let after = stats::exit_stats_of(&lab.ebpf).unwrap();
+    assert_eq!(exit_delta(&before, &after), ["pass_not_vip"]);
+
+    // The same VIP again (the freed id comes back with a new generation)
+    // with another backend: the old entry is stale, the flow is balanced
+    // afresh onto the new pool.
+    service(
+        &mut lab.balancer,
+        vip,
+        80,
+        Protocol::Tcp,
+        Mode::Dsr,
+        &[(ip4("198.18.1.51"), 1, 0x51)],
+        NoBackend::Drop,
+    );
+    let (v, out) = run(&lab.ebpf, &ack);
+    assert_eq!((v, backend_of(&out)), (XDP_TX, 0x51), "re-balanced");
+    let (v, out) = run(&lab.ebpf, &ack);
+    assert_eq!((v, backend_of(&out)), (XDP_TX, 0x51), "and recorded");
+}

@@ -97,6 +97,15 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("no decap program")?
         .try_into()?;
     decap.load()?;
+    let insert: &mut Xdp = ebpf
+        .program_mut("lb_bench_insert")
+        .ok_or("no lb_bench_insert program")?
+        .try_into()?;
+    insert.load()?;
+    let insert: &Xdp = ebpf
+        .program("lb_bench_insert")
+        .ok_or("no lb_bench_insert program")?
+        .try_into()?;
     let decap: &Xdp = ebpf
         .program(DECAP_PROGRAM)
         .ok_or("no decap program")?
@@ -164,6 +173,11 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         run(decap, &non_vip, n)?,
         2,
     )?;
+    let insert_floor = report(
+        &format!("floor: connection-table insert alone (x{n})"),
+        run(insert, &non_vip, n)?,
+        2,
+    )?;
     let pass = report(&format!("non-VIP pass (x{n})"), time(&non_vip)?, 2)?;
     let hit = report(
         &format!("connection-table hit, dsr (x{n})"),
@@ -187,8 +201,9 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         3,
     )?;
     println!(
-        "ratios: new flow / hit = {:.2}; ipip / dsr hit (single runs) = {:.2}; hit / non-VIP pass = {:.2}; non-VIP pass / floor = {:.2}",
+        "ratios: new flow / hit = {:.2}; new flow / insert floor = {:.2}; ipip / dsr hit (single runs) = {:.2}; hit / non-VIP pass = {:.2}; non-VIP pass / floor = {:.2}",
         new / hit,
+        new / insert_floor,
         ipip1 / hit1,
         hit / pass,
         pass / floor
