@@ -109,7 +109,7 @@ fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
         if pkt.fragment {
             return (XDP_DROP, exit::DROP_FRAGMENT);
         }
-        if !select::new_flow(&vip, pkt, &mut chosen) {
+        if !select::new_flow(vip, pkt, &mut chosen) {
             return if vip.flags & vip_flags::PASS_NO_BACKEND != 0 {
                 (XDP_PASS, exit::PASS_NO_BACKEND)
             } else {
@@ -119,8 +119,7 @@ fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
     }
     // SAFETY: established or new_flow returned true, so `chosen` is written.
     let chosen: &select::Chosen = unsafe { chosen.assume_init_ref() };
-    let vip = &chosen.vip;
-    let backend = &chosen.backend;
+    let (vip, backend) = (chosen.vip, chosen.backend);
     let (start, end) = parse::bounds(ctx);
     let bytes = (end - start) as u64;
     let result = if vip.mode == mode::IPIP {

@@ -36,9 +36,10 @@ pub fn filter(flow: &FlowKey) -> u8 {
 
 /// The VIP a flow is addressed to: exact port first, then the port-0
 /// (all ports) VIP for the address. `bits` (from [`filter`]) skips the
-/// lookups that cannot match.
+/// lookups that cannot match. The record stays in the map (valid for the
+/// rest of this run: map values are RCU-protected).
 #[inline(always)]
-pub fn find_vip(flow: &FlowKey, bits: u8) -> Option<VipMeta> {
+pub fn find_vip(flow: &FlowKey, bits: u8) -> Option<&'static VipMeta> {
     let mut key = VipKey {
         addr: flow.dst,
         port_be: flow.dst_port_be,
@@ -46,9 +47,10 @@ pub fn find_vip(flow: &FlowKey, bits: u8) -> Option<VipMeta> {
         pad: 0,
     };
     if bits & filter_bits::PORT != 0 {
-        // SAFETY: the value is copied out before any other map operation.
+        // SAFETY: a concurrent update can only make us read the old or the
+        // new record; user space replaces records whole.
         if let Some(meta) = unsafe { VIPS.get(key) } {
-            return Some(*meta);
+            return Some(meta);
         }
     }
     if bits & filter_bits::ANY_PORT == 0 {
@@ -56,26 +58,27 @@ pub fn find_vip(flow: &FlowKey, bits: u8) -> Option<VipMeta> {
     }
     key.port_be = 0;
     // SAFETY: as above.
-    unsafe { VIPS.get(key) }.copied()
+    unsafe { VIPS.get(key) }
 }
 
 /// A live backend slot.
 #[inline(always)]
-fn backend_at(index: u32) -> Option<Backend> {
+fn backend_at(index: u32) -> Option<&'static Backend> {
     let b = BACKENDS.get(index)?;
-    (b.flags & backend_flags::ACTIVE != 0).then_some(*b)
+    (b.flags & backend_flags::ACTIVE != 0).then_some(b)
 }
 
-/// The backend chosen for a packet, and its VIP.
+/// The backend chosen for a packet, and its VIP: pointers into the maps,
+/// not copies (a map value stays valid for the whole run).
 pub struct Chosen {
     /// Backend index.
     pub index: u32,
     /// The flow was not in the connection table.
     pub new_flow: bool,
-    /// The backend's slot, copied.
-    pub backend: Backend,
-    /// The VIP's record, copied.
-    pub vip: VipMeta,
+    /// The backend's slot.
+    pub backend: &'static Backend,
+    /// The VIP's record.
+    pub vip: &'static VipMeta,
 }
 
 /// Fast path: the flow is in the connection table, its VIP still exists
@@ -113,7 +116,7 @@ pub fn established(pkt: &Packet, out: &mut MaybeUninit<Chosen>) -> bool {
         index,
         new_flow: false,
         backend,
-        vip: *vip,
+        vip,
     });
     true
 }
@@ -123,7 +126,7 @@ pub fn established(pkt: &Packet, out: &mut MaybeUninit<Chosen>) -> bool {
 /// follow existing flows. Returns false when the VIP has no backend for a
 /// new flow (flag `NO_BACKEND`, or an empty table slot).
 #[inline(never)]
-pub fn new_flow(vip: &VipMeta, pkt: &Packet, out: &mut MaybeUninit<Chosen>) -> bool {
+pub fn new_flow(vip: &'static VipMeta, pkt: &Packet, out: &mut MaybeUninit<Chosen>) -> bool {
     if vip.flags & vip_flags::NO_BACKEND != 0 || vip.ring_size == 0 {
         return false;
     }
@@ -153,7 +156,7 @@ pub fn new_flow(vip: &VipMeta, pkt: &Packet, out: &mut MaybeUninit<Chosen>) -> b
         index,
         new_flow: true,
         backend,
-        vip: *vip,
+        vip,
     });
     true
 }
