@@ -16,6 +16,7 @@
 //! - [`testpkt`]: frames for `BPF_PROG_TEST_RUN` fixtures and benchmarks.
 
 pub mod balancer;
+pub mod config;
 pub mod loader;
 pub mod maglev;
 pub mod neigh;

@@ -20,6 +20,8 @@ const PACKAGES: &[&str] = &[
     "iproute2",     // ip: namespaces, veths, addresses
     "ethtool",      // offload settings on veths
     "iputils-ping", // reachability probes in tests
+    "keepalived",   // VRRP interop tests: the reference peer
+    "tshark",       // VRRP tests: decode lbd's adverts independently
 ];
 /// Debian's Rust toolchain with library source, for the BPF build when no
 /// nightly with rust-src exists.

@@ -1,10 +1,13 @@
 //! `lbd`: the lb daemon. Loads the XDP program, attaches it, pins its maps,
-//! and runs until SIGINT/SIGTERM, then detaches and unpins what it created.
+//! runs the VRRP instances of its configuration, and runs until
+//! SIGINT/SIGTERM; then masters release their VIPs (priority 0) and the
+//! program is detached and unpinned: nothing lbd created is left behind.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 use lb_user::{
+    config::Config,
     loader::{
         AttachMode, DEFAULT_DECAP_PIN_PATH, DEFAULT_PIN_PATH, Dataplane, Options, Role, error_chain,
     },
@@ -20,7 +23,14 @@ use tracing::{error, info};
 /// fields. Runs in the foreground until SIGINT or SIGTERM, then detaches the
 /// program and removes its pins.
 ///
-/// Needs root (CAP_BPF and CAP_NET_ADMIN). Example:
+/// With --config, also runs the file's VRRP instances (keepalived-compatible
+/// failover of the VIPs); a file without [dataplane] runs VRRP only.
+///
+/// Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW). Examples:
+///
+///   lbd --config /etc/lb/lb.toml         everything the file says
+///
+///   lbd check-config /etc/lb/lb.toml     validate a file, touch nothing
 ///
 ///   lbd --iface eth0                     attach in native mode if possible
 ///
@@ -39,8 +49,18 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 
-    /// Interface to attach the XDP program to.
-    #[arg(long, short = 'i', value_name = "IF", required = true)]
+    /// Configuration file (TOML; see examples/lb.toml).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Interface to attach the XDP program to (overrides the file's
+    /// [dataplane] interface).
+    #[arg(
+        long,
+        short = 'i',
+        value_name = "IF",
+        required_unless_present = "config"
+    )]
     iface: Option<String>,
 
     #[command(flatten)]
@@ -59,6 +79,12 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Validate a configuration file without touching the kernel: prints
+    /// what it would run, or the first error with its file, line and field.
+    CheckConfig {
+        /// The file.
+        file: PathBuf,
+    },
     /// Run the decapsulator on a backend: strips the outer header of `ipip`
     /// traffic in XDP and hands the inner packet to the stack (the VIP sits
     /// on `lo`). For backends whose kernel has no ipip tunnel module.
@@ -121,52 +147,110 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let config = match &cli.config {
+        Some(path) => Some(Config::load(path)?),
+        None => None,
+    };
     let opts = match cli.command {
+        Some(Command::CheckConfig { file }) => {
+            let c = Config::load(&file)?;
+            println!(
+                "{}: OK ({} VRRP instance(s), {} script(s), data plane {})",
+                file.display(),
+                c.vrrp_instance.len(),
+                c.vrrp_script.len(),
+                c.dataplane
+                    .as_ref()
+                    .map_or("off".to_owned(), |d| format!("on {}", d.interface))
+            );
+            return Ok(());
+        }
         Some(Command::Decap {
             iface,
             attach,
             pin_path,
-        }) => Options {
+        }) => Some(Options {
             iface,
             mode: attach.xdp_mode,
             pin_path,
             replace: attach.replace,
             role: Role::Decap,
             flow_entries: cli.flow_entries,
-        },
-        None => Options {
-            iface: cli
-                .iface
-                .expect("clap requires --iface without a subcommand"),
-            mode: cli.attach.xdp_mode,
-            pin_path: cli.pin_path,
-            replace: cli.attach.replace,
-            role: Role::Balancer,
-            flow_entries: cli.flow_entries,
-        },
+        }),
+        None => {
+            let from_file = config.as_ref().and_then(|c| c.dataplane.as_ref());
+            match cli.iface.or_else(|| from_file.map(|d| d.interface.clone())) {
+                Some(iface) => Some(Options {
+                    iface,
+                    mode: match from_file.map(|d| d.xdp_mode.as_str()) {
+                        Some("native") => AttachMode::Native,
+                        Some("generic") => AttachMode::Generic,
+                        _ => cli.attach.xdp_mode,
+                    },
+                    pin_path: config
+                        .as_ref()
+                        .map_or(cli.pin_path, |c| c.global.bpf_pin_path.clone()),
+                    replace: cli.attach.replace,
+                    role: Role::Balancer,
+                    flow_entries: from_file.map_or(cli.flow_entries, |d| d.conntrack_entries),
+                }),
+                None => None,
+            }
+        }
     };
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let dataplane = Dataplane::start(&opts).await?;
-    let (iface, _) = dataplane.interface();
-    info!(
-        "running on {iface} ({} mode); maps pinned under {}; SIGINT or SIGTERM stops",
-        dataplane.mode(),
-        dataplane.pin_dir().display()
-    );
-    let signal = tokio::select! {
-        _ = sigint.recv() => "SIGINT",
-        _ = sigterm.recv() => "SIGTERM",
+    let dataplane = match &opts {
+        Some(opts) => {
+            let dataplane = Dataplane::start(opts).await?;
+            let (iface, _) = dataplane.interface();
+            info!(
+                "data plane running on {iface} ({} mode); maps pinned under {}",
+                dataplane.mode(),
+                dataplane.pin_dir().display()
+            );
+            Some(dataplane)
+        }
+        None => None,
     };
-    info!("{signal} received, shutting down");
-    match stats::proto_stats_of(dataplane.ebpf()) {
-        Ok(s) => info!(
-            "packets seen:\n{}",
-            stats::format_proto_stats(&s).trim_end()
-        ),
-        Err(e) => error!("reading counters failed: {}", error_chain(&e)),
+    let mut vrrp = match config.as_ref().filter(|c| !c.vrrp_instance.is_empty()) {
+        Some(c) => Some(lb_user::vrrp::driver::start(c).await?),
+        None => None,
+    };
+    if dataplane.is_none() && vrrp.is_none() {
+        return Err(
+            "nothing to run: the configuration has no [dataplane] and no [[vrrp_instance]]".into(),
+        );
     }
-    drop(dataplane);
+    info!("lbd running; SIGINT or SIGTERM stops");
+    let failed = async {
+        match vrrp.as_mut() {
+            Some(v) => v.failed().await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        _ = sigint.recv() => Ok("SIGINT"),
+        _ = sigterm.recv() => Ok("SIGTERM"),
+        (name, e) = failed => Err(format!("VRRP instance {name}: {e:#}")),
+    };
+    match &outcome {
+        Ok(signal) => info!("{signal} received, shutting down"),
+        Err(e) => error!("{e}; shutting down"),
+    }
+    if let Some(vrrp) = vrrp {
+        vrrp.stop().await;
+    }
+    if let Some(dataplane) = dataplane {
+        match stats::proto_stats_of(dataplane.ebpf()) {
+            Ok(s) => info!(
+                "packets seen:\n{}",
+                stats::format_proto_stats(&s).trim_end()
+            ),
+            Err(e) => error!("reading counters failed: {}", error_chain(&e)),
+        }
+        drop(dataplane);
+    }
     info!("stopped");
-    Ok(())
+    outcome.map(|_| ()).map_err(Into::into)
 }

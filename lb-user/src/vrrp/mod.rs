@@ -13,7 +13,12 @@
 // "VRRPv2"/"VRRPv3" in docs are protocol names, not code items.
 #![allow(clippy::doc_markdown)]
 
+pub mod addr;
+pub mod driver;
+pub mod garp;
 pub mod machine;
+pub mod net;
+pub mod track;
 pub mod wire;
 
 pub use machine::{

@@ -1,0 +1,688 @@
+//! `lbd --config FILE`: the TOML configuration.
+//!
+//! Field names follow DESIGN.md ("Configuration sketch") and keepalived's
+//! keywords; `examples/lb.toml` documents every field with its default and
+//! unit. Unknown fields are errors. Every error names the file, the line
+//! and the field, and says what is allowed.
+//!
+//! Durations are strings with a unit: `"1s"`, `"100ms"`, `"1.5s"`, `"2m"`.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[global]`.
+    #[serde(default)]
+    pub global: Global,
+    /// `[dataplane]`: where the XDP program runs; absent = VRRP only.
+    pub dataplane: Option<Dataplane>,
+    /// `[[vrrp_instance]]`.
+    #[serde(default)]
+    pub vrrp_instance: Vec<VrrpInstance>,
+    /// `[[vrrp_script]]`.
+    #[serde(default)]
+    pub vrrp_script: Vec<VrrpScript>,
+}
+
+/// `[global]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Global {
+    /// This node's name, for logs (keepalived `router_id`). Default: the
+    /// host name.
+    pub router_id: Option<String>,
+    /// Where the BPF maps are pinned.
+    pub bpf_pin_path: PathBuf,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Self {
+            router_id: None,
+            bpf_pin_path: PathBuf::from(crate::loader::DEFAULT_PIN_PATH),
+        }
+    }
+}
+
+/// `[dataplane]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Dataplane {
+    /// Interface the XDP program attaches to.
+    pub interface: String,
+    /// `auto`, `native` or `generic`.
+    #[serde(default = "default_xdp_mode")]
+    pub xdp_mode: String,
+    /// Connection-table entries.
+    #[serde(default = "default_conntrack")]
+    pub conntrack_entries: u32,
+}
+
+fn default_xdp_mode() -> String {
+    "auto".into()
+}
+fn default_conntrack() -> u32 {
+    lb_common::flow::DEFAULT_FLOW_ENTRIES
+}
+
+/// A duration written with a unit (`"1s"`, `"100ms"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// Parse `"1s"`, `"100ms"`, `"1.5s"`, `"2m"`, `"0"`.
+///
+/// # Errors
+/// A message saying what is allowed.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale = match unit {
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration {s:?}: write a number with a unit: ms, s, m or h (\"1s\", \"100ms\")"
+            ));
+        }
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: {num:?} is not a number"))?;
+    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("invalid duration {s:?}"))
+}
+
+/// `track_script` entry: a script by name, optionally overriding its weight.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TrackScript {
+    /// The `[[vrrp_script]]` name.
+    pub name: String,
+    /// Overrides the script's weight for this instance.
+    pub weight: Option<i32>,
+}
+
+/// `track_interface` entry: a name, or `{ name, weight }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInterface {
+    /// Interface name.
+    pub name: String,
+    /// 0 (default): interface down = FAULT; otherwise a priority weight.
+    pub weight: i32,
+}
+
+impl<'de> Deserialize<'de> for TrackInterface {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            Full {
+                name: String,
+                #[serde(default)]
+                weight: i32,
+            },
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::Name(name) => TrackInterface { name, weight: 0 },
+            Raw::Full { name, weight } => TrackInterface { name, weight },
+        })
+    }
+}
+
+/// `[[vrrp_instance]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpInstance {
+    /// Instance name (notify scripts get it).
+    pub name: String,
+    /// Interface the adverts go out on and the VIPs are added to.
+    pub interface: String,
+    /// 1..=255.
+    pub virtual_router_id: u8,
+    /// 1..=255 (255 = address owner). Default 100.
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+    /// Default 1s; v3 allows multiples of 10ms, v2 whole seconds.
+    #[serde(default = "default_advert")]
+    pub advert_interval: Dur,
+    /// 3 (default) or 2.
+    #[serde(default = "default_version")]
+    pub version: u8,
+    /// Default true; `false` = keepalived's `nopreempt`.
+    #[serde(default = "yes")]
+    pub preempt: bool,
+    /// Default 0s.
+    #[serde(default)]
+    pub preempt_delay: Option<Dur>,
+    /// v2 `auth_type PASS` password (first 8 characters are used).
+    pub auth_pass: Option<String>,
+    /// `"198.18.0.100/24"`; without a prefix, /32 or /128.
+    pub virtual_ipaddress: Vec<String>,
+    /// Source address of the adverts; default: the interface's first
+    /// address of the VIPs' family (IPv6: link-local).
+    pub unicast_src_ip: Option<IpAddr>,
+    /// Unicast peers; empty = multicast.
+    #[serde(default)]
+    pub unicast_peer: Vec<IpAddr>,
+    /// Scripts tracked.
+    #[serde(default)]
+    pub track_script: Vec<TrackScript>,
+    /// Interfaces tracked.
+    #[serde(default)]
+    pub track_interface: Vec<TrackInterface>,
+    /// Run on becoming master (`/bin/sh -c`).
+    pub notify_master: Option<String>,
+    /// Run on becoming backup.
+    pub notify_backup: Option<String>,
+    /// Run on entering fault.
+    pub notify_fault: Option<String>,
+    /// Run when the instance stops.
+    pub notify_stop: Option<String>,
+    /// Run on every transition with `INSTANCE NAME STATE PRIORITY`.
+    pub notify: Option<String>,
+    /// Second gratuitous ARP burst after becoming master; default 5s, 0 = none.
+    #[serde(default)]
+    pub garp_master_delay: Option<Dur>,
+    /// Announcements per burst; default 5.
+    #[serde(default)]
+    pub garp_master_repeat: Option<u32>,
+    /// Re-announce while master this often; default 0 = never.
+    #[serde(default)]
+    pub garp_master_refresh: Option<Dur>,
+    /// Announcements per refresh; default 1.
+    #[serde(default)]
+    pub garp_master_refresh_repeat: Option<u32>,
+    /// Gap between the announcements of a burst; default 0.
+    #[serde(default)]
+    pub garp_interval: Option<Dur>,
+}
+
+fn default_priority() -> u8 {
+    100
+}
+fn default_advert() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn default_version() -> u8 {
+    3
+}
+fn yes() -> bool {
+    true
+}
+
+/// `[[vrrp_script]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpScript {
+    /// Name used by `track_script`.
+    pub name: String,
+    /// Command line, run with `/bin/sh -c`.
+    pub script: String,
+    /// Default 1s.
+    #[serde(default)]
+    pub interval: Option<Dur>,
+    /// Default: the interval.
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    /// -253..=253; 0 (default): failing puts tracking instances in FAULT.
+    #[serde(default)]
+    pub weight: i32,
+    /// Successes to count as up; default 1.
+    #[serde(default = "one")]
+    pub rise: u32,
+    /// Failures to count as down; default 1.
+    #[serde(default = "one")]
+    pub fall: u32,
+    /// Run the script as this user; default: as lbd.
+    pub user: Option<String>,
+    /// Start in the failed state (keepalived `init_fail`).
+    #[serde(default)]
+    pub init_fail: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A configuration error: where and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// Dotted path of the field (`vrrp_instance[0].priority`).
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Read and validate `path`.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not valid TOML for this schema, or fails
+    /// validation.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            field: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate `text` (from `path`, for messages).
+    ///
+    /// # Errors
+    /// Not valid TOML for this schema, or fails validation.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            ConfigError {
+                file: path.to_owned(),
+                line,
+                field: String::new(),
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        config.validate(text, path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let err = |table: &str, index: usize, field: &str, message: String| ConfigError {
+            file: path.to_owned(),
+            line: locate(text, table, index, field),
+            field: format!("{table}[{index}].{field}"),
+            message,
+        };
+        let scripts: HashSet<&str> = self.vrrp_script.iter().map(|s| s.name.as_str()).collect();
+        let mut names = HashSet::new();
+        for (i, s) in self.vrrp_script.iter().enumerate() {
+            if !names.insert(s.name.as_str()) {
+                return Err(err(
+                    "vrrp_script",
+                    i,
+                    "name",
+                    format!("duplicate script name {:?}", s.name),
+                ));
+            }
+            if !(-253..=253).contains(&s.weight) {
+                return Err(err(
+                    "vrrp_script",
+                    i,
+                    "weight",
+                    format!("{} is out of range: -253..=253", s.weight),
+                ));
+            }
+            if s.rise == 0 || s.fall == 0 {
+                let f = if s.rise == 0 { "rise" } else { "fall" };
+                return Err(err("vrrp_script", i, f, "must be at least 1".into()));
+            }
+            if s.interval.is_some_and(|d| d.0.is_zero()) {
+                return Err(err(
+                    "vrrp_script",
+                    i,
+                    "interval",
+                    "must be more than 0".into(),
+                ));
+            }
+        }
+        let mut names = HashSet::new();
+        let mut vrids = HashSet::new();
+        for (i, v) in self.vrrp_instance.iter().enumerate() {
+            if !names.insert(v.name.as_str()) {
+                return Err(err(
+                    "vrrp_instance",
+                    i,
+                    "name",
+                    format!("duplicate instance name {:?}", v.name),
+                ));
+            }
+            if v.virtual_router_id == 0 {
+                return Err(err(
+                    "vrrp_instance",
+                    i,
+                    "virtual_router_id",
+                    "0 is not allowed: 1..=255".into(),
+                ));
+            }
+            if v.priority == 0 {
+                return Err(err(
+                    "vrrp_instance",
+                    i,
+                    "priority",
+                    "0 is reserved (a master sends it when it stops): 1..=255, 255 = address owner"
+                        .into(),
+                ));
+            }
+            if v.version != 2 && v.version != 3 {
+                return Err(err(
+                    "vrrp_instance",
+                    i,
+                    "version",
+                    format!("{} is not a VRRP version: 2 or 3", v.version),
+                ));
+            }
+            if v.virtual_ipaddress.is_empty() {
+                return Err(err(
+                    "vrrp_instance",
+                    i,
+                    "virtual_ipaddress",
+                    "at least one address is required".into(),
+                ));
+            }
+            let vips = match v.vips() {
+                Ok(vips) => vips,
+                Err(m) => return Err(err("vrrp_instance", i, "virtual_ipaddress", m)),
+            };
+            let v6 = vips[0].addr.is_ipv6();
+            if !vrids.insert((v.interface.as_str(), v.virtual_router_id, v6)) {
+                return Err(err(
+                    "vrrp_instance",
+                    i,
+                    "virtual_router_id",
+                    format!(
+                        "{} is already used on {} by another instance",
+                        v.virtual_router_id, v.interface
+                    ),
+                ));
+            }
+            if v.version == 2 && v6 {
+                return Err(err(
+                    "vrrp_instance",
+                    i,
+                    "version",
+                    "VRRPv2 is IPv4 only: use version = 3 for IPv6".into(),
+                ));
+            }
+            if v.auth_pass.is_some() && v.version == 3 {
+                return Err(err(
+                    "vrrp_instance",
+                    i,
+                    "auth_pass",
+                    "VRRPv3 has no authentication: remove it, or use version = 2".into(),
+                ));
+            }
+            let interval = v.advert_interval.0;
+            let interval_ok = if v.version == 2 {
+                interval.subsec_nanos() == 0 && (1..=255).contains(&interval.as_secs())
+            } else {
+                interval >= Duration::from_millis(10)
+                    && interval <= Duration::from_millis(40_950)
+                    && interval.subsec_nanos().is_multiple_of(10_000_000)
+            };
+            if !interval_ok {
+                let allowed = if v.version == 2 {
+                    "whole seconds from 1s to 255s for version 2"
+                } else {
+                    "a multiple of 10ms from 10ms to 40.95s for version 3"
+                };
+                return Err(err(
+                    "vrrp_instance",
+                    i,
+                    "advert_interval",
+                    format!("{} is not allowed: {allowed}", v.advert_interval),
+                ));
+            }
+            for t in &v.track_script {
+                if !scripts.contains(t.name.as_str()) {
+                    return Err(err(
+                        "vrrp_instance",
+                        i,
+                        "track_script",
+                        format!("no [[vrrp_script]] named {:?}", t.name),
+                    ));
+                }
+            }
+            if let Some(src) = v.unicast_src_ip
+                && src.is_ipv6() != v6
+            {
+                return Err(err(
+                    "vrrp_instance",
+                    i,
+                    "unicast_src_ip",
+                    "must be of the VIPs' address family".into(),
+                ));
+            }
+            if v.unicast_peer.iter().any(|p| p.is_ipv6() != v6) {
+                return Err(err(
+                    "vrrp_instance",
+                    i,
+                    "unicast_peer",
+                    "peers must be of the VIPs' address family".into(),
+                ));
+            }
+        }
+        if let Some(dp) = &self.dataplane
+            && !["auto", "native", "generic"].contains(&dp.xdp_mode.as_str())
+        {
+            return Err(ConfigError {
+                file: path.to_owned(),
+                line: locate(text, "dataplane", 0, "xdp_mode"),
+                field: "dataplane.xdp_mode".into(),
+                message: format!("{:?} is not a mode: auto, native or generic", dp.xdp_mode),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl VrrpInstance {
+    /// The virtual addresses with their prefixes, all of one family.
+    ///
+    /// # Errors
+    /// A message naming the bad entry.
+    pub fn vips(&self) -> Result<Vec<crate::vrrp::addr::Vip>, String> {
+        let mut out: Vec<crate::vrrp::addr::Vip> = Vec::new();
+        for s in &self.virtual_ipaddress {
+            let (a, p) = s
+                .split_once('/')
+                .map_or((s.as_str(), None), |(a, p)| (a, Some(p)));
+            let addr: IpAddr = a.trim().parse().map_err(|_| {
+                format!(
+                    "{s:?} is not an address: write \"198.18.0.100/24\" or \"2001:db8::100/64\""
+                )
+            })?;
+            let max = if addr.is_ipv6() { 128 } else { 32 };
+            let prefix = match p {
+                None => max,
+                Some(p) => p
+                    .trim()
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|&p| p <= max)
+                    .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
+            };
+            if out
+                .first()
+                .is_some_and(|f| f.addr.is_ipv6() != addr.is_ipv6())
+            {
+                return Err(format!(
+                    "{s:?}: an instance's addresses must all be IPv4 or all IPv6 (use two instances)"
+                ));
+            }
+            if out.iter().any(|v| v.addr == addr) {
+                return Err(format!("{s:?} is listed twice"));
+            }
+            out.push(crate::vrrp::addr::Vip { addr, prefix });
+        }
+        Ok(out)
+    }
+}
+
+/// 1-based line of byte offset `pos`.
+fn line_of(text: &str, pos: usize) -> usize {
+    text[..pos.min(text.len())].matches('\n').count() + 1
+}
+
+/// Best-effort line of `field` in the `index`-th `[[table]]` (or `[table]`)
+/// of `text`: the table's header line when the field is not written there
+/// (a default that fails validation).
+fn locate(text: &str, table: &str, index: usize, field: &str) -> Option<usize> {
+    let array = format!("[[{table}]]");
+    let single = format!("[{table}]");
+    let mut seen = 0;
+    let mut in_table = false;
+    let mut header = None;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            if in_table {
+                return header;
+            }
+            if t == array || t == single {
+                if seen == index {
+                    in_table = true;
+                    header = Some(n + 1);
+                }
+                seen += 1;
+            }
+            continue;
+        }
+        if in_table
+            && let Some((key, _)) = t.split_once('=')
+            && key.trim() == field
+        {
+            return Some(n + 1);
+        }
+    }
+    header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("lb.toml")).map_err(|e| e.to_string())
+    }
+
+    const GOOD: &str = r#"
+[global]
+router_id = "lb01"
+
+[[vrrp_script]]
+name = "check_web"
+script = "true"
+interval = "2s"
+weight = 20
+
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 50
+priority = 150
+advert_interval = "100ms"
+virtual_ipaddress = ["198.18.0.100/24", "198.18.0.101"]
+track_script = [{ name = "check_web" }]
+track_interface = ["eth0", { name = "eth1", weight = -30 }]
+"#;
+
+    #[test]
+    fn a_good_file_loads_with_defaults() {
+        let c = parse(GOOD).unwrap();
+        let v = &c.vrrp_instance[0];
+        assert_eq!(v.advert_interval.0, Duration::from_millis(100));
+        assert_eq!(v.version, 3);
+        assert!(v.preempt);
+        assert_eq!(v.vips().unwrap()[1].prefix, 32);
+        assert_eq!(v.track_interface[1].weight, -30);
+        assert_eq!(c.vrrp_script[0].rise, 1);
+        assert_eq!(c.global.bpf_pin_path, Path::new("/sys/fs/bpf/lb"));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let cases = [
+            (
+                GOOD.replace("priority = 150", "priority = 0"),
+                "lb.toml:15: vrrp_instance[0].priority: 0 is reserved (a master sends it when it stops): 1..=255, 255 = address owner",
+            ),
+            (
+                GOOD.replace("\"100ms\"", "\"105ms\""),
+                "lb.toml:16: vrrp_instance[0].advert_interval: 105ms is not allowed: a multiple of 10ms from 10ms to 40.95s for version 3",
+            ),
+            (
+                GOOD.replace("198.18.0.101", "198.18.0.300"),
+                "lb.toml:17: vrrp_instance[0].virtual_ipaddress: \"198.18.0.300\" is not an address: write \"198.18.0.100/24\" or \"2001:db8::100/64\"",
+            ),
+            (
+                GOOD.replace("name = \"check_web\" }", "name = \"check_db\" }"),
+                "lb.toml:18: vrrp_instance[0].track_script: no [[vrrp_script]] named \"check_db\"",
+            ),
+            (
+                GOOD.replace("priority = 150", "priority = 150\nprio = 1"),
+                "lb.toml:16: unknown field `prio`, expected one of",
+            ),
+            (
+                GOOD.replace("interval = \"2s\"", "interval = \"2 seconds\""),
+                "lb.toml:8: invalid duration \"2 seconds\": write a number with a unit",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = parse(&text).unwrap_err();
+            assert!(got.starts_with(want), "\n got: {got}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("1").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

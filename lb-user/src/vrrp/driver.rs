@@ -1,0 +1,742 @@
+//! Running VRRP instances: the state machine wired to the world.
+//!
+//! One tokio task per instance owns its [`Machine`], its sockets
+//! ([`super::net`]) and its gratuitous-ARP schedule ([`super::garp`]), and
+//! waits on whichever comes first: an advert, the machine's next deadline,
+//! a tracked object changing ([`super::track`]), an announcement due, or
+//! shutdown. The machine's [`Action`]s are carried out in order: adverts
+//! sent, VIPs added or removed with rtnetlink ([`super::addr`]),
+//! announcements scheduled, notify hooks run, transitions logged.
+//!
+//! Logging: one line per transition with its cause; one warning per
+//! rejection cause per instance (the first), later ones counted only; a
+//! summary of the counters when the instance stops.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::sync::{broadcast, watch};
+use tracing::{debug, info, warn};
+
+use super::addr::{self, Added, Vip};
+use super::garp::{self, FrameSender, GarpConfig, GarpSchedule};
+use super::machine::{Action, Event, Machine, State};
+use super::net::{Dropped, Endpoint, Received, VrrpSocket};
+
+/// What a tracked object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    /// A `vrrp_script`.
+    Script,
+    /// A `track_interface`.
+    Interface,
+}
+
+/// A tracked object changed (sent to every instance; each picks its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackEvent {
+    /// Script or interface.
+    pub kind: TrackKind,
+    /// Its name.
+    pub name: String,
+    /// Whether it is now up.
+    pub up: bool,
+    /// What caused the change.
+    pub reason: String,
+}
+
+/// keepalived's notify hooks of one instance (`/bin/sh -c` command lines).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notify {
+    /// On becoming master.
+    pub master: Option<String>,
+    /// On becoming backup.
+    pub backup: Option<String>,
+    /// On entering fault.
+    pub fault: Option<String>,
+    /// When the instance stops.
+    pub stop: Option<String>,
+    /// On every transition, with arguments `INSTANCE NAME STATE PRIORITY`.
+    pub any: Option<String>,
+}
+
+/// Everything one instance needs.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    /// Instance name.
+    pub name: String,
+    /// Interface, primary address, peers.
+    pub endpoint: Endpoint,
+    /// The state machine's configuration.
+    pub machine: super::machine::Config,
+    /// The VIPs with their prefixes (same order as `machine.vips`).
+    pub vips: Vec<Vip>,
+    /// Announcement timing.
+    pub garp: GarpConfig,
+    /// Hooks.
+    pub notify: Notify,
+    /// What each of `machine.tracks` is, by index.
+    pub tracks: Vec<(TrackKind, String)>,
+}
+
+/// Counters of a stopped instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Instance name.
+    pub name: String,
+    /// Final state before stopping.
+    pub last_state: Option<State>,
+    /// The machine's counters.
+    pub stats: super::machine::Stats,
+    /// Datagrams dropped before the machine, by cause label.
+    pub dropped: BTreeMap<&'static str, u64>,
+}
+
+impl Report {
+    /// One line: `rejected: bad_ttl=3 auth_failure=1 ...`.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = self
+            .dropped
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for cause in super::machine::RejectCause::ALL {
+            let n = self.stats.rejected(cause);
+            if n > 0 {
+                parts.push(format!("{}={n}", cause.label()));
+            }
+        }
+        format!(
+            "accepted={} became_master={} left_master={} rejected: {}",
+            self.stats.adverts_accepted,
+            self.stats.became_master,
+            self.stats.left_master,
+            if parts.is_empty() {
+                "none".to_owned()
+            } else {
+                parts.join(" ")
+            }
+        )
+    }
+}
+
+struct Instance {
+    spec: InstanceSpec,
+    machine: Machine,
+    socket: VrrpSocket,
+    netlink: rtnetlink::Handle,
+    frames: Option<FrameSender>,
+    mac: [u8; 6],
+    garp: GarpSchedule,
+    /// VIPs we added (tagged) and so may remove.
+    added: HashSet<Vip>,
+    dropped: BTreeMap<&'static str, u64>,
+    logged: HashSet<&'static str>,
+}
+
+/// Run one instance until `shutdown` turns true; then release (priority-0
+/// advert if master, VIPs removed, `notify_stop`) and report.
+///
+/// # Errors
+/// The sockets or netlink cannot be set up.
+pub async fn run_instance(
+    spec: InstanceSpec,
+    mut tracks: broadcast::Receiver<TrackEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Report> {
+    let (conn, netlink, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
+    let conn = tokio::spawn(conn);
+    let socket = VrrpSocket::open(spec.endpoint.clone()).with_context(|| {
+        format!(
+            "{}: opening VRRP sockets on {} from {}",
+            spec.name, spec.endpoint.iface, spec.endpoint.primary
+        )
+    })?;
+    let mac = interface_mac(&netlink, spec.endpoint.ifindex).await?;
+    let frames = match FrameSender::open(spec.endpoint.ifindex) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            warn!(instance = %spec.name, error = %e, "cannot send gratuitous ARP / NA; VIP moves rely on the adverts alone");
+            None
+        }
+    };
+    let machine =
+        Machine::new(spec.machine.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", spec.name))?;
+    let mut inst = Instance {
+        garp: GarpSchedule::new(spec.garp),
+        spec,
+        machine,
+        socket,
+        netlink,
+        frames,
+        mac,
+        added: HashSet::new(),
+        dropped: BTreeMap::new(),
+        logged: HashSet::new(),
+    };
+    inst.sweep_stale().await;
+    let actions = inst.machine.handle(Event::Startup, Instant::now());
+    inst.apply(actions).await;
+    loop {
+        let deadline = [inst.machine.next_deadline(), inst.garp.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            received = inst.socket.recv() => match received {
+                Ok(Received::Advert { source, advert }) => {
+                    if advert.vrid != inst.spec.machine.vrid {
+                        continue;
+                    }
+                    let actions = inst.machine.handle(Event::Advert { source, advert }, Instant::now());
+                    inst.apply(actions).await;
+                }
+                Ok(Received::Dropped { source, cause }) => inst.dropped(source, cause),
+                Err(e) => {
+                    warn!(instance = %inst.spec.name, error = %e, "VRRP receive failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = sleep => {
+                let now = Instant::now();
+                let rounds = inst.garp.poll(now);
+                inst.announce(rounds);
+                if inst.machine.next_deadline().is_some_and(|d| d <= now) {
+                    let actions = inst.machine.handle(Event::Timer, now);
+                    inst.apply(actions).await;
+                }
+            }
+            event = tracks.recv() => match event {
+                Ok(event) => {
+                    let index = inst.spec.tracks.iter().position(|(k, n)| *k == event.kind && *n == event.name);
+                    if let Some(index) = index {
+                        debug!(instance = %inst.spec.name, track = %event.name, up = event.up, reason = %event.reason, "tracked object changed");
+                        let actions = inst.machine.handle(Event::Track { index, up: event.up }, Instant::now());
+                        inst.apply(actions).await;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(instance = %inst.spec.name, missed = n, "tracking updates lagged");
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    // No trackers: wait for the other events only.
+                    tracks = broadcast::channel(1).1;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    let last_state = inst.machine.state();
+    let actions = inst.machine.handle(Event::Shutdown, Instant::now());
+    inst.apply(actions).await;
+    // Anything we added and the machine did not remove (e.g. shutdown from
+    // Fault) goes too: lbd leaves nothing behind.
+    inst.remove_added().await;
+    if let Some(stop) = &inst.spec.notify.stop {
+        run_hook(&inst.spec.name, stop, &[]);
+    }
+    if let Some(any) = &inst.spec.notify.any {
+        let prio = inst.machine.effective_priority().to_string();
+        run_hook(
+            &inst.spec.name,
+            any,
+            &["INSTANCE", &inst.spec.name, "STOP", &prio],
+        );
+    }
+    conn.abort();
+    let report = Report {
+        name: inst.spec.name.clone(),
+        last_state: Some(last_state),
+        stats: inst.machine.stats().clone(),
+        dropped: inst.dropped.clone(),
+    };
+    info!(instance = %report.name, "stopped: {}", report.summary());
+    Ok(report)
+}
+
+impl Instance {
+    async fn sweep_stale(&mut self) {
+        // A previous lbd that crashed may have left our VIPs tagged on the
+        // interface; we start as backup, so they must go.
+        for vip in self.spec.vips.clone() {
+            match addr::remove(&self.netlink, self.spec.endpoint.ifindex, vip).await {
+                Ok(true) => {
+                    info!(instance = %self.spec.name, %vip, "removed VIP left by an earlier run");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(instance = %self.spec.name, %vip, error = %e, "cannot check for stale VIP")
+                }
+            }
+        }
+    }
+
+    async fn apply(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::SendAdvert { priority } => {
+                    let advert = self.machine.advertisement(priority);
+                    if let Err(e) = self.socket.send(&advert) {
+                        warn!(instance = %self.spec.name, error = %e, "sending advert failed");
+                    }
+                }
+                Action::AddVips => {
+                    for vip in self.spec.vips.clone() {
+                        match addr::add(&self.netlink, self.spec.endpoint.ifindex, vip).await {
+                            Ok(Added::New | Added::Ours) => {
+                                self.added.insert(vip);
+                            }
+                            Ok(Added::Foreign) => {
+                                info!(instance = %self.spec.name, %vip, "VIP already configured on the interface; leaving it to its owner");
+                            }
+                            Err(e) => {
+                                warn!(instance = %self.spec.name, %vip, error = %e, "adding VIP failed")
+                            }
+                        }
+                    }
+                }
+                Action::RemoveVips => self.remove_added().await,
+                Action::SendGratuitous => {
+                    let now = Instant::now();
+                    self.garp.start(now);
+                    let rounds = self.garp.poll(now);
+                    self.announce(rounds);
+                }
+                Action::Transition { from, to, reason } => {
+                    info!(
+                        instance = %self.spec.name,
+                        %from,
+                        %to,
+                        priority = self.machine.effective_priority(),
+                        "VRRP transition: {reason}"
+                    );
+                    if to != State::Master {
+                        self.garp.stop();
+                    }
+                    self.notify(to);
+                }
+                Action::PriorityChanged { from, to } => {
+                    info!(instance = %self.spec.name, from, to, "effective priority changed");
+                }
+                Action::Rejected {
+                    cause,
+                    source,
+                    first_time,
+                } => {
+                    if first_time {
+                        warn!(instance = %self.spec.name, %source, cause = cause.label(), "rejected advert: {cause} (further ones are counted, not logged)");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn remove_added(&mut self) {
+        for vip in std::mem::take(&mut self.added) {
+            if let Err(e) = addr::remove(&self.netlink, self.spec.endpoint.ifindex, vip).await {
+                warn!(instance = %self.spec.name, %vip, error = %e, "removing VIP failed");
+            }
+        }
+    }
+
+    fn dropped(&mut self, source: IpAddr, cause: Dropped) {
+        let label = cause.label();
+        *self.dropped.entry(label).or_insert(0) += 1;
+        if self.logged.insert(label) {
+            let detail = match cause {
+                Dropped::BadTtl(ttl) => format!("TTL {ttl}, VRRP requires 255"),
+                Dropped::BadChecksum => "bad checksum".to_owned(),
+                Dropped::Malformed => "malformed".to_owned(),
+            };
+            warn!(instance = %self.spec.name, %source, cause = label, "dropped VRRP packet: {detail} (further ones are counted, not logged)");
+        }
+    }
+
+    fn announce(&self, rounds: u32) {
+        let Some(frames) = &self.frames else {
+            return;
+        };
+        for _ in 0..rounds {
+            for vip in &self.spec.vips {
+                let frame = match (vip.addr, self.spec.endpoint.primary) {
+                    (IpAddr::V4(a), _) => garp::gratuitous_arp(self.mac, a),
+                    (IpAddr::V6(a), IpAddr::V6(src)) => garp::unsolicited_na(self.mac, src, a),
+                    (IpAddr::V6(_), IpAddr::V4(_)) => continue,
+                };
+                if let Err(e) = frames.send(&frame) {
+                    debug!(instance = %self.spec.name, %vip, error = %e, "announcement not sent");
+                }
+            }
+        }
+    }
+
+    fn notify(&self, to: State) {
+        let hook = match to {
+            State::Master => &self.spec.notify.master,
+            State::Backup => &self.spec.notify.backup,
+            State::Fault => &self.spec.notify.fault,
+            State::Initialize => &None,
+        };
+        if let Some(cmd) = hook {
+            run_hook(&self.spec.name, cmd, &[]);
+        }
+        if let Some(cmd) = &self.spec.notify.any
+            && to != State::Initialize
+        {
+            let prio = self.machine.effective_priority().to_string();
+            run_hook(
+                &self.spec.name,
+                cmd,
+                &["INSTANCE", &self.spec.name, state_word(to), &prio],
+            );
+        }
+    }
+}
+
+/// keepalived's state words for notify scripts.
+fn state_word(state: State) -> &'static str {
+    match state {
+        State::Master => "MASTER",
+        State::Backup => "BACKUP",
+        State::Fault => "FAULT",
+        State::Initialize => "STOP",
+    }
+}
+
+/// Run a hook in the background: `/bin/sh -c CMD` with `args` appended as
+/// the command's arguments (keepalived appends them to the script's).
+fn run_hook(instance: &str, cmd: &str, args: &[&str]) {
+    let script = if args.is_empty() {
+        cmd.to_owned()
+    } else {
+        format!("{cmd} \"$@\"")
+    };
+    let mut command = tokio::process::Command::new("/bin/sh");
+    command.arg("-c").arg(&script).arg("lbd-notify").args(args);
+    command.kill_on_drop(false);
+    let instance = instance.to_owned();
+    let cmd = cmd.to_owned();
+    match command.spawn() {
+        Ok(mut child) => {
+            tokio::spawn(async move {
+                match child.wait().await {
+                    Ok(status) if status.success() => {}
+                    Ok(status) => warn!(%instance, hook = %cmd, %status, "notify hook failed"),
+                    Err(e) => warn!(%instance, hook = %cmd, error = %e, "notify hook failed"),
+                }
+            });
+        }
+        Err(e) => warn!(%instance, hook = %cmd, error = %e, "cannot run notify hook"),
+    }
+}
+
+async fn interface_mac(handle: &rtnetlink::Handle, ifindex: u32) -> anyhow::Result<[u8; 6]> {
+    use futures::TryStreamExt as _;
+    use rtnetlink::packet_route::link::LinkAttribute;
+    let mut links = handle.link().get().match_index(ifindex).execute();
+    while let Some(link) = links.try_next().await? {
+        for attr in link.attributes {
+            if let LinkAttribute::Address(a) = attr
+                && let Ok(mac) = <[u8; 6]>::try_from(a.as_slice())
+            {
+                return Ok(mac);
+            }
+        }
+    }
+    Ok([0; 6])
+}
+
+/// The running VRRP side of lbd: instance tasks and trackers.
+pub struct Running {
+    shutdown: watch::Sender<bool>,
+    instances: Vec<(String, tokio::task::JoinHandle<anyhow::Result<Report>>)>,
+    trackers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// How many instances run.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.instances.len()
+    }
+
+    /// Whether no instance runs.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+
+    /// Wait until an instance task ends by itself (a setup failure); returns
+    /// its name and error. Pending forever while all run.
+    pub async fn failed(&mut self) -> (String, anyhow::Error) {
+        if self.instances.is_empty() {
+            return std::future::pending().await;
+        }
+        let (result, index, _) =
+            futures::future::select_all(self.instances.iter_mut().map(|(_, handle)| handle)).await;
+        let (name, _) = self.instances.remove(index);
+        let error = match result {
+            Ok(Ok(_)) => anyhow::anyhow!("stopped unexpectedly"),
+            Ok(Err(e)) => e,
+            Err(e) => anyhow::anyhow!("task failed: {e}"),
+        };
+        (name, error)
+    }
+
+    /// Stop every instance (masters release with priority 0 and remove
+    /// their VIPs) and the trackers; the instances' reports.
+    pub async fn stop(self) -> Vec<Report> {
+        let _ = self.shutdown.send(true);
+        let mut reports = Vec::new();
+        for (name, handle) in self.instances {
+            match handle.await {
+                Ok(Ok(report)) => reports.push(report),
+                Ok(Err(e)) => warn!(instance = %name, "instance had failed: {e:#}"),
+                Err(e) => warn!(instance = %name, "instance task failed: {e}"),
+            }
+        }
+        for t in self.trackers {
+            t.abort();
+        }
+        reports
+    }
+}
+
+/// Build every instance of `config` (interfaces and primary addresses
+/// looked up now), start the trackers and the instances.
+///
+/// # Errors
+/// An interface does not exist, has no usable source address, or an
+/// instance's settings are invalid.
+pub async fn start(config: &crate::config::Config) -> anyhow::Result<Running> {
+    let (conn, netlink, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
+    let conn = tokio::spawn(conn);
+    let mut specs = Vec::new();
+    for inst in &config.vrrp_instance {
+        specs.push(
+            instance_spec(config, inst, &netlink)
+                .await
+                .with_context(|| format!("vrrp_instance {}", inst.name))?,
+        );
+    }
+    conn.abort();
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (events, _) = broadcast::channel(256);
+    let receivers: Vec<_> = specs.iter().map(|_| events.subscribe()).collect();
+    let mut trackers = Vec::new();
+    let mut scripts: Vec<&str> = Vec::new();
+    let mut interfaces: Vec<&str> = Vec::new();
+    for inst in &config.vrrp_instance {
+        for t in &inst.track_script {
+            if !scripts.contains(&t.name.as_str()) {
+                scripts.push(&t.name);
+            }
+        }
+        for t in &inst.track_interface {
+            if !interfaces.contains(&t.name.as_str()) {
+                interfaces.push(&t.name);
+            }
+        }
+    }
+    for name in scripts {
+        let Some(s) = config.vrrp_script.iter().find(|s| s.name == name) else {
+            continue; // validation guarantees it exists
+        };
+        let interval = s.interval.map_or(Duration::from_secs(1), |d| d.0);
+        let spec = super::track::ScriptSpec {
+            name: s.name.clone(),
+            script: s.script.clone(),
+            interval,
+            timeout: s.timeout.map_or(interval, |d| d.0),
+            rise: s.rise,
+            fall: s.fall,
+            user: s.user.clone(),
+            init_fail: s.init_fail,
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        trackers.push(super::track::spawn_script(spec, tx));
+        trackers.push(forward(rx, TrackKind::Script, events.clone()));
+    }
+    for name in interfaces {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        trackers.push(super::track::spawn_interface(
+            name.to_owned(),
+            Duration::from_millis(100),
+            tx,
+        ));
+        trackers.push(forward(rx, TrackKind::Interface, events.clone()));
+    }
+    let instances = specs
+        .into_iter()
+        .zip(receivers)
+        .map(|(spec, rx)| {
+            let name = spec.name.clone();
+            info!(
+                instance = %name,
+                interface = %spec.endpoint.iface,
+                source = %spec.endpoint.primary,
+                vrid = spec.machine.vrid,
+                priority = spec.machine.priority,
+                "starting VRRP instance ({})",
+                if spec.endpoint.peers.is_empty() { "multicast" } else { "unicast" }
+            );
+            (
+                name,
+                tokio::spawn(run_instance(spec, rx, shutdown_rx.clone())),
+            )
+        })
+        .collect();
+    Ok(Running {
+        shutdown,
+        instances,
+        trackers,
+    })
+}
+
+fn forward(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<super::track::TrackUpdate>,
+    kind: TrackKind,
+    events: broadcast::Sender<TrackEvent>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(u) = rx.recv().await {
+            let _ = events.send(TrackEvent {
+                kind,
+                name: u.name,
+                up: u.up,
+                reason: u.reason,
+            });
+        }
+    })
+}
+
+async fn instance_spec(
+    config: &crate::config::Config,
+    inst: &crate::config::VrrpInstance,
+    netlink: &rtnetlink::Handle,
+) -> anyhow::Result<InstanceSpec> {
+    use super::machine::Track;
+    use super::wire::Version;
+    let vips = inst.vips().map_err(|e| anyhow::anyhow!(e))?;
+    let index = ifindex(&inst.interface)?;
+    let v6 = vips[0].addr.is_ipv6();
+    let primary = match inst.unicast_src_ip {
+        Some(a) => a,
+        None => addr::list(netlink, index)
+            .await
+            .with_context(|| format!("listing addresses of {}", inst.interface))?
+            .into_iter()
+            .map(|p| p.vip.addr)
+            .find(|a| {
+                a.is_ipv6() == v6
+                    && !vips.iter().any(|v| v.addr == *a)
+                    && match a {
+                        IpAddr::V6(a) => a.is_unicast_link_local(),
+                        IpAddr::V4(_) => true,
+                    }
+            })
+            .with_context(|| {
+                format!(
+                    "{} has no {} address to send adverts from (set unicast_src_ip, or add one)",
+                    inst.interface,
+                    if v6 { "IPv6 link-local" } else { "IPv4" }
+                )
+            })?,
+    };
+    let mut tracks = Vec::new();
+    let mut kinds = Vec::new();
+    for t in &inst.track_script {
+        let script_weight = config
+            .vrrp_script
+            .iter()
+            .find(|s| s.name == t.name)
+            .map_or(0, |s| s.weight);
+        tracks.push(Track {
+            name: t.name.clone(),
+            weight: t.weight.unwrap_or(script_weight),
+        });
+        kinds.push((TrackKind::Script, t.name.clone()));
+    }
+    for t in &inst.track_interface {
+        tracks.push(Track {
+            name: t.name.clone(),
+            weight: t.weight,
+        });
+        kinds.push((TrackKind::Interface, t.name.clone()));
+    }
+    let machine = super::machine::Config {
+        vrid: inst.virtual_router_id,
+        priority: inst.priority,
+        advert_interval: inst.advert_interval.0,
+        version: if inst.version == 2 {
+            Version::V2
+        } else {
+            Version::V3
+        },
+        preempt: inst.preempt,
+        preempt_delay: inst.preempt_delay.map_or(Duration::ZERO, |d| d.0),
+        primary_address: primary,
+        vips: vips.iter().map(|v| v.addr).collect(),
+        auth_pass: inst.auth_pass.clone(),
+        tracks,
+    };
+    machine.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let defaults = GarpConfig::default();
+    let garp = GarpConfig {
+        master_delay: inst
+            .garp_master_delay
+            .map_or(defaults.master_delay, |d| d.0),
+        master_repeat: inst.garp_master_repeat.unwrap_or(defaults.master_repeat),
+        master_refresh: inst
+            .garp_master_refresh
+            .map_or(defaults.master_refresh, |d| d.0),
+        master_refresh_repeat: inst
+            .garp_master_refresh_repeat
+            .unwrap_or(defaults.master_refresh_repeat),
+        interval: inst.garp_interval.map_or(defaults.interval, |d| d.0),
+    };
+    Ok(InstanceSpec {
+        name: inst.name.clone(),
+        endpoint: Endpoint {
+            iface: inst.interface.clone(),
+            ifindex: index,
+            primary,
+            peers: inst.unicast_peer.clone(),
+        },
+        machine,
+        vips,
+        garp,
+        notify: Notify {
+            master: inst.notify_master.clone(),
+            backup: inst.notify_backup.clone(),
+            fault: inst.notify_fault.clone(),
+            stop: inst.notify_stop.clone(),
+            any: inst.notify.clone(),
+        },
+        tracks: kinds,
+    })
+}
+
+/// Interface index of `name` in this network namespace.
+///
+/// # Errors
+/// No such interface.
+pub fn ifindex(name: &str) -> anyhow::Result<u32> {
+    let c = std::ffi::CString::new(name).context("interface name contains NUL")?;
+    // SAFETY: a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        anyhow::bail!("no interface named {name:?}");
+    }
+    Ok(index)
+}

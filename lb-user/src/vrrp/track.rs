@@ -1,0 +1,887 @@
+//! Tracked objects for VRRP instances: keepalived's `vrrp_script` and
+//! `track_interface`.
+//!
+//! - [`Hysteresis`]: the pure `rise`/`fall` result filter of a `vrrp_script`,
+//!   with keepalived 2.2's initial states (`init_fail` or not);
+//! - [`spawn_script`]: run a script every `interval` under `/bin/sh -c`, kill
+//!   its whole process group when it exceeds `timeout`, and report state
+//!   flips as [`TrackUpdate`]s;
+//! - [`interface_up`] / [`spawn_interface`]: `IFF_UP` and `IFF_RUNNING` of an
+//!   interface, polled with `SIOCGIFFLAGS`, reported the same way.
+//!
+//! The updates feed [`super::Event::Track`] (looked up by name with
+//! [`super::Machine::track_index`]). Each task sends one update with its
+//! initial state right away, then one per flip, and ends when the receiver
+//! is dropped.
+
+use std::ffi::{CString, c_char, c_int};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::Command;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+use tracing::{info, warn};
+
+/// keepalived `vrrp_script` result filter.
+///
+/// Mirrors keepalived's `vscript->result` counter (`vrrp_scheduler.c`,
+/// `vrrp_script_child_thread`): while up, `fall` consecutive failures take
+/// the script down; while down, `rise` consecutive successes bring it up; a
+/// result of the other kind resets the count.
+///
+/// keepalived has three initial states, all available here:
+/// - default (no `init_fail`), [`Hysteresis::new`]: reported up, but the
+///   first result alone decides (keepalived's `SCRIPT_INIT_STATE_INIT`,
+///   `result = rise - 1`, "one success is enough", and a failure takes it
+///   down whatever `fall` is);
+/// - `init_fail`, `with_initial(rise, fall, false)`: down, needs `rise`
+///   successes;
+/// - `with_initial(rise, fall, true)`: settled up, needs `fall` failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hysteresis {
+    /// Consecutive successes needed to go from down to up (>= 1).
+    rise: u32,
+    /// Consecutive failures needed to go from up to down (>= 1).
+    fall: u32,
+    /// The filtered state.
+    up: bool,
+    /// Consecutive results against `up` seen so far.
+    streak: u32,
+    /// No result yet in keepalived's default initial state: the first
+    /// result decides on its own.
+    pending: bool,
+}
+
+impl Hysteresis {
+    /// keepalived's default initial state (no `init_fail`): up until the
+    /// first result, which then decides on its own (a first failure takes
+    /// the script down at once, a first success keeps it up). `rise` and
+    /// `fall` of 0 are taken as 1.
+    #[must_use]
+    pub fn new(rise: u32, fall: u32) -> Self {
+        Self {
+            pending: true,
+            ..Self::with_initial(rise, fall, true)
+        }
+    }
+
+    /// A settled initial state: `up = false` is keepalived's `init_fail`
+    /// (`rise` successes to come up); `up = true` needs `fall` failures to
+    /// go down. `rise` and `fall` of 0 are taken as 1.
+    #[must_use]
+    pub fn with_initial(rise: u32, fall: u32, up: bool) -> Self {
+        Self {
+            rise: rise.max(1),
+            fall: fall.max(1),
+            up,
+            streak: 0,
+            pending: false,
+        }
+    }
+
+    /// Feed one result; returns `Some(new_state)` when the state flips.
+    pub fn record(&mut self, ok: bool) -> Option<bool> {
+        if std::mem::take(&mut self.pending) {
+            self.streak = 0;
+            return self.flip_to(ok);
+        }
+        if ok == self.up {
+            self.streak = 0;
+            return None;
+        }
+        self.streak += 1;
+        let needed = if self.up { self.fall } else { self.rise };
+        if self.streak >= needed {
+            self.streak = 0;
+            self.flip_to(ok)
+        } else {
+            None
+        }
+    }
+
+    /// The filtered state: `true` while the script counts as OK.
+    #[must_use]
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// Whether no result has been recorded yet in keepalived's default
+    /// initial state (keepalived holds unweighted instances back until the
+    /// first result; here the state is reported up meanwhile).
+    #[must_use]
+    pub fn is_pending(&self) -> bool {
+        self.pending
+    }
+
+    fn flip_to(&mut self, up: bool) -> Option<bool> {
+        (self.up != up).then(|| {
+            self.up = up;
+            up
+        })
+    }
+}
+
+/// One `vrrp_script`: what to run, how often, and how to filter results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptSpec {
+    /// The `vrrp_script` name, used in [`TrackUpdate::name`] and logs.
+    pub name: String,
+    /// The command line, run with `/bin/sh -c`; exit status 0 is success.
+    pub script: String,
+    /// Time between the starts of two runs; the first run is immediate.
+    pub interval: Duration,
+    /// A run still going after this long is killed and counts as a
+    /// failure; zero means `interval` (as in keepalived).
+    pub timeout: Duration,
+    /// Consecutive successes needed to come up (0 is taken as 1).
+    pub rise: u32,
+    /// Consecutive failures needed to go down (0 is taken as 1).
+    pub fall: u32,
+    /// Run as this user (and its primary group); `None` runs as lbd.
+    pub user: Option<String>,
+    /// Start down instead of keepalived's default (see [`Hysteresis`]).
+    pub init_fail: bool,
+}
+
+/// A tracked object's new state, sent initially and on every flip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackUpdate {
+    /// The script or interface name.
+    pub name: String,
+    /// Whether the object now counts as up.
+    pub up: bool,
+    /// The result that caused the flip, e.g. `"exit status 1"`,
+    /// `"timed out after 2s"`, `"exited 0"`, `"no such interface"`.
+    pub reason: String,
+}
+
+/// A failed `user` lookup for a script.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// The name contains a NUL byte.
+    #[error("user name {user:?} contains a NUL byte")]
+    InvalidName {
+        /// The name as configured.
+        user: String,
+    },
+    /// No such user in the password database.
+    #[error("user {user:?} not found")]
+    NotFound {
+        /// The name as configured.
+        user: String,
+    },
+    /// `getpwnam_r` failed.
+    #[error("looking up user {user:?}")]
+    Lookup {
+        /// The name as configured.
+        user: String,
+        /// The errno `getpwnam_r` returned.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The uid and primary gid of `user`, via `getpwnam_r`.
+///
+/// # Errors
+///
+/// [`UserError::NotFound`] for an unknown user, [`UserError::InvalidName`]
+/// for a name with a NUL byte, [`UserError::Lookup`] when the password
+/// database cannot be read.
+pub fn lookup_user(user: &str) -> Result<(u32, u32), UserError> {
+    /// Bound on the buffer `getpwnam_r` may ask for through `ERANGE`.
+    const MAX_BUF: usize = 1 << 20;
+
+    let c_user = CString::new(user).map_err(|_| UserError::InvalidName {
+        user: user.to_owned(),
+    })?;
+    let mut buf: Vec<c_char> = vec![0; 1024];
+    loop {
+        // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids).
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call and `buf.len()` is
+        // the buffer's real length.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                c_user.as_ptr(),
+                &raw mut pwd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &raw mut found,
+            )
+        };
+        match rc {
+            0 if found.is_null() => {
+                return Err(UserError::NotFound {
+                    user: user.to_owned(),
+                });
+            }
+            0 => return Ok((pwd.pw_uid, pwd.pw_gid)),
+            libc::ERANGE if buf.len() < MAX_BUF => buf.resize(buf.len() * 2, 0),
+            // glibc reports "not found" as ENOENT/ESRCH/... from some NSS
+            // modules; the man page lists them as "not found".
+            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => {
+                return Err(UserError::NotFound {
+                    user: user.to_owned(),
+                });
+            }
+            errno => {
+                return Err(UserError::Lookup {
+                    user: user.to_owned(),
+                    source: io::Error::from_raw_os_error(errno),
+                });
+            }
+        }
+    }
+}
+
+/// Spawn a task that runs the script every `interval` (first run
+/// immediately), kills it (whole process group: spawn with `process_group(0)`
+/// and `kill -pgid`) when it exceeds `timeout` (counts as failure), feeds
+/// results through [`Hysteresis`] and sends a [`TrackUpdate`] on each flip,
+/// and also one initial [`TrackUpdate`] with the initial state right away.
+///
+/// A run that cannot be spawned (or whose `user` cannot be looked up)
+/// counts as a failure and is logged as a warning. A run still going when
+/// the next is due delays it (keepalived skips it; the effect is the same).
+/// The task ends when the receiver is dropped; dropping or aborting it
+/// mid-run kills the run's process group.
+#[must_use = "the task runs until the receiver is dropped or it is aborted"]
+pub fn spawn_script(spec: ScriptSpec, tx: UnboundedSender<TrackUpdate>) -> JoinHandle<()> {
+    tokio::spawn(run_script(spec, tx))
+}
+
+async fn run_script(spec: ScriptSpec, tx: UnboundedSender<TrackUpdate>) {
+    let mut filter = if spec.init_fail {
+        Hysteresis::with_initial(spec.rise, spec.fall, false)
+    } else {
+        Hysteresis::new(spec.rise, spec.fall)
+    };
+    let initial = TrackUpdate {
+        name: spec.name.clone(),
+        up: filter.is_up(),
+        reason: if spec.init_fail {
+            "initial state (init_fail)".to_owned()
+        } else {
+            "initial state".to_owned()
+        },
+    };
+    if tx.send(initial).is_err() {
+        return;
+    }
+
+    let creds = match spec.user.as_deref().map(lookup_user).transpose() {
+        Ok(creds) => Ok(creds),
+        Err(error) => {
+            warn!(script = %spec.name, %error, "vrrp_script user lookup failed, counting every run as a failure");
+            Err(error.to_string())
+        }
+    };
+    let timeout = if spec.timeout.is_zero() {
+        spec.interval
+    } else {
+        spec.timeout
+    };
+    // `interval` panics on zero.
+    let mut ticker = tokio::time::interval(spec.interval.max(Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = tx.closed() => return,
+        }
+        let (ok, reason) = match &creds {
+            Ok(creds) => run_once(&spec, *creds, timeout).await,
+            Err(reason) => (false, reason.clone()),
+        };
+        if let Some(up) = filter.record(ok) {
+            info!(script = %spec.name, up, reason, "vrrp_script state changed");
+            let update = TrackUpdate {
+                name: spec.name.clone(),
+                up,
+                reason,
+            };
+            if tx.send(update).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// One run: `(success, reason)`.
+async fn run_once(
+    spec: &ScriptSpec,
+    creds: Option<(u32, u32)>,
+    timeout: Duration,
+) -> (bool, String) {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(&spec.script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group, so a timeout kills what it started too
+        // (keepalived: `kill(-pid, ...)`).
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some((uid, gid)) = creds {
+        cmd.uid(uid).gid(gid);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            warn!(script = %spec.name, %error, "vrrp_script could not be spawned");
+            return (false, format!("spawn failed: {error}"));
+        }
+    };
+    // Declared after `child` so it drops first: an aborted task kills the
+    // group before tokio reaps the leader.
+    let mut group = GroupGuard(child.id().and_then(|pid| i32::try_from(pid).ok()));
+
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => {
+            group.disarm();
+            (status.success(), describe(status))
+        }
+        Ok(Err(error)) => (false, format!("waiting for the script failed: {error}")),
+        Err(_elapsed) => {
+            group.kill();
+            if let Err(error) = child.wait().await {
+                warn!(script = %spec.name, %error, "reaping a timed-out vrrp_script failed");
+            }
+            (false, format!("timed out after {timeout:?}"))
+        }
+    }
+}
+
+/// `"exited 0"`, `"exit status 1"` or `"killed by signal 9"`.
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(0), _) => "exited 0".to_owned(),
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => format!("ended with {status}"),
+    }
+}
+
+/// Kills a script's process group with SIGKILL on drop unless disarmed
+/// (after the leader was reaped, when the group id may be reused).
+struct GroupGuard(Option<i32>);
+
+impl GroupGuard {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            // SAFETY: plain syscall; `-pgid` addresses the group we created
+            // and whose leader we have not reaped yet.
+            if unsafe { libc::kill(-pgid, libc::SIGKILL) } != 0 {
+                let error = io::Error::last_os_error();
+                // ESRCH: the whole group is already gone.
+                if error.raw_os_error() != Some(libc::ESRCH) {
+                    warn!(pgid, %error, "killing a vrrp_script process group failed");
+                }
+            }
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Whether interface `name` is up and running (`IFF_UP` and `IFF_RUNNING`)
+/// in the current network namespace, via `ioctl(SIOCGIFFLAGS)` on a
+/// datagram socket (not sysfs: lbd may run in a network namespace without
+/// its own `/sys`).
+///
+/// keepalived's test is the same (`IF_FLAGS_UP` in `vrrp_if.h`). The
+/// namespace is that of the calling thread.
+///
+/// # Errors
+///
+/// A nonexistent interface is an error, not `Ok(false)`: its
+/// `raw_os_error()` is `Some(libc::ENODEV)`. A name that cannot be an
+/// interface name (empty, `IFNAMSIZ` bytes or longer, NUL byte) is
+/// [`io::ErrorKind::InvalidInput`]. Other errors come from `socket` or
+/// `ioctl`.
+pub fn interface_up(name: &str) -> io::Result<bool> {
+    let flags = interface_flags(name)?;
+    let wanted = libc::IFF_UP | libc::IFF_RUNNING;
+    Ok(flags & wanted == wanted)
+}
+
+fn interface_flags(name: &str) -> io::Result<c_int> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{name:?} is not a valid interface name"),
+        ));
+    }
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+
+    // SAFETY: all-zero is a valid `ifreq` (empty name, zero union).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    // The name fits with its NUL terminator (checked above).
+    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = c_char::from_ne_bytes([src]);
+    }
+    // SAFETY: `req` is a valid `ifreq` that SIOCGIFFLAGS reads the name of
+    // and writes the flags into.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &raw mut req) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS filled in `ifru_flags`.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    Ok(c_int::from(u16::from_ne_bytes(flags.to_ne_bytes())))
+}
+
+/// Poll every `period`; send a [`TrackUpdate`] (name = interface name)
+/// initially and on each change. A vanished interface counts as down.
+///
+/// The task ends when the receiver is dropped.
+#[must_use = "the task runs until the receiver is dropped or it is aborted"]
+pub fn spawn_interface(
+    name: String,
+    period: Duration,
+    tx: UnboundedSender<TrackUpdate>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        // `interval` panics on zero.
+        let mut ticker = tokio::time::interval(period.max(Duration::from_millis(1)));
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last = None;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = tx.closed() => return,
+            }
+            let (up, reason) = match interface_up(&name) {
+                Ok(true) => (true, "up and running".to_owned()),
+                Ok(false) => (false, "down or not running".to_owned()),
+                Err(error) if error.raw_os_error() == Some(libc::ENODEV) => {
+                    (false, "no such interface".to_owned())
+                }
+                Err(error) => (false, format!("SIOCGIFFLAGS failed: {error}")),
+            };
+            if last == Some(up) {
+                continue;
+            }
+            if last.is_some() {
+                info!(interface = %name, up, reason, "track_interface state changed");
+            } else {
+                info!(interface = %name, up, reason, "track_interface initial state");
+            }
+            last = Some(up);
+            let update = TrackUpdate {
+                name: name.clone(),
+                up,
+                reason,
+            };
+            if tx.send(update).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::{Path, PathBuf};
+    use std::time::Instant;
+
+    use tokio::sync::mpsc::{self, UnboundedReceiver};
+
+    use super::*;
+
+    // ---- Hysteresis (pure) ----
+
+    fn feed(h: &mut Hysteresis, results: &[bool]) -> Vec<Option<bool>> {
+        results.iter().map(|&ok| h.record(ok)).collect()
+    }
+
+    #[test]
+    fn zero_rise_and_fall_are_one() {
+        let mut h = Hysteresis::with_initial(0, 0, true);
+        assert_eq!(h.record(false), Some(false));
+        assert_eq!(h.record(true), Some(true));
+    }
+
+    #[test]
+    fn default_first_result_decides_alone() {
+        // keepalived SCRIPT_INIT_STATE_INIT: result = rise - 1.
+        let mut h = Hysteresis::new(3, 3);
+        assert!(h.is_up() && h.is_pending());
+        assert_eq!(h.record(false), Some(false));
+        assert!(!h.is_up() && !h.is_pending());
+        // Now settled down: rise successes.
+        assert_eq!(feed(&mut h, &[true, true, true]), [None, None, Some(true)]);
+
+        let mut h = Hysteresis::new(3, 3);
+        assert_eq!(h.record(true), None);
+        assert!(h.is_up() && !h.is_pending());
+        // Settled up: fall failures.
+        assert_eq!(
+            feed(&mut h, &[false, false, false]),
+            [None, None, Some(false)]
+        );
+    }
+
+    #[test]
+    fn init_fail_needs_rise_successes() {
+        let mut h = Hysteresis::with_initial(2, 5, false);
+        assert!(!h.is_up() && !h.is_pending());
+        assert_eq!(h.record(false), None);
+        assert_eq!(feed(&mut h, &[true, true]), [None, Some(true)]);
+    }
+
+    #[test]
+    fn fall_counts_consecutive_failures_only() {
+        let mut h = Hysteresis::with_initial(1, 3, true);
+        assert_eq!(
+            feed(&mut h, &[false, false, true, false, false]),
+            [None, None, None, None, None]
+        );
+        assert!(h.is_up());
+        assert_eq!(h.record(false), Some(false));
+    }
+
+    #[test]
+    fn rise_counts_consecutive_successes_only() {
+        let mut h = Hysteresis::with_initial(3, 1, false);
+        assert_eq!(
+            feed(&mut h, &[true, true, false, true, true]),
+            [None, None, None, None, None]
+        );
+        assert!(!h.is_up());
+        assert_eq!(h.record(true), Some(true));
+        // Back up: a single failure (fall 1) takes it down again.
+        assert_eq!(h.record(false), Some(false));
+    }
+
+    #[test]
+    fn no_flip_for_results_agreeing_with_state() {
+        let mut h = Hysteresis::with_initial(2, 2, true);
+        assert_eq!(feed(&mut h, &[true; 10]), [None; 10]);
+        let mut h = Hysteresis::with_initial(2, 2, false);
+        assert_eq!(feed(&mut h, &[false; 10]), [None; 10]);
+    }
+
+    // ---- script runner (real processes) ----
+
+    /// A scratch directory removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(test: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("lb-track-{}-{test}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn spec(script: &str, rise: u32, fall: u32) -> ScriptSpec {
+        ScriptSpec {
+            name: "chk".to_owned(),
+            script: script.to_owned(),
+            interval: Duration::from_millis(50),
+            timeout: Duration::from_secs(2),
+            rise,
+            fall,
+            user: None,
+            init_fail: false,
+        }
+    }
+
+    async fn next(rx: &mut UnboundedReceiver<TrackUpdate>) -> TrackUpdate {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("no TrackUpdate within 5s")
+            .expect("tracking task ended")
+    }
+
+    async fn assert_quiet(rx: &mut UnboundedReceiver<TrackUpdate>, for_: Duration) {
+        if let Ok(update) = tokio::time::timeout(for_, rx.recv()).await {
+            panic!("unexpected update {update:?}");
+        }
+    }
+
+    /// Poll `cond` for up to 5s.
+    async fn wait_until(mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "condition not met in 5s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn set_atomically(path: &Path, content: &str) {
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, content).unwrap();
+        fs::rename(&tmp, path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn exit_0_stays_up() {
+        let scratch = Scratch::new("exit0");
+        let log = scratch.path("log");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = spawn_script(spec(&format!("echo run >> {}", log.display()), 2, 2), tx);
+        let initial = next(&mut rx).await;
+        assert_eq!((initial.name.as_str(), initial.up), ("chk", true));
+        wait_until(|| lines(&log).len() >= 4).await;
+        assert_quiet(&mut rx, Duration::from_millis(200)).await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn exit_1_goes_down_on_first_result_by_default() {
+        // keepalived's default initial state: the first failure decides,
+        // whatever `fall` is.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = spawn_script(spec("exit 1", 1, 2), tx);
+        assert!(next(&mut rx).await.up);
+        let down = next(&mut rx).await;
+        assert!(!down.up);
+        assert_eq!(down.reason, "exit status 1");
+        assert_quiet(&mut rx, Duration::from_millis(200)).await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn exit_1_with_init_fail_starts_and_stays_down() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = spawn_script(
+            ScriptSpec {
+                init_fail: true,
+                ..spec("exit 1", 1, 2)
+            },
+            tx,
+        );
+        let initial = next(&mut rx).await;
+        assert!(!initial.up);
+        assert_quiet(&mut rx, Duration::from_millis(300)).await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn toggling_script_falls_after_fall_and_rises_after_rise() {
+        let scratch = Scratch::new("toggle");
+        let (ctl, log) = (scratch.path("ctl"), scratch.path("log"));
+        set_atomically(&ctl, "ok");
+        let script = format!(
+            r#"r=$(cat {ctl}); echo "$r" >> {log}; [ "$r" = ok ]"#,
+            ctl = ctl.display(),
+            log = log.display()
+        );
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = spawn_script(spec(&script, 3, 2), tx);
+        assert!(next(&mut rx).await.up);
+        wait_until(|| lines(&log).len() >= 2).await;
+        assert!(rx.is_empty(), "successes must not flip an up script");
+
+        set_atomically(&ctl, "fail");
+        let down = next(&mut rx).await;
+        assert!(!down.up);
+        assert_eq!(down.reason, "exit status 1");
+        let failures = lines(&log).iter().rev().take_while(|l| *l != "ok").count();
+        assert!(failures >= 2, "down after {failures} failures, fall is 2");
+
+        set_atomically(&ctl, "ok");
+        let up = next(&mut rx).await;
+        assert!(up.up);
+        assert_eq!(up.reason, "exited 0");
+        let successes = lines(&log).iter().rev().take_while(|l| *l == "ok").count();
+        assert!(successes >= 3, "up after {successes} successes, rise is 3");
+        task.abort();
+    }
+
+    /// Whether `pid` is gone: no such process, or a zombie nobody reaped
+    /// yet (PID 1 in a container may not reap orphans).
+    fn gone(pid: i32) -> bool {
+        // SAFETY: signal 0 only checks for existence.
+        if unsafe { libc::kill(pid, 0) } != 0 {
+            return io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        }
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let after_comm = &stat[stat.rfind(')')? + 1..];
+                after_comm.split_whitespace().next().map(|s| s == "Z")
+            })
+            .unwrap_or(true)
+    }
+
+    #[tokio::test]
+    async fn timeout_is_a_failure_and_kills_the_process_group() {
+        let scratch = Scratch::new("timeout");
+        let pid_file = scratch.path("pid");
+        // The sleep is a child of the shell: killing only the shell would
+        // leave it running.
+        let script = format!("sleep 5 & echo $! > {}; wait", pid_file.display());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let start = Instant::now();
+        let task = spawn_script(
+            ScriptSpec {
+                interval: Duration::from_mins(1),
+                timeout: Duration::from_millis(100),
+                ..spec(&script, 1, 1)
+            },
+            tx,
+        );
+        assert!(next(&mut rx).await.up);
+        let down = next(&mut rx).await;
+        assert!(!down.up);
+        assert_eq!(down.reason, "timed out after 100ms");
+        assert!(start.elapsed() < Duration::from_secs(3));
+
+        let pid: i32 = fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        wait_until(|| gone(pid)).await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn missing_user_counts_as_failure() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = spawn_script(
+            ScriptSpec {
+                user: Some("lb-no-such-user-x".to_owned()),
+                ..spec("exit 0", 1, 1)
+            },
+            tx,
+        );
+        assert!(next(&mut rx).await.up);
+        let down = next(&mut rx).await;
+        assert!(!down.up);
+        assert!(down.reason.contains("not found"), "{}", down.reason);
+        task.abort();
+    }
+
+    /// Needs root (setuid), like the crate's other privileged tests.
+    #[tokio::test]
+    async fn runs_as_the_configured_user() {
+        let (uid, _) = lookup_user("nobody").unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = spawn_script(
+            ScriptSpec {
+                user: Some("nobody".to_owned()),
+                init_fail: true,
+                ..spec(&format!(r#"[ "$(id -u)" = {uid} ]"#), 1, 1)
+            },
+            tx,
+        );
+        assert!(!next(&mut rx).await.up);
+        let up = next(&mut rx).await;
+        assert!(up.up, "{}", up.reason);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn task_ends_when_receiver_is_dropped() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = spawn_script(spec("exit 0", 1, 1), tx);
+        drop(rx);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("task still running")
+            .unwrap();
+    }
+
+    #[test]
+    fn lookup_user_root_and_missing() {
+        assert_eq!(lookup_user("root").unwrap(), (0, 0));
+        assert!(matches!(
+            lookup_user("lb-no-such-user-x"),
+            Err(UserError::NotFound { .. })
+        ));
+        assert!(matches!(
+            lookup_user("a\0b"),
+            Err(UserError::InvalidName { .. })
+        ));
+    }
+
+    // ---- interfaces ----
+
+    #[test]
+    fn loopback_is_up() {
+        assert!(interface_up("lo").unwrap());
+    }
+
+    #[test]
+    fn missing_interface_is_enodev() {
+        let error = interface_up("lbtrk-nonexist").unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::ENODEV));
+    }
+
+    #[test]
+    fn invalid_interface_names_are_rejected() {
+        for name in ["", "a-name-that-is-too-long", "a\0b"] {
+            let error = interface_up(name).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn spawn_interface_reports_initial_state() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let lo = spawn_interface("lo".to_owned(), Duration::from_millis(20), tx.clone());
+        let missing = spawn_interface("lbtrk-nonexist".to_owned(), Duration::from_millis(20), tx);
+        let mut updates = [next(&mut rx).await, next(&mut rx).await];
+        updates.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(
+            (updates[0].name.as_str(), updates[0].up),
+            ("lbtrk-nonexist", false)
+        );
+        assert_eq!(updates[0].reason, "no such interface");
+        assert_eq!((updates[1].name.as_str(), updates[1].up), ("lo", true));
+        assert_quiet(&mut rx, Duration::from_millis(100)).await;
+        lo.abort();
+        missing.abort();
+    }
+}

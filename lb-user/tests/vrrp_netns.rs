@@ -1,0 +1,576 @@
+//! Kernel test: VRRP between real processes in network namespaces joined by
+//! a bridge: two `lbd` nodes, and `lbd` against keepalived 2.2.7.
+//!
+//! Who holds a VIP is checked with `ip addr` in each namespace, who is
+//! master with each daemon's log. Adverts are decoded by tshark. Crafted
+//! bad adverts (TTL 64, bad checksum, wrong password, other VIP list) come
+//! from a third namespace and must be ignored and counted.
+//! Needs root; `cargo xtask test` refuses to run without it.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddrV4},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use lb_user::{
+    netns::{Lan, Netns, wait_for},
+    vrrp::wire::{Auth, Family, Kind, Repr},
+};
+
+const LBD: &str = env!("CARGO_BIN_EXE_lbd");
+const VIP: &str = "198.18.0.100";
+
+fn tmp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("lb-vrrp-{}-{name}", std::process::id()))
+}
+
+/// A daemon (lbd or keepalived) in a namespace, its log in a file.
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+    name: String,
+}
+
+impl Daemon {
+    fn lbd(ns: &Netns, name: &str, config: &str) -> Self {
+        let conf = tmp(&format!("{name}.toml"));
+        std::fs::write(&conf, config).unwrap();
+        let log = tmp(&format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = ns
+            .command(LBD)
+            .arg("--config")
+            .arg(&conf)
+            .env("LB_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start lbd");
+        Self {
+            child: Some(child),
+            log,
+            name: name.to_owned(),
+        }
+    }
+
+    fn keepalived(ns: &Netns, name: &str, config: &str) -> Self {
+        let conf = tmp(&format!("{name}.conf"));
+        std::fs::write(&conf, config).unwrap();
+        let log = tmp(&format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = ns
+            .command("keepalived")
+            .args(["--dont-fork", "--log-console", "--log-detail", "--vrrp"])
+            .arg("--use-file")
+            .arg(&conf)
+            .arg("--pid")
+            .arg(tmp(&format!("{name}.pid")))
+            .arg("--vrrp_pid")
+            .arg(tmp(&format!("{name}.vrrp.pid")))
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start keepalived (apt-get install keepalived)");
+        Self {
+            child: Some(child),
+            log,
+            name: name.to_owned(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_log(&self, needle: &str, timeout: Duration) {
+        let found = wait_for(timeout, || self.log().contains(needle).then_some(()));
+        assert!(
+            found.is_some(),
+            "{}: no {needle:?} within {timeout:?}; log:\n{}",
+            self.name,
+            self.log()
+        );
+    }
+
+    fn signal(&mut self, sig: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, sig) };
+        }
+    }
+
+    /// SIGKILL: no release, no cleanup (a crash).
+    fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+        if let Some(mut c) = self.child.take() {
+            let status = c.wait().unwrap();
+            assert!(
+                status.success() || self.name.starts_with("ka"),
+                "{} exited {status}:\n{}",
+                self.name,
+                self.log()
+            );
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.signal(libc::SIGTERM);
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn has_vip(ns: &Netns, vip: &str) -> bool {
+    let out = ns.ip(&["-br", "addr", "show", "eth0"]).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .any(|w| w.split('/').next() == Some(vip))
+}
+
+/// Wait until exactly `holder` of `nodes` has `vip`; the time it took.
+fn wait_holder(nodes: &[&Netns], holder: usize, vip: &str, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    let ok = wait_for(timeout, || {
+        nodes
+            .iter()
+            .enumerate()
+            .all(|(i, ns)| has_vip(ns, vip) == (i == holder))
+            .then_some(())
+    });
+    let state: Vec<bool> = nodes.iter().map(|ns| has_vip(ns, vip)).collect();
+    assert!(
+        ok.is_some(),
+        "expected node {holder} alone to hold {vip} within {timeout:?}; holders: {state:?}"
+    );
+    start.elapsed()
+}
+
+fn two_nodes() -> Lan {
+    let mut lan = Lan::new().unwrap();
+    lan.add_host("a", "198.18.0.1/24", "2001:db8::1/64")
+        .unwrap();
+    lan.add_host("b", "198.18.0.2/24", "2001:db8::2/64")
+        .unwrap();
+    lan
+}
+
+fn instance(name: &str, vrid: u8, priority: u8, extra: &str, vips: &[&str]) -> String {
+    let vips: Vec<String> = vips.iter().map(|v| format!("\"{v}/24\"")).collect();
+    format!(
+        "[[vrrp_instance]]\nname = \"{name}\"\ninterface = \"eth0\"\nvirtual_router_id = {vrid}\npriority = {priority}\nvirtual_ipaddress = [{}]\n{extra}\n",
+        vips.join(", ")
+    )
+}
+
+const FAST: &str = "advert_interval = \"100ms\"";
+
+#[test]
+fn election_crash_failover_restart_and_clean_release() {
+    let lan = two_nodes();
+    let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
+    let mut da = Daemon::lbd(a, "elect-a", &instance("VI_1", 50, 150, FAST, &[VIP]));
+    let db = Daemon::lbd(b, "elect-b", &instance("VI_1", 50, 100, FAST, &[VIP]));
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
+    db.wait_log("to=BACKUP", Duration::from_secs(2));
+
+    // Crash: the backup takes over after Master_Down_Interval. The dead
+    // master's address stays on its interface (nothing ran to remove it).
+    da.kill();
+    let start = Instant::now();
+    let ok = wait_for(Duration::from_secs(3), || has_vip(b, VIP).then_some(()));
+    assert!(ok.is_some(), "backup did not take over:\n{}", db.log());
+    let took = start.elapsed();
+    // 3 × 100 ms + skew (≈ 61 ms at priority 100) + polling slack.
+    assert!(took < Duration::from_millis(800), "takeover took {took:?}");
+
+    // Restart: the stale tagged VIP is removed, then A preempts (higher
+    // priority, preempt on by default).
+    let mut da = Daemon::lbd(a, "elect-a2", &instance("VI_1", 50, 150, FAST, &[VIP]));
+    da.wait_log("removed VIP left by an earlier run", Duration::from_secs(3));
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(3));
+    da.wait_log("preempting lower-priority master", Duration::from_secs(1));
+
+    // Clean stop: priority 0 advert, B takes over after its skew time
+    // (≈ 61 ms), not after a Master_Down_Interval.
+    da.stop();
+    wait_holder(&[a, b], 1, VIP, Duration::from_secs(2));
+    db.wait_log("released (priority 0)", Duration::from_secs(1));
+    let log = da.log();
+    assert!(log.contains("from=MASTER to=INIT"), "{log}");
+}
+
+#[test]
+fn nopreempt_and_preempt_delay() {
+    let lan = two_nodes();
+    let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
+    let _db = Daemon::lbd(b, "np-b", &instance("VI_1", 60, 100, FAST, &[VIP]));
+    wait_holder(&[a, b], 1, VIP, Duration::from_secs(5));
+
+    // nopreempt: a higher priority node joins and stays backup.
+    let mut da = Daemon::lbd(
+        a,
+        "np-a",
+        &instance("VI_1", 60, 200, &format!("{FAST}\npreempt = false"), &[VIP]),
+    );
+    da.wait_log("to=BACKUP", Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        has_vip(b, VIP) && !has_vip(a, VIP),
+        "nopreempt: B keeps the VIP"
+    );
+    da.stop();
+
+    // preempt_delay = 1s: A takes over, but not before the delay.
+    let start = Instant::now();
+    let _da = Daemon::lbd(
+        a,
+        "pd-a",
+        &instance(
+            "VI_1",
+            60,
+            200,
+            &format!("{FAST}\npreempt_delay = \"1s\""),
+            &[VIP],
+        ),
+    );
+    let took = wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
+    let since = start.elapsed();
+    assert!(
+        since >= Duration::from_secs(1),
+        "preempted after {since:?}, before the 1 s delay"
+    );
+    assert!(took < Duration::from_secs(3), "preempt took {took:?}");
+}
+
+#[test]
+fn failing_track_script_moves_mastership() {
+    let lan = two_nodes();
+    let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
+    let flag = tmp("track-flag");
+    std::fs::write(&flag, "ok").unwrap();
+    let script = format!(
+        "[[vrrp_script]]\nname = \"chk\"\nscript = \"test -e {}\"\ninterval = \"100ms\"\nweight = -100\nfall = 2\nrise = 2\n\n",
+        flag.display()
+    );
+    let conf_a = format!(
+        "{script}{}",
+        instance(
+            "VI_1",
+            70,
+            150,
+            &format!("{FAST}\ntrack_script = [{{ name = \"chk\" }}]"),
+            &[VIP]
+        )
+    );
+    let da = Daemon::lbd(a, "track-a", &conf_a);
+    let _db = Daemon::lbd(b, "track-b", &instance("VI_1", 70, 100, FAST, &[VIP]));
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
+
+    std::fs::remove_file(&flag).unwrap();
+    wait_holder(&[a, b], 1, VIP, Duration::from_secs(5));
+    da.wait_log("effective priority changed", Duration::from_secs(1));
+
+    std::fs::write(&flag, "ok").unwrap();
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
+    let _ = std::fs::remove_file(&flag);
+}
+
+#[test]
+fn dual_master_with_two_instances() {
+    let lan = two_nodes();
+    let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
+    let v1 = "198.18.0.101";
+    let v2 = "198.18.0.102";
+    let conf = |p1, p2| {
+        format!(
+            "{}{}",
+            instance("VI_1", 81, p1, FAST, &[v1]),
+            instance("VI_2", 82, p2, FAST, &[v2])
+        )
+    };
+    let mut da = Daemon::lbd(a, "dual-a", &conf(150, 100));
+    let _db = Daemon::lbd(b, "dual-b", &conf(100, 150));
+    wait_holder(&[a, b], 0, v1, Duration::from_secs(5));
+    wait_holder(&[a, b], 1, v2, Duration::from_secs(5));
+    // A crashes: B takes VI_1 over and keeps VI_2. (A's copy of v1 stays
+    // on its interface: nothing ran to remove it.)
+    da.kill();
+    let ok = wait_for(Duration::from_secs(3), || has_vip(b, v1).then_some(()));
+    assert!(ok.is_some(), "B did not take over VI_1");
+    assert!(has_vip(b, v2));
+}
+
+fn keepalived_conf(version: u8, priority: u8, auth: &str) -> String {
+    let (interval, auth) = if version == 2 {
+        (
+            "1",
+            format!("  authentication {{\n    auth_type PASS\n    auth_pass {auth}\n  }}\n"),
+        )
+    } else {
+        ("0.1", String::new())
+    };
+    format!(
+        "global_defs {{\n  router_id ka\n  vrrp_version {version}\n}}\n\
+         vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 90\n  \
+         priority {priority}\n  advert_int {interval}\n{auth}  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+    )
+}
+
+fn lbd_peer_conf(version: u8, priority: u8, auth: &str) -> String {
+    let extra = if version == 2 {
+        format!("version = 2\nadvert_interval = \"1s\"\nauth_pass = \"{auth}\"")
+    } else {
+        FAST.to_owned()
+    };
+    instance("VI_1", 90, priority, &extra, &[VIP])
+}
+
+fn interop(version: u8) {
+    let lan = two_nodes();
+    let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
+    let wait = if version == 2 { 8 } else { 4 };
+    let wait = Duration::from_secs(wait);
+    // lbd master (150), keepalived backup (100).
+    let mut da = Daemon::lbd(
+        a,
+        &format!("ka{version}-lbd"),
+        &lbd_peer_conf(version, 150, "secret12"),
+    );
+    let mut kb = Daemon::keepalived(
+        b,
+        &format!("ka{version}-ka"),
+        &keepalived_conf(version, 100, "secret12"),
+    );
+    wait_holder(&[a, b], 0, VIP, wait);
+    kb.wait_log("Entering BACKUP STATE", wait);
+    da.wait_log("to=MASTER", wait);
+    std::thread::sleep(Duration::from_secs(if version == 2 { 3 } else { 1 }));
+    // Still stable, and keepalived never complained about our adverts.
+    wait_holder(&[a, b], 0, VIP, Duration::from_millis(100));
+    let klog = kb.log();
+    assert!(
+        !klog.contains("Entering MASTER STATE"),
+        "keepalived became master:\n{klog}"
+    );
+    // keepalived logs every advert it discards ("Invalid VRRPv3 checksum",
+    // "bad ttl", "received an invalid passwd", "ip address associated with
+    // VRID ... not present"): none of those for ours.
+    let lower = klog.to_lowercase();
+    for bad in ["invalid", "bad ttl", "passwd", "not present", "mismatch"] {
+        assert!(
+            !lower.contains(bad),
+            "keepalived complained ({bad}):\n{klog}"
+        );
+    }
+    // lbd stops cleanly (priority 0): keepalived takes over.
+    da.stop();
+    wait_holder(&[a, b], 1, VIP, wait);
+    kb.wait_log("Entering MASTER STATE", wait);
+
+    // keepalived master (200), lbd backup (100): lbd stays backup.
+    kb.stop();
+    let _kb = Daemon::keepalived(
+        b,
+        &format!("ka{version}-ka2"),
+        &keepalived_conf(version, 200, "secret12"),
+    );
+    wait_holder(&[a, b], 1, VIP, wait);
+    let db = Daemon::lbd(
+        a,
+        &format!("ka{version}-lbd2"),
+        &lbd_peer_conf(version, 100, "secret12"),
+    );
+    db.wait_log("to=BACKUP", wait);
+    std::thread::sleep(Duration::from_secs(if version == 2 { 4 } else { 1 }));
+    wait_holder(&[a, b], 1, VIP, Duration::from_millis(100));
+    let log = db.log();
+    assert!(
+        !log.contains("to=MASTER"),
+        "lbd became master against keepalived:\n{log}"
+    );
+    assert!(
+        !log.contains("rejected advert"),
+        "lbd rejected keepalived's adverts:\n{log}"
+    );
+    assert!(
+        !log.contains("dropped VRRP packet"),
+        "lbd dropped keepalived's adverts:\n{log}"
+    );
+}
+
+#[test]
+fn keepalived_interop_v3() {
+    interop(3);
+}
+
+#[test]
+fn keepalived_interop_v2_pass() {
+    interop(2);
+}
+
+#[test]
+fn tshark_decodes_lbd_adverts_as_good() {
+    let lan = two_nodes();
+    let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
+    let da = Daemon::lbd(a, "tshark-a", &instance("VI_1", 55, 150, FAST, &[VIP]));
+    da.wait_log("to=MASTER", Duration::from_secs(5));
+    let pcap = tmp("adverts.pcap");
+    let cap = b
+        .command("tshark")
+        .args(["-i", "eth0", "-f", "ip proto 112", "-a", "duration:2", "-w"])
+        .arg(&pcap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run tshark (apt-get install tshark)");
+    assert!(cap.success(), "tshark capture failed");
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-T", "fields", "-E", "separator=,"])
+        .args([
+            "-e",
+            "vrrp.checksum.status",
+            "-e",
+            "ip.ttl",
+            "-e",
+            "vrrp.prio",
+        ])
+        .args([
+            "-e",
+            "vrrp.short_adver_int",
+            "-e",
+            "vrrp.virt_rtr_id",
+            "-e",
+            "vrrp.ip_addr",
+        ])
+        .args(["-e", "ip.dst"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    assert!(
+        rows.len() >= 10,
+        "expected ~20 adverts in 2 s at 100 ms, got:\n{text}"
+    );
+    for row in rows {
+        assert_eq!(
+            row, "1,255,150,10,55,198.18.0.100,224.0.0.18",
+            "tshark fields"
+        );
+    }
+    let _ = std::fs::remove_file(&pcap);
+}
+
+/// Send a crafted VRRP datagram from `ns` with the given TTL.
+fn send_raw(ns: &Netns, src: Ipv4Addr, ttl: u8, payload: Vec<u8>) {
+    ns.run(move || {
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(112)),
+        )
+        .unwrap();
+        s.bind(&SocketAddrV4::new(src, 0).into()).unwrap();
+        s.set_multicast_ttl_v4(u32::from(ttl)).unwrap();
+        s.send_to(
+            &payload,
+            &SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 18), 0).into(),
+        )
+        .unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn bad_adverts_are_ignored_and_counted() {
+    let mut lan = two_nodes();
+    lan.add_host("x", "198.18.0.9/24", "2001:db8::9/64")
+        .unwrap();
+    let (a, b, x) = (&lan.host("a").ns, &lan.host("b").ns, &lan.host("x").ns);
+    let conf = instance(
+        "VI_1",
+        77,
+        100,
+        "version = 2\nadvert_interval = \"1s\"\nauth_pass = \"secret12\"",
+        &[VIP],
+    );
+    let mut da = Daemon::lbd(a, "reject-a", &conf);
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(6));
+    let src: IpAddr = "198.18.0.9".parse().unwrap();
+    let dst: IpAddr = "224.0.0.18".parse().unwrap();
+    // Each would make A back off (priority 200 > 100) if it were accepted.
+    let advert = |pass: &str, vips: &[&str]| Repr {
+        family: Family::Ipv4,
+        vrid: 77,
+        priority: 200,
+        kind: Kind::V2 {
+            advert_interval_secs: 1,
+            auth: Auth::pass(pass),
+        },
+        addresses: vips.iter().map(|v| v.parse().unwrap()).collect(),
+    };
+    let good = advert("secret12", &[VIP]).to_bytes(src, dst).unwrap();
+    let mut bad_sum = good.clone();
+    bad_sum[6] ^= 0x55;
+    let wrong_pass = advert("guess123", &[VIP]).to_bytes(src, dst).unwrap();
+    let other_vips = advert("secret12", &["198.18.0.200"])
+        .to_bytes(src, dst)
+        .unwrap();
+    let sender = Ipv4Addr::new(198, 18, 0, 9);
+    for _ in 0..3 {
+        send_raw(x, sender, 64, good.clone());
+        send_raw(x, sender, 255, bad_sum.clone());
+        send_raw(x, sender, 255, wrong_pass.clone());
+        send_raw(x, sender, 255, other_vips.clone());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(has_vip(a, VIP), "A stays master:\n{}", da.log());
+    da.stop();
+    let log = da.log();
+    for want in [
+        "bad_ttl=3",
+        "bad_checksum=3",
+        "auth_failure=3",
+        "address_mismatch=3",
+    ] {
+        assert!(
+            log.contains(want),
+            "{want} missing from the summary:\n{log}"
+        );
+    }
+    // Logged once per cause, then only counted.
+    assert_eq!(
+        log.matches("dropped VRRP packet: TTL 64").count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(log.matches("rejected advert").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("to=BACKUP").count(),
+        1,
+        "only the startup transition:\n{log}"
+    );
+}
