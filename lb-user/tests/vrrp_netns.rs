@@ -574,3 +574,194 @@ fn bad_adverts_are_ignored_and_counted() {
         "only the startup transition:\n{log}"
     );
 }
+
+/// Wait until `ns`'s link-local address has finished duplicate address
+/// detection (a tentative address cannot be bound).
+fn wait_link_local(ns: &Netns) {
+    let ok = wait_for(Duration::from_secs(5), || {
+        let out = ns
+            .ip(&["-6", "addr", "show", "dev", "eth0", "scope", "link"])
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text.contains("fe80") && !text.contains("tentative")).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "{}: link-local address still tentative",
+        ns.name()
+    );
+}
+
+#[test]
+fn ipv6_election_and_failover_and_keepalived_interop() {
+    let lan = two_nodes();
+    let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
+    wait_link_local(a);
+    wait_link_local(b);
+    let vip6 = "2001:db8::100";
+    let conf = |p| {
+        format!(
+            "[[vrrp_instance]]\nname = \"VI_6\"\ninterface = \"eth0\"\nvirtual_router_id = 66\npriority = {p}\n{FAST}\nvirtual_ipaddress = [\"{vip6}/64\"]\n"
+        )
+    };
+    let mut da = Daemon::lbd(a, "v6-a", &conf(150));
+    let db = Daemon::lbd(b, "v6-b", &conf(100));
+    wait_holder(&[a, b], 0, vip6, Duration::from_secs(5));
+    db.wait_log("to=BACKUP", Duration::from_secs(1));
+    da.kill();
+    let ok = wait_for(Duration::from_secs(3), || has_vip(b, vip6).then_some(()));
+    assert!(ok.is_some(), "IPv6 backup did not take over:\n{}", db.log());
+    drop(db);
+
+    // keepalived as the IPv6 peer: lbd (150) master, keepalived backup.
+    let _ = a.ip(&["-6", "addr", "del", &format!("{vip6}/64"), "dev", "eth0"]);
+    let _ = b.ip(&["-6", "addr", "del", &format!("{vip6}/64"), "dev", "eth0"]);
+    let ka = format!(
+        "global_defs {{\n  router_id ka6\n  vrrp_version 3\n}}\nvrrp_instance VI_6 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 66\n  priority 100\n  advert_int 0.1\n  virtual_ipaddress {{\n    {vip6}/64\n  }}\n}}\n"
+    );
+    let da = Daemon::lbd(a, "v6-lbd", &conf(150));
+    let kb = Daemon::keepalived(b, "ka6", &ka);
+    wait_holder(&[a, b], 0, vip6, Duration::from_secs(5));
+    kb.wait_log("Entering BACKUP STATE", Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(1));
+    let klog = kb.log();
+    assert!(
+        !klog.contains("Entering MASTER STATE"),
+        "keepalived became master:\n{klog}"
+    );
+    assert!(!da.log().contains("rejected advert"), "{}", da.log());
+}
+
+#[test]
+fn unicast_peers_with_keepalived() {
+    let lan = two_nodes();
+    let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
+    let lbd_conf = instance(
+        "VI_1",
+        91,
+        150,
+        &format!("{FAST}\nunicast_src_ip = \"198.18.0.1\"\nunicast_peer = [\"198.18.0.2\"]"),
+        &[VIP],
+    );
+    let ka = format!(
+        "global_defs {{\n  router_id kau\n  vrrp_version 3\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 91\n  priority 100\n  advert_int 0.1\n  unicast_src_ip 198.18.0.2\n  unicast_peer {{\n    198.18.0.1\n  }}\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
+    );
+    let mut da = Daemon::lbd(a, "uni-lbd", &lbd_conf);
+    let kb = Daemon::keepalived(b, "kau", &ka);
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
+    kb.wait_log("Entering BACKUP STATE", Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!kb.log().contains("Entering MASTER STATE"), "{}", kb.log());
+    assert!(da.log().contains("(unicast)"), "{}", da.log());
+    da.stop();
+    wait_holder(&[a, b], 1, VIP, Duration::from_secs(3));
+}
+
+#[test]
+fn notify_hooks_get_keepalived_arguments() {
+    let lan = two_nodes();
+    let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
+    let all = tmp("notify-all");
+    let master = tmp("notify-master");
+    let extra = format!(
+        "{FAST}\nnotify = \"echo >> {}\"\nnotify_master = \"echo became-master >> {}\"",
+        all.display(),
+        master.display()
+    );
+    let mut da = Daemon::lbd(a, "notify-a", &instance("VI_N", 92, 150, &extra, &[VIP]));
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
+    da.stop();
+    let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+    let ok = wait_for(Duration::from_secs(2), || {
+        read(&all).contains("STOP").then_some(())
+    });
+    assert!(ok.is_some(), "notify log: {:?}", read(&all));
+    assert_eq!(
+        read(&all),
+        "INSTANCE VI_N BACKUP 150\nINSTANCE VI_N MASTER 150\nINSTANCE VI_N STOP 150\n"
+    );
+    assert_eq!(read(&master), "became-master\n");
+    let _ = std::fs::remove_file(&all);
+    let _ = std::fs::remove_file(&master);
+}
+
+#[test]
+fn tracked_interface_down_means_fault() {
+    let lan = two_nodes();
+    let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
+    a.ip(&["link", "add", "t0", "type", "veth", "peer", "name", "t1"])
+        .unwrap();
+    a.ip(&["link", "set", "t0", "up"]).unwrap();
+    a.ip(&["link", "set", "t1", "up"]).unwrap();
+    let extra = format!("{FAST}\ntrack_interface = [\"t0\"]");
+    let da = Daemon::lbd(a, "trackif-a", &instance("VI_1", 93, 150, &extra, &[VIP]));
+    let _db = Daemon::lbd(b, "trackif-b", &instance("VI_1", 93, 100, FAST, &[VIP]));
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
+    // Peer down: t0 loses carrier (not RUNNING): A goes to FAULT and
+    // releases the VIP.
+    a.ip(&["link", "set", "t1", "down"]).unwrap();
+    wait_holder(&[a, b], 1, VIP, Duration::from_secs(3));
+    da.wait_log("to=FAULT", Duration::from_secs(1));
+    a.ip(&["link", "set", "t1", "up"]).unwrap();
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(3));
+}
+
+#[test]
+fn new_master_sends_gratuitous_arp() {
+    let mut lan = two_nodes();
+    lan.add_host("x", "198.18.0.9/24", "2001:db8::9/64")
+        .unwrap();
+    let (a, b, x) = (&lan.host("a").ns, &lan.host("b").ns, &lan.host("x").ns);
+    let b_mac = lan.host("b").mac().unwrap();
+    let mut da = Daemon::lbd(a, "garp-a", &instance("VI_1", 94, 150, FAST, &[VIP]));
+    let db = Daemon::lbd(b, "garp-b", &instance("VI_1", 94, 100, FAST, &[VIP]));
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
+    db.wait_log("to=BACKUP", Duration::from_secs(1));
+    let pcap = tmp("garp.pcap");
+    let mut cap = x
+        .command("tshark")
+        .args(["-i", "eth0", "-f", "arp", "-a", "duration:3", "-w"])
+        .arg(&pcap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run tshark");
+    std::thread::sleep(Duration::from_millis(800)); // capture running
+    da.kill();
+    assert!(cap.wait().unwrap().success());
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-T", "fields", "-E", "separator=,"])
+        .args([
+            "-e",
+            "arp.opcode",
+            "-e",
+            "arp.src.hw_mac",
+            "-e",
+            "arp.src.proto_ipv4",
+        ])
+        .args([
+            "-e",
+            "arp.dst.proto_ipv4",
+            "-e",
+            "eth.dst",
+            "-e",
+            "arp.isgratuitous",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mac = b_mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let want = format!("1,{mac},{VIP},{VIP},ff:ff:ff:ff:ff:ff,1");
+    let garps = text.lines().filter(|l| *l == want).count();
+    assert!(
+        garps >= 5,
+        "expected garp_master_repeat (5) gratuitous ARPs from B ({want}), got {garps}:\n{text}"
+    );
+    let _ = std::fs::remove_file(&pcap);
+}
