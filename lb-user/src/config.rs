@@ -676,6 +676,15 @@ track_interface = ["eth0", { name = "eth1", weight = -30 }]
     }
 
     #[test]
+    fn the_shipped_example_loads() {
+        let text = include_str!("../../examples/lb.toml");
+        let c = Config::parse(text, Path::new("examples/lb.toml")).unwrap();
+        assert_eq!(c.vrrp_instance.len(), 1);
+        assert_eq!(c.vrrp_script[0].weight, -60);
+        assert_eq!(c.dataplane.unwrap().interface, "eth0");
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
         assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));

@@ -765,3 +765,65 @@ fn new_master_sends_gratuitous_arp() {
     );
     let _ = std::fs::remove_file(&pcap);
 }
+
+/// Seed 003's split-brain guard, with lbd in keepalived's place: the two
+/// nodes disagree on the password (auth_pass 1111 vs 2222, as in the
+/// seed), so each rejects the other's adverts and both claim the VIP. B's
+/// `check_vip` script sees the other master alive while holding the VIP
+/// and stops its own daemon (the seed runs `systemctl stop keepalived`;
+/// here `kill -TERM $PPID`, lbd being the script's parent); B releases
+/// the VIP and A alone keeps it.
+#[test]
+fn seed_003_split_brain_script_stops_the_second_master() {
+    let lan = two_nodes();
+    let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
+    let v2 = |pass: &str| format!("version = 2\nadvert_interval = \"1s\"\nauth_pass = \"{pass}\"");
+    let da = Daemon::lbd(
+        a,
+        "split-a",
+        &instance("VI_1", 50, 150, &v2("1111"), &[VIP]),
+    );
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(6));
+    // B first without the guard: split brain.
+    let mut db = Daemon::lbd(
+        b,
+        "split-b",
+        &instance("VI_1", 50, 100, &v2("2222"), &[VIP]),
+    );
+    let both = wait_for(Duration::from_secs(8), || {
+        (has_vip(a, VIP) && has_vip(b, VIP)).then_some(())
+    });
+    assert!(both.is_some(), "expected split brain:\n{}", db.log());
+    db.wait_log("auth_failure", Duration::from_secs(1));
+    db.stop();
+    // B again, with seed 003's check_vip guard.
+    let script = format!(
+        "[[vrrp_script]]\nname = \"check_vip\"\nscript = \"if ping -c1 -W1 198.18.0.1 >/dev/null && ip -br addr show eth0 | grep -q '{VIP}/'; then kill -TERM $PPID; fi\"\ninterval = \"1s\"\nweight = 50\n\n"
+    );
+    let guarded = format!(
+        "{script}{}",
+        instance(
+            "VI_1",
+            50,
+            100,
+            &format!(
+                "{}\ntrack_script = [{{ name = \"check_vip\" }}]",
+                v2("2222")
+            ),
+            &[VIP]
+        )
+    );
+    let mut db = Daemon::lbd(b, "split-b2", &guarded);
+    db.wait_log("to=MASTER", Duration::from_secs(8));
+    let exited = wait_for(Duration::from_secs(5), || {
+        db.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    });
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "B did not stop itself:\n{}",
+        db.log()
+    );
+    assert!(db.log().contains("SIGTERM received"), "{}", db.log());
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(2));
+    assert!(da.log().contains("to=MASTER"));
+}

@@ -135,6 +135,38 @@ struct Instance {
     added: HashSet<Vip>,
     dropped: BTreeMap<&'static str, u64>,
     logged: HashSet<&'static str>,
+    /// Sending adverts fails (logged once until it works again).
+    send_failing: bool,
+}
+
+/// Open the instance's sockets. The source address may not be usable yet
+/// (an IPv6 link-local address is tentative for a second or two after the
+/// link comes up): retry for up to 10 s before giving up.
+async fn open_socket(spec: &InstanceSpec) -> anyhow::Result<VrrpSocket> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut logged = false;
+    loop {
+        match VrrpSocket::open(spec.endpoint.clone()) {
+            Ok(socket) => return Ok(socket),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) && Instant::now() < deadline =>
+            {
+                if !logged {
+                    info!(instance = %spec.name, source = %spec.endpoint.primary, "source address not usable yet (duplicate address detection?); retrying");
+                    logged = true;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "{}: opening VRRP sockets on {} from {}",
+                        spec.name, spec.endpoint.iface, spec.endpoint.primary
+                    )
+                });
+            }
+        }
+    }
 }
 
 /// Run one instance until `shutdown` turns true; then release (priority-0
@@ -149,12 +181,7 @@ pub async fn run_instance(
 ) -> anyhow::Result<Report> {
     let (conn, netlink, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
     let conn = tokio::spawn(conn);
-    let socket = VrrpSocket::open(spec.endpoint.clone()).with_context(|| {
-        format!(
-            "{}: opening VRRP sockets on {} from {}",
-            spec.name, spec.endpoint.iface, spec.endpoint.primary
-        )
-    })?;
+    let socket = open_socket(&spec).await?;
     let mac = interface_mac(&netlink, spec.endpoint.ifindex).await?;
     let frames = match FrameSender::open(spec.endpoint.ifindex) {
         Ok(f) => Some(f),
@@ -176,6 +203,7 @@ pub async fn run_instance(
         added: HashSet::new(),
         dropped: BTreeMap::new(),
         logged: HashSet::new(),
+        send_failing: false,
     };
     inst.sweep_stale().await;
     let actions = inst.machine.handle(Event::Startup, Instant::now());
@@ -285,8 +313,17 @@ impl Instance {
             match action {
                 Action::SendAdvert { priority } => {
                     let advert = self.machine.advertisement(priority);
-                    if let Err(e) = self.socket.send(&advert) {
-                        warn!(instance = %self.spec.name, error = %e, "sending advert failed");
+                    match self.socket.send(&advert) {
+                        Ok(()) if self.send_failing => {
+                            info!(instance = %self.spec.name, "sending adverts works again");
+                            self.send_failing = false;
+                        }
+                        Ok(()) => {}
+                        Err(e) if !self.send_failing => {
+                            warn!(instance = %self.spec.name, error = %e, "sending advert failed (logged again when it recovers)");
+                            self.send_failing = true;
+                        }
+                        Err(_) => {}
                     }
                 }
                 Action::AddVips => {
