@@ -30,6 +30,118 @@ pub struct Config {
     /// `[[vrrp_script]]`.
     #[serde(default)]
     pub vrrp_script: Vec<VrrpScript>,
+    /// `[[service]]`: virtual services the data plane balances.
+    #[serde(default)]
+    pub service: Vec<Service>,
+}
+
+/// `[[service]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Virtual IP. Required.
+    pub vip: IpAddr,
+    /// Port; 0 = every port. Required.
+    pub port: u16,
+    /// `tcp` (default) or `udp`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// `dsr` (default) or `ipip` (`nat` is not implemented).
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Only `maglev` (default); other names are refused.
+    #[serde(default = "default_scheduler")]
+    pub scheduler: String,
+    /// Maglev table size, a prime; default 65537.
+    #[serde(default = "default_ring")]
+    pub ring_size: u32,
+    /// New flows when no backend is up: `drop` (default) or `pass` (to the
+    /// local stack).
+    #[serde(default = "default_no_backend")]
+    pub on_no_backend: String,
+    /// The VRRP instance whose mastership gates this service; default: the
+    /// instance holding the VIP, if any.
+    pub vrrp_instance: Option<String>,
+    /// Forward whatever the VRRP state (both nodes active). Default false.
+    #[serde(default)]
+    pub active_active: bool,
+    /// Health check; default `{ kind = "tcp" }`.
+    #[serde(default)]
+    pub health: Health,
+    /// Backends. Required (may be empty).
+    pub backend: Vec<BackendConfig>,
+}
+
+fn default_protocol() -> String {
+    "tcp".into()
+}
+fn default_mode() -> String {
+    "dsr".into()
+}
+fn default_scheduler() -> String {
+    "maglev".into()
+}
+fn default_ring() -> u32 {
+    lb_common::vip::DEFAULT_RING_SIZE
+}
+fn default_no_backend() -> String {
+    "drop".into()
+}
+
+/// `health = { ... }` of a service.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Health {
+    /// `tcp` (connect), `http` (GET, status), `exec` (exit 0), `none`.
+    pub kind: String,
+    /// Time between checks.
+    pub interval: Dur,
+    /// A check not done after this long fails.
+    pub timeout: Dur,
+    /// Consecutive successes to come up.
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    pub fall: u32,
+    /// `http`: the path requested.
+    pub path: String,
+    /// `http`: the status expected.
+    pub expect_status: u16,
+    /// `exec`: command line (`/bin/sh -c`), with `$BACKEND` and `$PORT` set.
+    pub command: Option<String>,
+    /// `exec`: run as this user.
+    pub user: Option<String>,
+    /// Port to check; default: the backend's.
+    pub port: Option<u16>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            kind: "tcp".into(),
+            interval: Dur(Duration::from_secs(2)),
+            timeout: Dur(Duration::from_secs(1)),
+            rise: 2,
+            fall: 3,
+            path: "/".into(),
+            expect_status: 200,
+            command: None,
+            user: None,
+            port: None,
+        }
+    }
+}
+
+/// One backend of a service.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Address. Required.
+    pub address: IpAddr,
+    /// Port; default: the service's (dsr and ipip cannot change ports).
+    pub port: Option<u16>,
+    /// Relative share of new flows; 0 = drained. Default 1.
+    #[serde(default = "one")]
+    pub weight: u32,
 }
 
 /// `[global]`.
@@ -503,6 +615,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_services(text, path)?;
         if let Some(dp) = &self.dataplane
             && !["auto", "native", "generic"].contains(&dp.xdp_mode.as_str())
         {
@@ -515,6 +628,158 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    fn validate_services(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let err = |index: usize, field: &str, message: String| ConfigError {
+            file: path.to_owned(),
+            line: locate(text, "service", index, field),
+            field: format!("service[{index}].{field}"),
+            message,
+        };
+        if !self.service.is_empty() && self.dataplane.is_none() {
+            return Err(ConfigError {
+                file: path.to_owned(),
+                line: locate(text, "service", 0, ""),
+                field: "service".into(),
+                message: "services need a [dataplane] table (interface = ...)".into(),
+            });
+        }
+        let mut keys = HashSet::new();
+        for (i, svc) in self.service.iter().enumerate() {
+            if !["tcp", "udp"].contains(&svc.protocol.as_str()) {
+                return Err(err(
+                    i,
+                    "protocol",
+                    format!("{:?} is not a protocol: tcp or udp", svc.protocol),
+                ));
+            }
+            match svc.mode.as_str() {
+                "dsr" | "ipip" => {}
+                "nat" => {
+                    return Err(err(
+                        i,
+                        "mode",
+                        "nat is not implemented yet: use dsr or ipip".into(),
+                    ));
+                }
+                other => {
+                    return Err(err(
+                        i,
+                        "mode",
+                        format!("{other:?} is not a mode: dsr or ipip"),
+                    ));
+                }
+            }
+            if svc.scheduler != "maglev" {
+                return Err(err(
+                    i,
+                    "scheduler",
+                    format!("{:?} is not a scheduler: maglev", svc.scheduler),
+                ));
+            }
+            if !["drop", "pass"].contains(&svc.on_no_backend.as_str()) {
+                return Err(err(
+                    i,
+                    "on_no_backend",
+                    format!("{:?}: drop or pass", svc.on_no_backend),
+                ));
+            }
+            if !is_prime(svc.ring_size) || svc.ring_size < 3 {
+                return Err(err(
+                    i,
+                    "ring_size",
+                    format!(
+                        "{} is not a prime: use 65537 (default), 131071, 251, ...",
+                        svc.ring_size
+                    ),
+                ));
+            }
+            if !keys.insert((svc.vip, svc.port, svc.protocol.as_str())) {
+                return Err(err(
+                    i,
+                    "vip",
+                    format!(
+                        "duplicate service {}:{}/{}",
+                        svc.vip, svc.port, svc.protocol
+                    ),
+                ));
+            }
+            if let Some(name) = &svc.vrrp_instance
+                && !self.vrrp_instance.iter().any(|v| &v.name == name)
+            {
+                return Err(err(
+                    i,
+                    "vrrp_instance",
+                    format!("no [[vrrp_instance]] named {name:?}"),
+                ));
+            }
+            let h = &svc.health;
+            match h.kind.as_str() {
+                "tcp" | "http" | "none" => {}
+                "exec" if h.command.is_some() => {}
+                "exec" => {
+                    return Err(err(
+                        i,
+                        "health",
+                        "kind = \"exec\" needs command = \"...\"".into(),
+                    ));
+                }
+                other => {
+                    return Err(err(
+                        i,
+                        "health",
+                        format!("kind {other:?}: tcp, http, exec or none"),
+                    ));
+                }
+            }
+            if h.rise == 0 || h.fall == 0 {
+                return Err(err(i, "health", "rise and fall must be at least 1".into()));
+            }
+            if h.interval.0.is_zero() || h.timeout.0.is_zero() {
+                return Err(err(
+                    i,
+                    "health",
+                    "interval and timeout must be more than 0".into(),
+                ));
+            }
+            let mut seen = HashSet::new();
+            for b in &svc.backend {
+                if b.address.is_ipv6() != svc.vip.is_ipv6() {
+                    return Err(err(
+                        i,
+                        "backend",
+                        format!("{} is not of the VIP's address family", b.address),
+                    ));
+                }
+                if !seen.insert(b.address) {
+                    return Err(err(i, "backend", format!("{} is listed twice", b.address)));
+                }
+                if let Some(p) = b.port
+                    && p != svc.port
+                    && svc.port != 0
+                {
+                    return Err(err(
+                        i,
+                        "backend",
+                        format!(
+                            "{}: port {p} differs from the service's {}: dsr and ipip forward to the same port",
+                            b.address, svc.port
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_prime(n: u32) -> bool {
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 impl VrrpInstance {
