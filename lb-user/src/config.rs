@@ -153,6 +153,10 @@ pub struct Global {
     pub router_id: Option<String>,
     /// Where the BPF maps are pinned.
     pub bpf_pin_path: PathBuf,
+    /// The control API's Unix socket (mode 0600).
+    pub control_socket: PathBuf,
+    /// Prometheus `/metrics` on this address; default: none.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for Global {
@@ -160,6 +164,8 @@ impl Default for Global {
         Self {
             router_id: None,
             bpf_pin_path: PathBuf::from(crate::loader::DEFAULT_PIN_PATH),
+            control_socket: PathBuf::from(crate::control::DEFAULT_SOCKET),
+            metrics_listen: None,
         }
     }
 }
@@ -176,6 +182,44 @@ pub struct Dataplane {
     /// Connection-table entries.
     #[serde(default = "default_conntrack")]
     pub conntrack_entries: u32,
+    /// `ipip` outer IPv4 source: `"198.18.255.0/24"` takes the host bits
+    /// from the flow hash (so backends' RSS spreads flows). Default: the
+    /// interface's first IPv4 address, /32.
+    pub ipip_source_v4: Option<String>,
+    /// `ipip` outer IPv6 source; the low 32 bits (at most) vary by flow.
+    /// Default: the interface's first global IPv6 address, /128.
+    pub ipip_source_v6: Option<String>,
+    /// Largest IP packet after `ipip` encapsulation; bigger ones get ICMP
+    /// "fragmentation needed" / "packet too big". Default 1500.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+/// Parse `"ADDR/PREFIX"` (prefix optional: a host).
+///
+/// # Errors
+/// A message saying what is expected.
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (a, p) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+    let addr: IpAddr = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not ADDRESS/PREFIX"))?;
+    let max = if addr.is_ipv6() { 128 } else { 32 };
+    let prefix = match p {
+        None => max,
+        Some(p) => p
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|&p| p <= max)
+            .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
+    };
+    Ok((addr, prefix))
 }
 
 fn default_xdp_mode() -> String {
@@ -616,6 +660,37 @@ impl Config {
             }
         }
         self.validate_services(text, path)?;
+        if let Some(dp) = &self.dataplane {
+            for (field, value, v6) in [
+                ("ipip_source_v4", &dp.ipip_source_v4, false),
+                ("ipip_source_v6", &dp.ipip_source_v6, true),
+            ] {
+                if let Some(v) = value {
+                    let bad = match parse_cidr(v) {
+                        Ok((a, p)) if a.is_ipv6() == v6 && (!v6 || p >= 96) => None,
+                        Ok(_) if v6 => Some(format!("{v:?}: an IPv6 prefix of /96 or longer")),
+                        Ok(_) => Some(format!("{v:?}: an IPv4 address")),
+                        Err(e) => Some(e),
+                    };
+                    if let Some(message) = bad {
+                        return Err(ConfigError {
+                            file: path.to_owned(),
+                            line: locate(text, "dataplane", 0, field),
+                            field: format!("dataplane.{field}"),
+                            message,
+                        });
+                    }
+                }
+            }
+            if dp.mtu < 1280 {
+                return Err(ConfigError {
+                    file: path.to_owned(),
+                    line: locate(text, "dataplane", 0, "mtu"),
+                    field: "dataplane.mtu".into(),
+                    message: format!("{} is too small: at least 1280", dp.mtu),
+                });
+            }
+        }
         if let Some(dp) = &self.dataplane
             && !["auto", "native", "generic"].contains(&dp.xdp_mode.as_str())
         {

@@ -17,6 +17,9 @@
 
 pub mod balancer;
 pub mod config;
+pub mod control;
+pub mod controller;
+pub mod health;
 pub mod loader;
 pub mod maglev;
 pub mod neigh;

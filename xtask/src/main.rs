@@ -33,7 +33,8 @@ enum Command {
     /// Formatting, clippy (warnings denied), unit tests, then the kernel
     /// tests (BPF_PROG_TEST_RUN and network namespaces; needs root).
     Test(test::TestArgs),
-    /// Benchmarks. `dataplane`: BPF_PROG_TEST_RUN ns/packet per path.
+    /// Benchmarks: `dataplane` (BPF_PROG_TEST_RUN ns/packet per path),
+    /// `failover` (VRRP failover time, lbd vs keepalived), `all` (default).
     Bench(bench::BenchArgs),
     /// Run the main job on the built-in lab.
     Demo,

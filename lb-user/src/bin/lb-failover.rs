@@ -5,8 +5,12 @@
 //! node b (priority 100), client c. Both nodes run the same daemon (two
 //! `lbd`, or two keepalived) for one VRRPv3 instance with one VIP. Once a
 //! holds the VIP, b is BACKUP and has heard adverts for a second, a's
-//! daemon is SIGKILLed (keepalived: its VRRP child and its parent), and c
-//! starts probing at that instant.
+//! daemon is SIGKILLed (keepalived: its VRRP child and its parent) right
+//! after c sees one of a's adverts, and c starts probing at that instant.
+//! Killing just after an advert makes every run the worst case of the
+//! advert phase (b's Master_Down_Interval starts with the kill), the same
+//! for both daemons; a kill at a random phase would subtract a random
+//! 0..1 interval.
 //!
 //! Probe: TCP connects from c to the VIP, where only b has a listener. a's
 //! interface stays up with its stale VIP (nothing ran to remove it), so
@@ -21,7 +25,6 @@ use std::{
     os::unix::process::CommandExt as _,
     path::PathBuf,
     process::{Child, ExitCode, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
 
@@ -138,10 +141,17 @@ fn run(cli: &Cli) -> Result<bool, Error> {
     if !cli.lbd.is_file() {
         return Err(format!("no lbd binary at {}", cli.lbd.display()).into());
     }
+    // keepalived forks its VRRP child: when both die, the child is
+    // re-parented to us, so we can reap it (see Daemon::kill).
+    // SAFETY: prctl on this process.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } != 0 {
+        return Err(io::Error::last_os_error().into());
+    }
     let tmp = TempDir::new()?;
     println!(
         "VRRPv3 failover: SIGKILL of the master (a, priority {PRIO_MASTER}) until {VIP} answers \
-         on the backup (b, priority {PRIO_BACKUP}); {} runs each, fresh namespaces per run.",
+         on the backup (b, priority {PRIO_BACKUP}); {} runs each, fresh namespaces per run. The \
+         kill comes right after one of a's adverts (seen from c): the worst-case advert phase.",
         cli.runs
     );
     println!(
@@ -169,10 +179,12 @@ fn run(cli: &Cli) -> Result<bool, Error> {
                     Ok(probe) => {
                         let ms = probe.took.as_secs_f64() * 1e3;
                         println!(
-                            "{:>5} {:<10} run {i}/{}: {ms:8.1} ms  ({} refused, {} timed out)",
+                            "{:>5} {:<10} run {i}/{}: {ms:8.1} ms  (killed {} us after an advert; \
+                             {} refused, {} timed out)",
                             interval.label(),
                             imp.name(),
                             cli.runs,
+                            probe.kill_after_advert.as_micros(),
                             probe.refused,
                             probe.timed_out
                         );
@@ -319,7 +331,6 @@ struct Daemon {
     imp: Impl,
     log: PathBuf,
     vrrp_pid: PathBuf,
-    name: String,
 }
 
 impl Daemon {
@@ -399,7 +410,6 @@ impl Daemon {
             imp,
             log,
             vrrp_pid,
-            name: name.to_owned(),
         })
     }
 
@@ -435,16 +445,41 @@ impl Daemon {
     }
 
     /// SIGKILL every process in `pids` (a crash: no release, no cleanup)
-    /// and reap the main one.
+    /// and reap them.
     fn kill(&mut self, pids: &[i32]) {
-        for &p in pids {
-            // SAFETY: plain kill(2) of pids that belong to this daemon.
-            unsafe { libc::kill(p, libc::SIGKILL) };
-        }
+        sigkill(pids);
+        self.reap(pids);
+    }
+
+    /// Reap the processes in `pids` once they have been killed.
+    fn reap(&mut self, pids: &[i32]) {
+        let main = self.child.as_ref().map(|c| c.id() as i32);
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // keepalived's children are re-parented to us (child subreaper):
+        // reap them, or they stay zombies.
+        for &p in pids.iter().filter(|&&p| Some(p) != main) {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            loop {
+                // SAFETY: waitpid on one pid; ECHILD when it is not ours
+                // (already reaped by its parent).
+                let r = unsafe { libc::waitpid(p, std::ptr::null_mut(), libc::WNOHANG) };
+                if r != 0 || Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// SIGKILL each of `pids`.
+fn sigkill(pids: &[i32]) {
+    for &p in pids {
+        // SAFETY: plain kill(2) of pids that belong to one daemon.
+        unsafe { libc::kill(p, libc::SIGKILL) };
     }
 }
 
@@ -485,6 +520,41 @@ struct Probe {
     took: Duration,
     refused: u32,
     timed_out: u32,
+    /// From receiving a's last advert (in c) to the SIGKILL.
+    kill_after_advert: Duration,
+}
+
+/// A raw VRRP socket in the current namespace, joined to 224.0.0.18 on the
+/// interface with address `local`, so it sees the adverts on the LAN.
+fn advert_sniffer(local: Ipv4Addr, timeout: Duration) -> io::Result<socket2::Socket> {
+    let s = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::from(112)),
+    )?;
+    s.join_multicast_v4(&Ipv4Addr::new(224, 0, 0, 18), &local)?;
+    s.set_read_timeout(Some(timeout))?;
+    Ok(s)
+}
+
+/// Wait for an advert for our VRID from `from`; when it arrived.
+fn wait_advert(sniffer: &socket2::Socket, from: Ipv4Addr) -> Result<Instant, String> {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+    loop {
+        let n = sniffer
+            .recv(&mut buf)
+            .map_err(|e| format!("no advert from {from}: {e}"))?;
+        let at = Instant::now();
+        // SAFETY: recv initialised the first n bytes.
+        let pkt: Vec<u8> = buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
+        let ihl = usize::from(pkt.first().map_or(0, |b| b & 0x0f)) * 4;
+        if n >= ihl + 8 && ihl >= 20 && pkt[12..16] == from.octets() && pkt[ihl + 1] == VRID {
+            return Ok(at);
+        }
+    }
 }
 
 fn one_run(
@@ -532,7 +602,7 @@ fn one_run(
     }
     // Let b hear a few adverts (and learn the master's interval).
     std::thread::sleep(Duration::from_secs(1));
-    if !(has_vip(a) && !has_vip(b)) {
+    if !has_vip(a) || has_vip(b) {
         return Err(format!(
             "mastership moved before the kill\n--- a:\n{}\n--- b:\n{}",
             da.log(),
@@ -551,22 +621,35 @@ fn one_run(
     let pids = da.pids();
     let deadline = interval.dur * 3 + Duration::from_secs(5);
 
-    let probe = std::thread::scope(|s| -> Result<Probe, Error> {
-        let (go_tx, go_rx) = mpsc::channel::<Instant>();
-        let (ready_tx, ready_rx) = mpsc::channel::<()>();
-        let prober = s.spawn(move || {
-            c.run(move || -> Result<Probe, String> {
-                let _ = ready_tx.send(());
-                let t0 = go_rx.recv().map_err(|_| "no start signal".to_owned())?;
-                probe_loop(t0, deadline)
+    // Kill right after an advert from a: the backup's Master_Down_Interval
+    // then starts from the kill, so the measurement is the worst case of
+    // the advert phase, the same for both daemons.
+    let (a_addr, c_addr) = (lan.host("a").addr4(), lan.host("c").addr4());
+    let sniff_timeout = interval.dur * 2 + Duration::from_secs(1);
+    let probe = std::thread::scope(|s| {
+        let prober = s.spawn(|| {
+            c.run(|| -> Result<Probe, String> {
+                let sniffer =
+                    advert_sniffer(c_addr, sniff_timeout).map_err(|e| format!("sniffer: {e}"))?;
+                let heard = wait_advert(&sniffer, a_addr)?;
+                let t0 = Instant::now();
+                sigkill(&pids);
+                let mut probe = probe_loop(t0, deadline)?;
+                probe.kill_after_advert = t0 - heard;
+                Ok(probe)
             })
         });
-        ready_rx.recv().map_err(|_| "probe thread did not start")?;
-        let t0 = Instant::now();
-        da.kill(&pids);
-        go_tx.send(t0).map_err(|_| "probe thread gone")?;
-        let result = prober.join().map_err(|_| "probe thread panicked")??;
-        result.map_err(Into::into)
+        let result = prober.join();
+        // Reap a (already killed by the prober, unless it failed first).
+        if !matches!(result, Ok(Ok(Ok(_)))) {
+            sigkill(&pids);
+        }
+        da.reap(&pids);
+        match result {
+            Ok(Ok(r)) => r.map_err(Error::from),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err("probe thread panicked".into()),
+        }
     });
     let probe =
         probe.map_err(|e| format!("{e}; b holds the VIP: {}\n--- b:\n{}", has_vip(b), db.log()))?;
@@ -607,6 +690,7 @@ fn probe_loop(t0: Instant, limit: Duration) -> Result<Probe, String> {
                     took,
                     refused,
                     timed_out,
+                    kill_after_advert: Duration::ZERO,
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {

@@ -81,6 +81,46 @@ pub struct InstanceSpec {
     pub tracks: Vec<(TrackKind, String)>,
 }
 
+/// What an instance looks like now, for `lbctl vrrp` and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InstanceStatus {
+    /// Instance name.
+    pub name: String,
+    /// Interface.
+    pub interface: String,
+    /// Virtual router id.
+    pub vrid: u8,
+    /// `INIT`, `BACKUP`, `MASTER` or `FAULT`.
+    pub state: String,
+    /// Configured priority.
+    pub base_priority: u8,
+    /// Priority after tracking.
+    pub priority: u8,
+    /// The master this node hears (in BACKUP), if any.
+    pub master: Option<IpAddr>,
+    /// The virtual addresses.
+    pub vips: Vec<String>,
+    /// Transitions since start.
+    pub transitions: u64,
+    /// Adverts accepted.
+    pub adverts_accepted: u64,
+    /// Adverts rejected or dropped, by cause.
+    pub rejected: BTreeMap<String, u64>,
+}
+
+/// Shared view of every instance's status, updated by the instance tasks.
+pub type StatusBoard = std::sync::Arc<std::sync::Mutex<BTreeMap<String, InstanceStatus>>>;
+
+/// A state change, for the controller: services behind an instance forward
+/// only while it is master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// Instance name.
+    pub instance: String,
+    /// New state.
+    pub state: State,
+}
+
 /// Counters of a stopped instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
@@ -137,6 +177,9 @@ struct Instance {
     logged: HashSet<&'static str>,
     /// Sending adverts fails (logged once until it works again).
     send_failing: bool,
+    transitions: u64,
+    board: StatusBoard,
+    changes: Option<tokio::sync::mpsc::UnboundedSender<StateChange>>,
 }
 
 /// Open the instance's sockets. The source address may not be usable yet
@@ -178,6 +221,8 @@ pub async fn run_instance(
     spec: InstanceSpec,
     mut tracks: broadcast::Receiver<TrackEvent>,
     mut shutdown: watch::Receiver<bool>,
+    board: StatusBoard,
+    changes: Option<tokio::sync::mpsc::UnboundedSender<StateChange>>,
 ) -> anyhow::Result<Report> {
     let (conn, netlink, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
     let conn = tokio::spawn(conn);
@@ -204,6 +249,9 @@ pub async fn run_instance(
         dropped: BTreeMap::new(),
         logged: HashSet::new(),
         send_failing: false,
+        transitions: 0,
+        board,
+        changes,
     };
     inst.sweep_stale().await;
     let actions = inst.machine.handle(Event::Startup, Instant::now());
@@ -228,7 +276,10 @@ pub async fn run_instance(
                     let actions = inst.machine.handle(Event::Advert { source, advert }, Instant::now());
                     inst.apply(actions).await;
                 }
-                Ok(Received::Dropped { source, cause }) => inst.dropped(source, cause),
+                Ok(Received::Dropped { source, cause }) => {
+                    inst.dropped(source, cause);
+                    inst.publish();
+                }
                 Err(e) => {
                     warn!(instance = %inst.spec.name, error = %e, "VRRP receive failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -309,6 +360,11 @@ impl Instance {
     }
 
     async fn apply(&mut self, actions: Vec<Action>) {
+        self.apply_actions(actions).await;
+        self.publish();
+    }
+
+    async fn apply_actions(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::SendAdvert { priority } => {
@@ -359,6 +415,13 @@ impl Instance {
                     if to != State::Master {
                         self.garp.stop();
                     }
+                    self.transitions += 1;
+                    if let Some(tx) = &self.changes {
+                        let _ = tx.send(StateChange {
+                            instance: self.spec.name.clone(),
+                            state: to,
+                        });
+                    }
                     self.notify(to);
                 }
                 Action::PriorityChanged { from, to } => {
@@ -374,6 +437,37 @@ impl Instance {
                     }
                 }
             }
+        }
+    }
+
+    fn publish(&self) {
+        let stats = self.machine.stats();
+        let mut rejected: BTreeMap<String, u64> = self
+            .dropped
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
+        for cause in super::machine::RejectCause::ALL {
+            let n = stats.rejected(cause);
+            if n > 0 {
+                rejected.insert(cause.label().to_owned(), n);
+            }
+        }
+        let status = InstanceStatus {
+            name: self.spec.name.clone(),
+            interface: self.spec.endpoint.iface.clone(),
+            vrid: self.spec.machine.vrid,
+            state: self.machine.state().to_string(),
+            base_priority: self.spec.machine.priority,
+            priority: self.machine.effective_priority(),
+            master: self.machine.master().map(|p| p.address),
+            vips: self.spec.vips.iter().map(ToString::to_string).collect(),
+            transitions: self.transitions,
+            adverts_accepted: stats.adverts_accepted,
+            rejected,
+        };
+        if let Ok(mut board) = self.board.lock() {
+            board.insert(status.name.clone(), status);
         }
     }
 
@@ -494,9 +588,54 @@ async fn interface_mac(handle: &rtnetlink::Handle, ifindex: u32) -> anyhow::Resu
 
 /// The running VRRP side of lbd: instance tasks and trackers.
 pub struct Running {
-    shutdown: watch::Sender<bool>,
-    instances: Vec<(String, tokio::task::JoinHandle<anyhow::Result<Report>>)>,
+    /// Every instance's status.
+    pub board: StatusBoard,
+    events: broadcast::Sender<TrackEvent>,
+    changes: Option<tokio::sync::mpsc::UnboundedSender<StateChange>>,
+    instances: Vec<RunningInstance>,
     trackers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+struct RunningInstance {
+    name: String,
+    cfg: crate::config::VrrpInstance,
+    /// The scripts it tracks, as configured (a changed script restarts it).
+    scripts: Vec<crate::config::VrrpScript>,
+    shutdown: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<anyhow::Result<Report>>,
+}
+
+impl RunningInstance {
+    async fn stop(self) -> Option<Report> {
+        let _ = self.shutdown.send(true);
+        match self.handle.await {
+            Ok(Ok(report)) => Some(report),
+            Ok(Err(e)) => {
+                warn!(instance = %self.name, "instance had failed: {e:#}");
+                None
+            }
+            Err(e) => {
+                warn!(instance = %self.name, "instance task failed: {e}");
+                None
+            }
+        }
+    }
+}
+
+fn scripts_of(
+    config: &crate::config::Config,
+    inst: &crate::config::VrrpInstance,
+) -> Vec<crate::config::VrrpScript> {
+    inst.track_script
+        .iter()
+        .filter_map(|t| {
+            config
+                .vrrp_script
+                .iter()
+                .find(|s| s.name == t.name)
+                .cloned()
+        })
+        .collect()
 }
 
 impl Running {
@@ -519,57 +658,141 @@ impl Running {
             return std::future::pending().await;
         }
         let (result, index, _) =
-            futures::future::select_all(self.instances.iter_mut().map(|(_, handle)| handle)).await;
-        let (name, _) = self.instances.remove(index);
+            futures::future::select_all(self.instances.iter_mut().map(|i| &mut i.handle)).await;
+        let inst = self.instances.remove(index);
         let error = match result {
             Ok(Ok(_)) => anyhow::anyhow!("stopped unexpectedly"),
             Ok(Err(e)) => e,
             Err(e) => anyhow::anyhow!("task failed: {e}"),
         };
-        (name, error)
+        (inst.name, error)
     }
 
     /// Stop every instance (masters release with priority 0 and remove
     /// their VIPs) and the trackers; the instances' reports.
     pub async fn stop(self) -> Vec<Report> {
-        let _ = self.shutdown.send(true);
         let mut reports = Vec::new();
-        for (name, handle) in self.instances {
-            match handle.await {
-                Ok(Ok(report)) => reports.push(report),
-                Ok(Err(e)) => warn!(instance = %name, "instance had failed: {e:#}"),
-                Err(e) => warn!(instance = %name, "instance task failed: {e}"),
-            }
+        for inst in self.instances {
+            reports.extend(inst.stop().await);
         }
         for t in self.trackers {
             t.abort();
         }
         reports
     }
+
+    /// Bring the instances in line with `config`: unchanged instances keep
+    /// running (and their mastership); changed ones restart; removed ones
+    /// stop (releasing their VIPs); new ones start. Nothing changes when
+    /// an instance of `config` cannot be set up.
+    ///
+    /// # Errors
+    /// An interface does not exist, has no usable source address, or an
+    /// instance's settings are invalid.
+    pub async fn apply(&mut self, config: &crate::config::Config) -> anyhow::Result<()> {
+        let (conn, netlink, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
+        let conn = tokio::spawn(conn);
+        let mut start = Vec::new();
+        let mut keep = Vec::new();
+        for inst in &config.vrrp_instance {
+            let scripts = scripts_of(config, inst);
+            let unchanged = self
+                .instances
+                .iter()
+                .any(|r| r.cfg == *inst && r.scripts == scripts);
+            if unchanged {
+                keep.push(inst.name.clone());
+                continue;
+            }
+            let spec = instance_spec(config, inst, &netlink)
+                .await
+                .with_context(|| format!("vrrp_instance {}", inst.name));
+            match spec {
+                Ok(spec) => start.push((spec, inst.clone(), scripts)),
+                Err(e) => {
+                    conn.abort();
+                    return Err(e);
+                }
+            }
+        }
+        conn.abort();
+        let (stay, go): (Vec<_>, Vec<_>) = std::mem::take(&mut self.instances)
+            .into_iter()
+            .partition(|r| keep.contains(&r.name));
+        self.instances = stay;
+        for inst in go {
+            info!(instance = %inst.name, "stopping VRRP instance (removed or changed)");
+            if let Ok(mut board) = self.board.lock() {
+                board.remove(&inst.name);
+            }
+            inst.stop().await;
+        }
+        let receivers: Vec<_> = start.iter().map(|_| self.events.subscribe()).collect();
+        if !start.is_empty() {
+            // Fresh trackers send every object's current state first, which
+            // new instances need; running ones see a repeat of what they
+            // know.
+            for t in self.trackers.drain(..) {
+                t.abort();
+            }
+            self.trackers = spawn_trackers(config, &self.events);
+        }
+        for ((spec, cfg, scripts), rx) in start.into_iter().zip(receivers) {
+            let name = spec.name.clone();
+            info!(
+                instance = %name,
+                interface = %spec.endpoint.iface,
+                source = %spec.endpoint.primary,
+                vrid = spec.machine.vrid,
+                priority = spec.machine.priority,
+                "starting VRRP instance ({})",
+                if spec.endpoint.peers.is_empty() { "multicast" } else { "unicast" }
+            );
+            let (shutdown, shutdown_rx) = watch::channel(false);
+            let handle = tokio::spawn(run_instance(
+                spec,
+                rx,
+                shutdown_rx,
+                self.board.clone(),
+                self.changes.clone(),
+            ));
+            self.instances.push(RunningInstance {
+                name,
+                cfg,
+                scripts,
+                shutdown,
+                handle,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Build every instance of `config` (interfaces and primary addresses
-/// looked up now), start the trackers and the instances.
+/// looked up now), start the trackers and the instances. State changes go
+/// to `changes`, for the service controller.
 ///
 /// # Errors
-/// An interface does not exist, has no usable source address, or an
-/// instance's settings are invalid.
-pub async fn start(config: &crate::config::Config) -> anyhow::Result<Running> {
-    let (conn, netlink, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
-    let conn = tokio::spawn(conn);
-    let mut specs = Vec::new();
-    for inst in &config.vrrp_instance {
-        specs.push(
-            instance_spec(config, inst, &netlink)
-                .await
-                .with_context(|| format!("vrrp_instance {}", inst.name))?,
-        );
-    }
-    conn.abort();
+/// As [`Running::apply`].
+pub async fn start(
+    config: &crate::config::Config,
+    changes: Option<tokio::sync::mpsc::UnboundedSender<StateChange>>,
+) -> anyhow::Result<Running> {
+    let mut running = Running {
+        board: StatusBoard::default(),
+        events: broadcast::channel(256).0,
+        changes,
+        instances: Vec::new(),
+        trackers: Vec::new(),
+    };
+    running.apply(config).await?;
+    Ok(running)
+}
 
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let (events, _) = broadcast::channel(256);
-    let receivers: Vec<_> = specs.iter().map(|_| events.subscribe()).collect();
+fn spawn_trackers(
+    config: &crate::config::Config,
+    events: &broadcast::Sender<TrackEvent>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut trackers = Vec::new();
     let mut scripts: Vec<&str> = Vec::new();
     let mut interfaces: Vec<&str> = Vec::new();
@@ -613,31 +836,7 @@ pub async fn start(config: &crate::config::Config) -> anyhow::Result<Running> {
         ));
         trackers.push(forward(rx, TrackKind::Interface, events.clone()));
     }
-    let instances = specs
-        .into_iter()
-        .zip(receivers)
-        .map(|(spec, rx)| {
-            let name = spec.name.clone();
-            info!(
-                instance = %name,
-                interface = %spec.endpoint.iface,
-                source = %spec.endpoint.primary,
-                vrid = spec.machine.vrid,
-                priority = spec.machine.priority,
-                "starting VRRP instance ({})",
-                if spec.endpoint.peers.is_empty() { "multicast" } else { "unicast" }
-            );
-            (
-                name,
-                tokio::spawn(run_instance(spec, rx, shutdown_rx.clone())),
-            )
-        })
-        .collect();
-    Ok(Running {
-        shutdown,
-        instances,
-        trackers,
-    })
+    trackers
 }
 
 fn forward(

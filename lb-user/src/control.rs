@@ -1,0 +1,299 @@
+//! The control API: JSON over a root-only Unix socket.
+//!
+//! One request per connection: the client writes one JSON object and a
+//! newline, lbd answers with one JSON object and closes. The socket file is
+//! mode 0600 in a 0700 directory (default `/run/lb/lbd.sock`); there is no
+//! network listener.
+//!
+//! ```text
+//! {"command":"status"}
+//! {"command":"drain","service":"198.18.0.100:80","backend":"198.18.0.11"}
+//! -> {"ok":true,"data":...}   or   {"ok":false,"error":"no service ..."}
+//! ```
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use crate::balancer::{Protocol, ServiceKey};
+
+/// Default socket path.
+pub const DEFAULT_SOCKET: &str = "/run/lb/lbd.sock";
+
+/// A request to lbd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    /// Daemon overview.
+    Status,
+    /// Services with their state.
+    Services,
+    /// Backends of every service.
+    Backends,
+    /// VRRP instances.
+    Vrrp,
+    /// Traffic counters.
+    Stats,
+    /// Drain a backend: no new flows, established ones continue.
+    Drain {
+        /// `VIP:PORT[/udp]`.
+        service: String,
+        /// Backend address.
+        backend: String,
+    },
+    /// Undo a drain.
+    Enable {
+        /// `VIP:PORT[/udp]`.
+        service: String,
+        /// Backend address.
+        backend: String,
+    },
+    /// Re-read the configuration file and apply the difference.
+    Reload,
+}
+
+/// lbd's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// The result, when `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    /// What went wrong, when not `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Response {
+    /// A success carrying `data`.
+    #[must_use]
+    pub fn data(data: impl Serialize) -> Self {
+        match serde_json::to_value(data) {
+            Ok(v) => Self {
+                ok: true,
+                data: Some(v),
+                error: None,
+            },
+            Err(e) => Self::error(format!("encoding the answer: {e}")),
+        }
+    }
+
+    /// A failure.
+    #[must_use]
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            data: None,
+            error: Some(message.into()),
+        }
+    }
+}
+
+/// A request waiting for lbd's main loop to answer it.
+pub type Pending = (Request, oneshot::Sender<Response>);
+
+/// Parse `VIP:PORT`, `[V6]:PORT`, optionally followed by `/tcp` or `/udp`.
+///
+/// # Errors
+/// A message saying what is expected.
+pub fn parse_service(s: &str) -> Result<ServiceKey, String> {
+    let (addr, proto) = match s.rsplit_once('/') {
+        Some((a, "tcp")) => (a, Protocol::Tcp),
+        Some((a, "udp")) => (a, Protocol::Udp),
+        Some((_, p)) => return Err(format!("{s:?}: protocol {p:?} is not tcp or udp")),
+        None => (s, Protocol::Tcp),
+    };
+    let sa: SocketAddr = addr.parse().map_err(|_| {
+        format!("{s:?} is not VIP:PORT (e.g. 198.18.0.100:80 or [2001:db8::100]:80/udp)")
+    })?;
+    Ok(ServiceKey {
+        vip: sa.ip(),
+        port: sa.port(),
+        proto,
+    })
+}
+
+/// Parse a backend address.
+///
+/// # Errors
+/// A message saying what is expected.
+pub fn parse_backend(s: &str) -> Result<IpAddr, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not a backend address (e.g. 198.18.0.11)"))
+}
+
+/// Listen on `path` (creating its directory 0700, the socket 0600, and
+/// replacing a stale socket left by a crashed lbd) and hand requests to
+/// `tx`.
+///
+/// # Errors
+/// The socket cannot be created, or another lbd answers on it.
+pub async fn serve(
+    path: &Path,
+    tx: mpsc::Sender<Pending>,
+) -> io::Result<tokio::task::JoinHandle<()>> {
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is in use: another lbd runs", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!("control socket: accept failed: {e}");
+                    continue;
+                }
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Err(e) = handle(stream, tx).await {
+                    warn!("control socket: {e}");
+                }
+            });
+        }
+    }))
+}
+
+async fn handle(stream: UnixStream, tx: mpsc::Sender<Pending>) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read.take_limited())
+        .read_line(&mut line)
+        .await?;
+    let response = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => {
+            let (reply, answer) = oneshot::channel();
+            if tx.send((request, reply)).await.is_err() {
+                Response::error("lbd is shutting down")
+            } else {
+                answer
+                    .await
+                    .unwrap_or_else(|_| Response::error("lbd dropped the request"))
+            }
+        }
+        Err(e) => Response::error(format!("bad request: {e}")),
+    };
+    let mut out = serde_json::to_vec(&response).map_err(io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+/// Requests are small: refuse to buffer more than 64 KiB of one.
+trait TakeLimited: Sized {
+    fn take_limited(self) -> tokio::io::Take<Self>;
+}
+
+impl<R: tokio::io::AsyncRead> TakeLimited for R {
+    fn take_limited(self) -> tokio::io::Take<Self> {
+        tokio::io::AsyncReadExt::take(self, 64 * 1024)
+    }
+}
+
+/// Send one request to the lbd listening on `path` and wait for the answer.
+///
+/// # Errors
+/// lbd is not running (or not reachable), or answered garbage.
+pub async fn request(path: &Path, request: &Request) -> io::Result<Response> {
+    let stream = UnixStream::connect(path).await.map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot reach lbd at {}: {e} (is lbd running? are you root?)",
+                path.display()
+            ),
+        )
+    })?;
+    let (read, mut write) = stream.into_split();
+    let mut out = serde_json::to_vec(request).map_err(io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    serde_json::from_str(&line).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad answer from lbd: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_parse() {
+        let k = parse_service("198.18.0.100:80").unwrap();
+        assert_eq!(
+            (k.vip.to_string(), k.port, k.proto),
+            ("198.18.0.100".into(), 80, Protocol::Tcp)
+        );
+        let k = parse_service("[2001:db8::100]:53/udp").unwrap();
+        assert_eq!((k.port, k.proto), (53, Protocol::Udp));
+        assert!(parse_service("198.18.0.100").is_err());
+        assert!(parse_service("198.18.0.100:80/sctp").is_err());
+    }
+
+    #[test]
+    fn requests_are_tagged_json() {
+        let r = Request::Drain {
+            service: "198.18.0.100:80".into(),
+            backend: "198.18.0.11".into(),
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            text,
+            r#"{"command":"drain","service":"198.18.0.100:80","backend":"198.18.0.11"}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), r);
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"command":"status"}"#).unwrap(),
+            Request::Status
+        );
+    }
+
+    #[tokio::test]
+    async fn socket_round_trip_is_private() {
+        let dir = std::env::temp_dir().join(format!("lb-control-{}", std::process::id()));
+        let path = dir.join("lbd.sock");
+        let (tx, mut rx) = mpsc::channel::<Pending>(4);
+        let server = serve(&path, tx.clone()).await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // A second server on the same path is refused.
+        assert!(serve(&path, tx).await.is_err());
+        let answer = tokio::spawn(async move {
+            let (req, reply) = rx.recv().await.unwrap();
+            assert_eq!(req, Request::Vrrp);
+            reply.send(Response::data(vec!["VI_1"])).unwrap();
+        });
+        let r = request(&path, &Request::Vrrp).await.unwrap();
+        assert_eq!(r.data, Some(serde_json::json!(["VI_1"])));
+        answer.await.unwrap();
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

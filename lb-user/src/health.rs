@@ -1,0 +1,391 @@
+//! Backend health checks.
+//!
+//! Pure part ([`Checker`]): when the next check is due, when a running check
+//! has timed out, and the rise/fall hysteresis (the state flips only after
+//! `rise` consecutive successes or `fall` consecutive failures). Driven by an
+//! injected `now`, unit-tested without sleeping.
+//!
+//! Effects ([`probe`]): one check of one backend: `tcp` (connect), `http`
+//! (GET, expected status), `exec` (exit 0 = healthy, run as a configured
+//! user, killed with its process group on timeout), `none` (always up).
+//!
+//! A backend starts **up** (keepalived's checkers do the same): restarting
+//! lbd must not take a working pool out of service while the first checks
+//! run; a dead backend leaves after `fall` failures.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// What to check and how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSpec {
+    /// The probe.
+    pub kind: Kind,
+    /// Time between the starts of two checks.
+    pub interval: Duration,
+    /// A check still running after this long fails.
+    pub timeout: Duration,
+    /// Consecutive successes to come up.
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    pub fall: u32,
+}
+
+/// The probe of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// TCP connect to the port.
+    Tcp,
+    /// HTTP/1.0 GET `path`; healthy when the status is `expect_status`.
+    Http {
+        /// Request path.
+        path: String,
+        /// Expected status code.
+        expect_status: u16,
+    },
+    /// `/bin/sh -c command` with `BACKEND` and `PORT` set; exit 0 = healthy.
+    Exec {
+        /// Command line.
+        command: String,
+        /// Run as this user.
+        user: Option<String>,
+    },
+    /// No check: always healthy.
+    None,
+}
+
+/// A state change reported by [`Checker::finished`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Came up after `rise` successes.
+    Up,
+    /// Went down after `fall` failures.
+    Down,
+}
+
+/// What the driver should do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Start a check.
+    Start,
+    /// The running check exceeded the timeout: count it as failed.
+    TimedOut,
+}
+
+/// Schedule and hysteresis of one backend's checks.
+#[derive(Debug, Clone)]
+pub struct Checker {
+    interval: Duration,
+    timeout: Duration,
+    rise: u32,
+    fall: u32,
+    up: bool,
+    /// Consecutive results disagreeing with `up`.
+    streak: u32,
+    next_start: Instant,
+    running_since: Option<Instant>,
+}
+
+impl Checker {
+    /// A checker whose first check is due at `now`; the backend starts up.
+    #[must_use]
+    pub fn new(spec: &CheckSpec, now: Instant) -> Self {
+        Self {
+            interval: spec.interval,
+            timeout: spec.timeout,
+            rise: spec.rise.max(1),
+            fall: spec.fall.max(1),
+            up: true,
+            streak: 0,
+            next_start: now,
+            running_since: None,
+        }
+    }
+
+    /// Whether the backend counts as healthy.
+    #[must_use]
+    pub const fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// What is due at `now`, if anything.
+    #[must_use]
+    pub fn poll(&self, now: Instant) -> Option<Due> {
+        match self.running_since {
+            Some(since) if now.duration_since(since) >= self.timeout => Some(Due::TimedOut),
+            Some(_) => None,
+            None if now >= self.next_start => Some(Due::Start),
+            None => None,
+        }
+    }
+
+    /// When [`Checker::poll`] next has something.
+    #[must_use]
+    pub fn next_deadline(&self) -> Instant {
+        match self.running_since {
+            Some(since) => since + self.timeout,
+            None => self.next_start,
+        }
+    }
+
+    /// A check started at `now`; the next one is due one interval later.
+    pub fn started(&mut self, now: Instant) {
+        self.running_since = Some(now);
+        self.next_start = now + self.interval;
+    }
+
+    /// The running check finished (`ok`), or timed out (`ok = false`).
+    /// Returns the state change it caused, if any. A result arriving when
+    /// no check runs (a late answer after a timeout) is ignored.
+    pub fn finished(&mut self, ok: bool) -> Option<Change> {
+        self.running_since.take()?;
+        if ok == self.up {
+            self.streak = 0;
+            return None;
+        }
+        self.streak += 1;
+        let needed = if self.up { self.fall } else { self.rise };
+        if self.streak < needed {
+            return None;
+        }
+        self.up = ok;
+        self.streak = 0;
+        Some(if ok { Change::Up } else { Change::Down })
+    }
+}
+
+/// Run one check of `addr:port`; `Ok(())` = healthy, `Err(reason)`
+/// otherwise. The caller enforces the timeout (this future is dropped, and
+/// an `exec` check's process group killed, when it fires).
+///
+/// # Errors
+/// Why the backend is unhealthy, for the log.
+pub async fn probe(kind: &Kind, addr: IpAddr, port: u16) -> Result<(), String> {
+    let sa = SocketAddr::new(addr, port);
+    match kind {
+        Kind::None => Ok(()),
+        Kind::Tcp => tokio::net::TcpStream::connect(sa)
+            .await
+            .map(drop)
+            .map_err(|e| format!("connect {sa}: {e}")),
+        Kind::Http {
+            path,
+            expect_status,
+        } => {
+            let mut s = tokio::net::TcpStream::connect(sa)
+                .await
+                .map_err(|e| format!("connect {sa}: {e}"))?;
+            let host = match addr {
+                IpAddr::V4(a) => a.to_string(),
+                IpAddr::V6(a) => format!("[{a}]"),
+            };
+            let req = format!(
+                "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lbd-health\r\nConnection: close\r\n\r\n"
+            );
+            s.write_all(req.as_bytes())
+                .await
+                .map_err(|e| format!("send request: {e}"))?;
+            let mut buf = [0u8; 64];
+            let mut got = 0;
+            while got < 12 {
+                let n = s
+                    .read(&mut buf[got..])
+                    .await
+                    .map_err(|e| format!("read response: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            let status = parse_status(&buf[..got]).ok_or("no HTTP status line".to_owned())?;
+            if status == *expect_status {
+                Ok(())
+            } else {
+                Err(format!("HTTP status {status}, expected {expect_status}"))
+            }
+        }
+        Kind::Exec { command, user } => run_exec(command, user.as_deref(), addr, port).await,
+    }
+}
+
+/// The status code of an HTTP/1.x status line.
+fn parse_status(bytes: &[u8]) -> Option<u16> {
+    let line = std::str::from_utf8(bytes).ok()?;
+    let mut parts = line.split_whitespace();
+    let version = parts.next()?;
+    if !version.starts_with("HTTP/1.") {
+        return None;
+    }
+    let code = parts.next()?;
+    if code.len() != 3 {
+        return None;
+    }
+    code.parse().ok()
+}
+
+async fn run_exec(
+    command: &str,
+    user: Option<&str>,
+    addr: IpAddr,
+    port: u16,
+) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(command)
+        .env("BACKEND", addr.to_string())
+        .env("PORT", port.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(user) = user {
+        let (uid, gid) =
+            crate::vrrp::track::lookup_user(user).map_err(|e| format!("user {user}: {e}"))?;
+        cmd.uid(uid).gid(gid);
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
+    let pgid = child.id();
+    // Killed with its whole process group if the caller's timeout drops us.
+    let guard = KillGroup(pgid);
+    let status = child.wait().await.map_err(|e| format!("wait: {e}"))?;
+    std::mem::forget(guard);
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("command {status}"))
+    }
+}
+
+struct KillGroup(Option<u32>);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: signalling a process group we created.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(rise: u32, fall: u32) -> CheckSpec {
+        CheckSpec {
+            kind: Kind::Tcp,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(300),
+            rise,
+            fall,
+        }
+    }
+
+    /// Run one check at `t` with result `ok`.
+    fn check(c: &mut Checker, t: Instant, ok: bool) -> Option<Change> {
+        assert_eq!(c.poll(t), Some(Due::Start));
+        c.started(t);
+        c.finished(ok)
+    }
+
+    #[test]
+    fn starts_up_and_goes_down_after_fall_failures_only() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut c = Checker::new(&spec(2, 3), t0);
+        assert!(c.is_up());
+        assert_eq!(check(&mut c, t0, false), None);
+        assert_eq!(check(&mut c, t0 + s, false), None);
+        // A success resets the streak.
+        assert_eq!(check(&mut c, t0 + 2 * s, true), None);
+        assert_eq!(check(&mut c, t0 + 3 * s, false), None);
+        assert_eq!(check(&mut c, t0 + 4 * s, false), None);
+        assert_eq!(check(&mut c, t0 + 5 * s, false), Some(Change::Down));
+        assert!(!c.is_up());
+        // Up again only after rise (2) consecutive successes.
+        assert_eq!(check(&mut c, t0 + 6 * s, true), None);
+        assert_eq!(check(&mut c, t0 + 7 * s, false), None);
+        assert_eq!(check(&mut c, t0 + 8 * s, true), None);
+        assert_eq!(check(&mut c, t0 + 9 * s, true), Some(Change::Up));
+        assert!(c.is_up());
+    }
+
+    #[test]
+    fn schedule_and_timeouts() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = Checker::new(&spec(1, 1), t0);
+        assert_eq!(c.poll(t0), Some(Due::Start));
+        c.started(t0);
+        // Running: nothing due until the timeout.
+        assert_eq!(c.poll(t0 + ms(299)), None);
+        assert_eq!(c.next_deadline(), t0 + ms(300));
+        assert_eq!(c.poll(t0 + ms(300)), Some(Due::TimedOut));
+        assert_eq!(
+            c.finished(false),
+            Some(Change::Down),
+            "a timeout is a failure"
+        );
+        // A late answer after the timeout is ignored.
+        assert_eq!(c.finished(true), None);
+        assert!(!c.is_up());
+        // Next start one interval after the previous start.
+        assert_eq!(c.next_deadline(), t0 + ms(1000));
+        assert_eq!(c.poll(t0 + ms(999)), None);
+        assert_eq!(c.poll(t0 + ms(1000)), Some(Due::Start));
+        // Polling late still starts one check, not a burst.
+        c.started(t0 + ms(5000));
+        assert_eq!(c.finished(true), Some(Change::Up));
+        assert_eq!(c.next_deadline(), t0 + ms(6000));
+    }
+
+    #[test]
+    fn http_status_lines() {
+        assert_eq!(parse_status(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(parse_status(b"HTTP/1.0 503 Service Unavailable"), Some(503));
+        assert_eq!(parse_status(b"SSH-2.0-OpenSSH"), None);
+        assert_eq!(parse_status(b"HTTP/1.1 20"), None);
+        assert_eq!(parse_status(b""), None);
+    }
+
+    #[tokio::test]
+    async fn probes_against_local_listeners() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let listener = tokio::net::TcpListener::bind((lo, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            for status in ["200 OK", "404 Not Found"] {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 256];
+                let _ = s.read(&mut buf).await;
+                let resp = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                s.write_all(resp.as_bytes()).await.unwrap();
+            }
+        });
+        let http = Kind::Http {
+            path: "/".into(),
+            expect_status: 200,
+        };
+        assert_eq!(probe(&http, lo, port).await, Ok(()));
+        assert_eq!(
+            probe(&http, lo, port).await,
+            Err("HTTP status 404, expected 200".into())
+        );
+        server.await.unwrap();
+        // Nothing listens any more: tcp and http fail, none passes.
+        assert!(probe(&Kind::Tcp, lo, port).await.is_err());
+        assert_eq!(probe(&Kind::None, lo, port).await, Ok(()));
+        let exec = |command: &str| Kind::Exec {
+            command: command.into(),
+            user: None,
+        };
+        assert_eq!(
+            probe(&exec("test \"$BACKEND:$PORT\" = 127.0.0.1:81"), lo, 81).await,
+            Ok(())
+        );
+        assert!(probe(&exec("exit 3"), lo, 81).await.is_err());
+    }
+}
