@@ -51,6 +51,9 @@ const NA_LEN: usize = 24;
 const TLLA_OPTION_LEN: usize = 8;
 /// ICMPv6 part of the unsolicited NA: header plus the one option.
 const NA_ICMPV6_LEN: usize = NA_LEN + TLLA_OPTION_LEN;
+/// [`NA_ICMPV6_LEN`] as the IPv6 payload length field holds it.
+const NA_PAYLOAD_LEN: u16 = 32;
+const _: () = assert!(NA_PAYLOAD_LEN as usize == NA_ICMPV6_LEN);
 
 /// Size of a frame built by [`gratuitous_arp`] (no padding to the 60-byte
 /// Ethernet minimum: the NIC pads, as for keepalived's frames).
@@ -93,6 +96,9 @@ fn ethernet(frame: &mut [u8], dst: [u8; 6], src: [u8; 6], ether_type: EtherType)
 /// target hardware address with `ff` bytes (RFC 5227 would have zeros;
 /// receivers ignore the field in a request), and we copy keepalived so that
 /// captures of both look the same. [`GARP_FRAME_LEN`] bytes.
+///
+/// # Panics
+/// Never: the frame's size is a constant (see the module's panic contract).
 #[must_use]
 pub fn gratuitous_arp(src_mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
     let mut frame = vec![0u8; GARP_FRAME_LEN];
@@ -121,6 +127,9 @@ pub fn gratuitous_arp(src_mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
 /// is a host address; not Solicited: nobody asked), target `vip`, one
 /// Target Link-Layer Address option (type 2, length 1, `src_mac`), and the
 /// checksum over the IPv6 pseudo-header. [`NA_FRAME_LEN`] bytes.
+///
+/// # Panics
+/// Never: the frame's size is a constant (see the module's panic contract).
 #[must_use]
 pub fn unsolicited_na(src_mac: [u8; 6], src_ip: Ipv6Addr, vip: Ipv6Addr) -> Vec<u8> {
     let mut frame = vec![0u8; NA_FRAME_LEN];
@@ -128,8 +137,7 @@ pub fn unsolicited_na(src_mac: [u8; 6], src_ip: Ipv6Addr, vip: Ipv6Addr) -> Vec<
 
     let mut ip = MutableIpv6Packet::new(rest).expect("frame sized for IPv6");
     ip.set_version(6);
-    // Sized by constants: 32 always fits.
-    ip.set_payload_length(NA_ICMPV6_LEN as u16);
+    ip.set_payload_length(NA_PAYLOAD_LEN);
     ip.set_next_header(IpNextHeaderProtocols::Icmpv6);
     ip.set_hop_limit(ND_HOP_LIMIT);
     ip.set_source(src_ip);
@@ -227,6 +235,8 @@ impl FrameSender {
 }
 
 /// `sockaddr_ll` naming interface `ifindex` (any protocol, no address).
+// AF_PACKET (17) fits a sa_family_t and sizeof(sockaddr_ll) (20) a socklen_t.
+#[allow(clippy::cast_possible_truncation)]
 fn packet_addr(ifindex: i32) -> SockAddr {
     // SAFETY: all-zero bytes are a valid `sockaddr_storage`, which is large
     // and aligned enough for a `sockaddr_ll` written through the cast.
@@ -234,11 +244,9 @@ fn packet_addr(ifindex: i32) -> SockAddr {
     let ll = (&raw mut storage).cast::<libc::sockaddr_ll>();
     // SAFETY: `ll` points into `storage` (see above).
     unsafe {
-        // AF_PACKET is 17: fits a sa_family_t.
         (*ll).sll_family = libc::AF_PACKET as libc::sa_family_t;
         (*ll).sll_ifindex = ifindex;
     }
-    // The size of sockaddr_ll (20) fits a socklen_t.
     let len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
     // SAFETY: `storage` holds an initialised `sockaddr_ll` of `len` bytes.
     unsafe { SockAddr::new(storage, len) }
@@ -610,10 +618,17 @@ mod tests {
     #[test]
     fn packet_addr_is_sockaddr_ll() {
         let addr = packet_addr(7);
-        assert_eq!(addr.family(), libc::AF_PACKET as libc::sa_family_t);
-        assert_eq!(addr.len() as usize, mem::size_of::<libc::sockaddr_ll>());
-        // SAFETY: the storage holds a sockaddr_ll (family checked above).
-        let ll = unsafe { &*addr.as_ptr().cast::<libc::sockaddr_ll>() };
+        assert_eq!(
+            addr.family(),
+            libc::sa_family_t::try_from(libc::AF_PACKET).unwrap()
+        );
+        assert_eq!(
+            usize::try_from(addr.len()).unwrap(),
+            mem::size_of::<libc::sockaddr_ll>()
+        );
+        // SAFETY: the storage holds a sockaddr_ll (family and length
+        // checked above); read_unaligned needs no alignment.
+        let ll = unsafe { addr.as_ptr().cast::<libc::sockaddr_ll>().read_unaligned() };
         assert_eq!(ll.sll_ifindex, 7);
         assert_eq!(ll.sll_protocol, 0);
     }

@@ -1,0 +1,497 @@
+//! Kernel test: `lbd --config` as an operator runs it. A client namespace,
+//! an LB namespace running lbd (data plane in `dsr`, a VRRP instance
+//! holding the VIP, HTTP health checks), three backend namespaces running
+//! nginx (Debian, started by the test). Checks, through real HTTP:
+//! - requests spread over the backends;
+//! - a backend whose nginx stops leaves the pool within fall × interval,
+//!   and rejoins within rise × interval when it starts again;
+//! - `lbctl drain`: no new connections to it, an established keep-alive
+//!   connection continues; `lbctl enable` undoes it;
+//! - SIGHUP with a changed backend list: established connections continue;
+//!   SIGHUP with a broken file: the error is logged, the old config serves;
+//! - every lbctl command, human and `--json`.
+//!
+//! Needs root; `cargo xtask test` refuses to run without it.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use lb_user::netns::{Lan, Netns, wait_for};
+
+const LBD: &str = env!("CARGO_BIN_EXE_lbd");
+const LBCTL: &str = env!("CARGO_BIN_EXE_lbctl");
+const VIP: &str = "198.18.0.100";
+const BACKENDS: [(&str, &str); 3] = [
+    ("b1", "198.18.0.11"),
+    ("b2", "198.18.0.12"),
+    ("b3", "198.18.0.13"),
+];
+/// Health checks: every 200 ms, down after 2 failures, up after 2 passes.
+const INTERVAL_MS: u64 = 200;
+const FALL: u64 = 2;
+const RISE: u64 = 2;
+
+fn sh(ns: &Netns, cmd: &str, args: &[&str]) {
+    ns.exec(cmd, args)
+        .unwrap_or_else(|e| panic!("{cmd} {args:?} in {}: {e}", ns.name()));
+}
+
+/// nginx in a backend namespace, serving its name at `/`.
+struct Nginx {
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Nginx {
+    fn start(ns: &Netns, dir: PathBuf, name: &str) -> Self {
+        std::fs::create_dir_all(dir.join("html")).unwrap();
+        std::fs::write(dir.join("html/index.html"), name).unwrap();
+        let d = dir.display();
+        let conf = format!(
+            "master_process off;\nuser root;\ndaemon off;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log off;\n  keepalive_timeout 60s;\n  keepalive_requests 100000;\n\
+             client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+             uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             server {{ listen 80; root {d}/html; location / {{ default_type text/plain; }} }}\n}}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let mut me = Self { dir, child: None };
+        me.run(ns);
+        me
+    }
+
+    fn run(&mut self, ns: &Netns) {
+        let child = ns
+            .command("nginx")
+            .arg("-c")
+            .arg(self.dir.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx (apt-get install nginx)");
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // master_process off: the one process we killed was the server.
+        let _ = std::fs::remove_file(self.dir.join("nginx.pid"));
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Lab {
+    lan: Lan,
+    dir: PathBuf,
+    nginx: HashMap<&'static str, Nginx>,
+    lbd: Option<Child>,
+}
+
+impl Lab {
+    fn ns(&self, role: &str) -> &Netns {
+        &self.lan.host(role).ns
+    }
+
+    fn config(&self, backends: &[&str]) -> String {
+        let d = self.dir.display();
+        let backends: Vec<String> = backends
+            .iter()
+            .map(|a| format!("  {{ address = \"{a}\", weight = 1 }},"))
+            .collect();
+        format!(
+            "[global]\nrouter_id = \"lb-test\"\nbpf_pin_path = \"/sys/fs/bpf/{}lb\"\ncontrol_socket = \"{d}/run/lbd.sock\"\n\n\
+             [dataplane]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\nconntrack_entries = 65536\n\n\
+             [[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 50\npriority = 150\n\
+             advert_interval = \"100ms\"\nvirtual_ipaddress = [\"{VIP}/24\"]\n\n\
+             [[service]]\nvip = \"{VIP}\"\nport = 80\nprotocol = \"tcp\"\nmode = \"dsr\"\n\
+             health = {{ kind = \"http\", path = \"/\", expect_status = 200, interval = \"{INTERVAL_MS}ms\", timeout = \"150ms\", rise = {RISE}, fall = {FALL} }}\n\
+             backend = [\n{}\n]\n",
+            self.lan.prefix(),
+            backends.join("\n")
+        )
+    }
+
+    fn write_config(&self, text: &str) {
+        std::fs::write(self.dir.join("lb.toml"), text).unwrap();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("lbd.log")).unwrap_or_default()
+    }
+
+    fn lbctl(&self, args: &[&str]) -> Output {
+        self.ns("lb")
+            .command(LBCTL)
+            .arg("--socket")
+            .arg(self.dir.join("run/lbd.sock"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn lbctl_ok(&self, args: &[&str]) -> String {
+        let out = self.lbctl(args);
+        assert!(
+            out.status.success(),
+            "lbctl {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn hup(&self) {
+        let pid = self.lbd.as_ref().unwrap().id();
+        // SAFETY: signalling our child.
+        unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.lbd.take() {
+            // SAFETY: signalling our child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+        self.nginx.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn lab() -> Lab {
+    let mut lan = Lan::new().expect("create LAN (run as root)");
+    lan.add_host("client", "198.18.0.1/24", "2001:db8::1/64")
+        .unwrap();
+    lan.add_host("lb", "198.18.0.2/24", "2001:db8::2/64")
+        .unwrap();
+    for (i, (name, addr)) in BACKENDS.iter().enumerate() {
+        lan.add_host(
+            name,
+            &format!("{addr}/24"),
+            &format!("2001:db8::{}/64", 11 + i),
+        )
+        .unwrap();
+    }
+    // As in netns_forwarding: the client's kernel completes TCP checksums
+    // before XDP sees the frames; NAPI on the bridge ports for XDP_TX.
+    sh(
+        &lan.host("client").ns,
+        "ethtool",
+        &["-K", "eth0", "tx", "off"],
+    );
+    for port in 1..=5 {
+        sh(
+            lan.bridge(),
+            "ethtool",
+            &["-K", &format!("p{port}"), "gro", "on"],
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("{}daemon", lan.prefix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut nginx = HashMap::new();
+    for (name, _) in BACKENDS {
+        let ns = &lan.host(name).ns;
+        ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])
+            .unwrap();
+        for k in ["all", "eth0"] {
+            sh(
+                ns,
+                "sysctl",
+                &["-qw", &format!("net.ipv4.conf.{k}.arp_ignore=1")],
+            );
+            sh(
+                ns,
+                "sysctl",
+                &["-qw", &format!("net.ipv4.conf.{k}.arp_announce=2")],
+            );
+        }
+        nginx.insert(name, Nginx::start(ns, dir.join(name), name));
+    }
+    let mut lab = Lab {
+        lan,
+        dir,
+        nginx,
+        lbd: None,
+    };
+    let all: Vec<&str> = BACKENDS.iter().map(|(_, a)| *a).collect();
+    lab.write_config(&lab.config(&all));
+    let log = std::fs::File::create(lab.dir.join("lbd.log")).unwrap();
+    let child = lab
+        .ns("lb")
+        .command(LBD)
+        .arg("--config")
+        .arg(lab.dir.join("lb.toml"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    lab.lbd = Some(child);
+    let up = wait_for(Duration::from_secs(15), || {
+        lab.log().contains("service active").then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "lbd did not activate the service:\n{}",
+        lab.log()
+    );
+    lab
+}
+
+/// One HTTP request on a fresh connection: the backend's name.
+fn get(ns: &Netns) -> Result<String, String> {
+    ns.run(|| {
+        let addr: SocketAddr = format!("{VIP}:80").parse().unwrap();
+        // 3 s: room for one SYN retransmission (the first connection after
+        // the service activates occasionally needs one).
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+            .map_err(|e| format!("connect: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n")
+            .map_err(|e| format!("send: {e}"))?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)
+            .map_err(|e| format!("read: {e}"))?;
+        body.rsplit("\r\n\r\n")
+            .next()
+            .map(str::to_owned)
+            .ok_or_else(|| "no body".to_owned())
+    })
+    .unwrap()
+}
+
+/// A keep-alive HTTP connection from the client namespace.
+struct KeepAlive {
+    reader: BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    fn open(ns: &Netns) -> Self {
+        let s = ns
+            .run(|| {
+                let addr: SocketAddr = format!("{VIP}:80").parse().unwrap();
+                TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+            })
+            .unwrap()
+            .expect("keep-alive connect");
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        Self {
+            reader: BufReader::new(s),
+        }
+    }
+
+    /// One request on the connection: the backend's name.
+    fn get(&mut self) -> String {
+        self.reader
+            .get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: lb\r\n\r\n")
+            .expect("keep-alive send");
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).expect("keep-alive read");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; len];
+        self.reader.read_exact(&mut body).expect("keep-alive body");
+        String::from_utf8(body).unwrap()
+    }
+}
+
+fn spread(lab: &Lab, n: usize) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for _ in 0..n {
+        let who =
+            get(lab.ns("client")).unwrap_or_else(|e| panic!("request failed: {e}\n{}", lab.log()));
+        *counts.entry(who).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn in_pool(lab: &Lab, backend: &str) -> bool {
+    let out = lab.lbctl_ok(&["--json", "backends"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["data"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["address"] == backend && b["in_pool"] == true)
+}
+
+#[test]
+fn daemon_health_drain_reload_and_lbctl() {
+    let mut lab = lab();
+
+    // Spread over all three.
+    let counts = spread(&lab, 60);
+    assert_eq!(counts.len(), 3, "all backends serve: {counts:?}");
+
+    // b1's nginx stops: it leaves the pool within fall × interval (plus a
+    // check's timeout and scheduling slack).
+    lab.nginx.get_mut("b1").unwrap().stop();
+    let start = Instant::now();
+    let left = wait_for(Duration::from_secs(5), || {
+        (!in_pool(&lab, "198.18.0.11")).then_some(())
+    });
+    let took = start.elapsed();
+    assert!(left.is_some(), "b1 still in the pool:\n{}", lab.log());
+    let bound = Duration::from_millis(FALL * INTERVAL_MS + 150 + 400);
+    assert!(took <= bound, "b1 left after {took:?} (bound {bound:?})");
+    assert!(lab.log().contains("backend down"), "{}", lab.log());
+    // From then on every request succeeds, on b2 and b3.
+    let counts = spread(&lab, 40);
+    assert!(
+        !counts.contains_key("b1") && counts.len() == 2,
+        "{counts:?}"
+    );
+
+    // nginx back: b1 rejoins within rise × interval.
+    let ns = &lab.lan.host("b1").ns;
+    lab.nginx.get_mut("b1").unwrap().run(ns);
+    let start = Instant::now();
+    let back = wait_for(Duration::from_secs(5), || {
+        in_pool(&lab, "198.18.0.11").then_some(())
+    });
+    let took = start.elapsed();
+    assert!(back.is_some(), "b1 did not rejoin:\n{}", lab.log());
+    let bound = Duration::from_millis(RISE * INTERVAL_MS + 150 + 600);
+    assert!(
+        took <= bound,
+        "b1 rejoined after {took:?} (bound {bound:?})"
+    );
+    assert_eq!(spread(&lab, 60).len(), 3);
+
+    // Drain the backend an established keep-alive connection uses: the
+    // connection keeps being served by it, new connections never go there.
+    let mut conn = KeepAlive::open(lab.ns("client"));
+    let owner = conn.get();
+    let owner_addr = BACKENDS.iter().find(|(n, _)| *n == owner).unwrap().1;
+    let out = lab.lbctl_ok(&["drain", &format!("{VIP}:80"), owner_addr]);
+    assert!(out.contains("drained"), "{out}");
+    for _ in 0..5 {
+        assert_eq!(conn.get(), owner, "established connection continues");
+    }
+    let counts = spread(&lab, 40);
+    assert!(
+        !counts.contains_key(&owner),
+        "drained {owner} got new connections: {counts:?}"
+    );
+    lab.lbctl_ok(&["enable", &format!("{VIP}:80"), owner_addr]);
+    assert_eq!(spread(&lab, 60).len(), 3, "enabled again");
+
+    // SIGHUP with a changed backend list: one backend removed, not the
+    // one the keep-alive connection uses.
+    let keep_on = conn.get();
+    let keep_addr = BACKENDS.iter().find(|(n, _)| *n == keep_on).unwrap().1;
+    let other = BACKENDS.iter().find(|(n, _)| *n != keep_on).unwrap().1;
+    let remaining = [keep_addr, other];
+    lab.write_config(&lab.config(&remaining));
+    lab.hup();
+    let applied = wait_for(Duration::from_secs(5), || {
+        lab.log()
+            .contains("configuration")
+            .then_some(())
+            .filter(|()| lab.log().contains("applied"))
+    });
+    assert!(applied.is_some(), "{}", lab.log());
+    assert_eq!(
+        conn.get(),
+        keep_on,
+        "established connection unaffected by reload"
+    );
+    let counts = spread(&lab, 40);
+    assert_eq!(counts.len(), 2, "pool follows the new list: {counts:?}");
+
+    // SIGHUP with a broken file: refused, logged, old config keeps serving.
+    lab.write_config("[[service]]\nvip = \"not an address\"\n");
+    lab.hup();
+    let refused = wait_for(Duration::from_secs(5), || {
+        lab.log().contains("reload failed").then_some(())
+    });
+    assert!(refused.is_some(), "{}", lab.log());
+    assert!(
+        lab.log().contains("lb.toml:2"),
+        "the error names file and line:\n{}",
+        lab.log()
+    );
+    assert_eq!(spread(&lab, 20).len(), 2, "old config still serves");
+    assert_eq!(conn.get(), keep_on);
+    // lbctl reload reports the same error, exit status 1.
+    let out = lab.lbctl(&["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("still running the previous configuration")
+    );
+    lab.write_config(&lab.config(&remaining));
+    assert!(lab.lbctl_ok(&["reload"]).contains("reloaded"));
+
+    // Every command, human and JSON.
+    let status = lab.lbctl_ok(&["status"]);
+    assert!(
+        status.contains("lbd lb-test") && status.contains("vrrp VI_1: MASTER"),
+        "{status}"
+    );
+    assert!(status.contains("services: 1 (1 active here)"), "{status}");
+    let services = lab.lbctl_ok(&["services"]);
+    assert!(
+        services.starts_with("SERVICE")
+            && services.contains("198.18.0.100:80/tcp  dsr   VI_1  yes     2/2"),
+        "{services}"
+    );
+    let backends = lab.lbctl_ok(&["backends"]);
+    assert!(
+        backends.contains("HEALTH") && backends.matches(" up ").count() == 2,
+        "{backends}"
+    );
+    let vrrp = lab.lbctl_ok(&["vrrp"]);
+    assert!(
+        vrrp.contains("VI_1") && vrrp.contains("MASTER") && vrrp.contains("150/150"),
+        "{vrrp}"
+    );
+    let stats = lab.lbctl_ok(&["stats"]);
+    assert!(
+        stats.contains("NEW FLOWS") && stats.contains("(all)"),
+        "{stats}"
+    );
+    for cmd in ["status", "services", "backends", "vrrp", "stats"] {
+        let out = lab.lbctl_ok(&["--json", cmd]);
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{cmd}: {e}: {out}"));
+        assert_eq!(v["ok"], true, "{cmd}: {out}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&lab.lbctl_ok(&["--json", "stats"])).unwrap();
+    let packets = v["data"][0]["total"]["packets"].as_u64().unwrap();
+    assert!(packets > 100, "the VIP forwarded our requests: {v}");
+    // Errors mean something: no such service (1), bad usage (2).
+    let out = lab.lbctl(&["drain", "198.18.0.100:81", "198.18.0.11"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = lab.lbctl(&["drain", "nonsense", "198.18.0.11"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = Command::new(LBCTL)
+        .args(["--socket", "/nonexistent/lbd.sock", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+}
