@@ -13,10 +13,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The whole file.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[global]`.
@@ -36,7 +36,7 @@ pub struct Config {
 }
 
 /// `[[service]]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// Virtual IP. Required.
@@ -89,7 +89,7 @@ fn default_no_backend() -> String {
 }
 
 /// `health = { ... }` of a service.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Health {
     /// `tcp` (connect), `http` (GET, status), `exec` (exit 0), `none`.
@@ -132,7 +132,7 @@ impl Default for Health {
 }
 
 /// One backend of a service.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// Address. Required.
@@ -145,7 +145,7 @@ pub struct BackendConfig {
 }
 
 /// `[global]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Global {
     /// This node's name, for logs (keepalived `router_id`). Default: the
@@ -171,7 +171,7 @@ impl Default for Global {
 }
 
 /// `[dataplane]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Dataplane {
     /// Interface the XDP program attaches to.
@@ -242,6 +242,27 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(self.0))
+    }
+}
+
+/// A duration the way the file writes it: `"1s"`, `"100ms"`, `"1.5s"`.
+#[must_use]
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if d.is_zero() {
+        "0s".into()
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else if ms >= 1000 {
+        format!("{}s", d.as_secs_f64())
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.0)
@@ -279,7 +300,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `track_script` entry: a script by name, optionally overriding its weight.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TrackScript {
     /// The `[[vrrp_script]]` name.
@@ -295,6 +316,19 @@ pub struct TrackInterface {
     pub name: String,
     /// 0 (default): interface down = FAULT; otherwise a priority weight.
     pub weight: i32,
+}
+
+impl Serialize for TrackInterface {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        if self.weight == 0 {
+            return s.serialize_str(&self.name);
+        }
+        let mut st = s.serialize_struct("TrackInterface", 2)?;
+        st.serialize_field("name", &self.name)?;
+        st.serialize_field("weight", &self.weight)?;
+        st.end()
+    }
 }
 
 impl<'de> Deserialize<'de> for TrackInterface {
@@ -317,7 +351,7 @@ impl<'de> Deserialize<'de> for TrackInterface {
 }
 
 /// `[[vrrp_instance]]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct VrrpInstance {
     /// Instance name (notify scripts get it).
@@ -398,7 +432,7 @@ fn yes() -> bool {
 }
 
 /// `[[vrrp_script]]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct VrrpScript {
     /// Name used by `track_script`.

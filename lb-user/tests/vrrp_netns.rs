@@ -36,6 +36,12 @@ struct Daemon {
 impl Daemon {
     fn lbd(ns: &Netns, name: &str, config: &str) -> Self {
         let conf = tmp(&format!("{name}.toml"));
+        // Each lbd its own control socket (the default is one per host).
+        let sock = tmp(&format!("{name}.sock"));
+        let config = format!(
+            "[global]\ncontrol_socket = \"{}\"\n\n{config}",
+            sock.display()
+        );
         std::fs::write(&conf, config).unwrap();
         let log = tmp(&format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
