@@ -254,7 +254,7 @@ pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if d.is_zero() {
         "0s".into()
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else if ms >= 1000 {
         format!("{}s", d.as_secs_f64())
@@ -508,6 +508,28 @@ impl Config {
             message: format!("cannot read: {e}"),
         })?;
         Self::parse(&text, path)
+    }
+
+    /// Read and validate `path`, either lb's TOML or a keepalived.conf
+    /// (told apart by [`crate::keepalived::looks_like_keepalived`]); the
+    /// second value is the keepalived conversion's warnings (`FILE:LINE:
+    /// message`), none for TOML.
+    ///
+    /// # Errors
+    /// As [`Config::load`] and [`crate::keepalived::parse`].
+    pub fn load_any(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            field: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        if crate::keepalived::looks_like_keepalived(&text) {
+            let (config, warnings) = crate::keepalived::parse(&text, path)?;
+            Ok((config, warnings.iter().map(ToString::to_string).collect()))
+        } else {
+            Ok((Self::parse(&text, path)?, Vec::new()))
+        }
     }
 
     /// Parse and validate `text` (from `path`, for messages).
