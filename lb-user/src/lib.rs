@@ -22,6 +22,7 @@ pub mod controller;
 pub mod health;
 pub mod loader;
 pub mod maglev;
+pub mod metrics;
 pub mod neigh;
 pub mod netns;
 pub mod preflight;

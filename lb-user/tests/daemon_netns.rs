@@ -115,7 +115,7 @@ impl Lab {
             .map(|a| format!("  {{ address = \"{a}\", weight = 1 }},"))
             .collect();
         format!(
-            "[global]\nrouter_id = \"lb-test\"\nbpf_pin_path = \"/sys/fs/bpf/{}lb\"\ncontrol_socket = \"{d}/run/lbd.sock\"\n\n\
+            "[global]\nrouter_id = \"lb-test\"\nbpf_pin_path = \"/sys/fs/bpf/{}lb\"\ncontrol_socket = \"{d}/run/lbd.sock\"\nmetrics_listen = \"127.0.0.1:9678\"\n\n\
              [dataplane]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\nconntrack_entries = 65536\n\n\
              [[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 50\npriority = 150\n\
              advert_interval = \"100ms\"\nvirtual_ipaddress = [\"{VIP}/24\"]\n\n\
@@ -484,6 +484,28 @@ fn daemon_health_drain_reload_and_lbctl() {
     let v: serde_json::Value = serde_json::from_str(&lab.lbctl_ok(&["--json", "stats"])).unwrap();
     let packets = v["data"][0]["total"]["packets"].as_u64().unwrap();
     assert!(packets > 100, "the VIP forwarded our requests: {v}");
+    // Prometheus metrics (in the LB's namespace).
+    let metrics = lab
+        .ns("lb")
+        .run(|| {
+            let mut s = TcpStream::connect("127.0.0.1:9678").unwrap();
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            let mut text = String::new();
+            s.read_to_string(&mut text).unwrap();
+            text
+        })
+        .unwrap();
+    for want in [
+        "HTTP/1.1 200 OK",
+        "lb_service_active{service=\"198.18.0.100:80/tcp\"} 1",
+        "lb_vrrp_state{instance=\"VI_1\",state=\"MASTER\"} 1",
+        "lb_backend_healthy{service=\"198.18.0.100:80/tcp\",backend=",
+        "lb_vip_packets_total{service=\"198.18.0.100:80/tcp\"}",
+        "lb_vrrp_transitions_total{instance=\"VI_1\"} 2",
+    ] {
+        assert!(metrics.contains(want), "metrics lack {want:?}:\n{metrics}");
+    }
+
     // Errors mean something: no such service (1), bad usage (2).
     let out = lab.lbctl(&["drain", "198.18.0.100:81", "198.18.0.11"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");

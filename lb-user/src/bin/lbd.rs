@@ -13,7 +13,7 @@ use lb_user::{
     loader::{
         AttachMode, DEFAULT_DECAP_PIN_PATH, DEFAULT_PIN_PATH, Dataplane, Options, Role, error_chain,
     },
-    stats,
+    metrics, stats,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info};
@@ -262,6 +262,17 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => None,
     };
+    let (scrape_tx, mut scrape_rx) = tokio::sync::mpsc::channel::<metrics::Scrape>(4);
+    let _metrics = match config.as_ref().and_then(|c| c.global.metrics_listen) {
+        Some(addr) => {
+            let server = metrics::serve(addr, scrape_tx)
+                .await
+                .map_err(|e| format!("metrics_listen {addr}: {e}"))?;
+            info!("Prometheus metrics on http://{addr}/metrics");
+            Some(AbortOnDrop(server))
+        }
+        None => None,
+    };
     let mut config = config;
     let name = config
         .as_ref()
@@ -301,6 +312,20 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     ctl.health(event).await;
                 }
             }
+            Some(reply) = scrape_rx.recv() => {
+                let snapshot = metrics::Snapshot {
+                    services: controller.as_ref().map(|c| c.status()).unwrap_or_default(),
+                    traffic: match (controller.as_ref(), dataplane.as_ref()) {
+                        (Some(c), Some(d)) => controller::traffic_stats(c, d.ebpf()),
+                        _ => Vec::new(),
+                    },
+                    vrrp: vrrp
+                        .as_ref()
+                        .and_then(|v| v.board.lock().ok().map(|b| b.values().cloned().collect()))
+                        .unwrap_or_default(),
+                };
+                let _ = reply.send(metrics::render(&snapshot));
+            }
             Some((request, reply)) = control_rx.recv() => {
                 let response = match request {
                     control::Request::Reload => {
@@ -338,6 +363,15 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
     info!("stopped");
     outcome.map(|_| ()).map_err(Into::into)
+}
+
+/// Stops a background server when lbd stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Removes the control socket file when lbd stops.

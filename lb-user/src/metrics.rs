@@ -1,0 +1,290 @@
+//! Prometheus metrics on `global.metrics_listen` (off unless configured).
+//!
+//! `GET /metrics` answers the text exposition format, built at scrape time
+//! from the data plane's counters and the controller's and VRRP instances'
+//! state, encoded with `prometheus-client`:
+//!
+//! | metric | labels |
+//! |---|---|
+//! | `lb_vip_packets_total`, `lb_vip_bytes_total`, `lb_vip_new_flows_total` | service |
+//! | `lb_backend_packets_total`, `lb_backend_bytes_total`, `lb_backend_new_flows_total` | service, backend |
+//! | `lb_backend_healthy`, `lb_backend_in_pool`, `lb_backend_drained` (0/1) | service, backend |
+//! | `lb_service_active` (0/1) | service |
+//! | `lb_vrrp_state` (1 for the current state) | instance, state |
+//! | `lb_vrrp_priority`, `lb_vrrp_transitions_total`, `lb_vrrp_adverts_accepted_total` | instance |
+//! | `lb_vrrp_adverts_rejected_total` | instance, cause |
+
+use std::net::SocketAddr;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use crate::controller::{ServiceStatus, ServiceTraffic};
+use crate::vrrp::driver::InstanceStatus;
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// What one scrape shows.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Services and backends (controller view).
+    pub services: Vec<ServiceStatus>,
+    /// Data plane counters.
+    pub traffic: Vec<ServiceTraffic>,
+    /// VRRP instances.
+    pub vrrp: Vec<InstanceStatus>,
+}
+
+fn counter_family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
+    let f = Family::<Labels, Counter>::default();
+    registry.register(name, help, f.clone());
+    f
+}
+
+fn gauge_family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
+    let f = Family::<Labels, Gauge>::default();
+    registry.register(name, help, f.clone());
+    f
+}
+
+/// The text exposition of `s`.
+#[must_use]
+pub fn render(s: &Snapshot) -> String {
+    let mut r = Registry::default();
+    let vip_packets = counter_family(
+        &mut r,
+        "lb_vip_packets",
+        "Packets forwarded for the service",
+    );
+    let vip_bytes = counter_family(&mut r, "lb_vip_bytes", "Bytes forwarded for the service");
+    let vip_flows = counter_family(&mut r, "lb_vip_new_flows", "Flows begun on the service");
+    let be_packets = counter_family(
+        &mut r,
+        "lb_backend_packets",
+        "Packets forwarded to the backend",
+    );
+    let be_bytes = counter_family(&mut r, "lb_backend_bytes", "Bytes forwarded to the backend");
+    let be_flows = counter_family(&mut r, "lb_backend_new_flows", "Flows begun on the backend");
+    let healthy = gauge_family(&mut r, "lb_backend_healthy", "Health check verdict (1 up)");
+    let in_pool = gauge_family(
+        &mut r,
+        "lb_backend_in_pool",
+        "In the data plane's pool (1 yes)",
+    );
+    let drained = gauge_family(
+        &mut r,
+        "lb_backend_drained",
+        "Drained by the operator (1 yes)",
+    );
+    let active = gauge_family(
+        &mut r,
+        "lb_service_active",
+        "Forwarding on this node (1 yes)",
+    );
+    let state = gauge_family(
+        &mut r,
+        "lb_vrrp_state",
+        "1 for the instance's current state",
+    );
+    let priority = gauge_family(&mut r, "lb_vrrp_priority", "Effective priority");
+    let transitions = counter_family(&mut r, "lb_vrrp_transitions", "State transitions");
+    let accepted = counter_family(&mut r, "lb_vrrp_adverts_accepted", "Adverts accepted");
+    let rejected = counter_family(
+        &mut r,
+        "lb_vrrp_adverts_rejected",
+        "Adverts rejected or dropped, by cause",
+    );
+
+    for t in &s.traffic {
+        let l = labels(&[("service", &t.service)]);
+        vip_packets.get_or_create(&l).inc_by(t.total.packets);
+        vip_bytes.get_or_create(&l).inc_by(t.total.bytes);
+        vip_flows.get_or_create(&l).inc_by(t.total.new_flows);
+        for (addr, b) in &t.backends {
+            let l = labels(&[("service", &t.service), ("backend", addr)]);
+            be_packets.get_or_create(&l).inc_by(b.packets);
+            be_bytes.get_or_create(&l).inc_by(b.bytes);
+            be_flows.get_or_create(&l).inc_by(b.new_flows);
+        }
+    }
+    for svc in &s.services {
+        active
+            .get_or_create(&labels(&[("service", &svc.service)]))
+            .set(i64::from(svc.active));
+        for b in &svc.backends {
+            let addr = b.address.to_string();
+            let l = labels(&[("service", &svc.service), ("backend", &addr)]);
+            healthy.get_or_create(&l).set(i64::from(b.healthy));
+            in_pool.get_or_create(&l).set(i64::from(b.in_pool));
+            drained.get_or_create(&l).set(i64::from(b.drained));
+        }
+    }
+    for i in &s.vrrp {
+        for st in ["INIT", "BACKUP", "MASTER", "FAULT"] {
+            state
+                .get_or_create(&labels(&[("instance", &i.name), ("state", st)]))
+                .set(i64::from(i.state == st));
+        }
+        let l = labels(&[("instance", &i.name)]);
+        priority.get_or_create(&l).set(i64::from(i.priority));
+        transitions.get_or_create(&l).inc_by(i.transitions);
+        accepted.get_or_create(&l).inc_by(i.adverts_accepted);
+        for (cause, n) in &i.rejected {
+            rejected
+                .get_or_create(&labels(&[("instance", &i.name), ("cause", cause)]))
+                .inc_by(*n);
+        }
+    }
+    let mut out = String::new();
+    if let Err(e) = encode(&mut out, &r) {
+        warn!("encoding metrics failed: {e}");
+    }
+    out
+}
+
+/// A scrape waiting for lbd's main loop to take a [`Snapshot`].
+pub type Scrape = oneshot::Sender<String>;
+
+/// Serve `GET /metrics` on `addr`; each scrape asks the main loop (through
+/// `tx`) for the rendered text.
+///
+/// # Errors
+/// The address cannot be bound.
+pub async fn serve(
+    addr: SocketAddr,
+    tx: mpsc::Sender<Scrape>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let n = match tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    stream.read(&mut buf),
+                )
+                .await
+                {
+                    Ok(Ok(n)) => n,
+                    _ => return,
+                };
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let path_ok = request
+                    .lines()
+                    .next()
+                    .is_some_and(|l| l.starts_with("GET /metrics ") || l.starts_with("GET / "));
+                let (status, body) = if path_ok {
+                    let (reply, text) = oneshot::channel();
+                    if tx.send(reply).await.is_err() {
+                        (
+                            "503 Service Unavailable",
+                            "lbd is shutting down\n".to_owned(),
+                        )
+                    } else {
+                        match text.await {
+                            Ok(t) => ("200 OK", t),
+                            Err(_) => ("503 Service Unavailable", String::new()),
+                        }
+                    }
+                } else {
+                    ("404 Not Found", "try /metrics\n".to_owned())
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body.as_bytes()).await;
+            });
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::{BackendStatus, Traffic};
+
+    #[test]
+    fn renders_services_backends_and_vrrp() {
+        let snap = Snapshot {
+            services: vec![ServiceStatus {
+                service: "198.18.0.100:80/tcp".into(),
+                mode: "dsr".into(),
+                vrrp_instance: Some("VI_1".into()),
+                active: true,
+                backends: vec![BackendStatus {
+                    address: "198.18.0.11".parse().unwrap(),
+                    port: 80,
+                    weight: 1,
+                    healthy: false,
+                    reason: "connect refused".into(),
+                    drained: false,
+                    in_pool: false,
+                    mac: None,
+                }],
+            }],
+            traffic: vec![ServiceTraffic {
+                service: "198.18.0.100:80/tcp".into(),
+                total: Traffic {
+                    packets: 10,
+                    bytes: 1000,
+                    new_flows: 2,
+                },
+                backends: [(
+                    "198.18.0.11".to_owned(),
+                    Traffic {
+                        packets: 10,
+                        bytes: 1000,
+                        new_flows: 2,
+                    },
+                )]
+                .into(),
+            }],
+            vrrp: vec![InstanceStatus {
+                name: "VI_1".into(),
+                interface: "eth0".into(),
+                vrid: 50,
+                state: "MASTER".into(),
+                base_priority: 150,
+                priority: 150,
+                master: None,
+                vips: vec!["198.18.0.100/24".into()],
+                transitions: 2,
+                adverts_accepted: 7,
+                rejected: [("bad_ttl".to_owned(), 3)].into(),
+            }],
+        };
+        let text = render(&snap);
+        for line in [
+            "lb_vip_packets_total{service=\"198.18.0.100:80/tcp\"} 10",
+            "lb_backend_bytes_total{service=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\"} 1000",
+            "lb_backend_healthy{service=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\"} 0",
+            "lb_service_active{service=\"198.18.0.100:80/tcp\"} 1",
+            "lb_vrrp_state{instance=\"VI_1\",state=\"MASTER\"} 1",
+            "lb_vrrp_state{instance=\"VI_1\",state=\"BACKUP\"} 0",
+            "lb_vrrp_priority{instance=\"VI_1\"} 150",
+            "lb_vrrp_adverts_rejected_total{instance=\"VI_1\",cause=\"bad_ttl\"} 3",
+            "# EOF",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+    }
+}
