@@ -1071,6 +1071,118 @@ track_interface = ["eth0", { name = "eth1", weight = -30 }]
         }
     }
 
+    const WITH_SERVICE: &str = r#"[dataplane]
+interface = "eth0"
+
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 50
+virtual_ipaddress = ["198.18.0.100/24"]
+
+[[service]]
+vip = "198.18.0.100"
+port = 80
+mode = "dsr"
+ring_size = 65537
+health = { kind = "http", interval = "1s" }
+backend = [
+  { address = "198.18.0.11" },
+  { address = "198.18.0.12", weight = 2 },
+]
+"#;
+
+    /// Golden messages for broken files: each names file, line and field
+    /// and says what is allowed.
+    #[test]
+    fn golden_errors_for_broken_files() {
+        let s = WITH_SERVICE;
+        let cases: Vec<(String, &str)> = vec![
+            (
+                s.replace("vip = \"198.18.0.100\"", "vip = \"198.18.0.300\""),
+                "lb.toml:11: invalid IP address syntax",
+            ),
+            (
+                s.replace("port = 80", "port = 80\nbackends = []"),
+                "lb.toml:13: unknown field `backends`, expected one of `vip`, `port`, `protocol`, `mode`, `scheduler`, `ring_size`, `on_no_backend`, `vrrp_instance`, `active_active`, `health`, `backend`",
+            ),
+            (
+                format!("{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 80\nbackend = []\n"),
+                "lb.toml:22: service[1].vip: duplicate service 198.18.0.100:80/tcp",
+            ),
+            (
+                s.replace(
+                    "virtual_router_id = 50",
+                    "virtual_router_id = 50\npriority = 0",
+                ),
+                "lb.toml:8: vrrp_instance[0].priority: 0 is reserved (a master sends it when it stops): 1..=255, 255 = address owner",
+            ),
+            (
+                s.replace("mode = \"dsr\"", "mode = \"nat\""),
+                "lb.toml:13: service[0].mode: nat is not implemented yet: use dsr or ipip",
+            ),
+            (
+                s.replace("ring_size = 65537", "ring_size = 65536"),
+                "lb.toml:14: service[0].ring_size: 65536 is not a prime: use 65537 (default), 131071, 251, ...",
+            ),
+            (
+                s.replace("kind = \"http\"", "kind = \"exec\""),
+                "lb.toml:15: service[0].health: kind = \"exec\" needs command = \"...\"",
+            ),
+            (
+                s.replace(
+                    "{ address = \"198.18.0.11\" }",
+                    "{ address = \"198.18.0.11\", port = 8080 }",
+                ),
+                "lb.toml:16: service[0].backend: 198.18.0.11: port 8080 differs from the service's 80: dsr and ipip forward to the same port",
+            ),
+            (
+                s.replace("[dataplane]\ninterface = \"eth0\"\n", ""),
+                "lb.toml:8: service: services need a [dataplane] table (interface = ...)",
+            ),
+            (
+                s.replace("interval = \"1s\"", "interval = \"1 s\""),
+                "lb.toml:15: invalid duration \"1 s\": write a number with a unit: ms, s, m or h (\"1s\", \"100ms\")",
+            ),
+            (
+                s.replace(
+                    "{ address = \"198.18.0.12\", weight = 2 }",
+                    "{ address = \"2001:db8::12\" }",
+                ),
+                "lb.toml:16: service[0].backend: 2001:db8::12 is not of the VIP's address family",
+            ),
+            (
+                s.replace(
+                    "virtual_router_id = 50",
+                    "virtual_router_id = 50\nauth_pass = \"1111\"",
+                ),
+                "lb.toml:8: vrrp_instance[0].auth_pass: VRRPv3 has no authentication: remove it, or use version = 2",
+            ),
+            (
+                s.replace(
+                    "interface = \"eth0\"\n\n[[vrrp",
+                    "interface = \"eth0\"\nxdp_mode = \"fast\"\n\n[[vrrp",
+                ),
+                "lb.toml:3: dataplane.xdp_mode: \"fast\" is not a mode: auto, native or generic",
+            ),
+            (
+                format!(
+                    "{s}\n[[vrrp_instance]]\nname = \"VI_2\"\ninterface = \"eth0\"\nvirtual_router_id = 50\nvirtual_ipaddress = [\"198.18.0.101\"]\n"
+                ),
+                "lb.toml:24: vrrp_instance[1].virtual_router_id: 50 is already used on eth0 by another instance",
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (text, want) in cases {
+            let got = parse(&text).unwrap_err();
+            if !got.starts_with(want) {
+                wrong.push(format!(" got: {got}\nwant: {want}"));
+            }
+        }
+        assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+        assert!(parse(s).is_ok(), "the base file is valid");
+    }
+
     #[test]
     fn the_shipped_example_loads() {
         let text = include_str!("../../examples/lb.toml");

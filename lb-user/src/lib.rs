@@ -20,6 +20,7 @@ pub mod config;
 pub mod control;
 pub mod controller;
 pub mod health;
+pub mod keepalived;
 pub mod loader;
 pub mod maglev;
 pub mod metrics;

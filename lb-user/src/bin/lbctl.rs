@@ -69,6 +69,14 @@ enum Command {
     /// Re-read lbd's configuration file and apply the difference; a file
     /// that does not validate is refused and the running one stays.
     Reload,
+    /// Print a keepalived.conf as lb's TOML (does not contact lbd).
+    ///
+    /// What lb ignores or does differently is reported on stderr with its
+    /// file and line; exit status 1 when the file does not convert.
+    Convert {
+        /// The keepalived.conf.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -100,6 +108,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Reload => Request::Reload,
+        Command::Convert { file } => return convert(file),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -143,6 +152,35 @@ fn main() -> ExitCode {
                 "lbctl: {}",
                 error.unwrap_or_else(|| "request failed".into())
             );
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `lbctl convert FILE`: keepalived.conf → TOML on stdout, warnings on
+/// stderr.
+fn convert(file: &std::path::Path) -> ExitCode {
+    match lb_user::keepalived::load(file) {
+        Ok((config, warnings)) => {
+            for w in &warnings {
+                eprintln!("lbctl: {w}");
+            }
+            match lb_user::keepalived::to_toml(&config) {
+                Ok(text) => {
+                    print!(
+                        "# converted from {} by lbctl convert\n\n{text}",
+                        file.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("lbctl: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("lbctl: {e}");
             ExitCode::from(1)
         }
     }
@@ -350,5 +388,6 @@ fn render(command: &Command, data: &Value) -> String {
         }
         Command::Enable { service, backend } => format!("{backend} enabled in {service}\n"),
         Command::Reload => "configuration reloaded\n".into(),
+        Command::Convert { .. } => String::new(),
     }
 }

@@ -16,7 +16,7 @@ use lb_user::{
     metrics, stats,
 };
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// lb daemon: XDP layer-4 load balancer.
 ///
@@ -155,12 +155,15 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let config = match &cli.config {
-        Some(path) => Some(Config::load(path)?),
+        Some(path) => Some(load(path)?),
         None => None,
     };
     let opts = match cli.command {
         Some(Command::CheckConfig { file }) => {
-            let c = Config::load(&file)?;
+            let (c, warnings) = Config::load_any(&file)?;
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: OK ({} VRRP instance(s), {} script(s), data plane {})",
                 file.display(),
@@ -370,6 +373,16 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     outcome.map(|_| ()).map_err(Into::into)
 }
 
+/// Load a TOML or keepalived.conf file, logging the keepalived keywords
+/// that have no effect.
+fn load(path: &std::path::Path) -> Result<Config, lb_user::config::ConfigError> {
+    let (config, warnings) = Config::load_any(path)?;
+    for w in warnings {
+        warn!("{w}");
+    }
+    Ok(config)
+}
+
 /// Stops a background server when lbd stops.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -400,7 +413,7 @@ async fn reload(
     let Some(path) = path else {
         return Err("lbd was started without --config: nothing to reload".into());
     };
-    let new = Config::load(path).map_err(|e| e.to_string())?;
+    let new = load(path).map_err(|e| e.to_string())?;
     if let Some(old) = config.as_ref()
         && (old.dataplane != new.dataplane || old.global != new.global)
     {
