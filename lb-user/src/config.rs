@@ -1191,7 +1191,10 @@ backend = [
         assert_eq!(c.vrrp_script[0].weight, -60);
         assert_eq!(c.service.len(), 1);
         assert_eq!(c.service[0].backend.len(), 2);
-        assert_eq!(c.global.metrics_listen, Some("127.0.0.1:9678".parse().unwrap()));
+        assert_eq!(
+            c.global.metrics_listen,
+            Some("127.0.0.1:9678".parse().unwrap())
+        );
         assert_eq!(c.dataplane.unwrap().interface, "eth0");
     }
 

@@ -36,8 +36,16 @@ enum Command {
     /// Benchmarks: `dataplane` (BPF_PROG_TEST_RUN ns/packet per path),
     /// `failover` (VRRP failover time, lbd vs keepalived), `all` (default).
     Bench(bench::BenchArgs),
-    /// Run the main job on the built-in lab.
+    /// Run the main job on the built-in lab: two LB nodes (a VRRP pair),
+    /// three backends (nginx, Redis), a client; narrated, with timings;
+    /// leaves nothing behind (also on Ctrl-C).
     Demo,
+    /// The lab alone: `up`, `down` or `status` (network namespaces on this
+    /// machine, addresses from 198.18.0.0/15).
+    Lab {
+        /// up | down | status
+        action: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,7 +58,8 @@ fn main() -> ExitCode {
         }
         Command::Test(args) => setup::run().and_then(|tc| test::run(&tc, &args)),
         Command::Bench(args) => setup::run().and_then(|tc| bench::run(&tc, &args)),
-        Command::Demo => demo(),
+        Command::Demo => setup::run().and_then(|tc| lab(&tc, "demo")),
+        Command::Lab { action } => setup::run().and_then(|tc| lab(&tc, &action)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,10 +70,34 @@ fn main() -> ExitCode {
     }
 }
 
-fn demo() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "the demo is not built yet: it arrives with the lab (issue: the lab, `cargo xtask demo` \
-         and `cargo xtask bench`). Today `cargo xtask build-and-load --iface IF` runs lbd on an \
-         interface, and `cargo xtask test` shows it working in network namespaces."
+/// Build the release binaries and run `lb-lab ACTION`.
+fn lab(tc: &setup::BpfToolchain, action: &str) -> anyhow::Result<()> {
+    if !["up", "down", "status", "demo"].contains(&action) {
+        anyhow::bail!("unknown lab action {action:?}: up, down or status");
+    }
+    if !setup::is_root() {
+        anyhow::bail!("the lab creates network namespaces and loads XDP programs: run as root");
+    }
+    exec::exec(build::cargo(tc).args([
+        "build",
+        "--release",
+        "--package",
+        "lb-user",
+        "--bin",
+        "lbd",
+        "--bin",
+        "lbctl",
+        "--bin",
+        "lb-lab",
+    ]))?;
+    let root = build::workspace_root();
+    let release = root.join("target/release");
+    exec::exec(
+        std::process::Command::new(release.join("lb-lab"))
+            .arg(action)
+            .arg("--bin-dir")
+            .arg(&release)
+            .arg("--config-dir")
+            .arg(root.join("examples/lab")),
     )
 }

@@ -22,7 +22,8 @@ const PACKAGES: &[&str] = &[
     "iputils-ping", // reachability probes in tests
     "keepalived",   // VRRP interop tests: the reference peer
     "tshark",       // VRRP tests: decode lbd's adverts independently
-    "nginx",        // daemon tests: real HTTP backends
+    "nginx",        // daemon tests and the lab: real HTTP backends
+    "redis-server", // the lab's second protocol
 ];
 /// Debian's Rust toolchain with library source, for the BPF build when no
 /// nightly with rust-src exists.

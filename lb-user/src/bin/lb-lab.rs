@@ -1,0 +1,799 @@
+//! `lb-lab`: the built-in lab and the demo. Run by `cargo xtask lab ...` and
+//! `cargo xtask demo` (release build, root).
+//!
+//! Topology, network namespaces on one bridge, addresses from
+//! 198.18.0.0/15 (RFC 2544 benchmarking space):
+//!
+//! ```text
+//!   lblab-client  198.18.0.1     curl-like HTTP and Redis clients
+//!   lblab-lb1     198.18.0.2     lbd, VRRP priority 150
+//!   lblab-lb2     198.18.0.3     lbd, VRRP priority 100
+//!   lblab-web1..3 198.18.0.11-13 nginx :80 and redis-server :6379,
+//!                                VIP 198.18.0.100 on lo (dsr backends)
+//!   VIP           198.18.0.100   :80 (HTTP) and :6379 (Redis)
+//! ```
+//!
+//! `up` cleans up first (after a crash too), `down` leaves nothing behind
+//! (processes, namespaces, pins, the state directory).
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::{Command, ExitCode, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use std::os::unix::process::CommandExt as _;
+
+use clap::Parser;
+
+const PREFIX: &str = "lblab-";
+const STATE: &str = "/run/lb-lab";
+const VIP: &str = "198.18.0.100";
+const WEBS: [(&str, &str); 3] = [
+    ("web1", "198.18.0.11"),
+    ("web2", "198.18.0.12"),
+    ("web3", "198.18.0.13"),
+];
+const LBS: [(&str, &str); 2] = [("lb1", "198.18.0.2"), ("lb2", "198.18.0.3")];
+
+/// The lab (network namespaces on this machine) and the demo.
+#[derive(Debug, Parser)]
+#[command(about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+    /// Directory holding lbd and lbctl.
+    #[arg(long, global = true, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Directory holding the lab's lbd configurations.
+    #[arg(long, global = true, default_value = "examples/lab")]
+    config_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    /// Create the topology and start the backends' servers.
+    Up,
+    /// Remove everything the lab created.
+    Down,
+    /// What runs.
+    Status,
+    /// The narrated demo: up, lbd on both LB nodes, traffic, a backend
+    /// failure, an LB failover with a live connection, the old master's
+    /// return, down.
+    Demo,
+}
+
+type Res<T> = Result<T, String>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Up => up(),
+        Cmd::Down => {
+            down();
+            println!("lab removed");
+            Ok(())
+        }
+        Cmd::Status => {
+            status(&cli);
+            Ok(())
+        }
+        Cmd::Demo => demo(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lb-lab: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ns(name: &str) -> String {
+    format!("{PREFIX}{name}")
+}
+
+fn run(cmd: &mut Command) -> Res<String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ip(args: &[&str]) -> Res<String> {
+    run(Command::new("ip").args(args))
+}
+
+fn in_ns(name: &str, program: &str, args: &[&str]) -> Res<String> {
+    run(Command::new("ip")
+        .args(["netns", "exec", &ns(name), program])
+        .args(args))
+}
+
+/// Start a daemon in a namespace, detached, its output in the state dir.
+fn spawn(name: &str, tag: &str, program: &Path, args: &[&str]) -> Res<u32> {
+    let log = std::fs::File::create(Path::new(STATE).join(format!("{tag}.log")))
+        .map_err(|e| e.to_string())?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns(name)])
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", program.display()))?;
+    let pid = child.id();
+    std::fs::write(Path::new(STATE).join(format!("{tag}.pid")), pid.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(pid)
+}
+
+fn kill_tag(tag: &str, signal: i32) -> bool {
+    let pid_file = Path::new(STATE).join(format!("{tag}.pid"));
+    let Some(pid) = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    else {
+        return false;
+    };
+    // SAFETY: signalling a process (group) we started.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    unsafe { libc::kill(pid, signal) };
+    let _ = std::fs::remove_file(pid_file);
+    alive
+}
+
+fn lab_namespaces() -> Vec<String> {
+    ip(&["netns", "list"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(PREFIX))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Remove everything: processes in lab namespaces, the namespaces, pins,
+/// the state directory.
+fn down() {
+    for name in lab_namespaces() {
+        for pid in ip(&["netns", "pids", &name])
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: killing processes inside the lab's namespaces.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    for name in lab_namespaces() {
+        let _ = ip(&["netns", "del", &name]);
+    }
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/bpf") {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(PREFIX) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(STATE);
+}
+
+fn up() -> Res<()> {
+    down();
+    std::fs::create_dir_all(STATE).map_err(|e| e.to_string())?;
+    ip(&["netns", "add", &ns("br")])?;
+    in_ns(
+        "br",
+        "ip",
+        &[
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ],
+    )?;
+    in_ns("br", "ip", &["link", "set", "br0", "up"])?;
+    let hosts: Vec<(&str, &str)> = [("client", "198.18.0.1")]
+        .into_iter()
+        .chain(LBS)
+        .chain(WEBS)
+        .collect();
+    for (i, (host, addr)) in hosts.iter().enumerate() {
+        let port = format!("p{}", i + 1);
+        ip(&["netns", "add", &ns(host)])?;
+        in_ns(
+            "br",
+            "ip",
+            &[
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &ns(host),
+            ],
+        )?;
+        in_ns("br", "ip", &["link", "set", &port, "master", "br0", "up"])?;
+        // XDP_TX into a veth needs NAPI on the receiving peer.
+        in_ns("br", "ethtool", &["-K", &port, "gro", "on"])?;
+        in_ns(host, "ip", &["link", "set", "lo", "up"])?;
+        in_ns(host, "ip", &["link", "set", "eth0", "up"])?;
+        in_ns(
+            host,
+            "ip",
+            &["addr", "add", &format!("{addr}/24"), "dev", "eth0"],
+        )?;
+    }
+    // The client's kernel completes TCP checksums before XDP sees frames.
+    in_ns("client", "ethtool", &["-K", "eth0", "tx", "off"])?;
+    for (web, _) in WEBS {
+        // LVS-DR backend: the VIP on lo, never announced or answered for.
+        in_ns(
+            web,
+            "ip",
+            &["addr", "add", &format!("{VIP}/32"), "dev", "lo"],
+        )?;
+        for k in ["all", "eth0"] {
+            in_ns(
+                web,
+                "sysctl",
+                &["-qw", &format!("net.ipv4.conf.{k}.arp_ignore=1")],
+            )?;
+            in_ns(
+                web,
+                "sysctl",
+                &["-qw", &format!("net.ipv4.conf.{k}.arp_announce=2")],
+            )?;
+        }
+        start_nginx(web)?;
+        start_redis(web)?;
+    }
+    // Servers answering on their own addresses.
+    for (web, addr) in WEBS {
+        let ok = wait(Duration::from_secs(10), || {
+            tcp_ok(&format!("{addr}:80")) && tcp_ok(&format!("{addr}:6379"))
+        });
+        if !ok {
+            return Err(format!(
+                "{web}: nginx or redis did not start (see {STATE}/{web}-*.log)"
+            ));
+        }
+        in_ns(web, "redis-cli", &["-h", addr, "SET", "lab:name", web])?;
+    }
+    println!(
+        "lab up: client 198.18.0.1, lb1 198.18.0.2, lb2 198.18.0.3, web1-3 198.18.0.11-13 (nginx :80, redis :6379); VIP {VIP}"
+    );
+    Ok(())
+}
+
+fn start_nginx(web: &str) -> Res<()> {
+    let dir = Path::new(STATE).join(web);
+    std::fs::create_dir_all(dir.join("html")).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("html/index.html"), format!("{web}\n")).map_err(|e| e.to_string())?;
+    let d = dir.display();
+    let conf = format!(
+        "master_process off;\nuser root;\ndaemon off;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 512; }}\n\
+         http {{\n  access_log off;\n  keepalive_timeout 120s;\n  keepalive_requests 1000000;\n\
+         client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+         uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         server {{ listen 80; root {d}/html; location / {{ default_type text/plain; }} }}\n}}\n"
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+    spawn(
+        web,
+        &format!("{web}-nginx"),
+        Path::new("/usr/sbin/nginx"),
+        &["-c", conf_path.to_str().unwrap_or_default()],
+    )?;
+    Ok(())
+}
+
+fn start_redis(web: &str) -> Res<()> {
+    spawn(
+        web,
+        &format!("{web}-redis"),
+        Path::new("/usr/bin/redis-server"),
+        &[
+            "--port",
+            "6379",
+            "--bind",
+            "0.0.0.0",
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ],
+    )?;
+    Ok(())
+}
+
+fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Run `f` on a thread inside namespace `name`.
+fn with_ns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> Res<T> {
+    let path = format!("/var/run/netns/{}", ns(name));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: a valid namespace fd; only this thread changes.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
+            }
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| "thread panicked".to_owned())?
+    })
+}
+
+/// Whether a TCP connect from this host's own namespace (the lab's
+/// bridge is not reachable from here: probe from the client) works.
+fn tcp_ok(addr: &str) -> bool {
+    let addr: SocketAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(_) => return false,
+    };
+    with_ns("client", || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+    })
+    .unwrap_or(false)
+}
+
+/// A TCP connect from the client with a 20 ms timeout.
+fn tcp_connect_fast(addr: &str) -> bool {
+    let Ok(addr) = addr.parse::<SocketAddr>() else {
+        return false;
+    };
+    with_ns("client", || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(20)).is_ok()
+    })
+    .unwrap_or(false)
+}
+
+/// One HTTP GET through the VIP from the client: the backend's name.
+fn http_get() -> Res<String> {
+    with_ns("client", || -> Res<String> {
+        let addr: SocketAddr = format!("{VIP}:80").parse().map_err(|_| "addr")?;
+        let mut s =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).map_err(|e| e.to_string())?;
+        Ok(text
+            .rsplit("\r\n\r\n")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned())
+    })?
+}
+
+/// One Redis GET lab:name through the VIP: the backend's name.
+fn redis_get() -> Res<String> {
+    with_ns("client", || -> Res<String> {
+        let addr: SocketAddr = format!("{VIP}:6379").parse().map_err(|_| "addr")?;
+        let s =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok();
+        let mut r = BufReader::new(s);
+        r.get_mut()
+            .write_all(b"GET lab:name\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut len = String::new();
+        r.read_line(&mut len).map_err(|e| e.to_string())?;
+        let mut val = String::new();
+        r.read_line(&mut val).map_err(|e| e.to_string())?;
+        Ok(val.trim().to_owned())
+    })?
+}
+
+/// A keep-alive HTTP connection through the VIP.
+struct KeepAlive(BufReader<TcpStream>);
+
+impl KeepAlive {
+    fn open() -> Res<Self> {
+        let s = with_ns("client", || {
+            let addr: SocketAddr = format!("{VIP}:80").parse().expect("valid");
+            TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        })?
+        .map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        Ok(Self(BufReader::new(s)))
+    }
+
+    fn get(&mut self) -> Res<String> {
+        self.0
+            .get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            if self.0.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+                return Err("connection closed".into());
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; len];
+        self.0.read_exact(&mut body).map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&body).trim().to_owned())
+    }
+}
+
+fn holds(lb: &str) -> bool {
+    in_ns(lb, "ip", &["-br", "addr", "show", "eth0"]).is_ok_and(|o| {
+        o.split_whitespace()
+            .any(|w| w.starts_with(&format!("{VIP}/")))
+    })
+}
+
+/// The LB nodes holding the VIP (a killed master keeps its copy: nothing
+/// ran to remove it; the survivor's gratuitous ARPs move the clients).
+fn holders() -> Vec<&'static str> {
+    LBS.iter().map(|(n, _)| *n).filter(|lb| holds(lb)).collect()
+}
+
+fn lbctl(cli: &Cli, lb: &str, args: &[&str]) -> Res<String> {
+    run(Command::new(cli.bin_dir.join("lbctl"))
+        .arg("--socket")
+        .arg(Path::new(STATE).join(format!("{lb}.sock")))
+        .args(args))
+}
+
+fn start_lbd(cli: &Cli, lb: &str) -> Res<()> {
+    let conf = cli.config_dir.join(format!("{lb}.toml"));
+    if !conf.exists() {
+        return Err(format!("{} is missing", conf.display()));
+    }
+    spawn(
+        lb,
+        lb,
+        &cli.bin_dir.join("lbd"),
+        &["--config", conf.to_str().unwrap_or_default()],
+    )?;
+    let sock = Path::new(STATE).join(format!("{lb}.sock"));
+    if !wait(Duration::from_secs(15), || sock.exists()) {
+        return Err(format!("lbd on {lb} did not start:\n{}", log(lb)));
+    }
+    Ok(())
+}
+
+fn log(tag: &str) -> String {
+    std::fs::read_to_string(Path::new(STATE).join(format!("{tag}.log"))).unwrap_or_default()
+}
+
+fn status(cli: &Cli) {
+    let names = lab_namespaces();
+    if names.is_empty() {
+        println!("lab is down");
+        return;
+    }
+    println!("namespaces: {}", names.join(" "));
+    for (tag, what) in [
+        ("lb1", "lbd"),
+        ("lb2", "lbd"),
+        ("web1-nginx", "nginx"),
+        ("web2-nginx", "nginx"),
+        ("web3-nginx", "nginx"),
+        ("web1-redis", "redis"),
+        ("web2-redis", "redis"),
+        ("web3-redis", "redis"),
+    ] {
+        let alive = std::fs::read_to_string(Path::new(STATE).join(format!("{tag}.pid")))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            // SAFETY: probing a pid.
+            .is_some_and(|p| unsafe { libc::kill(p, 0) } == 0);
+        println!(
+            "{tag:<11} {what:<6} {}",
+            if alive { "running" } else { "stopped" }
+        );
+    }
+    let h = holders();
+    println!(
+        "VIP {VIP} on: {}",
+        if h.is_empty() {
+            "nobody".into()
+        } else {
+            h.join(" ")
+        }
+    );
+    for (lb, _) in LBS {
+        if let Ok(out) = lbctl(cli, lb, &["vrrp"]) {
+            print!("{lb}: {out}");
+        }
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: i32) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn step(n: u32, text: &str) {
+    println!("\n== {n}. {text}");
+}
+
+fn check_stop() -> Res<()> {
+    if STOP.load(Ordering::SeqCst) {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn spread(requests: usize, get: fn() -> Res<String>) -> Res<BTreeMap<String, usize>> {
+    let mut counts = BTreeMap::new();
+    for _ in 0..requests {
+        check_stop()?;
+        let who = get()?;
+        *counts.entry(who).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+fn print_counts(title: &str, counts: &BTreeMap<String, usize>) {
+    let total: usize = counts.values().sum();
+    println!("   {title}: {total} requests");
+    for (who, n) in counts {
+        println!(
+            "     {who:<6} {n:>5}  {}",
+            "#".repeat(n * 40 / total.max(1))
+        );
+    }
+}
+
+fn demo(cli: &Cli) -> Res<()> {
+    // SAFETY: installing a handler that only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let result = demo_steps(cli);
+    step(9, "Cleaning up");
+    down();
+    println!("   lab removed: no namespaces, processes or pins left");
+    result
+}
+
+fn demo_steps(cli: &Cli) -> Res<()> {
+    let mut summary: Vec<(String, String)> = Vec::new();
+    step(
+        1,
+        "Bringing up the lab (network namespaces on this machine)",
+    );
+    let t = Instant::now();
+    up()?;
+    println!("   took {:.1} s", t.elapsed().as_secs_f64());
+    check_stop()?;
+
+    step(
+        2,
+        "Starting lbd on lb1 (VRRP priority 150) and lb2 (priority 100)",
+    );
+    let t = Instant::now();
+    start_lbd(cli, "lb1")?;
+    start_lbd(cli, "lb2")?;
+    if !wait(Duration::from_secs(10), || holders() == ["lb1"]) {
+        return Err(format!("lb1 did not become master:\n{}", log("lb1")));
+    }
+    let took = t.elapsed();
+    println!(
+        "   lb1 is MASTER and holds {VIP} after {:.2} s; lb2 is BACKUP",
+        took.as_secs_f64()
+    );
+    if !wait(Duration::from_secs(10), || http_get().is_ok()) {
+        return Err(format!("the VIP does not answer:\n{}", log("lb1")));
+    }
+    print!("{}", lbctl(cli, "lb1", &["vrrp"])?);
+    summary.push((
+        "master elected".into(),
+        format!("{:.2} s", took.as_secs_f64()),
+    ));
+    check_stop()?;
+
+    step(
+        3,
+        "Requests from the client spread over the backends (Maglev, dsr)",
+    );
+    let http = spread(300, http_get)?;
+    print_counts("HTTP GET http://198.18.0.100/", &http);
+    let redis = spread(150, redis_get)?;
+    print_counts("Redis GET lab:name on 198.18.0.100:6379", &redis);
+    summary.push((
+        "backends serving HTTP".into(),
+        format!("{} of 3", http.len()),
+    ));
+    check_stop()?;
+
+    step(
+        4,
+        "web2's nginx stops: its health check fails and it leaves the pool",
+    );
+    kill_tag("web2-nginx", libc::SIGKILL);
+    let t = Instant::now();
+    let left = wait(Duration::from_secs(10), || {
+        lbctl(cli, "lb1", &["--json", "backends"]).is_ok_and(|o| {
+            serde_json::from_str::<serde_json::Value>(&o).is_ok_and(|v| {
+                v["data"].as_array().into_iter().flatten().any(|s| {
+                    s["service"] == "198.18.0.100:80/tcp"
+                        && s["backends"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|b| b["address"] == "198.18.0.12" && b["in_pool"] == false)
+                })
+            })
+        })
+    });
+    if !left {
+        return Err(format!("web2 stayed in the pool:\n{}", log("lb1")));
+    }
+    let detect = t.elapsed();
+    println!(
+        "   detected and removed after {:.2} s (http check every 1 s, fall 2)",
+        detect.as_secs_f64()
+    );
+    print!("{}", lbctl(cli, "lb1", &["backends"])?);
+    let http = spread(120, http_get)?;
+    print_counts("HTTP after the failure (every request succeeds)", &http);
+    summary.push((
+        "backend failure detected".into(),
+        format!("{:.2} s", detect.as_secs_f64()),
+    ));
+    check_stop()?;
+
+    step(
+        5,
+        "A long-lived connection is open; then lb1 is killed (SIGKILL)",
+    );
+    // Both LBs hold the same pool (web2 down on both), hence the same
+    // Maglev table: lb2 sends the connection's packets where lb1 did.
+    let lb2_sees = wait(Duration::from_secs(10), || {
+        lbctl(cli, "lb2", &["backends"]).is_ok_and(|o| {
+            o.lines()
+                .filter(|l| l.contains("198.18.0.12:80") && l.contains("down"))
+                .count()
+                == 1
+        })
+    });
+    if !lb2_sees {
+        return Err("lb2 did not see web2 down".into());
+    }
+    let mut conn = KeepAlive::open()?;
+    let owner = conn.get()?;
+    println!("   keep-alive connection served by {owner}");
+    kill_tag("lb1", libc::SIGKILL);
+    let t = Instant::now();
+    // Probe with short connects (a SYN that still went to the dead node
+    // would otherwise wait a whole TCP retransmission), then a request.
+    let moved = wait(Duration::from_secs(10), || {
+        holds("lb2") && tcp_connect_fast(&format!("{VIP}:80")) && http_get().is_ok()
+    });
+    if !moved {
+        return Err(format!("lb2 did not take over:\n{}", log("lb2")));
+    }
+    let failover = t.elapsed();
+    println!(
+        "   lb2 is MASTER; the VIP answers again after {:.2} s (adverts every 100 ms)",
+        failover.as_secs_f64()
+    );
+    let mut kept = 0;
+    for _ in 0..5 {
+        match conn.get() {
+            Ok(who) if who == owner => kept += 1,
+            Ok(who) => println!("   the connection moved to {who}"),
+            Err(e) => println!("   the connection broke: {e}"),
+        }
+    }
+    println!(
+        "   the connection opened before the kill: {kept}/5 requests answered by {owner} through lb2"
+    );
+    summary.push((
+        "LB failover (SIGKILL to VIP answering)".into(),
+        format!("{:.2} s", failover.as_secs_f64()),
+    ));
+    summary.push((
+        "live connection across failover".into(),
+        if kept == 5 {
+            "kept".into()
+        } else {
+            format!("{kept}/5")
+        },
+    ));
+    let http = spread(120, http_get)?;
+    print_counts("HTTP through lb2", &http);
+    check_stop()?;
+
+    step(
+        6,
+        "lb1 returns: it clears the VIP it left behind, then takes over again (preempt)",
+    );
+    let t = Instant::now();
+    start_lbd(cli, "lb1")?;
+    if !wait(Duration::from_secs(10), || {
+        holders() == ["lb1"] && http_get().is_ok()
+    }) {
+        return Err(format!("lb1 did not take back the VIP:\n{}", log("lb1")));
+    }
+    let back = t.elapsed();
+    println!("   lb1 is MASTER again after {:.2} s", back.as_secs_f64());
+    print!("{}", lbctl(cli, "lb1", &["vrrp"])?);
+    summary.push((
+        "old master back".into(),
+        format!("{:.2} s", back.as_secs_f64()),
+    ));
+    check_stop()?;
+
+    step(7, "web2's nginx returns and rejoins the pool");
+    start_nginx("web2")?;
+    let t = Instant::now();
+    if !wait(Duration::from_secs(10), || {
+        lbctl(cli, "lb1", &["backends"]).is_ok_and(|o| {
+            o.lines()
+                .any(|l| l.contains("198.18.0.12:80") && l.contains(" up "))
+        })
+    }) {
+        return Err("web2 did not rejoin".into());
+    }
+    println!(
+        "   rejoined after {:.2} s (rise 2)",
+        t.elapsed().as_secs_f64()
+    );
+    let http = spread(300, http_get)?;
+    print_counts("HTTP spread again", &http);
+
+    step(8, "Summary");
+    for (what, value) in &summary {
+        println!("   {what:<40} {value}");
+    }
+    println!("   traffic through lb1 since it came back:");
+    print!("{}", lbctl(cli, "lb1", &["stats"])?);
+    Ok(())
+}
