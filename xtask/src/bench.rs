@@ -33,6 +33,7 @@ pub fn run(tc: &BpfToolchain, args: &BenchArgs) -> anyhow::Result<()> {
     match args.which.as_str() {
         "dataplane" => dataplane(tc, args),
         "failover" => failover(tc, args),
+        "flows" => flows(tc),
         "all" => {
             dataplane(tc, args)?;
             failover(tc, args)
@@ -54,6 +55,33 @@ fn dataplane(tc: &BpfToolchain, args: &BenchArgs) -> anyhow::Result<()> {
         std::process::Command::new(workspace_root().join("target/release/lb-bench"))
             .arg("--repeat")
             .arg(args.repeat.to_string()),
+    )
+}
+
+/// Flows kept across an LB failover and moved when a backend leaves, on
+/// the lab (`lb-lab bench`).
+fn flows(tc: &BpfToolchain) -> anyhow::Result<()> {
+    exec(cargo(tc).args([
+        "build",
+        "--release",
+        "--package",
+        "lb-user",
+        "--bin",
+        "lbd",
+        "--bin",
+        "lbctl",
+        "--bin",
+        "lb-lab",
+    ]))?;
+    let root = workspace_root();
+    let release = root.join("target/release");
+    exec(
+        std::process::Command::new(release.join("lb-lab"))
+            .arg("bench")
+            .arg("--bin-dir")
+            .arg(&release)
+            .arg("--config-dir")
+            .arg(root.join("examples/lab")),
     )
 }
 

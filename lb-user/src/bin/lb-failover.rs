@@ -89,7 +89,7 @@ struct Interval {
     keepalived: &'static str,
 }
 
-const INTERVALS: [Interval; 2] = [
+const INTERVALS: [Interval; 3] = [
     Interval {
         dur: Duration::from_secs(1),
         lbd: "1s",
@@ -99,6 +99,11 @@ const INTERVALS: [Interval; 2] = [
         dur: Duration::from_millis(100),
         lbd: "100ms",
         keepalived: "0.1",
+    },
+    Interval {
+        dur: Duration::from_millis(50),
+        lbd: "50ms",
+        keepalived: "0.05",
     },
 ];
 
@@ -224,13 +229,17 @@ fn run(cli: &Cli) -> Result<bool, Error> {
         };
         match stats {
             Some(s) => println!(
-                "{:<8} {:<11} {:>10.1} {:>10.1} {:>10.1} {runs:>5} {target:>11.0}  {}",
+                "{:<8} {:<11} {:>10.1} {:>10.1} {:>10.1} {runs:>5} {target:>11.0}  {}\n\
+                 FIGURE failover_{}_{}_median={:.1} unit=ms target={target:.0}",
                 interval.label(),
                 imp.name(),
                 s.median,
                 s.min,
                 s.max,
-                if s.median <= target { "yes" } else { "NO" }
+                if s.median <= target { "yes" } else { "NO" },
+                imp.name(),
+                interval.label(),
+                s.median
             ),
             None => println!(
                 "{:<8} {:<11} {:>10} {:>10} {:>10} {runs:>5} {target:>11.0}  -",

@@ -66,6 +66,17 @@ enum Cmd {
     /// failure, an LB failover with a live connection, the old master's
     /// return, down.
     Demo,
+    /// Flow benchmark on the lab: established connections kept across an
+    /// LB failover; connections and 5-tuples moved when one of three
+    /// backends leaves the pool. Prints FIGURE lines.
+    Bench {
+        /// Long-lived connections held across the failover.
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        /// Fixed 5-tuples mapped before and after the removal.
+        #[arg(long, default_value_t = 300)]
+        tuples: u16,
+    },
 }
 
 type Res<T> = Result<T, String>;
@@ -84,6 +95,14 @@ fn main() -> ExitCode {
             Ok(())
         }
         Cmd::Demo => demo(&cli),
+        Cmd::Bench {
+            connections,
+            tuples,
+        } => {
+            let r = flow_bench(&cli, connections, tuples);
+            down();
+            r
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -795,5 +814,140 @@ fn demo_steps(cli: &Cli) -> Res<()> {
     }
     println!("   traffic through lb1 since it came back:");
     print!("{}", lbctl(cli, "lb1", &["stats"])?);
+    Ok(())
+}
+
+/// The backend a fresh connection from client port `port` lands on; the
+/// connection is closed with RST (linger 0) so the 5-tuple can be reused at
+/// once on both ends.
+fn tuple_owner(port: u16) -> Res<String> {
+    with_ns("client", || -> Res<String> {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| e.to_string())?;
+        s.set_reuse_address(true).map_err(|e| e.to_string())?;
+        s.bind(&SocketAddr::from(([198, 18, 0, 1], port)).into())
+            .map_err(|e| format!("bind :{port}: {e}"))?;
+        let vip: SocketAddr = format!("{VIP}:80").parse().map_err(|_| "addr")?;
+        s.connect_timeout(&vip.into(), Duration::from_secs(3))
+            .map_err(|e| e.to_string())?;
+        let mut s: TcpStream = s.into();
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).map_err(|e| e.to_string())?;
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .ok();
+        Ok(text
+            .rsplit("\r\n\r\n")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned())
+    })?
+}
+
+fn flow_bench(cli: &Cli, connections: usize, tuples: u16) -> Res<()> {
+    up()?;
+    start_lbd(cli, "lb1")?;
+    start_lbd(cli, "lb2")?;
+    if !wait(Duration::from_secs(10), || {
+        holders() == ["lb1"] && http_get().is_ok()
+    }) {
+        return Err(format!("lb1 did not become master:\n{}", log("lb1")));
+    }
+    // Both nodes must see all three backends healthy (same Maglev table).
+    for lb in ["lb1", "lb2"] {
+        let all_up = wait(Duration::from_secs(10), || {
+            lbctl(cli, lb, &["backends"]).is_ok_and(|o| o.matches(" up ").count() == 6)
+        });
+        if !all_up {
+            return Err(format!("{lb}: backends not all up"));
+        }
+    }
+    println!(
+        "flow benchmark on the lab: {connections} keep-alive connections, {tuples} fixed 5-tuples"
+    );
+
+    // 1. Established connections across an LB failover.
+    let mut conns = Vec::new();
+    for _ in 0..connections {
+        let mut c = KeepAlive::open()?;
+        let owner = c.get()?;
+        conns.push((c, owner));
+    }
+    kill_tag("lb1", libc::SIGKILL);
+    let t = Instant::now();
+    if !wait(Duration::from_secs(10), || {
+        holds("lb2") && tcp_connect_fast(&format!("{VIP}:80")) && http_get().is_ok()
+    }) {
+        return Err(format!("lb2 did not take over:\n{}", log("lb2")));
+    }
+    let failover = t.elapsed();
+    let kept = conns
+        .iter_mut()
+        .map(|(c, owner)| c.get().is_ok_and(|w| w == *owner))
+        .filter(|ok| *ok)
+        .count();
+    let kept_pct = 100.0 * kept as f64 / connections as f64;
+    println!(
+        "established connections kept across LB failover: {kept}/{connections} ({kept_pct:.1}%), failover {:.0} ms",
+        failover.as_secs_f64() * 1e3
+    );
+    println!("FIGURE flows_kept_across_failover={kept_pct:.1} unit=% target=100");
+
+    // 2. One of three backends leaves the pool (its nginx stops).
+    let base = 41000u16;
+    let mut before = Vec::new();
+    for i in 0..tuples {
+        before.push(tuple_owner(base + i)?);
+    }
+    kill_tag("web2-nginx", libc::SIGKILL);
+    let left = wait(Duration::from_secs(10), || {
+        lbctl(cli, "lb2", &["backends"]).is_ok_and(|o| {
+            o.lines()
+                .any(|l| l.contains("198.18.0.12:80") && l.contains(" down "))
+        })
+    });
+    if !left {
+        return Err("web2 did not leave the pool".into());
+    }
+    let mut moved_other = 0;
+    let mut on_other = 0;
+    let mut moved_total = 0;
+    for (i, owner) in before.iter().enumerate() {
+        let now = tuple_owner(base + u16::try_from(i).unwrap_or(0))?;
+        if now != *owner {
+            moved_total += 1;
+        }
+        if owner != "web2" {
+            on_other += 1;
+            if now != *owner {
+                moved_other += 1;
+            }
+        }
+    }
+    let kept_conns = conns
+        .iter_mut()
+        .filter(|(_, owner)| owner != "web2")
+        .map(|(c, owner)| c.get().is_ok_and(|w| w == *owner))
+        .filter(|ok| *ok)
+        .count();
+    let live_other = conns.iter().filter(|(_, o)| o != "web2").count();
+    let moved_pct = 100.0 * f64::from(moved_total) / f64::from(tuples);
+    let moved_other_pct = 100.0 * f64::from(moved_other) / f64::from(on_other.max(1));
+    println!(
+        "5-tuples remapped when 1 of 3 backends left: {moved_total}/{tuples} ({moved_pct:.1}%; ideal {:.1}%, the removed backend's share); \
+         of those on the remaining backends: {moved_other}/{on_other} ({moved_other_pct:.1}%)",
+        100.0 * f64::from(tuples - u16::try_from(on_other).unwrap_or(0)) / f64::from(tuples)
+    );
+    println!("established connections to the remaining backends kept: {kept_conns}/{live_other}");
+    println!("FIGURE tuples_moved_on_backend_removal={moved_pct:.1} unit=%");
+    println!("FIGURE tuples_moved_among_remaining={moved_other_pct:.1} unit=% target=0");
+    println!(
+        "FIGURE conns_kept_on_backend_removal={:.1} unit=% target=100",
+        100.0 * kept_conns as f64 / live_other.max(1) as f64
+    );
     Ok(())
 }
