@@ -383,6 +383,47 @@ impl Lan {
     pub const fn bridge(&self) -> &Netns {
         &self.bridge
     }
+
+    /// Prepare the LAN for traffic through an XDP program: host `client`'s
+    /// kernel completes TCP checksums before sending (veth otherwise hands
+    /// XDP `CHECKSUM_PARTIAL` packets), and every bridge port has GRO on
+    /// (XDP_TX into a veth needs NAPI on the receiving peer).
+    ///
+    /// # Errors
+    /// [`NetnsError`] when `ethtool` fails.
+    pub fn prepare_xdp(&self, client: &str) -> Result<(), NetnsError> {
+        self.host(client)
+            .ns
+            .exec("ethtool", &["-K", "eth0", "tx", "off"])?;
+        for port in 1..=self.ports {
+            self.bridge
+                .exec("ethtool", &["-K", &format!("p{port}"), "gro", "on"])?;
+        }
+        Ok(())
+    }
+}
+
+impl Netns {
+    /// Make this namespace an LVS-DR backend for `vip` (IPv4): the VIP on
+    /// `lo`, never answered for or announced on `eth0` (`arp_ignore=1`,
+    /// `arp_announce=2`).
+    ///
+    /// # Errors
+    /// [`NetnsError`] when `ip` or `sysctl` fails.
+    pub fn dsr_backend(&self, vip: &str) -> Result<(), NetnsError> {
+        self.ip(&["addr", "add", &format!("{vip}/32"), "dev", "lo"])?;
+        for k in ["all", "eth0"] {
+            self.exec(
+                "sysctl",
+                &["-qw", &format!("net.ipv4.conf.{k}.arp_ignore=1")],
+            )?;
+            self.exec(
+                "sysctl",
+                &["-qw", &format!("net.ipv4.conf.{k}.arp_announce=2")],
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Lan {

@@ -37,11 +37,6 @@ const INTERVAL_MS: u64 = 200;
 const FALL: u64 = 2;
 const RISE: u64 = 2;
 
-fn sh(ns: &Netns, cmd: &str, args: &[&str]) {
-    ns.exec(cmd, args)
-        .unwrap_or_else(|e| panic!("{cmd} {args:?} in {}: {e}", ns.name()));
-}
-
 /// nginx in a backend namespace, serving its name at `/`.
 struct Nginx {
     dir: PathBuf,
@@ -189,39 +184,13 @@ fn lab() -> Lab {
         )
         .unwrap();
     }
-    // As in netns_forwarding: the client's kernel completes TCP checksums
-    // before XDP sees the frames; NAPI on the bridge ports for XDP_TX.
-    sh(
-        &lan.host("client").ns,
-        "ethtool",
-        &["-K", "eth0", "tx", "off"],
-    );
-    for port in 1..=5 {
-        sh(
-            lan.bridge(),
-            "ethtool",
-            &["-K", &format!("p{port}"), "gro", "on"],
-        );
-    }
+    lan.prepare_xdp("client").unwrap();
     let dir = std::env::temp_dir().join(format!("{}daemon", lan.prefix()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut nginx = HashMap::new();
     for (name, _) in BACKENDS {
         let ns = &lan.host(name).ns;
-        ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])
-            .unwrap();
-        for k in ["all", "eth0"] {
-            sh(
-                ns,
-                "sysctl",
-                &["-qw", &format!("net.ipv4.conf.{k}.arp_ignore=1")],
-            );
-            sh(
-                ns,
-                "sysctl",
-                &["-qw", &format!("net.ipv4.conf.{k}.arp_announce=2")],
-            );
-        }
+        ns.dsr_backend(VIP).unwrap();
         nginx.insert(name, Nginx::start(ns, dir.join(name), name));
     }
     let mut lab = Lab {

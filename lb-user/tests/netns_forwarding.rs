@@ -154,11 +154,6 @@ struct Topology {
     macs: HashMap<&'static str, [u8; 6]>,
 }
 
-fn sh(ns: &Netns, cmd: &str, args: &[&str]) {
-    ns.exec(cmd, args)
-        .unwrap_or_else(|e| panic!("{cmd} {args:?} in {}: {e}", ns.name()));
-}
-
 fn topology(mode: Mode) -> Topology {
     let mut lan = Lan::new().expect("create LAN (run as root)");
     lan.add_host("client", "198.18.0.1/24", "2001:db8::1/64")
@@ -173,21 +168,7 @@ fn topology(mode: Mode) -> Topology {
         )
         .unwrap();
     }
-    // The client's kernel must finish its TCP checksums before the frames
-    // reach XDP (veth otherwise hands over CHECKSUM_PARTIAL packets).
-    sh(
-        &lan.host("client").ns,
-        "ethtool",
-        &["-K", "eth0", "tx", "off"],
-    );
-    // XDP_TX into a veth needs NAPI on the receiving peer (the bridge port).
-    for port in 1..=5 {
-        sh(
-            lan.bridge(),
-            "ethtool",
-            &["-K", &format!("p{port}"), "gro", "on"],
-        );
-    }
+    lan.prepare_xdp("client").unwrap();
     // The LB answers ARP for the VIP (VRRP will do this in production).
     lan.host("lb")
         .ns
@@ -196,21 +177,7 @@ fn topology(mode: Mode) -> Topology {
     let mut servers = Vec::new();
     for (name, _) in BACKENDS {
         let ns = &lan.host(name).ns;
-        // LVS-DR backend: the VIP on lo, never announced or answered for.
-        ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])
-            .unwrap();
-        for (k, v) in [
-            ("all/arp_ignore", "1"),
-            ("all/arp_announce", "2"),
-            ("eth0/arp_ignore", "1"),
-            ("eth0/arp_announce", "2"),
-        ] {
-            sh(
-                ns,
-                "sysctl",
-                &["-qw", &format!("net.ipv4.conf.{}={v}", k.replace('/', "."))],
-            );
-        }
+        ns.dsr_backend(VIP).unwrap();
         if mode == Mode::Ipip {
             let pin = PathBuf::from(format!("/sys/fs/bpf/{}{name}", lan.prefix()));
             let log = std::fs::File::create(
