@@ -59,6 +59,16 @@ pub fn lb_decap(ctx: XdpContext) -> u32 {
     action
 }
 
+/// Test harness only (`lb_user::netns::Lan::xdp_pass_on_port`; lbd never
+/// attaches it): passes every frame. A veth only delivers the frames its
+/// peer sends with native-mode `XDP_TX` when the receiving side has an XDP
+/// program of its own (the kernel kicks the receiver's NAPI only then);
+/// this is that program for the test bridge's ports.
+#[xdp]
+pub fn lb_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
 /// Benchmark reference only (`cargo xtask bench dataplane`; lbd never
 /// attaches it): one connection-table insert of a fixed flow, replacing
 /// the previous one, then `XDP_PASS`. It measures what the kernel's LRU

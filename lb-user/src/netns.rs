@@ -58,6 +58,14 @@ pub enum NetnsError {
         #[source]
         source: io::Error,
     },
+    /// Loading or attaching a test XDP program failed.
+    #[error("XDP program on {port}: {message}")]
+    Xdp {
+        /// The bridge port.
+        port: String,
+        /// What failed.
+        message: String,
+    },
 }
 
 fn describe(cmd: &Command) -> String {
@@ -281,6 +289,8 @@ fn strip_prefix(cidr: &str) -> &str {
 
 /// One L2 segment: a bridge namespace plus host namespaces.
 pub struct Lan {
+    /// Pass-through XDP programs on bridge ports (detached on drop).
+    pass_programs: Vec<aya::Ebpf>,
     prefix: String,
     hosts: Vec<(String, Host)>,
     ports: u32,
@@ -315,6 +325,7 @@ impl Lan {
         ])?;
         bridge.ip(&["link", "set", "br0", "up"])?;
         Ok(Self {
+            pass_programs: Vec::new(),
             prefix,
             hosts: Vec::new(),
             ports: 0,
@@ -382,6 +393,40 @@ impl Lan {
     #[must_use]
     pub const fn bridge(&self) -> &Netns {
         &self.bridge
+    }
+
+    /// Attach a pass-through XDP program (`lb_pass`, native mode) to bridge
+    /// port `port` (`p1` is the first host added, and so on). Needed for a
+    /// host whose XDP program runs in native mode and sends with `XDP_TX`:
+    /// the kernel (veth) delivers those frames to the peer only when the
+    /// peer has an XDP program. Detached when the LAN is dropped.
+    ///
+    /// # Errors
+    /// [`NetnsError::Xdp`] if the program cannot be loaded or attached.
+    pub fn xdp_pass_on_port(&mut self, port: &str) -> Result<(), NetnsError> {
+        use aya::programs::{Xdp, XdpMode};
+        let xdp_err = |e: String| NetnsError::Xdp {
+            port: port.to_owned(),
+            message: e,
+        };
+        let ebpf = self
+            .bridge
+            .run(|| -> Result<aya::Ebpf, String> {
+                let mut ebpf = aya::Ebpf::load(crate::EBPF_OBJ).map_err(|e| e.to_string())?;
+                let program: &mut Xdp = ebpf
+                    .program_mut("lb_pass")
+                    .ok_or("no lb_pass program")?
+                    .try_into()
+                    .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+                program.load().map_err(|e| e.to_string())?;
+                program
+                    .attach(port, XdpMode::Driver)
+                    .map_err(|e| e.to_string())?;
+                Ok(ebpf)
+            })?
+            .map_err(xdp_err)?;
+        self.pass_programs.push(ebpf);
+        Ok(())
     }
 
     /// Prepare the LAN for traffic through an XDP program: host `client`'s

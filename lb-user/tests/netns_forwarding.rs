@@ -154,7 +154,7 @@ struct Topology {
     macs: HashMap<&'static str, [u8; 6]>,
 }
 
-fn topology(mode: Mode) -> Topology {
+fn topology(mode: Mode, attach: AttachMode) -> Topology {
     let mut lan = Lan::new().expect("create LAN (run as root)");
     lan.add_host("client", "198.18.0.1/24", "2001:db8::1/64")
         .unwrap();
@@ -208,14 +208,15 @@ fn topology(mode: Mode) -> Topology {
         servers.push(Server::start(ns, name));
     }
 
+    if attach == AttachMode::Native {
+        // Native XDP_TX on a veth reaches the peer (bridge port p2) only
+        // when the peer runs an XDP program too.
+        lan.xdp_pass_on_port("p2").unwrap();
+    }
     let lb = &lan.host("lb").ns;
     let opts = Options {
         iface: "eth0".into(),
-        // Generic mode: in native mode on a veth, frames the program sends
-        // back with XDP_TX do not reach the bridge on this kernel (6.18)
-        // even with GRO (NAPI) on the peer; tracked as a known gap. The
-        // program and its verdicts are the same in both modes.
-        mode: AttachMode::Generic,
+        mode: attach,
         pin_path: PathBuf::from(format!("/sys/fs/bpf/{}lb", lan.prefix())),
         replace: false,
         role: Role::Balancer,
@@ -334,8 +335,14 @@ fn spread(t: &Topology, n: usize) -> HashMap<String, usize> {
     counts
 }
 
-fn exercise(mode: Mode) {
-    let mut t = topology(mode);
+fn exercise(mode: Mode, attach: AttachMode) {
+    let mut t = topology(mode, attach);
+    let want = if attach == AttachMode::Native {
+        "native"
+    } else {
+        "generic"
+    };
+    assert_eq!(t.dataplane.mode(), want, "attach mode in effect");
     let client = &t.lan.host("client").ns;
 
     let counts = spread(&t, 30);
@@ -400,12 +407,19 @@ fn exercise(mode: Mode) {
 
 #[test]
 fn dsr_end_to_end() {
-    exercise(Mode::Dsr);
+    exercise(Mode::Dsr, AttachMode::Generic);
 }
 
 #[test]
 fn ipip_end_to_end_with_decap_on_backends() {
-    exercise(Mode::Ipip);
+    exercise(Mode::Ipip, AttachMode::Generic);
+}
+
+/// The same in native (driver) mode: veth delivers XDP_TX frames once the
+/// peer has an XDP program (`Lan::xdp_pass_on_port`).
+#[test]
+fn dsr_end_to_end_native_xdp() {
+    exercise(Mode::Dsr, AttachMode::Native);
 }
 
 #[test]
