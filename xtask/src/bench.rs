@@ -1,20 +1,32 @@
 //! `cargo xtask bench`: benchmarks that print ratios measured side by side
-//! in one run.
+//! in one run. `all` (the default) runs every one in turn and writes
+//! `docs/BENCHMARKS.md` with a plot.
+
+use std::{path::Path, process::Command};
 
 use anyhow::bail;
 
 use crate::{
     build::{cargo, workspace_root},
     exec::exec,
+    report::{self, Section},
     setup::BpfToolchain,
 };
 
 /// Arguments of `bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: `dataplane` (BPF_PROG_TEST_RUN ns/packet per path),
-    /// `failover` (VRRP failover time, lbd against keepalived, in network
-    /// namespaces), or `all` (both, in that order).
+    /// Which benchmark:
+    /// `dataplane`: BPF_PROG_TEST_RUN ns/packet per path;
+    /// `paths`: packets/s, LB CPU per packet and HTTP rps/latency through
+    /// direct, lb dsr, lb ipip, nftables DNAT and HAProxy;
+    /// `controlplane`: Maglev build time, 1,000 services x 100 backends
+    /// applied to the maps, lbd start-up time and memory;
+    /// `failover`: VRRP failover time at 1 s, 100 ms and 50 ms adverts,
+    /// lbd against keepalived;
+    /// `flows`: established flows kept across an LB failover, flows moved
+    /// when one of three backends leaves (on the lab);
+    /// `all`: every one, then docs/BENCHMARKS.md.
     #[arg(default_value = "all")]
     which: String,
     /// Runs per path (dataplane).
@@ -23,44 +35,45 @@ pub struct BenchArgs {
     /// Runs per daemon and advert interval (failover).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Seconds per measurement (paths).
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
 }
 
-/// Build in release mode and run the chosen benchmark.
+/// The benchmarks, in the order `all` runs them: name, report title.
+const BENCHES: [(&str, &str); 5] = [
+    ("dataplane", "Data plane: BPF_PROG_TEST_RUN ns/packet"),
+    (
+        "paths",
+        "Paths: packets/s, LB CPU per packet, HTTP through each path",
+    ),
+    (
+        "controlplane",
+        "Control plane: Maglev build, 1,000 services x 100 backends, lbd memory",
+    ),
+    ("failover", "VRRP failover: lbd against keepalived"),
+    (
+        "flows",
+        "Flows across an LB failover and a backend removal (the lab)",
+    ),
+];
+
+/// Build in release mode and run the chosen benchmark(s).
 pub fn run(tc: &BpfToolchain, args: &BenchArgs) -> anyhow::Result<()> {
     if !crate::setup::is_root() {
         bail!("benchmarks load BPF programs and create network namespaces: run as root");
     }
-    match args.which.as_str() {
-        "dataplane" => dataplane(tc, args),
-        "failover" => failover(tc, args),
-        "flows" => flows(tc),
-        "all" => {
-            dataplane(tc, args)?;
-            failover(tc, args)
-        }
-        other => bail!("unknown benchmark {other:?}; available: dataplane, failover, all"),
+    if args.runs == 0 || args.seconds == 0 {
+        bail!("--runs and --seconds must be at least 1");
     }
-}
-
-fn dataplane(tc: &BpfToolchain, args: &BenchArgs) -> anyhow::Result<()> {
-    exec(cargo(tc).args([
-        "build",
-        "--release",
-        "--package",
-        "lb-user",
-        "--bin",
-        "lb-bench",
-    ]))?;
-    exec(
-        std::process::Command::new(workspace_root().join("target/release/lb-bench"))
-            .arg("--repeat")
-            .arg(args.repeat.to_string()),
-    )
-}
-
-/// Flows kept across an LB failover and moved when a backend leaves, on
-/// the lab (`lb-lab bench`).
-fn flows(tc: &BpfToolchain) -> anyhow::Result<()> {
+    let which: Vec<&str> = match args.which.as_str() {
+        "all" => BENCHES.iter().map(|(n, _)| *n).collect(),
+        one if BENCHES.iter().any(|(n, _)| *n == one) => vec![one],
+        other => bail!(
+            "unknown benchmark {other:?}; available: {}, all",
+            BENCHES.map(|(n, _)| n).join(", ")
+        ),
+    };
     exec(cargo(tc).args([
         "build",
         "--release",
@@ -71,40 +84,73 @@ fn flows(tc: &BpfToolchain) -> anyhow::Result<()> {
         "--bin",
         "lbctl",
         "--bin",
+        "lb-bench",
+        "--bin",
+        "lb-pathbench",
+        "--bin",
+        "lb-cpbench",
+        "--bin",
+        "lb-failover",
+        "--bin",
         "lb-lab",
     ]))?;
     let root = workspace_root();
-    let release = root.join("target/release");
-    exec(
-        std::process::Command::new(release.join("lb-lab"))
-            .arg("bench")
-            .arg("--bin-dir")
-            .arg(&release)
-            .arg("--config-dir")
-            .arg(root.join("examples/lab")),
-    )
+    let mut sections = Vec::new();
+    for name in &which {
+        let mut cmd = command(&root, name, args);
+        let output = report::run_capture(&mut cmd)?;
+        let title = BENCHES
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(*name, |(_, t)| *t);
+        sections.push(Section {
+            title: title.to_owned(),
+            command: format!("cargo xtask bench {name}"),
+            output,
+        });
+    }
+    if args.which == "all" {
+        report::write(&root, "cargo xtask bench", &sections)?;
+    }
+    Ok(())
 }
 
-fn failover(tc: &BpfToolchain, args: &BenchArgs) -> anyhow::Result<()> {
-    if args.runs == 0 {
-        bail!("--runs must be at least 1");
+/// The command line of benchmark `name` (binaries built in release mode).
+fn command(root: &Path, name: &str, args: &BenchArgs) -> Command {
+    let release = root.join("target/release");
+    let mut cmd = match name {
+        "dataplane" => {
+            let mut c = Command::new(release.join("lb-bench"));
+            c.arg("--repeat").arg(args.repeat.to_string());
+            c
+        }
+        "paths" => {
+            let mut c = Command::new(release.join("lb-pathbench"));
+            c.arg("--seconds").arg(args.seconds.to_string());
+            c
+        }
+        "controlplane" => {
+            let mut c = Command::new(release.join("lb-cpbench"));
+            c.arg("--lbctl").arg(release.join("lbctl"));
+            c
+        }
+        "failover" => {
+            let mut c = Command::new(release.join("lb-failover"));
+            c.arg("--runs").arg(args.runs.to_string());
+            c
+        }
+        _ => {
+            let mut c = Command::new(release.join("lb-lab"));
+            c.arg("bench")
+                .arg("--bin-dir")
+                .arg(&release)
+                .arg("--config-dir")
+                .arg(root.join("examples/lab"));
+            c
+        }
+    };
+    if name != "dataplane" && name != "flows" {
+        cmd.arg("--lbd").arg(release.join("lbd"));
     }
-    exec(cargo(tc).args([
-        "build",
-        "--release",
-        "--package",
-        "lb-user",
-        "--bin",
-        "lbd",
-        "--bin",
-        "lb-failover",
-    ]))?;
-    let release = workspace_root().join("target/release");
-    exec(
-        std::process::Command::new(release.join("lb-failover"))
-            .arg("--lbd")
-            .arg(release.join("lbd"))
-            .arg("--runs")
-            .arg(args.runs.to_string()),
-    )
+    cmd
 }

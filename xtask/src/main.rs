@@ -6,6 +6,7 @@
 mod bench;
 mod build;
 mod exec;
+mod report;
 mod setup;
 mod test;
 
@@ -33,8 +34,9 @@ enum Command {
     /// Formatting, clippy (warnings denied), unit tests, then the kernel
     /// tests (BPF_PROG_TEST_RUN and network namespaces; needs root).
     Test(test::TestArgs),
-    /// Benchmarks: `dataplane` (BPF_PROG_TEST_RUN ns/packet per path),
-    /// `failover` (VRRP failover time, lbd vs keepalived), `all` (default).
+    /// Benchmarks, side by side in one run: dataplane, paths, controlplane,
+    /// failover, flows; `all` (default) runs them all and writes
+    /// docs/BENCHMARKS.md with a plot.
     Bench(bench::BenchArgs),
     /// Run the main job on the built-in lab: two LB nodes (a VRRP pair),
     /// three backends (nginx, Redis), a client; narrated, with timings;

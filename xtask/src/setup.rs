@@ -24,6 +24,10 @@ const PACKAGES: &[&str] = &[
     "tshark",       // VRRP tests: decode lbd's adverts independently
     "nginx",        // daemon tests and the lab: real HTTP backends
     "redis-server", // the lab's second protocol
+    "gnuplot-nox",  // cargo xtask bench: the report's plot
+    "wrk",          // bench paths: HTTP load generator
+    "haproxy",      // bench paths: the user-space proxy compared against
+    "nftables",     // bench paths: kernel DNAT compared against; backend counters
 ];
 /// Debian's Rust toolchain with library source, for the BPF build when no
 /// nightly with rust-src exists.

@@ -200,6 +200,19 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         single(&frame(81, false))?,
         3,
     )?;
+    for (name, value, target) in [
+        ("dataplane_non_vip_pass", pass, None),
+        ("dataplane_hit", hit, Some(50)),
+        ("dataplane_new_flow", new, Some(80)),
+        ("dataplane_lru_insert_alone", insert_floor, None),
+        ("dataplane_ipip_single_run", ipip1, None),
+        ("dataplane_dsr_single_run", hit1, None),
+    ] {
+        match target {
+            Some(t) => println!("FIGURE {name}={value:.1} unit=ns target={t}"),
+            None => println!("FIGURE {name}={value:.1} unit=ns"),
+        }
+    }
     println!(
         "ratios: new flow / hit = {:.2}; new flow / insert floor = {:.2}; ipip / dsr hit (single runs) = {:.2}; hit / non-VIP pass = {:.2}; non-VIP pass / floor = {:.2}",
         new / hit,

@@ -1,0 +1,215 @@
+//! `docs/BENCHMARKS.md` and its plot, from one `cargo xtask bench` run.
+//!
+//! Every benchmark binary prints its tables plus one machine-readable line
+//! per figure: `FIGURE name=value unit=U [target=T]`. The runner captures
+//! each benchmark's output (still echoing it), and this module writes the
+//! report: machine, kernel, date, command, each benchmark's output
+//! verbatim, a summary of the figures, and a PNG plot (gnuplot).
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+
+/// One benchmark's captured output.
+pub struct Section {
+    /// Heading.
+    pub title: String,
+    /// The command, for the reader to rerun.
+    pub command: String,
+    /// Everything it printed on stdout.
+    pub output: String,
+}
+
+/// Run `cmd`, echoing its stdout line by line, and return what it printed.
+///
+/// # Errors
+/// It cannot start or exits unsuccessfully.
+pub fn run_capture(cmd: &mut Command) -> anyhow::Result<String> {
+    let line = format!("{cmd:?}");
+    eprintln!("xtask: $ {line}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("failed to run {line}"))?;
+    let mut out = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        for l in BufReader::new(stdout).lines() {
+            let l = l.unwrap_or_default();
+            println!("{l}");
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{line} failed: {status}");
+    }
+    Ok(out)
+}
+
+/// A `FIGURE` line, parsed.
+struct Figure {
+    name: String,
+    value: String,
+    unit: String,
+    target: Option<String>,
+}
+
+fn figures(text: &str) -> Vec<Figure> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("FIGURE "))
+        .filter_map(|rest| {
+            let mut words = rest.split_whitespace();
+            let (name, value) = words.next()?.split_once('=')?;
+            let mut unit = String::new();
+            let mut target = None;
+            for w in words {
+                match w.split_once('=') {
+                    Some(("unit", u)) => unit = u.to_owned(),
+                    Some(("target", t)) => target = Some(t.to_owned()),
+                    _ => {}
+                }
+            }
+            Some(Figure {
+                name: name.to_owned(),
+                value: value.to_owned(),
+                unit,
+                target,
+            })
+        })
+        .collect()
+}
+
+fn shell(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Write `docs/BENCHMARKS.md` and `docs/benchmarks-failover.png` under
+/// `root`.
+///
+/// # Errors
+/// Writing the files fails.
+pub fn write(root: &Path, command: &str, sections: &[Section]) -> anyhow::Result<()> {
+    let docs = root.join("docs");
+    std::fs::create_dir_all(&docs)?;
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or("unknown".into(), |kb| {
+            format!("{:.1} GiB", kb as f64 / 1048576.0)
+        });
+    let mut md = String::new();
+    md.push_str("# Benchmarks\n\n");
+    md.push_str(&format!(
+        "Written by `{command}` on {}.\n\n| | |\n|---|---|\n| machine | {cpu}, {cores} cores, {mem} |\n| kernel | {} |\n| date | {} |\n| command | `{command}` |\n\n",
+        shell("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        shell("uname", &["-r"]),
+        shell("date", &["-u", "+%Y-%m-%d"]),
+    ));
+    let all: Vec<Figure> = sections.iter().flat_map(|s| figures(&s.output)).collect();
+    if !all.is_empty() {
+        md.push_str(
+            "## Summary of the figures\n\n| figure | value | unit | target |\n|---|---|---|---|\n",
+        );
+        for f in &all {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                f.name,
+                f.value,
+                f.unit,
+                f.target.as_deref().unwrap_or("")
+            ));
+        }
+        md.push('\n');
+    }
+    if plot(&docs, &all).is_ok() {
+        md.push_str(
+            "![Failover time by advert interval, lbd and keepalived](benchmarks-failover.png)\n\n",
+        );
+    }
+    for s in sections {
+        md.push_str(&format!(
+            "## {}\n\n`{}`\n\n```\n{}```\n\n",
+            s.title,
+            s.command,
+            s.output
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("FIGURE "))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        ));
+    }
+    std::fs::write(docs.join("BENCHMARKS.md"), md)?;
+    eprintln!("xtask: wrote docs/BENCHMARKS.md");
+    Ok(())
+}
+
+/// Failover medians per interval, lbd against keepalived, as a bar chart.
+fn plot(docs: &Path, figs: &[Figure]) -> anyhow::Result<()> {
+    let value = |imp: &str, interval: &str| {
+        figs.iter()
+            .find(|f| f.name == format!("failover_{imp}_{interval}_median"))
+            .map(|f| f.value.clone())
+    };
+    let mut data = String::from("interval lbd keepalived target\n");
+    for interval in ["1s", "100ms", "50ms"] {
+        let target = figs
+            .iter()
+            .find(|f| f.name == format!("failover_lbd_{interval}_median"))
+            .and_then(|f| f.target.clone());
+        if let (Some(l), Some(k), Some(t)) = (
+            value("lbd", interval),
+            value("keepalived", interval),
+            target,
+        ) {
+            data.push_str(&format!("{interval} {l} {k} {t}\n"));
+        }
+    }
+    if data.lines().count() < 2 {
+        bail!("no failover figures");
+    }
+    let dat = docs.join("benchmarks-failover.dat");
+    std::fs::write(&dat, data)?;
+    let png = docs.join("benchmarks-failover.png");
+    let script = format!(
+        "set terminal png size 800,450\nset output '{}'\nset title 'VRRP failover: SIGKILL of the master to the VIP answering (median)'\n\
+         set ylabel 'ms (log scale)'\nset logscale y\nset style data histograms\nset style histogram clustered gap 1\n\
+         set style fill solid 0.8 border -1\nset key top right\nset grid ytics\n\
+         plot '{}' using 2:xtic(1) title 'lbd', '' using 3 title 'keepalived 2.2.7', '' using 4 title 'target'\n",
+        png.display(),
+        dat.display()
+    );
+    let status = Command::new("gnuplot")
+        .arg("-e")
+        .arg(&script)
+        .status()
+        .context("running gnuplot (apt-get install gnuplot-nox)")?;
+    let _ = std::fs::remove_file(&dat);
+    if !status.success() {
+        bail!("gnuplot failed");
+    }
+    Ok(())
+}
