@@ -361,9 +361,11 @@ impl Daemon {
                 std::fs::write(
                     &conf,
                     format!(
-                        "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\n\
+                        "[global]\ncontrol_socket = \"{}\"\n\n\
+                         [[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\n\
                          virtual_router_id = {VRID}\npriority = {priority}\nversion = 3\n\
                          advert_interval = \"{}\"\nvirtual_ipaddress = [\"{VIP}/24\"]\n",
+                        tmp.path(&format!("{name}.sock")).display(),
                         interval.lbd
                     ),
                 )?;
