@@ -96,9 +96,18 @@ pub fn run(tc: &BpfToolchain, args: &BenchArgs) -> anyhow::Result<()> {
     ]))?;
     let root = workspace_root();
     let mut sections = Vec::new();
+    let mut failed = Vec::new();
     for name in &which {
         let mut cmd = command(&root, name, args);
-        let output = report::run_capture(&mut cmd)?;
+        // One benchmark failing does not lose the others' figures: the
+        // report says what failed, and the run fails at the end.
+        let output = match report::run_capture(&mut cmd) {
+            Ok(output) => output,
+            Err(e) => {
+                failed.push(*name);
+                format!("FAILED: {e:#}\n")
+            }
+        };
         let title = BENCHES
             .iter()
             .find(|(n, _)| n == name)
@@ -111,6 +120,9 @@ pub fn run(tc: &BpfToolchain, args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.which == "all" {
         report::write(&root, "cargo xtask bench", &sections)?;
+    }
+    if !failed.is_empty() {
+        bail!("benchmarks failed: {}", failed.join(", "));
     }
     Ok(())
 }

@@ -898,7 +898,9 @@ fn flow_bench(cli: &Cli, connections: usize, tuples: u16) -> Res<()> {
     println!("FIGURE flows_kept_across_failover={kept_pct:.1} unit=% target=100");
 
     // 2. One of three backends leaves the pool (its nginx stops).
-    let base = 41000u16;
+    // Below the ephemeral range (32768-60999), so the keep-alive
+    // connections above can never hold one of these ports.
+    let base = 20000u16;
     let mut before = Vec::new();
     for i in 0..tuples {
         before.push(tuple_owner(base + i)?);
