@@ -174,7 +174,7 @@ fn plot(docs: &Path, figs: &[Figure]) -> anyhow::Result<()> {
             .find(|f| f.name == format!("failover_{imp}_{interval}_median"))
             .map(|f| f.value.clone())
     };
-    let mut data = String::from("interval lbd keepalived target\n");
+    let mut data = String::from("# interval lbd keepalived target\n");
     for interval in ["1s", "100ms", "50ms"] {
         let target = figs
             .iter()
@@ -202,12 +202,14 @@ fn plot(docs: &Path, figs: &[Figure]) -> anyhow::Result<()> {
         png.display(),
         dat.display()
     );
+    let gp = docs.join("benchmarks-failover.gp");
+    std::fs::write(&gp, script)?;
     let status = Command::new("gnuplot")
-        .arg("-e")
-        .arg(&script)
+        .arg(&gp)
         .status()
         .context("running gnuplot (apt-get install gnuplot-nox)")?;
     let _ = std::fs::remove_file(&dat);
+    let _ = std::fs::remove_file(&gp);
     if !status.success() {
         bail!("gnuplot failed");
     }
