@@ -11,7 +11,10 @@
 //!
 //! A backend starts **up** (keepalived's checkers do the same): restarting
 //! lbd must not take a working pool out of service while the first checks
-//! run; a dead backend leaves after `fall` failures.
+//! run. The first check runs at once and its result decides on its own
+//! (as keepalived's first script result does), so a backend that is dead
+//! when lbd starts leaves the pool after one failed check, not `fall`;
+//! after that, the hysteresis applies.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -82,6 +85,8 @@ pub struct Checker {
     rise: u32,
     fall: u32,
     up: bool,
+    /// No result yet: the first one decides alone.
+    first: bool,
     /// Consecutive results disagreeing with `up`.
     streak: u32,
     next_start: Instant,
@@ -98,6 +103,7 @@ impl Checker {
             rise: spec.rise.max(1),
             fall: spec.fall.max(1),
             up: true,
+            first: true,
             streak: 0,
             next_start: now,
             running_since: None,
@@ -141,6 +147,11 @@ impl Checker {
     /// no check runs (a late answer after a timeout) is ignored.
     pub fn finished(&mut self, ok: bool) -> Option<Change> {
         self.running_since.take()?;
+        if std::mem::take(&mut self.first) && ok != self.up {
+            self.up = ok;
+            self.streak = 0;
+            return Some(if ok { Change::Up } else { Change::Down });
+        }
         if ok == self.up {
             self.streak = 0;
             return None;
@@ -295,8 +306,13 @@ mod tests {
     fn starts_up_and_goes_down_after_fall_failures_only() {
         let t0 = Instant::now();
         let s = Duration::from_secs(1);
-        let mut c = Checker::new(&spec(2, 3), t0);
+        let mut c = Checker::new(&spec(2, 3), t0 - s);
         assert!(c.is_up());
+        assert_eq!(
+            check(&mut c, t0 - s, true),
+            None,
+            "first result: up, as assumed"
+        );
         assert_eq!(check(&mut c, t0, false), None);
         assert_eq!(check(&mut c, t0 + s, false), None);
         // A success resets the streak.
@@ -311,6 +327,17 @@ mod tests {
         assert_eq!(check(&mut c, t0 + 8 * s, true), None);
         assert_eq!(check(&mut c, t0 + 9 * s, true), Some(Change::Up));
         assert!(c.is_up());
+    }
+
+    #[test]
+    fn a_backend_dead_at_start_leaves_after_the_first_check() {
+        let t0 = Instant::now();
+        let mut c = Checker::new(&spec(2, 3), t0);
+        assert_eq!(check(&mut c, t0, false), Some(Change::Down));
+        // Then the hysteresis: up after rise (2) successes.
+        let s = Duration::from_secs(1);
+        assert_eq!(check(&mut c, t0 + s, true), None);
+        assert_eq!(check(&mut c, t0 + 2 * s, true), Some(Change::Up));
     }
 
     #[test]

@@ -793,6 +793,9 @@ fn demo_steps(cli: &Cli) -> Res<()> {
     step(7, "web2's nginx returns and rejoins the pool");
     start_nginx("web2")?;
     let t = Instant::now();
+    if !wait(Duration::from_secs(10), || tcp_ok("198.18.0.12:80")) {
+        return Err("web2's nginx did not start".into());
+    }
     if !wait(Duration::from_secs(10), || {
         lbctl(cli, "lb1", &["backends"]).is_ok_and(|o| {
             o.lines()
