@@ -363,6 +363,9 @@ fn interop(version: u8) {
         &format!("ka{version}-lbd"),
         &lbd_peer_conf(version, 150, "secret12"),
     );
+    // keepalived joins an established master (started together, it may
+    // time out waiting for adverts first and be master for a moment).
+    da.wait_log("to=MASTER", wait);
     let mut kb = Daemon::keepalived(
         b,
         &format!("ka{version}-ka"),
@@ -626,6 +629,7 @@ fn ipv6_election_and_failover_and_keepalived_interop() {
         "global_defs {{\n  router_id ka6\n  vrrp_version 3\n}}\nvrrp_instance VI_6 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 66\n  priority 100\n  advert_int 0.1\n  virtual_ipaddress {{\n    {vip6}/64\n  }}\n}}\n"
     );
     let da = Daemon::lbd(a, "v6-lbd", &conf(150));
+    da.wait_log("to=MASTER", Duration::from_secs(5));
     let kb = Daemon::keepalived(b, "ka6", &ka);
     wait_holder(&[a, b], 0, vip6, Duration::from_secs(5));
     kb.wait_log("Entering BACKUP STATE", Duration::from_secs(3));
@@ -653,6 +657,7 @@ fn unicast_peers_with_keepalived() {
         "global_defs {{\n  router_id kau\n  vrrp_version 3\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 91\n  priority 100\n  advert_int 0.1\n  unicast_src_ip 198.18.0.2\n  unicast_peer {{\n    198.18.0.1\n  }}\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
     );
     let mut da = Daemon::lbd(a, "uni-lbd", &lbd_conf);
+    da.wait_log("to=MASTER", Duration::from_secs(5));
     let kb = Daemon::keepalived(b, "kau", &ka);
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
     kb.wait_log("Entering BACKUP STATE", Duration::from_secs(3));
