@@ -448,6 +448,31 @@ impl Lan {
     }
 }
 
+/// Write a self-contained nginx site under `dir` that serves `body` at `/`
+/// on port 80: one process running as root, logs, pid and temporary files
+/// all inside `dir`, long keep-alive. Returns the configuration's path,
+/// for `nginx -c`.
+///
+/// # Errors
+/// Writing under `dir` fails.
+pub fn nginx_site(dir: &Path, body: &str) -> io::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir.join("html"))?;
+    std::fs::write(dir.join("html/index.html"), body)?;
+    let d = dir.display();
+    let conf = format!(
+        "master_process off;\nuser root;\ndaemon off;\nworker_rlimit_nofile 16384;\n\
+         error_log {d}/error.log;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 8192; }}\n\
+         http {{\n  access_log off;\n  keepalive_timeout 120s;\n  keepalive_requests 1000000;\n\
+         client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+         uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         server {{ listen 80 backlog=4096; root {d}/html; location / {{ default_type text/plain; }} }}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf)?;
+    Ok(path)
+}
+
 impl Netns {
     /// Make this namespace an LVS-DR backend for `vip` (IPv4): the VIP on
     /// `lo`, never answered for or announced on `eth0` (`arp_ignore=1`,

@@ -45,18 +45,7 @@ struct Nginx {
 
 impl Nginx {
     fn start(ns: &Netns, dir: PathBuf, name: &str) -> Self {
-        std::fs::create_dir_all(dir.join("html")).unwrap();
-        std::fs::write(dir.join("html/index.html"), name).unwrap();
-        let d = dir.display();
-        let conf = format!(
-            "master_process off;\nuser root;\ndaemon off;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{\n  access_log off;\n  keepalive_timeout 60s;\n  keepalive_requests 100000;\n\
-             client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
-             uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             server {{ listen 80; root {d}/html; location / {{ default_type text/plain; }} }}\n}}\n"
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        lb_user::netns::nginx_site(&dir, name).unwrap();
         let mut me = Self { dir, child: None };
         me.run(ns);
         me

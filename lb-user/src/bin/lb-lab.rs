@@ -308,19 +308,8 @@ fn up() -> Res<()> {
 
 fn start_nginx(web: &str) -> Res<()> {
     let dir = Path::new(STATE).join(web);
-    std::fs::create_dir_all(dir.join("html")).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("html/index.html"), format!("{web}\n")).map_err(|e| e.to_string())?;
-    let d = dir.display();
-    let conf = format!(
-        "master_process off;\nuser root;\ndaemon off;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
-         events {{ worker_connections 512; }}\n\
-         http {{\n  access_log off;\n  keepalive_timeout 120s;\n  keepalive_requests 1000000;\n\
-         client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
-         uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-         server {{ listen 80; root {d}/html; location / {{ default_type text/plain; }} }}\n}}\n"
-    );
-    let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+    let conf_path =
+        lb_user::netns::nginx_site(&dir, &format!("{web}\n")).map_err(|e| e.to_string())?;
     spawn(
         web,
         &format!("{web}-nginx"),

@@ -797,19 +797,7 @@ impl Bench {
 
     fn start_nginx(&self, name: &str) -> Res<u32> {
         let dir = self.dir.join(name);
-        std::fs::create_dir_all(dir.join("html"))?;
-        std::fs::write(dir.join("html/index.html"), name)?;
-        let d = dir.display();
-        let conf = format!(
-            "master_process off;\nuser root;\ndaemon off;\nworker_rlimit_nofile 16384;\n\
-             error_log {d}/error.log;\npid {d}/nginx.pid;\n\
-             events {{ worker_connections 8192; }}\n\
-             http {{\n  access_log off;\n  keepalive_timeout 60s;\n  keepalive_requests 1000000;\n\
-             client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
-             uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             server {{ listen 80 backlog=4096; root {d}/html; location / {{ default_type text/plain; }} }}\n}}\n"
-        );
-        std::fs::write(dir.join("nginx.conf"), conf)?;
+        lb_user::netns::nginx_site(&dir, name)?;
         let ns = self.ns(name);
         let mut cmd = ns.command("nginx");
         cmd.arg("-c")
