@@ -395,6 +395,28 @@ impl Lan {
         &self.bridge
     }
 
+    /// The forwarding tests' topology: `client` (198.18.0.1), `lb`
+    /// (198.18.0.2) and one host per `(name, IPv4)` backend (IPv6
+    /// 2001:db8::11, ::12, ...), all on the bridge, prepared for XDP
+    /// ([`Lan::prepare_xdp`]).
+    ///
+    /// # Errors
+    /// [`NetnsError`] if a namespace or link cannot be set up.
+    pub fn client_lb_backends(backends: &[(&str, &str)]) -> Result<Self, NetnsError> {
+        let mut lan = Self::new()?;
+        lan.add_host("client", "198.18.0.1/24", "2001:db8::1/64")?;
+        lan.add_host("lb", "198.18.0.2/24", "2001:db8::2/64")?;
+        for (i, (name, addr)) in backends.iter().enumerate() {
+            lan.add_host(
+                name,
+                &format!("{addr}/24"),
+                &format!("2001:db8::{}/64", 11 + i),
+            )?;
+        }
+        lan.prepare_xdp("client")?;
+        Ok(lan)
+    }
+
     /// Attach a pass-through XDP program (`lb_pass`, native mode) to bridge
     /// port `port` (`p1` is the first host added, and so on). Needed for a
     /// host whose XDP program runs in native mode and sends with `XDP_TX`:

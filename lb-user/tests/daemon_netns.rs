@@ -160,20 +160,7 @@ impl Drop for Lab {
 }
 
 fn lab() -> Lab {
-    let mut lan = Lan::new().expect("create LAN (run as root)");
-    lan.add_host("client", "198.18.0.1/24", "2001:db8::1/64")
-        .unwrap();
-    lan.add_host("lb", "198.18.0.2/24", "2001:db8::2/64")
-        .unwrap();
-    for (i, (name, addr)) in BACKENDS.iter().enumerate() {
-        lan.add_host(
-            name,
-            &format!("{addr}/24"),
-            &format!("2001:db8::{}/64", 11 + i),
-        )
-        .unwrap();
-    }
-    lan.prepare_xdp("client").unwrap();
+    let lan = Lan::client_lb_backends(&BACKENDS).expect("create LAN (run as root)");
     let dir = std::env::temp_dir().join(format!("{}daemon", lan.prefix()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut nginx = HashMap::new();

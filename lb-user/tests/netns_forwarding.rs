@@ -155,20 +155,7 @@ struct Topology {
 }
 
 fn topology(mode: Mode, attach: AttachMode) -> Topology {
-    let mut lan = Lan::new().expect("create LAN (run as root)");
-    lan.add_host("client", "198.18.0.1/24", "2001:db8::1/64")
-        .unwrap();
-    lan.add_host("lb", "198.18.0.2/24", "2001:db8::2/64")
-        .unwrap();
-    for (i, (name, addr)) in BACKENDS.iter().enumerate() {
-        lan.add_host(
-            name,
-            &format!("{addr}/24"),
-            &format!("2001:db8::{}/64", 11 + i),
-        )
-        .unwrap();
-    }
-    lan.prepare_xdp("client").unwrap();
+    let mut lan = Lan::client_lb_backends(&BACKENDS).expect("create LAN (run as root)");
     // The LB answers ARP for the VIP (VRRP will do this in production).
     lan.host("lb")
         .ns
