@@ -8,7 +8,7 @@
 //!
 //! One module per map family, as katran's `balancer_structs.h` groups them.
 //! The `user` feature adds `aya::Pod` impls so user space can use the maps.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 pub mod backend;
 pub mod config;

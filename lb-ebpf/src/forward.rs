@@ -15,7 +15,7 @@ use aya_ebpf::{
     helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
-use lb_common::{backend::Backend, config::Config, flow::FlowKey, hash::flow_hash};
+use lb_common::{backend::Backend, config::Config, flow::FlowKey};
 
 use crate::{
     csum::{fold, sum_bytes, sum_packet},
@@ -99,8 +99,7 @@ fn ipv4_checksum(ip: &Ipv4Hdr) -> [u8; 2] {
 /// next hop's MAC. The outer source carries flow-hash bits (see `Config`).
 /// Returns whether the packet is ready to transmit.
 #[inline(always)]
-pub fn ipip(ctx: &XdpContext, pkt: &Packet, backend: &Backend, cfg: &Config) -> bool {
-    let hash = flow_hash(&pkt.flow);
+pub fn ipip(ctx: &XdpContext, pkt: &Packet, hash: u32, backend: &Backend, cfg: &Config) -> bool {
     if pkt.v6 {
         ipip6(ctx, pkt.l3_off, backend, cfg, hash)
     } else {

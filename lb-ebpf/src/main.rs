@@ -70,23 +70,39 @@ pub fn lb_pass(_ctx: XdpContext) -> u32 {
 }
 
 /// Benchmark reference only (`cargo xtask bench dataplane`; lbd never
-/// attaches it): one connection-table insert of a fixed flow, replacing
-/// the previous one, then `XDP_PASS`. It measures what the kernel's LRU
-/// update alone costs, the floor under the new-flow path.
+/// attaches it): one insert of a new flow into the kernel's LRU hash
+/// (`bench_lru`, sized by the bench so it runs full and evicts), then
+/// `XDP_PASS`. It shows what the kernel's LRU would cost the new-flow path
+/// on its own, next to our connection table.
 #[xdp]
 pub fn lb_bench_insert(_ctx: XdpContext) -> u32 {
     let mut key = MaybeUninit::<lb_common::flow::FlowKey>::uninit();
     let mut state = MaybeUninit::<lb_common::flow::FlowState>::uninit();
     // SAFETY: both are plain integers and byte arrays, valid as zero.
-    let (key, state) = unsafe {
+    let (mut key, state) = unsafe {
         parse::zero(key.as_mut_ptr());
         parse::zero(state.as_mut_ptr());
         (key.assume_init(), state.assume_init())
     };
+    // A different client port and address per run: every insert is a new
+    // flow, as on the new-flow path.
+    // SAFETY: a .bss global; XDP does not run re-entrantly on one CPU and
+    // the bench runs on one.
+    let n = unsafe {
+        let n = core::ptr::read_volatile(&raw const BENCH_RUNS).wrapping_add(1);
+        core::ptr::write_volatile(&raw mut BENCH_RUNS, n);
+        n
+    };
+    key.src_port_be = n as u16;
+    key.src[12] = (n >> 16) as u8;
+    key.src[13] = (n >> 24) as u8;
     let key: &lb_common::flow::FlowKey = &key;
-    let _evicted_or_failed = maps::FLOWS.insert(key, state, 0);
+    let _evicted_or_failed = maps::BENCH_LRU.insert(key, state, 0);
     xdp_action::XDP_PASS
 }
+
+/// Runs of `lb_bench_insert` so far.
+static mut BENCH_RUNS: u32 = 0;
 
 /// Decide and carry out one packet's fate: `(XDP action, exit reason)`.
 #[inline(always)]
@@ -105,10 +121,11 @@ fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
     if bits == 0 {
         return (XDP_PASS, exit::PASS_NOT_VIP);
     }
+    let hash = lb_common::hash::flow_hash(&pkt.flow);
     let mut chosen = MaybeUninit::uninit();
     // Established flows (not a SYN: a new connection on a reused 5-tuple
     // always takes Maglev's current choice) skip the VIP lookup.
-    let fast = !pkt.syn && !pkt.fragment && select::established(pkt, &mut chosen);
+    let fast = !pkt.syn && !pkt.fragment && select::established(pkt, hash, &mut chosen);
     if !fast {
         let Some(vip) = select::find_vip(&pkt.flow, bits) else {
             return (XDP_PASS, exit::PASS_NOT_VIP);
@@ -119,7 +136,7 @@ fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
         if pkt.fragment {
             return (XDP_DROP, exit::DROP_FRAGMENT);
         }
-        if !select::new_flow(vip, pkt, &mut chosen) {
+        if !select::new_flow(vip, pkt, hash, &mut chosen) {
             return if vip.flags & vip_flags::PASS_NO_BACKEND != 0 {
                 (XDP_PASS, exit::PASS_NO_BACKEND)
             } else {
@@ -150,7 +167,7 @@ fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
                 (XDP_ABORTED, exit::ABORTED)
             };
         }
-        forward::ipip(ctx, pkt, backend, cfg)
+        forward::ipip(ctx, pkt, hash, backend, cfg)
             .then_some(exit::TX_IPIP)
             .ok_or(forward::Failed)
     } else {

@@ -3,15 +3,18 @@
 //! are overridden by user space (`EbpfLoader::map_max_entries`).
 
 use aya_ebpf::{
+    Global,
     btf_maps::{Array, ArrayOfMaps, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use lb_common::{
     backend::{Backend, MAX_BACKENDS},
     config::Config,
-    flow::{DEFAULT_FLOW_ENTRIES, FlowKey, FlowState},
+    flow::{DEFAULT_FLOW_ENTRIES, FlowKey, FlowSet, FlowState, flow_sets},
     stats::{DecapCounters, ExitCounters, ProtoClass, TrafficCounters, VerdictCounters},
-    vip::{DEFAULT_RING_SIZE, FILTER_BUCKETS, MAX_VIPS, TABLE_FLAGS, VipKey, VipMeta},
+    vip::{
+        BPF_F_MMAPABLE, DEFAULT_RING_SIZE, FILTER_BUCKETS, MAX_VIPS, TABLE_FLAGS, VipKey, VipMeta,
+    },
 };
 
 /// `BPF_F_NO_COMMON_LRU`: per-CPU LRU lists, no global lock on insert.
@@ -60,14 +63,28 @@ pub static MAGLEV_TABLES: ArrayOfMaps<
     { 2 * MAX_VIPS as usize },
 > = ArrayOfMaps::new();
 
-/// Connection table (size set at load).
+/// Connection table: sets of `FLOW_WAYS` flows (`lb_common::flow`). The
+/// number of sets is set at load, with `FLOW_SET_MASK` to match.
+/// Mmap-able only for its layout: such an array's values start on a page,
+/// so every 576-byte set starts on a cache line.
 #[btf_map(name = "flows")]
-pub static FLOWS: LruHashMap<
-    FlowKey,
-    FlowState,
-    { DEFAULT_FLOW_ENTRIES as usize },
-    BPF_F_NO_COMMON_LRU,
-> = LruHashMap::new();
+pub static FLOWS: Array<
+    FlowSet,
+    { flow_sets(DEFAULT_FLOW_ENTRIES) as usize },
+    { BPF_F_MMAPABLE as usize },
+> = Array::new();
+
+/// Sets in `flows` minus one (a power of two minus one). A read-only
+/// global: user space sets it at load (`EbpfLoader::set_global`) and the
+/// verifier then knows it as a constant.
+#[unsafe(no_mangle)]
+pub static FLOW_SET_MASK: Global<u32> = Global::new(flow_sets(DEFAULT_FLOW_ENTRIES) - 1);
+
+/// Benchmark reference only (program `lb_bench_insert`): the kernel's LRU
+/// hash, so `cargo xtask bench dataplane` can show what one insert there
+/// costs next to our table. Tiny unless the bench sizes it at load.
+#[btf_map(name = "bench_lru")]
+pub static BENCH_LRU: LruHashMap<FlowKey, FlowState, 64, BPF_F_NO_COMMON_LRU> = LruHashMap::new();
 
 /// Global settings (one entry).
 #[btf_map(name = "config")]

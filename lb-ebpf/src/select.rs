@@ -3,26 +3,33 @@
 //! Fast path: an established flow's connection-table entry names its VIP by
 //! id and generation, checked against the `vip_ids` array (no hash lookup
 //! of the VIP). Slow path: find the VIP in `vips`, take Maglev's choice and
-//! record it.
+//! record it. The connection table's rules (ways, check word, eviction)
+//! live in `lb_common::flow`, shared with user space's unit tests.
 
 use core::mem::MaybeUninit;
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
     backend::{Backend, backend_flags},
-    flow::{FlowKey, FlowState},
-    hash::flow_hash,
+    flow::{FlowKey, FlowSet, flow_set_index},
+    hash::maglev_slot,
     vip::{VipKey, VipMeta, filter_bits, filter_bucket, vip_flags},
 };
 
 use crate::{
-    maps::{BACKENDS, FLOWS, MAGLEV_TABLES, VIP_FILTER, VIP_IDS, VIPS},
+    maps::{BACKENDS, FLOW_SET_MASK, FLOWS, MAGLEV_TABLES, VIP_FILTER, VIP_IDS, VIPS},
     parse::Packet,
 };
 
-/// Refresh a flow's `last_seen_ns` at most this often, so a busy flow does
-/// not write its table entry on every packet.
-const TOUCH_INTERVAL_NS: u64 = 1_000_000_000;
+/// The connection-table set of a flow hash.
+#[inline(always)]
+fn flow_set(hash: u32) -> Option<&'static mut FlowSet> {
+    let set = FLOWS.get_ptr_mut(flow_set_index(hash, FLOW_SET_MASK.load()))?;
+    // SAFETY: pointer from a successful lookup, valid for the whole run;
+    // other CPUs may write the set concurrently, which the ways' check
+    // words make harmless (see `lb_common::flow`).
+    Some(unsafe { &mut *set })
+}
 
 /// Which kinds of VIP (bits of `filter_bits`) may live on the flow's
 /// destination address; 0: certainly none.
@@ -81,23 +88,21 @@ pub struct Chosen {
     pub vip: &'static VipMeta,
 }
 
-/// Fast path: the flow is in the connection table, its VIP still exists
-/// (same id and generation) and its backend slot is live. Fills `out` and
-/// returns true; otherwise returns false and the slow path decides.
+/// Fast path: the flow (hash `hash`) is in the connection table, its VIP
+/// still exists (same id and generation) and its backend slot is live.
+/// Fills `out` and returns true; otherwise returns false and the slow path
+/// decides.
 ///
 /// A BPF subprogram: with [`new_flow`] it keeps the main frame small (main
 /// plus the deepest forwarding call must fit 512 bytes of stack).
 #[inline(never)]
-pub fn established(pkt: &Packet, out: &mut MaybeUninit<Chosen>) -> bool {
-    // By reference: the map API takes `Borrow<FlowKey>`, and a value would
-    // be copied to the stack first.
-    let flow: &FlowKey = &pkt.flow;
-    let Some(state) = FLOWS.get_ptr_mut(flow) else {
+pub fn established(pkt: &Packet, hash: u32, out: &mut MaybeUninit<Chosen>) -> bool {
+    let Some(set) = flow_set(hash) else {
         return false;
     };
-    // SAFETY: pointer from a successful lookup; a concurrent eviction can
-    // only make us read a stale but valid entry.
-    let state = unsafe { &mut *state };
+    let Some((way, state)) = set.find(&pkt.flow, hash) else {
+        return false;
+    };
     let Some(vip) = VIP_IDS.get(state.vip_id) else {
         return false;
     };
@@ -108,10 +113,8 @@ pub fn established(pkt: &Packet, out: &mut MaybeUninit<Chosen>) -> bool {
     let Some(backend) = backend_at(index) else {
         return false;
     };
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    if now.wrapping_sub(state.last_seen_ns) > TOUCH_INTERVAL_NS {
-        state.last_seen_ns = now;
-    }
+    // SAFETY: a helper without arguments.
+    set.touch(way, unsafe { bpf_ktime_get_coarse_ns() });
     out.write(Chosen {
         index,
         new_flow: false,
@@ -121,17 +124,22 @@ pub fn established(pkt: &Packet, out: &mut MaybeUninit<Chosen>) -> bool {
     true
 }
 
-/// Slow path: Maglev's choice for `pkt` (addressed to `vip`) into `out`,
+/// Slow path: Maglev's choice for `pkt` (addressed to `vip`, flow hash
+/// `hash`) into `out`,
 /// recorded in the connection table, except for ICMP errors, which only
 /// follow existing flows. Returns false when the VIP has no backend for a
 /// new flow (flag `NO_BACKEND`, or an empty table slot).
 #[inline(never)]
-pub fn new_flow(vip: &'static VipMeta, pkt: &Packet, out: &mut MaybeUninit<Chosen>) -> bool {
+pub fn new_flow(
+    vip: &'static VipMeta,
+    pkt: &Packet,
+    hash: u32,
+    out: &mut MaybeUninit<Chosen>,
+) -> bool {
     if vip.flags & vip_flags::NO_BACKEND != 0 || vip.ring_size == 0 {
         return false;
     }
-    let flow = &pkt.flow;
-    let slot = flow_hash(flow) % vip.ring_size;
+    let slot = maglev_slot(hash, vip.ring_size);
     let table = VipMeta::table_slot(vip.id, vip.active_table);
     let Some(index) = MAGLEV_TABLES.get_value(table, &slot) else {
         return false;
@@ -140,17 +148,14 @@ pub fn new_flow(vip: &'static VipMeta, pkt: &Packet, out: &mut MaybeUninit<Chose
     let Some(backend) = backend_at(index) else {
         return false;
     };
-    if !pkt.icmp_too_big {
-        let state = FlowState {
-            backend: index,
-            vip_id: vip.id,
-            vip_generation: vip.generation,
-            pad: 0,
-            last_seen_ns: unsafe { bpf_ktime_get_coarse_ns() },
-        };
-        // An LRU insert evicts when full; it fails only under memory
-        // pressure, and then the flow is re-balanced on its next packet.
-        let _evicted_or_failed = FLOWS.insert(flow, state, 0);
+    if !pkt.icmp_too_big
+        && let Some(set) = flow_set(hash)
+    {
+        // SAFETY: a helper without arguments.
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        // A full set evicts its least recently seen flow, never refuses.
+        let (way, _evicts) = set.slot_for(&pkt.flow, hash, now);
+        set.write(way, &pkt.flow, hash, index, vip.id, vip.generation, now);
     }
     out.write(Chosen {
         index,

@@ -179,7 +179,8 @@ pub struct Dataplane {
     /// `auto`, `native` or `generic`.
     #[serde(default = "default_xdp_mode")]
     pub xdp_mode: String,
-    /// Connection-table entries.
+    /// Connection-table size in flows (rounded up to a power-of-two number
+    /// of 8-flow sets; 64 bytes per flow).
     #[serde(default = "default_conntrack")]
     pub conntrack_entries: u32,
     /// `ipip` outer IPv4 source: `"198.18.255.0/24"` takes the host bits
@@ -225,6 +226,24 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
 fn default_xdp_mode() -> String {
     "auto".into()
 }
+/// A connection-table size `lbd` accepts (the table holds at least that
+/// many flows, rounded up to a power-of-two number of 8-flow sets).
+///
+/// # Errors
+/// The reason, for an error message.
+pub fn check_flow_entries(n: u32) -> Result<(), String> {
+    use lb_common::flow::{MAX_FLOW_ENTRIES, MIN_FLOW_ENTRIES};
+    if n < MIN_FLOW_ENTRIES {
+        return Err(format!("{n} is too small: at least {MIN_FLOW_ENTRIES}"));
+    }
+    if n > MAX_FLOW_ENTRIES {
+        return Err(format!(
+            "{n} is too large: at most {MAX_FLOW_ENTRIES} (64 bytes per flow)"
+        ));
+    }
+    Ok(())
+}
+
 fn default_conntrack() -> u32 {
     lb_common::flow::DEFAULT_FLOW_ENTRIES
 }
@@ -744,6 +763,14 @@ impl Config {
                     line: locate(text, "dataplane", 0, "mtu"),
                     field: "dataplane.mtu".into(),
                     message: format!("{} is too small: at least 1280", dp.mtu),
+                });
+            }
+            if let Err(message) = check_flow_entries(dp.conntrack_entries) {
+                return Err(ConfigError {
+                    file: path.to_owned(),
+                    line: locate(text, "dataplane", 0, "conntrack_entries"),
+                    field: "dataplane.conntrack_entries".into(),
+                    message,
                 });
             }
         }

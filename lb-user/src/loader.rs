@@ -76,7 +76,8 @@ pub struct Options {
     pub replace: bool,
     /// Which program to attach.
     pub role: Role,
-    /// Connection-table entries (LRU; a full table evicts).
+    /// Connection-table size in flows (`lb_common::flow::flow_sets` rounds
+    /// it up; a full set evicts its least recently seen flow).
     pub flow_entries: u32,
 }
 
@@ -157,6 +158,22 @@ fn mode_name(mode: XdpMode) -> &'static str {
     }
 }
 
+/// The BPF object with a connection table for `flow_entries` flows: the
+/// `flows` map's size (in sets) and the program's `FLOW_SET_MASK` are set
+/// together, so they always agree. Loads the maps; programs are loaded by
+/// name afterwards.
+///
+/// # Errors
+/// As [`EbpfLoader::load`].
+pub fn load_object(flow_entries: u32) -> Result<Ebpf, aya::EbpfError> {
+    let sets = lb_common::flow::flow_sets(flow_entries);
+    let mask = sets - 1;
+    EbpfLoader::new()
+        .map_max_entries(lb_common::flow::FLOWS_MAP, sets)
+        .override_global(lb_common::flow::FLOW_SET_MASK_SYMBOL, &mask, true)
+        .load(crate::EBPF_OBJ)
+}
+
 impl Dataplane {
     /// Check, load, attach, pin. Logs each step.
     ///
@@ -207,10 +224,7 @@ impl Dataplane {
         }
 
         let name = opts.role.program();
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(lb_common::flow::FLOWS_MAP, opts.flow_entries)
-            .load(crate::EBPF_OBJ)
-            .map_err(LoadError::Load)?;
+        let mut ebpf = load_object(opts.flow_entries).map_err(LoadError::Load)?;
         let load_err = |source| LoadError::Program {
             program: name,
             what: "loading".into(),

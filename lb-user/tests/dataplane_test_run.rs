@@ -895,3 +895,103 @@ fn removed_vip_releases_its_flows_and_a_new_vip_does_not_inherit_them() {
     let (v, out) = run(&lab.ebpf, &ack);
     assert_eq!((v, backend_of(&out)), (XDP_TX, 0x51), "and recorded");
 }
+
+/// A connection table of 32 flows (4 sets of 8) and 200 connections: every
+/// SYN is forwarded (a full set evicts, it never refuses), the table holds
+/// exactly 32 flows where user space's model of it (`FlowTable`, same
+/// code) finds them, each recorded with the backend its packet went to;
+/// a kept flow's ACK is a hit, an evicted flow's ACK is re-balanced by
+/// Maglev to the same backend.
+#[test]
+fn a_full_connection_table_evicts_and_never_refuses() {
+    use aya::maps::Array;
+    use lb_common::flow::{FLOWS_MAP, FlowSet, FlowTable};
+
+    let mut ebpf = lb_user::loader::load_object(32).expect("load BPF object (run as root)");
+    let program: &mut Xdp = ebpf.program_mut(PROGRAM).unwrap().try_into().unwrap();
+    program.load().expect("verifier accepts the program");
+    let mut balancer = Balancer::new(EbpfMaps::take(&mut ebpf).unwrap());
+    let key = service(
+        &mut balancer,
+        ip4("198.18.0.110"),
+        80,
+        Protocol::Tcp,
+        Mode::Dsr,
+        &[(ip4("198.18.1.41"), 1, 0x41), (ip4("198.18.1.42"), 1, 0x42)],
+        NoBackend::Drop,
+    );
+    let vip_id = balancer.services().find(|(k, _, _)| **k == key).unwrap().2;
+    let mac_of_index: std::collections::HashMap<u32, u8> = balancer
+        .backends(&key)
+        .unwrap()
+        .iter()
+        .map(|(spec, index)| (*index, spec.mac[5]))
+        .collect();
+    let syn = |sport| tcp(CLIENT4, "198.18.0.110", sport, 80).build();
+    let ack = |sport| {
+        let mut f = syn(sport);
+        f[14 + 20 + 13] = 0x10;
+        f
+    };
+    let flow = |sport| flow_of(ip4(CLIENT4), ip4("198.18.0.110"), sport, 80, 6);
+
+    let sports: Vec<u16> = (43000..43200).collect();
+    let mut chosen = std::collections::HashMap::new();
+    for &sport in &sports {
+        let (v, out) = run(&ebpf, &syn(sport));
+        assert_eq!(
+            v, XDP_TX,
+            "SYN {sport} forwarded although the table is full"
+        );
+        chosen.insert(sport, backend_of(&out));
+    }
+
+    let table: Array<_, FlowSet> = Array::try_from(ebpf.map(FLOWS_MAP).unwrap()).unwrap();
+    assert_eq!(table.len(), 4, "32 flows = 4 sets of 8");
+    let mut sets: Vec<FlowSet> = (0..table.len())
+        .map(|i| table.get(&i, 0).unwrap())
+        .collect();
+    assert!(
+        sets.iter().all(|s| s.tags.iter().all(|&t| t != 0)),
+        "every way in use"
+    );
+    let mut model = FlowTable::new(&mut sets);
+    let kept: Vec<u16> = sports
+        .iter()
+        .copied()
+        .filter(|&sport| {
+            model.lookup(&flow(sport), 0).is_some_and(|state| {
+                assert_eq!(state.vip_id, vip_id);
+                assert_eq!(
+                    mac_of_index[&state.backend], chosen[&sport],
+                    "flow {sport} recorded with the backend it went to"
+                );
+                true
+            })
+        })
+        .collect();
+    assert_eq!(
+        kept.len(),
+        32,
+        "the table holds as many flows as it has ways"
+    );
+    assert!(kept.contains(&43199), "the newest flow is kept");
+
+    let new_flows = || stats::vip_stats_of(&ebpf, vip_id).unwrap().new_flows;
+    let before = new_flows();
+    assert_eq!(before, 200);
+    for &sport in &kept {
+        let (_, out) = run(&ebpf, &ack(sport));
+        assert_eq!(backend_of(&out), chosen[&sport]);
+    }
+    assert_eq!(new_flows(), before, "kept flows hit the table");
+    let evicted = *sports.iter().find(|s| !kept.contains(s)).unwrap();
+    let (v, out) = run(&ebpf, &ack(evicted));
+    assert_eq!(v, XDP_TX);
+    assert_eq!(
+        backend_of(&out),
+        chosen[&evicted],
+        "Maglev gives the same backend"
+    );
+    assert_eq!(new_flows(), before + 1, "an evicted flow is balanced anew");
+}

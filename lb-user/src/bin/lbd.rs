@@ -68,9 +68,12 @@ struct Cli {
     #[command(flatten)]
     attach: AttachArgs,
 
-    /// Connection-table size (LRU: a full table evicts the least recently
-    /// used flow, it never refuses one).
-    #[arg(long, value_name = "N", default_value_t = lb_common::flow::DEFAULT_FLOW_ENTRIES)]
+    /// Connection-table size in flows, 8 to 67108864 (64 bytes each). Flows
+    /// sit in sets of 8 chosen by hash; a full set evicts its least recently
+    /// seen flow, it never refuses one. Give it about twice the concurrent
+    /// flows you expect.
+    #[arg(long, value_name = "N", default_value_t = lb_common::flow::DEFAULT_FLOW_ENTRIES,
+          value_parser = parse_flow_entries)]
     flow_entries: u32,
 
     /// Directory on bpffs where the maps are pinned. bpffs is mounted at
@@ -515,4 +518,10 @@ fn drain(
         Ok(()) => control::Response::data(if on { "drained" } else { "enabled" }),
         Err(e) => control::Response::error(e),
     }
+}
+
+/// `--flow-entries`: a number in the range the config file accepts.
+fn parse_flow_entries(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    lb_user::config::check_flow_entries(n).map(|()| n)
 }
