@@ -6,7 +6,8 @@ pub const CONFIG_MAP: &str = "config";
 /// after encapsulation.
 pub const DEFAULT_MTU: u16 = 1500;
 
-/// Data-plane settings user space writes once at start and on reload.
+/// Data-plane settings user space writes at start and on reload, and the
+/// live half of the VIP index, which it flips whenever the VIPs change.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct Config {
@@ -23,8 +24,11 @@ pub struct Config {
     /// Largest IP packet after encapsulation; bigger ones get ICMP
     /// "fragmentation needed" / "packet too big" back.
     pub mtu: u16,
+    /// Which half of `vip_index` is live (0 or 1); the balancer flips it
+    /// after writing the other half whole.
+    pub vip_index: u8,
     /// Explicit padding, always 0.
-    pub pad: u16,
+    pub pad: u8,
 }
 
 crate::pod!(Config);

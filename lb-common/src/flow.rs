@@ -163,6 +163,21 @@ pub const fn flow_tag(hash: u32) -> u32 {
 /// unit, and ages compare correctly up to 2^32 units (50 days).
 pub const FLOW_SEEN_UNIT_NS: u64 = 1 << 20;
 
+/// An evicted flow seen within this many time units (about 1.07 s) counts
+/// as recent: most likely still live, so the table is too small.
+pub const FLOW_RECENT_UNITS: u32 = 1 << 10;
+
+/// What recording a flow displaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replaced {
+    /// Nothing: the flow's own way, or an empty one.
+    Nothing,
+    /// A flow last seen [`FLOW_RECENT_UNITS`] or more ago.
+    Idle,
+    /// A flow seen within the last [`FLOW_RECENT_UNITS`].
+    Recent,
+}
+
 /// A time in the directory's unit (see [`FlowSet::seen`]).
 #[inline(always)]
 #[must_use]
@@ -270,9 +285,9 @@ impl FlowSet {
     /// else the least recently seen; among equals (a burst of new flows
     /// within one time unit), the scan starts at a way the hash picks, so
     /// a burst does not keep evicting one way. Returns the way's index and
-    /// whether a live flow is evicted.
+    /// what recording there displaces.
     #[inline(always)]
-    pub fn slot_for(&self, key: &FlowKey, hash: u32, now_ns: u64) -> (usize, bool) {
+    pub fn slot_for(&self, key: &FlowKey, hash: u32, now_ns: u64) -> (usize, Replaced) {
         let tag = flow_tag(hash);
         let now = flow_seen(now_ns);
         let start = (hash >> 29) as usize;
@@ -284,7 +299,7 @@ impl FlowSet {
             let i = (start + n) & (FLOW_WAYS - 1);
             let t = read(&self.tags[i]);
             if t == tag && self.ways[i].has_key(key) {
-                return (i, false);
+                return (i, Replaced::Nothing);
             }
             let age = if t == 0 {
                 u64::MAX
@@ -297,7 +312,14 @@ impl FlowSet {
             }
             n += 1;
         }
-        (best, best_age != u64::MAX)
+        let replaced = if best_age == u64::MAX {
+            Replaced::Nothing
+        } else if best_age > u64::from(FLOW_RECENT_UNITS) {
+            Replaced::Idle
+        } else {
+            Replaced::Recent
+        };
+        (best, replaced)
     }
 
     /// Record a flow in way `i`: its tag is cleared first and set last, and
@@ -372,7 +394,7 @@ impl<'a> FlowTable<'a> {
         Some(state)
     }
 
-    /// Record `key`; true if a live flow was evicted for it.
+    /// Record `key`: what it displaced.
     pub fn insert(
         &mut self,
         key: &FlowKey,
@@ -380,12 +402,12 @@ impl<'a> FlowTable<'a> {
         vip_id: u32,
         vip_generation: u32,
         now: u64,
-    ) -> bool {
+    ) -> Replaced {
         let hash = flow_hash(key);
         let set = self.set(hash);
-        let (i, evicts) = set.slot_for(key, hash, now);
+        let (i, replaced) = set.slot_for(key, hash, now);
         set.write(i, key, hash, backend, vip_id, vip_generation, now);
-        evicts
+        replaced
     }
 }
 
@@ -449,14 +471,15 @@ mod tests {
         let mut sets = vec![FlowSet::default(); 4];
         let mut t = FlowTable::new(&mut sets);
         assert_eq!(t.lookup(&key(1), SEC), None);
-        assert!(!t.insert(&key(1), 7, 3, 9, SEC));
+        assert_eq!(t.insert(&key(1), 7, 3, 9, SEC), Replaced::Nothing);
         let s = t.lookup(&key(1), SEC).expect("hit");
         assert_eq!((s.backend, s.vip_id, s.vip_generation), (7, 3, 9));
         assert_eq!(t.lookup(&key(2), SEC), None, "another flow misses");
         // A new connection on the same 5-tuple takes a new backend: the
         // way is rewritten, never duplicated.
-        assert!(
-            !t.insert(&key(1), 8, 3, 9, 2 * SEC),
+        assert_eq!(
+            t.insert(&key(1), 8, 3, 9, 2 * SEC),
+            Replaced::Nothing,
             "replacing itself is no eviction"
         );
         assert_eq!(t.lookup(&key(1), SEC).map(|s| s.backend), Some(8));
@@ -481,17 +504,19 @@ mod tests {
         let mut sets = vec![FlowSet::default(); 1];
         let mut t = FlowTable::new(&mut sets);
         for n in 0..FLOW_WAYS as u32 {
-            assert!(
-                !t.insert(&key(n), n, 0, 1, u64::from(n + 1) * 10 * SEC),
+            assert_eq!(
+                t.insert(&key(n), n, 0, 1, u64::from(n + 1) * 10 * SEC),
+                Replaced::Nothing,
                 "room for {n}"
             );
         }
         // Flow 0 is used again (later than everyone): flow 1 is now the
         // least recently seen.
         assert!(t.lookup(&key(0), 100 * SEC).is_some());
-        assert!(
+        assert_eq!(
             t.insert(&key(100), 100, 0, 1, 101 * SEC),
-            "a live flow is evicted"
+            Replaced::Idle,
+            "flow 1, seen 81 s ago, is evicted"
         );
         assert_eq!(t.lookup(&key(1), 102 * SEC), None, "the oldest went");
         for n in [0, 2, 3, 4, 5, 6, 7, 100] {
@@ -519,11 +544,11 @@ mod tests {
             set.write(i, &key(i as u32), flow_hash(&key(i as u32)), 1, 0, 1, 0);
         }
         let (h9, t) = (flow_hash(&key(9)), 5 * FLOW_SEEN_UNIT_NS);
-        assert_eq!(set.slot_for(&key(9), h9, t), (3, false));
+        assert_eq!(set.slot_for(&key(9), h9, t), (3, Replaced::Nothing));
         set.write(3, &key(3), flow_hash(&key(3)), 1, 0, 1, t);
-        let (way, evicts) = set.slot_for(&key(9), h9, t);
+        let (way, replaced) = set.slot_for(&key(9), h9, t);
         assert!(
-            evicts && way != 3,
+            replaced == Replaced::Recent && way != 3,
             "a flow of time 0 goes, not the one of now"
         );
     }
@@ -555,7 +580,16 @@ mod tests {
             );
         }
         let now = wrap + 4 * FLOW_SEEN_UNIT_NS;
-        assert_eq!(set.slot_for(&key(9), flow_hash(&key(9)), now), (0, true));
+        assert_eq!(
+            set.slot_for(&key(9), flow_hash(&key(9)), now),
+            (0, Replaced::Recent),
+            "way 0, five units old"
+        );
+        let later = now + u64::from(FLOW_RECENT_UNITS) * FLOW_SEEN_UNIT_NS;
+        assert_eq!(
+            set.slot_for(&key(9), flow_hash(&key(9)), later),
+            (0, Replaced::Idle)
+        );
     }
 
     #[test]
@@ -619,7 +653,7 @@ mod tests {
             let evicted = keys
                 .iter()
                 .enumerate()
-                .filter(|(i, k)| t.insert(k, 0, 0, 1, *i as u64 + 1))
+                .filter(|(i, k)| t.insert(k, 0, 0, 1, *i as u64 + 1) != Replaced::Nothing)
                 .count();
             let fraction = evicted as f64 / keys.len() as f64;
             println!(

@@ -252,11 +252,39 @@ pub mod decap {
 
 const _: () = assert!(core::mem::size_of::<DecapCounters>() == decap::COUNT * 8);
 
+/// Name of the connection-table counter map (per-CPU array, one entry).
+pub const STATS_FLOWS_MAP: &str = "stats_flows";
+
+/// Flows the connection table evicted to make room for new ones (see
+/// `flow::Replaced`). Idle evictions are the table doing its job; recent
+/// ones mean flows that were probably still live lost their entry: the
+/// table is too small for the traffic (`conntrack_entries`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct FlowCounters {
+    /// Evicted flows seen within `flow::FLOW_RECENT_UNITS` (about 1 s).
+    pub evicted_recent: u64,
+    /// Evicted flows idle longer than that.
+    pub evicted_idle: u64,
+}
+
+impl FlowCounters {
+    /// Field-wise sum, used to fold per-CPU values.
+    #[must_use]
+    pub const fn add(self, o: Self) -> Self {
+        Self {
+            evicted_recent: self.evicted_recent + o.evicted_recent,
+            evicted_idle: self.evicted_idle + o.evicted_idle,
+        }
+    }
+}
+
 crate::pod!(
     VerdictCounters,
     TrafficCounters,
     ExitCounters,
-    DecapCounters
+    DecapCounters,
+    FlowCounters
 );
 
 const _: () = assert!(core::mem::size_of::<VerdictCounters>() == VerdictCounters::FIELDS * 8);

@@ -7,6 +7,14 @@
 //! copy completely, then flips `active_table` with one map update, so the
 //! kernel never sees a half-written table.
 //!
+//! The program finds a VIP through `vip_index` (see [`VipIndexEntry`]):
+//! an open-addressed table of `VipKey -> id` in a plain array, which the
+//! verifier turns into pointer arithmetic; a kernel hash-map lookup cost a
+//! new flow about 20 ns. User space builds the whole index into the
+//! inactive half and flips `Config::vip_index`, as with the Maglev tables.
+//! The `vips` hash map holds the same records for inspection
+//! (`bpftool map dump`); the program does not read it.
+//!
 //! Two more maps serve the fast path:
 //! - `vip_ids` (array, id -> [`VipMeta`]): a connection-table hit names its
 //!   VIP by id and generation, so established flows skip the `vips` hash
@@ -121,4 +129,195 @@ impl VipMeta {
     }
 }
 
-crate::pod!(VipKey, VipMeta);
+/// Name of the VIP index (array of [`VipIndexEntry`], two halves).
+pub const VIP_INDEX_MAP: &str = "vip_index";
+/// Slots per half of the index: a power of two, four per possible VIP, so
+/// probe sequences stay short.
+pub const VIP_INDEX_SLOTS: u32 = 4 * MAX_VIPS;
+/// Longest probe sequence: the builder places every key within this many
+/// slots of its home slot, so a lookup needs no more.
+pub const VIP_INDEX_PROBES: u32 = 8;
+
+/// One slot of the VIP index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C, align(4))]
+pub struct VipIndexEntry {
+    /// The VIP.
+    pub key: VipKey,
+    /// Its id plus one (`vip_ids` index + 1); 0: the slot is empty.
+    pub id_plus_one: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<VipIndexEntry>() == 24);
+const _: () = assert!(VIP_INDEX_SLOTS.is_power_of_two());
+
+impl VipKey {
+    /// The key as five native-endian words (`repr(C, align(4))`, padding
+    /// spelled out).
+    #[inline(always)]
+    #[must_use]
+    pub const fn words(&self) -> &[u32; 5] {
+        // SAFETY: 20 bytes, 4-aligned, every byte initialised.
+        unsafe { &*core::ptr::from_ref(self).cast::<[u32; 5]>() }
+    }
+}
+
+/// Home slot of a key in one half of the index (multilinear hash, as the
+/// flow hash).
+#[inline(always)]
+#[must_use]
+pub const fn vip_index_home(key: &VipKey) -> u32 {
+    const K: [u64; 6] = [
+        0x0328_9393_56c1_6757,
+        0x6db5_61e2_596b_66ab,
+        0x9e37_79b9_7f4a_7c15,
+        0xc2b2_ae3d_27d4_eb4f,
+        0x1656_67b1_9e37_79f9,
+        0x27d4_eb2f_1656_67c5,
+    ];
+    let w = key.words();
+    let mut h = K[0];
+    let mut i = 0;
+    while i < w.len() {
+        h = h.wrapping_add((w[i] as u64).wrapping_mul(K[i + 1]));
+        i += 1;
+    }
+    ((h >> 32) as u32) & (VIP_INDEX_SLOTS - 1)
+}
+
+/// Map index of probe `probe` for a key with home slot `home`, in half
+/// `half` (0 or 1).
+#[inline(always)]
+#[must_use]
+pub const fn vip_index_slot(half: u32, home: u32, probe: u32) -> u32 {
+    (half & 1) * VIP_INDEX_SLOTS + ((home + probe) & (VIP_INDEX_SLOTS - 1))
+}
+
+/// Look `key` up in half `half` of an index read through `slot` (a map
+/// lookup in the kernel, a slice in user space): the VIP's id.
+#[inline(always)]
+pub fn vip_index_find<'a>(
+    half: u32,
+    key: &VipKey,
+    slot: impl Fn(u32) -> Option<&'a VipIndexEntry>,
+) -> Option<u32> {
+    let home = vip_index_home(key);
+    let k = key.words();
+    let mut probe = 0;
+    while probe < VIP_INDEX_PROBES {
+        let e = slot(vip_index_slot(half, home, probe))?;
+        if e.id_plus_one == 0 {
+            return None;
+        }
+        let w = e.key.words();
+        if w[4] == k[4] && w[3] == k[3] && w[0] == k[0] && w[1] == k[1] && w[2] == k[2] {
+            return Some(e.id_plus_one - 1);
+        }
+        probe += 1;
+    }
+    None
+}
+
+/// Fill `half` (one half of the index, [`VIP_INDEX_SLOTS`] entries) with
+/// `vips` (key, id), linear probing.
+///
+/// # Errors
+/// The first key that cannot be placed within [`VIP_INDEX_PROBES`] slots
+/// of its home (with at most [`MAX_VIPS`] keys in four times as many
+/// slots, a run that long is very unlikely).
+pub fn vip_index_build(
+    half: &mut [VipIndexEntry],
+    vips: impl IntoIterator<Item = (VipKey, u32)>,
+) -> Result<(), VipKey> {
+    assert_eq!(
+        half.len(),
+        VIP_INDEX_SLOTS as usize,
+        "one half of the index"
+    );
+    half.fill(VipIndexEntry::default());
+    for (key, id) in vips {
+        let home = vip_index_home(&key);
+        let free = (0..VIP_INDEX_PROBES)
+            .map(|p| vip_index_slot(0, home, p) as usize)
+            .find(|&i| half[i].id_plus_one == 0)
+            .ok_or(key)?;
+        half[free] = VipIndexEntry {
+            key,
+            id_plus_one: id + 1,
+        };
+    }
+    Ok(())
+}
+
+crate::pod!(VipKey, VipMeta, VipIndexEntry);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A distinct VIP for every `n`: 2001:db8::n.
+    fn key(n: u32, port: u16) -> VipKey {
+        let mut addr = [0; 16];
+        addr[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        addr[12..].copy_from_slice(&n.to_be_bytes());
+        VipKey {
+            addr,
+            port_be: port.to_be(),
+            proto: 6,
+            pad: 0,
+        }
+    }
+
+    #[test]
+    fn every_vip_is_found_in_its_half_and_nothing_else_is() {
+        let mut table = vec![VipIndexEntry::default(); 2 * VIP_INDEX_SLOTS as usize];
+        let vips: Vec<(VipKey, u32)> = (0..MAX_VIPS).map(|n| (key(n, 80), n)).collect();
+        let (a, b) = table.split_at_mut(VIP_INDEX_SLOTS as usize);
+        vip_index_build(a, vips.iter().copied()).expect("1024 VIPs fit");
+        vip_index_build(b, [(key(7, 443), 5)]).unwrap();
+        let get = |i: u32| table.get(i as usize);
+        for &(k, id) in &vips {
+            assert_eq!(vip_index_find(0, &k, get), Some(id));
+            assert_eq!(vip_index_find(1, &k, get), None, "not in the other half");
+        }
+        assert_eq!(vip_index_find(1, &key(7, 443), get), Some(5));
+        assert_eq!(vip_index_find(0, &key(7, 443), get), None, "other port");
+        assert_eq!(
+            vip_index_find(0, &key(5000, 80), get),
+            None,
+            "other address"
+        );
+    }
+
+    #[test]
+    fn rebuilding_a_half_forgets_what_was_there() {
+        let mut half = vec![VipIndexEntry::default(); VIP_INDEX_SLOTS as usize];
+        vip_index_build(&mut half, [(key(1, 80), 0), (key(2, 80), 1)]).unwrap();
+        vip_index_build(&mut half, [(key(2, 80), 1)]).unwrap();
+        let get = |i: u32| half.get(i as usize);
+        assert_eq!(vip_index_find(0, &key(1, 80), get), None);
+        assert_eq!(vip_index_find(0, &key(2, 80), get), Some(1));
+    }
+
+    #[test]
+    fn a_key_is_refused_when_its_probe_run_is_full() {
+        // Keys that all share one home slot: the ninth cannot be placed.
+        let home = vip_index_home(&key(0, 80));
+        let same: Vec<VipKey> = (0..200_000)
+            .map(|n| key(n, 80))
+            .filter(|k| vip_index_home(k) == home)
+            .take(VIP_INDEX_PROBES as usize + 1)
+            .collect();
+        assert_eq!(
+            same.len(),
+            VIP_INDEX_PROBES as usize + 1,
+            "enough colliding keys"
+        );
+        let mut half = vec![VipIndexEntry::default(); VIP_INDEX_SLOTS as usize];
+        let last = *same.last().unwrap();
+        assert_eq!(
+            vip_index_build(&mut half, same.into_iter().zip(0..)),
+            Err(last)
+        );
+    }
+}

@@ -11,9 +11,12 @@ use lb_common::{
     backend::{Backend, MAX_BACKENDS},
     config::Config,
     flow::{DEFAULT_FLOW_ENTRIES, FlowKey, FlowSet, FlowState, flow_sets},
-    stats::{DecapCounters, ExitCounters, ProtoClass, TrafficCounters, VerdictCounters},
+    stats::{
+        DecapCounters, ExitCounters, FlowCounters, ProtoClass, TrafficCounters, VerdictCounters,
+    },
     vip::{
-        BPF_F_MMAPABLE, DEFAULT_RING_SIZE, FILTER_BUCKETS, MAX_VIPS, TABLE_FLAGS, VipKey, VipMeta,
+        BPF_F_MMAPABLE, DEFAULT_RING_SIZE, FILTER_BUCKETS, MAX_VIPS, TABLE_FLAGS, VIP_INDEX_SLOTS,
+        VipIndexEntry, VipKey, VipMeta,
     },
 };
 
@@ -29,6 +32,10 @@ pub static STATS_PROTO: PerCpuArray<VerdictCounters, { ProtoClass::COUNT as usiz
 #[btf_map(name = "stats_exit")]
 pub static STATS_EXIT: PerCpuArray<ExitCounters, 1> = PerCpuArray::new();
 
+/// Connection-table evictions (one entry).
+#[btf_map(name = "stats_flows")]
+pub static STATS_FLOWS: PerCpuArray<FlowCounters, 1> = PerCpuArray::new();
+
 /// Traffic per VIP id.
 #[btf_map(name = "stats_vip")]
 pub static STATS_VIP: PerCpuArray<TrafficCounters, { MAX_VIPS as usize }> = PerCpuArray::new();
@@ -38,9 +45,21 @@ pub static STATS_VIP: PerCpuArray<TrafficCounters, { MAX_VIPS as usize }> = PerC
 pub static STATS_BACKEND: PerCpuArray<TrafficCounters, { MAX_BACKENDS as usize }> =
     PerCpuArray::new();
 
-/// Virtual services.
+/// Virtual services, for inspection (`bpftool map dump`): the program
+/// finds VIPs through `vip_index` and `vip_ids` and never reads this.
 #[btf_map(name = "vips")]
 pub static VIPS: HashMap<VipKey, VipMeta, { MAX_VIPS as usize }> = HashMap::new();
+
+/// The VIPs as the program finds them: two halves of an open-addressed
+/// `VipKey -> id` table (`lb_common::vip::VipIndexEntry`), the live one
+/// named by `Config::vip_index`; mmap-able so user space writes a half with
+/// one copy.
+#[btf_map(name = "vip_index")]
+pub static VIP_INDEX: Array<
+    VipIndexEntry,
+    { 2 * VIP_INDEX_SLOTS as usize },
+    { BPF_F_MMAPABLE as usize },
+> = Array::new();
 
 /// VIP records by id, for connection-table hits (generation 0: no VIP).
 #[btf_map(name = "vip_ids")]

@@ -13,11 +13,11 @@ use lb_common::{
     backend::{Backend, backend_flags},
     flow::{FlowKey, FlowSet, flow_set_index},
     hash::maglev_slot,
-    vip::{VipKey, VipMeta, filter_bits, filter_bucket, vip_flags},
+    vip::{VipKey, VipMeta, filter_bits, filter_bucket, vip_flags, vip_index_find},
 };
 
 use crate::{
-    maps::{BACKENDS, FLOW_SET_MASK, FLOWS, MAGLEV_TABLES, VIP_FILTER, VIP_IDS, VIPS},
+    maps::{BACKENDS, CONFIG, FLOW_SET_MASK, FLOWS, MAGLEV_TABLES, VIP_FILTER, VIP_IDS, VIP_INDEX},
     parse::Packet,
 };
 
@@ -43,29 +43,34 @@ pub fn filter(flow: &FlowKey) -> u8 {
 
 /// The VIP a flow is addressed to: exact port first, then the port-0
 /// (all ports) VIP for the address. `bits` (from [`filter`]) skips the
-/// lookups that cannot match. The record stays in the map (valid for the
-/// rest of this run: map values are RCU-protected).
+/// lookups that cannot match. Found through the live half of `vip_index`,
+/// then `vip_ids`; the record stays in the map (valid for the rest of this
+/// run: map values are RCU-protected).
 #[inline(always)]
 pub fn find_vip(flow: &FlowKey, bits: u8) -> Option<&'static VipMeta> {
+    let half = u32::from(CONFIG.get(0)?.vip_index);
     let mut key = VipKey {
         addr: flow.dst,
         port_be: flow.dst_port_be,
         proto: flow.proto,
         pad: 0,
     };
-    if bits & filter_bits::PORT != 0 {
-        // SAFETY: a concurrent update can only make us read the old or the
-        // new record; user space replaces records whole.
-        if let Some(meta) = unsafe { VIPS.get(key) } {
-            return Some(meta);
-        }
+    if bits & filter_bits::PORT != 0
+        && let Some(id) = vip_index_find(half, &key, |slot| VIP_INDEX.get(slot))
+    {
+        return vip_by_id(id);
     }
     if bits & filter_bits::ANY_PORT == 0 {
         return None;
     }
     key.port_be = 0;
-    // SAFETY: as above.
-    unsafe { VIPS.get(key) }
+    vip_by_id(vip_index_find(half, &key, |slot| VIP_INDEX.get(slot))?)
+}
+
+/// The live VIP with id `id` (generation 0: the id is free).
+#[inline(always)]
+fn vip_by_id(id: u32) -> Option<&'static VipMeta> {
+    VIP_IDS.get(id).filter(|meta| meta.generation != 0)
 }
 
 /// A live backend slot.
@@ -154,8 +159,9 @@ pub fn new_flow(
         // SAFETY: a helper without arguments.
         let now = unsafe { bpf_ktime_get_coarse_ns() };
         // A full set evicts its least recently seen flow, never refuses.
-        let (way, _evicts) = set.slot_for(&pkt.flow, hash, now);
+        let (way, replaced) = set.slot_for(&pkt.flow, hash, now);
         set.write(way, &pkt.flow, hash, index, vip.id, vip.generation, now);
+        crate::stats::count_replaced(replaced);
     }
     out.write(Chosen {
         index,

@@ -1,9 +1,12 @@
 //! Per-CPU counters: a few increments per packet, no locks, no logs.
 
 use aya_ebpf::bindings::xdp_action;
-use lb_common::stats::{ProtoClass, decap, exit};
+use lb_common::{
+    flow::Replaced,
+    stats::{ProtoClass, decap, exit},
+};
 
-use crate::maps::{STATS_BACKEND, STATS_DECAP, STATS_EXIT, STATS_PROTO, STATS_VIP};
+use crate::maps::{STATS_BACKEND, STATS_DECAP, STATS_EXIT, STATS_FLOWS, STATS_PROTO, STATS_VIP};
 
 /// Count one packet of `class` that leaves with `action`.
 #[inline(always)]
@@ -54,6 +57,23 @@ pub fn count_traffic(vip_id: u32, backend: u32, bytes: u64, new_flow: bool) {
         c.packets += 1;
         c.bytes += bytes;
         c.new_flows += new;
+    }
+}
+
+/// Count what recording a new flow displaced.
+#[inline(always)]
+pub fn count_replaced(replaced: Replaced) {
+    if replaced == Replaced::Nothing {
+        return;
+    }
+    if let Some(c) = STATS_FLOWS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot from a successful lookup.
+        let c = unsafe { &mut *c };
+        if replaced == Replaced::Recent {
+            c.evicted_recent += 1;
+        } else {
+            c.evicted_idle += 1;
+        }
     }
 }
 

@@ -26,7 +26,10 @@ use lb_common::{
     backend::{Backend, MAX_BACKENDS, backend_flags},
     config::Config,
     v4_mapped,
-    vip::{MAX_VIPS, TABLE_FLAGS, VipKey, VipMeta, filter_bits, filter_bucket, mode, vip_flags},
+    vip::{
+        MAX_VIPS, TABLE_FLAGS, VIP_INDEX_SLOTS, VipIndexEntry, VipKey, VipMeta, filter_bits,
+        filter_bucket, mode, vip_flags, vip_index_build,
+    },
 };
 
 use crate::maglev;
@@ -164,6 +167,10 @@ pub enum BalancerError {
     /// All VIP ids are taken.
     #[error("too many services (the maps hold {MAX_VIPS})")]
     TooManyServices,
+    /// The VIP index has no free slot near the service's hash (very
+    /// unlikely: the index has four slots per possible VIP).
+    #[error("{0}: no room in the VIP index (too many VIPs hash alike)")]
+    VipIndexFull(ServiceKey),
     /// All backend slots are taken.
     #[error("too many distinct backends (the maps hold {MAX_BACKENDS})")]
     TooManyBackends,
@@ -222,6 +229,17 @@ pub trait Maps {
     /// # Errors
     /// On map failure.
     fn set_config(&mut self, config: &Config) -> Result<(), BalancerError>;
+    /// Write half `half` (0 or 1) of the VIP index whole
+    /// ([`VIP_INDEX_SLOTS`] entries); the kernel reads it once
+    /// `Config::vip_index` names it.
+    ///
+    /// # Errors
+    /// On map failure.
+    fn write_vip_index(
+        &mut self,
+        half: u32,
+        entries: &[VipIndexEntry],
+    ) -> Result<(), BalancerError>;
 }
 
 struct Service {
@@ -254,6 +272,9 @@ pub struct Balancer<M> {
     next_id: u32,
     /// Next VIP generation to hand out; never 0.
     next_generation: u32,
+    /// The settings last written, with `vip_index` (the live half of the
+    /// VIP index) kept by us.
+    config: Config,
 }
 
 fn addr16(addr: IpAddr) -> [u8; 16] {
@@ -275,6 +296,10 @@ impl<M: Maps> Balancer<M> {
             free_ids: Vec::new(),
             next_id: 0,
             next_generation: 1,
+            config: Config {
+                mtu: lb_common::config::DEFAULT_MTU,
+                ..Config::default()
+            },
         }
     }
 
@@ -288,7 +313,41 @@ impl<M: Maps> Balancer<M> {
     /// # Errors
     /// On map failure.
     pub fn set_config(&mut self, config: &Config) -> Result<(), BalancerError> {
-        self.maps.set_config(config)
+        let config = Config {
+            vip_index: self.config.vip_index,
+            ..*config
+        };
+        self.maps.set_config(&config)?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Build the VIP index of the services that exist now into the
+    /// inactive half, then make it the live one.
+    fn publish_vip_index(&mut self) -> Result<(), BalancerError> {
+        let next = self.config.vip_index ^ 1;
+        let mut half = vec![VipIndexEntry::default(); VIP_INDEX_SLOTS as usize];
+        vip_index_build(
+            &mut half,
+            self.services.iter().map(|(k, s)| (k.map_key(), s.id)),
+        )
+        .map_err(|full| {
+            let key = self
+                .services
+                .keys()
+                .find(|k| k.map_key() == full)
+                .copied()
+                .expect("built from the services");
+            BalancerError::VipIndexFull(key)
+        })?;
+        self.maps.write_vip_index(u32::from(next), &half)?;
+        let config = Config {
+            vip_index: next,
+            ..self.config
+        };
+        self.maps.set_config(&config)?;
+        self.config = config;
+        Ok(())
     }
 
     /// Services, in key order.
@@ -349,7 +408,16 @@ impl<M: Maps> Balancer<M> {
             return Err(e);
         }
         self.services.insert(key, service);
-        self.update_filter(&key)
+        self.update_filter(&key)?;
+        if let Err(e) = self.publish_vip_index() {
+            // Not findable by the kernel: take the rest back too.
+            self.services.remove(&key);
+            self.maps.remove_vip(&key.map_key(), id)?;
+            self.update_filter(&key)?;
+            self.free_ids.push(id);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Rewrite the prefilter bucket of `key`'s address from the services
@@ -380,9 +448,14 @@ impl<M: Maps> Balancer<M> {
         if !self.services.contains_key(key) {
             return Err(BalancerError::NoService(*key));
         }
-        let id = self.services[key].id;
-        self.maps.remove_vip(&key.map_key(), id)?;
+        // Out of the index first: the kernel stops finding the VIP before
+        // its record goes.
         let service = self.services.remove(key).expect("checked above");
+        if let Err(e) = self.publish_vip_index() {
+            self.services.insert(*key, service);
+            return Err(e);
+        }
+        self.maps.remove_vip(&key.map_key(), service.id)?;
         self.update_filter(key)?;
         self.release(service.backends.iter().map(|(_, i)| *i))?;
         self.free_ids.push(service.id);
@@ -577,6 +650,59 @@ pub struct EbpfMaps {
     config: Array<MapData, Config>,
     /// Inner tables we created, by outer slot, with their memory mapping.
     inner: HashMap<u32, InnerTable>,
+    /// The VIP index (both halves), memory-mapped.
+    vip_index: VipIndexMapping,
+}
+
+/// The `vip_index` array mapped into our memory: a half is rewritten with
+/// one copy, not thousands of map updates.
+struct VipIndexMapping {
+    _map: Array<MapData, VipIndexEntry>,
+    mem: *mut VipIndexEntry,
+    mapped_bytes: usize,
+}
+
+// SAFETY: as `InnerTable`: the mapping is owned, used from one thread at a
+// time through `&mut self`.
+unsafe impl Send for VipIndexMapping {}
+
+impl Drop for VipIndexMapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what we mapped.
+        unsafe { libc::munmap(self.mem.cast(), self.mapped_bytes) };
+    }
+}
+
+// Entries are laid out `round_up(value_size, 8)` apart: 24, no gaps.
+const _: () = assert!(std::mem::size_of::<VipIndexEntry>().is_multiple_of(8));
+
+impl VipIndexMapping {
+    fn new(map: aya::maps::Map) -> Result<Self, BalancerError> {
+        let map =
+            Array::<MapData, VipIndexEntry>::try_from(map).map_err(map_err("opening vip_index"))?;
+        let bytes = 2 * VIP_INDEX_SLOTS as usize * std::mem::size_of::<VipIndexEntry>();
+        let mapped_bytes = bytes.div_ceil(4096) * 4096;
+        // SAFETY: mapping a BPF_F_MMAPABLE array's fd read-write, shared,
+        // for its (page-rounded) value area.
+        let mem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped_bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.map().fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if mem == libc::MAP_FAILED {
+            return Err(BalancerError::Mmap(std::io::Error::last_os_error()));
+        }
+        Ok(Self {
+            _map: map,
+            mem: mem.cast(),
+            mapped_bytes,
+        })
+    }
 }
 
 /// An inner Maglev table and its memory mapping. The kernel lays array
@@ -621,7 +747,7 @@ impl EbpfMaps {
         use lb_common::{
             backend::BACKENDS_MAP,
             config::CONFIG_MAP,
-            vip::{MAGLEV_TABLES_MAP, VIP_FILTER_MAP, VIP_IDS_MAP, VIPS_MAP},
+            vip::{MAGLEV_TABLES_MAP, VIP_FILTER_MAP, VIP_IDS_MAP, VIP_INDEX_MAP, VIPS_MAP},
         };
         let mut take = |name: &'static str| {
             ebpf.take_map(name).ok_or_else(|| BalancerError::Map {
@@ -639,6 +765,7 @@ impl EbpfMaps {
                 .map_err(map_err("opening maglev_tables"))?,
             config: Array::try_from(take(CONFIG_MAP)?).map_err(map_err("opening config"))?,
             inner: HashMap::new(),
+            vip_index: VipIndexMapping::new(take(VIP_INDEX_MAP)?)?,
         })
     }
 
@@ -731,6 +858,21 @@ impl Maps for EbpfMaps {
             .set(0, config, 0)
             .map_err(map_err("writing config"))
     }
+
+    fn write_vip_index(
+        &mut self,
+        half: u32,
+        entries: &[VipIndexEntry],
+    ) -> Result<(), BalancerError> {
+        assert_eq!(entries.len(), VIP_INDEX_SLOTS as usize, "a whole half");
+        let start = (half as usize & 1) * VIP_INDEX_SLOTS as usize;
+        // SAFETY: the mapping holds 2 * VIP_INDEX_SLOTS entries; the kernel
+        // does not read this half until `Config::vip_index` names it.
+        let slots =
+            unsafe { std::slice::from_raw_parts_mut(self.vip_index.mem.add(start), entries.len()) };
+        slots.copy_from_slice(entries);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -746,6 +888,8 @@ mod tests {
         tables: HashMap<u32, Vec<u32>>,
         backends: HashMap<u32, Backend>,
         fail_tables: bool,
+        config: Config,
+        vip_index: [Vec<VipIndexEntry>; 2],
     }
 
     impl Maps for Fake {
@@ -788,7 +932,19 @@ mod tests {
             self.backends.insert(index, *backend);
             Ok(())
         }
-        fn set_config(&mut self, _: &Config) -> Result<(), BalancerError> {
+        fn set_config(&mut self, config: &Config) -> Result<(), BalancerError> {
+            self.log
+                .push(format!("config vip_index={}", config.vip_index));
+            self.config = *config;
+            Ok(())
+        }
+        fn write_vip_index(
+            &mut self,
+            half: u32,
+            entries: &[VipIndexEntry],
+        ) -> Result<(), BalancerError> {
+            self.log.push(format!("vip_index {half}"));
+            self.vip_index[half as usize] = entries.to_vec();
             Ok(())
         }
     }
@@ -818,6 +974,64 @@ mod tests {
     fn live_table(b: &Balancer<Fake>, key: &ServiceKey) -> Vec<u32> {
         let meta = b.maps().vips[&key.map_key()];
         b.maps().tables[&VipMeta::table_slot(meta.id, meta.active_table)].clone()
+    }
+
+    /// The id the kernel finds for `key` in the live half of the index.
+    fn indexed(b: &Balancer<Fake>, key: &ServiceKey) -> Option<u32> {
+        let m = b.maps();
+        let half = m.config.vip_index;
+        lb_common::vip::vip_index_find(u32::from(half), &key.map_key(), |slot| {
+            m.vip_index[half as usize].get((slot % VIP_INDEX_SLOTS) as usize)
+        })
+    }
+
+    #[test]
+    fn the_vip_index_follows_services_and_flips_only_when_whole() {
+        let mut b = Balancer::new(Fake::default());
+        b.upsert_service(key(100), spec()).unwrap();
+        b.upsert_service(key(101), spec()).unwrap();
+        let id = |b: &Balancer<Fake>, k| b.services().find(|(s, _, _)| **s == k).unwrap().2;
+        assert_eq!(indexed(&b, &key(100)), Some(id(&b, key(100))));
+        assert_eq!(indexed(&b, &key(101)), Some(id(&b, key(101))));
+        // Each change writes the other half whole, then flips to it.
+        let log = &b.maps().log;
+        let flips: Vec<&String> = log
+            .iter()
+            .filter(|l| l.starts_with("vip_index") || l.starts_with("config"))
+            .collect();
+        assert_eq!(
+            flips,
+            [
+                "vip_index 1",
+                "config vip_index=1",
+                "vip_index 0",
+                "config vip_index=0"
+            ]
+        );
+
+        b.maps.log.clear();
+        b.remove_service(&key(100)).unwrap();
+        assert_eq!(indexed(&b, &key(100)), None);
+        assert_eq!(indexed(&b, &key(101)), Some(id(&b, key(101))));
+        let log = &b.maps().log;
+        let flip = log.iter().position(|l| l == "config vip_index=1").unwrap();
+        let gone = log
+            .iter()
+            .position(|l| l.starts_with("remove vip"))
+            .unwrap();
+        assert!(
+            flip < gone,
+            "out of the index before the record goes: {log:?}"
+        );
+
+        // New settings keep the live half.
+        b.set_config(&Config {
+            mtu: 9000,
+            ..Config::default()
+        })
+        .unwrap();
+        assert_eq!(b.maps().config.vip_index, 1);
+        assert_eq!(indexed(&b, &key(101)), Some(id(&b, key(101))));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | `lb_vrrp_state` (1 for the current state) | instance, state |
 //! | `lb_vrrp_priority`, `lb_vrrp_transitions_total`, `lb_vrrp_adverts_accepted_total` | instance |
 //! | `lb_vrrp_adverts_rejected_total` | instance, cause |
+//! | `lb_flows_evicted_total` (connection table) | age: `recent` (seen within ~1 s: grow `conntrack_entries`) or `idle` |
 
 use std::net::SocketAddr;
 
@@ -46,6 +47,8 @@ pub struct Snapshot {
     pub traffic: Vec<ServiceTraffic>,
     /// VRRP instances.
     pub vrrp: Vec<InstanceStatus>,
+    /// Connection-table evictions (none without a data plane).
+    pub flows: Option<lb_common::stats::FlowCounters>,
 }
 
 fn counter_family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
@@ -146,6 +149,16 @@ pub fn render(s: &Snapshot) -> String {
             rejected
                 .get_or_create(&labels(&[("instance", &i.name), ("cause", cause)]))
                 .inc_by(*n);
+        }
+    }
+    if let Some(f) = &s.flows {
+        let evicted = counter_family(
+            &mut r,
+            "lb_flows_evicted",
+            "Flows the connection table evicted for new ones, by how recently they were seen",
+        );
+        for (age, n) in [("recent", f.evicted_recent), ("idle", f.evicted_idle)] {
+            evicted.get_or_create(&labels(&[("age", age)])).inc_by(n);
         }
     }
     let mut out = String::new();
@@ -271,6 +284,10 @@ mod tests {
                 adverts_accepted: 7,
                 rejected: [("bad_ttl".to_owned(), 3)].into(),
             }],
+            flows: Some(lb_common::stats::FlowCounters {
+                evicted_recent: 4,
+                evicted_idle: 90,
+            }),
         };
         let text = render(&snap);
         for line in [
@@ -282,6 +299,8 @@ mod tests {
             "lb_vrrp_state{instance=\"VI_1\",state=\"BACKUP\"} 0",
             "lb_vrrp_priority{instance=\"VI_1\"} 150",
             "lb_vrrp_adverts_rejected_total{instance=\"VI_1\",cause=\"bad_ttl\"} 3",
+            "lb_flows_evicted_total{age=\"recent\"} 4",
+            "lb_flows_evicted_total{age=\"idle\"} 90",
             "# EOF",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");

@@ -5,8 +5,8 @@ use std::{borrow::Borrow, path::Path};
 
 use aya::maps::{Map, MapData, MapError, PerCpuArray};
 use lb_common::stats::{
-    ExitCounters, ProtoClass, STATS_BACKEND_MAP, STATS_EXIT_MAP, STATS_PROTO_MAP, STATS_VIP_MAP,
-    TrafficCounters, VerdictCounters, exit,
+    ExitCounters, FlowCounters, ProtoClass, STATS_BACKEND_MAP, STATS_EXIT_MAP, STATS_FLOWS_MAP,
+    STATS_PROTO_MAP, STATS_VIP_MAP, TrafficCounters, VerdictCounters, exit,
 };
 
 /// Counters per protocol class, summed over CPUs, in [`ProtoClass::ALL`] order.
@@ -152,6 +152,14 @@ fn per_cpu_sum<V: aya::Pod + Copy + Default>(
     let map = PerCpuArray::<_, V>::try_from(map).map_err(map_err)?;
     let values = map.get(&index, 0).map_err(map_err)?;
     Ok(values.iter().fold(V::default(), |acc, v| add(acc, *v)))
+}
+
+/// Connection-table evictions summed over CPUs.
+///
+/// # Errors
+/// As [`exit_stats_of`].
+pub fn flow_stats_of(ebpf: &aya::Ebpf) -> Result<FlowCounters, StatsError> {
+    per_cpu_sum(ebpf, STATS_FLOWS_MAP, 0, FlowCounters::add)
 }
 
 /// Exit-reason counters summed over CPUs.

@@ -2,8 +2,8 @@
 //! Run by `cargo xtask bench dataplane` (release build, root).
 //!
 //! Each path runs the same frame `--repeat` times in one kernel call; the
-//! kernel reports the mean time per run; the figure is the median of three
-//! such calls. Paths: connection-table hit, new
+//! kernel reports the mean time per run; the figure is the median of seven
+//! such calls, printed with their range. Paths: connection-table hit, new
 //! flow (Maglev + insert: a TCP SYN always re-selects), non-VIP pass, and
 //! `ipip` encapsulation (a table hit plus the encapsulation).
 
@@ -33,6 +33,9 @@ struct Cli {
     #[arg(long, default_value_t = 10)]
     backends: u8,
 }
+
+/// Calls per batched path (the figure is their median).
+const CALLS: usize = 7;
 
 fn main() -> ExitCode {
     match run(&Cli::parse()) {
@@ -129,16 +132,18 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         })?;
         Ok((r.return_value, r.duration.as_secs_f64() * 1e9))
     };
-    // Batched paths: the median of three calls of `--repeat` runs each, so
-    // one call disturbed by the host does not make the figure.
+    // Batched paths: the median of CALLS calls of `--repeat` runs each, so
+    // a call slowed down by the host (a VM's neighbours) does not make the
+    // figure; the spread is printed with it.
+    let spread = std::cell::Cell::new((f64::NAN, f64::NAN));
     let batched = |program: &Xdp, frame: &[u8]| -> Result<(u32, f64), Box<dyn std::error::Error>> {
-        let mut calls = [
-            run(program, frame, cli.repeat)?,
-            run(program, frame, cli.repeat)?,
-            run(program, frame, cli.repeat)?,
-        ];
+        let mut calls = Vec::with_capacity(CALLS);
+        for _ in 0..CALLS {
+            calls.push(run(program, frame, cli.repeat)?);
+        }
         calls.sort_by(|a, b| a.1.total_cmp(&b.1));
-        Ok(calls[1])
+        spread.set((calls[0].1, calls[CALLS - 1].1));
+        Ok(calls[CALLS / 2])
     };
     let time = |frame: &[u8]| batched(program, frame);
     // XDP test runs repeat on the same buffer, so a path that changes the
@@ -189,7 +194,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         "BPF_PROG_TEST_RUN, {} backends per service, M = 65537",
         cli.backends
     );
-    println!("{:<66} {:>10}", "path", "ns/packet");
+    println!("{:<60} {:>10}   (min-max)", "path", "ns/packet");
     let report = |name: &str,
                   (verdict, ns): (u32, f64),
                   want: u32|
@@ -197,10 +202,13 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         if verdict != want {
             return Err(format!("{name}: verdict {verdict}, expected {want}").into());
         }
-        println!("{name:<66} {ns:>10.1}");
+        match spread.replace((f64::NAN, f64::NAN)) {
+            (lo, _) if lo.is_nan() => println!("{name:<60} {ns:>10.1}"),
+            (lo, hi) => println!("{name:<60} {ns:>10.1}   ({lo:.0}-{hi:.0})"),
+        }
         Ok(ns)
     };
-    let n = format!("median of 3 x {}", cli.repeat);
+    let n = format!("median of {CALLS} x {}", cli.repeat);
     let floor = report(
         &format!("floor: lb_decap on a plain frame ({n})"),
         batched(decap, &non_vip)?,

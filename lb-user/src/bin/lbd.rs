@@ -334,6 +334,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         .as_ref()
                         .and_then(|v| v.board.lock().ok().map(|b| b.values().cloned().collect()))
                         .unwrap_or_default(),
+                    flows: dataplane
+                        .as_ref()
+                        .and_then(|d| lb_user::stats::flow_stats_of(d.ebpf()).ok()),
                 };
                 let _ = reply.send(metrics::render(&snapshot));
             }
