@@ -180,7 +180,7 @@ pub struct Dataplane {
     #[serde(default = "default_xdp_mode")]
     pub xdp_mode: String,
     /// Connection-table size in flows (rounded up to a power-of-two number
-    /// of 8-flow sets; 64 bytes per flow).
+    /// of 8-flow sets; 72 bytes per flow).
     #[serde(default = "default_conntrack")]
     pub conntrack_entries: u32,
     /// `ipip` outer IPv4 source: `"198.18.255.0/24"` takes the host bits
@@ -238,7 +238,7 @@ pub fn check_flow_entries(n: u32) -> Result<(), String> {
     }
     if n > MAX_FLOW_ENTRIES {
         return Err(format!(
-            "{n} is too large: at most {MAX_FLOW_ENTRIES} (64 bytes per flow)"
+            "{n} is too large: at most {MAX_FLOW_ENTRIES} (72 bytes per flow)"
         ));
     }
     Ok(())

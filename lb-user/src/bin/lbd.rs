@@ -68,7 +68,7 @@ struct Cli {
     #[command(flatten)]
     attach: AttachArgs,
 
-    /// Connection-table size in flows, 8 to 67108864 (64 bytes each). Flows
+    /// Connection-table size in flows, 8 to 67108864 (72 bytes each). Flows
     /// sit in sets of 8 chosen by hash; a full set evicts its least recently
     /// seen flow, it never refuses one. Give it about twice the concurrent
     /// flows you expect.
