@@ -31,18 +31,26 @@ pub(crate) const fn word(b: &[u8; 16], i: usize) -> u32 {
     u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]])
 }
 
+/// Multilinear hash of `w` with constants `k` (`k[0]` the offset, then one
+/// per word; `k.len() > w.len()`): the high half of
+/// `k[0] + sum(k[i+1] * w[i])` mod 2^64.
+#[inline(always)]
+#[must_use]
+pub(crate) const fn multilinear(w: &[u32], k: &[u64]) -> u32 {
+    let mut h = k[0];
+    let mut i = 0;
+    while i < w.len() {
+        h = h.wrapping_add((w[i] as u64).wrapping_mul(k[i + 1]));
+        i += 1;
+    }
+    (h >> 32) as u32
+}
+
 /// Hash of a flow's 5-tuple.
 #[inline(always)]
 #[must_use]
 pub const fn flow_hash(key: &FlowKey) -> u32 {
-    let w = key.words();
-    let mut h = K[0];
-    let mut i = 0;
-    while i < w.len() {
-        h = h.wrapping_add((w[i] as u64).wrapping_mul(K[i + 1]));
-        i += 1;
-    }
-    (h >> 32) as u32
+    multilinear(key.words(), &K)
 }
 
 /// A flow's slot in a Maglev table of `ring_size` entries: the hash scaled

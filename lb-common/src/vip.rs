@@ -175,14 +175,7 @@ pub const fn vip_index_home(key: &VipKey) -> u32 {
         0x1656_67b1_9e37_79f9,
         0x27d4_eb2f_1656_67c5,
     ];
-    let w = key.words();
-    let mut h = K[0];
-    let mut i = 0;
-    while i < w.len() {
-        h = h.wrapping_add((w[i] as u64).wrapping_mul(K[i + 1]));
-        i += 1;
-    }
-    ((h >> 32) as u32) & (VIP_INDEX_SLOTS - 1)
+    crate::hash::multilinear(key.words(), &K) & (VIP_INDEX_SLOTS - 1)
 }
 
 /// Map index of probe `probe` for a key with home slot `home`, in half

@@ -150,7 +150,7 @@ pub enum BalancerError {
         source: MapError,
     },
     /// Mapping the table memory failed.
-    #[error("mapping Maglev table memory failed")]
+    #[error("mapping BPF array memory (Maglev table or VIP index) failed")]
     Mmap(#[source] std::io::Error),
     /// The Maglev table could not be built.
     #[error("Maglev table for {service}")]
@@ -681,22 +681,7 @@ impl VipIndexMapping {
         let map =
             Array::<MapData, VipIndexEntry>::try_from(map).map_err(map_err("opening vip_index"))?;
         let bytes = 2 * VIP_INDEX_SLOTS as usize * std::mem::size_of::<VipIndexEntry>();
-        let mapped_bytes = bytes.div_ceil(4096) * 4096;
-        // SAFETY: mapping a BPF_F_MMAPABLE array's fd read-write, shared,
-        // for its (page-rounded) value area.
-        let mem = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                mapped_bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.map().fd().as_fd().as_raw_fd(),
-                0,
-            )
-        };
-        if mem == libc::MAP_FAILED {
-            return Err(BalancerError::Mmap(std::io::Error::last_os_error()));
-        }
+        let (mem, mapped_bytes) = mmap_values(map.map(), bytes)?;
         Ok(Self {
             _map: map,
             mem: mem.cast(),
@@ -730,6 +715,28 @@ impl Drop for InnerTable {
         // SAFETY: unmapping exactly what we mapped.
         unsafe { libc::munmap(self.mem.cast(), self.mapped_bytes) };
     }
+}
+
+/// Map the first `bytes` (rounded up to pages) of a `BPF_F_MMAPABLE`
+/// array's values read-write into our memory: (address, mapped length).
+fn mmap_values(map: &MapData, bytes: usize) -> Result<(*mut libc::c_void, usize), BalancerError> {
+    let mapped_bytes = bytes.div_ceil(4096) * 4096;
+    // SAFETY: mapping a BPF_F_MMAPABLE array's fd read-write, shared, for
+    // (at most) its page-rounded value area, as the kernel documents.
+    let mem = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            mapped_bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            map.fd().as_fd().as_raw_fd(),
+            0,
+        )
+    };
+    if mem == libc::MAP_FAILED {
+        return Err(BalancerError::Mmap(std::io::Error::last_os_error()));
+    }
+    Ok((mem, mapped_bytes))
 }
 
 fn map_err(op: impl Into<String>) -> impl FnOnce(MapError) -> BalancerError {
@@ -777,23 +784,7 @@ impl EbpfMaps {
             let size = u32::try_from(len).expect("ring sizes fit u32");
             let map = Array::<MapData, u32>::create(size, TABLE_FLAGS)
                 .map_err(map_err(format!("creating a {len}-slot Maglev table")))?;
-            let page = 4096;
-            let mapped_bytes = (len * 8).div_ceil(page) * page;
-            // SAFETY: mapping a BPF_F_MMAPABLE array's fd read-write, shared,
-            // for its (page-rounded) value area, as the kernel documents.
-            let mem = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    mapped_bytes,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    map.map().fd().as_fd().as_raw_fd(),
-                    0,
-                )
-            };
-            if mem == libc::MAP_FAILED {
-                return Err(BalancerError::Mmap(std::io::Error::last_os_error()));
-            }
+            let (mem, mapped_bytes) = mmap_values(map.map(), len * 8)?;
             self.tables
                 .set(slot, &map, 0)
                 .map_err(map_err(format!("installing Maglev table in slot {slot}")))?;
