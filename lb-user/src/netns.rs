@@ -222,14 +222,29 @@ impl Netns {
     }
 }
 
+/// How long processes get to exit on SIGTERM before SIGKILL.
+const TERM_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Drop for Netns {
     fn drop(&mut self) {
-        for mut child in self
+        let mut children = self
             .children
             .lock()
             .map(|mut c| std::mem::take(&mut *c))
-            .unwrap_or_default()
-        {
+            .unwrap_or_default();
+        // SIGTERM first: daemons clean up after themselves (lbd removes its
+        // pins and VIPs) only when asked politely.
+        for child in &children {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                // SAFETY: kill(2) on our own child's pid.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+        let _all_exited = wait_for(TERM_GRACE, || {
+            children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+            children.is_empty().then_some(())
+        });
+        for mut child in children {
             let _already_exited = child.kill();
             let _status = child.wait();
         }
@@ -525,24 +540,38 @@ impl Drop for Lan {
     }
 }
 
-/// Delete namespaces of our family whose creating process is gone.
+/// Whether `name` is of our family (`<FAMILY><pid>x...`) and its creating
+/// process is gone.
+fn stale(name: &str) -> bool {
+    name.strip_prefix(FAMILY)
+        .and_then(|rest| rest.split('x').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Delete namespaces of our family whose creating process is gone, and the
+/// pin directories (`/sys/fs/bpf/<prefix>*`) its killed daemons left.
 fn sweep_stale() {
-    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else {
-        return;
+    let names = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| stale(n))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(FAMILY)
-            .and_then(|rest| rest.split('x').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists()
-            && let Err(e) = ip(&["netns", "del", &name])
-        {
+    for name in names(NETNS_DIR) {
+        if let Err(e) = ip(&["netns", "del", &name]) {
             eprintln!("netns: sweeping stale {name} failed: {e}");
+        }
+    }
+    for name in names(crate::preflight::BPFFS_ROOT) {
+        let path = Path::new(crate::preflight::BPFFS_ROOT).join(&name);
+        if let Err(e) = std::fs::remove_dir_all(&path) {
+            eprintln!("netns: sweeping stale pins {} failed: {e}", path.display());
         }
     }
 }
