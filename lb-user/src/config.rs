@@ -1193,6 +1193,20 @@ backend = [
                 "lb.toml:3: dataplane.xdp_mode: \"fast\" is not a mode: auto, native or generic",
             ),
             (
+                s.replace(
+                    "interface = \"eth0\"\n\n[[vrrp",
+                    "interface = \"eth0\"\nconntrack_entries = 4\n\n[[vrrp",
+                ),
+                "lb.toml:3: dataplane.conntrack_entries: 4 is too small: at least 8",
+            ),
+            (
+                s.replace(
+                    "interface = \"eth0\"\n\n[[vrrp",
+                    "interface = \"eth0\"\nconntrack_entries = 100000000\n\n[[vrrp",
+                ),
+                "lb.toml:3: dataplane.conntrack_entries: 100000000 is too large: at most 67108864 (72 bytes per flow)",
+            ),
+            (
                 format!(
                     "{s}\n[[vrrp_instance]]\nname = \"VI_2\"\ninterface = \"eth0\"\nvirtual_router_id = 50\nvirtual_ipaddress = [\"198.18.0.101\"]\n"
                 ),
