@@ -18,7 +18,6 @@ use std::{
     collections::{BTreeMap, HashMap},
     fmt,
     net::IpAddr,
-    os::fd::{AsFd as _, AsRawFd as _},
 };
 
 use aya::maps::{Array, ArrayOfMaps, HashMap as BpfHashMap, IterableMap as _, MapData, MapError};
@@ -32,7 +31,7 @@ use lb_common::{
     },
 };
 
-use crate::maglev;
+use crate::{bpfmem::ArrayMemory, maglev};
 
 /// Transport protocol of a service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -658,19 +657,7 @@ pub struct EbpfMaps {
 /// one copy, not thousands of map updates.
 struct VipIndexMapping {
     _map: Array<MapData, VipIndexEntry>,
-    mem: *mut VipIndexEntry,
-    mapped_bytes: usize,
-}
-
-// SAFETY: as `InnerTable`: the mapping is owned, used from one thread at a
-// time through `&mut self`.
-unsafe impl Send for VipIndexMapping {}
-
-impl Drop for VipIndexMapping {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what we mapped.
-        unsafe { libc::munmap(self.mem.cast(), self.mapped_bytes) };
-    }
+    mem: ArrayMemory,
 }
 
 // Entries are laid out `round_up(value_size, 8)` apart: 24, no gaps.
@@ -681,12 +668,8 @@ impl VipIndexMapping {
         let map =
             Array::<MapData, VipIndexEntry>::try_from(map).map_err(map_err("opening vip_index"))?;
         let bytes = 2 * VIP_INDEX_SLOTS as usize * std::mem::size_of::<VipIndexEntry>();
-        let (mem, mapped_bytes) = mmap_values(map.map(), bytes)?;
-        Ok(Self {
-            _map: map,
-            mem: mem.cast(),
-            mapped_bytes,
-        })
+        let mem = ArrayMemory::map(map.map(), bytes, true).map_err(BalancerError::Mmap)?;
+        Ok(Self { _map: map, mem })
     }
 }
 
@@ -695,9 +678,8 @@ impl VipIndexMapping {
 /// occupies the low half (little-endian) of a `u64` slot in the mapping.
 struct InnerTable {
     _map: Array<MapData, u32>,
-    mem: *mut u64,
+    mem: ArrayMemory,
     len: usize,
-    mapped_bytes: usize,
 }
 
 // The table writer stores each u32 in the low half of a u64 element.
@@ -705,39 +687,6 @@ const _: () = assert!(
     cfg!(target_endian = "little"),
     "lb supports little-endian hosts (bpfel)"
 );
-
-// SAFETY: the mapping is owned by this struct and only touched through
-// &mut self.
-unsafe impl Send for InnerTable {}
-
-impl Drop for InnerTable {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what we mapped.
-        unsafe { libc::munmap(self.mem.cast(), self.mapped_bytes) };
-    }
-}
-
-/// Map the first `bytes` (rounded up to pages) of a `BPF_F_MMAPABLE`
-/// array's values read-write into our memory: (address, mapped length).
-fn mmap_values(map: &MapData, bytes: usize) -> Result<(*mut libc::c_void, usize), BalancerError> {
-    let mapped_bytes = bytes.div_ceil(4096) * 4096;
-    // SAFETY: mapping a BPF_F_MMAPABLE array's fd read-write, shared, for
-    // (at most) its page-rounded value area, as the kernel documents.
-    let mem = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            mapped_bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            map.fd().as_fd().as_raw_fd(),
-            0,
-        )
-    };
-    if mem == libc::MAP_FAILED {
-        return Err(BalancerError::Mmap(std::io::Error::last_os_error()));
-    }
-    Ok((mem, mapped_bytes))
-}
 
 fn map_err(op: impl Into<String>) -> impl FnOnce(MapError) -> BalancerError {
     let op = op.into();
@@ -784,7 +733,7 @@ impl EbpfMaps {
             let size = u32::try_from(len).expect("ring sizes fit u32");
             let map = Array::<MapData, u32>::create(size, TABLE_FLAGS)
                 .map_err(map_err(format!("creating a {len}-slot Maglev table")))?;
-            let (mem, mapped_bytes) = mmap_values(map.map(), len * 8)?;
+            let mem = ArrayMemory::map(map.map(), len * 8, true).map_err(BalancerError::Mmap)?;
             self.tables
                 .set(slot, &map, 0)
                 .map_err(map_err(format!("installing Maglev table in slot {slot}")))?;
@@ -792,9 +741,8 @@ impl EbpfMaps {
                 slot,
                 InnerTable {
                     _map: map,
-                    mem: mem.cast(),
+                    mem,
                     len,
-                    mapped_bytes,
                 },
             );
         }
@@ -829,9 +777,8 @@ impl Maps for EbpfMaps {
 
     fn write_table(&mut self, slot: u32, entries: &[u32]) -> Result<(), BalancerError> {
         let table = self.inner_table(slot, entries.len())?;
-        // SAFETY: `mem` maps `len` 8-byte elements of the array; the kernel
-        // does not read this copy until the VIP record flips to it.
-        let slots = unsafe { std::slice::from_raw_parts_mut(table.mem, table.len) };
+        // The kernel does not read this copy until the VIP record flips to it.
+        let slots = table.mem.slice_mut::<u64>(table.len);
         for (slot, &entry) in slots.iter_mut().zip(entries) {
             *slot = u64::from(entry);
         }
@@ -857,11 +804,13 @@ impl Maps for EbpfMaps {
     ) -> Result<(), BalancerError> {
         assert_eq!(entries.len(), VIP_INDEX_SLOTS as usize, "a whole half");
         let start = (half as usize & 1) * VIP_INDEX_SLOTS as usize;
-        // SAFETY: the mapping holds 2 * VIP_INDEX_SLOTS entries; the kernel
-        // does not read this half until `Config::vip_index` names it.
-        let slots =
-            unsafe { std::slice::from_raw_parts_mut(self.vip_index.mem.add(start), entries.len()) };
-        slots.copy_from_slice(entries);
+        // The kernel does not read this half until `Config::vip_index`
+        // names it.
+        let all = self
+            .vip_index
+            .mem
+            .slice_mut::<VipIndexEntry>(2 * VIP_INDEX_SLOTS as usize);
+        all[start..start + entries.len()].copy_from_slice(entries);
         Ok(())
     }
 }

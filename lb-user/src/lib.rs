@@ -16,6 +16,7 @@
 //! - [`testpkt`]: frames for `BPF_PROG_TEST_RUN` fixtures and benchmarks.
 
 pub mod balancer;
+pub mod bpfmem;
 pub mod config;
 pub mod control;
 pub mod controller;

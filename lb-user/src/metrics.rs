@@ -14,6 +14,7 @@
 //! | `lb_vrrp_priority`, `lb_vrrp_transitions_total`, `lb_vrrp_adverts_accepted_total` | instance |
 //! | `lb_vrrp_adverts_rejected_total` | instance, cause |
 //! | `lb_flows_evicted_total` (connection table) | age: `recent` (seen within ~1 s: grow `conntrack_entries`) or `idle` |
+//! | `lb_flows_capacity`, `lb_flows_in_use`, `lb_flows_recent` (seen in the last 10 s) | |
 
 use std::net::SocketAddr;
 
@@ -47,8 +48,8 @@ pub struct Snapshot {
     pub traffic: Vec<ServiceTraffic>,
     /// VRRP instances.
     pub vrrp: Vec<InstanceStatus>,
-    /// Connection-table evictions (none without a data plane).
-    pub flows: Option<lb_common::stats::FlowCounters>,
+    /// Connection-table fill and evictions (none without a data plane).
+    pub flows: Option<crate::stats::FlowTableUsage>,
 }
 
 fn counter_family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
@@ -159,6 +160,23 @@ pub fn render(s: &Snapshot) -> String {
         );
         for (age, n) in [("recent", f.evicted_recent), ("idle", f.evicted_idle)] {
             evicted.get_or_create(&labels(&[("age", age)])).inc_by(n);
+        }
+        for (name, help, n) in [
+            (
+                "lb_flows_capacity",
+                "Flows the connection table can hold",
+                f.capacity,
+            ),
+            (
+                "lb_flows_in_use",
+                "Connection-table ways holding a flow (finished ones stay until evicted)",
+                f.in_use,
+            ),
+            ("lb_flows_recent", "Flows seen in the last 10 s", f.recent),
+        ] {
+            let gauge = Gauge::<i64>::default();
+            gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
+            r.register(name, help, gauge);
         }
     }
     let mut out = String::new();
@@ -284,7 +302,10 @@ mod tests {
                 adverts_accepted: 7,
                 rejected: [("bad_ttl".to_owned(), 3)].into(),
             }],
-            flows: Some(lb_common::stats::FlowCounters {
+            flows: Some(crate::stats::FlowTableUsage {
+                capacity: 1 << 20,
+                in_use: 5000,
+                recent: 700,
                 evicted_recent: 4,
                 evicted_idle: 90,
             }),
@@ -301,6 +322,9 @@ mod tests {
             "lb_vrrp_adverts_rejected_total{instance=\"VI_1\",cause=\"bad_ttl\"} 3",
             "lb_flows_evicted_total{age=\"recent\"} 4",
             "lb_flows_evicted_total{age=\"idle\"} 90",
+            "lb_flows_capacity 1048576",
+            "lb_flows_in_use 5000",
+            "lb_flows_recent 700",
             "# EOF",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");

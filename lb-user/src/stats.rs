@@ -27,6 +27,9 @@ pub enum StatsError {
         #[source]
         source: MapError,
     },
+    /// Mapping the connection table's memory failed.
+    #[error("mapping the connection table failed")]
+    Mmap(#[source] std::io::Error),
 }
 
 /// Sum `stats_proto` over CPUs.
@@ -152,6 +155,72 @@ fn per_cpu_sum<V: aya::Pod + Copy + Default>(
     let map = PerCpuArray::<_, V>::try_from(map).map_err(map_err)?;
     let values = map.get(&index, 0).map_err(map_err)?;
     Ok(values.iter().fold(V::default(), |acc, v| add(acc, *v)))
+}
+
+/// How full the connection table is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FlowTableUsage {
+    /// Flows it can hold (sets × ways).
+    pub capacity: u64,
+    /// Ways holding a flow (finished connections stay until evicted).
+    pub in_use: u64,
+    /// Flows seen within the last [`FlowTableUsage::RECENT`].
+    pub recent: u64,
+    /// Evictions so far, by how recently the evicted flow was seen.
+    pub evicted_recent: u64,
+    /// Evictions of flows idle longer.
+    pub evicted_idle: u64,
+}
+
+impl FlowTableUsage {
+    /// The window of [`FlowTableUsage::recent`].
+    pub const RECENT: std::time::Duration = std::time::Duration::from_secs(10);
+}
+
+/// Scan the connection table's directory lines (memory-mapped, read-only;
+/// 64 bytes per 8 flows) and read the eviction counters.
+///
+/// # Errors
+/// The map is missing, or mapping or reading it failed.
+pub fn flow_table_usage(ebpf: &aya::Ebpf) -> Result<FlowTableUsage, StatsError> {
+    use lb_common::flow::{FLOW_SEEN_UNIT_NS, FLOW_WAYS, FLOWS_MAP, FlowSet, flow_seen};
+    let Some(aya::maps::Map::Array(map)) = ebpf.map(FLOWS_MAP) else {
+        return Err(StatsError::NoMap(FLOWS_MAP));
+    };
+    let map_err = |source| StatsError::Map {
+        map: FLOWS_MAP,
+        source,
+    };
+    let sets = map.info().map_err(map_err)?.max_entries() as usize;
+    let mem = crate::bpfmem::ArrayMemory::map(map, sets * size_of::<FlowSet>(), false)
+        .map_err(StatsError::Mmap)?;
+    // The program's clock: bpf_ktime_get_coarse_ns is CLOCK_MONOTONIC_COARSE.
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    let now_ns = u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000
+        + u64::try_from(ts.tv_nsec).unwrap_or(0);
+    let now = flow_seen(now_ns);
+    let window = (FlowTableUsage::RECENT.as_nanos() as u64 / FLOW_SEEN_UNIT_NS) as u32;
+    let mut usage = FlowTableUsage {
+        capacity: (sets * FLOW_WAYS) as u64,
+        ..FlowTableUsage::default()
+    };
+    for set in mem.slice::<FlowSet>(sets) {
+        for (tag, seen) in set.tags.iter().zip(&set.seen) {
+            if *tag != 0 {
+                usage.in_use += 1;
+                usage.recent += u64::from(now.wrapping_sub(*seen) <= window);
+            }
+        }
+    }
+    let evicted = flow_stats_of(ebpf)?;
+    usage.evicted_recent = evicted.evicted_recent;
+    usage.evicted_idle = evicted.evicted_idle;
+    Ok(usage)
 }
 
 /// Connection-table evictions summed over CPUs.

@@ -399,6 +399,7 @@ fn daemon_health_drain_reload_and_lbctl() {
         "{status}"
     );
     assert!(status.contains("services: 1 (1 active here)"), "{status}");
+    assert!(status.contains("of 65536 ways in use"), "{status}");
     let services = lab.lbctl_ok(&["services"]);
     assert!(
         services.starts_with("SERVICE")
@@ -429,6 +430,17 @@ fn daemon_health_drain_reload_and_lbctl() {
     let v: serde_json::Value = serde_json::from_str(&lab.lbctl_ok(&["--json", "stats"])).unwrap();
     let packets = v["data"][0]["total"]["packets"].as_u64().unwrap();
     assert!(packets > 100, "the VIP forwarded our requests: {v}");
+    let v: serde_json::Value = serde_json::from_str(&lab.lbctl_ok(&["--json", "status"])).unwrap();
+    let table = &v["data"]["data_plane"]["connection_table"];
+    assert_eq!(table["capacity"], 65536, "{v}");
+    let (in_use, recent) = (
+        table["in_use"].as_u64().unwrap(),
+        table["recent"].as_u64().unwrap(),
+    );
+    assert!(
+        in_use >= 1 && recent <= in_use,
+        "our connections are in the table: {v}"
+    );
     // Prometheus metrics (in the LB's namespace).
     let metrics = lab
         .ns("lb")
@@ -449,6 +461,7 @@ fn daemon_health_drain_reload_and_lbctl() {
         "lb_vrrp_transitions_total{instance=\"VI_1\"} 2",
         // A handful of connections in a 65,536-flow table: nothing evicted.
         "lb_flows_evicted_total{age=\"recent\"} 0",
+        "lb_flows_capacity 65536",
     ] {
         assert!(metrics.contains(want), "metrics lack {want:?}:\n{metrics}");
     }

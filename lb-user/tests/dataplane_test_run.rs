@@ -980,11 +980,17 @@ fn a_full_connection_table_evicts_and_never_refuses() {
     let new_flows = || stats::vip_stats_of(&ebpf, vip_id).unwrap().new_flows;
     let before = new_flows();
     assert_eq!(before, 200);
-    let evicted = stats::flow_stats_of(&ebpf).unwrap();
+    let usage = stats::flow_table_usage(&ebpf).unwrap();
     assert_eq!(
-        (evicted.evicted_recent, evicted.evicted_idle),
-        (200 - 32, 0),
-        "every SYN past the 32nd evicted a flow seen moments ago"
+        usage,
+        stats::FlowTableUsage {
+            capacity: 32,
+            in_use: 32,
+            recent: 32,
+            evicted_recent: 200 - 32,
+            evicted_idle: 0,
+        },
+        "full, all seen just now; every SYN past the 32nd evicted a flow seen moments ago"
     );
     for &sport in &kept {
         let (_, out) = run(&ebpf, &ack(sport));

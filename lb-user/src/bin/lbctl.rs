@@ -232,12 +232,25 @@ fn render(command: &Command, data: &Value) -> String {
                 cell(&data["pid"])
             );
             match data["data_plane"].as_object() {
-                Some(dp) => out.push_str(&format!(
-                    "data plane: {} ({} mode), maps under {}\n",
-                    cell(&dp["interface"]),
-                    cell(&dp["mode"]),
-                    cell(&dp["pin_path"])
-                )),
+                Some(dp) => {
+                    out.push_str(&format!(
+                        "data plane: {} ({} mode), maps under {}\n",
+                        cell(&dp["interface"]),
+                        cell(&dp["mode"]),
+                        cell(&dp["pin_path"])
+                    ));
+                    let t = &dp["connection_table"];
+                    if t.is_object() {
+                        out.push_str(&format!(
+                            "connection table: {} flows seen in the last 10 s, {} of {} ways in use; evicted {} recently seen, {} idle\n",
+                            cell(&t["recent"]),
+                            cell(&t["in_use"]),
+                            cell(&t["capacity"]),
+                            cell(&t["evicted_recent"]),
+                            cell(&t["evicted_idle"])
+                        ));
+                    }
+                }
                 None => out.push_str("data plane: off\n"),
             }
             out.push_str(&format!(

@@ -336,7 +336,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         .unwrap_or_default(),
                     flows: dataplane
                         .as_ref()
-                        .and_then(|d| lb_user::stats::flow_stats_of(d.ebpf()).ok()),
+                        .and_then(|d| lb_user::stats::flow_table_usage(d.ebpf()).ok()),
                 };
                 let _ = reply.send(metrics::render(&snapshot));
             }
@@ -474,6 +474,7 @@ fn answer(
                     "interface": d.interface().0,
                     "mode": d.mode(),
                     "pin_path": d.pin_dir(),
+                    "connection_table": lb_user::stats::flow_table_usage(d.ebpf()).ok(),
                 })),
                 "services": services.len(),
                 "services_active": services.iter().filter(|s| s.active).count(),
