@@ -2,8 +2,8 @@
 //!
 //! Fast path: an established flow's connection-table entry names its VIP by
 //! id and generation, checked against the `vip_ids` array (no hash lookup
-//! of the VIP). Slow path: find the VIP in `vips`, take Maglev's choice and
-//! record it. The connection table's rules (ways, check word, eviction)
+//! of the VIP). Slow path: find the VIP through `vip_index`, take Maglev's
+//! choice and record it. The connection table's rules (ways, check word, eviction)
 //! live in `lb_common::flow`, shared with user space's unit tests.
 
 use core::mem::MaybeUninit;
@@ -130,9 +130,8 @@ pub fn established(pkt: &Packet, hash: u32, out: &mut MaybeUninit<Chosen>) -> bo
 }
 
 /// Slow path: Maglev's choice for `pkt` (addressed to `vip`, flow hash
-/// `hash`) into `out`,
-/// recorded in the connection table, except for ICMP errors, which only
-/// follow existing flows. Returns false when the VIP has no backend for a
+/// `hash`) into `out`, recorded in the connection table, except for ICMP
+/// errors, which only follow existing flows. Returns false when the VIP has no backend for a
 /// new flow (flag `NO_BACKEND`, or an empty table slot).
 #[inline(never)]
 pub fn new_flow(
