@@ -1,34 +1,39 @@
-//! lb user space: the library behind `lbd` (the daemon) and `lbctl` (its client).
+//! lb user space: the library behind `lbd` (the daemon) and `lbctl` (its
+//! client). `docs/ARCHITECTURE.md` draws the layers and follows a packet
+//! and a configuration change through them.
 //!
-//! Components:
-//! - [`balancer`]: services and backends written into the data-plane maps
-//!   (VIP ids, backend slots, Maglev tables, the double-buffer flip);
-//! - [`loader`]: load the XDP program, attach it to an interface, pin its maps
-//!   under bpffs, and undo all of it on shutdown;
-//! - [`preflight`]: the checks that turn kernel errnos into refusals an
-//!   operator can act on (privileges, interface, bpffs, existing XDP program);
-//! - [`stats`]: read the per-CPU counters back from the maps;
-//! - [`maglev`]: Maglev lookup-table generation with weights;
-//! - [`neigh`]: next-hop MAC resolution from the kernel's route and
-//!   neighbour tables (probing when the entry is missing);
-//! - [`vrrp`]: VRRP v2/v3 wire codec and state machine;
-//! - [`netns`]: network-namespace topologies for kernel tests and the lab;
-//! - [`testpkt`]: frames for `BPF_PROG_TEST_RUN` fixtures and benchmarks.
+//! Layers, lowest first:
+//! - [`dataplane`]: the XDP program's object and maps from user space:
+//!   [`dataplane::loader`] (load, attach, pin, undo), [`dataplane::preflight`]
+//!   (errnos turned into refusals an operator can act on),
+//!   [`dataplane::balancer`] (services and backends written into the maps),
+//!   [`dataplane::maglev`] (weighted Maglev tables), [`dataplane::bpfmem`]
+//!   (mmap of BPF arrays), [`dataplane::stats`] (counters read back);
+//! - [`sys`]: the host around lbd: [`sys::neigh`] (next-hop MACs from the
+//!   kernel's route and neighbour tables);
+//! - [`config`]: the TOML model, its validation, and
+//!   [`config::keepalived`] (keepalived.conf read into the same model);
+//! - [`vrrp`]: VRRP v2/v3: wire codec, pure state machine, sockets, VIPs,
+//!   gratuitous ARP / NA, tracked scripts and interfaces, and the driver
+//!   that runs the instances;
+//! - [`services`]: [`services::controller`] (configuration, health and VRRP
+//!   state in; the data plane's pools out) and [`services::health`] (the
+//!   checks and their rise/fall);
+//! - [`api`]: [`api::control`] (the control socket and its typed
+//!   requests, shared with `lbctl`) and [`api::metrics`] (Prometheus);
+//! - [`daemon`]: `lbd`'s event loop: signals, reload, control requests;
+//!   `bin/lbd.rs` only parses arguments and calls it.
+//!
+//! Test and benchmark code (network-namespace kits, packet builders, the
+//! lab, the benches) lives in the `lb-lab` crate, not here.
 
-pub mod balancer;
-pub mod bpfmem;
+pub mod api;
 pub mod config;
-pub mod control;
-pub mod controller;
-pub mod health;
-pub mod keepalived;
-pub mod loader;
-pub mod maglev;
-pub mod metrics;
-pub mod neigh;
+pub mod daemon;
+pub mod dataplane;
 pub mod netns;
-pub mod preflight;
-pub mod stats;
+pub mod services;
+pub mod sys;
 pub mod testpkt;
 pub mod vrrp;
 

@@ -568,8 +568,8 @@ fn sweep_stale() {
             eprintln!("netns: sweeping stale {name} failed: {e}");
         }
     }
-    for name in names(crate::preflight::BPFFS_ROOT) {
-        let path = Path::new(crate::preflight::BPFFS_ROOT).join(&name);
+    for name in names(crate::dataplane::preflight::BPFFS_ROOT) {
+        let path = Path::new(crate::dataplane::preflight::BPFFS_ROOT).join(&name);
         if let Err(e) = std::fs::remove_dir_all(&path) {
             eprintln!("netns: sweeping stale pins {} failed: {e}", path.display());
         }

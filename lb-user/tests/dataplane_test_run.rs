@@ -24,11 +24,11 @@ use lb_common::{
     v4_mapped,
 };
 use lb_user::{
-    balancer::{
+    dataplane::balancer::{
         BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
     },
-    loader::PROGRAM,
-    stats,
+    dataplane::loader::PROGRAM,
+    dataplane::stats,
     testpkt::{CLIENT_MAC, FrameSpec, L4, LB_MAC},
 };
 use pnet_packet::{
@@ -907,7 +907,8 @@ fn a_full_connection_table_evicts_and_never_refuses() {
     use aya::maps::Array;
     use lb_common::flow::{FLOWS_MAP, FlowSet, FlowTable};
 
-    let mut ebpf = lb_user::loader::load_object(32).expect("load BPF object (run as root)");
+    let mut ebpf =
+        lb_user::dataplane::loader::load_object(32).expect("load BPF object (run as root)");
     let program: &mut Xdp = ebpf.program_mut(PROGRAM).unwrap().try_into().unwrap();
     program.load().expect("verifier accepts the program");
     let mut balancer = Balancer::new(EbpfMaps::take(&mut ebpf).unwrap());

@@ -12,8 +12,8 @@ use std::{
 };
 
 use lb_user::{
+    dataplane::preflight,
     netns::{Lan, wait_for},
-    preflight,
     vrrp::garp::{FrameSender, gratuitous_arp, unsolicited_na},
 };
 

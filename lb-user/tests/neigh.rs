@@ -9,8 +9,8 @@ use std::{
 };
 
 use lb_user::{
-    neigh::{self, NeighError, NextHop},
     netns::{Lan, Netns},
+    sys::neigh::{self, NeighError, NextHop},
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -27,12 +27,12 @@ use std::{
 
 use lb_common::config::Config;
 use lb_user::{
-    balancer::{
+    dataplane::balancer::{
         BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
     },
-    loader::{AttachMode, Dataplane, Options, Role},
-    neigh,
+    dataplane::loader::{AttachMode, Dataplane, Options, Role},
     netns::{Lan, Netns, wait_for},
+    sys::neigh,
 };
 
 const VIP: &str = "198.18.0.100";
@@ -295,7 +295,7 @@ fn spread(t: &Topology, n: usize) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for i in 0..n {
         let mut c = Conn::open(client).unwrap_or_else(|e| {
-            let exits = lb_user::stats::exit_stats_of(t.dataplane.ebpf()).unwrap();
+            let exits = lb_user::dataplane::stats::exit_stats_of(t.dataplane.ebpf()).unwrap();
             for (name, _) in BACKENDS {
                 let out = t
                     .lan
@@ -383,7 +383,7 @@ fn exercise(mode: Mode, attach: AttachMode) {
     );
     assert!(counts.contains_key("b3"), "b3 is back: {counts:?}");
 
-    let exits = lb_user::stats::exit_stats_of(t.dataplane.ebpf()).unwrap();
+    let exits = lb_user::dataplane::stats::exit_stats_of(t.dataplane.ebpf()).unwrap();
     println!("{mode:?}: exit counters {exits:?}");
     match mode {
         Mode::Dsr => assert!(exits.tx_dsr > 0 && exits.tx_ipip == 0),

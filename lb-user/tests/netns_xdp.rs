@@ -15,8 +15,8 @@ use std::{
 
 use lb_common::stats::ProtoClass;
 use lb_user::{
+    dataplane::stats::proto_stats_pinned,
     netns::{Lan, Netns, wait_for},
-    stats::proto_stats_pinned,
 };
 
 const LBD: &str = env!("CARGO_BIN_EXE_lbd");
@@ -195,7 +195,7 @@ fn lbd_counts_real_traffic_and_delivers_it() {
         .expect("ping through the XDP program");
 
     let stats = proto_stats_pinned(&pin_dir).expect("read pinned counters");
-    print!("{}", lb_user::stats::format_proto_stats(&stats));
+    print!("{}", lb_user::dataplane::stats::format_proto_stats(&stats));
     let pass = |c: ProtoClass| stats[c as usize].pass;
     assert!(
         pass(ProtoClass::Ipv4Udp) >= PACKETS as u64,

@@ -13,8 +13,8 @@ use aya::{
 };
 use lb_common::stats::{ProtoClass, VerdictCounters};
 use lb_user::{
-    loader::PROGRAM,
-    stats::proto_stats_of,
+    dataplane::loader::PROGRAM,
+    dataplane::stats::proto_stats_of,
     testpkt::{FrameSpec, L4},
 };
 

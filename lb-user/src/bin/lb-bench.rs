@@ -16,10 +16,10 @@ use aya::{
 use clap::Parser;
 use lb_common::config::Config;
 use lb_user::{
-    balancer::{
+    dataplane::balancer::{
         BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
     },
-    loader::{DECAP_PROGRAM, PROGRAM},
+    dataplane::loader::{DECAP_PROGRAM, PROGRAM},
     testpkt::{FrameSpec, L4},
 };
 

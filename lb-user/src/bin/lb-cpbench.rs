@@ -34,11 +34,11 @@ use aya::{Ebpf, programs::Xdp};
 use clap::Parser;
 use lb_common::{config::Config, vip::MAX_VIPS};
 use lb_user::{
-    balancer::{
+    dataplane::balancer::{
         BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
     },
-    loader::PROGRAM,
-    maglev,
+    dataplane::loader::PROGRAM,
+    dataplane::maglev,
     netns::{Netns, wait_for},
 };
 use serde_json::Value;

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
-use lb_user::control::{self, Request, Response};
+use lb_user::api::control::{self, Request, Response};
 use serde_json::Value;
 
 /// Inspect and steer a running lbd over its control socket.
@@ -160,12 +160,12 @@ fn main() -> ExitCode {
 /// `lbctl convert FILE`: keepalived.conf → TOML on stdout, warnings on
 /// stderr.
 fn convert(file: &std::path::Path) -> ExitCode {
-    match lb_user::keepalived::load(file) {
+    match lb_user::config::keepalived::load(file) {
         Ok((config, warnings)) => {
             for w in &warnings {
                 eprintln!("lbctl: {w}");
             }
-            match lb_user::keepalived::to_toml(&config) {
+            match lb_user::config::keepalived::to_toml(&config) {
                 Ok(text) => {
                     print!(
                         "# converted from {} by lbctl convert\n\n{text}",

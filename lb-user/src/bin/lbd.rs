@@ -7,13 +7,15 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 use lb_user::{
-    balancer::{Balancer, EbpfMaps},
+    api::control,
+    api::metrics,
     config::Config,
-    control, controller,
-    loader::{
+    dataplane::balancer::{Balancer, EbpfMaps},
+    dataplane::loader::{
         AttachMode, DEFAULT_DECAP_PIN_PATH, DEFAULT_PIN_PATH, Dataplane, Options, Role, error_chain,
     },
-    metrics, stats,
+    dataplane::stats,
+    services::controller,
 };
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
@@ -336,7 +338,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         .unwrap_or_default(),
                     flows: dataplane
                         .as_ref()
-                        .and_then(|d| lb_user::stats::flow_table_usage(d.ebpf()).ok()),
+                        .and_then(|d| lb_user::dataplane::stats::flow_table_usage(d.ebpf()).ok()),
                 };
                 let _ = reply.send(metrics::render(&snapshot));
             }
@@ -474,7 +476,7 @@ fn answer(
                     "interface": d.interface().0,
                     "mode": d.mode(),
                     "pin_path": d.pin_dir(),
-                    "connection_table": lb_user::stats::flow_table_usage(d.ebpf()).ok(),
+                    "connection_table": lb_user::dataplane::stats::flow_table_usage(d.ebpf()).ok(),
                 })),
                 "services": services.len(),
                 "services_active": services.iter().filter(|s| s.active).count(),

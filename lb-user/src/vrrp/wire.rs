@@ -23,7 +23,7 @@
 //! v2 only: 8 bytes of authentication data (always present)
 //! ```
 //!
-//! Interop facts (checked against keepalived 2.2.7, see DESIGN.md):
+//! Interop facts (checked against keepalived 2.2.7, see docs/ARCHITECTURE.md):
 //! - v2's checksum covers the VRRP message only.
 //! - v3's checksum covers a pseudo-header too (RFC 5798 §5.2.8): for IPv4
 //!   `src, dst, 0, 112, length`; for IPv6 `src, dst, length (u32), 0, 0, 0, 112`.

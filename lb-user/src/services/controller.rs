@@ -24,11 +24,11 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::balancer::{
+use crate::config::{self, Config};
+use crate::dataplane::balancer::{
     BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
 };
-use crate::config::{self, Config};
-use crate::health::{self, Change, CheckSpec, Checker, Due};
+use crate::services::health::{self, Change, CheckSpec, Checker, Due};
 use crate::vrrp::machine::State;
 
 /// A health result for one backend of one service.
@@ -403,7 +403,8 @@ impl Controller {
             if b.mac.is_some() || !b.healthy {
                 continue;
             }
-            match crate::neigh::resolve(b.cfg.address, Some(oif), Duration::from_secs(1)).await {
+            match crate::sys::neigh::resolve(b.cfg.address, Some(oif), Duration::from_secs(1)).await
+            {
                 Ok(hop) if mode == Mode::Dsr && hop.gateway.is_some() => {
                     warn!(service = %key, backend = %b.cfg.address, "dsr needs backends on the data plane's link; this one is behind a router");
                 }
@@ -594,7 +595,7 @@ pub struct ServiceTraffic {
 /// each.)
 #[must_use]
 pub fn traffic_stats(c: &Controller, ebpf: &aya::Ebpf) -> Vec<ServiceTraffic> {
-    let t = |r: Result<lb_common::stats::TrafficCounters, crate::stats::StatsError>| {
+    let t = |r: Result<lb_common::stats::TrafficCounters, crate::dataplane::stats::StatsError>| {
         r.map(|c| Traffic {
             packets: c.packets,
             bytes: c.bytes,
@@ -606,7 +607,7 @@ pub fn traffic_stats(c: &Controller, ebpf: &aya::Ebpf) -> Vec<ServiceTraffic> {
         .services()
         .map(|(key, _, id)| ServiceTraffic {
             service: key.to_string(),
-            total: t(crate::stats::vip_stats_of(ebpf, id)),
+            total: t(crate::dataplane::stats::vip_stats_of(ebpf, id)),
             backends: c
                 .balancer
                 .backends(key)
@@ -615,7 +616,7 @@ pub fn traffic_stats(c: &Controller, ebpf: &aya::Ebpf) -> Vec<ServiceTraffic> {
                 .map(|(b, index)| {
                     (
                         b.addr.to_string(),
-                        t(crate::stats::backend_stats_of(ebpf, *index)),
+                        t(crate::dataplane::stats::backend_stats_of(ebpf, *index)),
                     )
                 })
                 .collect(),

@@ -31,7 +31,7 @@ use lb_common::{
     },
 };
 
-use crate::{bpfmem::ArrayMemory, maglev};
+use super::{bpfmem::ArrayMemory, maglev};
 
 /// Transport protocol of a service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

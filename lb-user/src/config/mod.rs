@@ -1,11 +1,14 @@
-//! `lbd --config FILE`: the TOML configuration.
+//! `lbd --config FILE`: the TOML configuration, and [`keepalived`]'s
+//! keepalived.conf reader that produces the same [`Config`].
 //!
-//! Field names follow DESIGN.md ("Configuration sketch") and keepalived's
-//! keywords; `examples/lb.toml` documents every field with its default and
+//! Field names follow keepalived's keywords where one exists;
+//! `examples/lb.toml` documents every field with its default and
 //! unit. Unknown fields are errors. Every error names the file, the line
 //! and the field, and says what is allowed.
 //!
 //! Durations are strings with a unit: `"1s"`, `"100ms"`, `"1.5s"`, `"2m"`.
+
+pub mod keepalived;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -163,8 +166,8 @@ impl Default for Global {
     fn default() -> Self {
         Self {
             router_id: None,
-            bpf_pin_path: PathBuf::from(crate::loader::DEFAULT_PIN_PATH),
-            control_socket: PathBuf::from(crate::control::DEFAULT_SOCKET),
+            bpf_pin_path: PathBuf::from(crate::dataplane::loader::DEFAULT_PIN_PATH),
+            control_socket: PathBuf::from(crate::api::control::DEFAULT_SOCKET),
             metrics_listen: None,
         }
     }
@@ -530,12 +533,12 @@ impl Config {
     }
 
     /// Read and validate `path`, either lb's TOML or a keepalived.conf
-    /// (told apart by [`crate::keepalived::looks_like_keepalived`]); the
+    /// (told apart by [`crate::config::keepalived::looks_like_keepalived`]); the
     /// second value is the keepalived conversion's warnings (`FILE:LINE:
     /// message`), none for TOML.
     ///
     /// # Errors
-    /// As [`Config::load`] and [`crate::keepalived::parse`].
+    /// As [`Config::load`] and [`crate::config::keepalived::parse`].
     pub fn load_any(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_owned(),
@@ -543,8 +546,8 @@ impl Config {
             field: String::new(),
             message: format!("cannot read: {e}"),
         })?;
-        if crate::keepalived::looks_like_keepalived(&text) {
-            let (config, warnings) = crate::keepalived::parse(&text, path)?;
+        if crate::config::keepalived::looks_like_keepalived(&text) {
+            let (config, warnings) = crate::config::keepalived::parse(&text, path)?;
             Ok((config, warnings.iter().map(ToString::to_string).collect()))
         } else {
             Ok((Self::parse(&text, path)?, Vec::new()))
@@ -1226,7 +1229,7 @@ backend = [
 
     #[test]
     fn the_shipped_example_loads() {
-        let text = include_str!("../../examples/lb.toml");
+        let text = include_str!("../../../examples/lb.toml");
         let c = Config::parse(text, Path::new("examples/lb.toml")).unwrap();
         assert_eq!(c.vrrp_instance.len(), 1);
         assert_eq!(c.vrrp_script[0].weight, -60);

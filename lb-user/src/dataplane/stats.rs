@@ -1,4 +1,4 @@
-//! Read the per-CPU counters back, from a running [`Dataplane`](crate::loader::Dataplane)
+//! Read the per-CPU counters back, from a running [`Dataplane`](crate::dataplane::loader::Dataplane)
 //! or from the pins of another process.
 
 use std::{borrow::Borrow, path::Path};
@@ -192,7 +192,7 @@ pub fn flow_table_usage(ebpf: &aya::Ebpf) -> Result<FlowTableUsage, StatsError> 
         source,
     };
     let sets = map.info().map_err(map_err)?.max_entries() as usize;
-    let mem = crate::bpfmem::ArrayMemory::map(map, sets * size_of::<FlowSet>(), false)
+    let mem = crate::dataplane::bpfmem::ArrayMemory::map(map, sets * size_of::<FlowSet>(), false)
         .map_err(StatsError::Mmap)?;
     // The program's clock: bpf_ktime_get_coarse_ns is CLOCK_MONOTONIC_COARSE.
     let mut ts = libc::timespec {

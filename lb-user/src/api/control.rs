@@ -22,7 +22,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::balancer::{Protocol, ServiceKey};
+use crate::dataplane::balancer::{Protocol, ServiceKey};
 
 /// Default socket path.
 pub const DEFAULT_SOCKET: &str = "/run/lb/lbd.sock";

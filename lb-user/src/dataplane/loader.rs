@@ -1,6 +1,6 @@
 //! Load the XDP program, attach it, pin its maps; undo it all on drop.
 //!
-//! [`Dataplane::start`] runs the [`preflight`](crate::preflight) checks, takes
+//! [`Dataplane::start`] runs the [`preflight`](crate::dataplane::preflight) checks, takes
 //! an exclusive lock on the pin directory (so two `lbd`s cannot share one),
 //! clears pins a crashed `lbd` left behind, loads the object, attaches the
 //! program and pins every map. Dropping the [`Dataplane`] detaches the
@@ -19,7 +19,7 @@ use aya::{
 };
 use tracing::{info, warn};
 
-use crate::preflight::{self, PreflightError};
+use crate::dataplane::preflight::{self, PreflightError};
 
 /// Name of the balancer's XDP program in the object.
 pub const PROGRAM: &str = "lb_xdp";

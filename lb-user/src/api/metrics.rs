@@ -27,7 +27,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use crate::controller::{ServiceStatus, ServiceTraffic};
+use crate::services::controller::{ServiceStatus, ServiceTraffic};
 use crate::vrrp::driver::InstanceStatus;
 
 type Labels = Vec<(String, String)>;
@@ -49,7 +49,7 @@ pub struct Snapshot {
     /// VRRP instances.
     pub vrrp: Vec<InstanceStatus>,
     /// Connection-table fill and evictions (none without a data plane).
-    pub flows: Option<crate::stats::FlowTableUsage>,
+    pub flows: Option<crate::dataplane::stats::FlowTableUsage>,
 }
 
 fn counter_family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
@@ -251,7 +251,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::{BackendStatus, Traffic};
+    use crate::services::controller::{BackendStatus, Traffic};
 
     #[test]
     fn renders_services_backends_and_vrrp() {
@@ -302,7 +302,7 @@ mod tests {
                 adverts_accepted: 7,
                 rejected: [("bad_ttl".to_owned(), 3)].into(),
             }],
-            flows: Some(crate::stats::FlowTableUsage {
+            flows: Some(crate::dataplane::stats::FlowTableUsage {
                 capacity: 1 << 20,
                 in_use: 5000,
                 recent: 700,

@@ -1,0 +1,1 @@
+//! lbd's event loop (filled in by the next step).
