@@ -1,1 +1,401 @@
-//! lbd's event loop (filled in by the next step).
+//! lbd's event loop: everything between "the arguments are parsed" and
+//! "stopped".
+//!
+//! [`run`] starts, in order, the data plane (load, attach, pin), the
+//! service controller over its maps, the VRRP instances, the control
+//! socket and the metrics listener; then it waits on one `select!` for
+//! signals (SIGINT/SIGTERM stop, SIGHUP reloads), VRRP transitions, health
+//! results, next-hop answers, control requests and metric scrapes. Every
+//! event is handled to completion on this one task, so the controller and
+//! the VRRP driver never see two events at once; anything slow (health
+//! checks, MAC resolution, VRRP timers) runs in tasks of its own and comes
+//! back here as an event.
+//!
+//! On the way out, masters release their VIPs (priority 0), the controller
+//! stops its checks, and the data plane is detached and unpinned.
+//!
+//! - [`reload`]: SIGHUP / `lbctl reload`: re-read the file, apply only the
+//!   difference, or refuse and keep running what runs;
+//! - [`requests`]: answers to control-socket requests.
+
+mod reload;
+mod requests;
+
+use std::path::{Path, PathBuf};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::api::{control, metrics};
+use crate::config::{Config, ConfigError};
+use crate::dataplane::balancer::{Balancer, BalancerError, EbpfMaps};
+use crate::dataplane::loader::{AttachMode, Dataplane, LoadError, Options, Role, error_chain};
+use crate::dataplane::stats;
+use crate::services::controller::{self, Controller};
+use crate::vrrp::driver;
+
+/// Why lbd could not start, or stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration file does not load.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data plane did not start.
+    #[error(transparent)]
+    Dataplane(#[from] LoadError),
+    /// Writing the data plane's global settings failed.
+    #[error("data plane maps: {0}")]
+    Maps(#[from] BalancerError),
+    /// Reading the interface's addresses for `[dataplane]` failed.
+    #[error("[dataplane] settings: {0:#}")]
+    DataplaneSettings(anyhow::Error),
+    /// The VRRP instances did not start.
+    #[error("VRRP: {0:#}")]
+    Vrrp(anyhow::Error),
+    /// A VRRP instance failed while running.
+    #[error("VRRP instance {name}: {source:#}")]
+    InstanceFailed {
+        /// The instance.
+        name: String,
+        /// What failed.
+        source: anyhow::Error,
+    },
+    /// The control socket or the metrics listener could not be opened.
+    #[error("{what}: {source}")]
+    Listen {
+        /// `control socket PATH` or `metrics_listen ADDR`.
+        what: String,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Installing a signal handler failed.
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+    /// Nothing was asked of lbd.
+    #[error("nothing to run: the configuration has no [dataplane] and no [[vrrp_instance]]")]
+    NothingToRun,
+}
+
+/// What lbd was started with, arguments and file merged.
+#[derive(Debug, Clone, Default)]
+pub struct Startup {
+    /// The configuration file, for reloads.
+    pub config_path: Option<PathBuf>,
+    /// Its contents as loaded at start.
+    pub config: Option<Config>,
+    /// The data plane to run, if any.
+    pub dataplane: Option<Options>,
+}
+
+/// The command line's data-plane arguments, before the file has its say.
+#[derive(Debug, Clone)]
+pub struct DataplaneArgs {
+    /// `--iface` (overrides the file's `[dataplane] interface`).
+    pub iface: Option<String>,
+    /// `--xdp-mode`.
+    pub mode: AttachMode,
+    /// `--replace`.
+    pub replace: bool,
+    /// `--pin-path`.
+    pub pin_path: PathBuf,
+    /// `--flow-entries`.
+    pub flow_entries: u32,
+}
+
+impl Startup {
+    /// Load `config_path` (TOML or keepalived.conf; keepalived keywords
+    /// without effect are logged) and merge it with the command line: the
+    /// file's `[global] bpf_pin_path`, `[dataplane] conntrack_entries` and
+    /// a `native` or `generic` `xdp_mode` win over the arguments; an
+    /// `--iface` wins over the file's interface. No interface anywhere: no
+    /// data plane (VRRP only).
+    ///
+    /// # Errors
+    /// The file does not load.
+    pub fn balancer(config_path: Option<PathBuf>, args: DataplaneArgs) -> Result<Self, Error> {
+        let config = match &config_path {
+            Some(path) => Some(load(path)?),
+            None => None,
+        };
+        let from_file = config.as_ref().and_then(|c| c.dataplane.as_ref());
+        let dataplane = args
+            .iface
+            .or_else(|| from_file.map(|d| d.interface.clone()))
+            .map(|iface| Options {
+                iface,
+                mode: match from_file.map(|d| d.xdp_mode.as_str()) {
+                    Some("native") => AttachMode::Native,
+                    Some("generic") => AttachMode::Generic,
+                    _ => args.mode,
+                },
+                pin_path: config
+                    .as_ref()
+                    .map_or(args.pin_path, |c| c.global.bpf_pin_path.clone()),
+                replace: args.replace,
+                role: Role::Balancer,
+                flow_entries: from_file.map_or(args.flow_entries, |d| d.conntrack_entries),
+            });
+        Ok(Self {
+            config_path,
+            config,
+            dataplane,
+        })
+    }
+}
+
+/// Load a TOML or keepalived.conf file, logging the keepalived keywords
+/// that have no effect.
+///
+/// # Errors
+/// The file does not load or does not validate.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let (config, warnings) = Config::load_any(path)?;
+    for w in warnings {
+        warn!("{w}");
+    }
+    Ok(config)
+}
+
+/// What the loop owns: the running parts and the configuration they run.
+struct Daemon {
+    config_path: Option<PathBuf>,
+    config: Option<Config>,
+    dataplane: Option<Dataplane>,
+    controller: Option<Controller>,
+    vrrp: Option<driver::Running>,
+    /// VRRP transitions, for a driver started by a later reload.
+    changes: mpsc::UnboundedSender<driver::StateChange>,
+    /// `router_id`, or `lbd`.
+    name: String,
+}
+
+/// Run lbd until SIGINT or SIGTERM (or a VRRP instance fails), then undo
+/// what it set up.
+///
+/// # Errors
+/// Start-up failed, or a VRRP instance failed while running.
+pub async fn run(startup: Startup) -> Result<(), Error> {
+    let Startup {
+        config_path,
+        config,
+        dataplane: opts,
+    } = startup;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Signal)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Signal)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(Error::Signal)?;
+    let mut dataplane = match &opts {
+        Some(opts) => {
+            let dataplane = Dataplane::start(opts).await?;
+            let (iface, _) = dataplane.interface();
+            info!(
+                "data plane running on {iface} ({} mode); maps pinned under {}",
+                dataplane.mode(),
+                dataplane.pin_dir().display()
+            );
+            Some(dataplane)
+        }
+        None => None,
+    };
+    // The service controller runs whenever the data plane does and lbd
+    // has a configuration (services may come with a reload).
+    let (mut controller, mut health_rx) = match (&mut dataplane, &config) {
+        (Some(dp), Some(c)) if opts.as_ref().is_some_and(|o| o.role == Role::Balancer) => {
+            let (_, ifindex) = dp.interface();
+            let mut balancer = Balancer::new(EbpfMaps::take(dp.ebpf_mut())?);
+            let dp_cfg = match &c.dataplane {
+                Some(d) => controller::dataplane_config(d, ifindex)
+                    .await
+                    .map_err(Error::DataplaneSettings)?,
+                None => lb_common::config::Config {
+                    mtu: 1500,
+                    ..Default::default()
+                },
+            };
+            balancer.set_config(&dp_cfg)?;
+            let (ctl, rx) = Controller::new(balancer, ifindex);
+            (Some(ctl), Some(rx))
+        }
+        _ => (None, None),
+    };
+    let (changes, mut changes_rx) = mpsc::unbounded_channel();
+    let vrrp = match config.as_ref().filter(|c| !c.vrrp_instance.is_empty()) {
+        Some(c) => Some(
+            driver::start(c, Some(changes.clone()))
+                .await
+                .map_err(Error::Vrrp)?,
+        ),
+        None => None,
+    };
+    if let (Some(ctl), Some(c)) = (controller.as_mut(), &config) {
+        ctl.reload(c).await;
+    }
+    if dataplane.is_none() && vrrp.is_none() {
+        return Err(Error::NothingToRun);
+    }
+    let (control_tx, mut control_rx) = mpsc::channel::<control::Pending>(16);
+    let _control = match &config {
+        Some(c) => {
+            let path = &c.global.control_socket;
+            let server =
+                control::serve(path, control_tx)
+                    .await
+                    .map_err(|source| Error::Listen {
+                        what: format!("control socket {}", path.display()),
+                        source,
+                    })?;
+            info!("control socket at {}", path.display());
+            Some(ControlGuard(path.clone(), server))
+        }
+        None => None,
+    };
+    let (scrape_tx, mut scrape_rx) = mpsc::channel::<metrics::Scrape>(4);
+    let _metrics = match config.as_ref().and_then(|c| c.global.metrics_listen) {
+        Some(addr) => {
+            let server = metrics::serve(addr, scrape_tx)
+                .await
+                .map_err(|source| Error::Listen {
+                    what: format!("metrics_listen {addr}"),
+                    source,
+                })?;
+            info!("Prometheus metrics on http://{addr}/metrics");
+            Some(AbortOnDrop(server))
+        }
+        None => None,
+    };
+    let name = config
+        .as_ref()
+        .and_then(|c| c.global.router_id.clone())
+        .unwrap_or_else(|| "lbd".into());
+    let mut d = Daemon {
+        config_path,
+        config,
+        dataplane,
+        controller: controller.take(),
+        vrrp,
+        changes,
+        name,
+    };
+    info!(
+        "{} running; SIGINT or SIGTERM stops, SIGHUP reloads",
+        d.name
+    );
+    let outcome = loop {
+        let failed = async {
+            match d.vrrp.as_mut() {
+                Some(v) => v.failed().await,
+                None => std::future::pending().await,
+            }
+        };
+        let health = async {
+            match health_rx.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sigint.recv() => break Ok("SIGINT"),
+            _ = sigterm.recv() => break Ok("SIGTERM"),
+            _ = sighup.recv() => {
+                info!("SIGHUP: reloading");
+                if let Err(e) = d.reload().await {
+                    error!("reload failed, still running the previous configuration: {e}");
+                }
+            }
+            (name, source) = failed => break Err(Error::InstanceFailed { name, source }),
+            Some(change) = changes_rx.recv() => {
+                if let Some(ctl) = d.controller.as_mut() {
+                    ctl.vrrp_state(&change.instance, change.state);
+                }
+            }
+            Some(event) = health => {
+                if let Some(ctl) = d.controller.as_mut() {
+                    ctl.health(event).await;
+                }
+            }
+            Some(reply) = scrape_rx.recv() => {
+                let _ = reply.send(metrics::render(&d.snapshot()));
+            }
+            Some((request, reply)) = control_rx.recv() => {
+                let response = d.answer(request).await;
+                let _ = reply.send(response);
+            }
+        }
+    };
+    match &outcome {
+        Ok(signal) => info!("{signal} received, shutting down"),
+        Err(e) => error!("{e}; shutting down"),
+    }
+    d.stop().await;
+    info!("stopped");
+    outcome.map(|_| ())
+}
+
+impl Daemon {
+    /// Release the VIPs, stop the checks, log the counters, then detach
+    /// and unpin the data plane.
+    async fn stop(self) {
+        if let Some(vrrp) = self.vrrp {
+            vrrp.stop().await;
+        }
+        drop(self.controller);
+        if let Some(dataplane) = self.dataplane {
+            match stats::proto_stats_of(dataplane.ebpf()) {
+                Ok(s) => info!(
+                    "packets seen:\n{}",
+                    stats::format_proto_stats(&s).trim_end()
+                ),
+                Err(e) => error!("reading counters failed: {}", error_chain(&e)),
+            }
+            drop(dataplane);
+        }
+    }
+
+    /// What a Prometheus scrape shows.
+    fn snapshot(&self) -> metrics::Snapshot {
+        metrics::Snapshot {
+            services: self
+                .controller
+                .as_ref()
+                .map(Controller::status)
+                .unwrap_or_default(),
+            traffic: match (self.controller.as_ref(), self.dataplane.as_ref()) {
+                (Some(c), Some(d)) => controller::traffic_stats(c, d.ebpf()),
+                _ => Vec::new(),
+            },
+            vrrp: self.vrrp_status(),
+            flows: self
+                .dataplane
+                .as_ref()
+                .and_then(|d| stats::flow_table_usage(d.ebpf()).ok()),
+        }
+    }
+
+    /// The VRRP instances' status board.
+    fn vrrp_status(&self) -> Vec<driver::InstanceStatus> {
+        self.vrrp
+            .as_ref()
+            .and_then(|v| v.board.lock().ok().map(|b| b.values().cloned().collect()))
+            .unwrap_or_default()
+    }
+}
+
+/// Stops a background server when lbd stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Removes the control socket file when lbd stops.
+struct ControlGuard(PathBuf, tokio::task::JoinHandle<()>);
+
+impl Drop for ControlGuard {
+    fn drop(&mut self) {
+        self.1.abort();
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

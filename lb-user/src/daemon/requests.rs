@@ -1,0 +1,78 @@
+//! Answers to the control socket's requests (`lbctl`).
+
+use tracing::error;
+
+use super::Daemon;
+use crate::api::control::{self, Request, Response};
+use crate::services::controller::{self, Controller};
+
+impl Daemon {
+    /// Answer one request; a reload runs here too, so `lbctl reload`
+    /// reports what SIGHUP would only log.
+    pub(super) async fn answer(&mut self, request: Request) -> Response {
+        match request {
+            Request::Reload => match self.reload().await {
+                Ok(()) => Response::data("reloaded"),
+                Err(e) => {
+                    let message =
+                        format!("reload failed, still running the previous configuration: {e}");
+                    error!("{message}");
+                    Response::error(message)
+                }
+            },
+            Request::Status => self.status(),
+            Request::Services | Request::Backends => Response::data(
+                self.controller
+                    .as_ref()
+                    .map(Controller::status)
+                    .unwrap_or_default(),
+            ),
+            Request::Vrrp => Response::data(self.vrrp_status()),
+            Request::Stats => match (self.controller.as_ref(), self.dataplane.as_ref()) {
+                (Some(c), Some(dp)) => Response::data(controller::traffic_stats(c, dp.ebpf())),
+                _ => Response::error("no data plane runs here"),
+            },
+            Request::Drain { service, backend } => self.drain(&service, &backend, true),
+            Request::Enable { service, backend } => self.drain(&service, &backend, false),
+        }
+    }
+
+    fn status(&self) -> Response {
+        let services = self
+            .controller
+            .as_ref()
+            .map(Controller::status)
+            .unwrap_or_default();
+        Response::data(serde_json::json!({
+            "router_id": self.name,
+            "pid": std::process::id(),
+            "data_plane": self.dataplane.as_ref().map(|d| serde_json::json!({
+                "interface": d.interface().0,
+                "mode": d.mode(),
+                "pin_path": d.pin_dir(),
+                "connection_table": crate::dataplane::stats::flow_table_usage(d.ebpf()).ok(),
+            })),
+            "services": services.len(),
+            "services_active": services.iter().filter(|s| s.active).count(),
+            "backends_healthy": services.iter().flat_map(|s| &s.backends).filter(|b| b.healthy).count(),
+            "backends": services.iter().map(|s| s.backends.len()).sum::<usize>(),
+            "vrrp": self.vrrp_status().iter().map(|i| serde_json::json!({"name": i.name, "state": i.state})).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// Drain (`on`: weight 0, established flows continue) or re-enable a
+    /// backend.
+    fn drain(&mut self, service: &str, backend: &str, on: bool) -> Response {
+        let Some(ctl) = self.controller.as_mut() else {
+            return Response::error("no data plane runs here");
+        };
+        let result = control::parse_service(service).and_then(|key| {
+            let addr = control::parse_backend(backend)?;
+            ctl.set_drained(&key, addr, on)
+        });
+        match result {
+            Ok(()) => Response::data(if on { "drained" } else { "enabled" }),
+            Err(e) => Response::error(e),
+        }
+    }
+}
