@@ -32,7 +32,7 @@ use crate::config::{Config, ConfigError};
 use crate::dataplane::balancer::{Balancer, BalancerError, EbpfMaps};
 use crate::dataplane::loader::{AttachMode, Dataplane, LoadError, Options, Role, error_chain};
 use crate::dataplane::stats;
-use crate::services::controller::{self, Controller};
+use crate::services::controller::{self, Controller, NeighLookup};
 use crate::vrrp::driver;
 
 /// Why lbd could not start, or stopped on its own.
@@ -200,7 +200,7 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
     };
     // The service controller runs whenever the data plane does and lbd
     // has a configuration (services may come with a reload).
-    let (mut controller, mut health_rx) = match (&mut dataplane, &config) {
+    let (mut controller, mut events_rx) = match (&mut dataplane, &config) {
         (Some(dp), Some(c)) if opts.as_ref().is_some_and(|o| o.role == Role::Balancer) => {
             let (_, ifindex) = dp.interface();
             let mut balancer = Balancer::new(EbpfMaps::take(dp.ebpf_mut())?);
@@ -214,7 +214,7 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
                 },
             };
             balancer.set_config(&dp_cfg)?;
-            let (ctl, rx) = Controller::new(balancer, ifindex);
+            let (ctl, rx) = Controller::new(balancer, NeighLookup, ifindex);
             (Some(ctl), Some(rx))
         }
         _ => (None, None),
@@ -229,7 +229,7 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
         None => None,
     };
     if let (Some(ctl), Some(c)) = (controller.as_mut(), &config) {
-        ctl.reload(c).await;
+        ctl.reload(c);
     }
     if dataplane.is_none() && vrrp.is_none() {
         return Err(Error::NothingToRun);
@@ -288,8 +288,8 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
                 None => std::future::pending().await,
             }
         };
-        let health = async {
-            match health_rx.as_mut() {
+        let controller_event = async {
+            match events_rx.as_mut() {
                 Some(rx) => rx.recv().await,
                 None => std::future::pending().await,
             }
@@ -309,9 +309,9 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
                     ctl.vrrp_state(&change.instance, change.state);
                 }
             }
-            Some(event) = health => {
+            Some(event) = controller_event => {
                 if let Some(ctl) = d.controller.as_mut() {
-                    ctl.health(event).await;
+                    ctl.handle(event);
                 }
             }
             Some(reply) = scrape_rx.recv() => {

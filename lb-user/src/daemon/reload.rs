@@ -54,7 +54,7 @@ impl Daemon {
             None => {}
         }
         if let Some(ctl) = self.controller.as_mut() {
-            ctl.reload(&new).await;
+            ctl.reload(&new);
         }
         info!("configuration {} applied", path.display());
         self.config = Some(new);

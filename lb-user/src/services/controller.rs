@@ -6,7 +6,9 @@
 //!   drain (`lbctl drain`) keeps it in with weight 0 (no new flows,
 //!   established ones continue) until `lbctl enable`;
 //! - the MAC to send to comes from the kernel's neighbour table (the
-//!   backend's own for `dsr`, the next hop's for `ipip`);
+//!   backend's own for `dsr`, the next hop's for `ipip`), looked up by a
+//!   [`NextHops`] in the background: the answer comes back as an
+//!   [`Event::NextHop`], so a slow ARP never holds up the daemon's loop;
 //! - a service whose VIP belongs to a VRRP instance is in the data plane
 //!   only while that instance is master here (unless `active_active`),
 //!   switched when the instance's transition happens;
@@ -15,6 +17,12 @@
 //! Reload ([`Controller::reload`]) applies only the difference: services
 //! added, removed or changed; a changed backend list keeps the health state
 //! of the backends that stay, and established flows keep their backends.
+//!
+//! The controller is generic over the map writer ([`Maps`]) and the
+//! next-hop lookup ([`NextHops`]), so its rules are unit-tested with fakes
+//! of both; it never awaits: everything slow runs in tasks that report
+//! back as [`Event`]s, which the daemon's loop hands to
+//! [`Controller::handle`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -26,10 +34,72 @@ use tracing::{info, warn};
 
 use crate::config::{self, Config};
 use crate::dataplane::balancer::{
-    BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
+    BackendSpec, Balancer, EbpfMaps, Maps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
 };
 use crate::services::health::{self, Change, CheckSpec, Checker, Due};
+use crate::sys::neigh::NextHop;
 use crate::vrrp::machine::State;
+
+/// What the controller's background tasks report; the daemon's loop hands
+/// each to [`Controller::handle`].
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A health check changed a backend's state.
+    Health(HealthEvent),
+    /// A next-hop lookup finished.
+    NextHop(NextHopEvent),
+}
+
+/// The answer to one [`NextHops::lookup`].
+#[derive(Debug, Clone)]
+pub struct NextHopEvent {
+    /// The service that asked.
+    pub service: ServiceKey,
+    /// The backend looked up.
+    pub backend: IpAddr,
+    /// The next hop, or why there is none yet.
+    pub result: Result<NextHop, String>,
+}
+
+/// Finds next hops for the controller without blocking it.
+pub trait NextHops {
+    /// Start finding the next hop to `backend` out of interface `oif`
+    /// (for `service`); send the answer to `done` as [`Event::NextHop`].
+    fn lookup(
+        &mut self,
+        service: ServiceKey,
+        backend: IpAddr,
+        oif: u32,
+        done: mpsc::UnboundedSender<Event>,
+    );
+}
+
+/// [`NextHops`] from the kernel's route and neighbour tables
+/// ([`crate::sys::neigh::resolve`], probing for up to 1 s), one task per
+/// lookup.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NeighLookup;
+
+impl NextHops for NeighLookup {
+    fn lookup(
+        &mut self,
+        service: ServiceKey,
+        backend: IpAddr,
+        oif: u32,
+        done: mpsc::UnboundedSender<Event>,
+    ) {
+        tokio::spawn(async move {
+            let result = crate::sys::neigh::resolve(backend, Some(oif), Duration::from_secs(1))
+                .await
+                .map_err(|e| e.to_string());
+            let _ = done.send(Event::NextHop(NextHopEvent {
+                service,
+                backend,
+                result,
+            }));
+        });
+    }
+}
 
 /// A health result for one backend of one service.
 #[derive(Debug, Clone)]
@@ -87,6 +157,8 @@ struct Backend {
     reason: String,
     drained: bool,
     mac: Option<[u8; 6]>,
+    /// A next-hop lookup is under way.
+    looking_up: bool,
     checker: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -108,12 +180,13 @@ struct Service {
 }
 
 /// See the module doc.
-pub struct Controller {
-    balancer: Balancer<EbpfMaps>,
+pub struct Controller<M: Maps = EbpfMaps, R: NextHops = NeighLookup> {
+    balancer: Balancer<M>,
+    next_hops: R,
     oif: u32,
     services: BTreeMap<ServiceKey, Service>,
     vrrp: HashMap<String, State>,
-    health_tx: mpsc::UnboundedSender<HealthEvent>,
+    events: mpsc::UnboundedSender<Event>,
 }
 
 /// `VIP:PORT/PROTO` of a configured service.
@@ -182,31 +255,42 @@ fn gate_of(config: &Config, svc: &config::Service) -> Option<String> {
         .map(|i| i.name.clone())
 }
 
-impl Controller {
-    /// A controller over `balancer`; `oif` is the data plane's interface
-    /// (next hops must be reachable through it). Health results arrive on
-    /// the receiver returned; feed them to [`Controller::health`].
+impl<M: Maps, R: NextHops> Controller<M, R> {
+    /// A controller over `balancer`, finding next hops with `next_hops`;
+    /// `oif` is the data plane's interface (next hops must be reachable
+    /// through it). Health results and next-hop answers arrive on the
+    /// receiver returned; feed them to [`Controller::handle`].
     #[must_use]
     pub fn new(
-        balancer: Balancer<EbpfMaps>,
+        balancer: Balancer<M>,
+        next_hops: R,
         oif: u32,
-    ) -> (Self, mpsc::UnboundedReceiver<HealthEvent>) {
-        let (health_tx, rx) = mpsc::unbounded_channel();
+    ) -> (Self, mpsc::UnboundedReceiver<Event>) {
+        let (events, rx) = mpsc::unbounded_channel();
         (
             Self {
                 balancer,
+                next_hops,
                 oif,
                 services: BTreeMap::new(),
                 vrrp: HashMap::new(),
-                health_tx,
+                events,
             },
             rx,
         )
     }
 
+    /// Handle what a background task reported.
+    pub fn handle(&mut self, event: Event) {
+        match event {
+            Event::Health(e) => self.health(e),
+            Event::NextHop(e) => self.next_hop(e),
+        }
+    }
+
     /// Apply `config`'s services: add new ones, remove those gone, update
     /// changed ones. Health state of backends that stay is kept.
-    pub async fn reload(&mut self, config: &Config) {
+    pub fn reload(&mut self, config: &Config) {
         let wanted: BTreeMap<ServiceKey, &config::Service> =
             config.service.iter().map(|s| (key_of(s), s)).collect();
         let gone: Vec<ServiceKey> = self
@@ -267,7 +351,7 @@ impl Controller {
                 }
             }
             self.start_checks(&key);
-            self.resolve_macs(&key).await;
+            self.resolve_macs(&key);
             self.sync(&key);
         }
     }
@@ -287,7 +371,7 @@ impl Controller {
     }
 
     /// A health check changed a backend's state.
-    pub async fn health(&mut self, event: HealthEvent) {
+    fn health(&mut self, event: HealthEvent) {
         let Some(svc) = self.services.get_mut(&event.service) else {
             return;
         };
@@ -306,9 +390,35 @@ impl Controller {
             warn!(service = %event.service, backend = %event.backend, "backend down: {}", event.reason);
         }
         if event.up {
-            self.resolve_macs(&event.service).await;
+            self.resolve_macs(&event.service);
         }
         self.sync(&event.service);
+    }
+
+    /// A next-hop lookup finished: the backend joins the pool if it is
+    /// still wanted and healthy.
+    fn next_hop(&mut self, event: NextHopEvent) {
+        let key = event.service;
+        let Some(svc) = self.services.get_mut(&key) else {
+            return;
+        };
+        let mode = svc.spec.mode;
+        let Some(b) = svc
+            .backends
+            .iter_mut()
+            .find(|b| b.cfg.address == event.backend)
+        else {
+            return;
+        };
+        b.looking_up = false;
+        match event.result {
+            Ok(hop) if mode == Mode::Dsr && hop.gateway.is_some() => {
+                warn!(service = %key, backend = %b.cfg.address, "dsr needs backends on the data plane's link; this one is behind a router");
+            }
+            Ok(hop) => b.mac = Some(hop.mac),
+            Err(e) => warn!(service = %key, backend = %b.cfg.address, "no next hop yet: {e}"),
+        }
+        self.sync(&key);
     }
 
     /// Drain (`drain = true`: weight 0, established flows continue) or
@@ -372,7 +482,7 @@ impl Controller {
 
     /// The balancer, for stats.
     #[must_use]
-    pub fn balancer(&self) -> &Balancer<EbpfMaps> {
+    pub const fn balancer(&self) -> &Balancer<M> {
         &self.balancer
     }
 
@@ -386,31 +496,26 @@ impl Controller {
             if b.checker.is_some() {
                 continue;
             }
-            let tx = self.health_tx.clone();
+            let tx = self.events.clone();
             let addr = b.cfg.address;
             let port = port_override.unwrap_or(b.port);
             b.checker = Some(tokio::spawn(run_checks(*key, addr, port, spec.clone(), tx)));
         }
     }
 
-    async fn resolve_macs(&mut self, key: &ServiceKey) {
-        let oif = self.oif;
+    /// Ask for the next hop of every healthy backend of `key` that has
+    /// none and no lookup under way.
+    fn resolve_macs(&mut self, key: &ServiceKey) {
         let Some(svc) = self.services.get_mut(key) else {
             return;
         };
-        let mode = svc.spec.mode;
         for b in &mut svc.backends {
-            if b.mac.is_some() || !b.healthy {
+            if b.mac.is_some() || !b.healthy || b.looking_up {
                 continue;
             }
-            match crate::sys::neigh::resolve(b.cfg.address, Some(oif), Duration::from_secs(1)).await
-            {
-                Ok(hop) if mode == Mode::Dsr && hop.gateway.is_some() => {
-                    warn!(service = %key, backend = %b.cfg.address, "dsr needs backends on the data plane's link; this one is behind a router");
-                }
-                Ok(hop) => b.mac = Some(hop.mac),
-                Err(e) => warn!(service = %key, backend = %b.cfg.address, "no next hop yet: {e}"),
-            }
+            b.looking_up = true;
+            self.next_hops
+                .lookup(*key, b.cfg.address, self.oif, self.events.clone());
         }
     }
 
@@ -469,6 +574,7 @@ fn new_backend(b: &config::BackendConfig, port: u16) -> Backend {
         reason: "starting".into(),
         drained: false,
         mac: None,
+        looking_up: false,
         checker: None,
     }
 }
@@ -480,7 +586,7 @@ async fn run_checks(
     backend: IpAddr,
     port: u16,
     spec: CheckSpec,
-    tx: mpsc::UnboundedSender<HealthEvent>,
+    tx: mpsc::UnboundedSender<Event>,
 ) {
     let mut checker = Checker::new(&spec, Instant::now());
     loop {
@@ -505,12 +611,12 @@ async fn run_checks(
                 format!("{reason} ({} in a row)", spec.fall)
             };
             if tx
-                .send(HealthEvent {
+                .send(Event::Health(HealthEvent {
                     service,
                     backend,
                     up,
                     reason,
-                })
+                }))
                 .is_err()
             {
                 return;
@@ -594,7 +700,10 @@ pub struct ServiceTraffic {
 /// shared by several services has one set of counters: it is shown under
 /// each.)
 #[must_use]
-pub fn traffic_stats(c: &Controller, ebpf: &aya::Ebpf) -> Vec<ServiceTraffic> {
+pub fn traffic_stats<M: Maps, R: NextHops>(
+    c: &Controller<M, R>,
+    ebpf: &aya::Ebpf,
+) -> Vec<ServiceTraffic> {
     let t = |r: Result<lb_common::stats::TrafficCounters, crate::dataplane::stats::StatsError>| {
         r.map(|c| Traffic {
             packets: c.packets,
@@ -622,4 +731,312 @@ pub fn traffic_stats(c: &Controller, ebpf: &aya::Ebpf) -> Vec<ServiceTraffic> {
                 .collect(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The controller's rules with fake maps (a writer that accepts
+    //! everything; the balancer's own view is what is asserted) and fake
+    //! next hops (lookups recorded, answers injected as events).
+
+    use std::net::Ipv4Addr;
+    use std::path::Path;
+
+    use lb_common::{
+        backend::Backend,
+        config::Config as DataplaneConfig,
+        vip::{VipIndexEntry, VipKey, VipMeta},
+    };
+
+    use super::*;
+    use crate::dataplane::balancer::BalancerError;
+
+    /// Accepts every write; the [`Balancer`] keeps the state asserted.
+    struct NullMaps;
+
+    impl Maps for NullMaps {
+        fn set_vip(&mut self, _: &VipKey, _: &VipMeta) -> Result<(), BalancerError> {
+            Ok(())
+        }
+        fn remove_vip(&mut self, _: &VipKey, _: u32) -> Result<(), BalancerError> {
+            Ok(())
+        }
+        fn set_filter(&mut self, _: u32, _: u8) -> Result<(), BalancerError> {
+            Ok(())
+        }
+        fn write_table(&mut self, _: u32, _: &[u32]) -> Result<(), BalancerError> {
+            Ok(())
+        }
+        fn set_backend(&mut self, _: u32, _: &Backend) -> Result<(), BalancerError> {
+            Ok(())
+        }
+        fn set_config(&mut self, _: &DataplaneConfig) -> Result<(), BalancerError> {
+            Ok(())
+        }
+        fn write_vip_index(&mut self, _: u32, _: &[VipIndexEntry]) -> Result<(), BalancerError> {
+            Ok(())
+        }
+    }
+
+    /// Records lookups; the test answers them.
+    #[derive(Default)]
+    struct FakeHops {
+        asked: Vec<(ServiceKey, IpAddr)>,
+    }
+
+    impl NextHops for FakeHops {
+        fn lookup(
+            &mut self,
+            service: ServiceKey,
+            backend: IpAddr,
+            oif: u32,
+            _: mpsc::UnboundedSender<Event>,
+        ) {
+            assert_eq!(oif, OIF);
+            self.asked.push((service, backend));
+        }
+    }
+
+    const OIF: u32 = 7;
+
+    type Ctl = Controller<NullMaps, FakeHops>;
+
+    fn controller() -> Ctl {
+        Controller::new(Balancer::new(NullMaps), FakeHops::default(), OIF).0
+    }
+
+    fn config(text: &str) -> Config {
+        let text = format!("[dataplane]\ninterface = \"eth0\"\n\n{text}");
+        Config::parse(&text, Path::new("lb.toml")).expect("test config is valid")
+    }
+
+    /// One dsr service on :80 with `backends`, checked by `none` (the
+    /// tests flip health by events), gated by `VI_1` when `gated`.
+    fn service(port: u16, backends: &[(u8, u32)], gated: bool) -> String {
+        let list: Vec<String> = backends
+            .iter()
+            .map(|(last, w)| format!("{{ address = \"198.18.1.{last}\", weight = {w} }}"))
+            .collect();
+        format!(
+            "[[service]]\nvip = \"198.18.0.100\"\nport = {port}\nmode = \"dsr\"\n\
+             active_active = {}\nhealth = {{ kind = \"none\" }}\nbackend = [{}]\n",
+            !gated,
+            list.join(", ")
+        )
+    }
+
+    const VRRP: &str = "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\n\
+                        virtual_router_id = 50\nvirtual_ipaddress = [\"198.18.0.100/24\"]\n";
+
+    fn key(port: u16) -> ServiceKey {
+        ServiceKey {
+            vip: IpAddr::from([198, 18, 0, 100]),
+            port,
+            proto: Protocol::Tcp,
+        }
+    }
+
+    fn be(last: u8) -> IpAddr {
+        IpAddr::from([198, 18, 1, last])
+    }
+
+    fn mac(last: u8) -> [u8; 6] {
+        [2, 0, 0, 0, 1, last]
+    }
+
+    /// Answer every outstanding lookup: on-link, MAC from the address.
+    fn answer_all(ctl: &mut Ctl) {
+        for (service, backend) in std::mem::take(&mut ctl.next_hops.asked) {
+            let IpAddr::V4(a) = backend else {
+                panic!("v4 only")
+            };
+            ctl.handle(Event::NextHop(NextHopEvent {
+                service,
+                backend,
+                result: Ok(NextHop {
+                    ifindex: OIF,
+                    gateway: None,
+                    mac: mac(a.octets()[3]),
+                }),
+            }));
+        }
+    }
+
+    /// The pool the data plane has for `key`: (address, weight, MAC).
+    fn pool(ctl: &Ctl, key: &ServiceKey) -> Option<Vec<(IpAddr, u32, [u8; 6])>> {
+        ctl.balancer()
+            .backends(key)
+            .map(|b| b.iter().map(|(s, _)| (s.addr, s.weight, s.mac)).collect())
+    }
+
+    fn health(ctl: &mut Ctl, port: u16, last: u8, up: bool) {
+        ctl.handle(Event::Health(HealthEvent {
+            service: key(port),
+            backend: be(last),
+            up,
+            reason: "test".into(),
+        }));
+    }
+
+    #[tokio::test]
+    async fn a_new_service_fills_its_pool_as_next_hops_answer() {
+        let mut ctl = controller();
+        ctl.reload(&config(&service(80, &[(11, 1), (12, 2)], false)));
+        // Active at once, with an empty pool until the MACs are known; the
+        // reload itself waited for nothing.
+        assert_eq!(pool(&ctl, &key(80)), Some(vec![]));
+        assert_eq!(
+            ctl.next_hops.asked,
+            vec![(key(80), be(11)), (key(80), be(12))]
+        );
+        answer_all(&mut ctl);
+        assert_eq!(
+            pool(&ctl, &key(80)),
+            Some(vec![(be(11), 1, mac(11)), (be(12), 2, mac(12))])
+        );
+        let status = ctl.status();
+        assert!(status[0].active);
+        assert!(status[0].backends.iter().all(|b| b.in_pool));
+    }
+
+    #[tokio::test]
+    async fn a_removed_service_leaves_the_data_plane_and_late_answers_are_ignored() {
+        let mut ctl = controller();
+        ctl.reload(&config(&service(80, &[(11, 1)], false)));
+        ctl.reload(&config(""));
+        assert_eq!(pool(&ctl, &key(80)), None);
+        assert_eq!(ctl.balancer().services().count(), 0);
+        // The lookup started before the removal answers now: nothing comes
+        // back.
+        answer_all(&mut ctl);
+        assert_eq!(ctl.balancer().services().count(), 0);
+        assert!(ctl.status().is_empty());
+    }
+
+    #[tokio::test]
+    async fn health_flips_take_a_backend_out_and_back_without_a_new_lookup() {
+        let mut ctl = controller();
+        ctl.reload(&config(&service(80, &[(11, 1), (12, 1)], false)));
+        answer_all(&mut ctl);
+        health(&mut ctl, 80, 11, false);
+        assert_eq!(pool(&ctl, &key(80)), Some(vec![(be(12), 1, mac(12))]));
+        assert!(!ctl.status()[0].backends[0].healthy);
+        health(&mut ctl, 80, 11, true);
+        assert!(ctl.next_hops.asked.is_empty(), "the MAC was known");
+        assert_eq!(
+            pool(&ctl, &key(80)),
+            Some(vec![(be(11), 1, mac(11)), (be(12), 1, mac(12))])
+        );
+        // A result for a backend or service the controller does not have
+        // changes nothing.
+        health(&mut ctl, 80, 99, false);
+        health(&mut ctl, 81, 11, false);
+        assert_eq!(pool(&ctl, &key(80)).map(|p| p.len()), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_backend_unhealthy_at_lookup_time_is_looked_up_when_it_comes_up() {
+        let mut ctl = controller();
+        ctl.reload(&config(&service(80, &[(11, 1)], false)));
+        health(&mut ctl, 80, 11, false);
+        // The first lookup fails; the backend stays out.
+        let (service, backend) = ctl.next_hops.asked.remove(0);
+        ctl.handle(Event::NextHop(NextHopEvent {
+            service,
+            backend,
+            result: Err("no route".into()),
+        }));
+        assert_eq!(pool(&ctl, &key(80)), Some(vec![]));
+        health(&mut ctl, 80, 11, true);
+        assert_eq!(ctl.next_hops.asked, vec![(key(80), be(11))]);
+        answer_all(&mut ctl);
+        assert_eq!(pool(&ctl, &key(80)), Some(vec![(be(11), 1, mac(11))]));
+    }
+
+    #[tokio::test]
+    async fn dsr_refuses_a_backend_behind_a_router() {
+        let mut ctl = controller();
+        ctl.reload(&config(&service(80, &[(11, 1)], false)));
+        let (service, backend) = ctl.next_hops.asked.remove(0);
+        ctl.handle(Event::NextHop(NextHopEvent {
+            service,
+            backend,
+            result: Ok(NextHop {
+                ifindex: OIF,
+                gateway: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))),
+                mac: mac(1),
+            }),
+        }));
+        assert_eq!(pool(&ctl, &key(80)), Some(vec![]));
+        assert_eq!(ctl.status()[0].backends[0].mac, None);
+    }
+
+    #[tokio::test]
+    async fn a_gated_service_forwards_only_while_its_instance_is_master() {
+        let mut ctl = controller();
+        ctl.reload(&config(&format!(
+            "{VRRP}\n{}",
+            service(80, &[(11, 1)], true)
+        )));
+        answer_all(&mut ctl);
+        assert_eq!(ctl.status()[0].vrrp_instance.as_deref(), Some("VI_1"));
+        assert_eq!(pool(&ctl, &key(80)), None, "not master yet");
+        ctl.vrrp_state("VI_1", State::Master);
+        assert_eq!(pool(&ctl, &key(80)), Some(vec![(be(11), 1, mac(11))]));
+        ctl.vrrp_state("VI_2", State::Backup);
+        assert!(ctl.status()[0].active, "another instance changes nothing");
+        ctl.vrrp_state("VI_1", State::Backup);
+        assert_eq!(pool(&ctl, &key(80)), None);
+        assert!(!ctl.status()[0].active);
+    }
+
+    #[tokio::test]
+    async fn reload_applies_only_the_difference() {
+        let mut ctl = controller();
+        ctl.reload(&config(&service(80, &[(11, 1), (12, 1)], false)));
+        answer_all(&mut ctl);
+        health(&mut ctl, 80, 12, false);
+        // Same file again: nothing changes, nothing is looked up.
+        ctl.reload(&config(&service(80, &[(11, 1), (12, 1)], false)));
+        assert!(ctl.next_hops.asked.is_empty());
+        assert_eq!(pool(&ctl, &key(80)), Some(vec![(be(11), 1, mac(11))]));
+        // A new weight for 11, a new backend 13, 12 stays down: only 13 is
+        // looked up; 12 keeps its health state.
+        ctl.reload(&config(&service(80, &[(11, 3), (12, 1), (13, 1)], false)));
+        assert_eq!(ctl.next_hops.asked, vec![(key(80), be(13))]);
+        assert_eq!(pool(&ctl, &key(80)), Some(vec![(be(11), 3, mac(11))]));
+        answer_all(&mut ctl);
+        assert_eq!(
+            pool(&ctl, &key(80)),
+            Some(vec![(be(11), 3, mac(11)), (be(13), 1, mac(13))])
+        );
+        // A second service beside it; the first one is untouched.
+        ctl.reload(&config(&format!(
+            "{}\n{}",
+            service(80, &[(11, 3), (12, 1), (13, 1)], false),
+            service(443, &[(11, 1)], false)
+        )));
+        assert_eq!(ctl.next_hops.asked, vec![(key(443), be(11))]);
+        assert_eq!(pool(&ctl, &key(80)).map(|p| p.len()), Some(2));
+        assert_eq!(ctl.balancer().services().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn drain_keeps_a_backend_with_weight_zero_until_enabled() {
+        let mut ctl = controller();
+        ctl.reload(&config(&service(80, &[(11, 2), (12, 1)], false)));
+        answer_all(&mut ctl);
+        ctl.set_drained(&key(80), be(11), true)
+            .expect("known backend");
+        assert_eq!(
+            pool(&ctl, &key(80)),
+            Some(vec![(be(11), 0, mac(11)), (be(12), 1, mac(12))])
+        );
+        assert!(ctl.status()[0].backends[0].drained);
+        ctl.set_drained(&key(80), be(11), false)
+            .expect("known backend");
+        assert_eq!(pool(&ctl, &key(80)).map(|p| p[0].1), Some(2));
+        assert!(ctl.set_drained(&key(80), be(99), true).is_err());
+        assert!(ctl.set_drained(&key(81), be(11), true).is_err());
+    }
 }
