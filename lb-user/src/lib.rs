@@ -31,10 +31,8 @@ pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
-pub mod netns;
 pub mod services;
 pub mod sys;
-pub mod testpkt;
 pub mod vrrp;
 
 /// The XDP object built from `lb-ebpf` by `build.rs`.

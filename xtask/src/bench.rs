@@ -79,6 +79,8 @@ pub fn run(tc: &BpfToolchain, args: &BenchArgs) -> anyhow::Result<()> {
         "--release",
         "--package",
         "lb-user",
+        "--package",
+        "lb-lab",
         "--bin",
         "lbd",
         "--bin",

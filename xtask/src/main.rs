@@ -85,6 +85,8 @@ fn lab(tc: &setup::BpfToolchain, action: &str) -> anyhow::Result<()> {
         "--release",
         "--package",
         "lb-user",
+        "--package",
+        "lb-lab",
         "--bin",
         "lbd",
         "--bin",

@@ -40,9 +40,12 @@ pub fn run(tc: &BpfToolchain, args: &TestArgs) -> anyhow::Result<()> {
             .args(&filter),
     )?;
     eprintln!("xtask: == kernel tests (BPF_PROG_TEST_RUN, network namespaces)");
+    // The kernel tests (lb-lab/tests) run lbd and lbctl from the same
+    // target directory; cargo builds only the tested package's binaries.
+    exec(cargo(tc).args(["build", "--package", "lb-user", "--bins"]))?;
     exec(
         cargo(tc)
-            .args(["test", "--package", "lb-user", "--test", "*", "--"])
+            .args(["test", "--package", "lb-lab", "--test", "*", "--"])
             .args(&filter),
     )?;
     eprintln!("xtask: all tests passed");

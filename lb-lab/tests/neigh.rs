@@ -8,10 +8,8 @@ use std::{
     time::Duration,
 };
 
-use lb_user::{
-    netns::{Lan, Netns},
-    sys::neigh::{self, NeighError, NextHop},
-};
+use lb_lab::netns::{Lan, Netns};
+use lb_user::sys::neigh::{self, NeighError, NextHop};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const B1_V4: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 11));

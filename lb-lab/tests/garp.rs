@@ -11,9 +11,9 @@ use std::{
     time::Duration,
 };
 
+use lb_lab::netns::{Lan, wait_for};
 use lb_user::{
     dataplane::preflight,
-    netns::{Lan, wait_for},
     vrrp::garp::{FrameSender, gratuitous_arp, unsolicited_na},
 };
 

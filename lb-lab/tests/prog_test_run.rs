@@ -12,11 +12,8 @@ use aya::{
     programs::{ProgramError, TestRun as _, TestRunOptions, Xdp},
 };
 use lb_common::stats::{ProtoClass, VerdictCounters};
-use lb_user::{
-    dataplane::loader::PROGRAM,
-    dataplane::stats::proto_stats_of,
-    testpkt::{FrameSpec, L4},
-};
+use lb_lab::testpkt::{FrameSpec, L4};
+use lb_user::{dataplane::loader::PROGRAM, dataplane::stats::proto_stats_of};
 
 const XDP_PASS: u32 = 2;
 
@@ -120,7 +117,7 @@ fn fixtures() -> Vec<Fixture> {
         ),
         fixture(
             "ARP",
-            lb_user::testpkt::ethernet(pnet_packet::ethernet::EtherTypes::Arp, None, &[0; 28]),
+            lb_lab::testpkt::ethernet(pnet_packet::ethernet::EtherTypes::Arp, None, &[0; 28]),
             ProtoClass::NonIp,
         ),
         fixture(

@@ -33,13 +33,13 @@ use std::{
 use aya::{Ebpf, programs::Xdp};
 use clap::Parser;
 use lb_common::{config::Config, vip::MAX_VIPS};
+use lb_lab::netns::{Netns, wait_for};
 use lb_user::{
     dataplane::balancer::{
         BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
     },
     dataplane::loader::PROGRAM,
     dataplane::maglev,
-    netns::{Netns, wait_for},
 };
 use serde_json::Value;
 

@@ -14,12 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_user::{
-    netns::{Lan, Netns, wait_for},
-    vrrp::wire::{Auth, Family, Kind, Repr},
-};
+use lb_lab::netns::{Lan, Netns, wait_for};
+use lb_user::vrrp::wire::{Auth, Family, Kind, Repr};
 
-const LBD: &str = env!("CARGO_BIN_EXE_lbd");
+static LBD: std::sync::LazyLock<std::path::PathBuf> =
+    std::sync::LazyLock::new(|| lb_lab::bin("lbd"));
 const VIP: &str = "198.18.0.100";
 
 fn tmp(name: &str) -> PathBuf {
@@ -46,7 +45,7 @@ impl Daemon {
         let log = tmp(&format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = ns
-            .command(LBD)
+            .command(&*LBD)
             .arg("--config")
             .arg(&conf)
             .env("LB_LOG", "info")

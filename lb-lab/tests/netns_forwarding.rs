@@ -26,12 +26,12 @@ use std::{
 };
 
 use lb_common::config::Config;
+use lb_lab::netns::{Lan, Netns, wait_for};
 use lb_user::{
     dataplane::balancer::{
         BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
     },
     dataplane::loader::{AttachMode, Dataplane, Options, Role},
-    netns::{Lan, Netns, wait_for},
     sys::neigh,
 };
 
@@ -171,7 +171,7 @@ fn topology(mode: Mode, attach: AttachMode) -> Topology {
                 std::env::temp_dir().join(format!("{}{name}-decap.log", lan.prefix())),
             )
             .unwrap();
-            let mut cmd = ns.command(env!("CARGO_BIN_EXE_lbd"));
+            let mut cmd = ns.command(lb_lab::bin("lbd"));
             cmd.args([
                 "decap",
                 "--iface",
@@ -411,7 +411,7 @@ fn dsr_end_to_end_native_xdp() {
 
 #[test]
 fn lbd_decap_help_names_the_job() {
-    let out = Command::new(env!("CARGO_BIN_EXE_lbd"))
+    let out = Command::new(lb_lab::bin("lbd"))
         .args(["decap", "--help"])
         .output()
         .unwrap();

@@ -9,7 +9,7 @@ use std::{path::Path, process::Command};
 
 #[test]
 fn demo_runs_end_to_end_and_leaves_nothing_behind() {
-    let lbd = Path::new(env!("CARGO_BIN_EXE_lbd"));
+    let lbd = lb_lab::bin("lbd");
     let bin_dir = lbd.parent().unwrap();
     let config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/lab");
     let out = Command::new(env!("CARGO_BIN_EXE_lb-lab"))

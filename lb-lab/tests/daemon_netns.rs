@@ -22,10 +22,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_user::netns::{Lan, Netns, wait_for};
+use lb_lab::netns::{Lan, Netns, wait_for};
 
-const LBD: &str = env!("CARGO_BIN_EXE_lbd");
-const LBCTL: &str = env!("CARGO_BIN_EXE_lbctl");
+static LBD: std::sync::LazyLock<std::path::PathBuf> =
+    std::sync::LazyLock::new(|| lb_lab::bin("lbd"));
+static LBCTL: std::sync::LazyLock<std::path::PathBuf> =
+    std::sync::LazyLock::new(|| lb_lab::bin("lbctl"));
 const VIP: &str = "198.18.0.100";
 const BACKENDS: [(&str, &str); 3] = [
     ("b1", "198.18.0.11"),
@@ -45,7 +47,7 @@ struct Nginx {
 
 impl Nginx {
     fn start(ns: &Netns, dir: PathBuf, name: &str) -> Self {
-        lb_user::netns::nginx_site(&dir, name).unwrap();
+        lb_lab::netns::nginx_site(&dir, name).unwrap();
         let mut me = Self { dir, child: None };
         me.run(ns);
         me
@@ -121,7 +123,7 @@ impl Lab {
 
     fn lbctl(&self, args: &[&str]) -> Output {
         self.ns("lb")
-            .command(LBCTL)
+            .command(&*LBCTL)
             .arg("--socket")
             .arg(self.dir.join("run/lbd.sock"))
             .args(args)
@@ -180,7 +182,7 @@ fn lab() -> Lab {
     let log = std::fs::File::create(lab.dir.join("lbd.log")).unwrap();
     let child = lab
         .ns("lb")
-        .command(LBD)
+        .command(&*LBD)
         .arg("--config")
         .arg(lab.dir.join("lb.toml"))
         .stdout(Stdio::null())
@@ -471,7 +473,7 @@ fn daemon_health_drain_reload_and_lbctl() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let out = lab.lbctl(&["drain", "nonsense", "198.18.0.11"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let out = Command::new(LBCTL)
+    let out = Command::new(&*LBCTL)
         .args(["--socket", "/nonexistent/lbd.sock", "status"])
         .output()
         .unwrap();

@@ -15,12 +15,12 @@ use aya::{
 };
 use clap::Parser;
 use lb_common::config::Config;
+use lb_lab::testpkt::{FrameSpec, L4};
 use lb_user::{
     dataplane::balancer::{
         BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
     },
     dataplane::loader::{DECAP_PROGRAM, PROGRAM},
-    testpkt::{FrameSpec, L4},
 };
 
 /// Data-plane micro-benchmarks (BPF_PROG_TEST_RUN ns/packet). Needs root.

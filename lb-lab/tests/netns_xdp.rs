@@ -14,12 +14,11 @@ use std::{
 };
 
 use lb_common::stats::ProtoClass;
-use lb_user::{
-    dataplane::stats::proto_stats_pinned,
-    netns::{Lan, Netns, wait_for},
-};
+use lb_lab::netns::{Lan, Netns, wait_for};
+use lb_user::dataplane::stats::proto_stats_pinned;
 
-const LBD: &str = env!("CARGO_BIN_EXE_lbd");
+static LBD: std::sync::LazyLock<std::path::PathBuf> =
+    std::sync::LazyLock::new(|| lb_lab::bin("lbd"));
 const PACKETS: usize = 20;
 
 fn lan() -> Lan {
@@ -42,7 +41,7 @@ impl Lbd {
         let log = std::env::temp_dir().join(format!("{}-lbd-{}.log", ns.name(), rand_suffix()));
         let file = std::fs::File::create(&log).unwrap();
         let child = ns
-            .command(LBD)
+            .command(&*LBD)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -98,7 +97,7 @@ fn rand_suffix() -> u128 {
 
 /// Run lbd to completion and return (status, stderr).
 fn lbd_once(ns: &Netns, args: &[&str]) -> (ExitStatus, String) {
-    let out = ns.command(LBD).args(args).output().expect("run lbd");
+    let out = ns.command(&*LBD).args(args).output().expect("run lbd");
     (
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -279,8 +278,8 @@ fn lbd_refuses_with_a_reason() {
             "--clear-groups",
             "--inh-caps=-all",
             "--bounding-set=-all",
-            LBD,
         ])
+        .arg(&*LBD)
         .args(["--iface", "lo", "--pin-path", &pin_dir])
         .output()
         .unwrap();

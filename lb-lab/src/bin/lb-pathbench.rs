@@ -66,7 +66,7 @@ use std::{
 };
 
 use clap::Parser;
-use lb_user::netns::{Lan, Netns, run as run_cmd, wait_for};
+use lb_lab::netns::{Lan, Netns, run as run_cmd, wait_for};
 
 const VIP: &str = "198.18.0.100";
 const CLIENT: &str = "198.18.0.1";
@@ -797,7 +797,7 @@ impl Bench {
 
     fn start_nginx(&self, name: &str) -> Res<u32> {
         let dir = self.dir.join(name);
-        lb_user::netns::nginx_site(&dir, name)?;
+        lb_lab::netns::nginx_site(&dir, name)?;
         let ns = self.ns(name);
         let mut cmd = ns.command("nginx");
         cmd.arg("-c")

@@ -309,7 +309,7 @@ fn up() -> Res<()> {
 fn start_nginx(web: &str) -> Res<()> {
     let dir = Path::new(STATE).join(web);
     let conf_path =
-        lb_user::netns::nginx_site(&dir, &format!("{web}\n")).map_err(|e| e.to_string())?;
+        lb_lab::netns::nginx_site(&dir, &format!("{web}\n")).map_err(|e| e.to_string())?;
     spawn(
         web,
         &format!("{web}-nginx"),

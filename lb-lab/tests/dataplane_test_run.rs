@@ -23,13 +23,13 @@ use lb_common::{
     stats::{ExitCounters, TrafficCounters},
     v4_mapped,
 };
+use lb_lab::testpkt::{CLIENT_MAC, FrameSpec, L4, LB_MAC};
 use lb_user::{
     dataplane::balancer::{
         BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
     },
     dataplane::loader::PROGRAM,
     dataplane::stats,
-    testpkt::{CLIENT_MAC, FrameSpec, L4, LB_MAC},
 };
 use pnet_packet::{
     Packet as _,
@@ -641,7 +641,7 @@ fn fixtures() -> Vec<Fixture> {
     ));
     v.push(fx(
         "ARP",
-        lb_user::testpkt::ethernet(pnet_packet::ethernet::EtherTypes::Arp, None, &[0; 28]),
+        lb_lab::testpkt::ethernet(pnet_packet::ethernet::EtherTypes::Arp, None, &[0; 28]),
         XDP_PASS,
         Expect::Unchanged,
         "pass_not_ip",

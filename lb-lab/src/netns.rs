@@ -449,7 +449,7 @@ impl Lan {
         let ebpf = self
             .bridge
             .run(|| -> Result<aya::Ebpf, String> {
-                let mut ebpf = aya::Ebpf::load(crate::EBPF_OBJ).map_err(|e| e.to_string())?;
+                let mut ebpf = aya::Ebpf::load(lb_user::EBPF_OBJ).map_err(|e| e.to_string())?;
                 let program: &mut Xdp = ebpf
                     .program_mut("lb_pass")
                     .ok_or("no lb_pass program")?
@@ -568,8 +568,8 @@ fn sweep_stale() {
             eprintln!("netns: sweeping stale {name} failed: {e}");
         }
     }
-    for name in names(crate::dataplane::preflight::BPFFS_ROOT) {
-        let path = Path::new(crate::dataplane::preflight::BPFFS_ROOT).join(&name);
+    for name in names(lb_user::dataplane::preflight::BPFFS_ROOT) {
+        let path = Path::new(lb_user::dataplane::preflight::BPFFS_ROOT).join(&name);
         if let Err(e) = std::fs::remove_dir_all(&path) {
             eprintln!("netns: sweeping stale pins {} failed: {e}", path.display());
         }

@@ -29,7 +29,7 @@ use std::{
 };
 
 use clap::Parser;
-use lb_user::netns::{Lan, Netns, wait_for};
+use lb_lab::netns::{Lan, Netns, wait_for};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const PORT: u16 = 8080;

@@ -1,0 +1,42 @@
+//! What does not ship with lb: the kit its kernel tests, the lab and the
+//! benchmarks are built from. `lbd` and `lbctl` never link this crate, and
+//! the production XDP object carries none of its programs.
+//!
+//! - [`netns`]: network-namespace topologies (a bridge, hosts joined to it
+//!   by veth pairs) created per test and removed on drop;
+//! - [`testpkt`]: Ethernet frames for `BPF_PROG_TEST_RUN` fixtures and
+//!   benchmarks;
+//! - [`bin`]: where the binaries under test (`lbd`, `lbctl`) are.
+//!
+//! The kernel tests are in `tests/` (run by `cargo xtask test`), the lab
+//! and demo in `src/bin/lb-lab.rs` (`cargo xtask demo | lab`), and the
+//! benchmarks in the other `src/bin/lb-*.rs` (`cargo xtask bench`).
+
+pub mod netns;
+pub mod testpkt;
+
+use std::path::PathBuf;
+
+/// The path of lb binary `name` (`lbd`, `lbctl`) built beside the running
+/// test or tool: the same `target/<profile>/` directory.
+///
+/// # Panics
+/// When it is not there: build lb-user's binaries first (`cargo xtask test`
+/// does: `cargo build -p lb-user --bins`).
+#[must_use]
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the running executable's path");
+    // Test binaries sit in target/<profile>/deps, tools in target/<profile>.
+    let mut dir = exe.parent().expect("a directory").to_owned();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build lb-user's binaries first (cargo build -p lb-user --bins; \
+         `cargo xtask test` does)",
+        path.display()
+    );
+    path
+}
