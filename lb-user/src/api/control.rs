@@ -23,6 +23,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use crate::dataplane::balancer::{Protocol, ServiceKey};
+use crate::dataplane::stats::FlowTableUsage;
+pub use crate::services::controller::{BackendStatus, ServiceStatus, ServiceTraffic, Traffic};
+pub use crate::vrrp::driver::InstanceStatus;
 
 /// Default socket path.
 pub const DEFAULT_SOCKET: &str = "/run/lb/lbd.sock";
@@ -95,6 +98,71 @@ impl Response {
             error: Some(message.into()),
         }
     }
+}
+
+impl Response {
+    /// The answer's data as the type the request's reply has (see
+    /// [`Request`]: `status` → [`StatusReply`], `services`/`backends` →
+    /// `Vec<`[`ServiceStatus`]`>`, `vrrp` → `Vec<`[`InstanceStatus`]`>`,
+    /// `stats` → `Vec<`[`ServiceTraffic`]`>`, the others a string).
+    ///
+    /// # Errors
+    /// lbd refused the request (its message), or the data is not a `T`
+    /// (an lbd of another version).
+    pub fn decode<T: serde::de::DeserializeOwned>(self) -> Result<T, String> {
+        match self {
+            Self {
+                ok: true,
+                data: Some(data),
+                ..
+            } => serde_json::from_value(data)
+                .map_err(|e| format!("lbd's answer is not what this lbctl expects: {e}")),
+            Self { error, .. } => Err(error.unwrap_or_else(|| "request failed".into())),
+        }
+    }
+}
+
+/// The answer to [`Request::Status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// `router_id`, or `lbd`.
+    pub router_id: String,
+    /// lbd's process id.
+    pub pid: u32,
+    /// The data plane, when lbd runs one.
+    pub data_plane: Option<DataPlaneStatus>,
+    /// Services configured.
+    pub services: usize,
+    /// Services forwarding here now.
+    pub services_active: usize,
+    /// Backends whose health check passes.
+    pub backends_healthy: usize,
+    /// Backends of all services.
+    pub backends: usize,
+    /// Each VRRP instance's state.
+    pub vrrp: Vec<VrrpBrief>,
+}
+
+/// The data plane in [`StatusReply`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPlaneStatus {
+    /// The interface the program is attached to.
+    pub interface: String,
+    /// `native` or `generic`.
+    pub mode: String,
+    /// Where its maps are pinned.
+    pub pin_path: std::path::PathBuf,
+    /// How full the connection table is (absent if it cannot be read).
+    pub connection_table: Option<FlowTableUsage>,
+}
+
+/// One VRRP instance in [`StatusReply`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpBrief {
+    /// Instance name.
+    pub name: String,
+    /// `INIT`, `BACKUP`, `MASTER` or `FAULT`.
+    pub state: String,
 }
 
 /// A request waiting for lbd's main loop to answer it.

@@ -3,8 +3,9 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
-use lb_user::api::control::{self, Request, Response};
-use serde_json::Value;
+use lb_user::api::control::{
+    self, InstanceStatus, Request, Response, ServiceStatus, ServiceTraffic, StatusReply, Traffic,
+};
 
 /// Inspect and steer a running lbd over its control socket.
 ///
@@ -138,21 +139,20 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         };
     }
-    match response {
-        Response {
-            ok: true,
-            data: Some(data),
-            ..
-        } => {
-            print!("{}", render(&cli.command, &data));
+    let ok = response.ok;
+    match render(&cli.command, response) {
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
-        Response { error, .. } => {
-            eprintln!(
-                "lbctl: {}",
-                error.unwrap_or_else(|| "request failed".into())
-            );
-            ExitCode::from(1)
+        Err(e) => {
+            eprintln!("lbctl: {e}");
+            // lbd's refusal, or an answer this lbctl cannot read.
+            if ok {
+                ExitCode::from(3)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
@@ -186,14 +186,14 @@ fn convert(file: &std::path::Path) -> ExitCode {
     }
 }
 
-/// A value as table text.
-fn cell(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
-        other => other.to_string(),
-    }
+/// `yes` / `no`.
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
+/// An optional value, `-` when absent.
+fn or_dash<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
 /// Columns padded to their widest cell.
@@ -222,185 +222,167 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn render(command: &Command, data: &Value) -> String {
-    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
-    match command {
-        Command::Status => {
-            let mut out = format!(
-                "lbd {} (pid {})\n",
-                cell(&data["router_id"]),
-                cell(&data["pid"])
-            );
-            match data["data_plane"].as_object() {
-                Some(dp) => {
-                    out.push_str(&format!(
-                        "data plane: {} ({} mode), maps under {}\n",
-                        cell(&dp["interface"]),
-                        cell(&dp["mode"]),
-                        cell(&dp["pin_path"])
-                    ));
-                    let t = &dp["connection_table"];
-                    if t.is_object() {
-                        out.push_str(&format!(
-                            "connection table: {} flows seen in the last 10 s, {} of {} ways in use; evicted {} recently seen, {} idle\n",
-                            cell(&t["recent"]),
-                            cell(&t["in_use"]),
-                            cell(&t["capacity"]),
-                            cell(&t["evicted_recent"]),
-                            cell(&t["evicted_idle"])
-                        ));
-                    }
-                }
-                None => out.push_str("data plane: off\n"),
-            }
-            out.push_str(&format!(
-                "services: {} ({} active here); backends: {} of {} healthy\n",
-                cell(&data["services"]),
-                cell(&data["services_active"]),
-                cell(&data["backends_healthy"]),
-                cell(&data["backends"])
-            ));
-            for i in list(&data["vrrp"]) {
-                out.push_str(&format!(
-                    "vrrp {}: {}\n",
-                    cell(&i["name"]),
-                    cell(&i["state"])
-                ));
-            }
-            out
-        }
-        Command::Services => {
-            let rows: Vec<Vec<String>> = list(data)
-                .iter()
-                .map(|s| {
-                    let backends = list(&s["backends"]);
-                    let in_pool = backends
-                        .iter()
-                        .filter(|b| b["in_pool"] == Value::Bool(true))
-                        .count();
-                    vec![
-                        cell(&s["service"]),
-                        cell(&s["mode"]),
-                        cell(&s["vrrp_instance"]),
-                        cell(&s["active"]),
-                        format!("{in_pool}/{}", backends.len()),
-                    ]
-                })
-                .collect();
-            table(&["SERVICE", "MODE", "VRRP", "ACTIVE", "IN POOL"], &rows)
-        }
-        Command::Backends => {
-            let mut rows = Vec::new();
-            for s in list(data) {
-                for b in list(&s["backends"]) {
-                    rows.push(vec![
-                        cell(&s["service"]),
-                        format!("{}:{}", cell(&b["address"]), cell(&b["port"])),
-                        cell(&b["weight"]),
-                        if b["healthy"] == Value::Bool(true) {
-                            "up"
-                        } else {
-                            "down"
-                        }
-                        .into(),
-                        cell(&b["drained"]),
-                        cell(&b["in_pool"]),
-                        cell(&b["reason"]),
-                    ]);
-                }
-            }
-            table(
-                &[
-                    "SERVICE",
-                    "BACKEND",
-                    "WEIGHT",
-                    "HEALTH",
-                    "DRAINED",
-                    "IN POOL",
-                    "LAST CHANGE",
-                ],
-                &rows,
-            )
-        }
-        Command::Vrrp => {
-            let rows: Vec<Vec<String>> = list(data)
-                .iter()
-                .map(|i| {
-                    let rejected = i["rejected"]
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| format!("{k}={v}"))
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        })
-                        .filter(|s| !s.is_empty())
-                        .unwrap_or_else(|| "-".into());
-                    vec![
-                        cell(&i["name"]),
-                        cell(&i["interface"]),
-                        cell(&i["vrid"]),
-                        cell(&i["state"]),
-                        format!("{}/{}", cell(&i["priority"]), cell(&i["base_priority"])),
-                        cell(&i["master"]),
-                        list(&i["vips"])
-                            .iter()
-                            .map(cell)
-                            .collect::<Vec<_>>()
-                            .join(","),
-                        cell(&i["transitions"]),
-                        rejected,
-                    ]
-                })
-                .collect();
-            table(
-                &[
-                    "INSTANCE",
-                    "IFACE",
-                    "VRID",
-                    "STATE",
-                    "PRIO",
-                    "MASTER HEARD",
-                    "VIPS",
-                    "TRANSITIONS",
-                    "REJECTED",
-                ],
-                &rows,
-            )
-        }
-        Command::Stats => {
-            let mut rows = Vec::new();
-            for s in list(data) {
-                let t = &s["total"];
-                rows.push(vec![
-                    cell(&s["service"]),
-                    "(all)".into(),
-                    cell(&t["packets"]),
-                    cell(&t["bytes"]),
-                    cell(&t["new_flows"]),
-                ]);
-                if let Some(bs) = s["backends"].as_object() {
-                    for (addr, t) in bs {
-                        rows.push(vec![
-                            String::new(),
-                            addr.clone(),
-                            cell(&t["packets"]),
-                            cell(&t["bytes"]),
-                            cell(&t["new_flows"]),
-                        ]);
-                    }
-                }
-            }
-            table(
-                &["SERVICE", "BACKEND", "PACKETS", "BYTES", "NEW FLOWS"],
-                &rows,
-            )
-        }
+/// lbd's answer to `command` as text.
+fn render(command: &Command, response: Response) -> Result<String, String> {
+    Ok(match command {
+        Command::Status => status(&response.decode()?),
+        Command::Services => services(&response.decode::<Vec<_>>()?),
+        Command::Backends => backends(&response.decode::<Vec<_>>()?),
+        Command::Vrrp => vrrp(&response.decode::<Vec<_>>()?),
+        Command::Stats => stats(&response.decode::<Vec<_>>()?),
         Command::Drain { service, backend } => {
+            response.decode::<String>()?;
             format!("{backend} drained from {service}: no new flows; established flows continue\n")
         }
-        Command::Enable { service, backend } => format!("{backend} enabled in {service}\n"),
-        Command::Reload => "configuration reloaded\n".into(),
+        Command::Enable { service, backend } => {
+            response.decode::<String>()?;
+            format!("{backend} enabled in {service}\n")
+        }
+        Command::Reload => {
+            response.decode::<String>()?;
+            "configuration reloaded\n".into()
+        }
         Command::Convert { .. } => String::new(),
+    })
+}
+
+fn status(s: &StatusReply) -> String {
+    let mut out = format!("lbd {} (pid {})\n", s.router_id, s.pid);
+    match &s.data_plane {
+        Some(dp) => {
+            out.push_str(&format!(
+                "data plane: {} ({} mode), maps under {}\n",
+                dp.interface,
+                dp.mode,
+                dp.pin_path.display()
+            ));
+            if let Some(t) = &dp.connection_table {
+                out.push_str(&format!(
+                    "connection table: {} flows seen in the last 10 s, {} of {} ways in use; evicted {} recently seen, {} idle\n",
+                    t.recent, t.in_use, t.capacity, t.evicted_recent, t.evicted_idle
+                ));
+            }
+        }
+        None => out.push_str("data plane: off\n"),
     }
+    out.push_str(&format!(
+        "services: {} ({} active here); backends: {} of {} healthy\n",
+        s.services, s.services_active, s.backends_healthy, s.backends
+    ));
+    for i in &s.vrrp {
+        out.push_str(&format!("vrrp {}: {}\n", i.name, i.state));
+    }
+    out
+}
+
+fn services(list: &[ServiceStatus]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            let in_pool = s.backends.iter().filter(|b| b.in_pool).count();
+            vec![
+                s.service.clone(),
+                s.mode.to_string(),
+                or_dash(s.vrrp_instance.as_ref()),
+                yes_no(s.active),
+                format!("{in_pool}/{}", s.backends.len()),
+            ]
+        })
+        .collect();
+    table(&["SERVICE", "MODE", "VRRP", "ACTIVE", "IN POOL"], &rows)
+}
+
+fn backends(list: &[ServiceStatus]) -> String {
+    let mut rows = Vec::new();
+    for s in list {
+        for b in &s.backends {
+            rows.push(vec![
+                s.service.clone(),
+                format!("{}:{}", b.address, b.port),
+                b.weight.to_string(),
+                if b.healthy { "up" } else { "down" }.into(),
+                yes_no(b.drained),
+                yes_no(b.in_pool),
+                b.reason.clone(),
+            ]);
+        }
+    }
+    table(
+        &[
+            "SERVICE",
+            "BACKEND",
+            "WEIGHT",
+            "HEALTH",
+            "DRAINED",
+            "IN POOL",
+            "LAST CHANGE",
+        ],
+        &rows,
+    )
+}
+
+fn vrrp(list: &[InstanceStatus]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|i| {
+            let rejected = i
+                .rejected
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            vec![
+                i.name.clone(),
+                i.interface.clone(),
+                i.vrid.to_string(),
+                i.state.clone(),
+                format!("{}/{}", i.priority, i.base_priority),
+                or_dash(i.master),
+                i.vips.join(","),
+                i.transitions.to_string(),
+                if rejected.is_empty() {
+                    "-".into()
+                } else {
+                    rejected
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "INSTANCE",
+            "IFACE",
+            "VRID",
+            "STATE",
+            "PRIO",
+            "MASTER HEARD",
+            "VIPS",
+            "TRANSITIONS",
+            "REJECTED",
+        ],
+        &rows,
+    )
+}
+
+fn stats(list: &[ServiceTraffic]) -> String {
+    let row = |service: String, backend: String, t: &Traffic| {
+        vec![
+            service,
+            backend,
+            t.packets.to_string(),
+            t.bytes.to_string(),
+            t.new_flows.to_string(),
+        ]
+    };
+    let mut rows = Vec::new();
+    for s in list {
+        rows.push(row(s.service.clone(), "(all)".into(), &s.total));
+        for (addr, t) in &s.backends {
+            rows.push(row(String::new(), addr.clone(), t));
+        }
+    }
+    table(
+        &["SERVICE", "BACKEND", "PACKETS", "BYTES", "NEW FLOWS"],
+        &rows,
+    )
 }

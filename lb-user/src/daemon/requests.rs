@@ -3,7 +3,7 @@
 use tracing::error;
 
 use super::Daemon;
-use crate::api::control::{self, Request, Response};
+use crate::api::control::{self, DataPlaneStatus, Request, Response, StatusReply, VrrpBrief};
 use crate::services::controller::{self, Controller};
 
 impl Daemon {
@@ -43,21 +43,32 @@ impl Daemon {
             .as_ref()
             .map(Controller::status)
             .unwrap_or_default();
-        Response::data(serde_json::json!({
-            "router_id": self.name,
-            "pid": std::process::id(),
-            "data_plane": self.dataplane.as_ref().map(|d| serde_json::json!({
-                "interface": d.interface().0,
-                "mode": d.mode(),
-                "pin_path": d.pin_dir(),
-                "connection_table": crate::dataplane::stats::flow_table_usage(d.ebpf()).ok(),
-            })),
-            "services": services.len(),
-            "services_active": services.iter().filter(|s| s.active).count(),
-            "backends_healthy": services.iter().flat_map(|s| &s.backends).filter(|b| b.healthy).count(),
-            "backends": services.iter().map(|s| s.backends.len()).sum::<usize>(),
-            "vrrp": self.vrrp_status().iter().map(|i| serde_json::json!({"name": i.name, "state": i.state})).collect::<Vec<_>>(),
-        }))
+        Response::data(StatusReply {
+            router_id: self.name.clone(),
+            pid: std::process::id(),
+            data_plane: self.dataplane.as_ref().map(|d| DataPlaneStatus {
+                interface: d.interface().0.to_owned(),
+                mode: d.mode().to_owned(),
+                pin_path: d.pin_dir().to_owned(),
+                connection_table: crate::dataplane::stats::flow_table_usage(d.ebpf()).ok(),
+            }),
+            services: services.len(),
+            services_active: services.iter().filter(|s| s.active).count(),
+            backends_healthy: services
+                .iter()
+                .flat_map(|s| &s.backends)
+                .filter(|b| b.healthy)
+                .count(),
+            backends: services.iter().map(|s| s.backends.len()).sum(),
+            vrrp: self
+                .vrrp_status()
+                .into_iter()
+                .map(|i| VrrpBrief {
+                    name: i.name,
+                    state: i.state,
+                })
+                .collect(),
+        })
     }
 
     /// Drain (`on`: weight 0, established flows continue) or re-enable a

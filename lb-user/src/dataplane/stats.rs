@@ -158,7 +158,7 @@ fn per_cpu_sum<V: aya::Pod + Copy + Default>(
 }
 
 /// How full the connection table is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FlowTableUsage {
     /// Flows it can hold (sets × ways).
     pub capacity: u64,

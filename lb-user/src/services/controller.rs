@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -115,7 +115,7 @@ pub struct HealthEvent {
 }
 
 /// One backend as the controller sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendStatus {
     /// Address.
     pub address: IpAddr,
@@ -136,7 +136,7 @@ pub struct BackendStatus {
 }
 
 /// One service as the controller sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceStatus {
     /// `VIP:PORT/PROTO`.
     pub service: String,
@@ -675,7 +675,7 @@ pub async fn dataplane_config(
 }
 
 /// Traffic of one VIP or backend, summed over CPUs.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Traffic {
     /// Packets forwarded.
     pub packets: u64,
@@ -686,7 +686,7 @@ pub struct Traffic {
 }
 
 /// Counters of one service and its backends.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceTraffic {
     /// `VIP:PORT/PROTO`.
     pub service: String,

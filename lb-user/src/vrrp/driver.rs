@@ -82,7 +82,7 @@ pub struct InstanceSpec {
 }
 
 /// What an instance looks like now, for `lbctl vrrp` and metrics.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InstanceStatus {
     /// Instance name.
     pub name: String,
