@@ -1,57 +1,13 @@
-//! Builds the XDP program (`lb-ebpf`) for `bpfel-unknown-none` and places the
-//! object in `OUT_DIR`, where `lb-user` embeds it.
-//!
-//! The BPF target needs a toolchain with the Rust library source (for
-//! `-Z build-std=core`) and `bpf-linker` on `PATH`. `cargo xtask setup`
-//! installs one and exports its rustup name as `LB_BPF_TOOLCHAIN`; without
-//! that variable we probe the candidates ourselves, so a plain `cargo build`
-//! works after setup too.
+//! Builds the XDP objects of `lb-ebpf` (`lb-ebpf`: the balancer;
+//! `lb-decap`: the decapsulator) and places them in `OUT_DIR`, where
+//! `lb-user` embeds them. How: `bpf_build.rs`.
 
-use std::{path::Path, process::Command};
-
-use anyhow::{Context as _, anyhow};
-use aya_build::{Package, Toolchain};
-
-/// rustup toolchains that can build BPF, in the order we try them:
-/// a nightly with `rust-src`, then Debian's rustc linked as `lb-debian`.
-const CANDIDATES: [&str; 2] = ["nightly", "lb-debian"];
-
-fn has_rust_src(toolchain: &str) -> bool {
-    let Ok(out) = Command::new("rustup")
-        .args(["run", toolchain, "rustc", "--print", "sysroot"])
-        .output()
-    else {
-        return false;
-    };
-    out.status.success()
-        && Path::new(String::from_utf8_lossy(&out.stdout).trim())
-            .join("lib/rustlib/src/rust/library/core")
-            .is_dir()
-}
+#[path = "bpf_build.rs"]
+mod bpf_build;
 
 fn main() -> anyhow::Result<()> {
-    println!("cargo:rerun-if-env-changed=LB_BPF_TOOLCHAIN");
-    let toolchain = match std::env::var("LB_BPF_TOOLCHAIN") {
-        Ok(name) => name,
-        Err(_) => CANDIDATES
-            .into_iter()
-            .find(|name| has_rust_src(name))
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                anyhow!(
-                    "no toolchain can build the BPF program (tried {CANDIDATES:?}): \
-                     run `cargo xtask setup`"
-                )
-            })?,
-    };
-    // Debian's rustc is a stable compiler; build-std is a -Z flag.
-    // SAFETY: build scripts are single-threaded at this point.
-    unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "1") };
-    let ebpf = Package {
-        name: "lb-ebpf",
-        root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../lb-ebpf"),
-        ..Default::default()
-    };
-    aya_build::build_ebpf([ebpf], Toolchain::Custom(&toolchain))
-        .with_context(|| format!("building lb-ebpf with toolchain {toolchain}"))
+    bpf_build::build_ebpf(
+        "lb-ebpf",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../lb-ebpf"),
+    )
 }

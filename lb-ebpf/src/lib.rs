@@ -1,6 +1,16 @@
-//! Library target of `lb-ebpf`: empty on purpose.
+//! Library target of `lb-ebpf`: what its XDP programs share.
 //!
-//! `lb-user` build-depends on this crate so cargo rebuilds it when the kernel
-//! program changes (see `aya_build::build_ebpf`); the program itself is the
-//! `lb-ebpf` binary, built for `bpfel-unknown-none`.
+//! The programs are this package's binaries, each built for
+//! `bpfel-unknown-none` into an object of its own by `lb-user/build.rs`:
+//! - `lb-ebpf` (`src/main.rs`): the load balancer, program `lb_xdp`;
+//! - `lb-decap` (`src/bin/lb-decap.rs`): the decapsulator for `ipip`
+//!   backends, program `lb_decap`, with only its own counter map.
+//!
+//! Test-only programs are not here: they live in `lb-lab/ebpf`, an object
+//! production never loads.
+//!
+//! `lb-user` build-depends on this crate so cargo rebuilds it when the
+//! kernel programs change (see `aya_build::build_ebpf`).
 #![no_std]
+
+pub mod frame;

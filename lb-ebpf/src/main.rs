@@ -7,11 +7,13 @@
 //! backend. All policy (which backends, weights, health) lives in user
 //! space, which writes the maps.
 //!
+//! The decapsulator (`lb_decap`) is another object (`src/bin/lb-decap.rs`);
+//! test-only programs live in `lb-lab/ebpf`.
+//!
 //! Layout follows katran's `lib/bpf/`: one file per concern.
 //! - `parse`: bounds-checked header parsing;
 //! - `select`: VIP lookup, connection table, Maglev;
 //! - `forward`: `dsr`, `ipip`, ICMP too-big;
-//! - `decap`: the backends' side of `ipip` (program `lb_decap`);
 //! - `csum`: internet checksum;
 //! - `stats`: per-CPU counters;
 //! - `maps`: every map the program uses.
@@ -22,7 +24,6 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 mod csum;
-mod decap;
 mod forward;
 mod maps;
 mod parse;
@@ -49,60 +50,6 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     stats::count_exit(reason);
     action
 }
-
-/// The decapsulator for backends in `ipip` mode, attached by
-/// `lbd decap --iface IF`.
-#[xdp]
-pub fn lb_decap(ctx: XdpContext) -> u32 {
-    let (action, reason) = decap::decap(&ctx);
-    stats::count_decap(reason);
-    action
-}
-
-/// Test harness only (`lb_user::netns::Lan::xdp_pass_on_port`; lbd never
-/// attaches it): passes every frame. A veth only delivers the frames its
-/// peer sends with native-mode `XDP_TX` when the receiving side has an XDP
-/// program of its own (the kernel kicks the receiver's NAPI only then);
-/// this is that program for the test bridge's ports.
-#[xdp]
-pub fn lb_pass(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
-}
-
-/// Benchmark reference only (`cargo xtask bench dataplane`; lbd never
-/// attaches it): one insert of a new flow into the kernel's LRU hash
-/// (`bench_lru`, sized by the bench so it runs full and evicts), then
-/// `XDP_PASS`. It shows what the kernel's LRU would cost the new-flow path
-/// on its own, next to our connection table.
-#[xdp]
-pub fn lb_bench_insert(_ctx: XdpContext) -> u32 {
-    let mut key = MaybeUninit::<lb_common::flow::FlowKey>::uninit();
-    let mut state = MaybeUninit::<lb_common::flow::FlowState>::uninit();
-    // SAFETY: both are plain integers and byte arrays, valid as zero.
-    let (mut key, state) = unsafe {
-        parse::zero(key.as_mut_ptr());
-        parse::zero(state.as_mut_ptr());
-        (key.assume_init(), state.assume_init())
-    };
-    // A different client port and address per run: every insert is a new
-    // flow, as on the new-flow path.
-    // SAFETY: a .bss global; XDP does not run re-entrantly on one CPU and
-    // the bench runs on one.
-    let n = unsafe {
-        let n = core::ptr::read_volatile(&raw const BENCH_RUNS).wrapping_add(1);
-        core::ptr::write_volatile(&raw mut BENCH_RUNS, n);
-        n
-    };
-    key.src_port_be = n as u16;
-    key.src[12] = (n >> 16) as u8;
-    key.src[13] = (n >> 24) as u8;
-    let key: &lb_common::flow::FlowKey = &key;
-    let _evicted_or_failed = maps::BENCH_LRU.insert(key, state, 0);
-    xdp_action::XDP_PASS
-}
-
-/// Runs of `lb_bench_insert` so far.
-static mut BENCH_RUNS: u32 = 0;
 
 /// Decide and carry out one packet's fate: `(XDP action, exit reason)`.
 #[inline(always)]

@@ -4,24 +4,19 @@
 
 use aya_ebpf::{
     Global,
-    btf_maps::{Array, ArrayOfMaps, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, ArrayOfMaps, HashMap, PerCpuArray},
     macros::btf_map,
 };
 use lb_common::{
     backend::{Backend, MAX_BACKENDS},
     config::Config,
-    flow::{DEFAULT_FLOW_ENTRIES, FlowKey, FlowSet, FlowState, flow_sets},
-    stats::{
-        DecapCounters, ExitCounters, FlowCounters, ProtoClass, TrafficCounters, VerdictCounters,
-    },
+    flow::{DEFAULT_FLOW_ENTRIES, FlowSet, flow_sets},
+    stats::{ExitCounters, FlowCounters, ProtoClass, TrafficCounters, VerdictCounters},
     vip::{
         BPF_F_MMAPABLE, DEFAULT_RING_SIZE, FILTER_BUCKETS, MAX_VIPS, TABLE_FLAGS, VIP_INDEX_SLOTS,
         VipIndexEntry, VipKey, VipMeta,
     },
 };
-
-/// `BPF_F_NO_COMMON_LRU`: per-CPU LRU lists, no global lock on insert.
-const BPF_F_NO_COMMON_LRU: usize = 1 << 1;
 
 /// Packets by protocol class (key) and verdict (value fields).
 #[btf_map(name = "stats_proto")]
@@ -99,16 +94,6 @@ pub static FLOWS: Array<
 #[unsafe(no_mangle)]
 pub static FLOW_SET_MASK: Global<u32> = Global::new(flow_sets(DEFAULT_FLOW_ENTRIES) - 1);
 
-/// Benchmark reference only (program `lb_bench_insert`): the kernel's LRU
-/// hash, so `cargo xtask bench dataplane` can show what one insert there
-/// costs next to our table. Tiny unless the bench sizes it at load.
-#[btf_map(name = "bench_lru")]
-pub static BENCH_LRU: LruHashMap<FlowKey, FlowState, 64, BPF_F_NO_COMMON_LRU> = LruHashMap::new();
-
 /// Global settings (one entry).
 #[btf_map(name = "config")]
 pub static CONFIG: Array<Config, 1> = Array::new();
-
-/// The decapsulator's counters (one entry).
-#[btf_map(name = "stats_decap")]
-pub static STATS_DECAP: PerCpuArray<DecapCounters, 1> = PerCpuArray::new();

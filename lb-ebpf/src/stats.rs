@@ -3,10 +3,10 @@
 use aya_ebpf::bindings::xdp_action;
 use lb_common::{
     flow::Replaced,
-    stats::{ProtoClass, decap, exit},
+    stats::{ProtoClass, exit},
 };
 
-use crate::maps::{STATS_BACKEND, STATS_DECAP, STATS_EXIT, STATS_FLOWS, STATS_PROTO, STATS_VIP};
+use crate::maps::{STATS_BACKEND, STATS_EXIT, STATS_FLOWS, STATS_PROTO, STATS_VIP};
 
 /// Count one packet of `class` that leaves with `action`.
 #[inline(always)]
@@ -74,17 +74,5 @@ pub fn count_replaced(replaced: Replaced) {
         } else {
             c.evicted_idle += 1;
         }
-    }
-}
-
-/// Count one packet seen by the decapsulator.
-#[inline(always)]
-pub fn count_decap(reason: usize) {
-    if reason >= decap::COUNT {
-        return;
-    }
-    if let Some(counters) = STATS_DECAP.get_ptr_mut(0) {
-        // SAFETY: DecapCounters is repr(C) with decap::COUNT u64 fields.
-        unsafe { *counters.cast::<u64>().add(reason) += 1 };
     }
 }

@@ -6,7 +6,8 @@
 //!   by veth pairs) created per test and removed on drop;
 //! - [`testpkt`]: Ethernet frames for `BPF_PROG_TEST_RUN` fixtures and
 //!   benchmarks;
-//! - [`bin`]: where the binaries under test (`lbd`, `lbctl`) are.
+//! - [`bin`]: where the binaries under test (`lbd`, `lbctl`) are;
+//! - [`TEST_OBJ`]: XDP programs for tests and benchmarks only.
 //!
 //! The kernel tests are in `tests/` (run by `cargo xtask test`), the lab
 //! and demo in `src/bin/lb-lab.rs` (`cargo xtask demo | lab`), and the
@@ -14,6 +15,12 @@
 
 pub mod netns;
 pub mod testpkt;
+
+/// The test-only XDP object (`lb-lab/ebpf`): `lb_pass` (a pass-through for
+/// the far side of a veth, see [`netns::Lan::xdp_pass_on_port`]) and
+/// `lb_bench_insert` (the kernel-LRU reference of the data-plane bench,
+/// map `bench_lru`).
+pub static TEST_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-lab-progs"));
 
 use std::path::PathBuf;
 

@@ -449,7 +449,7 @@ impl Lan {
         let ebpf = self
             .bridge
             .run(|| -> Result<aya::Ebpf, String> {
-                let mut ebpf = aya::Ebpf::load(lb_user::EBPF_OBJ).map_err(|e| e.to_string())?;
+                let mut ebpf = aya::Ebpf::load(crate::TEST_OBJ).map_err(|e| e.to_string())?;
                 let program: &mut Xdp = ebpf
                     .program_mut("lb_pass")
                     .ok_or("no lb_pass program")?

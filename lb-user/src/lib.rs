@@ -35,5 +35,62 @@ pub mod services;
 pub mod sys;
 pub mod vrrp;
 
-/// The XDP object built from `lb-ebpf` by `build.rs`.
+/// The balancer's XDP object (program `lb_xdp` and its maps), built from
+/// `lb-ebpf` by `build.rs`.
 pub static EBPF_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf"));
+
+/// The decapsulator's XDP object (program `lb_decap`, map `stats_decap`),
+/// built from `lb-ebpf/src/bin/lb-decap.rs` by `build.rs`.
+pub static DECAP_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-decap"));
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// Program and map names in an object (maps the loader makes for
+    /// `.bss`/`.data`/`.rodata` left out).
+    fn contents(obj: &[u8]) -> (BTreeSet<String>, BTreeSet<String>) {
+        let obj = aya_obj::Object::parse(obj).expect("a BPF object");
+        (
+            obj.programs.keys().cloned().collect(),
+            obj.maps
+                .keys()
+                .filter(|m| !m.starts_with('.'))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|&n| n.to_owned()).collect()
+    }
+
+    /// What production loads and pins is exactly the balancer or exactly
+    /// the decapsulator: no test or benchmark program or map.
+    #[test]
+    fn production_objects_hold_only_their_own_programs_and_maps() {
+        let (programs, maps) = contents(super::EBPF_OBJ);
+        assert_eq!(programs, set(&["lb_xdp"]));
+        assert_eq!(
+            maps,
+            set(&[
+                "backends",
+                "config",
+                "flows",
+                "maglev_tables",
+                "stats_backend",
+                "stats_exit",
+                "stats_flows",
+                "stats_proto",
+                "stats_vip",
+                "vip_filter",
+                "vip_ids",
+                "vip_index",
+                "vips",
+            ])
+        );
+        let (programs, maps) = contents(super::DECAP_OBJ);
+        assert_eq!(programs, set(&["lb_decap"]));
+        assert_eq!(maps, set(&["stats_decap"]));
+    }
+}

@@ -10,7 +10,7 @@
 use std::{net::IpAddr, process::ExitCode};
 
 use aya::{
-    EbpfLoader,
+    Ebpf, EbpfLoader,
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
 use clap::Parser;
@@ -50,9 +50,11 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     // The reference LRU is small, so nearly every insert evicts (a busy
     // table is full).
-    let mut ebpf = EbpfLoader::new()
+    let mut ebpf = Ebpf::load(lb_user::EBPF_OBJ)?;
+    let mut test_progs = EbpfLoader::new()
         .map_max_entries("bench_lru", 1 << 16)
-        .load(lb_user::EBPF_OBJ)?;
+        .load(lb_lab::TEST_OBJ)?;
+    let mut decap_obj = Ebpf::load(lb_user::DECAP_OBJ)?;
     let program: &mut Xdp = ebpf.program_mut(PROGRAM).ok_or("no program")?.try_into()?;
     program.load()?;
     let mut balancer = Balancer::new(EbpfMaps::take(&mut ebpf)?);
@@ -100,21 +102,21 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         f
     };
-    let decap: &mut Xdp = ebpf
+    let decap: &mut Xdp = decap_obj
         .program_mut(DECAP_PROGRAM)
         .ok_or("no decap program")?
         .try_into()?;
     decap.load()?;
-    let insert: &mut Xdp = ebpf
+    let insert: &mut Xdp = test_progs
         .program_mut("lb_bench_insert")
         .ok_or("no lb_bench_insert program")?
         .try_into()?;
     insert.load()?;
-    let insert: &Xdp = ebpf
+    let insert: &Xdp = test_progs
         .program("lb_bench_insert")
         .ok_or("no lb_bench_insert program")?
         .try_into()?;
-    let decap: &Xdp = ebpf
+    let decap: &Xdp = decap_obj
         .program(DECAP_PROGRAM)
         .ok_or("no decap program")?
         .try_into()?;

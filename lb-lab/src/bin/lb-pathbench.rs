@@ -779,7 +779,7 @@ impl Bench {
             .lan
             .bridge()
             .run(|| -> Result<aya::Ebpf, String> {
-                let mut ebpf = aya::Ebpf::load(lb_user::EBPF_OBJ).map_err(|e| e.to_string())?;
+                let mut ebpf = aya::Ebpf::load(lb_lab::TEST_OBJ).map_err(|e| e.to_string())?;
                 let program: &mut Xdp = ebpf
                     .program_mut("lb_pass")
                     .ok_or("the XDP object has no lb_pass program")?

@@ -224,7 +224,11 @@ impl Dataplane {
         }
 
         let name = opts.role.program();
-        let mut ebpf = load_object(opts.flow_entries).map_err(LoadError::Load)?;
+        let mut ebpf = match opts.role {
+            Role::Balancer => load_object(opts.flow_entries),
+            Role::Decap => Ebpf::load(crate::DECAP_OBJ),
+        }
+        .map_err(LoadError::Load)?;
         let load_err = |source| LoadError::Program {
             program: name,
             what: "loading".into(),

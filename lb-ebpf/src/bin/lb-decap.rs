@@ -1,25 +1,58 @@
-//! The decapsulator for backends: strips the outer header `ipip` mode adds
+//! The decapsulator for backends (program `lb_decap`, attached by
+//! `lbd decap --iface IF`): strips the outer header `ipip` mode adds
 //! (IPv4-in-IPv4, IPv6-in-IPv6) and passes the inner packet to the local
 //! stack, where the VIP sits on `lo`. For backends whose kernel lacks the
 //! ipip/ip6tnl modules (this project's test kernel has none); where a
 //! kernel tunnel device exists it does the same job.
+//!
+//! An object of its own with one map (`stats_decap`): a backend running it
+//! carries nothing of the balancer (no connection table, no Maglev
+//! tables). Off the BPF target it builds as an empty host binary, so lints
+//! cover it.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
 
 use core::mem::size_of;
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_head, programs::XdpContext};
-use lb_common::stats::decap;
-
-use crate::parse::{
-    ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, EthHdr, Ipv4Hdr, Ipv6Hdr, Truncated, VlanHdr,
-    ptr_at,
+use aya_ebpf::{
+    bindings::xdp_action, btf_maps::PerCpuArray, helpers::bpf_xdp_adjust_head, macros::btf_map,
+    macros::xdp, programs::XdpContext,
 };
+use lb_common::stats::{DecapCounters, decap};
+use lb_ebpf::frame::{
+    ETH_P_IP, ETH_P_IPV6, EthHdr, Ipv4Hdr, Ipv6Hdr, Truncated, VlanHdr, l2, ptr_at,
+};
+
+/// The decapsulator's counters (one entry), per CPU.
+#[btf_map(name = "stats_decap")]
+static STATS_DECAP: PerCpuArray<DecapCounters, 1> = PerCpuArray::new();
+
+/// Entry point.
+#[xdp]
+pub fn lb_decap(ctx: XdpContext) -> u32 {
+    let (action, reason) = decap(&ctx);
+    count_decap(reason);
+    action
+}
+
+/// Count one packet seen by the decapsulator.
+#[inline(always)]
+fn count_decap(reason: usize) {
+    if reason >= decap::COUNT {
+        return;
+    }
+    if let Some(counters) = STATS_DECAP.get_ptr_mut(0) {
+        // SAFETY: DecapCounters is repr(C) with decap::COUNT u64 fields.
+        unsafe { *counters.cast::<u64>().add(reason) += 1 };
+    }
+}
 
 const IPPROTO_IPIP: u8 = 4;
 const IPPROTO_IPV6: u8 = 41;
 
 /// Strip one outer header if the frame is IP-in-IP: `(action, reason)`.
 #[inline(always)]
-pub fn decap(ctx: &XdpContext) -> (u32, usize) {
+fn decap(ctx: &XdpContext) -> (u32, usize) {
     match try_decap(ctx) {
         Ok(Some(())) => (xdp_action::XDP_PASS, decap::DECAPSULATED),
         Ok(None) => (xdp_action::XDP_PASS, decap::PASS_NOT_ENCAPSULATED),
@@ -29,16 +62,7 @@ pub fn decap(ctx: &XdpContext) -> (u32, usize) {
 
 #[inline(always)]
 fn try_decap(ctx: &XdpContext) -> Result<Option<()>, Truncated> {
-    let eth = ptr_at::<EthHdr>(ctx, 0)?;
-    // SAFETY: checked by ptr_at.
-    let mut ether_type = u16::from_be_bytes(unsafe { (*eth).ether_type_be });
-    let mut l3_off = size_of::<EthHdr>();
-    if ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD {
-        let vlan = ptr_at::<VlanHdr>(ctx, l3_off)?;
-        // SAFETY: checked by ptr_at.
-        ether_type = u16::from_be_bytes(unsafe { (*vlan).ether_type_be });
-        l3_off += size_of::<VlanHdr>();
-    }
+    let (ether_type, l3_off) = l2(ctx)?;
     let outer_len = match ether_type {
         ETH_P_IP => {
             let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off)?;
@@ -90,3 +114,17 @@ fn try_decap(ctx: &XdpContext) -> Result<Option<()>, Truncated> {
     }
     Ok(Some(()))
 }
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable in a verified program; the verifier rejects unbounded loops.
+    loop {}
+}
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
