@@ -568,7 +568,7 @@ pub async fn dataplane_config(
     Ok(out)
 }
 
-/// Traffic of one VIP or backend, summed over CPUs.
+/// Traffic of one VIP, or of one backend of one service, summed over CPUs.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Traffic {
     /// Packets forwarded.
@@ -586,13 +586,14 @@ pub struct ServiceTraffic {
     pub service: String,
     /// The VIP's counters.
     pub total: Traffic,
-    /// Per backend address.
+    /// Per backend address: this service's traffic to it only.
     pub backends: BTreeMap<String, Traffic>,
 }
 
-/// The data plane's counters per active service and backend. (A backend
-/// shared by several services has one set of counters: it is shown under
-/// each.)
+/// The data plane's counters per active service and, under each, per
+/// backend: a backend shared by several services has a slot, and so a
+/// counter cell, per service (`lb_common::backend`), as in
+/// `ipvsadm -L --stats`.
 #[must_use]
 pub fn traffic_stats(c: &Controller, ebpf: &aya::Ebpf) -> Vec<ServiceTraffic> {
     let t = |r: Result<lb_common::stats::TrafficCounters, crate::dataplane::stats::StatsError>| {
