@@ -1,16 +1,25 @@
 //! Backends: map `backends` (array, index -> [`Backend`]). Maglev tables
 //! and the connection table hold these indices.
+//!
+//! A slot belongs to one (service, backend address) pair, as a "real
+//! server" belongs to one virtual service in IPVS: two services with the
+//! same backend address use two slots. The slot index is also the index of
+//! the pair's traffic counters (`stats_backend`), so the program counts
+//! per (service, backend) with the one per-CPU array increment it makes
+//! for the VIP. [`Backend::vip_id`] names the owning service, so a flow of
+//! another service never follows a slot that was freed and given to a new
+//! pair (nor counts against it).
 
 /// Name of the backend map.
 pub const BACKENDS_MAP: &str = "backends";
-/// Number of backend slots.
+/// Number of backend slots: (service, backend) pairs across all services.
 pub const MAX_BACKENDS: u32 = 4096;
 
 /// Bits of `Backend::flags`.
 pub mod backend_flags {
-    /// The slot holds a live backend. Cleared when the backend is removed
-    /// from every pool: connection-table entries pointing at an inactive slot
-    /// are treated as misses and re-balanced.
+    /// The slot holds a live backend. Cleared when the backend leaves its
+    /// service's pool (or the service goes): connection-table entries
+    /// pointing at an inactive slot are treated as misses and re-balanced.
     pub const ACTIVE: u8 = 1 << 0;
 }
 
@@ -27,6 +36,11 @@ pub struct Backend {
     pub family: u8,
     /// Bits from [`backend_flags`].
     pub flags: u8,
+    /// Id of the VIP (service) this slot serves. The program forwards a
+    /// flow through the slot only for this VIP.
+    pub vip_id: u32,
 }
+
+const _: () = assert!(core::mem::size_of::<Backend>() == 28);
 
 crate::pod!(Backend);

@@ -104,14 +104,18 @@ impl VerdictCounters {
     }
 }
 
-/// Name of the per-VIP counter map (per-CPU array indexed by VIP id).
+/// Name of the per-VIP counter map (per-CPU array indexed by VIP id). User
+/// space zeroes a cell before giving its id to a new service.
 pub const STATS_VIP_MAP: &str = "stats_vip";
-/// Name of the per-backend counter map (per-CPU array indexed by backend).
+/// Name of the per-(service, backend) counter map: a per-CPU array indexed
+/// by backend slot, and a slot serves one (service, backend address) pair
+/// (see `backend`), so a backend shared by two services has two cells.
+/// User space zeroes a cell before giving its slot to a new pair.
 pub const STATS_BACKEND_MAP: &str = "stats_backend";
 /// Name of the exit-reason counter map (per-CPU array, one entry).
 pub const STATS_EXIT_MAP: &str = "stats_exit";
 
-/// Traffic through one VIP or to one backend.
+/// Traffic through one VIP, or to one backend of one service.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct TrafficCounters {

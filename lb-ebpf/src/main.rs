@@ -4,8 +4,9 @@
 //! the backend (connection table, else Maglev) and forward by the VIP's
 //! mode with `XDP_TX`. Every exit bumps one `stats_exit` reason and one
 //! `stats_proto` cell; forwarded packets also count against their VIP and
-//! backend. All policy (which backends, weights, health) lives in user
-//! space, which writes the maps.
+//! their backend slot, which serves one (service, backend) pair, so the
+//! per-backend counters are per service as well. All policy (which
+//! backends, weights, health) lives in user space, which writes the maps.
 //!
 //! The decapsulator (`lb_decap`) is another object (`src/bin/lb-decap.rs`);
 //! test-only programs live in `lb-lab/ebpf`.

@@ -35,7 +35,8 @@ pub static STATS_FLOWS: PerCpuArray<FlowCounters, 1> = PerCpuArray::new();
 #[btf_map(name = "stats_vip")]
 pub static STATS_VIP: PerCpuArray<TrafficCounters, { MAX_VIPS as usize }> = PerCpuArray::new();
 
-/// Traffic per backend index.
+/// Traffic per backend slot: one slot per (service, backend) pair
+/// (`lb_common::backend`), so this counts per service and backend.
 #[btf_map(name = "stats_backend")]
 pub static STATS_BACKEND: PerCpuArray<TrafficCounters, { MAX_BACKENDS as usize }> =
     PerCpuArray::new();
@@ -64,7 +65,7 @@ pub static VIP_IDS: Array<VipMeta, { MAX_VIPS as usize }> = Array::new();
 #[btf_map(name = "vip_filter")]
 pub static VIP_FILTER: Array<u8, { FILTER_BUCKETS as usize }> = Array::new();
 
-/// Backends by index.
+/// Backends by slot, one slot per (service, backend) pair.
 #[btf_map(name = "backends")]
 pub static BACKENDS: Array<Backend, { MAX_BACKENDS as usize }> = Array::new();
 

@@ -73,11 +73,13 @@ fn vip_by_id(id: u32) -> Option<&'static VipMeta> {
     VIP_IDS.get(id).filter(|meta| meta.generation != 0)
 }
 
-/// A live backend slot.
+/// A live backend slot of VIP `vip_id`. A slot serves one (service,
+/// backend) pair; a flow recorded before its slot was freed and given to
+/// another service's backend misses here and is re-balanced.
 #[inline(always)]
-fn backend_at(index: u32) -> Option<&'static Backend> {
+fn backend_at(index: u32, vip_id: u32) -> Option<&'static Backend> {
     let b = BACKENDS.get(index)?;
-    (b.flags & backend_flags::ACTIVE != 0).then_some(b)
+    (b.flags & backend_flags::ACTIVE != 0 && b.vip_id == vip_id).then_some(b)
 }
 
 /// The backend chosen for a packet, and its VIP: pointers into the maps,
@@ -94,7 +96,8 @@ pub struct Chosen {
 }
 
 /// Fast path: the flow (hash `hash`) is in the connection table, its VIP
-/// still exists (same id and generation) and its backend slot is live.
+/// still exists (same id and generation) and its backend slot is live and
+/// still serves that VIP.
 /// Fills `out` and returns true; otherwise returns false and the slow path
 /// decides.
 ///
@@ -115,7 +118,7 @@ pub fn established(pkt: &Packet, hash: u32, out: &mut MaybeUninit<Chosen>) -> bo
         return false;
     }
     let index = state.backend;
-    let Some(backend) = backend_at(index) else {
+    let Some(backend) = backend_at(index, vip.id) else {
         return false;
     };
     // SAFETY: a helper without arguments.
@@ -149,7 +152,7 @@ pub fn new_flow(
         return false;
     };
     let index = *index;
-    let Some(backend) = backend_at(index) else {
+    let Some(backend) = backend_at(index, vip.id) else {
         return false;
     };
     if !pkt.icmp_too_big

@@ -40,7 +40,8 @@ pub fn count_exit(reason: usize) {
     }
 }
 
-/// Count a forwarded packet against its VIP and backend.
+/// Count a forwarded packet against its VIP and its backend slot (one slot
+/// per (service, backend) pair: `lb_common::backend`).
 #[inline(always)]
 pub fn count_traffic(vip_id: u32, backend: u32, bytes: u64, new_flow: bool) {
     let new = u64::from(new_flow);

@@ -6,11 +6,16 @@
 //! non-VIP traffic, a port-0 VIP, weight 0, no backend, VLAN, IPv4 options,
 //! fragments, ICMP errors about a VIP flow, packets too big to encapsulate,
 //! and truncated input. Output bytes are compared whole (expected frames are
-//! built independently here) and checksums verified with pnet.
+//! built independently here) and checksums verified with pnet. Further
+//! tests cover the connection table and the traffic counters per (service,
+//! backend), read back through `lb_user::dataplane::stats`.
 //!
 //! Needs root (BPF). `cargo xtask test` refuses to run without it.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use aya::{
     Ebpf,
@@ -1007,4 +1012,217 @@ fn a_full_connection_table_evicts_and_never_refuses() {
         "Maglev gives the same backend"
     );
     assert_eq!(new_flows(), before + 1, "an evicted flow is balanced anew");
+}
+
+/// Counters of each backend of `key` by the last byte of its MAC, read as
+/// `lbctl stats` reads them: the service's backend slots, summed over
+/// CPUs by `stats::backend_stats_of`.
+fn backend_counters(lab: &Lab, key: &ServiceKey) -> BTreeMap<u8, TrafficCounters> {
+    lab.balancer
+        .backends(key)
+        .unwrap()
+        .iter()
+        .map(|(spec, index)| {
+            let c = stats::backend_stats_of(&lab.ebpf, *index).unwrap();
+            (spec.mac[5], c)
+        })
+        .collect()
+}
+
+/// The VIP id of `key`.
+fn vip_id(lab: &Lab, key: &ServiceKey) -> u32 {
+    lab.balancer
+        .services()
+        .find(|(k, _, _)| *k == key)
+        .unwrap()
+        .2
+}
+
+/// Run `frame`, which must be forwarded, and add it to `counts` under the
+/// backend it went to, as the kernel should count it (`new_flow`: not
+/// found in the connection table). Returns that backend.
+fn send(lab: &Lab, frame: &[u8], new_flow: bool, counts: &mut BTreeMap<u8, TrafficCounters>) -> u8 {
+    let (v, out) = run(&lab.ebpf, frame);
+    assert_eq!(v, XDP_TX, "forwarded");
+    let backend = backend_of(&out);
+    let c = counts.entry(backend).or_default();
+    c.packets += 1;
+    c.bytes += frame.len() as u64;
+    c.new_flows += u64::from(new_flow);
+    backend
+}
+
+fn syn_to(vip: &str, sport: u16, dport: u16) -> Vec<u8> {
+    tcp(CLIENT4, vip, sport, dport).build()
+}
+
+fn ack_to(vip: &str, sport: u16, dport: u16) -> Vec<u8> {
+    let mut f = syn_to(vip, sport, dport);
+    f[14 + 20 + 13] = 0x10; // ACK, not SYN
+    f
+}
+
+fn packets(counts: &BTreeMap<u8, TrafficCounters>) -> u64 {
+    counts.values().map(|c| c.packets).sum()
+}
+
+/// Two services on one VIP address and the same two backend addresses
+/// (80/tcp and 6379/tcp, as the lab's HTTP and Redis): each (service,
+/// backend) has its own counters. N packets to HTTP show under HTTP only,
+/// Redis's stay 0; then M packets to Redis show under Redis only.
+#[test]
+fn services_sharing_backend_addresses_count_apart() {
+    const VIP: &str = "198.18.0.130";
+    let mut lab = lab();
+    let pool = [(ip4("198.18.1.61"), 1, 0x61), (ip4("198.18.1.62"), 1, 0x62)];
+    let (tcp, dsr, drop) = (Protocol::Tcp, Mode::Dsr, NoBackend::Drop);
+    let http = service(&mut lab.balancer, ip4(VIP), 80, tcp, dsr, &pool, drop);
+    let redis = service(&mut lab.balancer, ip4(VIP), 6379, tcp, dsr, &pool, drop);
+    let zero: BTreeMap<u8, TrafficCounters> = [
+        (0x61, TrafficCounters::default()),
+        (0x62, TrafficCounters::default()),
+    ]
+    .into();
+    assert_eq!(backend_counters(&lab, &http), zero);
+    assert_eq!(backend_counters(&lab, &redis), zero);
+
+    // N = 90: 30 HTTP connections, a SYN and two ACKs each.
+    let mut want_http = zero.clone();
+    for sport in 44000..44030 {
+        let first = send(&lab, &syn_to(VIP, sport, 80), true, &mut want_http);
+        for _ in 0..2 {
+            let next = send(&lab, &ack_to(VIP, sport, 80), false, &mut want_http);
+            assert_eq!(next, first, "flow {sport} stays on its backend");
+        }
+    }
+    assert_eq!(packets(&want_http), 90);
+    assert!(
+        want_http.values().all(|c| c.packets > 0),
+        "both backends served HTTP: {want_http:?}"
+    );
+    assert_eq!(backend_counters(&lab, &http), want_http);
+    assert_eq!(
+        backend_counters(&lab, &redis),
+        zero,
+        "no Redis traffic was sent"
+    );
+    let vip_packets = |lab: &Lab, key| {
+        stats::vip_stats_of(&lab.ebpf, vip_id(lab, key))
+            .unwrap()
+            .packets
+    };
+    assert_eq!(vip_packets(&lab, &http), 90);
+    assert_eq!(vip_packets(&lab, &redis), 0);
+
+    // M = 14: 7 Redis connections from the same client ports, a SYN and an
+    // ACK each.
+    let mut want_redis = zero.clone();
+    for sport in 44000..44007 {
+        send(&lab, &syn_to(VIP, sport, 6379), true, &mut want_redis);
+        send(&lab, &ack_to(VIP, sport, 6379), false, &mut want_redis);
+    }
+    assert_eq!(packets(&want_redis), 14);
+    assert_eq!(backend_counters(&lab, &redis), want_redis);
+    assert_eq!(
+        backend_counters(&lab, &http),
+        want_http,
+        "HTTP's counters did not move"
+    );
+    assert_eq!(vip_packets(&lab, &http), 90);
+    assert_eq!(vip_packets(&lab, &redis), 14);
+}
+
+/// A backend slot freed by one service and given to another starts from
+/// zero, and the first service's recorded flows through it are re-balanced
+/// within that service instead of following the slot to the other
+/// service's backend (and counting there). A freed VIP id starts from zero
+/// too.
+#[test]
+fn a_reused_slot_or_id_starts_from_zero_and_keeps_no_old_flows() {
+    const VIP: &str = "198.18.0.131";
+    const OTHER: &str = "198.18.0.132";
+    let mut lab = lab();
+    let (tcp, dsr, drop) = (Protocol::Tcp, Mode::Dsr, NoBackend::Drop);
+    let pool = [(ip4("198.18.1.61"), 1, 0x61), (ip4("198.18.1.62"), 1, 0x62)];
+    let http = service(&mut lab.balancer, ip4(VIP), 80, tcp, dsr, &pool, drop);
+    let mut want = BTreeMap::new();
+    let mut on_61 = Vec::new();
+    for sport in 45000..45040 {
+        if send(&lab, &syn_to(VIP, sport, 80), true, &mut want) == 0x61 {
+            on_61.push(sport);
+        }
+    }
+    assert!(on_61.len() >= 5, "flows on .61: {on_61:?}");
+    assert_eq!(backend_counters(&lab, &http), want);
+    let slot_61 = lab.balancer.backends(&http).unwrap()[0].1;
+
+    // .61 leaves HTTP; another service's backend takes its slot.
+    let specs = [BackendSpec {
+        addr: ip4("198.18.1.62"),
+        weight: 1,
+        mac: mac(0x62),
+    }];
+    lab.balancer.set_backends(&http, &specs).unwrap();
+    let other = service(
+        &mut lab.balancer,
+        ip4(OTHER),
+        80,
+        tcp,
+        dsr,
+        &[(ip4("198.18.1.63"), 1, 0x63)],
+        drop,
+    );
+    assert_eq!(
+        lab.balancer.backends(&other).unwrap()[0].1,
+        slot_61,
+        "the freed slot is reused"
+    );
+    let zero = || -> BTreeMap<u8, TrafficCounters> { [(0x63, TrafficCounters::default())].into() };
+    assert_eq!(
+        backend_counters(&lab, &other),
+        zero(),
+        "the slot's counters start from zero (it had {} packets)",
+        want[&0x61].packets
+    );
+
+    // HTTP's flows recorded on that slot: re-balanced to .62, counted
+    // under HTTP as new flows, never forwarded to .63.
+    for &sport in &on_61 {
+        let to = send(&lab, &ack_to(VIP, sport, 80), true, &mut want);
+        assert_eq!(to, 0x62, "flow {sport} stays in HTTP");
+    }
+    want.remove(&0x61);
+    assert_eq!(backend_counters(&lab, &http), want);
+    assert_eq!(backend_counters(&lab, &other), zero());
+    let other_id = vip_id(&lab, &other);
+    assert_eq!(
+        stats::vip_stats_of(&lab.ebpf, other_id).unwrap(),
+        TrafficCounters::default()
+    );
+
+    // Traffic to the other service, then it goes and a new one takes its
+    // VIP id and slot: both start from zero.
+    let mut want_other = BTreeMap::new();
+    for sport in 45100..45103 {
+        send(&lab, &syn_to(OTHER, sport, 80), true, &mut want_other);
+    }
+    assert_eq!(backend_counters(&lab, &other), want_other);
+    assert_eq!(stats::vip_stats_of(&lab.ebpf, other_id).unwrap().packets, 3);
+    lab.balancer.remove_service(&other).unwrap();
+    let next = service(
+        &mut lab.balancer,
+        ip4(OTHER),
+        6379,
+        tcp,
+        dsr,
+        &[(ip4("198.18.1.63"), 1, 0x63)],
+        drop,
+    );
+    assert_eq!(vip_id(&lab, &next), other_id, "the freed id is reused");
+    assert_eq!(lab.balancer.backends(&next).unwrap()[0].1, slot_61);
+    assert_eq!(
+        stats::vip_stats_of(&lab.ebpf, other_id).unwrap(),
+        TrafficCounters::default()
+    );
+    assert_eq!(backend_counters(&lab, &next), zero());
 }

@@ -7,7 +7,7 @@
 //! | metric | labels |
 //! |---|---|
 //! | `lb_vip_packets_total`, `lb_vip_bytes_total`, `lb_vip_new_flows_total` | service |
-//! | `lb_backend_packets_total`, `lb_backend_bytes_total`, `lb_backend_new_flows_total` | service, backend |
+//! | `lb_backend_packets_total`, `lb_backend_bytes_total`, `lb_backend_new_flows_total` (the service's traffic to the backend only) | service, backend |
 //! | `lb_backend_healthy`, `lb_backend_in_pool`, `lb_backend_drained` (0/1) | service, backend |
 //! | `lb_service_active` (0/1) | service |
 //! | `lb_vrrp_state` (1 for the current state) | instance, state |
@@ -78,10 +78,18 @@ pub fn render(s: &Snapshot) -> String {
     let be_packets = counter_family(
         &mut r,
         "lb_backend_packets",
-        "Packets forwarded to the backend",
+        "Packets the service forwarded to the backend",
     );
-    let be_bytes = counter_family(&mut r, "lb_backend_bytes", "Bytes forwarded to the backend");
-    let be_flows = counter_family(&mut r, "lb_backend_new_flows", "Flows begun on the backend");
+    let be_bytes = counter_family(
+        &mut r,
+        "lb_backend_bytes",
+        "Bytes the service forwarded to the backend",
+    );
+    let be_flows = counter_family(
+        &mut r,
+        "lb_backend_new_flows",
+        "Flows the service began on the backend",
+    );
     let healthy = gauge_family(&mut r, "lb_backend_healthy", "Health check verdict (1 up)");
     let in_pool = gauge_family(
         &mut r,

@@ -1,14 +1,24 @@
 //! Services and backends, as the controller sees them, written into the
 //! data-plane maps.
 //!
-//! [`Balancer`] owns the policy: VIP ids, backend slots (shared by address
-//! across services, reference-counted), Maglev tables with weights, and the
-//! double-buffer flip. Map writes go through the [`Maps`] trait: [`EbpfMaps`]
-//! is the real one, unit tests use a fake (aya's `sys/fake.rs` idea).
+//! [`Balancer`] owns the policy: VIP ids, backend slots, Maglev tables with
+//! weights, and the double-buffer flip. Map writes go through the [`Maps`]
+//! trait: [`EbpfMaps`] is the real one, unit tests use a fake (aya's
+//! `sys/fake.rs` idea).
+//!
+//! A backend slot serves one (service, backend address) pair, as a real
+//! server belongs to one virtual service in IPVS: services sharing backend
+//! addresses get a slot each. The slot index is also the pair's cell in the
+//! per-CPU traffic counters (`stats_backend`), so `lbctl stats` shows each
+//! service only its own traffic, as `ipvsadm -L --stats` does. Counter cells
+//! are zeroed whenever a slot (or a VIP id, for `stats_vip`) is handed to a
+//! new pair (or service), before the kernel can reach it, so nothing
+//! inherits old counts.
 //!
 //! Ordering rules that keep the kernel consistent at every instant:
-//! - a backend slot is written (and marked active) before any table points
-//!   at it, and deactivated only after no live table does;
+//! - a backend slot's counters are zeroed, then the slot is written (and
+//!   marked active), before any table points at it; it is deactivated only
+//!   after no live table does;
 //! - a table is written completely into the VIP's inactive copy, then the
 //!   VIP record flips `active_table` in one map update;
 //! - a drained backend (weight 0) keeps its slot, so its established flows
@@ -20,10 +30,14 @@ use std::{
     net::IpAddr,
 };
 
-use aya::maps::{Array, ArrayOfMaps, HashMap as BpfHashMap, IterableMap as _, MapData, MapError};
+use aya::maps::{
+    Array, ArrayOfMaps, HashMap as BpfHashMap, IterableMap as _, Map, MapData, MapError,
+    PerCpuArray, PerCpuValues,
+};
 use lb_common::{
     backend::{Backend, MAX_BACKENDS, backend_flags},
     config::Config,
+    stats::TrafficCounters,
     v4_mapped,
     vip::{
         MAX_VIPS, TABLE_FLAGS, VIP_INDEX_SLOTS, VipIndexEntry, VipKey, VipMeta, filter_bits,
@@ -170,8 +184,10 @@ pub enum BalancerError {
     /// unlikely: the index has four slots per possible VIP).
     #[error("{0}: no room in the VIP index (too many VIPs hash alike)")]
     VipIndexFull(ServiceKey),
-    /// All backend slots are taken.
-    #[error("too many distinct backends (the maps hold {MAX_BACKENDS})")]
+    /// All backend slots are taken (one per service and backend).
+    #[error(
+        "too many backends across services (the maps hold {MAX_BACKENDS} service-backend pairs)"
+    )]
     TooManyBackends,
     /// A backend's address family does not suit the mode.
     #[error("{service}: backend {backend} must be {want} for ipip (IPv4-in-IPv4 or IPv6-in-IPv6)")]
@@ -223,6 +239,19 @@ pub trait Maps {
     /// # Errors
     /// On map failure.
     fn set_backend(&mut self, index: u32, backend: &Backend) -> Result<(), BalancerError>;
+    /// Zero the traffic counters (`stats_backend`) of backend slot `index`
+    /// on every CPU. Called while the slot is inactive, before it serves a
+    /// new (service, backend) pair.
+    ///
+    /// # Errors
+    /// On map failure.
+    fn reset_backend_stats(&mut self, index: u32) -> Result<(), BalancerError>;
+    /// Zero the traffic counters (`stats_vip`) of VIP id `id` on every CPU.
+    /// Called before the id is given to a new service.
+    ///
+    /// # Errors
+    /// On map failure.
+    fn reset_vip_stats(&mut self, id: u32) -> Result<(), BalancerError>;
     /// Write the global settings.
     ///
     /// # Errors
@@ -252,8 +281,11 @@ struct Service {
     backends: Vec<(BackendSpec, u32)>,
 }
 
+/// A backend slot, serving one (service, backend address) pair.
 struct Slot {
     index: u32,
+    /// References from the service's current and (during `set_backends`)
+    /// next pool: 1 or 2.
     refs: u32,
     written: Backend,
 }
@@ -262,7 +294,8 @@ struct Slot {
 pub struct Balancer<M> {
     maps: M,
     services: BTreeMap<ServiceKey, Service>,
-    slots: HashMap<IpAddr, Slot>,
+    /// Backend slots by (service, backend address).
+    slots: HashMap<(ServiceKey, IpAddr), Slot>,
     /// Freed slot indices, reused oldest first so a freed slot's stale
     /// flows have long been re-balanced before it is reused.
     free_slots: std::collections::VecDeque<u32>,
@@ -354,7 +387,10 @@ impl<M: Maps> Balancer<M> {
         self.services.iter().map(|(k, s)| (k, &s.spec, s.id))
     }
 
-    /// A service's backends with their slot indices.
+    /// A service's backends with their slot indices: the index of each
+    /// (service, backend) pair's counters in `stats_backend`
+    /// ([`crate::dataplane::stats::backend_stats_of`]); no two services
+    /// share one.
     #[must_use]
     pub fn backends(&self, key: &ServiceKey) -> Option<&[(BackendSpec, u32)]> {
         self.services.get(key).map(|s| s.backends.as_slice())
@@ -392,6 +428,13 @@ impl<M: Maps> Balancer<M> {
             }
             None => return Err(BalancerError::TooManyServices),
         };
+        // The id's counters may hold a removed service's traffic; the new
+        // VIP is unreachable (not in the index, not in `vip_ids`) until
+        // after this.
+        if let Err(e) = self.maps.reset_vip_stats(id) {
+            self.free_ids.push(id);
+            return Err(e);
+        }
         let generation = self.next_generation;
         self.next_generation = self.next_generation.checked_add(1).unwrap_or(1);
         let service = Service {
@@ -438,7 +481,7 @@ impl<M: Maps> Balancer<M> {
     }
 
     /// Remove a service: the kernel stops matching its VIP at once (its
-    /// packets then pass to the local stack); backends only it used are
+    /// packets then pass to the local stack); its backend slots are
     /// released.
     ///
     /// # Errors
@@ -463,7 +506,8 @@ impl<M: Maps> Balancer<M> {
 
     /// Replace a service's backends (weights included) and rewrite its
     /// table. Established flows keep their backends as long as those stay
-    /// in some pool; new flows follow the new table.
+    /// in this service's pool (drained included); new flows follow the new
+    /// table.
     ///
     /// # Errors
     /// [`BalancerError`]; on error the old table stays live.
@@ -476,7 +520,7 @@ impl<M: Maps> Balancer<M> {
             .services
             .get(key)
             .ok_or(BalancerError::NoService(*key))?;
-        let spec = service.spec;
+        let (spec, id) = (service.spec, service.id);
         for (i, b) in backends.iter().enumerate() {
             if backends[..i].iter().any(|o| o.addr == b.addr) {
                 return Err(BalancerError::DuplicateBackend {
@@ -510,7 +554,7 @@ impl<M: Maps> Balancer<M> {
         // 1. Backend slots exist and are active before a table names them.
         let mut acquired = Vec::with_capacity(backends.len());
         for b in backends {
-            match self.acquire(b) {
+            match self.acquire(key, id, b) {
                 Ok(index) => acquired.push(index),
                 Err(e) => {
                     self.release(acquired)?;
@@ -560,16 +604,23 @@ impl<M: Maps> Balancer<M> {
         Ok(())
     }
 
-    /// Take a reference on the slot for `b` (creating it), and make sure
-    /// the slot holds `b`'s current MAC.
-    fn acquire(&mut self, b: &BackendSpec) -> Result<u32, BalancerError> {
+    /// Take a reference on the slot of `b` in service `key` (VIP id `id`),
+    /// creating it with zeroed counters, and make sure the slot holds `b`'s
+    /// current MAC.
+    fn acquire(
+        &mut self,
+        key: &ServiceKey,
+        id: u32,
+        b: &BackendSpec,
+    ) -> Result<u32, BalancerError> {
         let value = Backend {
             addr: addr16(b.addr),
             mac: b.mac,
             family: if b.addr.is_ipv4() { 4 } else { 6 },
             flags: backend_flags::ACTIVE,
+            vip_id: id,
         };
-        if let Some(slot) = self.slots.get_mut(&b.addr) {
+        if let Some(slot) = self.slots.get_mut(&(*key, b.addr)) {
             if slot.written != value {
                 self.maps.set_backend(slot.index, &value)?;
                 slot.written = value;
@@ -585,12 +636,18 @@ impl<M: Maps> Balancer<M> {
             }
             None => return Err(BalancerError::TooManyBackends),
         };
-        if let Err(e) = self.maps.set_backend(index, &value) {
+        // A reused slot's cell still holds its previous pair's traffic; the
+        // slot is inactive (no packet counts against it) until written.
+        if let Err(e) = self
+            .maps
+            .reset_backend_stats(index)
+            .and_then(|()| self.maps.set_backend(index, &value))
+        {
             self.free_slots.push_front(index);
             return Err(e);
         }
         self.slots.insert(
-            b.addr,
+            (*key, b.addr),
             Slot {
                 index,
                 refs: 1,
@@ -603,13 +660,13 @@ impl<M: Maps> Balancer<M> {
     /// Drop one reference per index; slots left without any are deactivated.
     fn release(&mut self, indices: impl IntoIterator<Item = u32>) -> Result<(), BalancerError> {
         for index in indices {
-            let Some((&addr, slot)) = self.slots.iter_mut().find(|(_, s)| s.index == index) else {
+            let Some((&pair, slot)) = self.slots.iter_mut().find(|(_, s)| s.index == index) else {
                 continue;
             };
             slot.refs -= 1;
             if slot.refs == 0 {
                 self.maps.set_backend(index, &Backend::default())?;
-                self.slots.remove(&addr);
+                self.slots.remove(&pair);
                 self.free_slots.push_back(index);
             }
         }
@@ -639,7 +696,8 @@ fn meta(service: &Service) -> VipMeta {
     }
 }
 
-/// The real [`Maps`]: handles taken from the loaded object.
+/// The real [`Maps`]: handles taken from the loaded object (the traffic
+/// counters: second handles, so the object keeps its own for reading).
 pub struct EbpfMaps {
     vips: BpfHashMap<MapData, VipKey, VipMeta>,
     vip_ids: Array<MapData, VipMeta>,
@@ -647,6 +705,10 @@ pub struct EbpfMaps {
     backends: Array<MapData, Backend>,
     tables: ArrayOfMaps<MapData, Array<MapData, u32>>,
     config: Array<MapData, Config>,
+    /// `stats_vip`, to zero an id's cell before it is reused.
+    stats_vip: PerCpuArray<MapData, TrafficCounters>,
+    /// `stats_backend`, to zero a slot's cell before it is reused.
+    stats_backend: PerCpuArray<MapData, TrafficCounters>,
     /// Inner tables we created, by outer slot, with their memory mapping.
     inner: HashMap<u32, InnerTable>,
     /// The VIP index (both halves), memory-mapped.
@@ -693,9 +755,41 @@ fn map_err(op: impl Into<String>) -> impl FnOnce(MapError) -> BalancerError {
     move |source| BalancerError::Map { op, source }
 }
 
+/// A second handle on the loaded object's per-CPU counter map `name` (by
+/// map id): the object keeps its own, which the stats readers use.
+fn counters_handle(
+    ebpf: &aya::Ebpf,
+    name: &'static str,
+) -> Result<PerCpuArray<MapData, TrafficCounters>, BalancerError> {
+    let op = || format!("opening {name}");
+    let Some(Map::PerCpuArray(data)) = ebpf.map(name) else {
+        return Err(BalancerError::Map {
+            op: op(),
+            source: MapError::InvalidName { name: name.into() },
+        });
+    };
+    let id = data.info().map_err(map_err(op()))?.id();
+    let data = MapData::from_id(id).map_err(map_err(op()))?;
+    PerCpuArray::try_from(Map::PerCpuArray(data)).map_err(map_err(op()))
+}
+
+/// Zero cell `index` of a per-CPU counter map on every CPU.
+fn zero_counters(
+    map: &mut PerCpuArray<MapData, TrafficCounters>,
+    index: u32,
+    what: &str,
+) -> Result<(), BalancerError> {
+    let op = || format!("zeroing the counters of {what}");
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| map_err(op())(MapError::IoError(e)))?;
+    let zeros = PerCpuValues::try_from(vec![TrafficCounters::default(); cpus])
+        .map_err(|e| map_err(op())(MapError::IoError(e)))?;
+    map.set(index, zeros, 0).map_err(map_err(op()))
+}
+
 impl EbpfMaps {
     /// Take the writable maps out of a loaded object (pin them first: a
-    /// taken map is no longer reachable through the object).
+    /// taken map is no longer reachable through the object). The traffic
+    /// counter maps stay in the object; this opens second handles on them.
     ///
     /// # Errors
     /// A map is missing or has the wrong type.
@@ -703,8 +797,11 @@ impl EbpfMaps {
         use lb_common::{
             backend::BACKENDS_MAP,
             config::CONFIG_MAP,
+            stats::{STATS_BACKEND_MAP, STATS_VIP_MAP},
             vip::{MAGLEV_TABLES_MAP, VIP_FILTER_MAP, VIP_IDS_MAP, VIP_INDEX_MAP, VIPS_MAP},
         };
+        let stats_vip = counters_handle(ebpf, STATS_VIP_MAP)?;
+        let stats_backend = counters_handle(ebpf, STATS_BACKEND_MAP)?;
         let mut take = |name: &'static str| {
             ebpf.take_map(name).ok_or_else(|| BalancerError::Map {
                 op: format!("taking map {name}"),
@@ -720,6 +817,8 @@ impl EbpfMaps {
             tables: ArrayOfMaps::try_from(take(MAGLEV_TABLES_MAP)?)
                 .map_err(map_err("opening maglev_tables"))?,
             config: Array::try_from(take(CONFIG_MAP)?).map_err(map_err("opening config"))?,
+            stats_vip,
+            stats_backend,
             inner: HashMap::new(),
             vip_index: VipIndexMapping::new(take(VIP_INDEX_MAP)?)?,
         })
@@ -791,6 +890,18 @@ impl Maps for EbpfMaps {
             .map_err(map_err(format!("writing backend slot {index}")))
     }
 
+    fn reset_backend_stats(&mut self, index: u32) -> Result<(), BalancerError> {
+        zero_counters(
+            &mut self.stats_backend,
+            index,
+            &format!("backend slot {index}"),
+        )
+    }
+
+    fn reset_vip_stats(&mut self, id: u32) -> Result<(), BalancerError> {
+        zero_counters(&mut self.stats_vip, id, &format!("VIP id {id}"))
+    }
+
     fn set_config(&mut self, config: &Config) -> Result<(), BalancerError> {
         self.config
             .set(0, config, 0)
@@ -820,6 +931,8 @@ mod tests {
     use super::*;
 
     /// Records every write in order; can be told to fail table writes.
+    /// Keeps packet counters per VIP id and backend slot as the kernel
+    /// does (tests add traffic with [`Fake::forward`]).
     #[derive(Default)]
     struct Fake {
         log: Vec<String>,
@@ -827,6 +940,10 @@ mod tests {
         filter: HashMap<u32, u8>,
         tables: HashMap<u32, Vec<u32>>,
         backends: HashMap<u32, Backend>,
+        /// Packets per VIP id (`stats_vip`).
+        vip_packets: HashMap<u32, u64>,
+        /// Packets per backend slot (`stats_backend`).
+        backend_packets: HashMap<u32, u64>,
         fail_tables: bool,
         config: Config,
         vip_index: [Vec<VipIndexEntry>; 2],
@@ -872,6 +989,16 @@ mod tests {
             self.backends.insert(index, *backend);
             Ok(())
         }
+        fn reset_backend_stats(&mut self, index: u32) -> Result<(), BalancerError> {
+            self.log.push(format!("reset backend {index}"));
+            self.backend_packets.remove(&index);
+            Ok(())
+        }
+        fn reset_vip_stats(&mut self, id: u32) -> Result<(), BalancerError> {
+            self.log.push(format!("reset vip id={id}"));
+            self.vip_packets.remove(&id);
+            Ok(())
+        }
         fn set_config(&mut self, config: &Config) -> Result<(), BalancerError> {
             self.log
                 .push(format!("config vip_index={}", config.vip_index));
@@ -887,6 +1014,47 @@ mod tests {
             self.vip_index[half as usize] = entries.to_vec();
             Ok(())
         }
+    }
+
+    impl Fake {
+        /// What the kernel does with `packets` packets of one flow recorded
+        /// with VIP `vip_id` and backend slot `slot`: forward and count them
+        /// only while the slot is active and serves that VIP (else the flow
+        /// misses and is re-balanced). Returns whether they were forwarded.
+        fn forward(&mut self, vip_id: u32, slot: u32, packets: u64) -> bool {
+            let live = self
+                .backends
+                .get(&slot)
+                .is_some_and(|b| b.flags & backend_flags::ACTIVE != 0 && b.vip_id == vip_id);
+            if live {
+                *self.vip_packets.entry(vip_id).or_default() += packets;
+                *self.backend_packets.entry(slot).or_default() += packets;
+            }
+            live
+        }
+    }
+
+    /// The VIP id of `key`.
+    fn id_of(b: &Balancer<Fake>, key: &ServiceKey) -> u32 {
+        b.services().find(|(k, _, _)| *k == key).unwrap().2
+    }
+
+    /// The backend slots of `key`, in the order given.
+    fn slots_of(b: &Balancer<Fake>, key: &ServiceKey) -> Vec<u32> {
+        b.backends(key).unwrap().iter().map(|(_, i)| *i).collect()
+    }
+
+    /// Packets per backend address of `key`, read from the fake's counters
+    /// through the service's slots (as `traffic_stats` reads the kernel's).
+    fn packets_by_backend(b: &Balancer<Fake>, key: &ServiceKey) -> Vec<(IpAddr, u64)> {
+        b.backends(key)
+            .unwrap()
+            .iter()
+            .map(|(spec, slot)| {
+                let n = b.maps().backend_packets.get(slot).copied().unwrap_or(0);
+                (spec.addr, n)
+            })
+            .collect()
     }
 
     fn key(last: u8) -> ServiceKey {
@@ -1030,7 +1198,9 @@ mod tests {
         assert_eq!(
             b.maps().log,
             [
+                "reset backend 0",
                 "backend 0 active=1",
+                "reset backend 1",
                 "backend 1 active=1",
                 "table 1",
                 "vip id=0 active=1 flags=0"
@@ -1043,6 +1213,7 @@ mod tests {
         assert_eq!(
             b.maps().log,
             [
+                "reset backend 2",
                 "backend 2 active=1",
                 "table 0",
                 "vip id=0 active=0 flags=0",
@@ -1056,30 +1227,115 @@ mod tests {
         );
     }
 
+    /// Two services on the same backend addresses (as the lab's HTTP and
+    /// Redis services): a slot, and so a counter cell, per (service,
+    /// backend); traffic to one service shows under it only.
     #[test]
-    fn shared_backend_slot_is_refcounted_across_services() {
+    fn services_sharing_backend_addresses_get_a_slot_and_counters_each() {
+        let mut b = Balancer::new(Fake::default());
+        let http = key(100);
+        let redis = ServiceKey { port: 6379, ..http };
+        for k in [http, redis] {
+            b.upsert_service(k, spec()).unwrap();
+            b.set_backends(&k, &[be(11, 1), be(12, 1)]).unwrap();
+        }
+        let (http_slots, redis_slots) = (slots_of(&b, &http), slots_of(&b, &redis));
+        assert_eq!(http_slots.len(), 2);
+        assert!(
+            http_slots.iter().all(|i| !redis_slots.contains(i)),
+            "no slot shared: {http_slots:?} {redis_slots:?}"
+        );
+        for k in [http, redis] {
+            let id = id_of(&b, &k);
+            for (spec, slot) in b.backends(&k).unwrap() {
+                let written = b.maps().backends[slot];
+                assert_eq!(written.addr, addr16(spec.addr));
+                assert_eq!(written.vip_id, id, "slot {slot} serves {k}");
+            }
+            let live = live_table(&b, &k);
+            let own = slots_of(&b, &k);
+            assert!(live.iter().all(|i| own.contains(i)), "{k}: own slots only");
+        }
+
+        // 30 packets to HTTP's .11, 12 to its .12, nothing to Redis.
+        let http_id = id_of(&b, &http);
+        assert!(b.maps.forward(http_id, http_slots[0], 30));
+        assert!(b.maps.forward(http_id, http_slots[1], 12));
+        let (a11, a12) = (be(11, 1).addr, be(12, 1).addr);
+        assert_eq!(packets_by_backend(&b, &http), [(a11, 30), (a12, 12)]);
+        assert_eq!(packets_by_backend(&b, &redis), [(a11, 0), (a12, 0)]);
+        // A flow recorded for Redis never goes through HTTP's slot.
+        let redis_id = id_of(&b, &redis);
+        assert!(!b.maps.forward(redis_id, http_slots[0], 5));
+        assert_eq!(packets_by_backend(&b, &redis), [(a11, 0), (a12, 0)]);
+        assert_eq!(b.maps().vip_packets.get(&redis_id), None);
+        assert_eq!(b.maps().vip_packets[&http_id], 42);
+    }
+
+    /// Removing a backend from one service releases that service's slot
+    /// only; the other service's slot for the same address stays live.
+    #[test]
+    fn a_service_releases_only_its_own_slots() {
         let mut b = Balancer::new(Fake::default());
         for k in [key(100), key(101)] {
             b.upsert_service(k, spec()).unwrap();
             b.set_backends(&k, &[be(11, 1)]).unwrap();
         }
+        let slot = |b: &Balancer<Fake>, k| b.backends(&k).unwrap()[0].1;
+        let (s100, s101) = (slot(&b, key(100)), slot(&b, key(101)));
+        assert_ne!(s100, s101);
+        b.set_backends(&key(100), &[]).unwrap();
+        assert_eq!(b.maps().backends[&s100].flags, 0, "released");
         assert_eq!(
-            b.backends(&key(100)).unwrap()[0].1,
-            b.backends(&key(101)).unwrap()[0].1
-        );
-        b.remove_service(&key(100)).unwrap();
-        assert_eq!(
-            b.maps().backends[&0].flags,
+            b.maps().backends[&s101].flags,
             backend_flags::ACTIVE,
             "still used by .101"
         );
         b.remove_service(&key(101)).unwrap();
-        assert_eq!(
-            b.maps().backends[&0].flags,
-            0,
-            "released with its last user"
-        );
+        assert_eq!(b.maps().backends[&s101].flags, 0, "released with it");
+        b.remove_service(&key(100)).unwrap();
         assert!(b.maps().vips.is_empty());
+    }
+
+    /// A freed slot and a freed VIP id given to a new service start from
+    /// zero: the counters are reset before the kernel can reach them, and
+    /// the old service's recorded flows do not count against them.
+    #[test]
+    fn a_new_service_does_not_inherit_counts_of_a_reused_slot_or_id() {
+        let mut b = Balancer::new(Fake::default());
+        let old = key(100);
+        b.upsert_service(old, spec()).unwrap();
+        b.set_backends(&old, &[be(11, 1)]).unwrap();
+        let (old_id, old_slot) = (id_of(&b, &old), b.backends(&old).unwrap()[0].1);
+        assert!(b.maps.forward(old_id, old_slot, 100));
+        let old_generation = b.maps().vips[&old.map_key()].generation;
+        b.remove_service(&old).unwrap();
+        assert!(!b.maps.forward(old_id, old_slot, 1), "slot inactive");
+
+        b.maps.log.clear();
+        let new = ServiceKey {
+            port: 6379,
+            ..key(101)
+        };
+        b.upsert_service(new, spec()).unwrap();
+        b.set_backends(&new, &[be(12, 1)]).unwrap();
+        let (new_id, new_slot) = (id_of(&b, &new), b.backends(&new).unwrap()[0].1);
+        assert_eq!((new_id, new_slot), (old_id, old_slot), "id and slot reused");
+        assert_eq!(packets_by_backend(&b, &new), [(be(12, 1).addr, 0)]);
+        assert_eq!(b.maps().vip_packets.get(&new_id), None);
+        let log = &b.maps().log;
+        let at = |line: &str| log.iter().position(|l| l == line).unwrap();
+        assert!(at(&format!("reset vip id={new_id}")) < at("vip id=0 active=0 flags=1"));
+        assert!(
+            at(&format!("reset backend {new_slot}")) < at(&format!("backend {new_slot} active=1")),
+            "counters zeroed before the slot is live: {log:?}"
+        );
+        // The old service's flows carry an old generation: the kernel
+        // drops them at the VIP check. Its id check on the slot holds for
+        // the new service's flows only.
+        assert_ne!(b.maps().vips[&new.map_key()].generation, old_generation);
+        assert!(b.maps.forward(new_id, new_slot, 7));
+        assert_eq!(packets_by_backend(&b, &new), [(be(12, 1).addr, 7)]);
     }
 
     #[test]

@@ -239,7 +239,7 @@ pub fn exit_stats_of(ebpf: &aya::Ebpf) -> Result<ExitCounters, StatsError> {
     per_cpu_sum(ebpf, STATS_EXIT_MAP, 0, ExitCounters::add)
 }
 
-/// Traffic of VIP `id`, summed over CPUs.
+/// Traffic of VIP `id` (one service), summed over CPUs.
 ///
 /// # Errors
 /// [`StatsError`].
@@ -247,7 +247,9 @@ pub fn vip_stats_of(ebpf: &aya::Ebpf, id: u32) -> Result<TrafficCounters, StatsE
     per_cpu_sum(ebpf, STATS_VIP_MAP, id, TrafficCounters::add)
 }
 
-/// Traffic to backend slot `index`, summed over CPUs.
+/// Traffic through backend slot `index`, summed over CPUs: one service's
+/// traffic to one backend (a slot serves one (service, backend) pair; see
+/// [`Balancer::backends`](crate::dataplane::balancer::Balancer::backends)).
 ///
 /// # Errors
 /// [`StatsError`].

@@ -674,7 +674,7 @@ pub async fn dataplane_config(
     Ok(out)
 }
 
-/// Traffic of one VIP or backend, summed over CPUs.
+/// Traffic of one VIP, or of one backend of one service, summed over CPUs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Traffic {
     /// Packets forwarded.
@@ -692,13 +692,14 @@ pub struct ServiceTraffic {
     pub service: String,
     /// The VIP's counters.
     pub total: Traffic,
-    /// Per backend address.
+    /// Per backend address: this service's traffic to it only.
     pub backends: BTreeMap<String, Traffic>,
 }
 
-/// The data plane's counters per active service and backend. (A backend
-/// shared by several services has one set of counters: it is shown under
-/// each.)
+/// The data plane's counters per active service and, under each, per
+/// backend: a backend shared by several services has a slot, and so a
+/// counter cell, per service (`lb_common::backend`), as in
+/// `ipvsadm -L --stats`.
 #[must_use]
 pub fn traffic_stats<M: Maps, R: NextHops>(
     c: &Controller<M, R>,
@@ -774,6 +775,12 @@ mod tests {
             Ok(())
         }
         fn write_vip_index(&mut self, _: u32, _: &[VipIndexEntry]) -> Result<(), BalancerError> {
+            Ok(())
+        }
+        fn reset_backend_stats(&mut self, _: u32) -> Result<(), BalancerError> {
+            Ok(())
+        }
+        fn reset_vip_stats(&mut self, _: u32) -> Result<(), BalancerError> {
             Ok(())
         }
     }
