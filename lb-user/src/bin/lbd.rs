@@ -197,11 +197,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             match cli.iface.or_else(|| from_file.map(|d| d.interface.clone())) {
                 Some(iface) => Some(Options {
                     iface,
-                    mode: match from_file.map(|d| d.xdp_mode.as_str()) {
-                        Some("native") => AttachMode::Native,
-                        Some("generic") => AttachMode::Generic,
-                        _ => cli.attach.xdp_mode,
-                    },
+                    mode: from_file.map_or(cli.attach.xdp_mode, |d| {
+                        d.xdp_mode.or_command_line(cli.attach.xdp_mode)
+                    }),
                     pin_path: config
                         .as_ref()
                         .map_or(cli.pin_path, |c| c.global.bpf_pin_path.clone()),
