@@ -2,9 +2,11 @@
 //! `lbctl convert keepalived.conf` (which prints the equivalent TOML).
 //!
 //! The file is read into the TOML schema of [`crate::config`], and the
-//! result goes through the same validation as a TOML file (it is written
-//! as TOML and parsed back), so both paths are exactly as strict. Errors
-//! name the keepalived file, line and keyword.
+//! result goes through the same validation as a TOML file (the same
+//! checks, run on the configuration built), so both paths are exactly as
+//! strict. Errors name the keepalived file, line and keyword. The TOML
+//! [`to_toml`] writes (`lbctl convert`) reads back as the same
+//! configuration.
 //!
 //! Syntax: `{ }` blocks (a `{` may also open on the next line, and a block
 //! may close on its own line), `#` and `!` comments anywhere outside
@@ -155,14 +157,10 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
 pub fn parse(text: &str, path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
     let mut ctx = Ctx::new(path);
     let (config, map) = build(&mut ctx, text)?;
-    let toml_text = to_toml(&config).map_err(|message| ConfigError {
-        file: path.to_owned(),
-        line: None,
-        field: String::new(),
-        message,
-    })?;
-    let checked = Config::parse(&toml_text, path).map_err(|e| map.translate(&ctx, e))?;
-    Ok((checked, ctx.into_warnings()))
+    config
+        .validate_built(path)
+        .map_err(|e| map.translate(&ctx, e))?;
+    Ok((config, ctx.into_warnings()))
 }
 
 /// `config` as lb's TOML (what `lbctl convert` prints, without its header).
@@ -823,8 +821,8 @@ fn why_ignored(kw: &str) -> Option<Why> {
 }
 
 // ---------------------------------------------------------------------------
-// Where each generated TOML item came from: for mapping lb's validation
-// errors back to keepalived lines.
+// Where each item of the built configuration came from: for mapping lb's
+// validation errors back to keepalived lines.
 
 #[derive(Debug, Default)]
 struct Origin {
@@ -860,7 +858,8 @@ struct SourceMap {
 }
 
 impl SourceMap {
-    /// lb's error on the converted TOML → the keepalived line and keyword.
+    /// lb's validation error on the built configuration → the keepalived
+    /// line and keyword.
     fn translate(&self, ctx: &Ctx, e: ConfigError) -> ConfigError {
         let (table, index, field) = split_field(&e.field);
         let origin = match table {

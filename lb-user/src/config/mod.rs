@@ -770,6 +770,16 @@ impl Config {
         Ok(config)
     }
 
+    /// Validate a configuration built in code rather than read from a
+    /// file (keepalived's reader): the checks of [`Config::parse`], with
+    /// errors naming `path` and the field but no line (the builder maps
+    /// the field to its own lines).
+    pub(crate) fn validate_built(&self, path: &Path) -> Result<(), ConfigError> {
+        self.validate("", path)
+    }
+
+    /// The checks serde cannot do; `text` (the file) is only for the lines
+    /// of the errors: empty, they have none.
     fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
         let err = |table: &str, index: usize, field: &str, message: String| ConfigError {
             file: path.to_owned(),
