@@ -2,9 +2,11 @@
 //! `lbctl convert keepalived.conf` (which prints the equivalent TOML).
 //!
 //! The file is read into the TOML schema of [`crate::config`], and the
-//! result goes through the same validation as a TOML file (it is written
-//! as TOML and parsed back), so both paths are exactly as strict. Errors
-//! name the keepalived file, line and keyword.
+//! result goes through the same validation as a TOML file (the same
+//! checks, run on the configuration built), so both paths are exactly as
+//! strict. Errors name the keepalived file, line and keyword. The TOML
+//! [`to_toml`] writes (`lbctl convert`) reads back as the same
+//! configuration.
 //!
 //! Syntax: `{ }` blocks (a `{` may also open on the next line, and a block
 //! may close on its own line), `#` and `!` comments anywhere outside
@@ -65,8 +67,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::config::{
-    BackendConfig, Config, ConfigError, Dataplane, Dur, Health, Service, TrackInterface,
-    TrackScript, VrrpInstance, VrrpScript,
+    BackendConfig, Config, ConfigError, Dataplane, Dur, Health, HealthKind, Mode, Protocol,
+    Scheduler, Service, TrackInterface, TrackScript, VrrpInstance, VrrpScript,
 };
 
 /// Something in the file that lb accepts but does not (or not exactly)
@@ -155,14 +157,10 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
 pub fn parse(text: &str, path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
     let mut ctx = Ctx::new(path);
     let (config, map) = build(&mut ctx, text)?;
-    let toml_text = to_toml(&config).map_err(|message| ConfigError {
-        file: path.to_owned(),
-        line: None,
-        field: String::new(),
-        message,
-    })?;
-    let checked = Config::parse(&toml_text, path).map_err(|e| map.translate(&ctx, e))?;
-    Ok((checked, ctx.into_warnings()))
+    config
+        .validate_built(path)
+        .map_err(|e| map.translate(&ctx, e))?;
+    Ok((config, ctx.into_warnings()))
 }
 
 /// `config` as lb's TOML (what `lbctl convert` prints, without its header).
@@ -823,8 +821,8 @@ fn why_ignored(kw: &str) -> Option<Why> {
 }
 
 // ---------------------------------------------------------------------------
-// Where each generated TOML item came from: for mapping lb's validation
-// errors back to keepalived lines.
+// Where each item of the built configuration came from: for mapping lb's
+// validation errors back to keepalived lines.
 
 #[derive(Debug, Default)]
 struct Origin {
@@ -860,7 +858,8 @@ struct SourceMap {
 }
 
 impl SourceMap {
-    /// lb's error on the converted TOML → the keepalived line and keyword.
+    /// lb's validation error on the built configuration → the keepalived
+    /// line and keyword.
     fn translate(&self, ctx: &Ctx, e: ConfigError) -> ConfigError {
         let (table, index, field) = split_field(&e.field);
         let origin = match table {
@@ -1554,7 +1553,7 @@ fn virtual_server(ctx: &mut Ctx, n: &Node, d: &Defaults) -> Result<(Service, Ori
     let mut o = Origin::new(sec.clone(), n.loc());
     let mut svc: Service = defaults_of(&format!("vip = \"{vip}\"\nport = {port}\nbackend = []"));
     let mut inherit = Inherit::default();
-    let mut mode: Option<(String, Loc)> = None;
+    let mut mode: Option<(Mode, Loc)> = None;
     let mut servers = Vec::new();
     for c in ctx.block(n, &sec)? {
         let field = format!("{sec} {}", c.kw());
@@ -1589,8 +1588,8 @@ fn virtual_server(ctx: &mut Ctx, n: &Node, d: &Defaults) -> Result<(Service, Ori
             "protocol" => {
                 let p = ctx.value(c, &field)?;
                 svc.protocol = match p.text.to_ascii_uppercase().as_str() {
-                    "TCP" => "tcp".into(),
-                    "UDP" => "udp".into(),
+                    "TCP" => Protocol::Tcp,
+                    "UDP" => Protocol::Udp,
                     _ => {
                         return Err(ctx.err(
                             c.loc(),
@@ -1652,7 +1651,7 @@ fn virtual_server(ctx: &mut Ctx, n: &Node, d: &Defaults) -> Result<(Service, Ori
             ));
         }
     };
-    svc.scheduler = "maglev".into();
+    svc.scheduler = Scheduler::Maglev;
     // One health check for the service: every real server's must agree.
     let first = checks.first().cloned();
     if let Some((first_check, first_label, _)) = &first {
@@ -1694,7 +1693,7 @@ fn virtual_server(ctx: &mut Ctx, n: &Node, d: &Defaults) -> Result<(Service, Ori
         }
         None => {
             svc.health = Health {
-                kind: "none".into(),
+                kind: HealthKind::None,
                 interval: inherit.delay_loop.unwrap_or(Dur(Duration::from_secs(60))),
                 ..Health::default()
             };
@@ -1703,11 +1702,11 @@ fn virtual_server(ctx: &mut Ctx, n: &Node, d: &Defaults) -> Result<(Service, Ori
     Ok((svc, o))
 }
 
-fn lvs_method(ctx: &mut Ctx, c: &Node, field: &str) -> Result<String, ConfigError> {
+fn lvs_method(ctx: &mut Ctx, c: &Node, field: &str) -> Result<Mode, ConfigError> {
     let m = ctx.value(c, field)?;
     match m.text.to_ascii_uppercase().as_str() {
-        "DR" => Ok("dsr".into()),
-        "TUN" => Ok("ipip".into()),
+        "DR" => Ok(Mode::Dsr),
+        "TUN" => Ok(Mode::Ipip),
         "NAT" => Err(ctx.err(c.loc(), field, "NAT is not implemented: use DR or TUN")),
         _ => Err(ctx.err(
             c.loc(),
@@ -1720,7 +1719,7 @@ fn lvs_method(ctx: &mut Ctx, c: &Node, field: &str) -> Result<String, ConfigErro
     }
 }
 
-type RealServer = (BackendConfig, Option<RsCheck>, Option<(String, Loc)>);
+type RealServer = (BackendConfig, Option<RsCheck>, Option<(Mode, Loc)>);
 
 fn real_server(
     ctx: &mut Ctx,
@@ -1822,11 +1821,10 @@ fn checker(
     let mut inherit = inherit.clone();
     let mut h = Health {
         kind: match kind.as_str() {
-            "TCP_CHECK" => "tcp",
-            "HTTP_GET" => "http",
-            _ => "exec",
-        }
-        .into(),
+            "TCP_CHECK" => HealthKind::Tcp,
+            "HTTP_GET" => HealthKind::Http,
+            _ => HealthKind::Exec,
+        },
         ..Health::default()
     };
     let mut connect_port = None;
@@ -2162,8 +2160,8 @@ virtual_server 198.18.0.100 80 {{
         let (c, w) = conv(&text).unwrap();
         let s = &c.service[0];
         assert_eq!((s.vip.to_string().as_str(), s.port), ("198.18.0.100", 80));
-        assert_eq!((s.mode.as_str(), s.scheduler.as_str()), ("dsr", "maglev"));
-        assert_eq!(s.health.kind, "tcp");
+        assert_eq!((s.mode, s.scheduler), (Mode::Dsr, Scheduler::Maglev));
+        assert_eq!(s.health.kind, HealthKind::Tcp);
         assert_eq!(s.health.interval.0, Duration::from_secs(6));
         assert_eq!(s.health.timeout.0, Duration::from_secs(3));
         assert_eq!((s.health.rise, s.health.fall), (1, 3));
@@ -2172,7 +2170,10 @@ virtual_server 198.18.0.100 80 {{
         assert_eq!(s.backend[0].weight, 3);
         assert_eq!(s.backend[0].port, None);
         assert_eq!(c.dataplane.as_ref().unwrap().interface, "eth0");
-        assert_eq!(c.dataplane.as_ref().unwrap().xdp_mode, "auto");
+        assert_eq!(
+            c.dataplane.as_ref().unwrap().xdp_mode,
+            crate::config::XdpMode::Auto
+        );
         assert!(
             w.iter()
                 .any(|w| w.starts_with("keepalived.conf:16: notice: `lb_algo wrr`")),
@@ -2203,12 +2204,12 @@ virtual_server 198.18.0.100 8080 {{
         let (c, w) = conv(&text).unwrap();
         assert!(w.is_empty(), "{w:?}");
         let s = &c.service[0];
-        assert_eq!(s.mode, "ipip");
-        assert_eq!(s.protocol, "tcp");
+        assert_eq!(s.mode, Mode::Ipip);
+        assert_eq!(s.protocol, Protocol::Tcp);
         let h = &s.health;
         assert_eq!(
-            (h.kind.as_str(), h.path.as_str(), h.expect_status),
-            ("http", "/healthz", 204)
+            (h.kind, h.path.as_str(), h.expect_status),
+            (HealthKind::Http, "/healthz", 204)
         );
         assert_eq!(
             h.interval.0,
@@ -2252,9 +2253,9 @@ virtual_server 198.18.0.100 53 {{
         );
         let (c, w) = conv(&text).unwrap();
         let s = &c.service[0];
-        assert_eq!(s.protocol, "udp");
+        assert_eq!(s.protocol, Protocol::Udp);
         let h = &s.health;
-        assert_eq!(h.kind, "exec");
+        assert_eq!(h.kind, HealthKind::Exec);
         assert_eq!(
             h.command.as_deref(),
             Some("/usr/local/bin/check_dns $BACKEND")
@@ -2314,6 +2315,46 @@ virtual_server 198.18.0.100 80 {{
         let e = conv(&text).unwrap_err();
         assert!(e.starts_with("keepalived.conf:14: "), "{e}");
         assert!(e.contains("keepalived's default is NAT"), "{e}");
+    }
+
+    /// keepalived's keywords for the service's keyword fields, any case;
+    /// anything else is refused naming the line, the keyword and what is
+    /// allowed.
+    #[test]
+    fn forwarding_method_and_protocol_keywords() {
+        let vs = |body: &str| {
+            format!(
+                "{VRRP}\nvirtual_server 198.18.0.100 80 {{\n{body}\n  real_server 198.18.1.11 80 {{\n  }}\n}}\n"
+            )
+        };
+        for (body, mode, protocol) in [
+            ("  lb_kind DR", Mode::Dsr, Protocol::Tcp),
+            ("  lb_kind tun\n  protocol udp", Mode::Ipip, Protocol::Udp),
+            (
+                "  lvs_method TUN\n  protocol TCP",
+                Mode::Ipip,
+                Protocol::Tcp,
+            ),
+        ] {
+            let (c, _) = conv(&vs(body)).unwrap();
+            let s = &c.service[0];
+            assert_eq!((s.mode, s.protocol), (mode, protocol), "{body}");
+            assert_eq!(s.scheduler, Scheduler::Maglev);
+            assert_eq!(s.health.kind, HealthKind::None, "no checker");
+        }
+        let cases = [
+            (
+                "  lb_kind DR\n  protocol SCTP",
+                "keepalived.conf:16: virtual_server 198.18.0.100 80 protocol: \"SCTP\" is not supported: TCP or UDP",
+            ),
+            (
+                "  lb_kind FOO",
+                "keepalived.conf:15: virtual_server 198.18.0.100 80 lb_kind: \"FOO\" is not a forwarding method: DR or TUN (NAT is not implemented)",
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(conv(&vs(body)).unwrap_err(), want);
+        }
     }
 
     #[test]

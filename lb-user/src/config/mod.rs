@@ -7,6 +7,12 @@
 //! and the field, and says what is allowed.
 //!
 //! Durations are strings with a unit: `"1s"`, `"100ms"`, `"1.5s"`, `"2m"`.
+//!
+//! Fields that take one of a few words are enums, read once here
+//! ([`Protocol`], [`Mode`], [`Scheduler`], [`NoBackend`], [`HealthKind`],
+//! [`XdpMode`]); the data plane's own types come from them by total
+//! `From` conversions. A word not allowed is refused while the file is
+//! read, naming the file, line and field like every validation error.
 
 pub mod keepalived;
 
@@ -14,9 +20,13 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::vrrp::machine;
+use crate::vrrp::wire::Version;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -47,21 +57,21 @@ pub struct Service {
     /// Port; 0 = every port. Required.
     pub port: u16,
     /// `tcp` (default) or `udp`.
-    #[serde(default = "default_protocol")]
-    pub protocol: String,
+    #[serde(default)]
+    pub protocol: Protocol,
     /// `dsr` (default) or `ipip` (`nat` is not implemented).
-    #[serde(default = "default_mode")]
-    pub mode: String,
+    #[serde(default)]
+    pub mode: Mode,
     /// Only `maglev` (default); other names are refused.
-    #[serde(default = "default_scheduler")]
-    pub scheduler: String,
+    #[serde(default)]
+    pub scheduler: Scheduler,
     /// Maglev table size, a prime; default 65537.
     #[serde(default = "default_ring")]
     pub ring_size: u32,
     /// New flows when no backend is up: `drop` (default) or `pass` (to the
     /// local stack).
-    #[serde(default = "default_no_backend")]
-    pub on_no_backend: String,
+    #[serde(default)]
+    pub on_no_backend: NoBackend,
     /// The VRRP instance whose mastership gates this service; default: the
     /// instance holding the VIP, if any.
     pub vrrp_instance: Option<String>,
@@ -75,20 +85,208 @@ pub struct Service {
     pub backend: Vec<BackendConfig>,
 }
 
-fn default_protocol() -> String {
-    "tcp".into()
-}
-fn default_mode() -> String {
-    "dsr".into()
-}
-fn default_scheduler() -> String {
-    "maglev".into()
-}
 fn default_ring() -> u32 {
     lb_common::vip::DEFAULT_RING_SIZE
 }
-fn default_no_backend() -> String {
-    "drop".into()
+
+/// `Display` (the file's spelling), `FromStr` and `Deserialize` of a
+/// keyword enum from its spellings; `$refuse` words the error for any
+/// other value (the wording validation used when these were strings).
+/// `Serialize` is derived (`rename_all = "lowercase"`); a unit test checks
+/// that it writes the same spellings.
+macro_rules! keyword {
+    ($t:ident { $($v:ident => $s:literal),+ $(,)? }, $refuse:expr) => {
+        impl $t {
+            /// Every value, in the order the error messages list them.
+            pub const ALL: &'static [$t] = &[$($t::$v),+];
+
+            /// The spelling in the file.
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($t::$v => $s),+
+                }
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $t {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($s => Ok($t::$v),)+
+                    other => Err(($refuse)(other)),
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// `protocol` of a `[[service]]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// `tcp` (default).
+    #[default]
+    Tcp,
+    /// `udp`.
+    Udp,
+}
+
+keyword!(Protocol { Tcp => "tcp", Udp => "udp" }, |s: &str| format!(
+    "{s:?} is not a protocol: tcp or udp"
+));
+
+impl From<Protocol> for crate::dataplane::balancer::Protocol {
+    fn from(p: Protocol) -> Self {
+        match p {
+            Protocol::Tcp => Self::Tcp,
+            Protocol::Udp => Self::Udp,
+        }
+    }
+}
+
+/// `mode` of a `[[service]]`: how packets reach the backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// `dsr` (default): L2 direct routing.
+    #[default]
+    Dsr,
+    /// `ipip`: IP-in-IP to the backend.
+    Ipip,
+}
+
+keyword!(Mode { Dsr => "dsr", Ipip => "ipip" }, |s: &str| if s == "nat" {
+    "nat is not implemented yet: use dsr or ipip".to_owned()
+} else {
+    format!("{s:?} is not a mode: dsr or ipip")
+});
+
+impl From<Mode> for crate::dataplane::balancer::Mode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Dsr => Self::Dsr,
+            Mode::Ipip => Self::Ipip,
+        }
+    }
+}
+
+/// `scheduler` of a `[[service]]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    /// `maglev` (default, and the only one): Maglev consistent hashing.
+    #[default]
+    Maglev,
+}
+
+keyword!(Scheduler { Maglev => "maglev" }, |s: &str| format!(
+    "{s:?} is not a scheduler: maglev"
+));
+
+/// `on_no_backend` of a `[[service]]`: new flows when no backend is up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoBackend {
+    /// `drop` (default).
+    #[default]
+    Drop,
+    /// `pass`: to the local stack.
+    Pass,
+}
+
+keyword!(NoBackend { Drop => "drop", Pass => "pass" }, |s: &str| format!(
+    "{s:?}: drop or pass"
+));
+
+impl From<NoBackend> for crate::dataplane::balancer::NoBackend {
+    fn from(n: NoBackend) -> Self {
+        match n {
+            NoBackend::Drop => Self::Drop,
+            NoBackend::Pass => Self::Pass,
+        }
+    }
+}
+
+/// `kind` of a service's `health`; the kind-specific fields (`path`,
+/// `expect_status`, `command`, `user`) stay in [`Health`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthKind {
+    /// `tcp` (default): connect.
+    #[default]
+    Tcp,
+    /// `http`: GET `path`, expect `expect_status`.
+    Http,
+    /// `exec`: run `command`, exit 0 = up.
+    Exec,
+    /// `none`: always up.
+    None,
+}
+
+keyword!(
+    HealthKind { Tcp => "tcp", Http => "http", Exec => "exec", None => "none" },
+    |s: &str| format!("kind {s:?}: tcp, http, exec or none")
+);
+
+/// `xdp_mode` of `[dataplane]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// `auto` (default): native where the driver can, else generic; `lbd
+    /// --xdp-mode` may choose instead.
+    #[default]
+    Auto,
+    /// `native`: driver mode only.
+    Native,
+    /// `generic`: skb mode.
+    Generic,
+}
+
+keyword!(
+    XdpMode { Auto => "auto", Native => "native", Generic => "generic" },
+    |s: &str| format!("{s:?} is not a mode: auto, native or generic")
+);
+
+impl XdpMode {
+    /// The attach mode when the command line (`lbd --xdp-mode`) says
+    /// `cli`: the file's `native` or `generic` wins; its `auto` leaves the
+    /// choice to the command line.
+    #[must_use]
+    pub fn or_command_line(
+        self,
+        cli: crate::dataplane::loader::AttachMode,
+    ) -> crate::dataplane::loader::AttachMode {
+        match self {
+            XdpMode::Native | XdpMode::Generic => self.into(),
+            XdpMode::Auto => cli,
+        }
+    }
+}
+
+impl From<XdpMode> for crate::dataplane::loader::AttachMode {
+    fn from(m: XdpMode) -> Self {
+        match m {
+            XdpMode::Auto => Self::Auto,
+            XdpMode::Native => Self::Native,
+            XdpMode::Generic => Self::Generic,
+        }
+    }
 }
 
 /// `health = { ... }` of a service.
@@ -96,7 +294,7 @@ fn default_no_backend() -> String {
 #[serde(deny_unknown_fields, default)]
 pub struct Health {
     /// `tcp` (connect), `http` (GET, status), `exec` (exit 0), `none`.
-    pub kind: String,
+    pub kind: HealthKind,
     /// Time between checks.
     pub interval: Dur,
     /// A check not done after this long fails.
@@ -120,7 +318,7 @@ pub struct Health {
 impl Default for Health {
     fn default() -> Self {
         Self {
-            kind: "tcp".into(),
+            kind: HealthKind::Tcp,
             interval: Dur(Duration::from_secs(2)),
             timeout: Dur(Duration::from_secs(1)),
             rise: 2,
@@ -179,9 +377,9 @@ impl Default for Global {
 pub struct Dataplane {
     /// Interface the XDP program attaches to.
     pub interface: String,
-    /// `auto`, `native` or `generic`.
-    #[serde(default = "default_xdp_mode")]
-    pub xdp_mode: String,
+    /// `auto` (default), `native` or `generic`.
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
     /// Connection-table size in flows (rounded up to a power-of-two number
     /// of 8-flow sets; 72 bytes per flow).
     #[serde(default = "default_conntrack")]
@@ -226,9 +424,6 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     Ok((addr, prefix))
 }
 
-fn default_xdp_mode() -> String {
-    "auto".into()
-}
 /// A connection-table size `lbd` accepts (the table holds at least that
 /// many flows, rounded up to a power-of-two number of 8-flow sets).
 ///
@@ -564,7 +759,10 @@ impl Config {
             ConfigError {
                 file: path.to_owned(),
                 line,
-                field: String::new(),
+                field: e
+                    .span()
+                    .and_then(|s| keyword_field_at(text, s.start))
+                    .unwrap_or_default(),
                 message: e.message().trim().to_owned(),
             }
         })?;
@@ -572,6 +770,16 @@ impl Config {
         Ok(config)
     }
 
+    /// Validate a configuration built in code rather than read from a
+    /// file (keepalived's reader): the checks of [`Config::parse`], with
+    /// errors naming `path` and the field but no line (the builder maps
+    /// the field to its own lines).
+    pub(crate) fn validate_built(&self, path: &Path) -> Result<(), ConfigError> {
+        self.validate("", path)
+    }
+
+    /// The checks serde cannot do; `text` (the file) is only for the lines
+    /// of the errors: empty, they have none.
     fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
         let err = |table: &str, index: usize, field: &str, message: String| ConfigError {
             file: path.to_owned(),
@@ -590,13 +798,9 @@ impl Config {
                     format!("duplicate script name {:?}", s.name),
                 ));
             }
-            if !(-253..=253).contains(&s.weight) {
-                return Err(err(
-                    "vrrp_script",
-                    i,
-                    "weight",
-                    format!("{} is out of range: -253..=253", s.weight),
-                ));
+            if let Err(e) = machine::check_weight(&s.name, s.weight) {
+                let (field, message) = vrrp_message(&e);
+                return Err(err("vrrp_script", i, field, message));
             }
             if s.rise == 0 || s.fall == 0 {
                 let f = if s.rise == 0 { "rise" } else { "fall" };
@@ -611,6 +815,10 @@ impl Config {
                 ));
             }
         }
+        let vrrp = |index: usize, e: &machine::ConfigError| {
+            let (field, message) = vrrp_message(e);
+            err("vrrp_instance", index, field, message)
+        };
         let mut names = HashSet::new();
         let mut vrids = HashSet::new();
         for (i, v) in self.vrrp_instance.iter().enumerate() {
@@ -622,31 +830,11 @@ impl Config {
                     format!("duplicate instance name {:?}", v.name),
                 ));
             }
-            if v.virtual_router_id == 0 {
-                return Err(err(
-                    "vrrp_instance",
-                    i,
-                    "virtual_router_id",
-                    "0 is not allowed: 1..=255".into(),
-                ));
-            }
-            if v.priority == 0 {
-                return Err(err(
-                    "vrrp_instance",
-                    i,
-                    "priority",
-                    "0 is reserved (a master sends it when it stops): 1..=255, 255 = address owner"
-                        .into(),
-                ));
-            }
-            if v.version != 2 && v.version != 3 {
-                return Err(err(
-                    "vrrp_instance",
-                    i,
-                    "version",
-                    format!("{} is not a VRRP version: 2 or 3", v.version),
-                ));
-            }
+            let version = Version::from(v.version);
+            machine::check_vrid(v.virtual_router_id)
+                .and(machine::check_priority(v.priority))
+                .and(machine::check_version(version))
+                .map_err(|e| vrrp(i, &e))?;
             if v.virtual_ipaddress.is_empty() {
                 return Err(err(
                     "vrrp_instance",
@@ -671,14 +859,7 @@ impl Config {
                     ),
                 ));
             }
-            if v.version == 2 && v6 {
-                return Err(err(
-                    "vrrp_instance",
-                    i,
-                    "version",
-                    "VRRPv2 is IPv4 only: use version = 3 for IPv6".into(),
-                ));
-            }
+            machine::check_version_family(version, v6).map_err(|e| vrrp(i, &e))?;
             if v.auth_pass.is_some() && v.version == 3 {
                 return Err(err(
                     "vrrp_instance",
@@ -687,27 +868,8 @@ impl Config {
                     "VRRPv3 has no authentication: remove it, or use version = 2".into(),
                 ));
             }
-            let interval = v.advert_interval.0;
-            let interval_ok = if v.version == 2 {
-                interval.subsec_nanos() == 0 && (1..=255).contains(&interval.as_secs())
-            } else {
-                interval >= Duration::from_millis(10)
-                    && interval <= Duration::from_millis(40_950)
-                    && interval.subsec_nanos().is_multiple_of(10_000_000)
-            };
-            if !interval_ok {
-                let allowed = if v.version == 2 {
-                    "whole seconds from 1s to 255s for version 2"
-                } else {
-                    "a multiple of 10ms from 10ms to 40.95s for version 3"
-                };
-                return Err(err(
-                    "vrrp_instance",
-                    i,
-                    "advert_interval",
-                    format!("{} is not allowed: {allowed}", v.advert_interval),
-                ));
-            }
+            machine::check_advert_interval(version, v.advert_interval.0)
+                .map_err(|e| vrrp(i, &e))?;
             for t in &v.track_script {
                 if !scripts.contains(t.name.as_str()) {
                     return Err(err(
@@ -777,16 +939,6 @@ impl Config {
                 });
             }
         }
-        if let Some(dp) = &self.dataplane
-            && !["auto", "native", "generic"].contains(&dp.xdp_mode.as_str())
-        {
-            return Err(ConfigError {
-                file: path.to_owned(),
-                line: locate(text, "dataplane", 0, "xdp_mode"),
-                field: "dataplane.xdp_mode".into(),
-                message: format!("{:?} is not a mode: auto, native or generic", dp.xdp_mode),
-            });
-        }
         Ok(())
     }
 }
@@ -809,44 +961,6 @@ impl Config {
         }
         let mut keys = HashSet::new();
         for (i, svc) in self.service.iter().enumerate() {
-            if !["tcp", "udp"].contains(&svc.protocol.as_str()) {
-                return Err(err(
-                    i,
-                    "protocol",
-                    format!("{:?} is not a protocol: tcp or udp", svc.protocol),
-                ));
-            }
-            match svc.mode.as_str() {
-                "dsr" | "ipip" => {}
-                "nat" => {
-                    return Err(err(
-                        i,
-                        "mode",
-                        "nat is not implemented yet: use dsr or ipip".into(),
-                    ));
-                }
-                other => {
-                    return Err(err(
-                        i,
-                        "mode",
-                        format!("{other:?} is not a mode: dsr or ipip"),
-                    ));
-                }
-            }
-            if svc.scheduler != "maglev" {
-                return Err(err(
-                    i,
-                    "scheduler",
-                    format!("{:?} is not a scheduler: maglev", svc.scheduler),
-                ));
-            }
-            if !["drop", "pass"].contains(&svc.on_no_backend.as_str()) {
-                return Err(err(
-                    i,
-                    "on_no_backend",
-                    format!("{:?}: drop or pass", svc.on_no_backend),
-                ));
-            }
             if !is_prime(svc.ring_size) || svc.ring_size < 3 {
                 return Err(err(
                     i,
@@ -857,7 +971,7 @@ impl Config {
                     ),
                 ));
             }
-            if !keys.insert((svc.vip, svc.port, svc.protocol.as_str())) {
+            if !keys.insert((svc.vip, svc.port, svc.protocol)) {
                 return Err(err(
                     i,
                     "vip",
@@ -877,23 +991,12 @@ impl Config {
                 ));
             }
             let h = &svc.health;
-            match h.kind.as_str() {
-                "tcp" | "http" | "none" => {}
-                "exec" if h.command.is_some() => {}
-                "exec" => {
-                    return Err(err(
-                        i,
-                        "health",
-                        "kind = \"exec\" needs command = \"...\"".into(),
-                    ));
-                }
-                other => {
-                    return Err(err(
-                        i,
-                        "health",
-                        format!("kind {other:?}: tcp, http, exec or none"),
-                    ));
-                }
+            if h.kind == HealthKind::Exec && h.command.is_none() {
+                return Err(err(
+                    i,
+                    "health",
+                    "kind = \"exec\" needs command = \"...\"".into(),
+                ));
             }
             if h.rise == 0 || h.fall == 0 {
                 return Err(err(i, "health", "rise and fall must be at least 1".into()));
@@ -933,6 +1036,49 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// A range error of [`crate::vrrp::machine`]'s checks as the field of
+/// `[[vrrp_instance]]` (or `[[vrrp_script]]`, for a weight) it is about,
+/// and the message: the value, and what is allowed.
+fn vrrp_message(e: &machine::ConfigError) -> (&'static str, String) {
+    use machine::ConfigError as E;
+    match e {
+        E::Vrid => ("virtual_router_id", "0 is not allowed: 1..=255".into()),
+        E::Priority => (
+            "priority",
+            "0 is reserved (a master sends it when it stops): 1..=255, 255 = address owner".into(),
+        ),
+        E::Version { version } => (
+            "version",
+            format!("{version} is not a VRRP version: 2 or 3"),
+        ),
+        E::V2Ipv6 => (
+            "version",
+            "VRRPv2 is IPv4 only: use version = 3 for IPv6".into(),
+        ),
+        E::Interval { interval, version } => {
+            let allowed = if *version == 2 {
+                "whole seconds from 1s to 255s for version 2"
+            } else {
+                "a multiple of 10ms from 10ms to 40.95s for version 3"
+            };
+            (
+                "advert_interval",
+                format!("{} is not allowed: {allowed}", Dur(*interval)),
+            )
+        }
+        E::Weight { weight, .. } => (
+            "weight",
+            format!(
+                "{weight} is out of range: -{max}..={max}",
+                max = machine::MAX_WEIGHT
+            ),
+        ),
+        E::MixedFamilies { .. } | E::TooManyVips { .. } | E::DuplicateVip { .. } => {
+            ("virtual_ipaddress", e.to_string())
+        }
     }
 }
 
@@ -989,6 +1135,48 @@ impl VrrpInstance {
 /// 1-based line of byte offset `pos`.
 fn line_of(text: &str, pos: usize) -> usize {
     text[..pos.min(text.len())].matches('\n').count() + 1
+}
+
+/// The keyword field (a [`Protocol`], [`Mode`], [`Scheduler`],
+/// [`NoBackend`], [`HealthKind`] or [`XdpMode`]) whose value starts at byte
+/// `pos` of `text`, named as validation names fields: `service[1].mode`,
+/// `service[0].health` (for its `kind`), `dataplane.xdp_mode`. `None` for
+/// any other position: other deserialization errors keep naming only the
+/// line.
+fn keyword_field_at(text: &str, pos: usize) -> Option<String> {
+    let pos = pos.min(text.len());
+    // `KEY = ` right before the value, on its line.
+    let before = text[..pos].trim_end_matches([' ', '\t']);
+    let before = before.strip_suffix('=')?.trim_end_matches([' ', '\t']);
+    let key_start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .map_or(0, |i| i + 1);
+    let key = &before[key_start..];
+    // The table the value is in, and how many `[[service]]`s precede it.
+    let mut table = "";
+    let mut services = 0usize;
+    for line in text[..pos].lines() {
+        let t = line.trim();
+        if !t.starts_with('[') {
+            continue;
+        }
+        let array = t.starts_with("[[");
+        let name = t.trim_start_matches('[');
+        let name = name.split(']').next().unwrap_or_default().trim();
+        if array && name == "service" {
+            services += 1;
+        }
+        table = name;
+    }
+    let service = services.checked_sub(1);
+    match (table, key) {
+        ("service", "protocol" | "mode" | "scheduler" | "on_no_backend") => {
+            Some(format!("service[{}].{key}", service?))
+        }
+        ("service" | "service.health", "kind") => Some(format!("service[{}].health", service?)),
+        ("dataplane", "xdp_mode") => Some("dataplane.xdp_mode".into()),
+        _ => None,
+    }
 }
 
 /// Best-effort line of `field` in the `index`-th `[[table]]` (or `[table]`)
@@ -1225,6 +1413,225 @@ backend = [
         }
         assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
         assert!(parse(s).is_ok(), "the base file is valid");
+    }
+
+    /// Every keyword value reads back from its `Display`, and serde writes
+    /// the same spelling.
+    #[test]
+    fn keywords_parse_and_display_their_spelling() {
+        fn check<T>(all: &[T], spellings: &[&str])
+        where
+            T: Copy + fmt::Debug + PartialEq + fmt::Display + FromStr + Serialize,
+            T::Err: fmt::Debug,
+        {
+            let shown: Vec<String> = all.iter().map(ToString::to_string).collect();
+            assert_eq!(shown, spellings);
+            for &v in all {
+                assert_eq!(v.to_string().parse::<T>().unwrap(), v);
+                assert_eq!(serde_json::to_value(v).unwrap(), v.to_string(), "{v:?}");
+            }
+        }
+        check(Protocol::ALL, &["tcp", "udp"]);
+        check(Mode::ALL, &["dsr", "ipip"]);
+        check(Scheduler::ALL, &["maglev"]);
+        check(NoBackend::ALL, &["drop", "pass"]);
+        check(HealthKind::ALL, &["tcp", "http", "exec", "none"]);
+        check(XdpMode::ALL, &["auto", "native", "generic"]);
+        assert_eq!(Protocol::default(), Protocol::Tcp);
+        assert_eq!(Mode::default(), Mode::Dsr);
+        assert_eq!(Scheduler::default(), Scheduler::Maglev);
+        assert_eq!(NoBackend::default(), NoBackend::Drop);
+        assert_eq!(HealthKind::default(), HealthKind::Tcp);
+        assert_eq!(XdpMode::default(), XdpMode::Auto);
+        // Spellings are exact: keepalived's upper case is its reader's job.
+        assert!("TCP".parse::<Protocol>().is_err());
+        assert!("Dsr".parse::<Mode>().is_err());
+    }
+
+    /// The defaults the file gets when it leaves the keyword fields out.
+    #[test]
+    fn keyword_defaults_apply() {
+        let text = "[dataplane]\ninterface = \"eth0\"\n\n[[service]]\nvip = \"198.18.0.100\"\nport = 80\nbackend = []\n";
+        let c = parse(text).unwrap();
+        let s = &c.service[0];
+        assert_eq!(
+            (
+                s.protocol,
+                s.mode,
+                s.scheduler,
+                s.on_no_backend,
+                s.health.kind
+            ),
+            (
+                Protocol::Tcp,
+                Mode::Dsr,
+                Scheduler::Maglev,
+                NoBackend::Drop,
+                HealthKind::Tcp
+            )
+        );
+        assert_eq!(c.dataplane.unwrap().xdp_mode, XdpMode::Auto);
+    }
+
+    #[test]
+    fn keywords_convert_to_the_data_planes_types() {
+        use crate::dataplane::{balancer, loader::AttachMode};
+        assert_eq!(
+            balancer::Protocol::from(Protocol::Udp),
+            balancer::Protocol::Udp
+        );
+        assert_eq!(
+            balancer::Protocol::from(Protocol::Tcp),
+            balancer::Protocol::Tcp
+        );
+        assert_eq!(balancer::Mode::from(Mode::Dsr), balancer::Mode::Dsr);
+        assert_eq!(balancer::Mode::from(Mode::Ipip), balancer::Mode::Ipip);
+        assert_eq!(
+            balancer::NoBackend::from(NoBackend::Drop),
+            balancer::NoBackend::Drop
+        );
+        assert_eq!(
+            balancer::NoBackend::from(NoBackend::Pass),
+            balancer::NoBackend::Pass
+        );
+        // The file's native or generic wins over --xdp-mode; auto leaves it
+        // to the command line.
+        for cli in [AttachMode::Auto, AttachMode::Native, AttachMode::Generic] {
+            assert_eq!(XdpMode::Native.or_command_line(cli), AttachMode::Native);
+            assert_eq!(XdpMode::Generic.or_command_line(cli), AttachMode::Generic);
+            assert_eq!(XdpMode::Auto.or_command_line(cli), cli);
+        }
+    }
+
+    /// Golden messages for every refused keyword value: file, line, field
+    /// and the values allowed.
+    #[test]
+    fn golden_errors_for_keywords() {
+        let s = WITH_SERVICE;
+        let dp = |line: &str| {
+            s.replace(
+                "interface = \"eth0\"\n\n[[vrrp",
+                &format!("interface = \"eth0\"\n{line}\n\n[[vrrp"),
+            )
+        };
+        let svc = |line: &str| s.replace("mode = \"dsr\"", &format!("mode = \"dsr\"\n{line}"));
+        let cases: Vec<(String, &str)> = vec![
+            (
+                s.replace("mode = \"dsr\"", "protocol = \"sctp\""),
+                "lb.toml:13: service[0].protocol: \"sctp\" is not a protocol: tcp or udp",
+            ),
+            (
+                s.replace("mode = \"dsr\"", "protocol = \"TCP\""),
+                "lb.toml:13: service[0].protocol: \"TCP\" is not a protocol: tcp or udp",
+            ),
+            (
+                s.replace("mode = \"dsr\"", "mode = \"nat\""),
+                "lb.toml:13: service[0].mode: nat is not implemented yet: use dsr or ipip",
+            ),
+            (
+                s.replace("mode = \"dsr\"", "mode = \"tun\""),
+                "lb.toml:13: service[0].mode: \"tun\" is not a mode: dsr or ipip",
+            ),
+            (
+                svc("scheduler = \"rr\""),
+                "lb.toml:14: service[0].scheduler: \"rr\" is not a scheduler: maglev",
+            ),
+            (
+                svc("on_no_backend = \"reject\""),
+                "lb.toml:14: service[0].on_no_backend: \"reject\": drop or pass",
+            ),
+            (
+                s.replace("kind = \"http\"", "kind = \"icmp\""),
+                "lb.toml:15: service[0].health: kind \"icmp\": tcp, http, exec or none",
+            ),
+            (
+                dp("xdp_mode = \"fast\""),
+                "lb.toml:3: dataplane.xdp_mode: \"fast\" is not a mode: auto, native or generic",
+            ),
+            (
+                dp("xdp_mode = \"offload\""),
+                "lb.toml:3: dataplane.xdp_mode: \"offload\" is not a mode: auto, native or generic",
+            ),
+            // Not a string at all: serde's wording, with the field.
+            (
+                s.replace("mode = \"dsr\"", "mode = 1"),
+                "lb.toml:13: service[0].mode: invalid type: integer `1`, expected a string",
+            ),
+            // The second service, and `health` as a table of its own.
+            (
+                format!(
+                    "{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 81\nbackend = []\nmode = \"gre\"\n"
+                ),
+                "lb.toml:25: service[1].mode: \"gre\" is not a mode: dsr or ipip",
+            ),
+            (
+                format!(
+                    "{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 81\nbackend = []\n\n[service.health]\nkind = \"ping\"\n"
+                ),
+                "lb.toml:27: service[1].health: kind \"ping\": tcp, http, exec or none",
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (text, want) in cases {
+            let got = parse(&text).unwrap_err();
+            if got != want {
+                wrong.push(format!(" got: {got}\nwant: {want}"));
+            }
+        }
+        assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    }
+
+    /// The VRRP ranges come from the state machine's checks; the messages
+    /// name the file's line and field.
+    #[test]
+    fn golden_errors_for_vrrp_ranges() {
+        let cases = [
+            (
+                GOOD.replace("virtual_router_id = 50", "virtual_router_id = 0"),
+                "lb.toml:14: vrrp_instance[0].virtual_router_id: 0 is not allowed: 1..=255",
+            ),
+            (
+                GOOD.replace("priority = 150", "priority = 150\nversion = 4"),
+                "lb.toml:16: vrrp_instance[0].version: 4 is not a VRRP version: 2 or 3",
+            ),
+            (
+                GOOD.replace("priority = 150", "priority = 150\nversion = 2")
+                    .replace("\"100ms\"", "\"1500ms\""),
+                "lb.toml:17: vrrp_instance[0].advert_interval: 1.5s is not allowed: whole seconds from 1s to 255s for version 2",
+            ),
+            (
+                GOOD.replace("\"100ms\"", "\"41s\""),
+                "lb.toml:16: vrrp_instance[0].advert_interval: 41s is not allowed: a multiple of 10ms from 10ms to 40.95s for version 3",
+            ),
+            (
+                GOOD.replace("priority = 150", "priority = 150\nversion = 2")
+                    .replace("\"100ms\"", "\"1s\"")
+                    .replace(
+                        "[\"198.18.0.100/24\", \"198.18.0.101\"]",
+                        "[\"2001:db8::100/64\"]",
+                    ),
+                "lb.toml:16: vrrp_instance[0].version: VRRPv2 is IPv4 only: use version = 3 for IPv6",
+            ),
+            (
+                GOOD.replace("weight = 20", "weight = 254"),
+                "lb.toml:9: vrrp_script[0].weight: 254 is out of range: -253..=253",
+            ),
+            (
+                GOOD.replace("weight = 20", "weight = -254"),
+                "lb.toml:9: vrrp_script[0].weight: -254 is out of range: -253..=253",
+            ),
+        ];
+        let mut wrong = Vec::new();
+        for (text, want) in cases {
+            let got = parse(&text).unwrap_err();
+            if got != want {
+                wrong.push(format!(" got: {got}\nwant: {want}"));
+            }
+        }
+        assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+        for ok in ["weight = 253", "weight = -253"] {
+            assert!(parse(&GOOD.replace("weight = 20", ok)).is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -125,11 +125,7 @@ impl Startup {
             .or_else(|| from_file.map(|d| d.interface.clone()))
             .map(|iface| Options {
                 iface,
-                mode: match from_file.map(|d| d.xdp_mode.as_str()) {
-                    Some("native") => AttachMode::Native,
-                    Some("generic") => AttachMode::Generic,
-                    _ => args.mode,
-                },
+                mode: from_file.map_or(args.mode, |d| d.xdp_mode.or_command_line(args.mode)),
                 pin_path: config
                     .as_ref()
                     .map_or(args.pin_path, |c| c.global.bpf_pin_path.clone()),

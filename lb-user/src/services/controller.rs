@@ -32,9 +32,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, HealthKind};
 use crate::dataplane::balancer::{
-    BackendSpec, Balancer, EbpfMaps, Maps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
+    BackendSpec, Balancer, EbpfMaps, Maps, Mode, ServiceKey, ServiceSpec,
 };
 use crate::services::health::{self, Change, CheckSpec, Checker, Due};
 use crate::sys::neigh::NextHop;
@@ -195,43 +195,34 @@ pub fn key_of(s: &config::Service) -> ServiceKey {
     ServiceKey {
         vip: s.vip,
         port: s.port,
-        proto: if s.protocol == "udp" {
-            Protocol::Udp
-        } else {
-            Protocol::Tcp
-        },
+        proto: s.protocol.into(),
     }
 }
 
 fn spec_of(s: &config::Service) -> ServiceSpec {
+    // `scheduler` has one value, Maglev: the only one the data plane has.
+    let config::Scheduler::Maglev = s.scheduler;
     ServiceSpec {
-        mode: if s.mode == "ipip" {
-            Mode::Ipip
-        } else {
-            Mode::Dsr
-        },
+        mode: s.mode.into(),
         ring_size: s.ring_size,
-        on_no_backend: if s.on_no_backend == "pass" {
-            NoBackend::Pass
-        } else {
-            NoBackend::Drop
-        },
+        on_no_backend: s.on_no_backend.into(),
     }
 }
 
 fn check_of(h: &config::Health) -> CheckSpec {
     CheckSpec {
-        kind: match h.kind.as_str() {
-            "http" => health::Kind::Http {
+        kind: match h.kind {
+            HealthKind::Tcp => health::Kind::Tcp,
+            HealthKind::Http => health::Kind::Http {
                 path: h.path.clone(),
                 expect_status: h.expect_status,
             },
-            "exec" => health::Kind::Exec {
+            // Validation refuses `exec` without a command.
+            HealthKind::Exec => health::Kind::Exec {
                 command: h.command.clone().unwrap_or_default(),
                 user: h.user.clone(),
             },
-            "none" => health::Kind::None,
-            _ => health::Kind::Tcp,
+            HealthKind::None => health::Kind::None,
         },
         interval: h.interval.0,
         timeout: h.timeout.0,
@@ -454,7 +445,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
             .values()
             .map(|s| ServiceStatus {
                 service: s.key.to_string(),
-                mode: s.cfg.mode.clone(),
+                mode: s.cfg.mode.to_string(),
                 vrrp_instance: s.gate.clone(),
                 active: s.active,
                 backends: s
@@ -750,7 +741,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::dataplane::balancer::BalancerError;
+    use crate::dataplane::balancer::{BalancerError, Protocol};
 
     /// Accepts every write; the [`Balancer`] keeps the state asserted.
     struct NullMaps;

@@ -107,41 +107,10 @@ impl Config {
     /// # Errors
     /// The first [`ConfigError`] found.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.vrid == 0 {
-            return Err(ConfigError::Vrid);
-        }
-        if self.priority == 0 {
-            return Err(ConfigError::Priority);
-        }
-        let interval = self.advert_interval;
-        match self.version {
-            Version::V3 => {
-                let ok = interval >= Duration::from_millis(10)
-                    && interval <= Duration::from_millis(40_950)
-                    && interval.subsec_nanos().is_multiple_of(10_000_000);
-                if !ok {
-                    return Err(ConfigError::Interval {
-                        interval,
-                        version: 3,
-                    });
-                }
-            }
-            Version::V2 => {
-                let ok = interval >= Duration::from_secs(1)
-                    && interval <= Duration::from_secs(255)
-                    && interval.subsec_nanos() == 0;
-                if !ok {
-                    return Err(ConfigError::Interval {
-                        interval,
-                        version: 2,
-                    });
-                }
-                if self.primary_address.is_ipv6() {
-                    return Err(ConfigError::V2Ipv6);
-                }
-            }
-            Version::Unknown(version) => return Err(ConfigError::Version { version }),
-        }
+        check_vrid(self.vrid)?;
+        check_priority(self.priority)?;
+        check_advert_interval(self.version, self.advert_interval)?;
+        check_version_family(self.version, self.primary_address.is_ipv6())?;
         let family = Family::of(&self.primary_address);
         if let Some(vip) = self.vips.iter().find(|v| Family::of(v) != family) {
             return Err(ConfigError::MixedFamilies { vip: *vip });
@@ -156,18 +125,105 @@ impl Config {
                 return Err(ConfigError::DuplicateVip { vip: *vip });
             }
         }
-        if let Some(track) = self
-            .tracks
-            .iter()
-            .find(|t| !(-MAX_WEIGHT..=MAX_WEIGHT).contains(&t.weight))
-        {
-            return Err(ConfigError::Weight {
-                name: track.name.clone(),
-                weight: track.weight,
-            });
+        for t in &self.tracks {
+            check_weight(&t.name, t.weight)?;
         }
         Ok(())
     }
+}
+
+// The ranges of the fields, one function each: [`Config::validate`] uses
+// them, and so does the configuration file's validation
+// (`crate::config`), which words the errors for its fields.
+
+/// The virtual router id: 1..=255.
+///
+/// # Errors
+/// [`ConfigError::Vrid`] for 0.
+pub const fn check_vrid(vrid: u8) -> Result<(), ConfigError> {
+    if vrid == 0 {
+        return Err(ConfigError::Vrid);
+    }
+    Ok(())
+}
+
+/// The base priority: 1..=255 (0 is what a master sends when it stops).
+///
+/// # Errors
+/// [`ConfigError::Priority`] for 0.
+pub const fn check_priority(priority: u8) -> Result<(), ConfigError> {
+    if priority == 0 {
+        return Err(ConfigError::Priority);
+    }
+    Ok(())
+}
+
+/// The version: 2 or 3.
+///
+/// # Errors
+/// [`ConfigError::Version`] for any other.
+pub const fn check_version(version: Version) -> Result<(), ConfigError> {
+    match version {
+        Version::V2 | Version::V3 => Ok(()),
+        Version::Unknown(version) => Err(ConfigError::Version { version }),
+    }
+}
+
+/// The advertisement interval for `version`: v3 a multiple of 10 ms from
+/// 10 ms to 40.95 s; v2 whole seconds from 1 s to 255 s.
+///
+/// # Errors
+/// [`ConfigError::Interval`], or [`ConfigError::Version`] for a version
+/// other than 2 and 3.
+pub fn check_advert_interval(version: Version, interval: Duration) -> Result<(), ConfigError> {
+    let (ok, v) = match version {
+        Version::V3 => (
+            interval >= Duration::from_millis(10)
+                && interval <= Duration::from_millis(40_950)
+                && interval.subsec_nanos().is_multiple_of(10_000_000),
+            3,
+        ),
+        Version::V2 => (
+            interval >= Duration::from_secs(1)
+                && interval <= Duration::from_secs(255)
+                && interval.subsec_nanos() == 0,
+            2,
+        ),
+        Version::Unknown(version) => return Err(ConfigError::Version { version }),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Interval {
+            interval,
+            version: v,
+        })
+    }
+}
+
+/// VRRPv2 is IPv4 only.
+///
+/// # Errors
+/// [`ConfigError::V2Ipv6`] for version 2 with IPv6 addresses.
+pub const fn check_version_family(version: Version, ipv6: bool) -> Result<(), ConfigError> {
+    if matches!(version, Version::V2) && ipv6 {
+        return Err(ConfigError::V2Ipv6);
+    }
+    Ok(())
+}
+
+/// A tracking weight: -253..=253 ([`MAX_WEIGHT`]).
+///
+/// # Errors
+/// [`ConfigError::Weight`] naming `name`.
+pub fn check_weight(name: &str, weight: i32) -> Result<(), ConfigError> {
+    if (-MAX_WEIGHT..=MAX_WEIGHT).contains(&weight) {
+        return Ok(());
+    }
+    Err(ConfigError::Weight {
+        name: name.to_owned(),
+        weight,
+    })
 }
 
 /// A configuration the machine refuses.
@@ -2047,6 +2103,63 @@ mod tests {
             Config { tracks, ..ok }.validate(),
             Err(ConfigError::Weight { .. })
         ));
+    }
+
+    /// The range checks at their edges (`Config::validate` and the
+    /// configuration file both use them).
+    #[test]
+    fn range_checks_at_their_edges() {
+        assert_eq!(check_vrid(0), Err(ConfigError::Vrid));
+        assert!(check_vrid(1).is_ok() && check_vrid(255).is_ok());
+        assert_eq!(check_priority(0), Err(ConfigError::Priority));
+        assert!(check_priority(1).is_ok() && check_priority(255).is_ok());
+        assert!(check_version(Version::V2).is_ok() && check_version(Version::V3).is_ok());
+        assert_eq!(
+            check_version(Version::Unknown(1)),
+            Err(ConfigError::Version { version: 1 })
+        );
+        for ok in [10 * MS, 990 * MS, Duration::from_millis(40_950)] {
+            assert!(check_advert_interval(Version::V3, ok).is_ok(), "{ok:?}");
+        }
+        for bad in [9 * MS, 15 * MS, Duration::from_millis(40_960)] {
+            assert_eq!(
+                check_advert_interval(Version::V3, bad),
+                Err(ConfigError::Interval {
+                    interval: bad,
+                    version: 3
+                })
+            );
+        }
+        for ok in [1, 255].map(Duration::from_secs) {
+            assert!(check_advert_interval(Version::V2, ok).is_ok(), "{ok:?}");
+        }
+        for bad in [Duration::ZERO, 1500 * MS, Duration::from_secs(256)] {
+            assert_eq!(
+                check_advert_interval(Version::V2, bad),
+                Err(ConfigError::Interval {
+                    interval: bad,
+                    version: 2
+                })
+            );
+        }
+        assert_eq!(
+            check_advert_interval(Version::Unknown(4), Duration::from_secs(1)),
+            Err(ConfigError::Version { version: 4 })
+        );
+        assert_eq!(
+            check_version_family(Version::V2, true),
+            Err(ConfigError::V2Ipv6)
+        );
+        assert!(check_version_family(Version::V2, false).is_ok());
+        assert!(check_version_family(Version::V3, true).is_ok());
+        assert!(check_weight("x", MAX_WEIGHT).is_ok() && check_weight("x", -MAX_WEIGHT).is_ok());
+        assert_eq!(
+            check_weight("x", -254),
+            Err(ConfigError::Weight {
+                name: "x".into(),
+                weight: -254
+            })
+        );
     }
 
     #[test]
