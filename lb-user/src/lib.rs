@@ -10,10 +10,12 @@
 //!   [`dataplane::maglev`] (weighted Maglev tables), [`dataplane::bpfmem`]
 //!   (mmap of BPF arrays), [`dataplane::stats`] (counters read back);
 //! - [`sys`]: the host around lbd: [`sys::neigh`] (next-hop MACs from the
-//!   kernel's route and neighbour tables);
+//!   kernel's route and neighbour tables), [`sys::addr`] (addresses via
+//!   rtnetlink, VIPs tagged as lbd's), [`sys::interface`] (index, link
+//!   flags), [`sys::process`] (users, process groups of child processes);
 //! - [`config`]: the TOML model, its validation, and
 //!   [`config::keepalived`] (keepalived.conf read into the same model);
-//! - [`vrrp`]: VRRP v2/v3: wire codec, pure state machine, sockets, VIPs,
+//! - [`vrrp`]: VRRP v2/v3: wire codec, pure state machine, sockets,
 //!   gratuitous ARP / NA, tracked scripts and interfaces, and the driver
 //!   that runs the instances;
 //! - [`services`]: [`services::controller`] (configuration, health and VRRP

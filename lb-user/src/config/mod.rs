@@ -1094,8 +1094,8 @@ impl VrrpInstance {
     ///
     /// # Errors
     /// A message naming the bad entry.
-    pub fn vips(&self) -> Result<Vec<crate::vrrp::addr::Vip>, String> {
-        let mut out: Vec<crate::vrrp::addr::Vip> = Vec::new();
+    pub fn vips(&self) -> Result<Vec<crate::sys::addr::Vip>, String> {
+        let mut out: Vec<crate::sys::addr::Vip> = Vec::new();
         for s in &self.virtual_ipaddress {
             let (a, p) = s
                 .split_once('/')
@@ -1126,7 +1126,7 @@ impl VrrpInstance {
             if out.iter().any(|v| v.addr == addr) {
                 return Err(format!("{s:?} is listed twice"));
             }
-            out.push(crate::vrrp::addr::Vip { addr, prefix });
+            out.push(crate::sys::addr::Vip { addr, prefix });
         }
         Ok(out)
     }

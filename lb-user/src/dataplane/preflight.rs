@@ -146,15 +146,8 @@ pub fn check_privileges() -> Result<(), PreflightError> {
 /// # Errors
 /// [`PreflightError::NoSuchInterface`].
 pub fn ifindex(name: &str) -> Result<u32, PreflightError> {
-    let missing = || PreflightError::NoSuchInterface {
-        name: name.to_owned(),
-    };
-    let c_name = CString::new(name).map_err(|_| missing())?;
-    // SAFETY: c_name is a valid NUL-terminated string.
-    match unsafe { libc::if_nametoindex(c_name.as_ptr()) } {
-        0 => Err(missing()),
-        index => Ok(index),
-    }
+    crate::sys::interface::ifindex(name)
+        .map_err(|e| PreflightError::NoSuchInterface { name: e.name })
 }
 
 fn is_bpffs(path: &Path) -> bool {

@@ -627,7 +627,7 @@ pub async fn dataplane_config(
 ) -> anyhow::Result<lb_common::config::Config> {
     let (conn, handle, _) = rtnetlink::new_connection()?;
     let conn = tokio::spawn(conn);
-    let present = crate::vrrp::addr::list(&handle, ifindex).await;
+    let present = crate::sys::addr::list(&handle, ifindex).await;
     conn.abort();
     let present = present?;
     let first = |v6: bool| {

@@ -254,30 +254,18 @@ async fn run_exec(
         .kill_on_drop(true);
     if let Some(user) = user {
         let (uid, gid) =
-            crate::vrrp::track::lookup_user(user).map_err(|e| format!("user {user}: {e}"))?;
+            crate::sys::process::lookup_user(user).map_err(|e| format!("user {user}: {e}"))?;
         cmd.uid(uid).gid(gid);
     }
     let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
-    let pgid = child.id();
     // Killed with its whole process group if the caller's timeout drops us.
-    let guard = KillGroup(pgid);
+    let mut group = crate::sys::process::GroupGuard::new(child.id());
     let status = child.wait().await.map_err(|e| format!("wait: {e}"))?;
-    std::mem::forget(guard);
+    group.disarm();
     if status.success() {
         Ok(())
     } else {
         Err(format!("command {status}"))
-    }
-}
-
-struct KillGroup(Option<u32>);
-
-impl Drop for KillGroup {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0.and_then(|p| i32::try_from(p).ok()) {
-            // SAFETY: signalling a process group we created.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        }
     }
 }
 

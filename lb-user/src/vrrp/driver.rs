@@ -20,10 +20,10 @@ use anyhow::Context as _;
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, info, warn};
 
-use super::addr::{self, Added, Vip};
 use super::garp::{self, FrameSender, GarpConfig, GarpSchedule};
 use super::machine::{Action, Event, Machine, State};
 use super::net::{Dropped, Endpoint, Received, VrrpSocket};
+use crate::sys::addr::{self, Added, Vip};
 
 /// What a tracked object is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -864,7 +864,7 @@ async fn instance_spec(
     use super::machine::Track;
     use super::wire::Version;
     let vips = inst.vips().map_err(|e| anyhow::anyhow!(e))?;
-    let index = ifindex(&inst.interface)?;
+    let index = crate::sys::interface::ifindex(&inst.interface)?;
     let v6 = vips[0].addr.is_ipv6();
     let primary = match inst.unicast_src_ip {
         Some(a) => a,
@@ -961,18 +961,4 @@ async fn instance_spec(
         },
         tracks: kinds,
     })
-}
-
-/// Interface index of `name` in this network namespace.
-///
-/// # Errors
-/// No such interface.
-pub fn ifindex(name: &str) -> anyhow::Result<u32> {
-    let c = std::ffi::CString::new(name).context("interface name contains NUL")?;
-    // SAFETY: a valid NUL-terminated string.
-    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if index == 0 {
-        anyhow::bail!("no interface named {name:?}");
-    }
-    Ok(index)
 }

@@ -13,7 +13,6 @@
 // "VRRPv2"/"VRRPv3" in docs are protocol names, not code items.
 #![allow(clippy::doc_markdown)]
 
-pub mod addr;
 pub mod driver;
 pub mod garp;
 pub mod machine;

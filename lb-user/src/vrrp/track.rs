@@ -14,9 +14,6 @@
 //! initial state right away, then one per flip, and ends when the receiver
 //! is dropped.
 
-use std::ffi::{CString, c_char, c_int};
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -26,6 +23,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
+
+use crate::sys::interface::interface_up;
+use crate::sys::process::{GroupGuard, lookup_user};
 
 /// keepalived `vrrp_script` result filter.
 ///
@@ -160,87 +160,6 @@ pub struct TrackUpdate {
     pub reason: String,
 }
 
-/// A failed `user` lookup for a script.
-#[derive(Debug, thiserror::Error)]
-pub enum UserError {
-    /// The name contains a NUL byte.
-    #[error("user name {user:?} contains a NUL byte")]
-    InvalidName {
-        /// The name as configured.
-        user: String,
-    },
-    /// No such user in the password database.
-    #[error("user {user:?} not found")]
-    NotFound {
-        /// The name as configured.
-        user: String,
-    },
-    /// `getpwnam_r` failed.
-    #[error("looking up user {user:?}")]
-    Lookup {
-        /// The name as configured.
-        user: String,
-        /// The errno `getpwnam_r` returned.
-        #[source]
-        source: io::Error,
-    },
-}
-
-/// The uid and primary gid of `user`, via `getpwnam_r`.
-///
-/// # Errors
-///
-/// [`UserError::NotFound`] for an unknown user, [`UserError::InvalidName`]
-/// for a name with a NUL byte, [`UserError::Lookup`] when the password
-/// database cannot be read.
-pub fn lookup_user(user: &str) -> Result<(u32, u32), UserError> {
-    /// Bound on the buffer `getpwnam_r` may ask for through `ERANGE`.
-    const MAX_BUF: usize = 1 << 20;
-
-    let c_user = CString::new(user).map_err(|_| UserError::InvalidName {
-        user: user.to_owned(),
-    })?;
-    let mut buf: Vec<c_char> = vec![0; 1024];
-    loop {
-        // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids).
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call and `buf.len()` is
-        // the buffer's real length.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                c_user.as_ptr(),
-                &raw mut pwd,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &raw mut found,
-            )
-        };
-        match rc {
-            0 if found.is_null() => {
-                return Err(UserError::NotFound {
-                    user: user.to_owned(),
-                });
-            }
-            0 => return Ok((pwd.pw_uid, pwd.pw_gid)),
-            libc::ERANGE if buf.len() < MAX_BUF => buf.resize(buf.len() * 2, 0),
-            // glibc reports "not found" as ENOENT/ESRCH/... from some NSS
-            // modules; the man page lists them as "not found".
-            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => {
-                return Err(UserError::NotFound {
-                    user: user.to_owned(),
-                });
-            }
-            errno => {
-                return Err(UserError::Lookup {
-                    user: user.to_owned(),
-                    source: io::Error::from_raw_os_error(errno),
-                });
-            }
-        }
-    }
-}
-
 /// Spawn a task that runs the script every `interval` (first run
 /// immediately), kills it (whole process group: spawn with `process_group(0)`
 /// and `kill -pgid`) when it exceeds `timeout` (counts as failure), feeds
@@ -343,7 +262,7 @@ async fn run_once(
     };
     // Declared after `child` so it drops first: an aborted task kills the
     // group before tokio reaps the leader.
-    let mut group = GroupGuard(child.id().and_then(|pid| i32::try_from(pid).ok()));
+    let mut group = GroupGuard::new(child.id());
 
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(Ok(status)) => {
@@ -369,90 +288,6 @@ fn describe(status: ExitStatus) -> String {
         (None, Some(signal)) => format!("killed by signal {signal}"),
         (None, None) => format!("ended with {status}"),
     }
-}
-
-/// Kills a script's process group with SIGKILL on drop unless disarmed
-/// (after the leader was reaped, when the group id may be reused).
-struct GroupGuard(Option<i32>);
-
-impl GroupGuard {
-    fn kill(&mut self) {
-        if let Some(pgid) = self.0.take() {
-            // SAFETY: plain syscall; `-pgid` addresses the group we created
-            // and whose leader we have not reaped yet.
-            if unsafe { libc::kill(-pgid, libc::SIGKILL) } != 0 {
-                let error = io::Error::last_os_error();
-                // ESRCH: the whole group is already gone.
-                if error.raw_os_error() != Some(libc::ESRCH) {
-                    warn!(pgid, %error, "killing a vrrp_script process group failed");
-                }
-            }
-        }
-    }
-
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Whether interface `name` is up and running (`IFF_UP` and `IFF_RUNNING`)
-/// in the current network namespace, via `ioctl(SIOCGIFFLAGS)` on a
-/// datagram socket (not sysfs: lbd may run in a network namespace without
-/// its own `/sys`).
-///
-/// keepalived's test is the same (`IF_FLAGS_UP` in `vrrp_if.h`). The
-/// namespace is that of the calling thread.
-///
-/// # Errors
-///
-/// A nonexistent interface is an error, not `Ok(false)`: its
-/// `raw_os_error()` is `Some(libc::ENODEV)`. A name that cannot be an
-/// interface name (empty, `IFNAMSIZ` bytes or longer, NUL byte) is
-/// [`io::ErrorKind::InvalidInput`]. Other errors come from `socket` or
-/// `ioctl`.
-pub fn interface_up(name: &str) -> io::Result<bool> {
-    let flags = interface_flags(name)?;
-    let wanted = libc::IFF_UP | libc::IFF_RUNNING;
-    Ok(flags & wanted == wanted)
-}
-
-fn interface_flags(name: &str) -> io::Result<c_int> {
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{name:?} is not a valid interface name"),
-        ));
-    }
-    // SAFETY: plain syscall.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-
-    // SAFETY: all-zero is a valid `ifreq` (empty name, zero union).
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    // The name fits with its NUL terminator (checked above).
-    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
-        *dst = c_char::from_ne_bytes([src]);
-    }
-    // SAFETY: `req` is a valid `ifreq` that SIOCGIFFLAGS reads the name of
-    // and writes the flags into.
-    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &raw mut req) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: SIOCGIFFLAGS filled in `ifru_flags`.
-    let flags = unsafe { req.ifr_ifru.ifru_flags };
-    Ok(c_int::from(u16::from_ne_bytes(flags.to_ne_bytes())))
 }
 
 /// Poll every `period`; send a [`TrackUpdate`] (name = interface name)
@@ -743,7 +578,7 @@ mod tests {
     fn gone(pid: i32) -> bool {
         // SAFETY: signal 0 only checks for existence.
         if unsafe { libc::kill(pid, 0) } != 0 {
-            return io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            return std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
         }
         fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
@@ -831,40 +666,6 @@ mod tests {
             .await
             .expect("task still running")
             .unwrap();
-    }
-
-    #[test]
-    fn lookup_user_root_and_missing() {
-        assert_eq!(lookup_user("root").unwrap(), (0, 0));
-        assert!(matches!(
-            lookup_user("lb-no-such-user-x"),
-            Err(UserError::NotFound { .. })
-        ));
-        assert!(matches!(
-            lookup_user("a\0b"),
-            Err(UserError::InvalidName { .. })
-        ));
-    }
-
-    // ---- interfaces ----
-
-    #[test]
-    fn loopback_is_up() {
-        assert!(interface_up("lo").unwrap());
-    }
-
-    #[test]
-    fn missing_interface_is_enodev() {
-        let error = interface_up("lbtrk-nonexist").unwrap_err();
-        assert_eq!(error.raw_os_error(), Some(libc::ENODEV));
-    }
-
-    #[test]
-    fn invalid_interface_names_are_rejected() {
-        for name in ["", "a-name-that-is-too-long", "a\0b"] {
-            let error = interface_up(name).unwrap_err();
-            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{name:?}");
-        }
     }
 
     #[tokio::test]
