@@ -14,3 +14,12 @@
 #![no_std]
 
 pub mod frame;
+
+/// The panic handler of every lb XDP object (one per linked program; each
+/// binary links this library).
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable in a verified program; the verifier rejects unbounded loops.
+    loop {}
+}

@@ -130,13 +130,6 @@ fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
     }
 }
 
-#[cfg(target_arch = "bpf")]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // Unreachable in a verified program; the verifier rejects unbounded loops.
-    loop {}
-}
-
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
 

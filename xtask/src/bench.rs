@@ -7,8 +7,7 @@ use std::{path::Path, process::Command};
 use anyhow::bail;
 
 use crate::{
-    build::{cargo, workspace_root},
-    exec::exec,
+    build::workspace_root,
     report::{self, Section},
     setup::BpfToolchain,
 };
@@ -74,28 +73,18 @@ pub fn run(tc: &BpfToolchain, args: &BenchArgs) -> anyhow::Result<()> {
             BENCHES.map(|(n, _)| n).join(", ")
         ),
     };
-    exec(cargo(tc).args([
-        "build",
-        "--release",
-        "--package",
-        "lb-user",
-        "--package",
-        "lb-lab",
-        "--bin",
-        "lbd",
-        "--bin",
-        "lbctl",
-        "--bin",
-        "lb-bench",
-        "--bin",
-        "lb-pathbench",
-        "--bin",
-        "lb-cpbench",
-        "--bin",
-        "lb-failover",
-        "--bin",
-        "lb-lab",
-    ]))?;
+    crate::build::release_bins(
+        tc,
+        &[
+            "lbd",
+            "lbctl",
+            "lb-bench",
+            "lb-pathbench",
+            "lb-cpbench",
+            "lb-failover",
+            "lb-lab",
+        ],
+    )?;
     let root = workspace_root();
     let mut sections = Vec::new();
     let mut failed = Vec::new();

@@ -29,6 +29,24 @@ pub fn release(tc: &BpfToolchain) -> anyhow::Result<()> {
     exec(cargo(tc).args(["build", "--release", "--package", "lb-user", "--bins"]))
 }
 
+/// Build `bins` (of lb-user: `lbd`, `lbctl`; of lb-lab: the lab and the
+/// benchmarks) in release mode.
+pub fn release_bins(tc: &BpfToolchain, bins: &[&str]) -> anyhow::Result<()> {
+    let mut cmd = cargo(tc);
+    cmd.args([
+        "build",
+        "--release",
+        "--package",
+        "lb-user",
+        "--package",
+        "lb-lab",
+    ]);
+    for bin in bins {
+        cmd.args(["--bin", bin]);
+    }
+    exec(&mut cmd)
+}
+
 /// Build, then run `lbd --iface IF ARGS...` in the foreground.
 pub fn build_and_load(tc: &BpfToolchain, args: &LoadArgs) -> anyhow::Result<()> {
     release(tc)?;

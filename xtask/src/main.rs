@@ -80,20 +80,7 @@ fn lab(tc: &setup::BpfToolchain, action: &str) -> anyhow::Result<()> {
     if !setup::is_root() {
         anyhow::bail!("the lab creates network namespaces and loads XDP programs: run as root");
     }
-    exec::exec(build::cargo(tc).args([
-        "build",
-        "--release",
-        "--package",
-        "lb-user",
-        "--package",
-        "lb-lab",
-        "--bin",
-        "lbd",
-        "--bin",
-        "lbctl",
-        "--bin",
-        "lb-lab",
-    ]))?;
+    build::release_bins(tc, &["lbd", "lbctl", "lb-lab"])?;
     let root = build::workspace_root();
     let release = root.join("target/release");
     exec::exec(

@@ -115,13 +115,6 @@ fn try_decap(ctx: &XdpContext) -> Result<Option<()>, Truncated> {
     Ok(Some(()))
 }
 
-#[cfg(target_arch = "bpf")]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // Unreachable in a verified program; the verifier rejects unbounded loops.
-    loop {}
-}
-
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
 

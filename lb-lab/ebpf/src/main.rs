@@ -70,13 +70,6 @@ pub fn lb_bench_insert(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-#[cfg(target_arch = "bpf")]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // Unreachable in a verified program; the verifier rejects unbounded loops.
-    loop {}
-}
-
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
 
