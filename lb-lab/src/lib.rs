@@ -4,6 +4,9 @@
 //!
 //! - [`netns`]: network-namespace topologies (a bridge, hosts joined to it
 //!   by veth pairs) created per test and removed on drop;
+//! - [`daemon`]: a daemon child process (lbd, keepalived, nginx, ...) with
+//!   its output in a log file: waits that fail fast with the log, signals,
+//!   kill, clean stop on drop;
 //! - [`testpkt`]: Ethernet frames for `BPF_PROG_TEST_RUN` fixtures and
 //!   benchmarks;
 //! - [`bin`]: where the binaries under test (`lbd`, `lbctl`) are;
@@ -13,6 +16,7 @@
 //! and demo in `src/bin/lb-lab.rs` (`cargo xtask demo | lab`), and the
 //! benchmarks in the other `src/bin/lb-*.rs` (`cargo xtask bench`).
 
+pub mod daemon;
 pub mod netns;
 pub mod testpkt;
 

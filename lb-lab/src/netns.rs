@@ -173,8 +173,10 @@ impl Netns {
         run(self.command(program).args(args))
     }
 
-    /// Start a process inside the namespace; it is killed when the
-    /// namespace is dropped (if it has not exited). Returns its pid.
+    /// Start a process inside the namespace; it is stopped (SIGTERM, then
+    /// SIGKILL) when the namespace is dropped, if it has not exited.
+    /// Returns its pid. For a process to wait for, signal or stop earlier,
+    /// or with a log, use [`Daemon`](crate::daemon::Daemon) instead.
     ///
     /// # Errors
     /// [`NetnsError::Spawn`].
@@ -186,15 +188,6 @@ impl Netns {
         let pid = child.id();
         self.children.lock().expect("poisoned").push(child);
         Ok(pid)
-    }
-
-    /// Take back ownership of a child started with [`Netns::spawn`], e.g. to
-    /// signal it and check its exit status.
-    #[must_use]
-    pub fn take_child(&self, pid: u32) -> Option<Child> {
-        let mut children = self.children.lock().expect("poisoned");
-        let at = children.iter().position(|c| c.id() == pid)?;
-        Some(children.remove(at))
     }
 
     /// Run `f` on a thread that has entered this namespace: sockets it
@@ -234,20 +227,7 @@ impl Drop for Netns {
             .unwrap_or_default();
         // SIGTERM first: daemons clean up after themselves (lbd removes its
         // pins and VIPs) only when asked politely.
-        for child in &children {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                // SAFETY: kill(2) on our own child's pid.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-        }
-        let _all_exited = wait_for(TERM_GRACE, || {
-            children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
-            children.is_empty().then_some(())
-        });
-        for mut child in children {
-            let _already_exited = child.kill();
-            let _status = child.wait();
-        }
+        let _statuses = crate::daemon::terminate(&mut children, TERM_GRACE);
         if let Err(e) = ip(&["netns", "del", &self.name]) {
             eprintln!("netns: cleanup of {} failed: {e}", self.name);
         }

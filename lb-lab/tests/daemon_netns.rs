@@ -18,11 +18,14 @@ use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     path::PathBuf,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
-use lb_lab::netns::{Lan, Netns, wait_for};
+use lb_lab::{
+    daemon::Daemon,
+    netns::{Lan, Netns, wait_for},
+};
 
 static LBD: std::sync::LazyLock<std::path::PathBuf> =
     std::sync::LazyLock::new(|| lb_lab::bin("lbd"));
@@ -42,33 +45,28 @@ const RISE: u64 = 2;
 /// nginx in a backend namespace, serving its name at `/`.
 struct Nginx {
     dir: PathBuf,
-    child: Option<Child>,
+    process: Option<Daemon>,
 }
 
 impl Nginx {
     fn start(ns: &Netns, dir: PathBuf, name: &str) -> Self {
         lb_lab::netns::nginx_site(&dir, name).unwrap();
-        let mut me = Self { dir, child: None };
+        let mut me = Self { dir, process: None };
         me.run(ns);
         me
     }
 
     fn run(&mut self, ns: &Netns) {
-        let child = ns
-            .command("nginx")
-            .arg("-c")
-            .arg(self.dir.join("nginx.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+        let mut cmd = ns.command("nginx");
+        cmd.arg("-c").arg(self.dir.join("nginx.conf"));
+        let nginx = Daemon::spawn("nginx", &mut cmd, self.dir.join("nginx.log"))
             .expect("start nginx (apt-get install nginx)");
-        self.child = Some(child);
+        self.process = Some(nginx);
     }
 
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(mut nginx) = self.process.take() {
+            let _ = nginx.kill();
         }
         // master_process off: the one process we killed was the server.
         let _ = std::fs::remove_file(self.dir.join("nginx.pid"));
@@ -86,7 +84,7 @@ struct Lab {
     lan: Lan,
     dir: PathBuf,
     nginx: HashMap<&'static str, Nginx>,
-    lbd: Option<Child>,
+    lbd: Option<Daemon>,
 }
 
 impl Lab {
@@ -118,7 +116,7 @@ impl Lab {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("lbd.log")).unwrap_or_default()
+        self.lbd.as_ref().map(Daemon::log).unwrap_or_default()
     }
 
     fn lbctl(&self, args: &[&str]) -> Output {
@@ -143,19 +141,14 @@ impl Lab {
     }
 
     fn hup(&self) {
-        let pid = self.lbd.as_ref().unwrap().id();
-        // SAFETY: signalling our child.
-        unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+        self.lbd.as_ref().unwrap().signal(libc::SIGHUP).unwrap();
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if let Some(mut c) = self.lbd.take() {
-            // SAFETY: signalling our child.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
-        }
+        // lbd first (stopped on drop), then the backends.
+        self.lbd = None;
         self.nginx.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -179,25 +172,13 @@ fn lab() -> Lab {
     };
     let all: Vec<&str> = BACKENDS.iter().map(|(_, a)| *a).collect();
     lab.write_config(&lab.config(&all));
-    let log = std::fs::File::create(lab.dir.join("lbd.log")).unwrap();
-    let child = lab
-        .ns("lb")
-        .command(&*LBD)
-        .arg("--config")
-        .arg(lab.dir.join("lb.toml"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    lab.lbd = Some(child);
-    let up = wait_for(Duration::from_secs(15), || {
-        lab.log().contains("service active").then_some(())
-    });
-    assert!(
-        up.is_some(),
-        "lbd did not activate the service:\n{}",
-        lab.log()
-    );
+    let mut cmd = lab.ns("lb").command(&*LBD);
+    cmd.arg("--config").arg(lab.dir.join("lb.toml"));
+    let lbd = Daemon::spawn("lbd", &mut cmd, lab.dir.join("lbd.log")).unwrap();
+    if let Err(e) = lbd.wait_log("service active", Duration::from_secs(15)) {
+        panic!("lbd did not activate the service: {e}");
+    }
+    lab.lbd = Some(lbd);
     lab
 }
 

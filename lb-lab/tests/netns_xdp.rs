@@ -9,17 +9,22 @@ use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Command, ExitStatus},
     time::Duration,
 };
 
 use lb_common::stats::ProtoClass;
-use lb_lab::netns::{Lan, Netns, wait_for};
+use lb_lab::{
+    daemon::Daemon,
+    netns::{Lan, Netns},
+};
 use lb_user::dataplane::stats::proto_stats_pinned;
 
 static LBD: std::sync::LazyLock<std::path::PathBuf> =
     std::sync::LazyLock::new(|| lb_lab::bin("lbd"));
 const PACKETS: usize = 20;
+/// How long lbd may take to pin its maps.
+const PIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn lan() -> Lan {
     let mut lan = Lan::new().expect("create LAN (run as root)");
@@ -30,62 +35,19 @@ fn lan() -> Lan {
     lan
 }
 
-/// An `lbd` process whose stderr goes to a file we can show on failure.
-struct Lbd {
-    child: Child,
-    log: PathBuf,
+/// Start `lbd ARGS` in `ns`, its output in a log file we can show on
+/// failure.
+fn start_lbd(ns: &Netns, args: &[&str]) -> Daemon {
+    let log = std::env::temp_dir().join(format!("{}-lbd-{}.log", ns.name(), rand_suffix()));
+    Daemon::spawn("lbd", ns.command(&*LBD).args(args), log).expect("start lbd")
 }
 
-impl Lbd {
-    fn start(ns: &Netns, args: &[&str]) -> Self {
-        let log = std::env::temp_dir().join(format!("{}-lbd-{}.log", ns.name(), rand_suffix()));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = ns
-            .command(&*LBD)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start lbd");
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Wait until `path` exists; panic with lbd's log if it exits first.
-    fn wait_for_pin(&mut self, path: &Path) {
-        let up = wait_for(Duration::from_secs(15), || {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("lbd exited early ({status}):\n{}", self.log());
-            }
-            path.exists().then_some(())
-        });
-        assert!(
-            up.is_some(),
-            "no pin at {} after 15 s:\n{}",
-            path.display(),
-            self.log()
-        );
-    }
-
-    fn stop(mut self) -> (ExitStatus, String) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        let log = self.log();
-        let _ = std::fs::remove_file(&self.log);
-        (status, log)
-    }
-}
-
-impl Drop for Lbd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// SIGTERM, wait; its exit status and log (the log file is removed).
+fn stop(mut lbd: Daemon) -> (ExitStatus, String) {
+    let status = lbd.stop().unwrap();
+    let log = lbd.log();
+    let _ = std::fs::remove_file(lbd.log_path());
+    (status, log)
 }
 
 fn rand_suffix() -> u128 {
@@ -140,8 +102,9 @@ fn lbd_counts_real_traffic_and_delivers_it() {
     let lb = &lan.host("lb").ns;
     let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}lb", lan.prefix()));
     let pin_dir_arg = pin_dir.to_str().unwrap();
-    let mut lbd = Lbd::start(lb, &["--iface", "eth0", "--pin-path", pin_dir_arg]);
-    lbd.wait_for_pin(&pin_dir.join("stats_proto"));
+    let lbd = start_lbd(lb, &["--iface", "eth0", "--pin-path", pin_dir_arg]);
+    lbd.wait_path(&pin_dir.join("stats_proto"), PIN_TIMEOUT)
+        .unwrap();
     let link = String::from_utf8(lb.ip(&["link", "show", "eth0"]).unwrap().stdout).unwrap();
     assert!(link.contains("xdp"), "XDP program attached to eth0: {link}");
 
@@ -235,7 +198,7 @@ fn lbd_counts_real_traffic_and_delivers_it() {
         assert!(dump.contains(field), "bpftool shows field {field}:\n{dump}");
     }
 
-    let (status, log) = lbd.stop();
+    let (status, log) = stop(lbd);
     println!("{log}");
     assert!(status.success(), "lbd exits 0 on SIGTERM: {status}\n{log}");
     assert!(log.contains("detached lb_xdp from eth0"), "{log}");
@@ -289,8 +252,10 @@ fn lbd_refuses_with_a_reason() {
         "{err}"
     );
 
-    let mut first = Lbd::start(lb, &["--iface", "eth0", "--pin-path", &pin_dir]);
-    first.wait_for_pin(&Path::new(&pin_dir).join("stats_proto"));
+    let first = start_lbd(lb, &["--iface", "eth0", "--pin-path", &pin_dir]);
+    first
+        .wait_path(&Path::new(&pin_dir).join("stats_proto"), PIN_TIMEOUT)
+        .unwrap();
 
     let (status, err) = lbd_once(lb, &["--iface", "eth0", "--pin-path", &other_pin]);
     assert!(
@@ -308,7 +273,7 @@ fn lbd_refuses_with_a_reason() {
         "{err}"
     );
 
-    let (status, log) = first.stop();
+    let (status, log) = stop(first);
     assert!(status.success(), "{log}");
 }
 
@@ -344,7 +309,7 @@ fn lbd_replace_takes_over_a_netlink_attached_program() {
         "{err}"
     );
 
-    let mut lbd = Lbd::start(
+    let lbd = start_lbd(
         lb,
         &[
             "--iface",
@@ -354,8 +319,9 @@ fn lbd_replace_takes_over_a_netlink_attached_program() {
             "--replace",
         ],
     );
-    lbd.wait_for_pin(&pin_dir.join("stats_proto"));
-    let (status, log) = lbd.stop();
+    lbd.wait_path(&pin_dir.join("stats_proto"), PIN_TIMEOUT)
+        .unwrap();
+    let (status, log) = stop(lbd);
     assert!(status.success(), "{log}");
     assert!(log.contains("--replace: detached XDP program"), "{log}");
 }

@@ -10,11 +10,14 @@
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddrV4},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use lb_lab::netns::{Lan, Netns, wait_for};
+use lb_lab::{
+    daemon::Daemon,
+    netns::{Lan, Netns, wait_for},
+};
 use lb_user::vrrp::wire::{Auth, Family, Kind, Repr};
 
 static LBD: std::sync::LazyLock<std::path::PathBuf> =
@@ -25,125 +28,47 @@ fn tmp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("lb-vrrp-{}-{name}", std::process::id()))
 }
 
-/// A daemon (lbd or keepalived) in a namespace, its log in a file.
-struct Daemon {
-    child: Option<Child>,
-    log: PathBuf,
-    name: String,
+/// lbd in `ns` with `config` (plus a control socket of its own), its log
+/// in a file.
+fn lbd(ns: &Netns, name: &str, config: &str) -> Daemon {
+    let conf = tmp(&format!("{name}.toml"));
+    // Each lbd its own control socket (the default is one per host).
+    let sock = tmp(&format!("{name}.sock"));
+    let config = format!(
+        "[global]\ncontrol_socket = \"{}\"\n\n{config}",
+        sock.display()
+    );
+    std::fs::write(&conf, config).unwrap();
+    let mut cmd = ns.command(&*LBD);
+    cmd.arg("--config").arg(&conf).env("LB_LOG", "info");
+    Daemon::spawn(name, &mut cmd, tmp(&format!("{name}.log"))).expect("start lbd")
 }
 
-impl Daemon {
-    fn lbd(ns: &Netns, name: &str, config: &str) -> Self {
-        let conf = tmp(&format!("{name}.toml"));
-        // Each lbd its own control socket (the default is one per host).
-        let sock = tmp(&format!("{name}.sock"));
-        let config = format!(
-            "[global]\ncontrol_socket = \"{}\"\n\n{config}",
-            sock.display()
-        );
-        std::fs::write(&conf, config).unwrap();
-        let log = tmp(&format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = ns
-            .command(&*LBD)
-            .arg("--config")
-            .arg(&conf)
-            .env("LB_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start lbd");
-        Self {
-            child: Some(child),
-            log,
-            name: name.to_owned(),
-        }
-    }
-
-    fn keepalived(ns: &Netns, name: &str, config: &str) -> Self {
-        let conf = tmp(&format!("{name}.conf"));
-        std::fs::write(&conf, config).unwrap();
-        let log = tmp(&format!("{name}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = ns
-            .command("keepalived")
-            .args(["--dont-fork", "--log-console", "--log-detail", "--vrrp"])
-            .arg("--use-file")
-            .arg(&conf)
-            .arg("--pid")
-            .arg(tmp(&format!("{name}.pid")))
-            .arg("--vrrp_pid")
-            .arg(tmp(&format!("{name}.vrrp.pid")))
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("start keepalived (apt-get install keepalived)");
-        Self {
-            child: Some(child),
-            log,
-            name: name.to_owned(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_log(&self, needle: &str, timeout: Duration) {
-        let found = wait_for(timeout, || self.log().contains(needle).then_some(()));
-        assert!(
-            found.is_some(),
-            "{}: no {needle:?} within {timeout:?}; log:\n{}",
-            self.name,
-            self.log()
-        );
-    }
-
-    fn signal(&mut self, sig: i32) {
-        if let Some(child) = &self.child {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(child.id() as i32, sig) };
-        }
-    }
-
-    /// SIGKILL: no release, no cleanup (a crash).
-    fn kill(&mut self) {
-        self.signal(libc::SIGKILL);
-        if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM and wait: a clean stop.
-    fn stop(&mut self) {
-        self.signal(libc::SIGTERM);
-        if let Some(mut c) = self.child.take() {
-            let status = c.wait().unwrap();
-            assert!(
-                status.success() || self.name.starts_with("ka"),
-                "{} exited {status}:\n{}",
-                self.name,
-                self.log()
-            );
-        }
-    }
+/// keepalived (VRRP only) in `ns` with `config`, its log in a file.
+fn keepalived(ns: &Netns, name: &str, config: &str) -> Daemon {
+    let conf = tmp(&format!("{name}.conf"));
+    std::fs::write(&conf, config).unwrap();
+    let mut cmd = ns.command("keepalived");
+    cmd.args(["--dont-fork", "--log-console", "--log-detail", "--vrrp"])
+        .arg("--use-file")
+        .arg(&conf)
+        .arg("--pid")
+        .arg(tmp(&format!("{name}.pid")))
+        .arg("--vrrp_pid")
+        .arg(tmp(&format!("{name}.vrrp.pid")));
+    Daemon::spawn(name, &mut cmd, tmp(&format!("{name}.log")))
+        .expect("start keepalived (apt-get install keepalived)")
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.signal(libc::SIGTERM);
-        if let Some(mut c) = self.child.take() {
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// SIGTERM and wait: a clean stop (lbd exits 0).
+fn stop(daemon: &mut Daemon) {
+    let status = daemon.stop().unwrap();
+    assert!(
+        status.success() || daemon.name().starts_with("ka"),
+        "{} exited {status}:\n{}",
+        daemon.name(),
+        daemon.log()
+    );
 }
 
 fn has_vip(ns: &Netns, vip: &str) -> bool {
@@ -194,14 +119,14 @@ const FAST: &str = "advert_interval = \"100ms\"";
 fn election_crash_failover_restart_and_clean_release() {
     let lan = two_nodes();
     let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
-    let mut da = Daemon::lbd(a, "elect-a", &instance("VI_1", 50, 150, FAST, &[VIP]));
-    let db = Daemon::lbd(b, "elect-b", &instance("VI_1", 50, 100, FAST, &[VIP]));
+    let mut da = lbd(a, "elect-a", &instance("VI_1", 50, 150, FAST, &[VIP]));
+    let db = lbd(b, "elect-b", &instance("VI_1", 50, 100, FAST, &[VIP]));
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
-    db.wait_log("to=BACKUP", Duration::from_secs(2));
+    db.wait_log("to=BACKUP", Duration::from_secs(2)).unwrap();
 
     // Crash: the backup takes over after Master_Down_Interval. The dead
     // master's address stays on its interface (nothing ran to remove it).
-    da.kill();
+    da.kill().unwrap();
     let start = Instant::now();
     let ok = wait_for(Duration::from_secs(3), || has_vip(b, VIP).then_some(()));
     assert!(ok.is_some(), "backup did not take over:\n{}", db.log());
@@ -211,16 +136,19 @@ fn election_crash_failover_restart_and_clean_release() {
 
     // Restart: the stale tagged VIP is removed, then A preempts (higher
     // priority, preempt on by default).
-    let mut da = Daemon::lbd(a, "elect-a2", &instance("VI_1", 50, 150, FAST, &[VIP]));
-    da.wait_log("removed VIP left by an earlier run", Duration::from_secs(3));
+    let mut da = lbd(a, "elect-a2", &instance("VI_1", 50, 150, FAST, &[VIP]));
+    da.wait_log("removed VIP left by an earlier run", Duration::from_secs(3))
+        .unwrap();
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(3));
-    da.wait_log("preempting lower-priority master", Duration::from_secs(1));
+    da.wait_log("preempting lower-priority master", Duration::from_secs(1))
+        .unwrap();
 
     // Clean stop: priority 0 advert, B takes over after its skew time
     // (≈ 61 ms), not after a Master_Down_Interval.
-    da.stop();
+    stop(&mut da);
     wait_holder(&[a, b], 1, VIP, Duration::from_secs(2));
-    db.wait_log("released (priority 0)", Duration::from_secs(1));
+    db.wait_log("released (priority 0)", Duration::from_secs(1))
+        .unwrap();
     let log = da.log();
     assert!(log.contains("from=MASTER to=INIT"), "{log}");
 }
@@ -229,26 +157,26 @@ fn election_crash_failover_restart_and_clean_release() {
 fn nopreempt_and_preempt_delay() {
     let lan = two_nodes();
     let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
-    let _db = Daemon::lbd(b, "np-b", &instance("VI_1", 60, 100, FAST, &[VIP]));
+    let _db = lbd(b, "np-b", &instance("VI_1", 60, 100, FAST, &[VIP]));
     wait_holder(&[a, b], 1, VIP, Duration::from_secs(5));
 
     // nopreempt: a higher priority node joins and stays backup.
-    let mut da = Daemon::lbd(
+    let mut da = lbd(
         a,
         "np-a",
         &instance("VI_1", 60, 200, &format!("{FAST}\npreempt = false"), &[VIP]),
     );
-    da.wait_log("to=BACKUP", Duration::from_secs(2));
+    da.wait_log("to=BACKUP", Duration::from_secs(2)).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
         has_vip(b, VIP) && !has_vip(a, VIP),
         "nopreempt: B keeps the VIP"
     );
-    da.stop();
+    stop(&mut da);
 
     // preempt_delay = 1s: A takes over, but not before the delay.
     let start = Instant::now();
-    let _da = Daemon::lbd(
+    let _da = lbd(
         a,
         "pd-a",
         &instance(
@@ -288,13 +216,14 @@ fn failing_track_script_moves_mastership() {
             &[VIP]
         )
     );
-    let da = Daemon::lbd(a, "track-a", &conf_a);
-    let _db = Daemon::lbd(b, "track-b", &instance("VI_1", 70, 100, FAST, &[VIP]));
+    let da = lbd(a, "track-a", &conf_a);
+    let _db = lbd(b, "track-b", &instance("VI_1", 70, 100, FAST, &[VIP]));
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
 
     std::fs::remove_file(&flag).unwrap();
     wait_holder(&[a, b], 1, VIP, Duration::from_secs(5));
-    da.wait_log("effective priority changed", Duration::from_secs(1));
+    da.wait_log("effective priority changed", Duration::from_secs(1))
+        .unwrap();
 
     std::fs::write(&flag, "ok").unwrap();
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
@@ -314,13 +243,13 @@ fn dual_master_with_two_instances() {
             instance("VI_2", 82, p2, FAST, &[v2])
         )
     };
-    let mut da = Daemon::lbd(a, "dual-a", &conf(150, 100));
-    let _db = Daemon::lbd(b, "dual-b", &conf(100, 150));
+    let mut da = lbd(a, "dual-a", &conf(150, 100));
+    let _db = lbd(b, "dual-b", &conf(100, 150));
     wait_holder(&[a, b], 0, v1, Duration::from_secs(5));
     wait_holder(&[a, b], 1, v2, Duration::from_secs(5));
     // A crashes: B takes VI_1 over and keeps VI_2. (A's copy of v1 stays
     // on its interface: nothing ran to remove it.)
-    da.kill();
+    da.kill().unwrap();
     let ok = wait_for(Duration::from_secs(3), || has_vip(b, v1).then_some(()));
     assert!(ok.is_some(), "B did not take over VI_1");
     assert!(has_vip(b, v2));
@@ -357,22 +286,22 @@ fn interop(version: u8) {
     let wait = if version == 2 { 8 } else { 4 };
     let wait = Duration::from_secs(wait);
     // lbd master (150), keepalived backup (100).
-    let mut da = Daemon::lbd(
+    let mut da = lbd(
         a,
         &format!("ka{version}-lbd"),
         &lbd_peer_conf(version, 150, "secret12"),
     );
     // keepalived joins an established master (started together, it may
     // time out waiting for adverts first and be master for a moment).
-    da.wait_log("to=MASTER", wait);
-    let mut kb = Daemon::keepalived(
+    da.wait_log("to=MASTER", wait).unwrap();
+    let mut kb = keepalived(
         b,
         &format!("ka{version}-ka"),
         &keepalived_conf(version, 100, "secret12"),
     );
     wait_holder(&[a, b], 0, VIP, wait);
-    kb.wait_log("Entering BACKUP STATE", wait);
-    da.wait_log("to=MASTER", wait);
+    kb.wait_log("Entering BACKUP STATE", wait).unwrap();
+    da.wait_log("to=MASTER", wait).unwrap();
     std::thread::sleep(Duration::from_secs(if version == 2 { 3 } else { 1 }));
     // Still stable, and keepalived never complained about our adverts.
     wait_holder(&[a, b], 0, VIP, Duration::from_millis(100));
@@ -392,24 +321,24 @@ fn interop(version: u8) {
         );
     }
     // lbd stops cleanly (priority 0): keepalived takes over.
-    da.stop();
+    stop(&mut da);
     wait_holder(&[a, b], 1, VIP, wait);
-    kb.wait_log("Entering MASTER STATE", wait);
+    kb.wait_log("Entering MASTER STATE", wait).unwrap();
 
     // keepalived master (200), lbd backup (100): lbd stays backup.
-    kb.stop();
-    let _kb = Daemon::keepalived(
+    stop(&mut kb);
+    let _kb = keepalived(
         b,
         &format!("ka{version}-ka2"),
         &keepalived_conf(version, 200, "secret12"),
     );
     wait_holder(&[a, b], 1, VIP, wait);
-    let db = Daemon::lbd(
+    let db = lbd(
         a,
         &format!("ka{version}-lbd2"),
         &lbd_peer_conf(version, 100, "secret12"),
     );
-    db.wait_log("to=BACKUP", wait);
+    db.wait_log("to=BACKUP", wait).unwrap();
     std::thread::sleep(Duration::from_secs(if version == 2 { 4 } else { 1 }));
     wait_holder(&[a, b], 1, VIP, Duration::from_millis(100));
     let log = db.log();
@@ -441,8 +370,8 @@ fn keepalived_interop_v2_pass() {
 fn tshark_decodes_lbd_adverts_as_good() {
     let lan = two_nodes();
     let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
-    let da = Daemon::lbd(a, "tshark-a", &instance("VI_1", 55, 150, FAST, &[VIP]));
-    da.wait_log("to=MASTER", Duration::from_secs(5));
+    let da = lbd(a, "tshark-a", &instance("VI_1", 55, 150, FAST, &[VIP]));
+    da.wait_log("to=MASTER", Duration::from_secs(5)).unwrap();
     let pcap = tmp("adverts.pcap");
     let cap = b
         .command("tshark")
@@ -524,7 +453,7 @@ fn bad_adverts_are_ignored_and_counted() {
         "version = 2\nadvert_interval = \"1s\"\nauth_pass = \"secret12\"",
         &[VIP],
     );
-    let mut da = Daemon::lbd(a, "reject-a", &conf);
+    let mut da = lbd(a, "reject-a", &conf);
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(6));
     let src: IpAddr = "198.18.0.9".parse().unwrap();
     let dst: IpAddr = "224.0.0.18".parse().unwrap();
@@ -556,7 +485,7 @@ fn bad_adverts_are_ignored_and_counted() {
     }
     std::thread::sleep(Duration::from_millis(300));
     assert!(has_vip(a, VIP), "A stays master:\n{}", da.log());
-    da.stop();
+    stop(&mut da);
     let log = da.log();
     for want in [
         "bad_ttl=3",
@@ -612,11 +541,11 @@ fn ipv6_election_and_failover_and_keepalived_interop() {
             "[[vrrp_instance]]\nname = \"VI_6\"\ninterface = \"eth0\"\nvirtual_router_id = 66\npriority = {p}\n{FAST}\nvirtual_ipaddress = [\"{vip6}/64\"]\n"
         )
     };
-    let mut da = Daemon::lbd(a, "v6-a", &conf(150));
-    let db = Daemon::lbd(b, "v6-b", &conf(100));
+    let mut da = lbd(a, "v6-a", &conf(150));
+    let db = lbd(b, "v6-b", &conf(100));
     wait_holder(&[a, b], 0, vip6, Duration::from_secs(5));
-    db.wait_log("to=BACKUP", Duration::from_secs(1));
-    da.kill();
+    db.wait_log("to=BACKUP", Duration::from_secs(1)).unwrap();
+    da.kill().unwrap();
     let ok = wait_for(Duration::from_secs(3), || has_vip(b, vip6).then_some(()));
     assert!(ok.is_some(), "IPv6 backup did not take over:\n{}", db.log());
     drop(db);
@@ -627,11 +556,12 @@ fn ipv6_election_and_failover_and_keepalived_interop() {
     let ka = format!(
         "global_defs {{\n  router_id ka6\n  vrrp_version 3\n}}\nvrrp_instance VI_6 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 66\n  priority 100\n  advert_int 0.1\n  virtual_ipaddress {{\n    {vip6}/64\n  }}\n}}\n"
     );
-    let da = Daemon::lbd(a, "v6-lbd", &conf(150));
-    da.wait_log("to=MASTER", Duration::from_secs(5));
-    let kb = Daemon::keepalived(b, "ka6", &ka);
+    let da = lbd(a, "v6-lbd", &conf(150));
+    da.wait_log("to=MASTER", Duration::from_secs(5)).unwrap();
+    let kb = keepalived(b, "ka6", &ka);
     wait_holder(&[a, b], 0, vip6, Duration::from_secs(5));
-    kb.wait_log("Entering BACKUP STATE", Duration::from_secs(3));
+    kb.wait_log("Entering BACKUP STATE", Duration::from_secs(3))
+        .unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let klog = kb.log();
     assert!(
@@ -655,15 +585,16 @@ fn unicast_peers_with_keepalived() {
     let ka = format!(
         "global_defs {{\n  router_id kau\n  vrrp_version 3\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 91\n  priority 100\n  advert_int 0.1\n  unicast_src_ip 198.18.0.2\n  unicast_peer {{\n    198.18.0.1\n  }}\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
     );
-    let mut da = Daemon::lbd(a, "uni-lbd", &lbd_conf);
-    da.wait_log("to=MASTER", Duration::from_secs(5));
-    let kb = Daemon::keepalived(b, "kau", &ka);
+    let mut da = lbd(a, "uni-lbd", &lbd_conf);
+    da.wait_log("to=MASTER", Duration::from_secs(5)).unwrap();
+    let kb = keepalived(b, "kau", &ka);
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
-    kb.wait_log("Entering BACKUP STATE", Duration::from_secs(3));
+    kb.wait_log("Entering BACKUP STATE", Duration::from_secs(3))
+        .unwrap();
     std::thread::sleep(Duration::from_secs(1));
     assert!(!kb.log().contains("Entering MASTER STATE"), "{}", kb.log());
     assert!(da.log().contains("(unicast)"), "{}", da.log());
-    da.stop();
+    stop(&mut da);
     wait_holder(&[a, b], 1, VIP, Duration::from_secs(3));
 }
 
@@ -678,9 +609,9 @@ fn notify_hooks_get_keepalived_arguments() {
         all.display(),
         master.display()
     );
-    let mut da = Daemon::lbd(a, "notify-a", &instance("VI_N", 92, 150, &extra, &[VIP]));
+    let mut da = lbd(a, "notify-a", &instance("VI_N", 92, 150, &extra, &[VIP]));
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
-    da.stop();
+    stop(&mut da);
     let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
     let ok = wait_for(Duration::from_secs(2), || {
         read(&all).contains("STOP").then_some(())
@@ -704,14 +635,14 @@ fn tracked_interface_down_means_fault() {
     a.ip(&["link", "set", "t0", "up"]).unwrap();
     a.ip(&["link", "set", "t1", "up"]).unwrap();
     let extra = format!("{FAST}\ntrack_interface = [\"t0\"]");
-    let da = Daemon::lbd(a, "trackif-a", &instance("VI_1", 93, 150, &extra, &[VIP]));
-    let _db = Daemon::lbd(b, "trackif-b", &instance("VI_1", 93, 100, FAST, &[VIP]));
+    let da = lbd(a, "trackif-a", &instance("VI_1", 93, 150, &extra, &[VIP]));
+    let _db = lbd(b, "trackif-b", &instance("VI_1", 93, 100, FAST, &[VIP]));
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
     // Peer down: t0 loses carrier (not RUNNING): A goes to FAULT and
     // releases the VIP.
     a.ip(&["link", "set", "t1", "down"]).unwrap();
     wait_holder(&[a, b], 1, VIP, Duration::from_secs(3));
-    da.wait_log("to=FAULT", Duration::from_secs(1));
+    da.wait_log("to=FAULT", Duration::from_secs(1)).unwrap();
     a.ip(&["link", "set", "t1", "up"]).unwrap();
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(3));
 }
@@ -723,10 +654,10 @@ fn new_master_sends_gratuitous_arp() {
         .unwrap();
     let (a, b, x) = (&lan.host("a").ns, &lan.host("b").ns, &lan.host("x").ns);
     let b_mac = lan.host("b").mac().unwrap();
-    let mut da = Daemon::lbd(a, "garp-a", &instance("VI_1", 94, 150, FAST, &[VIP]));
-    let db = Daemon::lbd(b, "garp-b", &instance("VI_1", 94, 100, FAST, &[VIP]));
+    let mut da = lbd(a, "garp-a", &instance("VI_1", 94, 150, FAST, &[VIP]));
+    let db = lbd(b, "garp-b", &instance("VI_1", 94, 100, FAST, &[VIP]));
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
-    db.wait_log("to=BACKUP", Duration::from_secs(1));
+    db.wait_log("to=BACKUP", Duration::from_secs(1)).unwrap();
     let pcap = tmp("garp.pcap");
     let mut cap = x
         .command("tshark")
@@ -737,7 +668,7 @@ fn new_master_sends_gratuitous_arp() {
         .spawn()
         .expect("run tshark");
     std::thread::sleep(Duration::from_millis(800)); // capture running
-    da.kill();
+    da.kill().unwrap();
     assert!(cap.wait().unwrap().success());
     let out = Command::new("tshark")
         .arg("-r")
@@ -788,14 +719,14 @@ fn seed_003_split_brain_script_stops_the_second_master() {
     let lan = two_nodes();
     let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
     let v2 = |pass: &str| format!("version = 2\nadvert_interval = \"1s\"\nauth_pass = \"{pass}\"");
-    let da = Daemon::lbd(
+    let da = lbd(
         a,
         "split-a",
         &instance("VI_1", 50, 150, &v2("1111"), &[VIP]),
     );
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(6));
     // B first without the guard: split brain.
-    let mut db = Daemon::lbd(
+    let mut db = lbd(
         b,
         "split-b",
         &instance("VI_1", 50, 100, &v2("2222"), &[VIP]),
@@ -804,8 +735,8 @@ fn seed_003_split_brain_script_stops_the_second_master() {
         (has_vip(a, VIP) && has_vip(b, VIP)).then_some(())
     });
     assert!(both.is_some(), "expected split brain:\n{}", db.log());
-    db.wait_log("auth_failure", Duration::from_secs(1));
-    db.stop();
+    db.wait_log("auth_failure", Duration::from_secs(1)).unwrap();
+    stop(&mut db);
     // B again, with seed 003's check_vip guard.
     let script = format!(
         "[[vrrp_script]]\nname = \"check_vip\"\nscript = \"if ping -c1 -W1 198.18.0.1 >/dev/null && ip -br addr show eth0 | grep -q '{VIP}/'; then kill -TERM $PPID; fi\"\ninterval = \"1s\"\nweight = 50\n\n"
@@ -823,11 +754,9 @@ fn seed_003_split_brain_script_stops_the_second_master() {
             &[VIP]
         )
     );
-    let mut db = Daemon::lbd(b, "split-b2", &guarded);
-    db.wait_log("to=MASTER", Duration::from_secs(8));
-    let exited = wait_for(Duration::from_secs(5), || {
-        db.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
-    });
+    let db = lbd(b, "split-b2", &guarded);
+    db.wait_log("to=MASTER", Duration::from_secs(8)).unwrap();
+    let exited = wait_for(Duration::from_secs(5), || db.exited());
     assert!(
         exited.is_some_and(|s| s.success()),
         "B did not stop itself:\n{}",

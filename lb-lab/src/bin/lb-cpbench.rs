@@ -22,18 +22,20 @@
 
 use std::{
     fmt::Write as _,
-    io,
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    os::unix::process::CommandExt as _,
+    os::unix::process::ExitStatusExt as _,
     path::{Path, PathBuf},
-    process::{Child, ExitCode, Stdio},
+    process::{ExitCode, Stdio},
     time::{Duration, Instant},
 };
 
 use aya::{Ebpf, programs::Xdp};
 use clap::Parser;
 use lb_common::{config::Config, vip::MAX_VIPS};
-use lb_lab::netns::{Netns, wait_for};
+use lb_lab::{
+    daemon::{Daemon, DaemonError},
+    netns::Netns,
+};
 use lb_user::{
     dataplane::balancer::{
         BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
@@ -374,31 +376,22 @@ impl Drop for TempDir {
     }
 }
 
-/// lbd, stopped with SIGTERM (SIGKILL after 30 s) when dropped.
-struct Lbd(Option<Child>);
+/// How long lbd gets to exit on SIGTERM before SIGKILL.
+const LBD_GRACE: Duration = Duration::from_secs(30);
 
-impl Lbd {
-    /// SIGTERM, wait; returns how long it took to exit.
-    fn stop(&mut self) -> Option<Duration> {
-        let mut child = self.0.take()?;
-        let t = Instant::now();
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let exited = wait_for(Duration::from_secs(30), || child.try_wait().ok().flatten());
-        if exited.is_none() {
-            eprintln!("lb-cpbench: lbd did not stop within 30 s after SIGTERM; killing it");
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        Some(t.elapsed())
+/// SIGTERM, wait (SIGKILL after [`LBD_GRACE`]); how long lbd took to exit,
+/// `None` if it had to be killed.
+fn stop_lbd(lbd: &mut Daemon) -> Option<Duration> {
+    let t = Instant::now();
+    let status = lbd.stop().ok()?;
+    if status.signal() == Some(libc::SIGKILL) {
+        eprintln!(
+            "lb-cpbench: lbd did not stop within {} s after SIGTERM; killing it",
+            LBD_GRACE.as_secs()
+        );
+        return None;
     }
-}
-
-impl Drop for Lbd {
-    fn drop(&mut self) {
-        self.stop();
-    }
+    Some(t.elapsed())
 }
 
 fn config_text(n: u32, dir: &Path, pin: &Path) -> String {
@@ -495,63 +488,45 @@ fn daemon(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     );
 
     let mut cmd = ns.command(&cli.lbd);
-    cmd.arg("--config")
-        .arg(&conf)
-        .env("LB_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?);
-    // If this process dies without unwinding, lbd goes too. SAFETY: prctl
-    // is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    cmd.arg("--config").arg(&conf).env("LB_LOG", "info");
     let t0 = Instant::now();
-    let mut lbd =
-        Lbd(Some(cmd.spawn().map_err(|e| {
-            format!("cannot start {}: {e}", cli.lbd.display())
-        })?));
-    let lbd_pid = lbd
-        .0
-        .as_ref()
-        .map(Child::id)
-        .expect("just started")
-        .to_string();
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    // If this process dies without unwinding, lbd goes too.
+    let mut lbd = Daemon::builder(cli.lbd.display().to_string(), &log)
+        .parent_death_signal(libc::SIGKILL)
+        .grace(LBD_GRACE)
+        .spawn(&mut cmd)?;
+    let lbd_pid = lbd.pid().to_string();
     let tail = |text: &str| {
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
     };
     let deadline = t0 + Duration::from_secs(cli.timeout);
     // 1. The last "service active" line.
-    let mut logged_active = None;
-    while logged_active.is_none() {
-        if let Some(status) = lbd.0.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+    let active = lbd.wait_until(
+        "all services active",
+        deadline.saturating_duration_since(Instant::now()),
+        |text| (text.matches("service active").count() >= n as usize).then(|| t0.elapsed()),
+    );
+    let logged_active = match active {
+        Ok(t) => t,
+        Err(DaemonError::Exited { status, log, .. }) => {
             return Err(format!(
                 "lbd exited ({status}) before all services were active:\n{}",
-                tail(&read_log())
+                tail(&log)
             )
             .into());
         }
-        let text = read_log();
-        if text.matches("service active").count() >= n as usize {
-            logged_active = Some(t0.elapsed());
-        } else if Instant::now() >= deadline {
+        Err(DaemonError::Timeout { log, .. }) => {
             return Err(format!(
                 "timeout: {} of {n} services active after {} s:\n{}",
-                text.matches("service active").count(),
+                log.matches("service active").count(),
                 cli.timeout,
-                tail(&text)
+                tail(&log)
             )
             .into());
-        } else {
-            std::thread::sleep(Duration::from_millis(50));
         }
-    }
+        Err(e) => return Err(e.into()),
+    };
     // 2. lbctl confirms: every service active, every backend in a pool
     // (the control socket only comes up once the configuration is applied).
     let want = (n as usize, n as usize * usize::from(BACKENDS));
@@ -567,7 +542,7 @@ fn daemon(cli: &Cli, report: &mut Report) -> Result<(), Error> {
         if Instant::now() >= deadline {
             return Err(format!(
                 "timeout: lbctl reports (active, in pool) = {last:?}, want {want:?}:\n{}",
-                tail(&read_log())
+                tail(&lbd.log())
             )
             .into());
         }
@@ -577,8 +552,8 @@ fn daemon(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     let hwm = status_kib(&lbd_pid, "VmHWM")?;
     let anon = status_kib(&lbd_pid, "RssAnon")?;
     let file = status_kib(&lbd_pid, "RssFile")?;
-    let stopped = lbd.stop();
-    let text = read_log();
+    let stopped = stop_lbd(&mut lbd);
+    let text = lbd.log();
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
     if !warnings.is_empty() {
         eprintln!(
@@ -597,7 +572,7 @@ fn daemon(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     report.add(
         "lbd_last_service_active_log_s",
         "lbd: start to the last \"service active\" log line",
-        logged_active.map_or(0.0, |d| d.as_secs_f64()),
+        logged_active.as_secs_f64(),
         "s",
     );
     report.add(

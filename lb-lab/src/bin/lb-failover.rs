@@ -22,14 +22,16 @@
 use std::{
     io,
     net::{Ipv4Addr, SocketAddr, SocketAddrV4},
-    os::unix::process::CommandExt as _,
     path::PathBuf,
-    process::{Child, ExitCode, Stdio},
+    process::ExitCode,
     time::{Duration, Instant},
 };
 
 use clap::Parser;
-use lb_lab::netns::{Lan, Netns, wait_for};
+use lb_lab::{
+    daemon,
+    netns::{Lan, Netns, wait_for},
+};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const PORT: u16 = 8080;
@@ -333,13 +335,14 @@ impl Drop for TempDir {
     }
 }
 
-/// A daemon in a namespace, its output in a log file. Dropping it kills it
-/// (all of its processes, for keepalived), also while unwinding.
+/// lbd or keepalived in a namespace, its output in a log file. Dropping it
+/// kills it (all of its processes, for keepalived), also while unwinding.
 struct Daemon {
-    child: Option<Child>,
+    process: daemon::Daemon,
     imp: Impl,
-    log: PathBuf,
     vrrp_pid: PathBuf,
+    /// Killed and reaped: its pids may be another process's by now.
+    reaped: bool,
 }
 
 impl Daemon {
@@ -352,8 +355,6 @@ impl Daemon {
         priority: u8,
         interval: Interval,
     ) -> Result<Self, Error> {
-        let log = tmp.path(&format!("{name}.log"));
-        let file = std::fs::File::create(&log)?;
         let vrrp_pid = tmp.path(&format!("{name}.vrrp.pid"));
         let mut cmd = match imp {
             Impl::Lbd => {
@@ -370,11 +371,7 @@ impl Daemon {
                     ),
                 )?;
                 let mut cmd = ns.command(&cli.lbd);
-                cmd.arg("--config")
-                    .arg(&conf)
-                    .env("LB_LOG", "info")
-                    .stdout(Stdio::null())
-                    .stderr(file);
+                cmd.arg("--config").arg(&conf).env("LB_LOG", "info");
                 cmd
             }
             Impl::Keepalived => {
@@ -396,45 +393,36 @@ impl Daemon {
                     .arg("--pid")
                     .arg(tmp.path(&format!("{name}.pid")))
                     .arg("--vrrp_pid")
-                    .arg(&vrrp_pid)
-                    .stdout(file.try_clone()?)
-                    .stderr(file);
+                    .arg(&vrrp_pid);
                 cmd
             }
         };
         // If this process dies without unwinding (a signal), the daemon
-        // goes too. SAFETY: prctl is async-signal-safe; we spawn from the
-        // main thread, which lives as long as the process.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", imp.name()))?;
+        // goes too. We spawn from the main thread, which lives as long as
+        // the process. lbd gets 3 s to stop cleanly on drop.
+        let process = daemon::Daemon::builder(imp.name(), tmp.path(&format!("{name}.log")))
+            .parent_death_signal(libc::SIGKILL)
+            .grace(Duration::from_secs(3))
+            .spawn(&mut cmd)?;
         Ok(Self {
-            child: Some(child),
+            process,
             imp,
-            log,
             vrrp_pid,
+            reaped: false,
         })
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log()
     }
 
     /// Every process of the daemon: keepalived's VRRP child first (the one
     /// that sends adverts), then the main process and any other children.
     fn pids(&self) -> Vec<i32> {
-        let Some(child) = &self.child else {
+        if self.reaped {
             return Vec::new();
-        };
-        let main = child.id() as i32;
+        }
+        let main = self.process.pid() as i32;
         let mut pids = Vec::new();
         if self.imp == Impl::Keepalived {
             if let Some(p) = std::fs::read_to_string(&self.vrrp_pid)
@@ -464,14 +452,15 @@ impl Daemon {
 
     /// Reap the processes in `pids` once they have been killed.
     fn reap(&mut self, pids: &[i32]) {
-        let main = self.child.as_ref().map(|c| c.id() as i32);
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if self.reaped {
+            return;
         }
+        self.reaped = true;
+        let main = self.process.pid() as i32;
+        let _status = self.process.kill();
         // keepalived's children are re-parented to us (child subreaper):
         // reap them, or they stay zombies.
-        for &p in pids.iter().filter(|&&p| Some(p) != main) {
+        for &p in pids.iter().filter(|&&p| p != main) {
             let deadline = Instant::now() + Duration::from_secs(1);
             loop {
                 // SAFETY: waitpid on one pid; ECHILD when it is not ours
@@ -489,32 +478,26 @@ impl Daemon {
 /// SIGKILL each of `pids`.
 fn sigkill(pids: &[i32]) {
     for &p in pids {
-        // SAFETY: plain kill(2) of pids that belong to one daemon.
-        unsafe { libc::kill(p, libc::SIGKILL) };
+        // Pids that belong to one daemon; one may have exited already.
+        let _gone = daemon::signal_pid(p, libc::SIGKILL);
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let pids = self.pids();
-        let Some(mut child) = self.child.take() else {
+        if self.reaped {
             return;
-        };
-        // lbd: a clean stop first; keepalived: its processes are not ours
-        // to wait for, kill them outright (the namespace goes next).
-        if self.imp == Impl::Lbd {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
         }
-        self.child = Some(child);
-        self.kill(&pids);
+        // lbd: a clean stop (SIGKILL after 3 s); keepalived: its processes
+        // are not ours to wait for, kill them outright (the namespace goes
+        // next).
+        if self.imp == Impl::Lbd {
+            self.reaped = true;
+            let _status = self.process.stop();
+        } else {
+            let pids = self.pids();
+            self.kill(&pids);
+        }
     }
 }
 

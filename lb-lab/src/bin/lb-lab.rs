@@ -21,7 +21,7 @@ use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
-    process::{Command, ExitCode, Stdio},
+    process::{Command, ExitCode},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -29,6 +29,7 @@ use std::{
 use std::os::unix::process::CommandExt as _;
 
 use clap::Parser;
+use lb_lab::daemon::{self, Daemon};
 
 const PREFIX: &str = "lblab-";
 const STATE: &str = "/run/lb-lab";
@@ -139,39 +140,39 @@ fn in_ns(name: &str, program: &str, args: &[&str]) -> Res<String> {
         .args(args))
 }
 
-/// Start a daemon in a namespace, detached, its output in the state dir.
-fn spawn(name: &str, tag: &str, program: &Path, args: &[&str]) -> Res<u32> {
-    let log = std::fs::File::create(Path::new(STATE).join(format!("{tag}.log")))
-        .map_err(|e| e.to_string())?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns(name)])
+/// Start a daemon in a namespace (in a process group of its own, so the
+/// terminal's Ctrl-C does not reach it), its output in the state dir.
+fn spawn(name: &str, tag: &str, program: &Path, args: &[&str]) -> Res<Daemon> {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &ns(name)])
         .arg(program)
         .args(args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("{}: {e}", program.display()))?;
-    let pid = child.id();
-    std::fs::write(Path::new(STATE).join(format!("{tag}.pid")), pid.to_string())
-        .map_err(|e| e.to_string())?;
-    Ok(pid)
+        .process_group(0);
+    Daemon::spawn(tag, &mut cmd, Path::new(STATE).join(format!("{tag}.log")))
+        .map_err(|e| e.to_string())
 }
 
-fn kill_tag(tag: &str, signal: i32) -> bool {
-    let pid_file = Path::new(STATE).join(format!("{tag}.pid"));
-    let Some(pid) = std::fs::read_to_string(&pid_file)
+/// Leave `daemon` running after this tool exits (`lab up`), its pid in the
+/// state dir for `kill_tag` and `status`.
+fn detach(daemon: Daemon) -> Res<()> {
+    let pid_file = Path::new(STATE).join(format!("{}.pid", daemon.name()));
+    let pid = daemon.detach();
+    std::fs::write(pid_file, pid.to_string()).map_err(|e| e.to_string())
+}
+
+/// The pid a detached daemon left in the state dir.
+fn tag_pid(tag: &str) -> Option<i32> {
+    std::fs::read_to_string(Path::new(STATE).join(format!("{tag}.pid")))
         .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok())
-    else {
-        return false;
-    };
-    // SAFETY: signalling a process (group) we started.
-    let alive = unsafe { libc::kill(pid, 0) } == 0;
-    unsafe { libc::kill(pid, signal) };
-    let _ = std::fs::remove_file(pid_file);
-    alive
+        .and_then(|p| p.trim().parse().ok())
+}
+
+/// Send `signal` to the detached daemon `tag` and forget its pid.
+fn kill_tag(tag: &str, signal: i32) {
+    if let Some(pid) = tag_pid(tag) {
+        let _gone = daemon::signal_pid(pid, signal);
+        let _ = std::fs::remove_file(Path::new(STATE).join(format!("{tag}.pid")));
+    }
 }
 
 fn lab_namespaces() -> Vec<String> {
@@ -193,8 +194,7 @@ fn down() {
             .split_whitespace()
             .filter_map(|p| p.parse::<i32>().ok())
         {
-            // SAFETY: killing processes inside the lab's namespaces.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _gone = daemon::signal_pid(pid, libc::SIGKILL);
         }
     }
     std::thread::sleep(Duration::from_millis(200));
@@ -310,17 +310,16 @@ fn start_nginx(web: &str) -> Res<()> {
     let dir = Path::new(STATE).join(web);
     let conf_path =
         lb_lab::netns::nginx_site(&dir, &format!("{web}\n")).map_err(|e| e.to_string())?;
-    spawn(
+    detach(spawn(
         web,
         &format!("{web}-nginx"),
         Path::new("/usr/sbin/nginx"),
         &["-c", conf_path.to_str().unwrap_or_default()],
-    )?;
-    Ok(())
+    )?)
 }
 
 fn start_redis(web: &str) -> Res<()> {
-    spawn(
+    detach(spawn(
         web,
         &format!("{web}-redis"),
         Path::new("/usr/bin/redis-server"),
@@ -338,8 +337,7 @@ fn start_redis(web: &str) -> Res<()> {
             "--daemonize",
             "no",
         ],
-    )?;
-    Ok(())
+    )?)
 }
 
 fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -498,17 +496,17 @@ fn start_lbd(cli: &Cli, lb: &str) -> Res<()> {
     if !conf.exists() {
         return Err(format!("{} is missing", conf.display()));
     }
-    spawn(
+    let lbd = spawn(
         lb,
         lb,
         &cli.bin_dir.join("lbd"),
         &["--config", conf.to_str().unwrap_or_default()],
     )?;
     let sock = Path::new(STATE).join(format!("{lb}.sock"));
-    if !wait(Duration::from_secs(15), || sock.exists()) {
+    if lbd.wait_path(&sock, Duration::from_secs(15)).is_err() {
         return Err(format!("lbd on {lb} did not start:\n{}", log(lb)));
     }
-    Ok(())
+    detach(lbd)
 }
 
 fn log(tag: &str) -> String {
@@ -532,11 +530,7 @@ fn status(cli: &Cli) {
         ("web2-redis", "redis"),
         ("web3-redis", "redis"),
     ] {
-        let alive = std::fs::read_to_string(Path::new(STATE).join(format!("{tag}.pid")))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-            // SAFETY: probing a pid.
-            .is_some_and(|p| unsafe { libc::kill(p, 0) } == 0);
+        let alive = tag_pid(tag).is_some_and(|p| daemon::signal_pid(p, 0).is_ok());
         println!(
             "{tag:<11} {what:<6} {}",
             if alive { "running" } else { "stopped" }

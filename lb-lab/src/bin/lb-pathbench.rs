@@ -66,7 +66,10 @@ use std::{
 };
 
 use clap::Parser;
-use lb_lab::netns::{Lan, Netns, run as run_cmd, wait_for};
+use lb_lab::{
+    daemon::Daemon,
+    netns::{Lan, Netns, run as run_cmd, wait_for},
+};
 
 const VIP: &str = "198.18.0.100";
 const CLIENT: &str = "198.18.0.1";
@@ -602,10 +605,10 @@ struct Bench {
     dir: PathBuf,
     /// nginx pid per backend.
     nginx: Vec<u32>,
-    /// `lbd decap` pids (backend index, pid), ipip only.
-    decap: Vec<(usize, u32)>,
+    /// `lbd decap` on each backend, ipip only.
+    decap: Vec<Daemon>,
     /// The process serving the current path in the LB namespace.
-    lb_proc: Option<u32>,
+    lb_proc: Option<Daemon>,
     /// lbd's XDP program id, while lbd runs.
     prog_id: Option<u32>,
     /// BPF run-time statistics on while held (lb paths, phase A).
@@ -629,18 +632,6 @@ fn sh(ns: &Netns, cmd: &str, args: &[&str]) -> Res<()> {
 
 fn sysctl(ns: &Netns, kv: &str) -> Res<()> {
     sh(ns, "sysctl", &["-qw", kv])
-}
-
-/// Stop a child started with `Netns::spawn`: SIGTERM, then SIGKILL after 10 s.
-fn terminate(ns: &Netns, pid: u32) {
-    if let Some(mut child) = ns.take_child(pid) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-        if wait_for(Duration::from_secs(10), || child.try_wait().ok().flatten()).is_none() {
-            let _already_exited = child.kill();
-            let _status = child.wait();
-        }
-    }
 }
 
 impl Bench {
@@ -855,10 +846,18 @@ impl Bench {
         self.lb_napi = Some(lb_napi);
         let port_napi = threaded_napi(self.lan.bridge(), LB_PORT)?;
         self.port_napi = Some(port_napi);
-        for &pid in [lb_napi, port_napi].iter().chain(self.lb_proc.iter()) {
+        for pid in [lb_napi, port_napi]
+            .into_iter()
+            .chain(self.lb_proc.as_ref().map(Daemon::pid))
+        {
             set_affinity_all(pid, &[LB_CPU]);
         }
-        for &pid in self.nginx.iter().chain(self.decap.iter().map(|(_, p)| p)) {
+        for pid in self
+            .nginx
+            .iter()
+            .copied()
+            .chain(self.decap.iter().map(Daemon::pid))
+        {
             set_affinity_all(pid, &[REST_CPU]);
         }
         Ok(())
@@ -918,9 +917,9 @@ impl Bench {
     /// CPU time of the LB so far: its NAPI thread and its process, ns.
     fn lb_runtime_ns(&self) -> u64 {
         self.lb_napi
-            .iter()
-            .chain(self.lb_proc.iter())
-            .map(|&pid| runtime_ns(pid))
+            .into_iter()
+            .chain(self.lb_proc.as_ref().map(Daemon::pid))
+            .map(runtime_ns)
             .sum()
     }
 
@@ -988,47 +987,36 @@ impl Bench {
 
     fn start_lbd(&mut self, mode: &str) -> Res<()> {
         if mode == "ipip" {
-            for (i, (name, _)) in BACKENDS.iter().enumerate() {
+            for (name, _) in BACKENDS {
                 let pin = PathBuf::from(format!("/sys/fs/bpf/{}{name}", self.lan.prefix()));
-                let log = std::fs::File::create(self.dir.join(format!("{name}-decap.log")))?;
-                let ns = self.ns(name);
-                let mut cmd = ns.command(&self.lbd);
+                let mut cmd = self.ns(name).command(&self.lbd);
                 cmd.args(["decap", "--iface", "eth0", "--xdp-mode", "generic"])
                     .arg("--pin-path")
-                    .arg(&pin)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(log);
-                let pid = ns.spawn(&mut cmd)?;
-                self.decap.push((i, pid));
-                if wait_for(Duration::from_secs(15), || {
-                    pin.join("stats_decap").exists().then_some(())
-                })
-                .is_none()
-                {
+                    .arg(&pin);
+                let decap = Daemon::spawn(
+                    "lbd decap",
+                    &mut cmd,
+                    self.dir.join(format!("{name}-decap.log")),
+                )?;
+                let started = decap.wait_path(&pin.join("stats_decap"), Duration::from_secs(15));
+                self.decap.push(decap);
+                if started.is_err() {
                     return Err(format!("lbd decap did not start on {name}").into());
                 }
             }
         }
         let conf = self.dir.join(format!("lb-{mode}.toml"));
         std::fs::write(&conf, self.lbd_config(mode))?;
-        let log_path = self.dir.join(format!("lbd-{mode}.log"));
-        let log = std::fs::File::create(&log_path)?;
-        let ns = self.ns("lb");
-        let mut cmd = ns.command(&self.lbd);
-        cmd.arg("--config")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        self.lb_proc = Some(ns.spawn(&mut cmd)?);
-        let read = || std::fs::read_to_string(&log_path).unwrap_or_default();
-        if wait_for(Duration::from_secs(20), || {
-            (read().matches("service active").count() >= 2).then_some(())
-        })
-        .is_none()
-        {
-            return Err(format!("lbd did not activate both services:\n{}", read()).into());
+        let mut cmd = self.ns("lb").command(&self.lbd);
+        cmd.arg("--config").arg(&conf);
+        let lbd = Daemon::spawn("lbd", &mut cmd, self.dir.join(format!("lbd-{mode}.log")))?;
+        let active = lbd.wait_until("both services active", Duration::from_secs(20), |log| {
+            (log.matches("service active").count() >= 2).then_some(())
+        });
+        let log = lbd.log();
+        self.lb_proc = Some(lbd);
+        if active.is_err() {
+            return Err(format!("lbd did not activate both services:\n{log}").into());
         }
         let out = self.ns("lb").ip(&["-d", "link", "show", "eth0"])?;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -1053,16 +1041,13 @@ impl Bench {
         );
         let path = self.dir.join("haproxy.cfg");
         std::fs::write(&path, conf)?;
-        let log = std::fs::File::create(self.dir.join("haproxy.log"))?;
-        let ns = self.ns("lb");
-        let mut cmd = ns.command("haproxy");
-        cmd.arg("-f")
-            .arg(&path)
-            .arg("-db")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        self.lb_proc = Some(ns.spawn(&mut cmd)?);
+        let mut cmd = self.ns("lb").command("haproxy");
+        cmd.arg("-f").arg(&path).arg("-db");
+        self.lb_proc = Some(Daemon::spawn(
+            "haproxy",
+            &mut cmd,
+            self.dir.join("haproxy.log"),
+        )?);
         Ok(())
     }
 
@@ -1110,12 +1095,9 @@ impl Bench {
         self.stats = None;
         self.prog_id = None;
         self.unsplit();
-        if let Some(pid) = self.lb_proc.take() {
-            terminate(self.ns("lb"), pid);
-        }
-        for (i, pid) in std::mem::take(&mut self.decap) {
-            terminate(self.ns(BACKENDS[i].0), pid);
-        }
+        // Stopped on drop: SIGTERM, SIGKILL after 10 s.
+        self.lb_proc = None;
+        self.decap.clear();
         if path == PathKind::Nft {
             let _ = self
                 .ns("lb")
@@ -1407,14 +1389,11 @@ fn targets(path: PathKind, port: u16) -> Vec<SocketAddrV4> {
 
 impl Drop for Bench {
     fn drop(&mut self) {
-        // lbd detaches and unpins on SIGTERM; the namespaces go with `lan`.
+        // lbd detaches and unpins on SIGTERM (sent when it is dropped);
+        // the namespaces go with `lan`.
         self.stats = None;
-        if let Some(pid) = self.lb_proc.take() {
-            terminate(self.ns("lb"), pid);
-        }
-        for (i, pid) in std::mem::take(&mut self.decap) {
-            terminate(self.ns(BACKENDS[i].0), pid);
-        }
+        self.lb_proc = None;
+        self.decap.clear();
         self.pass = None;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
