@@ -1415,17 +1415,22 @@ fn figure(name: &str, value: f64, unit: &str, target: Option<&str>) {
     }
 }
 
-/// Print the tables, the FIGURE lines and the targets; whether every
-/// measurement ran.
-fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
-    let get = |k: PathKind| results.iter().find(|(p, _)| *p == k).map(|(_, r)| r);
-    let n_a = |p: &PathKind| {
-        if p.udp() {
-            "failed"
-        } else {
-            "n/a (HAProxy does not proxy UDP)"
-        }
-    };
+/// `n/a` for HAProxy, which does not proxy UDP; `failed` for the others.
+fn not_measured(p: PathKind) -> &'static str {
+    if p.udp() {
+        "failed"
+    } else {
+        "n/a (HAProxy does not proxy UDP)"
+    }
+}
+
+/// The result of path `k`, if it ran.
+fn result_of(results: &[(PathKind, PathResult)], k: PathKind) -> Option<&PathResult> {
+    results.iter().find(|(p, _)| *p == k).map(|(_, r)| r)
+}
+
+/// (A1a): UDP flood.
+fn report_udp_flood(results: &[(PathKind, PathResult)], cli: &Cli) {
     println!();
     println!(
         "(A1a) UDP flood, {FLOWS} flows, 64-byte frames, {} s: packets/s forwarded (counted at \
@@ -1438,7 +1443,7 @@ fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
     );
     for (p, r) in results {
         let Some(u) = r.flood else {
-            println!("{:<9} {}", p.label(), n_a(p));
+            println!("{:<9} {}", p.label(), not_measured(*p));
             continue;
         };
         let lb = *p != PathKind::Direct;
@@ -1456,7 +1461,10 @@ fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
             fmt_opt(u.lb_ns_per_pkt().filter(|_| lb), 0),
         );
     }
+}
 
+/// (A1b): UDP at an equal offered rate; per-core ratios against nftables.
+fn report_udp_paced(results: &[(PathKind, PathResult)], cli: &Cli) {
     println!();
     println!(
         "(A1b) UDP at {} packets/s offered to every path, {} s: LB CPU per packet at equal load; \
@@ -1467,12 +1475,12 @@ fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
         "{:<9} {:>11} {:>7} {:>10} {:>9} {:>15} {:>7}",
         "path", "backends/s", "LB CPU", "LB ns/pkt", "XDP prog", "pkts/s/LB core", "x nft"
     );
-    let nft_core = get(PathKind::Nft)
+    let nft_core = result_of(results, PathKind::Nft)
         .and_then(|r| r.paced)
         .and_then(|u| u.per_core());
     for (p, r) in results {
         let Some(u) = r.paced else {
-            println!("{:<9} {}", p.label(), n_a(p));
+            println!("{:<9} {}", p.label(), not_measured(*p));
             continue;
         };
         let lb = *p != PathKind::Direct;
@@ -1488,7 +1496,10 @@ fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
             fmt_opt(core.zip(nft_core).map(|(a, b)| a / b), 2),
         );
     }
+}
 
+/// (A2): short TCP connections; per-core ratios against HAProxy.
+fn report_tcp_conns(results: &[(PathKind, PathResult)], cli: &Cli) {
     println!();
     println!(
         "(A2) short TCP connections at {} conn/s offered (connect, GET, Connection: close), {} s: \
@@ -1507,7 +1518,7 @@ fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
         "conn/s/LB core",
         "x haproxy"
     );
-    let hap_core = get(PathKind::Haproxy)
+    let hap_core = result_of(results, PathKind::Haproxy)
         .and_then(|r| r.conns)
         .and_then(|c| c.conn_per_core());
     for (p, r) in results {
@@ -1530,7 +1541,10 @@ fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
             fmt_opt(core.zip(hap_core).map(|(a, b)| a / b), 2),
         );
     }
+}
 
+/// (B): HTTP keep-alive with wrk.
+fn report_http(results: &[(PathKind, PathResult)], cli: &Cli) {
     println!();
     println!(
         "(B) HTTP keep-alive (wrk -t{WRK_THREADS} -c{}, {} s per round); median of the rounds",
@@ -1540,7 +1554,7 @@ fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
         "{:<9} {:>24} {:>9} {:>8} {:>8} {:>9} {:>7}",
         "path", "req/s per round", "req/s", "p50 ms", "p99 ms", "x direct", "errors"
     );
-    let direct_rps = get(PathKind::Direct).and_then(|r| r.http(|w| w.rps));
+    let direct_rps = result_of(results, PathKind::Direct).and_then(|r| r.http(|w| w.rps));
     for (p, r) in results {
         let Some(rps) = r.http(|w| w.rps) else {
             println!("{:<9} failed", p.label());
@@ -1562,7 +1576,10 @@ fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
             r.keepalive.iter().map(|h| h.errors + h.non2xx).sum::<u64>()
         );
     }
+}
 
+/// The FIGURE lines `cargo xtask bench` collects.
+fn report_figures(results: &[(PathKind, PathResult)]) {
     println!();
     for (p, r) in results {
         let k = p.key();
@@ -1624,7 +1641,17 @@ fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
             }
         }
     }
+}
 
+/// The targets, met or missed.
+fn report_targets(results: &[(PathKind, PathResult)]) {
+    let nft_core = result_of(results, PathKind::Nft)
+        .and_then(|r| r.paced)
+        .and_then(|u| u.per_core());
+    let hap_core = result_of(results, PathKind::Haproxy)
+        .and_then(|r| r.conns)
+        .and_then(|c| c.conn_per_core());
+    let direct_rps = result_of(results, PathKind::Direct).and_then(|r| r.http(|w| w.rps));
     println!();
     println!("Targets:");
     let target = |name: &str, what: &str, value: Option<f64>, want: f64| match value {
@@ -1640,14 +1667,16 @@ fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
     for lb in [PathKind::LbDsr, PathKind::LbIpip] {
         let k = lb.key();
         let l = lb.label();
-        let udp_core = get(lb).and_then(|r| r.paced).and_then(|u| u.per_core());
+        let udp_core = result_of(results, lb)
+            .and_then(|r| r.paced)
+            .and_then(|u| u.per_core());
         target(
             &format!("paths_ratio_{k}_vs_nftables_per_core"),
             &format!("{l} UDP pkts/s per LB core / nftables DNAT"),
             udp_core.zip(nft_core).map(|(a, b)| a / b),
             5.0,
         );
-        let tcp_core = get(lb)
+        let tcp_core = result_of(results, lb)
             .and_then(|r| r.conns)
             .and_then(|c| c.conn_per_core());
         target(
@@ -1656,7 +1685,7 @@ fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
             tcp_core.zip(hap_core).map(|(a, b)| a / b),
             20.0,
         );
-        let rps = get(lb).and_then(|r| r.http(|w| w.rps));
+        let rps = result_of(results, lb).and_then(|r| r.http(|w| w.rps));
         target(
             &format!("paths_ratio_{k}_http_rps_vs_direct"),
             &format!("{l} HTTP req/s / direct"),
@@ -1664,6 +1693,17 @@ fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
             0.97,
         );
     }
+}
+
+/// Print the tables, the FIGURE lines and the targets; whether every
+/// measurement ran.
+fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
+    report_udp_flood(results, cli);
+    report_udp_paced(results, cli);
+    report_tcp_conns(results, cli);
+    report_http(results, cli);
+    report_figures(results);
+    report_targets(results);
     let mut complete = true;
     for (p, r) in results {
         for e in &r.errors {
