@@ -659,15 +659,24 @@ fn new_master_sends_gratuitous_arp() {
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
     db.wait_log("to=BACKUP", Duration::from_secs(1)).unwrap();
     let pcap = tmp("garp.pcap");
+    let cap_log = tmp("garp.tshark.log");
     let mut cap = x
         .command("tshark")
         .args(["-i", "eth0", "-f", "arp", "-a", "duration:3", "-w"])
         .arg(&pcap)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&cap_log).unwrap())
         .spawn()
         .expect("run tshark");
-    std::thread::sleep(Duration::from_millis(800)); // capture running
+    // tshark takes a while to start on a busy machine: kill only once it
+    // says it is capturing.
+    let capturing = wait_for(Duration::from_secs(20), || {
+        std::fs::read_to_string(&cap_log)
+            .unwrap_or_default()
+            .contains("Capturing on")
+            .then_some(())
+    });
+    assert!(capturing.is_some(), "tshark did not start capturing");
     da.kill().unwrap();
     assert!(cap.wait().unwrap().success());
     let out = Command::new("tshark")
@@ -705,6 +714,7 @@ fn new_master_sends_gratuitous_arp() {
         "expected garp_master_repeat (5) gratuitous ARPs from B ({want}), got {garps}:\n{text}"
     );
     let _ = std::fs::remove_file(&pcap);
+    let _ = std::fs::remove_file(&cap_log);
 }
 
 /// Seed 003's split-brain guard, with lbd in keepalived's place: the two
