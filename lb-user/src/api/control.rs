@@ -100,6 +100,27 @@ impl Response {
     }
 }
 
+/// Why [`Response::decode`] has no data to give.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// lbd refused the request (`"ok": false`); the message is lbd's, or
+    /// `request failed` when it sent none.
+    #[error("{message}")]
+    Refused {
+        /// lbd's message.
+        message: String,
+    },
+    /// lbd answered, but the data is not of the type the request's reply
+    /// has (an lbd of another version). Printed with its source:
+    /// `lbd's answer is not what this lbctl expects: <serde error>`.
+    #[error("lbd's answer is not what this lbctl expects")]
+    Unexpected {
+        /// Why the data does not decode.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 impl Response {
     /// The answer's data as the type the request's reply has (see
     /// [`Request`]: `status` → [`StatusReply`], `services`/`backends` →
@@ -107,17 +128,19 @@ impl Response {
     /// `stats` → `Vec<`[`ServiceTraffic`]`>`, the others a string).
     ///
     /// # Errors
-    /// lbd refused the request (its message), or the data is not a `T`
-    /// (an lbd of another version).
-    pub fn decode<T: serde::de::DeserializeOwned>(self) -> Result<T, String> {
+    /// [`DecodeError::Refused`]: lbd refused the request (its message);
+    /// [`DecodeError::Unexpected`]: the data is not a `T` (an lbd of
+    /// another version).
+    pub fn decode<T: serde::de::DeserializeOwned>(self) -> Result<T, DecodeError> {
         match self {
             Self {
                 ok: true,
                 data: Some(data),
                 ..
-            } => serde_json::from_value(data)
-                .map_err(|e| format!("lbd's answer is not what this lbctl expects: {e}")),
-            Self { error, .. } => Err(error.unwrap_or_else(|| "request failed".into())),
+            } => serde_json::from_value(data).map_err(|source| DecodeError::Unexpected { source }),
+            Self { error, .. } => Err(DecodeError::Refused {
+                message: error.unwrap_or_else(|| "request failed".into()),
+            }),
         }
     }
 }
@@ -168,19 +191,60 @@ pub struct VrrpBrief {
 /// A request waiting for lbd's main loop to answer it.
 pub type Pending = (Request, oneshot::Sender<Response>);
 
+/// A service or backend argument of `lbctl drain` / `lbctl enable` (or of
+/// the control socket's `drain` / `enable` requests) that does not parse.
+/// Each message says what is expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The service has a `/PROTO` suffix other than `/tcp` or `/udp`.
+    #[error("{service:?}: protocol {protocol:?} is not tcp or udp")]
+    Protocol {
+        /// The service as given.
+        service: String,
+        /// The suffix after the last `/`.
+        protocol: String,
+    },
+    /// The service (without its `/PROTO` suffix) is not `VIP:PORT` or
+    /// `[V6]:PORT`.
+    #[error("{service:?} is not VIP:PORT (e.g. 198.18.0.100:80 or [2001:db8::100]:80/udp)")]
+    Service {
+        /// The service as given.
+        service: String,
+        /// Why the address does not parse.
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    /// The backend is not an IPv4 or IPv6 address.
+    #[error("{backend:?} is not a backend address (e.g. 198.18.0.11)")]
+    Backend {
+        /// The backend as given.
+        backend: String,
+        /// Why the address does not parse.
+        #[source]
+        source: std::net::AddrParseError,
+    },
+}
+
 /// Parse `VIP:PORT`, `[V6]:PORT`, optionally followed by `/tcp` or `/udp`.
 ///
 /// # Errors
-/// A message saying what is expected.
-pub fn parse_service(s: &str) -> Result<ServiceKey, String> {
+/// [`ParseError::Protocol`] for another suffix than `/tcp` or `/udp`,
+/// [`ParseError::Service`] when the rest is not `VIP:PORT`.
+pub fn parse_service(s: &str) -> Result<ServiceKey, ParseError> {
     let (addr, proto) = match s.rsplit_once('/') {
         Some((a, "tcp")) => (a, Protocol::Tcp),
         Some((a, "udp")) => (a, Protocol::Udp),
-        Some((_, p)) => return Err(format!("{s:?}: protocol {p:?} is not tcp or udp")),
+        Some((_, p)) => {
+            return Err(ParseError::Protocol {
+                service: s.to_owned(),
+                protocol: p.to_owned(),
+            });
+        }
         None => (s, Protocol::Tcp),
     };
-    let sa: SocketAddr = addr.parse().map_err(|_| {
-        format!("{s:?} is not VIP:PORT (e.g. 198.18.0.100:80 or [2001:db8::100]:80/udp)")
+    let sa: SocketAddr = addr.parse().map_err(|source| ParseError::Service {
+        service: s.to_owned(),
+        source,
     })?;
     Ok(ServiceKey {
         vip: sa.ip(),
@@ -192,10 +256,12 @@ pub fn parse_service(s: &str) -> Result<ServiceKey, String> {
 /// Parse a backend address.
 ///
 /// # Errors
-/// A message saying what is expected.
-pub fn parse_backend(s: &str) -> Result<IpAddr, String> {
-    s.parse()
-        .map_err(|_| format!("{s:?} is not a backend address (e.g. 198.18.0.11)"))
+/// [`ParseError::Backend`] when `s` is not an IPv4 or IPv6 address.
+pub fn parse_backend(s: &str) -> Result<IpAddr, ParseError> {
+    s.parse().map_err(|source| ParseError::Backend {
+        backend: s.to_owned(),
+        source,
+    })
 }
 
 /// Listen on `path` (creating its directory 0700, the socket 0600, and
@@ -323,6 +389,45 @@ mod tests {
         assert_eq!((k.port, k.proto), (53, Protocol::Udp));
         assert!(parse_service("198.18.0.100").is_err());
         assert!(parse_service("198.18.0.100:80/sctp").is_err());
+        // lbctl's and the control socket's messages, word for word.
+        assert_eq!(
+            parse_service("198.18.0.100").unwrap_err().to_string(),
+            "\"198.18.0.100\" is not VIP:PORT (e.g. 198.18.0.100:80 or [2001:db8::100]:80/udp)"
+        );
+        assert_eq!(
+            parse_service("198.18.0.100:80/sctp")
+                .unwrap_err()
+                .to_string(),
+            "\"198.18.0.100:80/sctp\": protocol \"sctp\" is not tcp or udp"
+        );
+        assert_eq!(
+            parse_backend("198.18.0").unwrap_err().to_string(),
+            "\"198.18.0\" is not a backend address (e.g. 198.18.0.11)"
+        );
+    }
+
+    #[test]
+    fn decode_refusals_and_foreign_answers() {
+        let refused = Response::error("no service 198.18.0.100:81/tcp");
+        assert_eq!(
+            refused.decode::<String>().unwrap_err().to_string(),
+            "no service 198.18.0.100:81/tcp"
+        );
+        let bare = Response {
+            ok: false,
+            data: None,
+            error: None,
+        };
+        assert_eq!(
+            bare.decode::<String>().unwrap_err().to_string(),
+            "request failed"
+        );
+        let foreign = Response::data(42).decode::<String>().unwrap_err();
+        assert!(matches!(foreign, DecodeError::Unexpected { .. }));
+        assert!(
+            crate::dataplane::loader::error_chain(&foreign)
+                .starts_with("lbd's answer is not what this lbctl expects: invalid type")
+        );
     }
 
     #[test]

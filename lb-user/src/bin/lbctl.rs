@@ -4,8 +4,10 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 use lb_user::api::control::{
-    self, InstanceStatus, Request, Response, ServiceStatus, ServiceTraffic, StatusReply, Traffic,
+    self, DecodeError, InstanceStatus, Request, Response, ServiceStatus, ServiceTraffic,
+    StatusReply, Traffic,
 };
+use lb_user::dataplane::loader::error_chain;
 
 /// Inspect and steer a running lbd over its control socket.
 ///
@@ -146,7 +148,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("lbctl: {e}");
+            eprintln!("lbctl: {}", error_chain(&e));
             // lbd's refusal, or an answer this lbctl cannot read.
             if ok {
                 ExitCode::from(3)
@@ -223,7 +225,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// lbd's answer to `command` as text.
-fn render(command: &Command, response: Response) -> Result<String, String> {
+fn render(command: &Command, response: Response) -> Result<String, DecodeError> {
     Ok(match command {
         Command::Status => status(&response.decode()?),
         Command::Services => services(&response.decode::<Vec<_>>()?),

@@ -47,19 +47,24 @@ pub enum Error {
     /// Writing the data plane's global settings failed.
     #[error("data plane maps: {0}")]
     Maps(#[from] BalancerError),
-    /// Reading the interface's addresses for `[dataplane]` failed.
-    #[error("[dataplane] settings: {0:#}")]
-    DataplaneSettings(anyhow::Error),
-    /// The VRRP instances did not start.
-    #[error("VRRP: {0:#}")]
-    Vrrp(anyhow::Error),
-    /// A VRRP instance failed while running.
-    #[error("VRRP instance {name}: {source:#}")]
+    /// Building the data plane's global settings from `[dataplane]` failed
+    /// (reading the interface's addresses, or a bad `ipip` source). The
+    /// message includes the error's whole chain; it is not a source.
+    #[error("[dataplane] settings: {}", error_chain(.0))]
+    DataplaneSettings(controller::DataplaneConfigError),
+    /// The VRRP instances did not start. The message includes the error's
+    /// whole chain; it is not a source.
+    #[error("VRRP: {}", error_chain(.0))]
+    Vrrp(driver::DriverError),
+    /// A VRRP instance failed while running. The message includes the
+    /// error's whole chain, and the error is also the source (so lbd's exit
+    /// message, printed as a chain, repeats it).
+    #[error("VRRP instance {name}: {}", error_chain(.source))]
     InstanceFailed {
         /// The instance.
         name: String,
-        /// What failed.
-        source: anyhow::Error,
+        /// What failed (boxed: it is large, and this error is rare).
+        source: Box<driver::DriverError>,
     },
     /// The control socket or the metrics listener could not be opened.
     #[error("{what}: {source}")]
@@ -299,7 +304,7 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
                     error!("reload failed, still running the previous configuration: {e}");
                 }
             }
-            (name, source) = failed => break Err(Error::InstanceFailed { name, source }),
+            (name, source) = failed => break Err(Error::InstanceFailed { name, source: Box::new(source) }),
             Some(change) = changes_rx.recv() => {
                 if let Some(ctl) = d.controller.as_mut() {
                     ctl.vrrp_state(&change.instance, change.state);
@@ -393,5 +398,37 @@ impl Drop for ControlGuard {
     fn drop(&mut self) {
         self.1.abort();
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// lbd's exit messages (printed as chains) read as they did when
+    /// these variants held `anyhow::Error`s printed with `{:#}`.
+    #[test]
+    fn vrrp_errors_print_their_whole_chain() {
+        let netlink = || driver::DriverError::Netlink {
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert_eq!(
+            error_chain(&Error::Vrrp(netlink())),
+            "VRRP: opening rtnetlink: Operation not permitted (os error 1)"
+        );
+        let failed = Error::InstanceFailed {
+            name: "VI_1".into(),
+            source: Box::new(driver::DriverError::Stopped),
+        };
+        assert_eq!(
+            failed.to_string(),
+            "VRRP instance VI_1: stopped unexpectedly"
+        );
+        // The error is also the source, so the chain repeats it (as the
+        // anyhow source did).
+        assert_eq!(
+            error_chain(&failed),
+            "VRRP instance VI_1: stopped unexpectedly: stopped unexpectedly"
+        );
     }
 }

@@ -6,6 +6,7 @@
 use tracing::info;
 
 use super::{Daemon, load};
+use crate::dataplane::loader::error_chain;
 use crate::vrrp::driver;
 
 /// Why a reload was refused; the running configuration stays.
@@ -23,9 +24,10 @@ pub enum ReloadError {
     /// Services were added to an lbd without a data plane.
     #[error("services need the data plane, which this lbd does not run; restart lbd")]
     NoDataplane,
-    /// The VRRP instances could not be changed.
-    #[error("{0:#}")]
-    Vrrp(anyhow::Error),
+    /// The VRRP instances could not be changed. The message is the
+    /// error's whole chain; it is not a source.
+    #[error("{}", error_chain(.0))]
+    Vrrp(driver::DriverError),
 }
 
 impl Daemon {

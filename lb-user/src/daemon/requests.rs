@@ -77,10 +77,10 @@ impl Daemon {
         let Some(ctl) = self.controller.as_mut() else {
             return Response::error("no data plane runs here");
         };
-        let result = control::parse_service(service).and_then(|key| {
-            let addr = control::parse_backend(backend)?;
-            ctl.set_drained(&key, addr, on)
-        });
+        let result = control::parse_service(service)
+            .and_then(|key| Ok((key, control::parse_backend(backend)?)))
+            .map_err(|e| e.to_string())
+            .and_then(|(key, addr)| ctl.set_drained(&key, addr, on).map_err(|e| e.to_string()));
         match result {
             Ok(()) => Response::data(if on { "drained" } else { "enabled" }),
             Err(e) => Response::error(e),

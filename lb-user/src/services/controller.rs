@@ -37,12 +37,61 @@ use crate::dataplane::balancer::{
     BackendSpec, Balancer, EbpfMaps, Maps, Mode, ServiceKey, ServiceSpec,
 };
 use crate::services::health::{self, Change, CheckSpec, Checker, Due};
-use crate::sys::neigh::NextHop;
+use crate::sys::neigh::{NeighError, NextHop};
 use crate::vrrp::machine::State;
+
+/// What [`Controller::set_drained`] refuses: the service or backend named
+/// is not configured. The messages are the control socket's answers to
+/// `lbctl drain` / `lbctl enable`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControllerError {
+    /// No service `VIP:PORT/PROTO` is configured.
+    #[error("no service {service}")]
+    NoService {
+        /// The service asked for.
+        service: ServiceKey,
+    },
+    /// The service exists but has no backend of that address.
+    #[error("service {service} has no backend {backend}")]
+    NoBackend {
+        /// The service.
+        service: ServiceKey,
+        /// The backend asked for.
+        backend: IpAddr,
+    },
+}
+
+/// Why [`dataplane_config`] could not build the data plane's global
+/// settings. Each message is its cause's own (lbd prints it after
+/// `[dataplane] settings: `).
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneConfigError {
+    /// The rtnetlink socket could not be opened.
+    #[error(transparent)]
+    Socket {
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// Listing the interface's addresses (the default `ipip` sources)
+    /// failed.
+    #[error(transparent)]
+    Netlink {
+        /// The netlink error.
+        source: rtnetlink::Error,
+    },
+    /// `ipip_source_v4` / `ipip_source_v6` is not `ADDRESS[/PREFIX]`.
+    #[error("{reason}")]
+    IpipSource {
+        /// The configured value.
+        value: String,
+        /// What is wrong with it (the configuration parser's message).
+        reason: String,
+    },
+}
 
 /// What the controller's background tasks report; the daemon's loop hands
 /// each to [`Controller::handle`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Event {
     /// A health check changed a backend's state.
     Health(HealthEvent),
@@ -51,14 +100,14 @@ pub enum Event {
 }
 
 /// The answer to one [`NextHops::lookup`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct NextHopEvent {
     /// The service that asked.
     pub service: ServiceKey,
     /// The backend looked up.
     pub backend: IpAddr,
     /// The next hop, or why there is none yet.
-    pub result: Result<NextHop, String>,
+    pub result: Result<NextHop, NeighError>,
 }
 
 /// Finds next hops for the controller without blocking it.
@@ -89,9 +138,8 @@ impl NextHops for NeighLookup {
         done: mpsc::UnboundedSender<Event>,
     ) {
         tokio::spawn(async move {
-            let result = crate::sys::neigh::resolve(backend, Some(oif), Duration::from_secs(1))
-                .await
-                .map_err(|e| e.to_string());
+            let result =
+                crate::sys::neigh::resolve(backend, Some(oif), Duration::from_secs(1)).await;
             let _ = done.send(Event::NextHop(NextHopEvent {
                 service,
                 backend,
@@ -416,22 +464,26 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
     /// re-enable a backend.
     ///
     /// # Errors
-    /// No such service or backend.
+    /// [`ControllerError::NoService`] / [`ControllerError::NoBackend`]: no
+    /// such service, or no such backend in it.
     pub fn set_drained(
         &mut self,
         key: &ServiceKey,
         backend: IpAddr,
         drain: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), ControllerError> {
         let svc = self
             .services
             .get_mut(key)
-            .ok_or_else(|| format!("no service {key}"))?;
+            .ok_or(ControllerError::NoService { service: *key })?;
         let b = svc
             .backends
             .iter_mut()
             .find(|b| b.cfg.address == backend)
-            .ok_or_else(|| format!("service {key} has no backend {backend}"))?;
+            .ok_or(ControllerError::NoBackend {
+                service: *key,
+                backend,
+            })?;
         b.drained = drain;
         info!(service = %key, %backend, "backend {}", if drain { "drained by operator" } else { "enabled by operator" });
         self.sync(key);
@@ -591,7 +643,7 @@ async fn run_checks(
             tokio::time::timeout(spec.timeout, health::probe(&spec.kind, backend, port)).await;
         let (ok, reason) = match result {
             Ok(Ok(())) => (true, "check passed".to_owned()),
-            Ok(Err(e)) => (false, e),
+            Ok(Err(e)) => (false, e.to_string()),
             Err(_) => (false, format!("check timed out after {:?}", spec.timeout)),
         };
         if let Some(change) = checker.finished(ok) {
@@ -620,16 +672,26 @@ async fn run_checks(
 /// sources (default: the interface's own addresses) and the MTU.
 ///
 /// # Errors
-/// Netlink failure listing the interface's addresses.
+/// [`DataplaneConfigError::Socket`] / [`DataplaneConfigError::Netlink`]:
+/// the interface's addresses cannot be listed;
+/// [`DataplaneConfigError::IpipSource`]: a configured `ipip` source is not
+/// `ADDRESS[/PREFIX]`.
 pub async fn dataplane_config(
     dp: &config::Dataplane,
     ifindex: u32,
-) -> anyhow::Result<lb_common::config::Config> {
-    let (conn, handle, _) = rtnetlink::new_connection()?;
+) -> Result<lb_common::config::Config, DataplaneConfigError> {
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(|source| DataplaneConfigError::Socket { source })?;
     let conn = tokio::spawn(conn);
     let present = crate::sys::addr::list(&handle, ifindex).await;
     conn.abort();
-    let present = present?;
+    let present = present.map_err(|source| DataplaneConfigError::Netlink { source })?;
+    let cidr = |s: &String| {
+        config::parse_cidr(s).map_err(|e| DataplaneConfigError::IpipSource {
+            value: s.clone(),
+            reason: e.to_string(),
+        })
+    };
     let first = |v6: bool| {
         present.iter().map(|p| p.vip.addr).find(|a| match a {
             IpAddr::V4(_) => !v6,
@@ -641,7 +703,7 @@ pub async fn dataplane_config(
         ..lb_common::config::Config::default()
     };
     let v4 = match &dp.ipip_source_v4 {
-        Some(s) => Some(config::parse_cidr(s).map_err(|e| anyhow::anyhow!(e))?),
+        Some(s) => Some(cidr(s)?),
         None => first(false).map(|a| (a, 32)),
     };
     if let Some((IpAddr::V4(a), prefix)) = v4 {
@@ -650,7 +712,7 @@ pub async fn dataplane_config(
         out.ipip_src_v4_mask_be = host.to_be();
     }
     let v6 = match &dp.ipip_source_v6 {
-        Some(s) => Some(config::parse_cidr(s).map_err(|e| anyhow::anyhow!(e))?),
+        Some(s) => Some(cidr(s)?),
         None => first(true).map(|a| (a, 128)),
     };
     if let Some((IpAddr::V6(a), prefix)) = v6 {
@@ -942,7 +1004,7 @@ mod tests {
         ctl.handle(Event::NextHop(NextHopEvent {
             service,
             backend,
-            result: Err("no route".into()),
+            result: Err(NeighError::NoRoute { dest: backend }),
         }));
         assert_eq!(pool(&ctl, &key(80)), Some(vec![]));
         health(&mut ctl, 80, 11, true);
@@ -1036,5 +1098,18 @@ mod tests {
         assert_eq!(pool(&ctl, &key(80)).map(|p| p[0].1), Some(2));
         assert!(ctl.set_drained(&key(80), be(99), true).is_err());
         assert!(ctl.set_drained(&key(81), be(11), true).is_err());
+        // The control socket's answers, word for word.
+        assert_eq!(
+            ctl.set_drained(&key(80), be(99), true)
+                .unwrap_err()
+                .to_string(),
+            "service 198.18.0.100:80/tcp has no backend 198.18.1.99"
+        );
+        assert_eq!(
+            ctl.set_drained(&key(81), be(11), true)
+                .unwrap_err()
+                .to_string(),
+            "no service 198.18.0.100:81/tcp"
+        );
     }
 }

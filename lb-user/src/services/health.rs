@@ -167,27 +167,104 @@ impl Checker {
     }
 }
 
-/// Run one check of `addr:port`; `Ok(())` = healthy, `Err(reason)`
-/// otherwise. The caller enforces the timeout (this future is dropped, and
-/// an `exec` check's process group killed, when it fires).
+/// Why one check of a backend failed: the reason `lbctl backends` shows
+/// (LAST CHANGE) and the log prints.
+///
+/// The message includes its cause's message (`connect 198.18.1.11:80:
+/// Connection refused (os error 111)`), as one reason string; the cause is
+/// also kept as the error's source, so print it with `{}`, not as a chain.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The TCP connection (`tcp` check, or the `http` check's) failed:
+    /// refused, unreachable, reset.
+    #[error("connect {addr}: {source}")]
+    Connect {
+        /// The backend's address and checked port.
+        addr: SocketAddr,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing the HTTP request failed.
+    #[error("send request: {source}")]
+    SendRequest {
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the HTTP response failed.
+    #[error("read response: {source}")]
+    ReadResponse {
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The answer does not begin with an HTTP/1.x status line.
+    #[error("no HTTP status line")]
+    NoStatusLine,
+    /// The HTTP status is not the expected one.
+    #[error("HTTP status {status}, expected {expected}")]
+    HttpStatus {
+        /// The status the backend answered.
+        status: u16,
+        /// The configured `expect_status`.
+        expected: u16,
+    },
+    /// The `exec` check's user does not resolve.
+    #[error("user {user}: {source}")]
+    User {
+        /// The configured user.
+        user: String,
+        /// Why the lookup failed.
+        #[source]
+        source: crate::sys::process::UserError,
+    },
+    /// The `exec` check's command could not be started.
+    #[error("spawn: {source}")]
+    Spawn {
+        /// The spawn error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Waiting for the `exec` check's command failed.
+    #[error("wait: {source}")]
+    Wait {
+        /// The wait error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `exec` check's command exited non-zero or was killed by a
+    /// signal.
+    #[error("command {status}")]
+    ExitStatus {
+        /// How it ended (`exit status: 3`).
+        status: std::process::ExitStatus,
+    },
+}
+
+/// Run one check of `addr:port`; `Ok(())` = healthy. The caller enforces
+/// the timeout (this future is dropped, and an `exec` check's process group
+/// killed, when it fires).
 ///
 /// # Errors
-/// Why the backend is unhealthy, for the log.
-pub async fn probe(kind: &Kind, addr: IpAddr, port: u16) -> Result<(), String> {
+/// Why the backend is unhealthy ([`CheckError`]), for the log and
+/// `lbctl backends`: the connection failed, the HTTP answer is not the
+/// expected status, or the command could not run or exited non-zero.
+pub async fn probe(kind: &Kind, addr: IpAddr, port: u16) -> Result<(), CheckError> {
     let sa = SocketAddr::new(addr, port);
     match kind {
         Kind::None => Ok(()),
         Kind::Tcp => tokio::net::TcpStream::connect(sa)
             .await
             .map(drop)
-            .map_err(|e| format!("connect {sa}: {e}")),
+            .map_err(|source| CheckError::Connect { addr: sa, source }),
         Kind::Http {
             path,
             expect_status,
         } => {
             let mut s = tokio::net::TcpStream::connect(sa)
                 .await
-                .map_err(|e| format!("connect {sa}: {e}"))?;
+                .map_err(|source| CheckError::Connect { addr: sa, source })?;
             let host = match addr {
                 IpAddr::V4(a) => a.to_string(),
                 IpAddr::V6(a) => format!("[{a}]"),
@@ -197,24 +274,27 @@ pub async fn probe(kind: &Kind, addr: IpAddr, port: u16) -> Result<(), String> {
             );
             s.write_all(req.as_bytes())
                 .await
-                .map_err(|e| format!("send request: {e}"))?;
+                .map_err(|source| CheckError::SendRequest { source })?;
             let mut buf = [0u8; 64];
             let mut got = 0;
             while got < 12 {
                 let n = s
                     .read(&mut buf[got..])
                     .await
-                    .map_err(|e| format!("read response: {e}"))?;
+                    .map_err(|source| CheckError::ReadResponse { source })?;
                 if n == 0 {
                     break;
                 }
                 got += n;
             }
-            let status = parse_status(&buf[..got]).ok_or("no HTTP status line".to_owned())?;
+            let status = parse_status(&buf[..got]).ok_or(CheckError::NoStatusLine)?;
             if status == *expect_status {
                 Ok(())
             } else {
-                Err(format!("HTTP status {status}, expected {expect_status}"))
+                Err(CheckError::HttpStatus {
+                    status,
+                    expected: *expect_status,
+                })
             }
         }
         Kind::Exec { command, user } => run_exec(command, user.as_deref(), addr, port).await,
@@ -236,12 +316,17 @@ fn parse_status(bytes: &[u8]) -> Option<u16> {
     code.parse().ok()
 }
 
+/// `/bin/sh -c command` as `user`, in a process group of its own.
+///
+/// # Errors
+/// [`CheckError::User`], [`CheckError::Spawn`], [`CheckError::Wait`], or
+/// [`CheckError::ExitStatus`] when the command does not exit 0.
 async fn run_exec(
     command: &str,
     user: Option<&str>,
     addr: IpAddr,
     port: u16,
-) -> Result<(), String> {
+) -> Result<(), CheckError> {
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(command)
@@ -254,18 +339,24 @@ async fn run_exec(
         .kill_on_drop(true);
     if let Some(user) = user {
         let (uid, gid) =
-            crate::sys::process::lookup_user(user).map_err(|e| format!("user {user}: {e}"))?;
+            crate::sys::process::lookup_user(user).map_err(|source| CheckError::User {
+                user: user.to_owned(),
+                source,
+            })?;
         cmd.uid(uid).gid(gid);
     }
-    let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
+    let mut child = cmd.spawn().map_err(|source| CheckError::Spawn { source })?;
     // Killed with its whole process group if the caller's timeout drops us.
     let mut group = crate::sys::process::GroupGuard::new(child.id());
-    let status = child.wait().await.map_err(|e| format!("wait: {e}"))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|source| CheckError::Wait { source })?;
     group.disarm();
     if status.success() {
         Ok(())
     } else {
-        Err(format!("command {status}"))
+        Err(CheckError::ExitStatus { status })
     }
 }
 
@@ -384,23 +475,36 @@ mod tests {
             path: "/".into(),
             expect_status: 200,
         };
-        assert_eq!(probe(&http, lo, port).await, Ok(()));
-        assert_eq!(
-            probe(&http, lo, port).await,
-            Err("HTTP status 404, expected 200".into())
-        );
+        assert!(probe(&http, lo, port).await.is_ok());
+        let refused = probe(&http, lo, port).await.unwrap_err();
+        assert!(matches!(
+            refused,
+            CheckError::HttpStatus {
+                status: 404,
+                expected: 200
+            }
+        ));
+        assert_eq!(refused.to_string(), "HTTP status 404, expected 200");
         server.await.unwrap();
         // Nothing listens any more: tcp and http fail, none passes.
         assert!(probe(&Kind::Tcp, lo, port).await.is_err());
-        assert_eq!(probe(&Kind::None, lo, port).await, Ok(()));
+        assert!(probe(&Kind::None, lo, port).await.is_ok());
         let exec = |command: &str| Kind::Exec {
             command: command.into(),
             user: None,
         };
-        assert_eq!(
-            probe(&exec("test \"$BACKEND:$PORT\" = 127.0.0.1:81"), lo, 81).await,
-            Ok(())
+        assert!(
+            probe(&exec("test \"$BACKEND:$PORT\" = 127.0.0.1:81"), lo, 81)
+                .await
+                .is_ok()
         );
         assert!(probe(&exec("exit 3"), lo, 81).await.is_err());
+        assert_eq!(
+            probe(&exec("exit 3"), lo, 81)
+                .await
+                .unwrap_err()
+                .to_string(),
+            "command exit status: 3"
+        );
     }
 }

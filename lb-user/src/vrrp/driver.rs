@@ -13,17 +13,136 @@
 //! summary of the counters when the instance stops.
 
 use std::collections::{BTreeMap, HashSet};
+use std::io;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, info, warn};
 
 use super::garp::{self, FrameSender, GarpConfig, GarpSchedule};
 use super::machine::{Action, Event, Machine, State};
 use super::net::{Dropped, Endpoint, Received, VrrpSocket};
+use crate::dataplane::loader::error_chain;
 use crate::sys::addr::{self, Added, Vip};
+use crate::sys::interface::NoSuchInterface;
+
+/// Why VRRP instances could not be started or changed, or why a running
+/// instance stopped by itself.
+///
+/// The messages are prefixes: print an error with its sources
+/// ([`crate::dataplane::loader::error_chain`]), which gives e.g.
+/// `vrrp_instance VI_1: eth1 has no IPv4 address to send adverts from
+/// (set unicast_src_ip, or add one)` or `VI_1: opening VRRP sockets on eth1
+/// from 198.18.0.2: Operation not permitted (os error 1)`.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The rtnetlink connection (for VIPs, addresses and the MAC) could
+    /// not be opened.
+    #[error("opening rtnetlink")]
+    Netlink {
+        /// The socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// The instance's VRRP sockets could not be opened (after retrying for
+    /// a source address that is not usable yet).
+    #[error("{instance}: opening VRRP sockets on {interface} from {primary}")]
+    Socket {
+        /// The instance.
+        instance: String,
+        /// Its interface.
+        interface: String,
+        /// The address adverts are sent from.
+        primary: IpAddr,
+        /// The socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the interface's MAC address (the source of gratuitous ARP
+    /// and NA) over netlink failed. The message is the netlink error's.
+    #[error(transparent)]
+    InterfaceMac {
+        /// The netlink error.
+        source: rtnetlink::Error,
+    },
+    /// The state machine refused the instance's settings when the
+    /// instance task started.
+    #[error("{instance}")]
+    Machine {
+        /// The instance.
+        instance: String,
+        /// What the machine refused.
+        #[source]
+        source: super::machine::ConfigError,
+    },
+    /// An instance of the configuration cannot be set up; nothing was
+    /// changed.
+    #[error("vrrp_instance {instance}")]
+    Instance {
+        /// The instance.
+        instance: String,
+        /// Why.
+        #[source]
+        source: SpecError,
+    },
+    /// An instance task ended without being asked to stop.
+    #[error("stopped unexpectedly")]
+    Stopped,
+    /// An instance task panicked or was cancelled.
+    #[error("task failed")]
+    Task {
+        /// The panic or cancellation.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// Why an instance of the configuration cannot be set up (the source of
+/// [`DriverError::Instance`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// `virtual_ipaddress` does not parse (the configuration's message).
+    #[error("{reason}")]
+    Vips {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The instance's interface does not exist.
+    #[error(transparent)]
+    Interface {
+        /// The name looked up.
+        source: NoSuchInterface,
+    },
+    /// Listing the interface's addresses (to pick the advert source)
+    /// failed.
+    #[error("listing addresses of {interface}")]
+    Addresses {
+        /// The interface.
+        interface: String,
+        /// The netlink error.
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// No `unicast_src_ip` is configured and the interface has no address
+    /// of the VIPs' family (IPv6: link-local) to send adverts from.
+    #[error(
+        "{interface} has no {family} address to send adverts from (set unicast_src_ip, or add one)"
+    )]
+    NoSourceAddress {
+        /// The interface.
+        interface: String,
+        /// `IPv4` or `IPv6 link-local`.
+        family: &'static str,
+    },
+    /// The state machine refuses the settings (VRID, priority, interval,
+    /// VIPs, track weights). The message is the machine's.
+    #[error(transparent)]
+    Machine {
+        /// What the machine refused.
+        source: super::machine::ConfigError,
+    },
+}
 
 /// What a tracked object is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -185,7 +304,10 @@ struct Instance {
 /// Open the instance's sockets. The source address may not be usable yet
 /// (an IPv6 link-local address is tentative for a second or two after the
 /// link comes up): retry for up to 10 s before giving up.
-async fn open_socket(spec: &InstanceSpec) -> anyhow::Result<VrrpSocket> {
+///
+/// # Errors
+/// [`DriverError::Socket`].
+async fn open_socket(spec: &InstanceSpec) -> Result<VrrpSocket, DriverError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut logged = false;
     loop {
@@ -200,12 +322,12 @@ async fn open_socket(spec: &InstanceSpec) -> anyhow::Result<VrrpSocket> {
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "{}: opening VRRP sockets on {} from {}",
-                        spec.name, spec.endpoint.iface, spec.endpoint.primary
-                    )
+            Err(source) => {
+                return Err(DriverError::Socket {
+                    instance: spec.name.clone(),
+                    interface: spec.endpoint.iface.clone(),
+                    primary: spec.endpoint.primary,
+                    source,
                 });
             }
         }
@@ -216,18 +338,23 @@ async fn open_socket(spec: &InstanceSpec) -> anyhow::Result<VrrpSocket> {
 /// advert if master, VIPs removed, `notify_stop`) and report.
 ///
 /// # Errors
-/// The sockets or netlink cannot be set up.
+/// [`DriverError::Netlink`], [`DriverError::Socket`],
+/// [`DriverError::InterfaceMac`]: the sockets or netlink cannot be set up;
+/// [`DriverError::Machine`]: the machine refuses `spec`.
 pub async fn run_instance(
     spec: InstanceSpec,
     mut tracks: broadcast::Receiver<TrackEvent>,
     mut shutdown: watch::Receiver<bool>,
     board: StatusBoard,
     changes: Option<tokio::sync::mpsc::UnboundedSender<StateChange>>,
-) -> anyhow::Result<Report> {
-    let (conn, netlink, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
+) -> Result<Report, DriverError> {
+    let (conn, netlink, _) =
+        rtnetlink::new_connection().map_err(|source| DriverError::Netlink { source })?;
     let conn = tokio::spawn(conn);
     let socket = open_socket(&spec).await?;
-    let mac = interface_mac(&netlink, spec.endpoint.ifindex).await?;
+    let mac = interface_mac(&netlink, spec.endpoint.ifindex)
+        .await
+        .map_err(|source| DriverError::InterfaceMac { source })?;
     let frames = match FrameSender::open(spec.endpoint.ifindex) {
         Ok(f) => Some(f),
         Err(e) => {
@@ -235,8 +362,10 @@ pub async fn run_instance(
             None
         }
     };
-    let machine =
-        Machine::new(spec.machine.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", spec.name))?;
+    let machine = Machine::new(spec.machine.clone()).map_err(|source| DriverError::Machine {
+        instance: spec.name.clone(),
+        source,
+    })?;
     let mut inst = Instance {
         garp: GarpSchedule::new(spec.garp),
         spec,
@@ -570,7 +699,14 @@ fn run_hook(instance: &str, cmd: &str, args: &[&str]) {
     }
 }
 
-async fn interface_mac(handle: &rtnetlink::Handle, ifindex: u32) -> anyhow::Result<[u8; 6]> {
+/// The MAC address of interface `ifindex` (all zeros when it has none).
+///
+/// # Errors
+/// The netlink request fails.
+async fn interface_mac(
+    handle: &rtnetlink::Handle,
+    ifindex: u32,
+) -> Result<[u8; 6], rtnetlink::Error> {
     use futures::TryStreamExt as _;
     use rtnetlink::packet_route::link::LinkAttribute;
     let mut links = handle.link().get().match_index(ifindex).execute();
@@ -602,7 +738,7 @@ struct RunningInstance {
     /// The scripts it tracks, as configured (a changed script restarts it).
     scripts: Vec<crate::config::VrrpScript>,
     shutdown: watch::Sender<bool>,
-    handle: tokio::task::JoinHandle<anyhow::Result<Report>>,
+    handle: tokio::task::JoinHandle<Result<Report, DriverError>>,
 }
 
 impl RunningInstance {
@@ -611,7 +747,7 @@ impl RunningInstance {
         match self.handle.await {
             Ok(Ok(report)) => Some(report),
             Ok(Err(e)) => {
-                warn!(instance = %self.name, "instance had failed: {e:#}");
+                warn!(instance = %self.name, "instance had failed: {}", error_chain(&e));
                 None
             }
             Err(e) => {
@@ -652,8 +788,10 @@ impl Running {
     }
 
     /// Wait until an instance task ends by itself (a setup failure); returns
-    /// its name and error. Pending forever while all run.
-    pub async fn failed(&mut self) -> (String, anyhow::Error) {
+    /// its name and error: the task's own, [`DriverError::Stopped`] if it
+    /// returned without one, [`DriverError::Task`] if it panicked. Pending
+    /// forever while all run.
+    pub async fn failed(&mut self) -> (String, DriverError) {
         if self.instances.is_empty() {
             return std::future::pending().await;
         }
@@ -661,9 +799,9 @@ impl Running {
             futures::future::select_all(self.instances.iter_mut().map(|i| &mut i.handle)).await;
         let inst = self.instances.remove(index);
         let error = match result {
-            Ok(Ok(_)) => anyhow::anyhow!("stopped unexpectedly"),
+            Ok(Ok(_)) => DriverError::Stopped,
             Ok(Err(e)) => e,
-            Err(e) => anyhow::anyhow!("task failed: {e}"),
+            Err(source) => DriverError::Task { source },
         };
         (inst.name, error)
     }
@@ -687,10 +825,12 @@ impl Running {
     /// an instance of `config` cannot be set up.
     ///
     /// # Errors
-    /// An interface does not exist, has no usable source address, or an
-    /// instance's settings are invalid.
-    pub async fn apply(&mut self, config: &crate::config::Config) -> anyhow::Result<()> {
-        let (conn, netlink, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
+    /// [`DriverError::Netlink`]: no rtnetlink connection;
+    /// [`DriverError::Instance`]: an interface does not exist, has no
+    /// usable source address, or an instance's settings are invalid.
+    pub async fn apply(&mut self, config: &crate::config::Config) -> Result<(), DriverError> {
+        let (conn, netlink, _) =
+            rtnetlink::new_connection().map_err(|source| DriverError::Netlink { source })?;
         let conn = tokio::spawn(conn);
         let mut start = Vec::new();
         let mut keep = Vec::new();
@@ -706,7 +846,10 @@ impl Running {
             }
             let spec = instance_spec(config, inst, &netlink)
                 .await
-                .with_context(|| format!("vrrp_instance {}", inst.name));
+                .map_err(|source| DriverError::Instance {
+                    instance: inst.name.clone(),
+                    source,
+                });
             match spec {
                 Ok(spec) => start.push((spec, inst.clone(), scripts)),
                 Err(e) => {
@@ -777,7 +920,7 @@ impl Running {
 pub async fn start(
     config: &crate::config::Config,
     changes: Option<tokio::sync::mpsc::UnboundedSender<StateChange>>,
-) -> anyhow::Result<Running> {
+) -> Result<Running, DriverError> {
     let mut running = Running {
         board: StatusBoard::default(),
         events: broadcast::channel(256).0,
@@ -856,21 +999,34 @@ fn forward(
     })
 }
 
+/// Everything instance `inst` of `config` needs, its interface and
+/// primary address looked up now.
+///
+/// # Errors
+/// [`SpecError`]: the VIPs do not parse, the interface does not exist or
+/// its addresses cannot be listed, no source address, or the machine
+/// refuses the settings.
 async fn instance_spec(
     config: &crate::config::Config,
     inst: &crate::config::VrrpInstance,
     netlink: &rtnetlink::Handle,
-) -> anyhow::Result<InstanceSpec> {
+) -> Result<InstanceSpec, SpecError> {
     use super::machine::Track;
     use super::wire::Version;
-    let vips = inst.vips().map_err(|e| anyhow::anyhow!(e))?;
-    let index = crate::sys::interface::ifindex(&inst.interface)?;
+    let vips = inst.vips().map_err(|e| SpecError::Vips {
+        reason: e.to_string(),
+    })?;
+    let index = crate::sys::interface::ifindex(&inst.interface)
+        .map_err(|source| SpecError::Interface { source })?;
     let v6 = vips[0].addr.is_ipv6();
     let primary = match inst.unicast_src_ip {
         Some(a) => a,
         None => addr::list(netlink, index)
             .await
-            .with_context(|| format!("listing addresses of {}", inst.interface))?
+            .map_err(|source| SpecError::Addresses {
+                interface: inst.interface.clone(),
+                source,
+            })?
             .into_iter()
             .map(|p| p.vip.addr)
             .find(|a| {
@@ -881,12 +1037,9 @@ async fn instance_spec(
                         IpAddr::V4(_) => true,
                     }
             })
-            .with_context(|| {
-                format!(
-                    "{} has no {} address to send adverts from (set unicast_src_ip, or add one)",
-                    inst.interface,
-                    if v6 { "IPv6 link-local" } else { "IPv4" }
-                )
+            .ok_or_else(|| SpecError::NoSourceAddress {
+                interface: inst.interface.clone(),
+                family: if v6 { "IPv6 link-local" } else { "IPv4" },
             })?,
     };
     let mut tracks = Vec::new();
@@ -926,7 +1079,9 @@ async fn instance_spec(
         auth_pass: inst.auth_pass.clone(),
         tracks,
     };
-    machine.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    machine
+        .validate()
+        .map_err(|source| SpecError::Machine { source })?;
     let defaults = GarpConfig::default();
     let garp = GarpConfig {
         master_delay: inst
@@ -961,4 +1116,52 @@ async fn instance_spec(
         },
         tracks: kinds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chains print as anyhow's `{:#}` did before the typed errors.
+    #[test]
+    fn error_chains_read_as_before() {
+        let spec = DriverError::Instance {
+            instance: "VI_1".into(),
+            source: SpecError::NoSourceAddress {
+                interface: "eth1".into(),
+                family: "IPv4",
+            },
+        };
+        assert_eq!(
+            error_chain(&spec),
+            "vrrp_instance VI_1: eth1 has no IPv4 address to send adverts from \
+             (set unicast_src_ip, or add one)"
+        );
+        let missing = DriverError::Instance {
+            instance: "VI_1".into(),
+            source: SpecError::Interface {
+                source: crate::sys::interface::ifindex("lbdrv-nonexist").unwrap_err(),
+            },
+        };
+        assert_eq!(
+            error_chain(&missing),
+            "vrrp_instance VI_1: no interface named \"lbdrv-nonexist\""
+        );
+        let socket = DriverError::Socket {
+            instance: "VI_1".into(),
+            interface: "eth1".into(),
+            primary: IpAddr::from([198, 18, 0, 2]),
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert_eq!(
+            error_chain(&socket),
+            "VI_1: opening VRRP sockets on eth1 from 198.18.0.2: \
+             Operation not permitted (os error 1)"
+        );
+        let machine = DriverError::Machine {
+            instance: "VI_1".into(),
+            source: super::super::machine::ConfigError::Priority,
+        };
+        assert_eq!(error_chain(&machine), "VI_1: priority must be 1..=255");
+    }
 }
