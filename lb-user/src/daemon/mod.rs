@@ -57,14 +57,14 @@ pub enum Error {
     #[error("VRRP: {}", error_chain(.0))]
     Vrrp(driver::DriverError),
     /// A VRRP instance failed while running. The message includes the
-    /// error's whole chain, and the error is also the source (so lbd's exit
-    /// message, printed as a chain, repeats it).
-    #[error("VRRP instance {name}: {}", error_chain(.source))]
+    /// error's whole chain; it is not a source (lbd's exit message, printed
+    /// as a chain, says it once).
+    #[error("VRRP instance {name}: {}", error_chain(.error.as_ref()))]
     InstanceFailed {
         /// The instance.
         name: String,
         /// What failed (boxed: it is large, and this error is rare).
-        source: Box<driver::DriverError>,
+        error: Box<driver::DriverError>,
     },
     /// The control socket or the metrics listener could not be opened.
     #[error("{what}: {source}")]
@@ -304,7 +304,7 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
                     error!("reload failed, still running the previous configuration: {e}");
                 }
             }
-            (name, source) = failed => break Err(Error::InstanceFailed { name, source: Box::new(source) }),
+            (name, error) = failed => break Err(Error::InstanceFailed { name, error: Box::new(error) }),
             Some(change) = changes_rx.recv() => {
                 if let Some(ctl) = d.controller.as_mut() {
                     ctl.vrrp_state(&change.instance, change.state);
@@ -418,17 +418,16 @@ mod tests {
         );
         let failed = Error::InstanceFailed {
             name: "VI_1".into(),
-            source: Box::new(driver::DriverError::Stopped),
+            error: Box::new(driver::DriverError::Stopped),
         };
         assert_eq!(
             failed.to_string(),
             "VRRP instance VI_1: stopped unexpectedly"
         );
-        // The error is also the source, so the chain repeats it (as the
-        // anyhow source did).
+        // Not a source: lbd's exit line says it once.
         assert_eq!(
             error_chain(&failed),
-            "VRRP instance VI_1: stopped unexpectedly: stopped unexpectedly"
+            "VRRP instance VI_1: stopped unexpectedly"
         );
     }
 }
