@@ -82,7 +82,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError, Dataplane, Dur, VrrpInstance};
+use crate::config::validate::FieldPath;
+use crate::config::{Config, ConfigError, Dataplane, Dur, Invalid, VrrpInstance};
 use instance::{Defaults, global_defs, vrrp_instance, vrrp_script};
 use lexer::{Loc, Node, Tok};
 use virtual_server::virtual_server;
@@ -173,9 +174,7 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
 pub fn parse(text: &str, path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
     let mut ctx = Ctx::new(path);
     let (config, map) = build(&mut ctx, text)?;
-    config
-        .validate_built(path)
-        .map_err(|e| map.translate(&ctx, e))?;
+    config.validate().map_err(|e| map.translate(&ctx, e))?;
     Ok((config, ctx.into_warnings()))
 }
 
@@ -396,8 +395,12 @@ struct SourceMap {
 impl SourceMap {
     /// lb's validation error on the built configuration → the keepalived
     /// line and keyword.
-    fn translate(&self, ctx: &Ctx, e: ConfigError) -> ConfigError {
-        let (table, index, field) = split_field(&e.field);
+    fn translate(&self, ctx: &Ctx, e: Invalid) -> ConfigError {
+        let FieldPath {
+            table,
+            index,
+            field,
+        } = e.at;
         let origin = match table {
             "vrrp_instance" => index.and_then(|i| self.vrrp_instance.get(i)),
             "vrrp_script" => index.and_then(|i| self.vrrp_script.get(i)),
@@ -406,8 +409,9 @@ impl SourceMap {
             _ => None,
         };
         let Some(o) = origin else {
+            let e = e.into_error(&ctx.files[0], None);
             return ConfigError {
-                file: ctx.files[0].clone(),
+                file: e.file.clone(),
                 line: None,
                 field: e.field.clone(),
                 message: format!("the converted configuration does not load: {e}"),
@@ -432,17 +436,8 @@ impl SourceMap {
             } else {
                 format!("{} {kw}", o.label)
             },
-            message: format!("{} (lb: {})", e.message, e.field),
+            message: format!("{} (lb: {})", e.message, e.at),
         }
-    }
-}
-
-/// `"vrrp_instance[2].priority"` → `("vrrp_instance", Some(2), "priority")`.
-fn split_field(f: &str) -> (&str, Option<usize>, &str) {
-    let (head, field) = f.split_once('.').unwrap_or((f, ""));
-    match head.split_once('[') {
-        Some((table, rest)) => (table, rest.trim_end_matches(']').parse().ok(), field),
-        None => (head, None, field),
     }
 }
 
