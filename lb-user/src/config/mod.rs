@@ -15,11 +15,13 @@
 //! read, naming the file, line and field like every validation error.
 //!
 //! Files: `model` (the serde types and value syntaxes, re-exported here),
-//! `validate` (the checks serde cannot do); here: reading a file, and
+//! `validate` (the checks serde cannot do), `spans` (the lines of errors,
+//! from the TOML parser's spans); here: reading a file, and
 //! [`ConfigError`].
 
 pub mod keepalived;
 mod model;
+mod spans;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -32,6 +34,7 @@ pub use model::{
     Scheduler, Service, TrackInterface, TrackScript, VrrpInstance, VrrpScript, XdpMode,
     check_flow_entries, format_duration, parse_cidr, parse_duration,
 };
+use spans::{Spans, line_of};
 pub(crate) use validate::Invalid;
 
 /// A configuration error: where and what.
@@ -107,102 +110,21 @@ impl Config {
     /// Not valid TOML for this schema, or fails validation.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s.start));
+            let pos = e.span().map(|s| s.start);
             ConfigError {
                 file: path.to_owned(),
-                line,
-                field: e
-                    .span()
-                    .and_then(|s| keyword_field_at(text, s.start))
+                line: pos.map(|pos| line_of(text, pos)),
+                field: pos
+                    .and_then(|pos| Spans::parse(text)?.keyword_field_at(pos))
+                    .map(|f| f.to_string())
                     .unwrap_or_default(),
                 message: e.message().trim().to_owned(),
             }
         })?;
         config.validate().map_err(|e| {
-            let line = locate(text, e.at.table, e.at.index.unwrap_or(0), e.at.field);
+            let line = Spans::parse(text).and_then(|s| s.line(&e.at));
             e.into_error(path, line)
         })?;
         Ok(config)
     }
-}
-
-/// 1-based line of byte offset `pos`.
-fn line_of(text: &str, pos: usize) -> usize {
-    text[..pos.min(text.len())].matches('\n').count() + 1
-}
-
-/// The keyword field (a [`Protocol`], [`Mode`], [`Scheduler`],
-/// [`NoBackend`], [`HealthKind`] or [`XdpMode`]) whose value starts at byte
-/// `pos` of `text`, named as validation names fields: `service[1].mode`,
-/// `service[0].health` (for its `kind`), `dataplane.xdp_mode`. `None` for
-/// any other position: other deserialization errors keep naming only the
-/// line.
-fn keyword_field_at(text: &str, pos: usize) -> Option<String> {
-    let pos = pos.min(text.len());
-    // `KEY = ` right before the value, on its line.
-    let before = text[..pos].trim_end_matches([' ', '\t']);
-    let before = before.strip_suffix('=')?.trim_end_matches([' ', '\t']);
-    let key_start = before
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-        .map_or(0, |i| i + 1);
-    let key = &before[key_start..];
-    // The table the value is in, and how many `[[service]]`s precede it.
-    let mut table = "";
-    let mut services = 0usize;
-    for line in text[..pos].lines() {
-        let t = line.trim();
-        if !t.starts_with('[') {
-            continue;
-        }
-        let array = t.starts_with("[[");
-        let name = t.trim_start_matches('[');
-        let name = name.split(']').next().unwrap_or_default().trim();
-        if array && name == "service" {
-            services += 1;
-        }
-        table = name;
-    }
-    let service = services.checked_sub(1);
-    match (table, key) {
-        ("service", "protocol" | "mode" | "scheduler" | "on_no_backend") => {
-            Some(format!("service[{}].{key}", service?))
-        }
-        ("service" | "service.health", "kind") => Some(format!("service[{}].health", service?)),
-        ("dataplane", "xdp_mode") => Some("dataplane.xdp_mode".into()),
-        _ => None,
-    }
-}
-
-/// Best-effort line of `field` in the `index`-th `[[table]]` (or `[table]`)
-/// of `text`: the table's header line when the field is not written there
-/// (a default that fails validation).
-fn locate(text: &str, table: &str, index: usize, field: &str) -> Option<usize> {
-    let array = format!("[[{table}]]");
-    let single = format!("[{table}]");
-    let mut seen = 0;
-    let mut in_table = false;
-    let mut header = None;
-    for (n, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            if in_table {
-                return header;
-            }
-            if t == array || t == single {
-                if seen == index {
-                    in_table = true;
-                    header = Some(n + 1);
-                }
-                seen += 1;
-            }
-            continue;
-        }
-        if in_table
-            && let Some((key, _)) = t.split_once('=')
-            && key.trim() == field
-        {
-            return Some(n + 1);
-        }
-    }
-    header
 }

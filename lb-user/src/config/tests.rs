@@ -427,6 +427,50 @@ fn golden_errors_for_vrrp_ranges() {
     }
 }
 
+/// Lines come from the TOML parser's spans: a key however it is written,
+/// the header of its table for a field written as a table of its own.
+/// A file that is not TOML has no spans: its error names the line only.
+#[test]
+fn error_lines_come_from_the_parsers_spans() {
+    let s = WITH_SERVICE;
+    let second = |head: &str, body: &str| format!("{s}\n{head}\n{body}\nport = 80\nbackend = []\n");
+    let cases: Vec<(String, &str)> = vec![
+        (
+            second("[[service]] # again", "vip = \"198.18.0.100\""),
+            "lb.toml:22: service[1].vip: duplicate service 198.18.0.100:80/tcp",
+        ),
+        (
+            second("[[service]]", "\"vip\" = \"198.18.0.100\""),
+            "lb.toml:22: service[1].vip: duplicate service 198.18.0.100:80/tcp",
+        ),
+        (
+            format!(
+                "{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 81\nbackend = []\n\n[service.health]\nkind = \"exec\"\n"
+            ),
+            "lb.toml:21: service[1].health: kind = \"exec\" needs command = \"...\"",
+        ),
+        (
+            second(
+                "[[service]]",
+                "vip = \"198.18.0.101\"\nhealth.kind = \"exec\"",
+            ),
+            "lb.toml:21: service[1].health: kind = \"exec\" needs command = \"...\"",
+        ),
+        (
+            s.replace("mode = \"dsr\"", "mode = dsr"),
+            "lb.toml:13: invalid string",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (text, want) in cases {
+        let got = parse(&text).unwrap_err();
+        if !got.starts_with(want) {
+            wrong.push(format!(" got: {got}\nwant: {want}"));
+        }
+    }
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
 #[test]
 fn the_shipped_example_loads() {
     let text = include_str!("../../../examples/lb.toml");
