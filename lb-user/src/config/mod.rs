@@ -16,9 +16,10 @@
 //!
 //! Files: `model` (the serde types and value syntaxes, re-exported here),
 //! `validate` (the checks serde cannot do), `spans` (the lines of errors,
-//! from the TOML parser's spans); here: reading a file, and
-//! [`ConfigError`].
+//! from the TOML parser's spans), `error` ([`ConfigError`] and
+//! [`ValueError`]); here: reading a file.
 
+mod error;
 pub mod keepalived;
 mod model;
 mod spans;
@@ -26,9 +27,9 @@ mod spans;
 mod tests;
 mod validate;
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+pub use error::{ConfigError, ValueError};
 pub use model::{
     BackendConfig, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, NoBackend, Protocol,
     Scheduler, Service, TrackInterface, TrackScript, VrrpInstance, VrrpScript, XdpMode,
@@ -37,35 +38,6 @@ pub use model::{
 use spans::{Spans, line_of};
 pub(crate) use validate::Invalid;
 
-/// A configuration error: where and what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file.
-    pub file: PathBuf,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// Dotted path of the field (`vrrp_instance[0].priority`).
-    pub field: String,
-    /// What is wrong and what is allowed.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if self.field.is_empty() {
-            write!(f, ": {}", self.message)
-        } else {
-            write!(f, ": {}: {}", self.field, self.message)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 impl Config {
     /// Read and validate `path`.
     ///
@@ -73,12 +45,7 @@ impl Config {
     /// The file cannot be read, is not valid TOML for this schema, or fails
     /// validation.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            line: None,
-            field: String::new(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
         Self::parse(&text, path)
     }
 
@@ -90,12 +57,7 @@ impl Config {
     /// # Errors
     /// As [`Config::load`] and [`crate::config::keepalived::parse`].
     pub fn load_any(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            line: None,
-            field: String::new(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
         if crate::config::keepalived::looks_like_keepalived(&text) {
             let (config, warnings) = crate::config::keepalived::parse(&text, path)?;
             Ok((config, warnings.iter().map(ToString::to_string).collect()))

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::ValueError;
+
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -72,8 +74,9 @@ fn default_ring() -> u32 {
 }
 
 /// `Display` (the file's spelling), `FromStr` and `Deserialize` of a
-/// keyword enum from its spellings; `$refuse` words the error for any
-/// other value (the wording validation used when these were strings).
+/// keyword enum from its spellings; `$refuse` makes the error for any
+/// other value from it and the spellings allowed (the wording validation
+/// used when these were strings).
 /// `Serialize` is derived (`rename_all = "lowercase"`); a unit test checks
 /// that it writes the same spellings.
 macro_rules! keyword {
@@ -81,6 +84,9 @@ macro_rules! keyword {
         impl $t {
             /// Every value, in the order the error messages list them.
             pub const ALL: &'static [$t] = &[$($t::$v),+];
+
+            /// The spellings of [`Self::ALL`].
+            const SPELLINGS: &'static [&'static str] = &[$($s),+];
 
             /// The spelling in the file.
             #[must_use]
@@ -98,12 +104,12 @@ macro_rules! keyword {
         }
 
         impl FromStr for $t {
-            type Err = String;
+            type Err = ValueError;
 
-            fn from_str(s: &str) -> Result<Self, String> {
+            fn from_str(s: &str) -> Result<Self, ValueError> {
                 match s {
                     $($s => Ok($t::$v),)+
-                    other => Err(($refuse)(other)),
+                    other => Err(($refuse)(other.to_owned(), Self::SPELLINGS)),
                 }
             }
         }
@@ -129,9 +135,13 @@ pub enum Protocol {
     Udp,
 }
 
-keyword!(Protocol { Tcp => "tcp", Udp => "udp" }, |s: &str| format!(
-    "{s:?} is not a protocol: tcp or udp"
-));
+keyword!(Protocol { Tcp => "tcp", Udp => "udp" }, |value, allowed| {
+    ValueError::NotA {
+        value,
+        what: "protocol",
+        allowed,
+    }
+});
 
 impl From<Protocol> for crate::dataplane::balancer::Protocol {
     fn from(p: Protocol) -> Self {
@@ -153,10 +163,16 @@ pub enum Mode {
     Ipip,
 }
 
-keyword!(Mode { Dsr => "dsr", Ipip => "ipip" }, |s: &str| if s == "nat" {
-    "nat is not implemented yet: use dsr or ipip".to_owned()
-} else {
-    format!("{s:?} is not a mode: dsr or ipip")
+keyword!(Mode { Dsr => "dsr", Ipip => "ipip" }, |value: String, allowed| {
+    if value == "nat" {
+        ValueError::NatNotImplemented
+    } else {
+        ValueError::NotA {
+            value,
+            what: "mode",
+            allowed,
+        }
+    }
 });
 
 impl From<Mode> for crate::dataplane::balancer::Mode {
@@ -177,9 +193,13 @@ pub enum Scheduler {
     Maglev,
 }
 
-keyword!(Scheduler { Maglev => "maglev" }, |s: &str| format!(
-    "{s:?} is not a scheduler: maglev"
-));
+keyword!(Scheduler { Maglev => "maglev" }, |value, allowed| {
+    ValueError::NotA {
+        value,
+        what: "scheduler",
+        allowed,
+    }
+});
 
 /// `on_no_backend` of a `[[service]]`: new flows when no backend is up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
@@ -192,9 +212,9 @@ pub enum NoBackend {
     Pass,
 }
 
-keyword!(NoBackend { Drop => "drop", Pass => "pass" }, |s: &str| format!(
-    "{s:?}: drop or pass"
-));
+keyword!(NoBackend { Drop => "drop", Pass => "pass" }, |value, allowed| {
+    ValueError::NotOneOf { value, allowed }
+});
 
 impl From<NoBackend> for crate::dataplane::balancer::NoBackend {
     fn from(n: NoBackend) -> Self {
@@ -223,7 +243,7 @@ pub enum HealthKind {
 
 keyword!(
     HealthKind { Tcp => "tcp", Http => "http", Exec => "exec", None => "none" },
-    |s: &str| format!("kind {s:?}: tcp, http, exec or none")
+    |value, allowed| ValueError::NotAHealthKind { value, allowed }
 );
 
 /// `xdp_mode` of `[dataplane]`.
@@ -242,7 +262,11 @@ pub enum XdpMode {
 
 keyword!(
     XdpMode { Auto => "auto", Native => "native", Generic => "generic" },
-    |s: &str| format!("{s:?} is not a mode: auto, native or generic")
+    |value, allowed| ValueError::NotA {
+        value,
+        what: "mode",
+        allowed
+    }
 );
 
 impl XdpMode {
@@ -386,40 +410,56 @@ fn default_mtu() -> u16 {
 /// Parse `"ADDR/PREFIX"` (prefix optional: a host).
 ///
 /// # Errors
-/// A message saying what is expected.
-pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
-    let (a, p) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
-    let addr: IpAddr = a
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not ADDRESS/PREFIX"))?;
+/// [`ValueError::NotCidr`], [`ValueError::PrefixLength`].
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), ValueError> {
+    let (a, p) = split_prefix(s);
+    let addr: IpAddr = a.trim().parse().map_err(|source| ValueError::NotCidr {
+        input: s.to_owned(),
+        source,
+    })?;
+    Ok((addr, prefix_len(s, p, addr)?))
+}
+
+/// `"ADDR/PREFIX"` → `("ADDR", Some("PREFIX"))`; `"ADDR"` → `("ADDR", None)`.
+fn split_prefix(s: &str) -> (&str, Option<&str>) {
+    s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)))
+}
+
+/// The prefix length `p` of `addr` in the entry `s`: a host without one.
+fn prefix_len(s: &str, p: Option<&str>, addr: IpAddr) -> Result<u8, ValueError> {
     let max = if addr.is_ipv6() { 128 } else { 32 };
-    let prefix = match p {
-        None => max,
+    match p {
+        None => Ok(max),
         Some(p) => p
             .trim()
             .parse::<u8>()
             .ok()
             .filter(|&p| p <= max)
-            .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
-    };
-    Ok((addr, prefix))
+            .ok_or_else(|| ValueError::PrefixLength {
+                input: s.to_owned(),
+                max,
+            }),
+    }
 }
 
 /// A connection-table size `lbd` accepts (the table holds at least that
 /// many flows, rounded up to a power-of-two number of 8-flow sets).
 ///
 /// # Errors
-/// The reason, for an error message.
-pub fn check_flow_entries(n: u32) -> Result<(), String> {
+/// [`ValueError::TooFewFlows`], [`ValueError::TooManyFlows`].
+pub fn check_flow_entries(n: u32) -> Result<(), ValueError> {
     use lb_common::flow::{MAX_FLOW_ENTRIES, MIN_FLOW_ENTRIES};
     if n < MIN_FLOW_ENTRIES {
-        return Err(format!("{n} is too small: at least {MIN_FLOW_ENTRIES}"));
+        return Err(ValueError::TooFewFlows {
+            entries: n,
+            min: MIN_FLOW_ENTRIES,
+        });
     }
     if n > MAX_FLOW_ENTRIES {
-        return Err(format!(
-            "{n} is too large: at most {MAX_FLOW_ENTRIES} (72 bytes per flow)"
-        ));
+        return Err(ValueError::TooManyFlows {
+            entries: n,
+            max: MAX_FLOW_ENTRIES,
+        });
     }
     Ok(())
 }
@@ -471,8 +511,9 @@ impl fmt::Display for Dur {
 /// Parse `"1s"`, `"100ms"`, `"1.5s"`, `"2m"`, `"0"`.
 ///
 /// # Errors
-/// A message saying what is allowed.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+/// [`ValueError::DurationUnit`], [`ValueError::DurationNumber`],
+/// [`ValueError::DurationRange`].
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     let t = s.trim();
     if t == "0" {
         return Ok(Duration::ZERO);
@@ -487,15 +528,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => 60.0,
         "h" => 3600.0,
         _ => {
-            return Err(format!(
-                "invalid duration {s:?}: write a number with a unit: ms, s, m or h (\"1s\", \"100ms\")"
-            ));
+            return Err(ValueError::DurationUnit {
+                input: s.to_owned(),
+            });
         }
     };
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: {num:?} is not a number"))?;
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("invalid duration {s:?}"))
+    let value: f64 = num.parse().map_err(|source| ValueError::DurationNumber {
+        input: s.to_owned(),
+        number: num.to_owned(),
+        source,
+    })?;
+    Duration::try_from_secs_f64(value * scale).map_err(|source| ValueError::DurationRange {
+        input: s.to_owned(),
+        source,
+    })
 }
 
 /// `track_script` entry: a script by name, optionally overriding its weight.
@@ -668,38 +714,27 @@ impl VrrpInstance {
     /// The virtual addresses with their prefixes, all of one family.
     ///
     /// # Errors
-    /// A message naming the bad entry.
-    pub fn vips(&self) -> Result<Vec<crate::vrrp::addr::Vip>, String> {
+    /// The first bad entry: [`ValueError::NotAVip`],
+    /// [`ValueError::PrefixLength`], [`ValueError::MixedVipFamilies`],
+    /// [`ValueError::VipTwice`].
+    pub fn vips(&self) -> Result<Vec<crate::vrrp::addr::Vip>, ValueError> {
         let mut out: Vec<crate::vrrp::addr::Vip> = Vec::new();
         for s in &self.virtual_ipaddress {
-            let (a, p) = s
-                .split_once('/')
-                .map_or((s.as_str(), None), |(a, p)| (a, Some(p)));
-            let addr: IpAddr = a.trim().parse().map_err(|_| {
-                format!(
-                    "{s:?} is not an address: write \"198.18.0.100/24\" or \"2001:db8::100/64\""
-                )
+            let input = || s.clone();
+            let (a, p) = split_prefix(s);
+            let addr: IpAddr = a.trim().parse().map_err(|source| ValueError::NotAVip {
+                input: input(),
+                source,
             })?;
-            let max = if addr.is_ipv6() { 128 } else { 32 };
-            let prefix = match p {
-                None => max,
-                Some(p) => p
-                    .trim()
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|&p| p <= max)
-                    .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
-            };
+            let prefix = prefix_len(s, p, addr)?;
             if out
                 .first()
                 .is_some_and(|f| f.addr.is_ipv6() != addr.is_ipv6())
             {
-                return Err(format!(
-                    "{s:?}: an instance's addresses must all be IPv4 or all IPv6 (use two instances)"
-                ));
+                return Err(ValueError::MixedVipFamilies { input: input() });
             }
             if out.iter().any(|v| v.addr == addr) {
-                return Err(format!("{s:?} is listed twice"));
+                return Err(ValueError::VipTwice { input: input() });
             }
             out.push(crate::vrrp::addr::Vip { addr, prefix });
         }

@@ -496,3 +496,31 @@ fn durations() {
     assert!(parse_duration("1").is_err());
     assert!(parse_duration("-1s").is_err());
 }
+
+/// Value errors are typed, keep their cause, and say what they always said.
+#[test]
+fn value_errors_keep_their_cause() {
+    use std::error::Error as _;
+    let e = parse_cidr("nope").unwrap_err();
+    assert!(matches!(e, ValueError::NotCidr { .. }), "{e:?}");
+    assert!(e.source().is_some());
+    assert_eq!(e.to_string(), "\"nope\" is not ADDRESS/PREFIX");
+    let e = parse_duration("1.2.3s").unwrap_err();
+    assert!(e.source().is_some());
+    assert_eq!(
+        e.to_string(),
+        "invalid duration \"1.2.3s\": \"1.2.3\" is not a number"
+    );
+    assert_eq!(
+        check_flow_entries(4),
+        Err(ValueError::TooFewFlows { entries: 4, min: 8 })
+    );
+    assert_eq!(
+        "fast".parse::<XdpMode>().unwrap_err().to_string(),
+        "\"fast\" is not a mode: auto, native or generic"
+    );
+    assert_eq!(
+        "nat".parse::<Mode>().unwrap_err(),
+        ValueError::NatNotImplemented
+    );
+}

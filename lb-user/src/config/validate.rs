@@ -196,7 +196,9 @@ fn check_instance<'c>(
             "at least one address is required".into(),
         ));
     }
-    let vips = v.vips().map_err(|m| err("virtual_ipaddress", m))?;
+    let vips = v
+        .vips()
+        .map_err(|e| err("virtual_ipaddress", e.to_string()))?;
     let v6 = vips[0].addr.is_ipv6();
     if !vrids.insert((v.interface.as_str(), v.virtual_router_id, v6)) {
         return Err(err(
@@ -304,7 +306,7 @@ fn check_dataplane(dp: &Dataplane) -> Result<(), Invalid> {
                 Ok((a, p)) if a.is_ipv6() == v6 && (!v6 || p >= 96) => None,
                 Ok(_) if v6 => Some(format!("{v:?}: an IPv6 prefix of /96 or longer")),
                 Ok(_) => Some(format!("{v:?}: an IPv4 address")),
-                Err(e) => Some(e),
+                Err(e) => Some(e.to_string()),
             };
             if let Some(message) = bad {
                 return Err(err(field, message));
@@ -317,7 +319,7 @@ fn check_dataplane(dp: &Dataplane) -> Result<(), Invalid> {
             format!("{} is too small: at least 1280", dp.mtu),
         ));
     }
-    check_flow_entries(dp.conntrack_entries).map_err(|m| err("conntrack_entries", m))
+    check_flow_entries(dp.conntrack_entries).map_err(|e| err("conntrack_entries", e.to_string()))
 }
 
 /// A range error of [`crate::vrrp::machine`]'s checks as the field of

@@ -641,7 +641,7 @@ pub async fn dataplane_config(
         ..lb_common::config::Config::default()
     };
     let v4 = match &dp.ipip_source_v4 {
-        Some(s) => Some(config::parse_cidr(s).map_err(|e| anyhow::anyhow!(e))?),
+        Some(s) => Some(config::parse_cidr(s).map_err(|e| anyhow::anyhow!("{e}"))?),
         None => first(false).map(|a| (a, 32)),
     };
     if let Some((IpAddr::V4(a), prefix)) = v4 {
@@ -650,7 +650,7 @@ pub async fn dataplane_config(
         out.ipip_src_v4_mask_be = host.to_be();
     }
     let v6 = match &dp.ipip_source_v6 {
-        Some(s) => Some(config::parse_cidr(s).map_err(|e| anyhow::anyhow!(e))?),
+        Some(s) => Some(config::parse_cidr(s).map_err(|e| anyhow::anyhow!("{e}"))?),
         None => first(true).map(|a| (a, 128)),
     };
     if let Some((IpAddr::V6(a), prefix)) = v6 {

@@ -863,7 +863,7 @@ async fn instance_spec(
 ) -> anyhow::Result<InstanceSpec> {
     use super::machine::Track;
     use super::wire::Version;
-    let vips = inst.vips().map_err(|e| anyhow::anyhow!(e))?;
+    let vips = inst.vips().map_err(|e| anyhow::anyhow!("{e}"))?;
     let index = ifindex(&inst.interface)?;
     let v6 = vips[0].addr.is_ipv6();
     let primary = match inst.unicast_src_ip {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Ctx;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, ValueError};
 
 /// Where a token is: file index (into `Ctx::files`) and 1-based line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,7 +60,7 @@ impl Node {
 }
 
 /// Split one line into words: `(text, quoted)`.
-pub(super) fn split_line(line: &str) -> Result<Vec<(String, bool)>, String> {
+pub(super) fn split_line(line: &str) -> Result<Vec<(String, bool)>, ValueError> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut chars = line.chars();
@@ -98,7 +98,7 @@ pub(super) fn split_line(line: &str) -> Result<Vec<(String, bool)>, String> {
                     }
                 }
                 if !closed {
-                    return Err("unterminated quoted string: add the closing \"".into());
+                    return Err(ValueError::UnterminatedQuote);
                 }
                 words.push((s, true));
             }
@@ -167,7 +167,7 @@ impl Ctx {
                 );
                 continue;
             }
-            let words = split_line(raw).map_err(|m| self.err(loc, "", m))?;
+            let words = split_line(raw).map_err(|e| self.err(loc, "", e.to_string()))?;
             if words.first().is_some_and(|(w, q)| !q && w == "include") {
                 self.include(&words, loc, depth, out)?;
                 continue;

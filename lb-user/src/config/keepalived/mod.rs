@@ -83,7 +83,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::config::validate::FieldPath;
-use crate::config::{Config, ConfigError, Dataplane, Dur, Invalid, VrrpInstance};
+use crate::config::{Config, ConfigError, Dataplane, Dur, Invalid, ValueError, VrrpInstance};
 use instance::{Defaults, global_defs, vrrp_instance, vrrp_script};
 use lexer::{Loc, Node, Tok};
 use virtual_server::virtual_server;
@@ -156,12 +156,7 @@ pub fn looks_like_keepalived(text: &str) -> bool {
 /// The file (or an included one) cannot be read, or does not convert or
 /// validate; the error names the keepalived file, line and keyword.
 pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_owned(),
-        line: None,
-        field: String::new(),
-        message: format!("cannot read: {e}"),
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
     parse(&text, path)
 }
 
@@ -181,10 +176,10 @@ pub fn parse(text: &str, path: &Path) -> Result<(Config, Vec<Warning>), ConfigEr
 /// `config` as lb's TOML (what `lbctl convert` prints, without its header).
 ///
 /// # Errors
-/// The configuration cannot be written as TOML (a bug).
-pub fn to_toml(config: &Config) -> Result<String, String> {
-    let raw = toml::to_string(config)
-        .map_err(|e| format!("cannot write the configuration as TOML: {e}"))?;
+/// [`ValueError::ToToml`]: the configuration cannot be written as TOML (a
+/// bug).
+pub fn to_toml(config: &Config) -> Result<String, ValueError> {
+    let raw = toml::to_string(config).map_err(|source| ValueError::ToToml { source })?;
     // The tidy form is used only when it reads back as the same thing.
     Ok(tidy::tidy(&raw)
         .filter(|t| toml::from_str::<Config>(t).is_ok_and(|c| c == *config))
@@ -282,7 +277,7 @@ impl Ctx {
     /// Seconds, fractions allowed (keepalived's unit for every time).
     fn secs(&mut self, n: &Node, field: &str) -> Result<Dur, ConfigError> {
         let v = self.value(n, field)?;
-        let d = seconds(&v.text).map_err(|m| self.err(n.loc(), field, m))?;
+        let d = seconds(&v.text).map_err(|e| self.err(n.loc(), field, e.to_string()))?;
         let ms =
             Duration::from_millis(u64::try_from((d.as_micros() + 500) / 1000).unwrap_or(u64::MAX));
         if ms != d {
@@ -327,19 +322,22 @@ impl Ctx {
 }
 
 /// keepalived seconds: `"1"`, `"0.5"`, `"2.25"` (microsecond resolution).
-fn seconds(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a time in seconds (\"1\", \"0.5\")");
+fn seconds(s: &str) -> Result<Duration, ValueError> {
+    let bad = |source| ValueError::NotSeconds {
+        input: s.to_owned(),
+        source,
+    };
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     if int.is_empty() && frac.is_empty()
         || !int.chars().all(|c| c.is_ascii_digit())
         || !frac.chars().all(|c| c.is_ascii_digit())
     {
-        return Err(bad());
+        return Err(bad(None));
     }
     let whole: u64 = if int.is_empty() {
         0
     } else {
-        int.parse().map_err(|_| bad())?
+        int.parse().map_err(|e| bad(Some(e)))?
     };
     let mut micros: u64 = 0;
     for c in frac.chars().chain(std::iter::repeat('0')).take(6) {
