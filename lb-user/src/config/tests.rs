@@ -14,6 +14,22 @@ fn parse(text: &str) -> Result<Config, String> {
     Config::parse(text, Path::new("lb.toml")).map_err(|e| e.to_string())
 }
 
+/// Each file of `cases` is refused with an error that `matches` the one
+/// wanted; all that do not are listed in the failure.
+fn assert_errors<'w>(
+    cases: impl IntoIterator<Item = (String, &'w str)>,
+    matches: impl Fn(&str, &'w str) -> bool,
+) {
+    let mut wrong = Vec::new();
+    for (text, want) in cases {
+        let got = parse(&text).unwrap_err();
+        if !matches(&got, want) {
+            wrong.push(format!(" got: {got}\nwant: {want}"));
+        }
+    }
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
 const GOOD: &str = r#"
 [global]
 router_id = "lb01"
@@ -197,14 +213,7 @@ fn golden_errors_for_broken_files() {
             "lb.toml:24: vrrp_instance[1].virtual_router_id: 50 is already used on eth0 by another instance",
         ),
     ];
-    let mut wrong = Vec::new();
-    for (text, want) in cases {
-        let got = parse(&text).unwrap_err();
-        if !got.starts_with(want) {
-            wrong.push(format!(" got: {got}\nwant: {want}"));
-        }
-    }
-    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    assert_errors(cases, str::starts_with);
     assert!(parse(s).is_ok(), "the base file is valid");
 }
 
@@ -364,14 +373,7 @@ fn golden_errors_for_keywords() {
             "lb.toml:27: service[1].health: kind \"ping\": tcp, http, exec or none",
         ),
     ];
-    let mut wrong = Vec::new();
-    for (text, want) in cases {
-        let got = parse(&text).unwrap_err();
-        if got != want {
-            wrong.push(format!(" got: {got}\nwant: {want}"));
-        }
-    }
-    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    assert_errors(cases, |got, want| got == want);
 }
 
 /// The VRRP ranges come from the state machine's checks; the messages
@@ -414,14 +416,7 @@ fn golden_errors_for_vrrp_ranges() {
             "lb.toml:9: vrrp_script[0].weight: -254 is out of range: -253..=253",
         ),
     ];
-    let mut wrong = Vec::new();
-    for (text, want) in cases {
-        let got = parse(&text).unwrap_err();
-        if got != want {
-            wrong.push(format!(" got: {got}\nwant: {want}"));
-        }
-    }
-    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    assert_errors(cases, |got, want| got == want);
     for ok in ["weight = 253", "weight = -253"] {
         assert!(parse(&GOOD.replace("weight = 20", ok)).is_ok(), "{ok}");
     }
@@ -461,14 +456,7 @@ fn error_lines_come_from_the_parsers_spans() {
             "lb.toml:13: invalid string",
         ),
     ];
-    let mut wrong = Vec::new();
-    for (text, want) in cases {
-        let got = parse(&text).unwrap_err();
-        if !got.starts_with(want) {
-            wrong.push(format!(" got: {got}\nwant: {want}"));
-        }
-    }
-    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    assert_errors(cases, str::starts_with);
 }
 
 #[test]

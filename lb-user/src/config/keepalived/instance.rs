@@ -338,12 +338,7 @@ impl InstanceReader {
         self.o.field("virtual_ipaddress", c);
         for a in ctx.block(c, field)? {
             self.v.virtual_ipaddress.push(a.kw().to_owned());
-            self.o.items.push((
-                "virtual_ipaddress",
-                a.kw().to_owned(),
-                a.loc(),
-                "virtual_ipaddress".into(),
-            ));
+            self.o.item("virtual_ipaddress", a.kw().to_owned(), a);
             let mut rest = a.args.iter();
             let mut ignored = Vec::new();
             while let Some(w) = rest.next() {
@@ -386,12 +381,7 @@ impl InstanceReader {
                 );
             }
             self.v.unicast_peer.push(ip);
-            self.o.items.push((
-                "unicast_peer",
-                ip.to_string(),
-                a.loc(),
-                "unicast_peer".into(),
-            ));
+            self.o.item("unicast_peer", ip.to_string(), a);
         }
         Ok(())
     }
@@ -405,12 +395,7 @@ impl InstanceReader {
                 name: a.kw().to_owned(),
                 weight,
             });
-            self.o.items.push((
-                "track_script",
-                a.kw().to_owned(),
-                a.loc(),
-                "track_script".into(),
-            ));
+            self.o.item("track_script", a.kw().to_owned(), a);
         }
         Ok(())
     }

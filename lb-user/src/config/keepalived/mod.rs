@@ -378,6 +378,12 @@ impl Origin {
     fn field(&mut self, lb: &'static str, n: &Node) {
         self.fields.insert(lb, (n.loc(), n.kw().to_owned()));
     }
+
+    /// An entry of the list field `lb` (and of the keepalived block of the
+    /// same name), quoted by lb's messages as `text`, came from `n`.
+    fn item(&mut self, lb: &'static str, text: String, n: &Node) {
+        self.items.push((lb, text, n.loc(), lb.to_owned()));
+    }
 }
 
 /// The [`Origin`] of every item of the built configuration, by table and
