@@ -201,5 +201,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 /// `--flow-entries`: a number in the range the config file accepts.
 fn parse_flow_entries(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
-    lb_user::config::check_flow_entries(n).map(|()| n)
+    lb_user::config::check_flow_entries(n)
+        .map(|()| n)
+        .map_err(|e| e.to_string())
 }

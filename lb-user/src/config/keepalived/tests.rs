@@ -1,0 +1,667 @@
+//! keepalived.conf conversion: the seed fixtures
+//! (`tests/fixtures/keepalived`), every section's keywords, and the errors
+//! and warnings with their lines.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::lexer::{split_line, wildcard};
+use super::virtual_server::replace_address;
+use super::*;
+use crate::config::{HealthKind, Mode, Protocol, Scheduler};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keepalived");
+
+fn fixture(name: &str) -> (Config, Vec<Warning>) {
+    let path = Path::new(FIXTURES).join(name);
+    load(&path).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn conv(text: &str) -> Result<(Config, Vec<String>), String> {
+    parse(text, Path::new("keepalived.conf"))
+        .map(|(c, w)| (c, w.iter().map(ToString::to_string).collect()))
+        .map_err(|e| e.to_string())
+}
+
+/// keepalived → Config → TOML → `Config::parse` gives the same Config.
+fn round_trip(text: &str, path: &Path) {
+    let mut ctx = Ctx::new(path);
+    let (built, _) = build(&mut ctx, text).unwrap();
+    let toml_text = to_toml(&built).unwrap();
+    let back = Config::parse(&toml_text, Path::new("converted.toml"))
+        .unwrap_or_else(|e| panic!("{e}\n{toml_text}"));
+    assert_eq!(built, back, "\n{toml_text}");
+}
+
+#[test]
+fn every_seed_fixture_loads_without_warnings_and_round_trips() {
+    let mut names: Vec<_> = std::fs::read_dir(FIXTURES)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".conf"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 7, "{names:?}");
+    for name in names {
+        let path = Path::new(FIXTURES).join(&name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(looks_like_keepalived(&text), "{name}");
+        let (c, w) = fixture(&name);
+        if name.starts_with("seed_") {
+            assert!(w.is_empty(), "{name}: {w:?}");
+        }
+        assert!(!c.vrrp_instance.is_empty(), "{name}");
+        round_trip(&text, &path);
+    }
+}
+
+#[test]
+fn seed_lb01_and_lb02() {
+    for (name, router, prio) in [
+        ("seed_lb01.conf", "lb01", 150),
+        ("seed_lb02.conf", "lb02", 100),
+        ("seed_annotated.conf", "lb01", 150),
+    ] {
+        let (c, _) = fixture(name);
+        assert_eq!(c.global.router_id.as_deref(), Some(router));
+        assert_eq!(c.vrrp_instance.len(), 1);
+        let v = &c.vrrp_instance[0];
+        assert_eq!(v.name, "VI_1");
+        assert_eq!(v.interface, "eth0");
+        assert_eq!(v.virtual_router_id, 50);
+        assert_eq!(v.priority, prio);
+        assert_eq!(v.version, 2, "keepalived's default version");
+        assert_eq!(v.advert_interval.0, Duration::from_secs(1));
+        assert_eq!(v.auth_pass.as_deref(), Some("1111"));
+        assert_eq!(v.virtual_ipaddress, ["10.0.0.3"]);
+        assert!(v.preempt);
+        assert!(c.dataplane.is_none() && c.service.is_empty());
+    }
+}
+
+/// Name, VRID, priority, password, VIPs of an instance.
+type InstanceSummary = (String, u8, u8, Option<String>, Vec<String>);
+
+#[test]
+fn seed_dual_master_pair() {
+    let (a, _) = fixture("seed_dual_lb01.conf");
+    let (b, _) = fixture("seed_dual_lb02.conf");
+    let summary = |c: &Config| -> Vec<InstanceSummary> {
+        c.vrrp_instance
+            .iter()
+            .map(|v| {
+                (
+                    v.name.clone(),
+                    v.virtual_router_id,
+                    v.priority,
+                    v.auth_pass.clone(),
+                    v.virtual_ipaddress.clone(),
+                )
+            })
+            .collect()
+    };
+    let s = |x: &str| x.to_owned();
+    assert_eq!(
+        summary(&a),
+        [
+            (s("VI_1"), 50, 150, Some(s("1111")), vec![s("10.0.0.3")]),
+            (s("VI_2"), 51, 100, Some(s("2222")), vec![s("10.0.0.4")]),
+        ]
+    );
+    assert_eq!(
+        summary(&b),
+        [
+            (s("VI_1"), 50, 100, Some(s("1111")), vec![s("10.0.0.3")]),
+            (s("VI_2"), 51, 150, Some(s("2222")), vec![s("10.0.0.4")]),
+        ]
+    );
+}
+
+#[test]
+fn seed_track_scripts() {
+    let (c, _) = fixture("seed_check_web_lb01.conf");
+    assert_eq!(c.vrrp_script.len(), 1);
+    let s = &c.vrrp_script[0];
+    assert_eq!(s.name, "check_web");
+    assert_eq!(s.script, "/server/scripts/check_web.sh");
+    assert_eq!(s.interval, Some(Dur(Duration::from_secs(5))));
+    assert_eq!(s.weight, 50);
+    assert_eq!((s.rise, s.fall), (1, 1));
+    assert_eq!(c.vrrp_instance[0].track_script[0].name, "check_web");
+    assert_eq!(c.vrrp_instance[0].track_script[0].weight, None);
+
+    let (c, _) = fixture("seed_check_vip_lb02.conf");
+    let names: Vec<_> = c.vrrp_script.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["check_web", "check_vip"]);
+    assert_eq!(c.vrrp_script[1].script, "/server/scripts/check_vip.sh");
+    let tracked: Vec<_> = c.vrrp_instance[0]
+        .track_script
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(tracked, ["check_web", "check_vip"]);
+    assert_eq!(c.vrrp_instance[0].priority, 100);
+}
+
+#[test]
+fn includes_resolve_relative_to_the_file() {
+    let (c, w) = fixture("includes.conf");
+    assert_eq!(c.vrrp_instance.len(), 2, "{w:?}");
+    assert_eq!(c.vrrp_script[0].name, "chk");
+    assert!(w.is_empty(), "{w:?}");
+}
+
+const VRRP: &str = "
+global_defs {
+  router_id lb01
+}
+vrrp_instance VI_1 {
+  interface eth0
+  virtual_router_id 50
+  priority 150
+  virtual_ipaddress {
+    198.18.0.100/24
+  }
+}
+";
+
+#[test]
+fn virtual_server_with_tcp_check() {
+    let text = format!(
+        "{VRRP}
+virtual_server 198.18.0.100 80 {{
+  delay_loop 6
+  lb_algo wrr
+  lb_kind DR
+  protocol TCP
+  real_server 198.18.1.11 80 {{
+    weight 3
+    TCP_CHECK {{
+      connect_port 80
+      connect_timeout 3
+      retry 2
+    }}
+  }}
+  real_server 198.18.1.12 80 {{
+    weight 1
+    TCP_CHECK {{
+      connect_port 80
+      connect_timeout 3
+      nb_get_retry 2
+    }}
+  }}
+}}
+"
+    );
+    let (c, w) = conv(&text).unwrap();
+    let s = &c.service[0];
+    assert_eq!((s.vip.to_string().as_str(), s.port), ("198.18.0.100", 80));
+    assert_eq!((s.mode, s.scheduler), (Mode::Dsr, Scheduler::Maglev));
+    assert_eq!(s.health.kind, HealthKind::Tcp);
+    assert_eq!(s.health.interval.0, Duration::from_secs(6));
+    assert_eq!(s.health.timeout.0, Duration::from_secs(3));
+    assert_eq!((s.health.rise, s.health.fall), (1, 3));
+    assert_eq!(s.health.port, None, "connect_port = the backend's port");
+    assert_eq!(s.backend.len(), 2);
+    assert_eq!(s.backend[0].weight, 3);
+    assert_eq!(s.backend[0].port, None);
+    assert_eq!(c.dataplane.as_ref().unwrap().interface, "eth0");
+    assert_eq!(
+        c.dataplane.as_ref().unwrap().xdp_mode,
+        crate::config::XdpMode::Auto
+    );
+    assert!(
+        w.iter()
+            .any(|w| w.starts_with("keepalived.conf:16: notice: `lb_algo wrr`")),
+        "{w:?}"
+    );
+    round_trip(&text, Path::new("keepalived.conf"));
+}
+
+#[test]
+fn virtual_server_with_http_get_and_defaults() {
+    let text = format!(
+        "{VRRP}
+virtual_server 198.18.0.100 8080 {{
+  lvs_method TUN
+  lvs_sched mh
+  real_server 198.18.1.11 8080 {{
+    HTTP_GET {{
+      url {{
+        path /healthz
+        status_code 204
+      }}
+      connect_port 9000
+    }}
+  }}
+}}
+"
+    );
+    let (c, w) = conv(&text).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let s = &c.service[0];
+    assert_eq!(s.mode, Mode::Ipip);
+    assert_eq!(s.protocol, Protocol::Tcp);
+    let h = &s.health;
+    assert_eq!(
+        (h.kind, h.path.as_str(), h.expect_status),
+        (HealthKind::Http, "/healthz", 204)
+    );
+    assert_eq!(
+        h.interval.0,
+        Duration::from_secs(60),
+        "keepalived's delay_loop default"
+    );
+    assert_eq!(
+        h.timeout.0,
+        Duration::from_secs(5),
+        "connect_timeout default"
+    );
+    assert_eq!((h.rise, h.fall), (1, 2), "retry defaults to 1");
+    assert_eq!(h.port, Some(9000));
+    round_trip(&text, Path::new("keepalived.conf"));
+}
+
+#[test]
+fn virtual_server_with_misc_check() {
+    let text = format!(
+        "{VRRP}
+virtual_server 198.18.0.100 53 {{
+  delay_loop 2.5
+  lb_kind DR
+  protocol UDP
+  real_server 198.18.1.11 53 {{
+    MISC_CHECK {{
+      misc_path \"/usr/local/bin/check_dns 198.18.1.11\"
+      misc_timeout 1
+      user nobody
+    }}
+  }}
+  real_server 198.18.1.12 53 {{
+    MISC_CHECK {{
+      misc_path \"/usr/local/bin/check_dns 198.18.1.12\"
+      misc_timeout 1
+      user nobody
+    }}
+  }}
+}}
+"
+    );
+    let (c, w) = conv(&text).unwrap();
+    let s = &c.service[0];
+    assert_eq!(s.protocol, Protocol::Udp);
+    let h = &s.health;
+    assert_eq!(h.kind, HealthKind::Exec);
+    assert_eq!(
+        h.command.as_deref(),
+        Some("/usr/local/bin/check_dns $BACKEND")
+    );
+    assert_eq!(h.user.as_deref(), Some("nobody"));
+    assert_eq!(h.interval.0, Duration::from_millis(2500));
+    assert_eq!(h.timeout.0, Duration::from_secs(1));
+    assert_eq!((h.rise, h.fall), (1, 1), "MISC_CHECK's retry defaults to 0");
+    assert_eq!(w.len(), 2, "{w:?}");
+    round_trip(&text, Path::new("keepalived.conf"));
+}
+
+#[test]
+fn checkers_must_agree() {
+    let text = format!(
+        "{VRRP}
+virtual_server 198.18.0.100 80 {{
+  lb_kind DR
+  real_server 198.18.1.11 80 {{
+    TCP_CHECK {{
+    }}
+  }}
+  real_server 198.18.1.12 80 {{
+    HTTP_GET {{
+      url {{
+        path /
+        status_code 200
+      }}
+    }}
+  }}
+}}
+"
+    );
+    let e = conv(&text).unwrap_err();
+    assert!(
+            e.starts_with("keepalived.conf:21: virtual_server 198.18.0.100 80 real_server 198.18.1.12 80: lb checks all backends of a service the same way"),
+            "{e}"
+        );
+}
+
+#[test]
+fn nat_is_an_error_with_its_line() {
+    let text = format!(
+        "{VRRP}
+virtual_server 198.18.0.100 80 {{
+  lb_kind NAT
+  real_server 198.18.1.11 80 {{
+  }}
+}}
+"
+    );
+    assert_eq!(
+        conv(&text).unwrap_err(),
+        "keepalived.conf:15: virtual_server 198.18.0.100 80 lb_kind: NAT is not implemented: use DR or TUN"
+    );
+    let text = format!("{VRRP}\nvirtual_server 198.18.0.100 80 {{\n}}\n");
+    let e = conv(&text).unwrap_err();
+    assert!(e.starts_with("keepalived.conf:14: "), "{e}");
+    assert!(e.contains("keepalived's default is NAT"), "{e}");
+}
+
+/// keepalived's keywords for the service's keyword fields, any case;
+/// anything else is refused naming the line, the keyword and what is
+/// allowed.
+#[test]
+fn forwarding_method_and_protocol_keywords() {
+    let vs = |body: &str| {
+        format!(
+            "{VRRP}\nvirtual_server 198.18.0.100 80 {{\n{body}\n  real_server 198.18.1.11 80 {{\n  }}\n}}\n"
+        )
+    };
+    for (body, mode, protocol) in [
+        ("  lb_kind DR", Mode::Dsr, Protocol::Tcp),
+        ("  lb_kind tun\n  protocol udp", Mode::Ipip, Protocol::Udp),
+        (
+            "  lvs_method TUN\n  protocol TCP",
+            Mode::Ipip,
+            Protocol::Tcp,
+        ),
+    ] {
+        let (c, _) = conv(&vs(body)).unwrap();
+        let s = &c.service[0];
+        assert_eq!((s.mode, s.protocol), (mode, protocol), "{body}");
+        assert_eq!(s.scheduler, Scheduler::Maglev);
+        assert_eq!(s.health.kind, HealthKind::None, "no checker");
+    }
+    let cases = [
+        (
+            "  lb_kind DR\n  protocol SCTP",
+            "keepalived.conf:16: virtual_server 198.18.0.100 80 protocol: \"SCTP\" is not supported: TCP or UDP",
+        ),
+        (
+            "  lb_kind FOO",
+            "keepalived.conf:15: virtual_server 198.18.0.100 80 lb_kind: \"FOO\" is not a forwarding method: DR or TUN (NAT is not implemented)",
+        ),
+    ];
+    for (body, want) in cases {
+        assert_eq!(conv(&vs(body)).unwrap_err(), want);
+    }
+}
+
+#[test]
+fn a_virtual_server_needs_an_instance_for_the_data_plane() {
+    let text = "virtual_server 198.18.0.100 80 {\n  lb_kind DR\n}\n";
+    let e = conv(text).unwrap_err();
+    assert!(
+        e.starts_with("keepalived.conf:1: virtual_server 198.18.0.100 80: "),
+        "{e}"
+    );
+    assert!(e.contains("[dataplane] interface"), "{e}");
+}
+
+#[test]
+fn unknown_keywords_are_warnings_with_lines() {
+    let text = VRRP.replace(
+        "  priority 150\n",
+        "  priority 150\n  smtp_alert\n  use_vmac\n",
+    );
+    let (c, w) = conv(&text).unwrap();
+    assert_eq!(c.vrrp_instance[0].priority, 150);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].starts_with("keepalived.conf:9: `smtp_alert` in vrrp_instance VI_1 has no effect"),
+        "{w:?}"
+    );
+    assert!(
+        w[1].starts_with(
+            "keepalived.conf:10: unsupported keyword `use_vmac` in vrrp_instance VI_1, ignored"
+        ),
+        "{w:?}"
+    );
+    let (_, w) = conv(&format!("{VRRP}\nfoo_bar 1\n")).unwrap();
+    assert_eq!(
+        w,
+        ["keepalived.conf:14: unsupported keyword `foo_bar` in the top level, ignored"]
+    );
+}
+
+#[test]
+fn global_defs_apply_and_warn() {
+    let text = "
+global_defs {
+  notification_email {
+    root@localhost
+  }
+  smtp_server 127.0.0.1
+  router_id lb01
+  vrrp_version 3
+  vrrp_garp_master_delay 2
+  vrrp_garp_interval 0.001
+  enable_script_security
+  script_user nobody
+}
+vrrp_script chk {
+  script \"/bin/true\"
+  interval 0.5
+  weight -20
+  rise 2
+  fall 3
+  init_fail
+}
+vrrp_instance VI_1 {
+  state MASTER
+  interface eth0
+  virtual_router_id 7
+  priority 255
+  advert_int 0.1
+  nopreempt
+  preempt_delay 3
+  virtual_ipaddress {
+    2001:db8::100/64 dev eth0
+  }
+  unicast_peer {
+    2001:db8::2
+  }
+  track_interface {
+    eth1 weight -30
+    eth2
+  }
+  track_script {
+    chk weight 10
+  }
+  notify_master \"/etc/keepalived/master.sh VI_1\"
+  notify /etc/keepalived/notify.sh
+}
+";
+    let (c, w) = conv(text).unwrap();
+    let v = &c.vrrp_instance[0];
+    assert_eq!(v.version, 3);
+    assert_eq!(v.priority, 255);
+    assert_eq!(v.advert_interval.0, Duration::from_millis(100));
+    assert!(!v.preempt);
+    assert_eq!(v.preempt_delay, Some(Dur(Duration::from_secs(3))));
+    assert_eq!(v.garp_master_delay, Some(Dur(Duration::from_secs(2))));
+    assert_eq!(v.garp_interval, Some(Dur(Duration::from_millis(1))));
+    assert_eq!(v.track_interface[0].weight, -30);
+    assert_eq!(v.track_script[0].weight, Some(10));
+    assert_eq!(
+        v.notify_master.as_deref(),
+        Some("/etc/keepalived/master.sh VI_1")
+    );
+    assert_eq!(v.notify.as_deref(), Some("/etc/keepalived/notify.sh"));
+    let s = &c.vrrp_script[0];
+    assert_eq!(s.interval, Some(Dur(Duration::from_millis(500))));
+    assert_eq!((s.weight, s.rise, s.fall, s.init_fail), (-20, 2, 3, true));
+    assert_eq!(s.user.as_deref(), Some("nobody"));
+    let lines: Vec<&str> = w.iter().map(|w| w.split(": ").next().unwrap()).collect();
+    assert_eq!(
+        lines,
+        [
+            "keepalived.conf:3",
+            "keepalived.conf:6",
+            "keepalived.conf:11",
+            "keepalived.conf:12"
+        ],
+        "{w:?}"
+    );
+    round_trip(text, Path::new("keepalived.conf"));
+}
+
+#[test]
+fn version_2_rules_come_from_lb_validation_with_keepalived_lines() {
+    let text = VRRP.replace("  priority 150\n", "  priority 150\n  advert_int 0.5\n");
+    let e = conv(&text).unwrap_err();
+    assert!(
+        e.starts_with(
+            "keepalived.conf:9: vrrp_instance VI_1 advert_int: 500ms is not allowed: whole seconds"
+        ),
+        "{e}"
+    );
+    let text = VRRP.replace("198.18.0.100/24", "198.18.0.300");
+    let e = conv(&text).unwrap_err();
+    assert!(
+        e.starts_with("keepalived.conf:10: vrrp_instance VI_1 virtual_ipaddress: "),
+        "{e}"
+    );
+    let text = VRRP.replace("  priority 150\n", "  track_script {\n    nope\n  }\n");
+    let e = conv(&text).unwrap_err();
+    assert!(
+        e.starts_with("keepalived.conf:9: vrrp_instance VI_1 track_script: "),
+        "{e}"
+    );
+    let text = VRRP.replace("priority 150", "priority 0");
+    let e = conv(&text).unwrap_err();
+    assert!(
+        e.starts_with("keepalived.conf:8: vrrp_instance VI_1 priority: 0 is reserved"),
+        "{e}"
+    );
+}
+
+#[test]
+fn ipv6_instances_default_to_version_3_as_in_keepalived() {
+    let text = VRRP.replace("198.18.0.100/24", "2001:db8::100/64");
+    let (c, _) = conv(&text).unwrap();
+    assert_eq!(c.vrrp_instance[0].version, 3);
+    let e = conv(&text.replace("  priority 150\n", "  version 2\n")).unwrap_err();
+    assert!(
+        e.starts_with("keepalived.conf:8: vrrp_instance VI_1 version: VRRPv2 is IPv4 only"),
+        "{e}"
+    );
+}
+
+#[test]
+fn authentication() {
+    let auth = "  authentication {\n    auth_type PASS\n    auth_pass secret\n  }\n";
+    let (c, _) = conv(&VRRP.replace("  priority 150\n", auth)).unwrap();
+    assert_eq!(c.vrrp_instance[0].version, 2);
+    assert_eq!(c.vrrp_instance[0].auth_pass.as_deref(), Some("secret"));
+    let (c, w) = conv(&VRRP.replace("  priority 150\n", &format!("  version 3\n{auth}"))).unwrap();
+    assert_eq!(c.vrrp_instance[0].version, 3);
+    assert_eq!(c.vrrp_instance[0].auth_pass, None);
+    assert_eq!(w.len(), 1, "{w:?}");
+    let e = conv(&VRRP.replace("  priority 150\n", &auth.replace("PASS", "AH"))).unwrap_err();
+    assert!(
+        e.starts_with(
+            "keepalived.conf:9: vrrp_instance VI_1 authentication auth_type: auth_type AH"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn syntax() {
+    let one_line = "vrrp_instance VI_1\n{\n interface eth0 ! comment\n virtual_router_id 1 # c\n virtual_ipaddress { 198.18.0.1 }\n}\n";
+    let (c, w) = conv(one_line).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.vrrp_instance[0].virtual_ipaddress, ["198.18.0.1"]);
+    let e = conv("vrrp_instance VI_1 {\n interface eth0\n").unwrap_err();
+    assert!(
+        e.starts_with("keepalived.conf:1: this `{` is never closed"),
+        "{e}"
+    );
+    let e = conv("vrrp_script x {\n script \"/bin/true\n}\n").unwrap_err();
+    assert!(e.starts_with("keepalived.conf:2: unterminated"), "{e}");
+    assert_eq!(
+        split_line(r#"a "b c" {d}"#).unwrap(),
+        [
+            ("a".into(), false),
+            ("b c".into(), true),
+            ("{".into(), false),
+            ("d".into(), false),
+            ("}".into(), false)
+        ]
+    );
+}
+
+#[test]
+fn converted_toml_is_tidy() {
+    let text = format!(
+        "{VRRP}
+virtual_server 198.18.0.100 80 {{
+  lb_kind DR
+  real_server 198.18.1.11 80 {{
+    TCP_CHECK {{
+    }}
+  }}
+  real_server 198.18.1.12 80 {{
+    TCP_CHECK {{
+    }}
+  }}
+}}
+"
+    )
+    .replace("  priority 150\n", "  track_script {\n    chk\n  }\n")
+        + "vrrp_script chk {\n  script true\n}\n";
+    let (c, _) = conv(&text).unwrap();
+    let out = to_toml(&c).unwrap();
+    assert!(
+        out.contains("track_script = [{ name = \"chk\" }]\n"),
+        "{out}"
+    );
+    assert!(out.contains("\nhealth = { kind = \"tcp\", "), "{out}");
+    assert!(
+        out.contains("backend = [\n  { address = \"198.18.1.11\", weight = 1 },\n"),
+        "{out}"
+    );
+    assert!(!out.contains("[]") && !out.contains("[service."), "{out}");
+    assert_eq!(Config::parse(&out, Path::new("x.toml")).unwrap(), c);
+    let (c, _) = conv(&format!(
+        "{VRRP}\nvirtual_server 198.18.0.100 80 {{\n lb_kind DR\n}}\n"
+    ))
+    .unwrap();
+    assert!(to_toml(&c).unwrap().contains("\nbackend = []\n"));
+}
+
+#[test]
+fn detection() {
+    assert!(looks_like_keepalived(
+        "! Configuration File\nglobal_defs {\n}\n"
+    ));
+    assert!(looks_like_keepalived("# c\n\nvrrp_instance VI_1 {"));
+    assert!(looks_like_keepalived(
+        "include /etc/keepalived/conf.d/*.conf\n"
+    ));
+    assert!(!looks_like_keepalived("# c\n[global]\nrouter_id = \"x\"\n"));
+    assert!(!looks_like_keepalived(
+        "[[vrrp_instance]]\nname = \"VI_1\"\n"
+    ));
+    assert!(!looks_like_keepalived(""));
+}
+
+#[test]
+fn seconds_and_addresses() {
+    assert_eq!(seconds("1"), Ok(Duration::from_secs(1)));
+    assert_eq!(seconds("0.25"), Ok(Duration::from_millis(250)));
+    assert_eq!(seconds("2.000001"), Ok(Duration::from_micros(2_000_001)));
+    assert!(seconds("1s").is_err() && seconds("-1").is_err() && seconds(".").is_err());
+    assert_eq!(
+        replace_address("chk 10.0.0.1 10.0.0.12 x10.0.0.1", "10.0.0.1", "$B"),
+        "chk $B 10.0.0.12 x10.0.0.1"
+    );
+    assert!(wildcard(&['*', '.', 'c'], &['a', '.', 'c']));
+}

@@ -1,0 +1,600 @@
+//! `virtual_server` (with its `real_server`s and their checkers) →
+//! `[[service]]`: the forwarding method, the protocol, the backends, and
+//! the one health check lb runs for all of them.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::instance::Defaults;
+use super::lexer::{Loc, Node};
+use super::{Ctx, Origin, defaults_of};
+use crate::config::{
+    BackendConfig, ConfigError, Dur, Health, HealthKind, Mode, Protocol, Scheduler, Service,
+};
+
+/// Check parameters a virtual server passes to its real servers and they to
+/// their checkers.
+#[derive(Debug, Clone, Default)]
+struct Inherit {
+    delay_loop: Option<Dur>,
+    retry: Option<u32>,
+    connect_timeout: Option<Dur>,
+}
+
+impl Inherit {
+    /// Handle `n` if it is one of the inherited keywords (or one that is
+    /// reported the same way at every level).
+    fn take(&mut self, ctx: &mut Ctx, n: &Node, sec: &str) -> Result<bool, ConfigError> {
+        let field = format!("{sec} {}", n.kw());
+        match n.kw() {
+            "delay_loop" => self.delay_loop = Some(ctx.secs(n, &field)?),
+            "retry" | "nb_get_retry" => self.retry = Some(ctx.int(n, &field, "of at least 0")?),
+            "connect_timeout" => self.connect_timeout = Some(ctx.secs(n, &field)?),
+            "delay_before_retry" | "warmup" | "alpha" | "inhibit_on_failure" | "virtualhost"
+            | "smtp_alert" => ctx.ignored(n, sec),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// One real server's check.
+#[derive(Debug, Clone)]
+struct RsCheck {
+    health: Health,
+    checker: String,
+    loc: Loc,
+}
+
+/// A real server's check (if any), its label (`real_server IP PORT`) and
+/// line.
+type Checked = (Option<RsCheck>, String, Loc);
+
+/// `virtual_server VIP PORT { ... }`.
+pub(super) fn virtual_server(
+    ctx: &mut Ctx,
+    n: &Node,
+    d: &Defaults,
+) -> Result<(Service, Origin), ConfigError> {
+    let (vip, port) = vip_and_port(ctx, n)?;
+    let sec = format!("virtual_server {vip} {port}");
+    let mut vs = ServerReader {
+        o: Origin::new(sec.clone(), n.loc()),
+        sec,
+        port,
+        svc: defaults_of(&format!("vip = \"{vip}\"\nport = {port}\nbackend = []")),
+        inherit: Inherit::default(),
+        mode: None,
+    };
+    let mut servers = Vec::new();
+    for c in ctx.block(n, &vs.sec)? {
+        if vs.inherit.take(ctx, c, &vs.sec)? {
+            continue;
+        }
+        if c.kw() == "real_server" {
+            servers.push(c);
+        } else {
+            vs.keyword(ctx, c)?;
+        }
+    }
+    let mut checks = Vec::new();
+    for rs in servers {
+        checks.push(vs.real_server(ctx, rs, d)?);
+    }
+    vs.finish(ctx, n, &checks)
+}
+
+/// The `VIP PORT` after `virtual_server` (`fwmark` and `group` are refused).
+fn vip_and_port(ctx: &Ctx, n: &Node) -> Result<(IpAddr, u16), ConfigError> {
+    let field0 = n.words();
+    match n.args.as_slice() {
+        [kind, ..] if kind.is("fwmark") || kind.is("group") => Err(ctx.err(
+            n.loc(),
+            field0,
+            format!(
+                "`virtual_server {} ...` is not supported: lb balances VIP PORT services, write one virtual_server per VIP and port",
+                kind.text
+            ),
+        )),
+        [ip, port, ..] => {
+            let vip: IpAddr = ip.text.parse().map_err(|_| {
+                ctx.err(
+                    n.loc(),
+                    &field0,
+                    format!("{:?} is not an IP address", ip.text),
+                )
+            })?;
+            let port: u16 = port
+                .text
+                .parse()
+                .map_err(|_| ctx.err(n.loc(), &field0, format!("{:?} is not a port", port.text)))?;
+            Ok((vip, port))
+        }
+        _ => Err(ctx.err(n.loc(), field0, "write `virtual_server IP PORT { ... }`")),
+    }
+}
+
+/// A `virtual_server` block being read.
+struct ServerReader {
+    /// `virtual_server VIP PORT`, for messages.
+    sec: String,
+    port: u16,
+    svc: Service,
+    o: Origin,
+    inherit: Inherit,
+    /// The forwarding method and where it was set.
+    mode: Option<(Mode, Loc)>,
+}
+
+impl ServerReader {
+    /// A keyword of the block other than `real_server` and the inherited
+    /// check parameters.
+    fn keyword(&mut self, ctx: &mut Ctx, c: &Node) -> Result<(), ConfigError> {
+        let field = format!("{} {}", self.sec, c.kw());
+        match c.kw() {
+            "lb_algo" | "lvs_sched" => {
+                let s = ctx.value(c, &field)?.text.clone();
+                self.o.field("scheduler", c);
+                if s != "mh" {
+                    ctx.warn(c.loc(), scheduler_notice(c.kw(), &s));
+                }
+            }
+            "lb_kind" | "lvs_method" => {
+                let m = lvs_method(ctx, c, &field)?;
+                self.o.field("mode", c);
+                self.mode = Some((m, c.loc()));
+            }
+            "protocol" => {
+                let p = ctx.value(c, &field)?;
+                self.svc.protocol = match p.text.to_ascii_uppercase().as_str() {
+                    "TCP" => Protocol::Tcp,
+                    "UDP" => Protocol::Udp,
+                    _ => {
+                        return Err(ctx.err(
+                            c.loc(),
+                            field,
+                            format!("{:?} is not supported: TCP or UDP", p.text),
+                        ));
+                    }
+                };
+                self.o.field("protocol", c);
+            }
+            _ => ctx.ignored(c, &self.sec),
+        }
+        Ok(())
+    }
+
+    /// `real_server IP [PORT] { ... }`: a backend, and its check.
+    fn real_server(
+        &mut self,
+        ctx: &mut Ctx,
+        rs: &Node,
+        d: &Defaults,
+    ) -> Result<Checked, ConfigError> {
+        let (sec, port) = (&self.sec, self.port);
+        let (backend, check, rs_mode) = real_server(ctx, rs, sec, port, &self.inherit, d)?;
+        if let Some((m, loc)) = rs_mode {
+            match &self.mode {
+                Some((vm, _)) if *vm != m => {
+                    return Err(ctx.err(
+                        loc,
+                        format!("{sec} real_server lvs_method"),
+                        "lb forwards to all backends of a service the same way: use the virtual server's lb_kind",
+                    ));
+                }
+                Some(_) => {}
+                None => self.mode = Some((m, loc)),
+            }
+        }
+        let label = format!(
+            "real_server {} {}",
+            backend.address,
+            backend.port.unwrap_or(port)
+        );
+        if self
+            .svc
+            .backend
+            .iter()
+            .any(|b| b.address == backend.address)
+        {
+            // "listed twice": point at the second one.
+            self.o.items.retain(|i| i.1 != backend.address.to_string());
+        }
+        self.o.items.push((
+            "backend",
+            backend.address.to_string(),
+            rs.loc(),
+            label.clone(),
+        ));
+        self.svc.backend.push(BackendConfig {
+            port: backend.port.filter(|&p| p != port),
+            ..backend
+        });
+        Ok((check, label, rs.loc()))
+    }
+
+    /// The end of the block (`n`): the forwarding method is required, and
+    /// the real servers' checks become the service's one health check.
+    fn finish(
+        mut self,
+        ctx: &Ctx,
+        n: &Node,
+        checks: &[Checked],
+    ) -> Result<(Service, Origin), ConfigError> {
+        let sec = &self.sec;
+        self.svc.mode = match self.mode {
+            Some((m, _)) => m,
+            None => {
+                return Err(ctx.err(
+                    n.loc(),
+                    format!("{sec} lb_kind"),
+                    "no lb_kind: keepalived's default is NAT, which is not implemented: add `lb_kind DR` or `lb_kind TUN`",
+                ));
+            }
+        };
+        self.svc.scheduler = Scheduler::Maglev;
+        match one_check(ctx, sec, checks)? {
+            Some(c) => {
+                self.o.fields.insert("health", (c.loc, c.checker.clone()));
+                self.svc.health = c.health;
+            }
+            None => {
+                self.svc.health = Health {
+                    kind: HealthKind::None,
+                    interval: self
+                        .inherit
+                        .delay_loop
+                        .unwrap_or(Dur(Duration::from_secs(60))),
+                    ..Health::default()
+                };
+            }
+        }
+        Ok((self.svc, self.o))
+    }
+}
+
+/// The notice for `lb_algo S` (`kw`) other than `mh`: how Maglev differs.
+fn scheduler_notice(kw: &str, s: &str) -> String {
+    format!(
+        "notice: `{kw} {s}`: lb balances with Maglev consistent hashing of the flow (weighted), which {}",
+        match s {
+            "sh" | "dh" => "hashes the whole 5-tuple, not only the source or destination address",
+            "rr" | "wrr" => "spreads flows by hash, not in turn",
+            "lc" | "wlc" | "lblc" | "lblcr" | "sed" | "nq" => "does not count connections",
+            _ => "may differ from this scheduler",
+        }
+    )
+}
+
+/// One health check for the service: every real server's must agree
+/// (an error naming the first that differs); the first one's, if any.
+fn one_check(ctx: &Ctx, sec: &str, checks: &[Checked]) -> Result<Option<RsCheck>, ConfigError> {
+    let Some((first_check, first_label, _)) = checks.first() else {
+        return Ok(None);
+    };
+    for (check, label, loc) in &checks[1..] {
+        let same = match (first_check, check) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.health == b.health,
+            _ => false,
+        };
+        if !same {
+            let what = |c: &Option<RsCheck>| {
+                c.as_ref()
+                    .map_or_else(|| "no checker".to_owned(), |c| c.checker.clone())
+            };
+            let detail = match (first_check, check) {
+                (Some(a), Some(b)) if a.checker == b.checker => format!(
+                    "{label}'s {} differs from {first_label}'s in {}",
+                    b.checker,
+                    health_diff(&a.health, &b.health)
+                ),
+                _ => format!(
+                    "{label} has {}, {first_label} has {}",
+                    what(check),
+                    what(first_check)
+                ),
+            };
+            return Err(ctx.err(
+                check.as_ref().map_or(*loc, |c| c.loc),
+                format!("{sec} {label}"),
+                format!("lb checks all backends of a service the same way: {detail}"),
+            ));
+        }
+    }
+    Ok(first_check.clone())
+}
+
+/// `lb_kind` / `lvs_method` (any case): `DR` or `TUN`.
+fn lvs_method(ctx: &mut Ctx, c: &Node, field: &str) -> Result<Mode, ConfigError> {
+    let m = ctx.value(c, field)?;
+    match m.text.to_ascii_uppercase().as_str() {
+        "DR" => Ok(Mode::Dsr),
+        "TUN" => Ok(Mode::Ipip),
+        "NAT" => Err(ctx.err(c.loc(), field, "NAT is not implemented: use DR or TUN")),
+        _ => Err(ctx.err(
+            c.loc(),
+            field,
+            format!(
+                "{:?} is not a forwarding method: DR or TUN (NAT is not implemented)",
+                m.text
+            ),
+        )),
+    }
+}
+
+/// A backend, its check, and the forwarding method it names (if any).
+type RealServer = (BackendConfig, Option<RsCheck>, Option<(Mode, Loc)>);
+
+/// `real_server IP [PORT] { ... }` of the virtual server `vs`.
+fn real_server(
+    ctx: &mut Ctx,
+    n: &Node,
+    vs: &str,
+    vs_port: u16,
+    inherit: &Inherit,
+    d: &Defaults,
+) -> Result<RealServer, ConfigError> {
+    let sec = format!("{vs} {}", n.words());
+    let (address, port) = address_and_port(ctx, n, &sec)?;
+    let mut backend = BackendConfig {
+        address,
+        port,
+        weight: 1,
+    };
+    let mut inherit = inherit.clone();
+    let mut mode = None;
+    let mut checkers = Vec::new();
+    for c in n.block.as_deref().unwrap_or_default() {
+        let field = format!("{sec} {}", c.kw());
+        if inherit.take(ctx, c, &sec)? {
+            continue;
+        }
+        match c.kw() {
+            "weight" => backend.weight = ctx.int(c, &field, "of at least 0")?,
+            "lvs_method" | "lb_kind" => mode = Some((lvs_method(ctx, c, &field)?, c.loc())),
+            "TCP_CHECK" | "HTTP_GET" | "MISC_CHECK" => checkers.push(c),
+            "SSL_GET" | "SMTP_CHECK" | "DNS_CHECK" | "BFD_CHECK" | "PING_CHECK" | "UDP_CHECK"
+            | "FILE_CHECK" => ctx.warn(
+                c.loc(),
+                format!(
+                    "unsupported checker `{}` in {sec}, ignored: lb checks with TCP_CHECK, HTTP_GET or MISC_CHECK",
+                    c.kw()
+                ),
+            ),
+            _ => ctx.ignored(c, &sec),
+        }
+    }
+    if checkers.len() > 1 {
+        return Err(ctx.err(
+            checkers[1].loc(),
+            format!("{sec} {}", checkers[1].kw()),
+            format!(
+                "lb runs one health check per backend: keep one of {}",
+                checkers
+                    .iter()
+                    .map(|c| c.kw())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let check = match checkers.first() {
+        Some(c) => {
+            let target = (address, port.unwrap_or(vs_port));
+            Some(checker(ctx, c, &sec, &inherit, target, d)?)
+        }
+        None => None,
+    };
+    Ok((backend, check, mode))
+}
+
+/// The `IP [PORT]` after `real_server` (`field` names it in errors).
+fn address_and_port(
+    ctx: &Ctx,
+    n: &Node,
+    field: &str,
+) -> Result<(IpAddr, Option<u16>), ConfigError> {
+    let [ip, rest @ ..] = n.args.as_slice() else {
+        return Err(ctx.err(n.loc(), field, "write `real_server IP PORT { ... }`"));
+    };
+    let address: IpAddr = ip.text.parse().map_err(|_| {
+        ctx.err(
+            n.loc(),
+            field,
+            format!("{:?} is not an IP address", ip.text),
+        )
+    })?;
+    let port = match rest.first() {
+        Some(p) => Some(
+            p.text
+                .parse::<u16>()
+                .map_err(|_| ctx.err(n.loc(), field, format!("{:?} is not a port", p.text)))?,
+        ),
+        None => None,
+    };
+    Ok((address, port))
+}
+
+/// A checker block (`TCP_CHECK`, `HTTP_GET` or `MISC_CHECK`) of the real
+/// server `rs` at `(address, port)`.
+fn checker(
+    ctx: &mut Ctx,
+    n: &Node,
+    rs: &str,
+    inherit: &Inherit,
+    (address, rs_port): (IpAddr, u16),
+    d: &Defaults,
+) -> Result<RsCheck, ConfigError> {
+    let kind = n.kw().to_owned();
+    let sec = format!("{rs} {kind}");
+    let mut inherit = inherit.clone();
+    let mut h = Health {
+        kind: match kind.as_str() {
+            "TCP_CHECK" => HealthKind::Tcp,
+            "HTTP_GET" => HealthKind::Http,
+            _ => HealthKind::Exec,
+        },
+        ..Health::default()
+    };
+    let mut connect_port = None;
+    let mut misc_timeout = None;
+    let mut url = false;
+    let mut user = d.script_user.clone();
+    for c in n.block.as_deref().unwrap_or_default() {
+        let field = format!("{sec} {}", c.kw());
+        if inherit.take(ctx, c, &sec)? {
+            continue;
+        }
+        match (kind.as_str(), c.kw()) {
+            ("TCP_CHECK" | "HTTP_GET", "connect_port") => {
+                connect_port = Some(ctx.int::<u16>(c, &field, "from 1 to 65535")?);
+            }
+            ("HTTP_GET", "url") if url => ctx.warn(
+                c.loc(),
+                "this `url` is not checked: lb checks the first url of an HTTP_GET only",
+            ),
+            ("HTTP_GET", "url") => {
+                url = true;
+                http_url(ctx, c, &field, &sec, &mut h)?;
+            }
+            ("MISC_CHECK", "misc_path") => h.command = Some(misc_path(ctx, c, field, address)?),
+            ("MISC_CHECK", "misc_timeout") => misc_timeout = Some(ctx.secs(c, &field)?),
+            ("MISC_CHECK", "user") => {
+                user = Some(ctx.value(c, &field)?.text.clone());
+            }
+            _ => ctx.ignored(c, &sec),
+        }
+    }
+    let exec = kind == "MISC_CHECK";
+    if exec && h.command.is_none() {
+        return Err(ctx.err(n.loc(), sec, "MISC_CHECK needs `misc_path \"COMMAND\"`"));
+    }
+    h.interval = inherit.delay_loop.unwrap_or(Dur(Duration::from_secs(60)));
+    h.timeout = if exec {
+        misc_timeout.unwrap_or(h.interval)
+    } else {
+        inherit
+            .connect_timeout
+            .unwrap_or(Dur(Duration::from_secs(5)))
+    };
+    h.rise = 1;
+    h.fall = inherit
+        .retry
+        .unwrap_or(if exec { 0 } else { 1 })
+        .saturating_add(1);
+    h.port = connect_port.filter(|&p| p != rs_port);
+    if exec {
+        h.user = user;
+    }
+    Ok(RsCheck {
+        health: h,
+        checker: kind,
+        loc: n.loc(),
+    })
+}
+
+/// The first `url { path ...; status_code ... }` of an `HTTP_GET` (`sec`)
+/// into `h`.
+fn http_url(
+    ctx: &mut Ctx,
+    c: &Node,
+    field: &str,
+    sec: &str,
+    h: &mut Health,
+) -> Result<(), ConfigError> {
+    let mut status = false;
+    for u in ctx.block(c, field)? {
+        let f = format!("{field} {}", u.kw());
+        match u.kw() {
+            "path" => h.path.clone_from(&ctx.value(u, &f)?.text),
+            "status_code" => {
+                h.expect_status = ctx.int(u, &f, "(lb expects one status code)")?;
+                status = true;
+            }
+            _ => ctx.ignored(u, &format!("{sec} url")),
+        }
+    }
+    if !status {
+        ctx.warn(
+            c.loc(),
+            "notice: no status_code: keepalived accepts any 2xx, lb expects 200",
+        );
+    }
+    Ok(())
+}
+
+/// `misc_path COMMAND` of a `MISC_CHECK`, the real server's `address` in it
+/// written as `$BACKEND`.
+fn misc_path(
+    ctx: &mut Ctx,
+    c: &Node,
+    field: String,
+    address: IpAddr,
+) -> Result<String, ConfigError> {
+    if c.args.is_empty() {
+        return Err(ctx.err(c.loc(), field, "`misc_path` needs a command"));
+    }
+    let cmd = ctx.command(c, &c.args);
+    let with_backend = replace_address(&cmd, &address.to_string(), "$BACKEND");
+    if with_backend != cmd {
+        ctx.warn(
+            c.loc(),
+            format!(
+                "notice: {address} in misc_path written as $BACKEND: lb runs one command for every backend, with BACKEND and PORT set"
+            ),
+        );
+    }
+    Ok(with_backend)
+}
+
+/// Names of the fields where two checks differ (in keepalived terms).
+fn health_diff(a: &Health, b: &Health) -> String {
+    let mut d = Vec::new();
+    if a.interval != b.interval {
+        d.push("delay_loop");
+    }
+    if a.timeout != b.timeout {
+        d.push("timeout");
+    }
+    if a.fall != b.fall {
+        d.push("retry");
+    }
+    if a.path != b.path {
+        d.push("url path");
+    }
+    if a.expect_status != b.expect_status {
+        d.push("status_code");
+    }
+    if a.command != b.command {
+        d.push("misc_path");
+    }
+    if a.user != b.user {
+        d.push("user");
+    }
+    if a.port != b.port {
+        d.push("connect_port");
+    }
+    d.join(", ")
+}
+
+/// `text` with `addr` replaced by `with` where it stands alone (not part
+/// of a longer address or number).
+pub(super) fn replace_address(text: &str, addr: &str, with: &str) -> String {
+    let part = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == ':';
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(addr) {
+        let before = rest[..i].chars().next_back();
+        let after = rest[i + addr.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        if before.is_some_and(part) || after.is_some_and(part) {
+            out.push_str(addr);
+        } else {
+            out.push_str(with);
+        }
+        rest = &rest[i + addr.len()..];
+    }
+    out.push_str(rest);
+    out
+}

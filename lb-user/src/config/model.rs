@@ -1,0 +1,743 @@
+//! The configuration's model: the serde types of the TOML file (the same
+//! types keepalived's reader builds), with their defaults, the keyword
+//! enums read once, and the value syntaxes (durations, `ADDR/PREFIX`).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::ValueError;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[global]`.
+    #[serde(default)]
+    pub global: Global,
+    /// `[dataplane]`: where the XDP program runs; absent = VRRP only.
+    pub dataplane: Option<Dataplane>,
+    /// `[[vrrp_instance]]`.
+    #[serde(default)]
+    pub vrrp_instance: Vec<VrrpInstance>,
+    /// `[[vrrp_script]]`.
+    #[serde(default)]
+    pub vrrp_script: Vec<VrrpScript>,
+    /// `[[service]]`: virtual services the data plane balances.
+    #[serde(default)]
+    pub service: Vec<Service>,
+}
+
+/// `[[service]]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Virtual IP. Required.
+    pub vip: IpAddr,
+    /// Port; 0 = every port. Required.
+    pub port: u16,
+    /// `tcp` (default) or `udp`.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// `dsr` (default) or `ipip` (`nat` is not implemented).
+    #[serde(default)]
+    pub mode: Mode,
+    /// Only `maglev` (default); other names are refused.
+    #[serde(default)]
+    pub scheduler: Scheduler,
+    /// Maglev table size, a prime; default 65537.
+    #[serde(default = "default_ring")]
+    pub ring_size: u32,
+    /// New flows when no backend is up: `drop` (default) or `pass` (to the
+    /// local stack).
+    #[serde(default)]
+    pub on_no_backend: NoBackend,
+    /// The VRRP instance whose mastership gates this service; default: the
+    /// instance holding the VIP, if any.
+    pub vrrp_instance: Option<String>,
+    /// Forward whatever the VRRP state (both nodes active). Default false.
+    #[serde(default)]
+    pub active_active: bool,
+    /// Health check; default `{ kind = "tcp" }`.
+    #[serde(default)]
+    pub health: Health,
+    /// Backends. Required (may be empty).
+    pub backend: Vec<BackendConfig>,
+}
+
+fn default_ring() -> u32 {
+    lb_common::vip::DEFAULT_RING_SIZE
+}
+
+/// `Display` (the file's spelling), `FromStr` and `Deserialize` of a
+/// keyword enum from its spellings; `$refuse` makes the error for any
+/// other value from it and the spellings allowed (the wording validation
+/// used when these were strings).
+/// `Serialize` is derived (`rename_all = "lowercase"`); a unit test checks
+/// that it writes the same spellings.
+macro_rules! keyword {
+    ($t:ident { $($v:ident => $s:literal),+ $(,)? }, $refuse:expr) => {
+        impl $t {
+            /// Every value, in the order the error messages list them.
+            pub const ALL: &'static [$t] = &[$($t::$v),+];
+
+            /// The spellings of [`Self::ALL`].
+            const SPELLINGS: &'static [&'static str] = &[$($s),+];
+
+            /// The spelling in the file.
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($t::$v => $s),+
+                }
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $t {
+            type Err = ValueError;
+
+            fn from_str(s: &str) -> Result<Self, ValueError> {
+                match s {
+                    $($s => Ok($t::$v),)+
+                    other => Err(($refuse)(other.to_owned(), Self::SPELLINGS)),
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// `protocol` of a `[[service]]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// `tcp` (default).
+    #[default]
+    Tcp,
+    /// `udp`.
+    Udp,
+}
+
+keyword!(Protocol { Tcp => "tcp", Udp => "udp" }, |value, allowed| {
+    ValueError::NotA {
+        value,
+        what: "protocol",
+        allowed,
+    }
+});
+
+impl From<Protocol> for crate::dataplane::balancer::Protocol {
+    fn from(p: Protocol) -> Self {
+        match p {
+            Protocol::Tcp => Self::Tcp,
+            Protocol::Udp => Self::Udp,
+        }
+    }
+}
+
+/// `mode` of a `[[service]]`: how packets reach the backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// `dsr` (default): L2 direct routing.
+    #[default]
+    Dsr,
+    /// `ipip`: IP-in-IP to the backend.
+    Ipip,
+}
+
+keyword!(Mode { Dsr => "dsr", Ipip => "ipip" }, |value: String, allowed| {
+    if value == "nat" {
+        ValueError::NatNotImplemented
+    } else {
+        ValueError::NotA {
+            value,
+            what: "mode",
+            allowed,
+        }
+    }
+});
+
+impl From<Mode> for crate::dataplane::balancer::Mode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Dsr => Self::Dsr,
+            Mode::Ipip => Self::Ipip,
+        }
+    }
+}
+
+/// `scheduler` of a `[[service]]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    /// `maglev` (default, and the only one): Maglev consistent hashing.
+    #[default]
+    Maglev,
+}
+
+keyword!(Scheduler { Maglev => "maglev" }, |value, allowed| {
+    ValueError::NotA {
+        value,
+        what: "scheduler",
+        allowed,
+    }
+});
+
+/// `on_no_backend` of a `[[service]]`: new flows when no backend is up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoBackend {
+    /// `drop` (default).
+    #[default]
+    Drop,
+    /// `pass`: to the local stack.
+    Pass,
+}
+
+keyword!(NoBackend { Drop => "drop", Pass => "pass" }, |value, allowed| {
+    ValueError::NotOneOf { value, allowed }
+});
+
+impl From<NoBackend> for crate::dataplane::balancer::NoBackend {
+    fn from(n: NoBackend) -> Self {
+        match n {
+            NoBackend::Drop => Self::Drop,
+            NoBackend::Pass => Self::Pass,
+        }
+    }
+}
+
+/// `kind` of a service's `health`; the kind-specific fields (`path`,
+/// `expect_status`, `command`, `user`) stay in [`Health`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthKind {
+    /// `tcp` (default): connect.
+    #[default]
+    Tcp,
+    /// `http`: GET `path`, expect `expect_status`.
+    Http,
+    /// `exec`: run `command`, exit 0 = up.
+    Exec,
+    /// `none`: always up.
+    None,
+}
+
+keyword!(
+    HealthKind { Tcp => "tcp", Http => "http", Exec => "exec", None => "none" },
+    |value, allowed| ValueError::NotAHealthKind { value, allowed }
+);
+
+/// `xdp_mode` of `[dataplane]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// `auto` (default): native where the driver can, else generic; `lbd
+    /// --xdp-mode` may choose instead.
+    #[default]
+    Auto,
+    /// `native`: driver mode only.
+    Native,
+    /// `generic`: skb mode.
+    Generic,
+}
+
+keyword!(
+    XdpMode { Auto => "auto", Native => "native", Generic => "generic" },
+    |value, allowed| ValueError::NotA {
+        value,
+        what: "mode",
+        allowed
+    }
+);
+
+impl XdpMode {
+    /// The attach mode when the command line (`lbd --xdp-mode`) says
+    /// `cli`: the file's `native` or `generic` wins; its `auto` leaves the
+    /// choice to the command line.
+    #[must_use]
+    pub fn or_command_line(
+        self,
+        cli: crate::dataplane::loader::AttachMode,
+    ) -> crate::dataplane::loader::AttachMode {
+        match self {
+            XdpMode::Native | XdpMode::Generic => self.into(),
+            XdpMode::Auto => cli,
+        }
+    }
+}
+
+impl From<XdpMode> for crate::dataplane::loader::AttachMode {
+    fn from(m: XdpMode) -> Self {
+        match m {
+            XdpMode::Auto => Self::Auto,
+            XdpMode::Native => Self::Native,
+            XdpMode::Generic => Self::Generic,
+        }
+    }
+}
+
+/// `health = { ... }` of a service.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Health {
+    /// `tcp` (connect), `http` (GET, status), `exec` (exit 0), `none`.
+    pub kind: HealthKind,
+    /// Time between checks.
+    pub interval: Dur,
+    /// A check not done after this long fails.
+    pub timeout: Dur,
+    /// Consecutive successes to come up.
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    pub fall: u32,
+    /// `http`: the path requested.
+    pub path: String,
+    /// `http`: the status expected.
+    pub expect_status: u16,
+    /// `exec`: command line (`/bin/sh -c`), with `$BACKEND` and `$PORT` set.
+    pub command: Option<String>,
+    /// `exec`: run as this user.
+    pub user: Option<String>,
+    /// Port to check; default: the backend's.
+    pub port: Option<u16>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            kind: HealthKind::Tcp,
+            interval: Dur(Duration::from_secs(2)),
+            timeout: Dur(Duration::from_secs(1)),
+            rise: 2,
+            fall: 3,
+            path: "/".into(),
+            expect_status: 200,
+            command: None,
+            user: None,
+            port: None,
+        }
+    }
+}
+
+/// One backend of a service.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Address. Required.
+    pub address: IpAddr,
+    /// Port; default: the service's (dsr and ipip cannot change ports).
+    pub port: Option<u16>,
+    /// Relative share of new flows; 0 = drained. Default 1.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+/// `[global]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Global {
+    /// This node's name, for logs (keepalived `router_id`). Default: the
+    /// host name.
+    pub router_id: Option<String>,
+    /// Where the BPF maps are pinned.
+    pub bpf_pin_path: PathBuf,
+    /// The control API's Unix socket (mode 0600).
+    pub control_socket: PathBuf,
+    /// Prometheus `/metrics` on this address; default: none.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Self {
+            router_id: None,
+            bpf_pin_path: PathBuf::from(crate::dataplane::loader::DEFAULT_PIN_PATH),
+            control_socket: PathBuf::from(crate::api::control::DEFAULT_SOCKET),
+            metrics_listen: None,
+        }
+    }
+}
+
+/// `[dataplane]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Dataplane {
+    /// Interface the XDP program attaches to.
+    pub interface: String,
+    /// `auto` (default), `native` or `generic`.
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+    /// Connection-table size in flows (rounded up to a power-of-two number
+    /// of 8-flow sets; 72 bytes per flow).
+    #[serde(default = "default_conntrack")]
+    pub conntrack_entries: u32,
+    /// `ipip` outer IPv4 source: `"198.18.255.0/24"` takes the host bits
+    /// from the flow hash (so backends' RSS spreads flows). Default: the
+    /// interface's first IPv4 address, /32.
+    pub ipip_source_v4: Option<String>,
+    /// `ipip` outer IPv6 source; the low 32 bits (at most) vary by flow.
+    /// Default: the interface's first global IPv6 address, /128.
+    pub ipip_source_v6: Option<String>,
+    /// Largest IP packet after `ipip` encapsulation; bigger ones get ICMP
+    /// "fragmentation needed" / "packet too big". Default 1500.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+/// Parse `"ADDR/PREFIX"` (prefix optional: a host).
+///
+/// # Errors
+/// [`ValueError::NotCidr`], [`ValueError::PrefixLength`].
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), ValueError> {
+    let (a, p) = split_prefix(s);
+    let addr: IpAddr = a.trim().parse().map_err(|source| ValueError::NotCidr {
+        input: s.to_owned(),
+        source,
+    })?;
+    Ok((addr, prefix_len(s, p, addr)?))
+}
+
+/// `"ADDR/PREFIX"` → `("ADDR", Some("PREFIX"))`; `"ADDR"` → `("ADDR", None)`.
+fn split_prefix(s: &str) -> (&str, Option<&str>) {
+    s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)))
+}
+
+/// The prefix length `p` of `addr` in the entry `s`: a host without one.
+fn prefix_len(s: &str, p: Option<&str>, addr: IpAddr) -> Result<u8, ValueError> {
+    let max = if addr.is_ipv6() { 128 } else { 32 };
+    match p {
+        None => Ok(max),
+        Some(p) => p
+            .trim()
+            .parse::<u8>()
+            .ok()
+            .filter(|&p| p <= max)
+            .ok_or_else(|| ValueError::PrefixLength {
+                input: s.to_owned(),
+                max,
+            }),
+    }
+}
+
+/// A connection-table size `lbd` accepts (the table holds at least that
+/// many flows, rounded up to a power-of-two number of 8-flow sets).
+///
+/// # Errors
+/// [`ValueError::TooFewFlows`], [`ValueError::TooManyFlows`].
+pub fn check_flow_entries(n: u32) -> Result<(), ValueError> {
+    use lb_common::flow::{MAX_FLOW_ENTRIES, MIN_FLOW_ENTRIES};
+    if n < MIN_FLOW_ENTRIES {
+        return Err(ValueError::TooFewFlows {
+            entries: n,
+            min: MIN_FLOW_ENTRIES,
+        });
+    }
+    if n > MAX_FLOW_ENTRIES {
+        return Err(ValueError::TooManyFlows {
+            entries: n,
+            max: MAX_FLOW_ENTRIES,
+        });
+    }
+    Ok(())
+}
+
+fn default_conntrack() -> u32 {
+    lb_common::flow::DEFAULT_FLOW_ENTRIES
+}
+
+/// A duration written with a unit (`"1s"`, `"100ms"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(self.0))
+    }
+}
+
+/// A duration the way the file writes it: `"1s"`, `"100ms"`, `"1.5s"`.
+#[must_use]
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if d.is_zero() {
+        "0s".into()
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else if ms >= 1000 {
+        format!("{}s", d.as_secs_f64())
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// Parse `"1s"`, `"100ms"`, `"1.5s"`, `"2m"`, `"0"`.
+///
+/// # Errors
+/// [`ValueError::DurationUnit`], [`ValueError::DurationNumber`],
+/// [`ValueError::DurationRange`].
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
+    let t = s.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale = match unit {
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(ValueError::DurationUnit {
+                input: s.to_owned(),
+            });
+        }
+    };
+    let value: f64 = num.parse().map_err(|source| ValueError::DurationNumber {
+        input: s.to_owned(),
+        number: num.to_owned(),
+        source,
+    })?;
+    Duration::try_from_secs_f64(value * scale).map_err(|source| ValueError::DurationRange {
+        input: s.to_owned(),
+        source,
+    })
+}
+
+/// `track_script` entry: a script by name, optionally overriding its weight.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TrackScript {
+    /// The `[[vrrp_script]]` name.
+    pub name: String,
+    /// Overrides the script's weight for this instance.
+    pub weight: Option<i32>,
+}
+
+/// `track_interface` entry: a name, or `{ name, weight }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInterface {
+    /// Interface name.
+    pub name: String,
+    /// 0 (default): interface down = FAULT; otherwise a priority weight.
+    pub weight: i32,
+}
+
+impl Serialize for TrackInterface {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        if self.weight == 0 {
+            return s.serialize_str(&self.name);
+        }
+        let mut st = s.serialize_struct("TrackInterface", 2)?;
+        st.serialize_field("name", &self.name)?;
+        st.serialize_field("weight", &self.weight)?;
+        st.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for TrackInterface {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            Full {
+                name: String,
+                #[serde(default)]
+                weight: i32,
+            },
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::Name(name) => TrackInterface { name, weight: 0 },
+            Raw::Full { name, weight } => TrackInterface { name, weight },
+        })
+    }
+}
+
+/// `[[vrrp_instance]]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpInstance {
+    /// Instance name (notify scripts get it).
+    pub name: String,
+    /// Interface the adverts go out on and the VIPs are added to.
+    pub interface: String,
+    /// 1..=255.
+    pub virtual_router_id: u8,
+    /// 1..=255 (255 = address owner). Default 100.
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+    /// Default 1s; v3 allows multiples of 10ms, v2 whole seconds.
+    #[serde(default = "default_advert")]
+    pub advert_interval: Dur,
+    /// 3 (default) or 2.
+    #[serde(default = "default_version")]
+    pub version: u8,
+    /// Default true; `false` = keepalived's `nopreempt`.
+    #[serde(default = "yes")]
+    pub preempt: bool,
+    /// Default 0s.
+    #[serde(default)]
+    pub preempt_delay: Option<Dur>,
+    /// v2 `auth_type PASS` password (first 8 characters are used).
+    pub auth_pass: Option<String>,
+    /// `"198.18.0.100/24"`; without a prefix, /32 or /128.
+    pub virtual_ipaddress: Vec<String>,
+    /// Source address of the adverts; default: the interface's first
+    /// address of the VIPs' family (IPv6: link-local).
+    pub unicast_src_ip: Option<IpAddr>,
+    /// Unicast peers; empty = multicast.
+    #[serde(default)]
+    pub unicast_peer: Vec<IpAddr>,
+    /// Scripts tracked.
+    #[serde(default)]
+    pub track_script: Vec<TrackScript>,
+    /// Interfaces tracked.
+    #[serde(default)]
+    pub track_interface: Vec<TrackInterface>,
+    /// Run on becoming master (`/bin/sh -c`).
+    pub notify_master: Option<String>,
+    /// Run on becoming backup.
+    pub notify_backup: Option<String>,
+    /// Run on entering fault.
+    pub notify_fault: Option<String>,
+    /// Run when the instance stops.
+    pub notify_stop: Option<String>,
+    /// Run on every transition with `INSTANCE NAME STATE PRIORITY`.
+    pub notify: Option<String>,
+    /// Second gratuitous ARP burst after becoming master; default 5s, 0 = none.
+    #[serde(default)]
+    pub garp_master_delay: Option<Dur>,
+    /// Announcements per burst; default 5.
+    #[serde(default)]
+    pub garp_master_repeat: Option<u32>,
+    /// Re-announce while master this often; default 0 = never.
+    #[serde(default)]
+    pub garp_master_refresh: Option<Dur>,
+    /// Announcements per refresh; default 1.
+    #[serde(default)]
+    pub garp_master_refresh_repeat: Option<u32>,
+    /// Gap between the announcements of a burst; default 0.
+    #[serde(default)]
+    pub garp_interval: Option<Dur>,
+}
+
+fn default_priority() -> u8 {
+    100
+}
+fn default_advert() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn default_version() -> u8 {
+    3
+}
+fn yes() -> bool {
+    true
+}
+
+/// `[[vrrp_script]]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpScript {
+    /// Name used by `track_script`.
+    pub name: String,
+    /// Command line, run with `/bin/sh -c`.
+    pub script: String,
+    /// Default 1s.
+    #[serde(default)]
+    pub interval: Option<Dur>,
+    /// Default: the interval.
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    /// -253..=253; 0 (default): failing puts tracking instances in FAULT.
+    #[serde(default)]
+    pub weight: i32,
+    /// Successes to count as up; default 1.
+    #[serde(default = "one")]
+    pub rise: u32,
+    /// Failures to count as down; default 1.
+    #[serde(default = "one")]
+    pub fall: u32,
+    /// Run the script as this user; default: as lbd.
+    pub user: Option<String>,
+    /// Start in the failed state (keepalived `init_fail`).
+    #[serde(default)]
+    pub init_fail: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl VrrpInstance {
+    /// The virtual addresses with their prefixes, all of one family.
+    ///
+    /// # Errors
+    /// The first bad entry: [`ValueError::NotAVip`],
+    /// [`ValueError::PrefixLength`], [`ValueError::MixedVipFamilies`],
+    /// [`ValueError::VipTwice`].
+    pub fn vips(&self) -> Result<Vec<crate::sys::addr::Vip>, ValueError> {
+        let mut out: Vec<crate::sys::addr::Vip> = Vec::new();
+        for s in &self.virtual_ipaddress {
+            let input = || s.clone();
+            let (a, p) = split_prefix(s);
+            let addr: IpAddr = a.trim().parse().map_err(|source| ValueError::NotAVip {
+                input: input(),
+                source,
+            })?;
+            let prefix = prefix_len(s, p, addr)?;
+            if out
+                .first()
+                .is_some_and(|f| f.addr.is_ipv6() != addr.is_ipv6())
+            {
+                return Err(ValueError::MixedVipFamilies { input: input() });
+            }
+            if out.iter().any(|v| v.addr == addr) {
+                return Err(ValueError::VipTwice { input: input() });
+            }
+            out.push(crate::sys::addr::Vip { addr, prefix });
+        }
+        Ok(out)
+    }
+}

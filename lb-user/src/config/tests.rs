@@ -1,0 +1,514 @@
+//! The TOML reader: good files with their defaults, and golden errors
+//! (file, line, field, message) for broken ones.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, String> {
+    Config::parse(text, Path::new("lb.toml")).map_err(|e| e.to_string())
+}
+
+/// Each file of `cases` is refused with an error that `matches` the one
+/// wanted; all that do not are listed in the failure.
+fn assert_errors<'w>(
+    cases: impl IntoIterator<Item = (String, &'w str)>,
+    matches: impl Fn(&str, &'w str) -> bool,
+) {
+    let mut wrong = Vec::new();
+    for (text, want) in cases {
+        let got = parse(&text).unwrap_err();
+        if !matches(&got, want) {
+            wrong.push(format!(" got: {got}\nwant: {want}"));
+        }
+    }
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+const GOOD: &str = r#"
+[global]
+router_id = "lb01"
+
+[[vrrp_script]]
+name = "check_web"
+script = "true"
+interval = "2s"
+weight = 20
+
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 50
+priority = 150
+advert_interval = "100ms"
+virtual_ipaddress = ["198.18.0.100/24", "198.18.0.101"]
+track_script = [{ name = "check_web" }]
+track_interface = ["eth0", { name = "eth1", weight = -30 }]
+"#;
+
+#[test]
+fn a_good_file_loads_with_defaults() {
+    let c = parse(GOOD).unwrap();
+    let v = &c.vrrp_instance[0];
+    assert_eq!(v.advert_interval.0, Duration::from_millis(100));
+    assert_eq!(v.version, 3);
+    assert!(v.preempt);
+    assert_eq!(v.vips().unwrap()[1].prefix, 32);
+    assert_eq!(v.track_interface[1].weight, -30);
+    assert_eq!(c.vrrp_script[0].rise, 1);
+    assert_eq!(c.global.bpf_pin_path, Path::new("/sys/fs/bpf/lb"));
+}
+
+#[test]
+fn errors_name_file_line_and_field() {
+    let cases = [
+        (
+            GOOD.replace("priority = 150", "priority = 0"),
+            "lb.toml:15: vrrp_instance[0].priority: 0 is reserved (a master sends it when it stops): 1..=255, 255 = address owner",
+        ),
+        (
+            GOOD.replace("\"100ms\"", "\"105ms\""),
+            "lb.toml:16: vrrp_instance[0].advert_interval: 105ms is not allowed: a multiple of 10ms from 10ms to 40.95s for version 3",
+        ),
+        (
+            GOOD.replace("198.18.0.101", "198.18.0.300"),
+            "lb.toml:17: vrrp_instance[0].virtual_ipaddress: \"198.18.0.300\" is not an address: write \"198.18.0.100/24\" or \"2001:db8::100/64\"",
+        ),
+        (
+            GOOD.replace("name = \"check_web\" }", "name = \"check_db\" }"),
+            "lb.toml:18: vrrp_instance[0].track_script: no [[vrrp_script]] named \"check_db\"",
+        ),
+        (
+            GOOD.replace("priority = 150", "priority = 150\nprio = 1"),
+            "lb.toml:16: unknown field `prio`, expected one of",
+        ),
+        (
+            GOOD.replace("interval = \"2s\"", "interval = \"2 seconds\""),
+            "lb.toml:8: invalid duration \"2 seconds\": write a number with a unit",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = parse(&text).unwrap_err();
+        assert!(got.starts_with(want), "\n got: {got}\nwant: {want}");
+    }
+}
+
+const WITH_SERVICE: &str = r#"[dataplane]
+interface = "eth0"
+
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 50
+virtual_ipaddress = ["198.18.0.100/24"]
+
+[[service]]
+vip = "198.18.0.100"
+port = 80
+mode = "dsr"
+ring_size = 65537
+health = { kind = "http", interval = "1s" }
+backend = [
+  { address = "198.18.0.11" },
+  { address = "198.18.0.12", weight = 2 },
+]
+"#;
+
+/// Golden messages for broken files: each names file, line and field
+/// and says what is allowed.
+#[test]
+fn golden_errors_for_broken_files() {
+    let s = WITH_SERVICE;
+    let cases: Vec<(String, &str)> = vec![
+        (
+            s.replace("vip = \"198.18.0.100\"", "vip = \"198.18.0.300\""),
+            "lb.toml:11: invalid IP address syntax",
+        ),
+        (
+            s.replace("port = 80", "port = 80\nbackends = []"),
+            "lb.toml:13: unknown field `backends`, expected one of `vip`, `port`, `protocol`, `mode`, `scheduler`, `ring_size`, `on_no_backend`, `vrrp_instance`, `active_active`, `health`, `backend`",
+        ),
+        (
+            format!("{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 80\nbackend = []\n"),
+            "lb.toml:22: service[1].vip: duplicate service 198.18.0.100:80/tcp",
+        ),
+        (
+            s.replace(
+                "virtual_router_id = 50",
+                "virtual_router_id = 50\npriority = 0",
+            ),
+            "lb.toml:8: vrrp_instance[0].priority: 0 is reserved (a master sends it when it stops): 1..=255, 255 = address owner",
+        ),
+        (
+            s.replace("mode = \"dsr\"", "mode = \"nat\""),
+            "lb.toml:13: service[0].mode: nat is not implemented yet: use dsr or ipip",
+        ),
+        (
+            s.replace("ring_size = 65537", "ring_size = 65536"),
+            "lb.toml:14: service[0].ring_size: 65536 is not a prime: use 65537 (default), 131071, 251, ...",
+        ),
+        (
+            s.replace("kind = \"http\"", "kind = \"exec\""),
+            "lb.toml:15: service[0].health: kind = \"exec\" needs command = \"...\"",
+        ),
+        (
+            s.replace(
+                "{ address = \"198.18.0.11\" }",
+                "{ address = \"198.18.0.11\", port = 8080 }",
+            ),
+            "lb.toml:16: service[0].backend: 198.18.0.11: port 8080 differs from the service's 80: dsr and ipip forward to the same port",
+        ),
+        (
+            s.replace("[dataplane]\ninterface = \"eth0\"\n", ""),
+            "lb.toml:8: service: services need a [dataplane] table (interface = ...)",
+        ),
+        (
+            s.replace("interval = \"1s\"", "interval = \"1 s\""),
+            "lb.toml:15: invalid duration \"1 s\": write a number with a unit: ms, s, m or h (\"1s\", \"100ms\")",
+        ),
+        (
+            s.replace(
+                "{ address = \"198.18.0.12\", weight = 2 }",
+                "{ address = \"2001:db8::12\" }",
+            ),
+            "lb.toml:16: service[0].backend: 2001:db8::12 is not of the VIP's address family",
+        ),
+        (
+            s.replace(
+                "virtual_router_id = 50",
+                "virtual_router_id = 50\nauth_pass = \"1111\"",
+            ),
+            "lb.toml:8: vrrp_instance[0].auth_pass: VRRPv3 has no authentication: remove it, or use version = 2",
+        ),
+        (
+            s.replace(
+                "interface = \"eth0\"\n\n[[vrrp",
+                "interface = \"eth0\"\nxdp_mode = \"fast\"\n\n[[vrrp",
+            ),
+            "lb.toml:3: dataplane.xdp_mode: \"fast\" is not a mode: auto, native or generic",
+        ),
+        (
+            s.replace(
+                "interface = \"eth0\"\n\n[[vrrp",
+                "interface = \"eth0\"\nconntrack_entries = 4\n\n[[vrrp",
+            ),
+            "lb.toml:3: dataplane.conntrack_entries: 4 is too small: at least 8",
+        ),
+        (
+            s.replace(
+                "interface = \"eth0\"\n\n[[vrrp",
+                "interface = \"eth0\"\nconntrack_entries = 100000000\n\n[[vrrp",
+            ),
+            "lb.toml:3: dataplane.conntrack_entries: 100000000 is too large: at most 67108864 (72 bytes per flow)",
+        ),
+        (
+            format!(
+                "{s}\n[[vrrp_instance]]\nname = \"VI_2\"\ninterface = \"eth0\"\nvirtual_router_id = 50\nvirtual_ipaddress = [\"198.18.0.101\"]\n"
+            ),
+            "lb.toml:24: vrrp_instance[1].virtual_router_id: 50 is already used on eth0 by another instance",
+        ),
+    ];
+    assert_errors(cases, str::starts_with);
+    assert!(parse(s).is_ok(), "the base file is valid");
+}
+
+/// Every keyword value reads back from its `Display`, and serde writes
+/// the same spelling.
+#[test]
+fn keywords_parse_and_display_their_spelling() {
+    fn check<T>(all: &[T], spellings: &[&str])
+    where
+        T: Copy + fmt::Debug + PartialEq + fmt::Display + FromStr + Serialize,
+        T::Err: fmt::Debug,
+    {
+        let shown: Vec<String> = all.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, spellings);
+        for &v in all {
+            assert_eq!(v.to_string().parse::<T>().unwrap(), v);
+            assert_eq!(serde_json::to_value(v).unwrap(), v.to_string(), "{v:?}");
+        }
+    }
+    check(Protocol::ALL, &["tcp", "udp"]);
+    check(Mode::ALL, &["dsr", "ipip"]);
+    check(Scheduler::ALL, &["maglev"]);
+    check(NoBackend::ALL, &["drop", "pass"]);
+    check(HealthKind::ALL, &["tcp", "http", "exec", "none"]);
+    check(XdpMode::ALL, &["auto", "native", "generic"]);
+    assert_eq!(Protocol::default(), Protocol::Tcp);
+    assert_eq!(Mode::default(), Mode::Dsr);
+    assert_eq!(Scheduler::default(), Scheduler::Maglev);
+    assert_eq!(NoBackend::default(), NoBackend::Drop);
+    assert_eq!(HealthKind::default(), HealthKind::Tcp);
+    assert_eq!(XdpMode::default(), XdpMode::Auto);
+    // Spellings are exact: keepalived's upper case is its reader's job.
+    assert!("TCP".parse::<Protocol>().is_err());
+    assert!("Dsr".parse::<Mode>().is_err());
+}
+
+/// The defaults the file gets when it leaves the keyword fields out.
+#[test]
+fn keyword_defaults_apply() {
+    let text = "[dataplane]\ninterface = \"eth0\"\n\n[[service]]\nvip = \"198.18.0.100\"\nport = 80\nbackend = []\n";
+    let c = parse(text).unwrap();
+    let s = &c.service[0];
+    assert_eq!(
+        (
+            s.protocol,
+            s.mode,
+            s.scheduler,
+            s.on_no_backend,
+            s.health.kind
+        ),
+        (
+            Protocol::Tcp,
+            Mode::Dsr,
+            Scheduler::Maglev,
+            NoBackend::Drop,
+            HealthKind::Tcp
+        )
+    );
+    assert_eq!(c.dataplane.unwrap().xdp_mode, XdpMode::Auto);
+}
+
+#[test]
+fn keywords_convert_to_the_data_planes_types() {
+    use crate::dataplane::{balancer, loader::AttachMode};
+    assert_eq!(
+        balancer::Protocol::from(Protocol::Udp),
+        balancer::Protocol::Udp
+    );
+    assert_eq!(
+        balancer::Protocol::from(Protocol::Tcp),
+        balancer::Protocol::Tcp
+    );
+    assert_eq!(balancer::Mode::from(Mode::Dsr), balancer::Mode::Dsr);
+    assert_eq!(balancer::Mode::from(Mode::Ipip), balancer::Mode::Ipip);
+    assert_eq!(
+        balancer::NoBackend::from(NoBackend::Drop),
+        balancer::NoBackend::Drop
+    );
+    assert_eq!(
+        balancer::NoBackend::from(NoBackend::Pass),
+        balancer::NoBackend::Pass
+    );
+    // The file's native or generic wins over --xdp-mode; auto leaves it
+    // to the command line.
+    for cli in [AttachMode::Auto, AttachMode::Native, AttachMode::Generic] {
+        assert_eq!(XdpMode::Native.or_command_line(cli), AttachMode::Native);
+        assert_eq!(XdpMode::Generic.or_command_line(cli), AttachMode::Generic);
+        assert_eq!(XdpMode::Auto.or_command_line(cli), cli);
+    }
+}
+
+/// Golden messages for every refused keyword value: file, line, field
+/// and the values allowed.
+#[test]
+fn golden_errors_for_keywords() {
+    let s = WITH_SERVICE;
+    let dp = |line: &str| {
+        s.replace(
+            "interface = \"eth0\"\n\n[[vrrp",
+            &format!("interface = \"eth0\"\n{line}\n\n[[vrrp"),
+        )
+    };
+    let svc = |line: &str| s.replace("mode = \"dsr\"", &format!("mode = \"dsr\"\n{line}"));
+    let cases: Vec<(String, &str)> = vec![
+        (
+            s.replace("mode = \"dsr\"", "protocol = \"sctp\""),
+            "lb.toml:13: service[0].protocol: \"sctp\" is not a protocol: tcp or udp",
+        ),
+        (
+            s.replace("mode = \"dsr\"", "protocol = \"TCP\""),
+            "lb.toml:13: service[0].protocol: \"TCP\" is not a protocol: tcp or udp",
+        ),
+        (
+            s.replace("mode = \"dsr\"", "mode = \"nat\""),
+            "lb.toml:13: service[0].mode: nat is not implemented yet: use dsr or ipip",
+        ),
+        (
+            s.replace("mode = \"dsr\"", "mode = \"tun\""),
+            "lb.toml:13: service[0].mode: \"tun\" is not a mode: dsr or ipip",
+        ),
+        (
+            svc("scheduler = \"rr\""),
+            "lb.toml:14: service[0].scheduler: \"rr\" is not a scheduler: maglev",
+        ),
+        (
+            svc("on_no_backend = \"reject\""),
+            "lb.toml:14: service[0].on_no_backend: \"reject\": drop or pass",
+        ),
+        (
+            s.replace("kind = \"http\"", "kind = \"icmp\""),
+            "lb.toml:15: service[0].health: kind \"icmp\": tcp, http, exec or none",
+        ),
+        (
+            dp("xdp_mode = \"fast\""),
+            "lb.toml:3: dataplane.xdp_mode: \"fast\" is not a mode: auto, native or generic",
+        ),
+        (
+            dp("xdp_mode = \"offload\""),
+            "lb.toml:3: dataplane.xdp_mode: \"offload\" is not a mode: auto, native or generic",
+        ),
+        // Not a string at all: serde's wording, with the field.
+        (
+            s.replace("mode = \"dsr\"", "mode = 1"),
+            "lb.toml:13: service[0].mode: invalid type: integer `1`, expected a string",
+        ),
+        // The second service, and `health` as a table of its own.
+        (
+            format!(
+                "{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 81\nbackend = []\nmode = \"gre\"\n"
+            ),
+            "lb.toml:25: service[1].mode: \"gre\" is not a mode: dsr or ipip",
+        ),
+        (
+            format!(
+                "{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 81\nbackend = []\n\n[service.health]\nkind = \"ping\"\n"
+            ),
+            "lb.toml:27: service[1].health: kind \"ping\": tcp, http, exec or none",
+        ),
+    ];
+    assert_errors(cases, |got, want| got == want);
+}
+
+/// The VRRP ranges come from the state machine's checks; the messages
+/// name the file's line and field.
+#[test]
+fn golden_errors_for_vrrp_ranges() {
+    let cases = [
+        (
+            GOOD.replace("virtual_router_id = 50", "virtual_router_id = 0"),
+            "lb.toml:14: vrrp_instance[0].virtual_router_id: 0 is not allowed: 1..=255",
+        ),
+        (
+            GOOD.replace("priority = 150", "priority = 150\nversion = 4"),
+            "lb.toml:16: vrrp_instance[0].version: 4 is not a VRRP version: 2 or 3",
+        ),
+        (
+            GOOD.replace("priority = 150", "priority = 150\nversion = 2")
+                .replace("\"100ms\"", "\"1500ms\""),
+            "lb.toml:17: vrrp_instance[0].advert_interval: 1.5s is not allowed: whole seconds from 1s to 255s for version 2",
+        ),
+        (
+            GOOD.replace("\"100ms\"", "\"41s\""),
+            "lb.toml:16: vrrp_instance[0].advert_interval: 41s is not allowed: a multiple of 10ms from 10ms to 40.95s for version 3",
+        ),
+        (
+            GOOD.replace("priority = 150", "priority = 150\nversion = 2")
+                .replace("\"100ms\"", "\"1s\"")
+                .replace(
+                    "[\"198.18.0.100/24\", \"198.18.0.101\"]",
+                    "[\"2001:db8::100/64\"]",
+                ),
+            "lb.toml:16: vrrp_instance[0].version: VRRPv2 is IPv4 only: use version = 3 for IPv6",
+        ),
+        (
+            GOOD.replace("weight = 20", "weight = 254"),
+            "lb.toml:9: vrrp_script[0].weight: 254 is out of range: -253..=253",
+        ),
+        (
+            GOOD.replace("weight = 20", "weight = -254"),
+            "lb.toml:9: vrrp_script[0].weight: -254 is out of range: -253..=253",
+        ),
+    ];
+    assert_errors(cases, |got, want| got == want);
+    for ok in ["weight = 253", "weight = -253"] {
+        assert!(parse(&GOOD.replace("weight = 20", ok)).is_ok(), "{ok}");
+    }
+}
+
+/// Lines come from the TOML parser's spans: a key however it is written,
+/// the header of its table for a field written as a table of its own.
+/// A file that is not TOML has no spans: its error names the line only.
+#[test]
+fn error_lines_come_from_the_parsers_spans() {
+    let s = WITH_SERVICE;
+    let second = |head: &str, body: &str| format!("{s}\n{head}\n{body}\nport = 80\nbackend = []\n");
+    let cases: Vec<(String, &str)> = vec![
+        (
+            second("[[service]] # again", "vip = \"198.18.0.100\""),
+            "lb.toml:22: service[1].vip: duplicate service 198.18.0.100:80/tcp",
+        ),
+        (
+            second("[[service]]", "\"vip\" = \"198.18.0.100\""),
+            "lb.toml:22: service[1].vip: duplicate service 198.18.0.100:80/tcp",
+        ),
+        (
+            format!(
+                "{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 81\nbackend = []\n\n[service.health]\nkind = \"exec\"\n"
+            ),
+            "lb.toml:21: service[1].health: kind = \"exec\" needs command = \"...\"",
+        ),
+        (
+            second(
+                "[[service]]",
+                "vip = \"198.18.0.101\"\nhealth.kind = \"exec\"",
+            ),
+            "lb.toml:21: service[1].health: kind = \"exec\" needs command = \"...\"",
+        ),
+        (
+            s.replace("mode = \"dsr\"", "mode = dsr"),
+            "lb.toml:13: invalid string",
+        ),
+    ];
+    assert_errors(cases, str::starts_with);
+}
+
+#[test]
+fn the_shipped_example_loads() {
+    let text = include_str!("../../../examples/lb.toml");
+    let c = Config::parse(text, Path::new("examples/lb.toml")).unwrap();
+    assert_eq!(c.vrrp_instance.len(), 1);
+    assert_eq!(c.vrrp_script[0].weight, -60);
+    assert_eq!(c.service.len(), 1);
+    assert_eq!(c.service[0].backend.len(), 2);
+    assert_eq!(
+        c.global.metrics_listen,
+        Some("127.0.0.1:9678".parse().unwrap())
+    );
+    assert_eq!(c.dataplane.unwrap().interface, "eth0");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+    assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+    assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    assert!(parse_duration("1").is_err());
+    assert!(parse_duration("-1s").is_err());
+}
+
+/// Value errors are typed, keep their cause, and say what they always said.
+#[test]
+fn value_errors_keep_their_cause() {
+    use std::error::Error as _;
+    let e = parse_cidr("nope").unwrap_err();
+    assert!(matches!(e, ValueError::NotCidr { .. }), "{e:?}");
+    assert!(e.source().is_some());
+    assert_eq!(e.to_string(), "\"nope\" is not ADDRESS/PREFIX");
+    let e = parse_duration("1.2.3s").unwrap_err();
+    assert!(e.source().is_some());
+    assert_eq!(
+        e.to_string(),
+        "invalid duration \"1.2.3s\": \"1.2.3\" is not a number"
+    );
+    assert_eq!(
+        check_flow_entries(4),
+        Err(ValueError::TooFewFlows { entries: 4, min: 8 })
+    );
+    assert_eq!(
+        "fast".parse::<XdpMode>().unwrap_err().to_string(),
+        "\"fast\" is not a mode: auto, native or generic"
+    );
+    assert_eq!(
+        "nat".parse::<Mode>().unwrap_err(),
+        ValueError::NatNotImplemented
+    );
+}

@@ -1,0 +1,373 @@
+//! The checks serde cannot do: names unique and referred to, VRRP ranges
+//! (from [`crate::vrrp::machine`]'s checks), address families, services
+//! and their backends, the data plane's values. Errors name the field
+//! (`vrrp_instance[0].priority`), not the line: that is the reader's job
+//! (the TOML file's spans, or keepalived's source map).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+use super::{
+    Config, ConfigError, Dataplane, Dur, Health, HealthKind, Service, VrrpInstance, VrrpScript,
+    check_flow_entries, parse_cidr,
+};
+use crate::vrrp::machine;
+use crate::vrrp::wire::Version;
+
+/// Where a validation error is: `table[index].field`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FieldPath {
+    /// `vrrp_instance`, `vrrp_script`, `service` or `dataplane`.
+    pub(crate) table: &'static str,
+    /// The entry of an array of tables; `None` for `[dataplane]`, and for
+    /// `service` as a whole.
+    pub(crate) index: Option<usize>,
+    /// The field; empty for the table itself.
+    pub(crate) field: &'static str,
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.table)?;
+        if let Some(i) = self.index {
+            write!(f, "[{i}]")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ".{}", self.field)?;
+        }
+        Ok(())
+    }
+}
+
+/// A configuration that fails validation: the field, and what is wrong
+/// with it and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub(crate) at: FieldPath,
+    pub(crate) message: String,
+}
+
+impl Invalid {
+    /// The error naming `file` and, when known, the `line`.
+    pub(crate) fn into_error(self, file: &Path, line: Option<usize>) -> ConfigError {
+        ConfigError {
+            file: file.to_owned(),
+            line,
+            field: self.at.to_string(),
+            message: self.message,
+        }
+    }
+
+    fn new(
+        table: &'static str,
+        index: Option<usize>,
+        field: &'static str,
+        message: String,
+    ) -> Self {
+        Self {
+            at: FieldPath {
+                table,
+                index,
+                field,
+            },
+            message,
+        }
+    }
+}
+
+impl Config {
+    /// The checks serde cannot do, on a configuration read from TOML or
+    /// built by keepalived's reader.
+    ///
+    /// # Errors
+    /// The first field that fails, in the order of the file's sections:
+    /// scripts, instances, services, data plane.
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        let mut names = HashSet::new();
+        for (i, s) in self.vrrp_script.iter().enumerate() {
+            if !names.insert(s.name.as_str()) {
+                let message = format!("duplicate script name {:?}", s.name);
+                return Err(Invalid::new("vrrp_script", Some(i), "name", message));
+            }
+            check_script(i, s)?;
+        }
+        let scripts: HashSet<&str> = self.vrrp_script.iter().map(|s| s.name.as_str()).collect();
+        let mut names = HashSet::new();
+        let mut vrids = HashSet::new();
+        for (i, v) in self.vrrp_instance.iter().enumerate() {
+            if !names.insert(v.name.as_str()) {
+                let message = format!("duplicate instance name {:?}", v.name);
+                return Err(Invalid::new("vrrp_instance", Some(i), "name", message));
+            }
+            let v6 = check_instance(i, v, &mut vrids)?;
+            check_instance_peers(i, v, v6, &scripts)?;
+        }
+        self.validate_services()?;
+        if let Some(dp) = &self.dataplane {
+            check_dataplane(dp)?;
+        }
+        Ok(())
+    }
+
+    /// `[[service]]`s: a data plane to run on, one service per VIP, port
+    /// and protocol, and each service's own checks.
+    fn validate_services(&self) -> Result<(), Invalid> {
+        if !self.service.is_empty() && self.dataplane.is_none() {
+            return Err(Invalid::new(
+                "service",
+                None,
+                "",
+                "services need a [dataplane] table (interface = ...)".into(),
+            ));
+        }
+        let mut keys = HashSet::new();
+        for (i, svc) in self.service.iter().enumerate() {
+            let err = |field, message| Invalid::new("service", Some(i), field, message);
+            if !is_prime(svc.ring_size) || svc.ring_size < 3 {
+                return Err(err(
+                    "ring_size",
+                    format!(
+                        "{} is not a prime: use 65537 (default), 131071, 251, ...",
+                        svc.ring_size
+                    ),
+                ));
+            }
+            if !keys.insert((svc.vip, svc.port, svc.protocol)) {
+                return Err(err(
+                    "vip",
+                    format!(
+                        "duplicate service {}:{}/{}",
+                        svc.vip, svc.port, svc.protocol
+                    ),
+                ));
+            }
+            if let Some(name) = &svc.vrrp_instance
+                && !self.vrrp_instance.iter().any(|v| &v.name == name)
+            {
+                let message = format!("no [[vrrp_instance]] named {name:?}");
+                return Err(err("vrrp_instance", message));
+            }
+            check_health(i, &svc.health)?;
+            check_backends(i, svc)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `i`-th `[[vrrp_script]]`'s values.
+fn check_script(i: usize, s: &VrrpScript) -> Result<(), Invalid> {
+    let err = |field, message| Invalid::new("vrrp_script", Some(i), field, message);
+    if let Err(e) = machine::check_weight(&s.name, s.weight) {
+        let (field, message) = vrrp_message(&e);
+        return Err(err(field, message));
+    }
+    if s.rise == 0 || s.fall == 0 {
+        let f = if s.rise == 0 { "rise" } else { "fall" };
+        return Err(err(f, "must be at least 1".into()));
+    }
+    if s.interval.is_some_and(|d| d.0.is_zero()) {
+        return Err(err("interval", "must be more than 0".into()));
+    }
+    Ok(())
+}
+
+/// The `i`-th `[[vrrp_instance]]`'s VRRP values and addresses; `vrids`
+/// collects (interface, VRID, IPv6) to find a VRID used twice. Whether
+/// its addresses are IPv6.
+fn check_instance<'c>(
+    i: usize,
+    v: &'c VrrpInstance,
+    vrids: &mut HashSet<(&'c str, u8, bool)>,
+) -> Result<bool, Invalid> {
+    let err = |field, message| Invalid::new("vrrp_instance", Some(i), field, message);
+    let vrrp = |e: &machine::ConfigError| {
+        let (field, message) = vrrp_message(e);
+        err(field, message)
+    };
+    let version = Version::from(v.version);
+    machine::check_vrid(v.virtual_router_id)
+        .and(machine::check_priority(v.priority))
+        .and(machine::check_version(version))
+        .map_err(|e| vrrp(&e))?;
+    if v.virtual_ipaddress.is_empty() {
+        return Err(err(
+            "virtual_ipaddress",
+            "at least one address is required".into(),
+        ));
+    }
+    let vips = v
+        .vips()
+        .map_err(|e| err("virtual_ipaddress", e.to_string()))?;
+    let v6 = vips[0].addr.is_ipv6();
+    if !vrids.insert((v.interface.as_str(), v.virtual_router_id, v6)) {
+        return Err(err(
+            "virtual_router_id",
+            format!(
+                "{} is already used on {} by another instance",
+                v.virtual_router_id, v.interface
+            ),
+        ));
+    }
+    machine::check_version_family(version, v6).map_err(|e| vrrp(&e))?;
+    if v.auth_pass.is_some() && v.version == 3 {
+        return Err(err(
+            "auth_pass",
+            "VRRPv3 has no authentication: remove it, or use version = 2".into(),
+        ));
+    }
+    machine::check_advert_interval(version, v.advert_interval.0).map_err(|e| vrrp(&e))?;
+    Ok(v6)
+}
+
+/// What the `i`-th `[[vrrp_instance]]` refers to: tracked scripts (of
+/// `scripts`), and unicast addresses of its VIPs' family (`v6`).
+fn check_instance_peers(
+    i: usize,
+    v: &VrrpInstance,
+    v6: bool,
+    scripts: &HashSet<&str>,
+) -> Result<(), Invalid> {
+    let err = |field, message| Invalid::new("vrrp_instance", Some(i), field, message);
+    if let Some(t) = v
+        .track_script
+        .iter()
+        .find(|t| !scripts.contains(t.name.as_str()))
+    {
+        let message = format!("no [[vrrp_script]] named {:?}", t.name);
+        return Err(err("track_script", message));
+    }
+    if v.unicast_src_ip.is_some_and(|src| src.is_ipv6() != v6) {
+        return Err(err(
+            "unicast_src_ip",
+            "must be of the VIPs' address family".into(),
+        ));
+    }
+    if v.unicast_peer.iter().any(|p| p.is_ipv6() != v6) {
+        return Err(err(
+            "unicast_peer",
+            "peers must be of the VIPs' address family".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The `i`-th service's `health`.
+fn check_health(i: usize, h: &Health) -> Result<(), Invalid> {
+    let err = |message: &str| Invalid::new("service", Some(i), "health", message.into());
+    if h.kind == HealthKind::Exec && h.command.is_none() {
+        return Err(err("kind = \"exec\" needs command = \"...\""));
+    }
+    if h.rise == 0 || h.fall == 0 {
+        return Err(err("rise and fall must be at least 1"));
+    }
+    if h.interval.0.is_zero() || h.timeout.0.is_zero() {
+        return Err(err("interval and timeout must be more than 0"));
+    }
+    Ok(())
+}
+
+/// The `i`-th service's backends.
+fn check_backends(i: usize, svc: &Service) -> Result<(), Invalid> {
+    let err = |message| Invalid::new("service", Some(i), "backend", message);
+    let mut seen = HashSet::new();
+    for b in &svc.backend {
+        if b.address.is_ipv6() != svc.vip.is_ipv6() {
+            return Err(err(format!(
+                "{} is not of the VIP's address family",
+                b.address
+            )));
+        }
+        if !seen.insert(b.address) {
+            return Err(err(format!("{} is listed twice", b.address)));
+        }
+        if let Some(p) = b.port
+            && p != svc.port
+            && svc.port != 0
+        {
+            return Err(err(format!(
+                "{}: port {p} differs from the service's {}: dsr and ipip forward to the same port",
+                b.address, svc.port
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `[dataplane]`'s values.
+fn check_dataplane(dp: &Dataplane) -> Result<(), Invalid> {
+    let err = |field, message| Invalid::new("dataplane", None, field, message);
+    for (field, value, v6) in [
+        ("ipip_source_v4", &dp.ipip_source_v4, false),
+        ("ipip_source_v6", &dp.ipip_source_v6, true),
+    ] {
+        if let Some(v) = value {
+            let bad = match parse_cidr(v) {
+                Ok((a, p)) if a.is_ipv6() == v6 && (!v6 || p >= 96) => None,
+                Ok(_) if v6 => Some(format!("{v:?}: an IPv6 prefix of /96 or longer")),
+                Ok(_) => Some(format!("{v:?}: an IPv4 address")),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(message) = bad {
+                return Err(err(field, message));
+            }
+        }
+    }
+    if dp.mtu < 1280 {
+        return Err(err(
+            "mtu",
+            format!("{} is too small: at least 1280", dp.mtu),
+        ));
+    }
+    check_flow_entries(dp.conntrack_entries).map_err(|e| err("conntrack_entries", e.to_string()))
+}
+
+/// A range error of [`crate::vrrp::machine`]'s checks as the field of
+/// `[[vrrp_instance]]` (or `[[vrrp_script]]`, for a weight) it is about,
+/// and the message: the value, and what is allowed.
+fn vrrp_message(e: &machine::ConfigError) -> (&'static str, String) {
+    use machine::ConfigError as E;
+    match e {
+        E::Vrid => ("virtual_router_id", "0 is not allowed: 1..=255".into()),
+        E::Priority => (
+            "priority",
+            "0 is reserved (a master sends it when it stops): 1..=255, 255 = address owner".into(),
+        ),
+        E::Version { version } => (
+            "version",
+            format!("{version} is not a VRRP version: 2 or 3"),
+        ),
+        E::V2Ipv6 => (
+            "version",
+            "VRRPv2 is IPv4 only: use version = 3 for IPv6".into(),
+        ),
+        E::Interval { interval, version } => {
+            let allowed = if *version == 2 {
+                "whole seconds from 1s to 255s for version 2"
+            } else {
+                "a multiple of 10ms from 10ms to 40.95s for version 3"
+            };
+            (
+                "advert_interval",
+                format!("{} is not allowed: {allowed}", Dur(*interval)),
+            )
+        }
+        E::Weight { weight, .. } => (
+            "weight",
+            format!(
+                "{weight} is out of range: -{max}..={max}",
+                max = machine::MAX_WEIGHT
+            ),
+        ),
+        E::MixedFamilies { .. } | E::TooManyVips { .. } | E::DuplicateVip { .. } => {
+            ("virtual_ipaddress", e.to_string())
+        }
+    }
+}
+
+fn is_prime(n: u32) -> bool {
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
+}
