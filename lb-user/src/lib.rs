@@ -13,8 +13,9 @@
 //!   kernel's route and neighbour tables), [`sys::addr`] (addresses via
 //!   rtnetlink, VIPs tagged as lbd's), [`sys::interface`] (index, link
 //!   flags), [`sys::process`] (users, process groups of child processes);
-//! - [`config`]: the TOML model, its validation, and
-//!   [`config::keepalived`] (keepalived.conf read into the same model);
+//! - [`config`]: the TOML model (keyword fields as enums), its validation
+//!   with file:line errors, and [`config::keepalived`] (keepalived.conf read
+//!   into the same model);
 //! - [`vrrp`]: VRRP v2/v3: wire codec, pure state machine, sockets,
 //!   gratuitous ARP / NA, tracked scripts and interfaces, and the driver
 //!   that runs the instances;
