@@ -253,6 +253,7 @@ impl FlowSet {
     /// The way holding `key` (hash `hash`) with a valid check word: its
     /// index (below [`FLOW_WAYS`]) and state.
     #[inline(always)]
+    #[must_use]
     pub fn find(&self, key: &FlowKey, hash: u32) -> Option<(usize, FlowState)> {
         let tag = flow_tag(hash);
         let mut i = 0;
@@ -288,6 +289,7 @@ impl FlowSet {
     /// a burst does not keep evicting one way. Returns the way's index and
     /// what recording there displaces.
     #[inline(always)]
+    #[must_use]
     pub fn slot_for(&self, key: &FlowKey, hash: u32, now_ns: u64) -> (usize, Replaced) {
         let tag = flow_tag(hash);
         let now = flow_seen(now_ns);

@@ -218,6 +218,9 @@ pub fn vip_index_find<'a>(
 /// The first key that cannot be placed within [`VIP_INDEX_PROBES`] slots
 /// of its home (with at most [`MAX_VIPS`] keys in four times as many
 /// slots, a run that long is very unlikely).
+///
+/// # Panics
+/// If `half` is not [`VIP_INDEX_SLOTS`] entries long.
 pub fn vip_index_build(
     half: &mut [VipIndexEntry],
     vips: impl IntoIterator<Item = (VipKey, u32)>,

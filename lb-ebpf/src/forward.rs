@@ -91,7 +91,7 @@ pub fn l3_len(ctx: &XdpContext, l3_off: usize) -> usize {
 
 fn ipv4_checksum(ip: &Ipv4Hdr) -> [u8; 2] {
     // SAFETY: Ipv4Hdr is 20 plain bytes.
-    let bytes: &[u8; 20] = unsafe { &*(ip as *const Ipv4Hdr).cast::<[u8; 20]>() };
+    let bytes: &[u8; 20] = unsafe { &*core::ptr::from_ref(ip).cast::<[u8; 20]>() };
     fold(sum_bytes(bytes)).to_be_bytes()
 }
 

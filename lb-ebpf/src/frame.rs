@@ -75,6 +75,7 @@ pub struct Truncated;
 /// `data_end` then fails with "pointer arithmetic on pkt_end prohibited".
 /// Volatile loads are never promoted.
 #[inline(always)]
+#[must_use]
 pub fn bounds(ctx: &XdpContext) -> (usize, usize) {
     // SAFETY: ctx.ctx is the program's context pointer, valid for the run.
     unsafe {
@@ -109,6 +110,9 @@ pub unsafe fn zero<T>(p: *mut T) {
 
 /// Pointer to a `T` at `offset` from the start of the frame, after checking
 /// that all `size_of::<T>()` bytes lie inside the frame.
+///
+/// # Errors
+/// [`Truncated`] when the `T` would end past the end of the frame.
 #[inline(always)]
 pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, Truncated> {
     let (start, end) = bounds(ctx);

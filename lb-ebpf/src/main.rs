@@ -41,6 +41,10 @@ use lb_common::{
 
 /// Entry point, attached by `lbd`.
 #[xdp]
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "aya's #[xdp] macro calls the function with an XdpContext by value"
+)]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let mut pkt = MaybeUninit::uninit();
     parse::parse(&ctx, &mut pkt);

@@ -43,6 +43,10 @@ pub struct TcpHdr {
 
 /// UDP header.
 #[repr(C)]
+#[allow(
+    clippy::struct_field_names,
+    reason = "the _be suffix marks each wire field as big-endian bytes, as in TcpHdr"
+)]
 pub struct UdpHdr {
     pub src_port_be: [u8; 2],
     pub dst_port_be: [u8; 2],
@@ -69,6 +73,11 @@ pub struct IcmpHdr {
 }
 
 /// What the parser learned about a frame.
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent facts about one frame, each read on its own in the XDP hot path; \
+              packing them into flags would reshape verifier-sensitive code for no gain"
+)]
 pub struct Packet {
     /// Protocol class for `stats_proto`.
     pub class: ProtoClass,
@@ -107,6 +116,10 @@ pub type Words = [u32; 4];
 /// # Safety
 /// `p` points at 4 bytes inside the frame (checked with [`ptr_at`]).
 #[inline(always)]
+#[allow(
+    clippy::cast_ptr_alignment,
+    reason = "a deliberate unaligned packet load, allowed by the verifier and JIT (see above)"
+)]
 pub unsafe fn load4(p: *const [u8; 4]) -> u32 {
     // SAFETY: see above; the bytes are inside the frame.
     unsafe { core::ptr::read_volatile(p.cast::<u32>()) }
@@ -131,6 +144,10 @@ pub const fn v4_mapped_words(v4: u32) -> Words {
 
 /// Set the flow's addresses with word stores.
 #[inline(always)]
+#[allow(
+    clippy::cast_ptr_alignment,
+    reason = "FlowKey is align(4) with src at offset 0 and dst at 16: both casts are aligned"
+)]
 pub fn set_addrs(flow: &mut FlowKey, src: Words, dst: Words) {
     // SAFETY: FlowKey is `repr(C, align(4))` with `src` at offset 0 and
     // `dst` at 16, so both fields are 4-byte aligned and 16 bytes long.

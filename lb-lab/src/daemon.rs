@@ -148,9 +148,10 @@ pub(crate) fn terminate(children: &mut [Child], grace: Duration) -> Vec<io::Resu
     children
         .iter_mut()
         .zip(done)
-        .map(|(child, d)| match d {
-            Some(status) => Ok(status),
-            None => {
+        .map(|(child, d)| {
+            if let Some(status) = d {
+                Ok(status)
+            } else {
                 let _exited_meanwhile = child.kill();
                 child.wait()
             }
@@ -409,6 +410,9 @@ impl Daemon {
     ///
     /// # Errors
     /// [`DaemonError::Process`] if it cannot be reaped.
+    ///
+    /// # Panics
+    /// Never: `terminate` returns one status per child.
     pub fn stop(&mut self) -> Result<ExitStatus, DaemonError> {
         let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
         let status = terminate(std::slice::from_mut(child), self.grace)

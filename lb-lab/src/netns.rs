@@ -139,14 +139,18 @@ impl Netns {
     /// A command that will run inside this namespace. Only the network
     /// namespace changes (not the mount namespace, unlike `ip netns exec`),
     /// so pins under the host's bpffs stay visible to it.
+    ///
+    /// # Panics
+    /// If the namespace's name holds a NUL byte, which no namespace from
+    /// [`Netns::create`] does (`ip netns add` could not be given one).
     #[must_use]
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
         let path = Path::new(NETNS_DIR).join(&self.name);
-        // SAFETY: between fork and exec we only call open(2), setns(2) and
-        // close(2), which are async-signal-safe, and allocate nothing.
         let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
             .expect("namespace names have no NUL");
+        // SAFETY: between fork and exec we only call open(2), setns(2) and
+        // close(2), which are async-signal-safe, and allocate nothing.
         unsafe {
             cmd.pre_exec(move || {
                 let fd = libc::open(c_path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
@@ -180,6 +184,10 @@ impl Netns {
     ///
     /// # Errors
     /// [`NetnsError::Spawn`].
+    ///
+    /// # Panics
+    /// If the lock on the namespace's child list is poisoned (a thread
+    /// panicked while holding it).
     pub fn spawn(&self, cmd: &mut Command) -> Result<u32, NetnsError> {
         let child = cmd.spawn().map_err(|source| NetnsError::Spawn {
             cmd: describe(cmd),
@@ -246,6 +254,9 @@ pub struct Host {
 
 impl Host {
     /// IPv4 address without the prefix length.
+    ///
+    /// # Panics
+    /// If the IPv4 address given to [`Lan::add_host`] does not parse.
     #[must_use]
     pub fn addr4(&self) -> std::net::Ipv4Addr {
         strip_prefix(&self.ipv4)
@@ -254,6 +265,9 @@ impl Host {
     }
 
     /// IPv6 address without the prefix length.
+    ///
+    /// # Panics
+    /// If the IPv6 address given to [`Lan::add_host`] does not parse.
     #[must_use]
     pub fn addr6(&self) -> std::net::Ipv6Addr {
         strip_prefix(&self.ipv6)
@@ -339,6 +353,9 @@ impl Lan {
     ///
     /// # Errors
     /// [`NetnsError`].
+    ///
+    /// # Panics
+    /// Never: the host returned is the one just added.
     pub fn add_host(&mut self, role: &str, ipv4: &str, ipv6: &str) -> Result<&Host, NetnsError> {
         let ns = Netns::create(&format!("{}{role}", self.prefix))?;
         self.ports += 1;
@@ -380,8 +397,7 @@ impl Lan {
         self.hosts
             .iter()
             .find(|(r, _)| r == role)
-            .map(|(_, h)| h)
-            .unwrap_or_else(|| panic!("no host {role:?} on this LAN"))
+            .map_or_else(|| panic!("no host {role:?} on this LAN"), |(_, h)| h)
     }
 
     /// The bridge namespace.

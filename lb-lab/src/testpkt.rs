@@ -197,6 +197,9 @@ impl FrameSpec {
 }
 
 /// Ethernet header (+ optional 802.1Q tag) in front of `payload`.
+///
+/// # Panics
+/// Never: the buffer always has room for the Ethernet header.
 #[must_use]
 pub fn ethernet(ether_type: EtherType, vlan: Option<u16>, payload: &[u8]) -> Vec<u8> {
     let tag = if vlan.is_some() { 4 } else { 0 };

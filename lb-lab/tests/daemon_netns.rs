@@ -269,6 +269,10 @@ fn in_pool(lab: &Lab, backend: &str) -> bool {
 }
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario (health, drain, reload, lbctl) that reads top to bottom"
+)]
 fn daemon_health_drain_reload_and_lbctl() {
     let mut lab = lab();
 
@@ -399,10 +403,10 @@ fn daemon_health_drain_reload_and_lbctl() {
         vrrp.contains("VI_1") && vrrp.contains("MASTER") && vrrp.contains("150/150"),
         "{vrrp}"
     );
-    let stats = lab.lbctl_ok(&["stats"]);
+    let traffic = lab.lbctl_ok(&["stats"]);
     assert!(
-        stats.contains("NEW FLOWS") && stats.contains("(all)"),
-        "{stats}"
+        traffic.contains("NEW FLOWS") && traffic.contains("(all)"),
+        "{traffic}"
     );
     for cmd in ["status", "services", "backends", "vrrp", "stats"] {
         let out = lab.lbctl_ok(&["--json", cmd]);

@@ -99,7 +99,14 @@ fn service(
     key
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "the fixtures' services and backends, declared one by one"
+)]
 fn lab() -> Lab {
+    use Mode::{Dsr, Ipip};
+    use NoBackend::{Drop, Pass};
+    use Protocol::{Tcp, Udp};
     let mut ebpf = Ebpf::load(lb_user::EBPF_OBJ).expect("load BPF object (run as root)");
     let program: &mut Xdp = ebpf.program_mut(PROGRAM).unwrap().try_into().unwrap();
     program.load().expect("verifier accepts the program");
@@ -113,9 +120,6 @@ fn lab() -> Lab {
     };
     cfg.ipip_src_v6 = "2001:db8:ffff::".parse::<Ipv6Addr>().unwrap().octets();
     balancer.set_config(&cfg).unwrap();
-    use Mode::{Dsr, Ipip};
-    use NoBackend::{Drop, Pass};
-    use Protocol::{Tcp, Udp};
     let b = &mut balancer;
     service(
         b,
@@ -470,6 +474,10 @@ fn check_icmp6_too_big(out: &[u8], input: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a table-driven list of fixtures, one entry per case"
+)]
 fn fixtures() -> Vec<Fixture> {
     let mut v = Vec::new();
     let t4 = tcp(CLIENT4, "198.18.0.100", 40000, 80).build();
@@ -753,7 +761,11 @@ fn forwarding_fixtures() {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    use std::fmt::Write as _;
+    b.iter().fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
 }
 
 fn backend_of(out: &[u8]) -> u8 {

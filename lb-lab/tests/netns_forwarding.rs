@@ -154,6 +154,10 @@ struct Topology {
     macs: HashMap<&'static str, [u8; 6]>,
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "the test topology, built step by step; it reads top to bottom"
+)]
 fn topology(mode: Mode, attach: AttachMode) -> Topology {
     let mut lan = Lan::client_lb_backends(&BACKENDS).expect("create LAN (run as root)");
     // The LB answers ARP for the VIP (VRRP will do this in production).

@@ -198,9 +198,12 @@ fn lbd_counts_real_traffic_and_delivers_it() {
         assert!(dump.contains(field), "bpftool shows field {field}:\n{dump}");
     }
 
-    let (status, log) = stop(lbd);
+    let (exit_status, log) = stop(lbd);
     println!("{log}");
-    assert!(status.success(), "lbd exits 0 on SIGTERM: {status}\n{log}");
+    assert!(
+        exit_status.success(),
+        "lbd exits 0 on SIGTERM: {exit_status}\n{log}"
+    );
     assert!(log.contains("detached lb_xdp from eth0"), "{log}");
     assert!(!pin_dir.exists(), "pins removed on exit");
     let link = String::from_utf8(lb.ip(&["link", "show", "eth0"]).unwrap().stdout).unwrap();

@@ -40,6 +40,10 @@ fn fixture(description: &'static str, frame: Vec<u8>, class: ProtoClass) -> Fixt
     }
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a table-driven list of fixtures, one entry per case"
+)]
 fn fixtures() -> Vec<Fixture> {
     let tcp = L4::Tcp {
         src: 40000,

@@ -69,7 +69,7 @@ fn figures(text: &str) -> Vec<Figure> {
             let mut target = None;
             for w in words {
                 match w.split_once('=') {
-                    Some(("unit", u)) => unit = u.to_owned(),
+                    Some(("unit", u)) => u.clone_into(&mut unit),
                     Some(("target", t)) => target = Some(t.to_owned()),
                     _ => {}
                 }
@@ -119,7 +119,7 @@ pub fn write(root: &Path, command: &str, sections: &[Section]) -> anyhow::Result
         })
         .and_then(|kb| kb.parse::<u64>().ok())
         .map_or("unknown".into(), |kb| {
-            format!("{:.1} GiB", kb as f64 / 1048576.0)
+            format!("{:.1} GiB", kb as f64 / 1_048_576.0)
         });
     let mut md = String::new();
     md.push_str("# Benchmarks\n\n");
@@ -158,7 +158,7 @@ pub fn write(root: &Path, command: &str, sections: &[Section]) -> anyhow::Result
             s.output
                 .lines()
                 .filter(|l| !l.trim_start().starts_with("FIGURE "))
-                .map(|l| format!("{l}\n"))
+                .flat_map(|l| [l, "\n"])
                 .collect::<String>()
         ));
     }

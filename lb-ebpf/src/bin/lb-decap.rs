@@ -29,6 +29,10 @@ static STATS_DECAP: PerCpuArray<DecapCounters, 1> = PerCpuArray::new();
 
 /// Entry point.
 #[xdp]
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "aya's #[xdp] macro calls the function with an XdpContext by value"
+)]
 pub fn lb_decap(ctx: XdpContext) -> u32 {
     let (action, reason) = decap(&ctx);
     count_decap(reason);

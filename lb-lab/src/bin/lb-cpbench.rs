@@ -159,7 +159,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     if n % 2 == 1 {
         v[n / 2]
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
     }
 }
 
@@ -257,6 +257,10 @@ fn service_key(i: u32) -> ServiceKey {
     }
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a benchmark step: setup, measurement and its report lines, read top to bottom"
+)]
 fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     let n = cli.services;
     let mut ebpf = Ebpf::load(lb_user::EBPF_OBJ)?;
@@ -290,7 +294,7 @@ fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     let took = t.elapsed().as_secs_f64();
     let rss_after = status_kib("self", "VmRSS")?;
     let file_after = status_kib("self", "RssFile")?;
-    let (kern_after, maps, tables_bytes, tables) = map_memlock()?;
+    let (kern_after, maps, tables_memlock, tables) = map_memlock()?;
     // One inner table per service now (the first set_backends writes the
     // inactive copy and flips to it); the next update of each service
     // creates its second copy.
@@ -299,8 +303,8 @@ fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     let estimate_now = u64::from(n) * table_bytes;
     eprintln!(
         "apply: {maps} maps open, {tables} Maglev tables; maps memlock {:.1} MiB before, {:.1} MiB after",
-        kern_before as f64 / 1048576.0,
-        kern_after as f64 / 1048576.0
+        kern_before as f64 / 1_048_576.0,
+        kern_after as f64 / 1_048_576.0
     );
     report.add(
         "apply_total_s",
@@ -341,25 +345,25 @@ fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     report.add(
         "apply_kernel_tables_mib",
         format!("apply: kernel memlock of the {tables} Maglev tables (fdinfo, measured)"),
-        tables_bytes as f64 / 1048576.0,
+        tables_memlock as f64 / 1_048_576.0,
         "MiB",
     );
     report.add(
         "apply_kernel_maps_delta_mib",
         "apply: kernel memlock of all maps, delta (fdinfo, measured)",
-        kern_after.saturating_sub(kern_before) as f64 / 1048576.0,
+        kern_after.saturating_sub(kern_before) as f64 / 1_048_576.0,
         "MiB",
     );
     report.add(
         "apply_kernel_tables_estimate_mib",
         format!("apply: estimate, {n} tables x {RING} x 8 B (1 copy, now)"),
-        estimate_now as f64 / 1048576.0,
+        estimate_now as f64 / 1_048_576.0,
         "MiB",
     );
     report.add(
         "apply_kernel_tables_estimate_2copies_mib",
         format!("apply: estimate, 2 x {n} tables x {RING} x 8 B (both copies)"),
-        2.0 * estimate_now as f64 / 1048576.0,
+        2.0 * estimate_now as f64 / 1_048_576.0,
         "MiB",
     );
     drop(balancer);
@@ -401,9 +405,14 @@ fn config_text(n: u32, dir: &Path, pin: &Path) -> String {
         pin.display(),
         dir.join("run/lbd.sock").display()
     );
-    let backends: String = (1..=BACKENDS)
-        .map(|b| format!("  {{ address = \"{}\", weight = 1 }},\n", backend_addr(b)))
-        .collect();
+    let backends = (1..=BACKENDS).fold(String::new(), |mut list, b| {
+        let _ = writeln!(
+            list,
+            "  {{ address = \"{}\", weight = 1 }},",
+            backend_addr(b)
+        );
+        list
+    });
     for i in 0..n {
         let _ = write!(
             s,
@@ -449,6 +458,10 @@ fn all_in_pool(cli: &Cli, ns: &Netns, socket: &Path) -> Option<(usize, usize)> {
     Some((active, in_pool))
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "a benchmark step: setup, measurement and its report lines, read top to bottom"
+)]
 fn daemon(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     let n = cli.services;
     let pid = std::process::id();

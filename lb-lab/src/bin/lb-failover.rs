@@ -171,7 +171,17 @@ fn run(cli: &Cli) -> Result<bool, Error> {
         REFUSED_PAUSE.as_millis()
     );
     println!();
-    let mut results: Vec<(Interval, Impl, Vec<f64>, usize)> = Vec::new();
+    let results = measure(cli, &tmp);
+    Ok(report(&results))
+}
+
+/// The runs of one daemon at one interval: the interval, the daemon, the
+/// times of the runs that succeeded (ms) and how many failed.
+type Outcome = (Interval, Impl, Vec<f64>, usize);
+
+/// `cli.runs` failovers per interval and daemon, each printed as it ends.
+fn measure(cli: &Cli, tmp: &TempDir) -> Vec<Outcome> {
+    let mut results = Vec::new();
     for interval in INTERVALS {
         let mut per_impl = [
             (Impl::Lbd, Vec::new(), 0),
@@ -182,7 +192,7 @@ fn run(cli: &Cli) -> Result<bool, Error> {
             // machine's load hits both alike.
             for (imp, times, failed) in &mut per_impl {
                 let tag = format!("{}-{}-{i}", imp.name(), interval.label());
-                match one_run(cli, &tmp, *imp, interval, &tag) {
+                match one_run(cli, tmp, *imp, interval, &tag) {
                     Ok(probe) => {
                         let ms = probe.took.as_secs_f64() * 1e3;
                         println!(
@@ -213,14 +223,19 @@ fn run(cli: &Cli) -> Result<bool, Error> {
             results.push((interval, imp, times, failed));
         }
     }
+    results
+}
 
+/// The table of medians against the targets, how the targets are made,
+/// and the lbd/keepalived ratios. Whether every run succeeded.
+fn report(results: &[Outcome]) -> bool {
     println!();
     println!(
         "{:<8} {:<11} {:>10} {:>10} {:>10} {:>5} {:>11}  meets",
         "interval", "daemon", "median ms", "min ms", "max ms", "runs", "target ms"
     );
     let mut all_ok = true;
-    for (interval, imp, times, failed) in &results {
+    for (interval, imp, times, failed) in results {
         let target = interval.target().as_secs_f64() * 1e3;
         let stats = Stats::of(times);
         let runs = if *failed == 0 {
@@ -284,7 +299,7 @@ fn run(cli: &Cli) -> Result<bool, Error> {
             ),
         }
     }
-    Ok(all_ok)
+    all_ok
 }
 
 struct Stats {
@@ -304,7 +319,7 @@ impl Stats {
         let median = if n % 2 == 1 {
             t[n / 2]
         } else {
-            (t[n / 2 - 1] + t[n / 2]) / 2.0
+            f64::midpoint(t[n / 2 - 1], t[n / 2])
         };
         Some(Self {
             median,

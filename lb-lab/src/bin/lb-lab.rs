@@ -356,8 +356,8 @@ fn with_ns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> Res<T> {
     let path = format!("/var/run/netns/{}", ns(name));
     std::thread::scope(|s| {
         s.spawn(|| {
-            let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
             use std::os::fd::AsRawFd as _;
+            let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
             // SAFETY: a valid namespace fd; only this thread changes.
             if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
@@ -654,6 +654,64 @@ fn demo_steps(cli: &Cli) -> Res<()> {
     ));
     check_stop()?;
 
+    backend_fails(cli, &mut summary)?;
+    check_stop()?;
+
+    lb_fails(cli, &mut summary)?;
+    check_stop()?;
+
+    step(
+        6,
+        "lb1 returns: it clears the VIP it left behind, then takes over again (preempt)",
+    );
+    let t = Instant::now();
+    start_lbd(cli, "lb1")?;
+    if !wait(Duration::from_secs(10), || {
+        holders() == ["lb1"] && http_get().is_ok()
+    }) {
+        return Err(format!("lb1 did not take back the VIP:\n{}", log("lb1")));
+    }
+    let back = t.elapsed();
+    println!("   lb1 is MASTER again after {:.2} s", back.as_secs_f64());
+    print!("{}", lbctl(cli, "lb1", &["vrrp"])?);
+    summary.push((
+        "old master back".into(),
+        format!("{:.2} s", back.as_secs_f64()),
+    ));
+    check_stop()?;
+
+    step(7, "web2's nginx returns and rejoins the pool");
+    start_nginx("web2")?;
+    let t = Instant::now();
+    if !wait(Duration::from_secs(10), || tcp_ok("198.18.0.12:80")) {
+        return Err("web2's nginx did not start".into());
+    }
+    if !wait(Duration::from_secs(10), || {
+        lbctl(cli, "lb1", &["backends"]).is_ok_and(|o| {
+            o.lines()
+                .any(|l| l.contains("198.18.0.12:80") && l.contains(" up "))
+        })
+    }) {
+        return Err("web2 did not rejoin".into());
+    }
+    println!(
+        "   rejoined after {:.2} s (rise 2)",
+        t.elapsed().as_secs_f64()
+    );
+    let http = spread(300, http_get)?;
+    print_counts("HTTP spread again", &http);
+
+    step(8, "Summary");
+    for (what, value) in &summary {
+        println!("   {what:<40} {value}");
+    }
+    println!("   traffic through lb1 since it came back:");
+    print!("{}", lbctl(cli, "lb1", &["stats"])?);
+    Ok(())
+}
+
+/// Step 4: a backend's server stops; lbd notices and takes it out.
+fn backend_fails(cli: &Cli, summary: &mut Vec<(String, String)>) -> Res<()> {
     step(
         4,
         "web2's nginx stops: its health check fails and it leaves the pool",
@@ -689,8 +747,12 @@ fn demo_steps(cli: &Cli) -> Res<()> {
         "backend failure detected".into(),
         format!("{:.2} s", detect.as_secs_f64()),
     ));
-    check_stop()?;
+    Ok(())
+}
 
+/// Step 5: the master dies under a live connection; the backup takes
+/// over and the connection carries on.
+fn lb_fails(cli: &Cli, summary: &mut Vec<(String, String)>) -> Res<()> {
     step(
         5,
         "A long-lived connection is open; then lb1 is killed (SIGKILL)",
@@ -751,55 +813,6 @@ fn demo_steps(cli: &Cli) -> Res<()> {
     ));
     let http = spread(120, http_get)?;
     print_counts("HTTP through lb2", &http);
-    check_stop()?;
-
-    step(
-        6,
-        "lb1 returns: it clears the VIP it left behind, then takes over again (preempt)",
-    );
-    let t = Instant::now();
-    start_lbd(cli, "lb1")?;
-    if !wait(Duration::from_secs(10), || {
-        holders() == ["lb1"] && http_get().is_ok()
-    }) {
-        return Err(format!("lb1 did not take back the VIP:\n{}", log("lb1")));
-    }
-    let back = t.elapsed();
-    println!("   lb1 is MASTER again after {:.2} s", back.as_secs_f64());
-    print!("{}", lbctl(cli, "lb1", &["vrrp"])?);
-    summary.push((
-        "old master back".into(),
-        format!("{:.2} s", back.as_secs_f64()),
-    ));
-    check_stop()?;
-
-    step(7, "web2's nginx returns and rejoins the pool");
-    start_nginx("web2")?;
-    let t = Instant::now();
-    if !wait(Duration::from_secs(10), || tcp_ok("198.18.0.12:80")) {
-        return Err("web2's nginx did not start".into());
-    }
-    if !wait(Duration::from_secs(10), || {
-        lbctl(cli, "lb1", &["backends"]).is_ok_and(|o| {
-            o.lines()
-                .any(|l| l.contains("198.18.0.12:80") && l.contains(" up "))
-        })
-    }) {
-        return Err("web2 did not rejoin".into());
-    }
-    println!(
-        "   rejoined after {:.2} s (rise 2)",
-        t.elapsed().as_secs_f64()
-    );
-    let http = spread(300, http_get)?;
-    print_counts("HTTP spread again", &http);
-
-    step(8, "Summary");
-    for (what, value) in &summary {
-        println!("   {what:<40} {value}");
-    }
-    println!("   traffic through lb1 since it came back:");
-    print!("{}", lbctl(cli, "lb1", &["stats"])?);
     Ok(())
 }
 

@@ -262,7 +262,11 @@ fn set_affinity(tid: u32, cpus: &[usize]) -> io::Result<()> {
     let set = cpu_set(cpus);
     // SAFETY: a valid cpu_set_t of the size given.
     let rc = unsafe {
-        libc::sched_setaffinity(tid as i32, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        libc::sched_setaffinity(
+            tid as i32,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &raw const set,
+        )
     };
     if rc == 0 {
         Ok(())

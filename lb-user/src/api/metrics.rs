@@ -68,59 +68,40 @@ fn gauge_family(registry: &mut Registry, name: &str, help: &str) -> Family<Label
 #[must_use]
 pub fn render(s: &Snapshot) -> String {
     let mut r = Registry::default();
-    let vip_packets = counter_family(
-        &mut r,
-        "lb_vip_packets",
-        "Packets forwarded for the service",
-    );
-    let vip_bytes = counter_family(&mut r, "lb_vip_bytes", "Bytes forwarded for the service");
-    let vip_flows = counter_family(&mut r, "lb_vip_new_flows", "Flows begun on the service");
+    traffic_metrics(&mut r, &s.traffic);
+    service_metrics(&mut r, &s.services);
+    vrrp_metrics(&mut r, &s.vrrp);
+    if let Some(f) = &s.flows {
+        flow_metrics(&mut r, f);
+    }
+    let mut out = String::new();
+    if let Err(e) = encode(&mut out, &r) {
+        warn!("encoding metrics failed: {e}");
+    }
+    out
+}
+
+/// The per-service and per-backend data plane counters.
+fn traffic_metrics(r: &mut Registry, traffic: &[ServiceTraffic]) {
+    let vip_packets = counter_family(r, "lb_vip_packets", "Packets forwarded for the service");
+    let vip_bytes = counter_family(r, "lb_vip_bytes", "Bytes forwarded for the service");
+    let vip_flows = counter_family(r, "lb_vip_new_flows", "Flows begun on the service");
     let be_packets = counter_family(
-        &mut r,
+        r,
         "lb_backend_packets",
         "Packets the service forwarded to the backend",
     );
     let be_bytes = counter_family(
-        &mut r,
+        r,
         "lb_backend_bytes",
         "Bytes the service forwarded to the backend",
     );
     let be_flows = counter_family(
-        &mut r,
+        r,
         "lb_backend_new_flows",
         "Flows the service began on the backend",
     );
-    let healthy = gauge_family(&mut r, "lb_backend_healthy", "Health check verdict (1 up)");
-    let in_pool = gauge_family(
-        &mut r,
-        "lb_backend_in_pool",
-        "In the data plane's pool (1 yes)",
-    );
-    let drained = gauge_family(
-        &mut r,
-        "lb_backend_drained",
-        "Drained by the operator (1 yes)",
-    );
-    let active = gauge_family(
-        &mut r,
-        "lb_service_active",
-        "Forwarding on this node (1 yes)",
-    );
-    let state = gauge_family(
-        &mut r,
-        "lb_vrrp_state",
-        "1 for the instance's current state",
-    );
-    let priority = gauge_family(&mut r, "lb_vrrp_priority", "Effective priority");
-    let transitions = counter_family(&mut r, "lb_vrrp_transitions", "State transitions");
-    let accepted = counter_family(&mut r, "lb_vrrp_adverts_accepted", "Adverts accepted");
-    let rejected = counter_family(
-        &mut r,
-        "lb_vrrp_adverts_rejected",
-        "Adverts rejected or dropped, by cause",
-    );
-
-    for t in &s.traffic {
+    for t in traffic {
         let l = labels(&[("service", &t.service)]);
         vip_packets.get_or_create(&l).inc_by(t.total.packets);
         vip_bytes.get_or_create(&l).inc_by(t.total.bytes);
@@ -132,7 +113,16 @@ pub fn render(s: &Snapshot) -> String {
             be_flows.get_or_create(&l).inc_by(b.new_flows);
         }
     }
-    for svc in &s.services {
+}
+
+/// The controller's view: backend health, pool membership, drains, and
+/// whether each service forwards here.
+fn service_metrics(r: &mut Registry, services: &[ServiceStatus]) {
+    let healthy = gauge_family(r, "lb_backend_healthy", "Health check verdict (1 up)");
+    let in_pool = gauge_family(r, "lb_backend_in_pool", "In the data plane's pool (1 yes)");
+    let drained = gauge_family(r, "lb_backend_drained", "Drained by the operator (1 yes)");
+    let active = gauge_family(r, "lb_service_active", "Forwarding on this node (1 yes)");
+    for svc in services {
         active
             .get_or_create(&labels(&[("service", &svc.service)]))
             .set(i64::from(svc.active));
@@ -144,7 +134,20 @@ pub fn render(s: &Snapshot) -> String {
             drained.get_or_create(&l).set(i64::from(b.drained));
         }
     }
-    for i in &s.vrrp {
+}
+
+/// The VRRP instances: state, priority and advert counters.
+fn vrrp_metrics(r: &mut Registry, vrrp: &[InstanceStatus]) {
+    let state = gauge_family(r, "lb_vrrp_state", "1 for the instance's current state");
+    let priority = gauge_family(r, "lb_vrrp_priority", "Effective priority");
+    let transitions = counter_family(r, "lb_vrrp_transitions", "State transitions");
+    let accepted = counter_family(r, "lb_vrrp_adverts_accepted", "Adverts accepted");
+    let rejected = counter_family(
+        r,
+        "lb_vrrp_adverts_rejected",
+        "Adverts rejected or dropped, by cause",
+    );
+    for i in vrrp {
         for st in ["INIT", "BACKUP", "MASTER", "FAULT"] {
             state
                 .get_or_create(&labels(&[("instance", &i.name), ("state", st)]))
@@ -160,38 +163,35 @@ pub fn render(s: &Snapshot) -> String {
                 .inc_by(*n);
         }
     }
-    if let Some(f) = &s.flows {
-        let evicted = counter_family(
-            &mut r,
-            "lb_flows_evicted",
-            "Flows the connection table evicted for new ones, by how recently they were seen",
-        );
-        for (age, n) in [("recent", f.evicted_recent), ("idle", f.evicted_idle)] {
-            evicted.get_or_create(&labels(&[("age", age)])).inc_by(n);
-        }
-        for (name, help, n) in [
-            (
-                "lb_flows_capacity",
-                "Flows the connection table can hold",
-                f.capacity,
-            ),
-            (
-                "lb_flows_in_use",
-                "Connection-table ways holding a flow (finished ones stay until evicted)",
-                f.in_use,
-            ),
-            ("lb_flows_recent", "Flows seen in the last 10 s", f.recent),
-        ] {
-            let gauge = Gauge::<i64>::default();
-            gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
-            r.register(name, help, gauge);
-        }
+}
+
+/// The connection table's evictions and fill.
+fn flow_metrics(r: &mut Registry, f: &crate::dataplane::stats::FlowTableUsage) {
+    let evicted = counter_family(
+        r,
+        "lb_flows_evicted",
+        "Flows the connection table evicted for new ones, by how recently they were seen",
+    );
+    for (age, n) in [("recent", f.evicted_recent), ("idle", f.evicted_idle)] {
+        evicted.get_or_create(&labels(&[("age", age)])).inc_by(n);
     }
-    let mut out = String::new();
-    if let Err(e) = encode(&mut out, &r) {
-        warn!("encoding metrics failed: {e}");
+    for (name, help, n) in [
+        (
+            "lb_flows_capacity",
+            "Flows the connection table can hold",
+            f.capacity,
+        ),
+        (
+            "lb_flows_in_use",
+            "Connection-table ways holding a flow (finished ones stay until evicted)",
+            f.in_use,
+        ),
+        ("lb_flows_recent", "Flows seen in the last 10 s", f.recent),
+    ] {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
+        r.register(name, help, gauge);
     }
-    out
 }
 
 /// A scrape waiting for lbd's main loop to take a [`Snapshot`].
@@ -215,14 +215,11 @@ pub async fn serve(
             let tx = tx.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
-                let n = match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    stream.read(&mut buf),
-                )
-                .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
+                let Ok(Ok(n)) =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+                        .await
+                else {
+                    return;
                 };
                 let request = String::from_utf8_lossy(&buf[..n]);
                 let path_ok = request

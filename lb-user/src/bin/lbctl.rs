@@ -284,7 +284,7 @@ fn services(list: &[ServiceStatus]) -> String {
             let in_pool = s.backends.iter().filter(|b| b.in_pool).count();
             vec![
                 s.service.clone(),
-                s.mode.to_string(),
+                s.mode.clone(),
                 or_dash(s.vrrp_instance.as_ref()),
                 yes_no(s.active),
                 format!("{in_pool}/{}", s.backends.len()),

@@ -178,106 +178,20 @@ struct Daemon {
 /// # Errors
 /// Start-up failed, or a VRRP instance failed while running.
 pub async fn run(startup: Startup) -> Result<(), Error> {
-    let Startup {
-        config_path,
-        config,
-        dataplane: opts,
-    } = startup;
     let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Signal)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Signal)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(Error::Signal)?;
-    let mut dataplane = match &opts {
-        Some(opts) => {
-            let dataplane = Dataplane::start(opts).await?;
-            let (iface, _) = dataplane.interface();
-            info!(
-                "data plane running on {iface} ({} mode); maps pinned under {}",
-                dataplane.mode(),
-                dataplane.pin_dir().display()
-            );
-            Some(dataplane)
-        }
-        None => None,
-    };
-    // The service controller runs whenever the data plane does and lbd
-    // has a configuration (services may come with a reload).
-    let (mut controller, mut events_rx) = match (&mut dataplane, &config) {
-        (Some(dp), Some(c)) if opts.as_ref().is_some_and(|o| o.role == Role::Balancer) => {
-            let (_, ifindex) = dp.interface();
-            let mut balancer = Balancer::new(EbpfMaps::take(dp.ebpf_mut())?);
-            let dp_cfg = match &c.dataplane {
-                Some(d) => controller::dataplane_config(d, ifindex)
-                    .await
-                    .map_err(Error::DataplaneSettings)?,
-                None => lb_common::config::Config {
-                    mtu: 1500,
-                    ..Default::default()
-                },
-            };
-            balancer.set_config(&dp_cfg)?;
-            let (ctl, rx) = Controller::new(balancer, NeighLookup, ifindex);
-            (Some(ctl), Some(rx))
-        }
-        _ => (None, None),
-    };
-    let (changes, mut changes_rx) = mpsc::unbounded_channel();
-    let vrrp = match config.as_ref().filter(|c| !c.vrrp_instance.is_empty()) {
-        Some(c) => Some(
-            driver::start(c, Some(changes.clone()))
-                .await
-                .map_err(Error::Vrrp)?,
-        ),
-        None => None,
-    };
-    if let (Some(ctl), Some(c)) = (controller.as_mut(), &config) {
-        ctl.reload(c);
-    }
-    if dataplane.is_none() && vrrp.is_none() {
-        return Err(Error::NothingToRun);
-    }
-    let (control_tx, mut control_rx) = mpsc::channel::<control::Pending>(16);
-    let _control = match &config {
-        Some(c) => {
-            let path = &c.global.control_socket;
-            let server =
-                control::serve(path, control_tx)
-                    .await
-                    .map_err(|source| Error::Listen {
-                        what: format!("control socket {}", path.display()),
-                        source,
-                    })?;
-            info!("control socket at {}", path.display());
-            Some(ControlGuard(path.clone(), server))
-        }
-        None => None,
-    };
-    let (scrape_tx, mut scrape_rx) = mpsc::channel::<metrics::Scrape>(4);
-    let _metrics = match config.as_ref().and_then(|c| c.global.metrics_listen) {
-        Some(addr) => {
-            let server = metrics::serve(addr, scrape_tx)
-                .await
-                .map_err(|source| Error::Listen {
-                    what: format!("metrics_listen {addr}"),
-                    source,
-                })?;
-            info!("Prometheus metrics on http://{addr}/metrics");
-            Some(AbortOnDrop(server))
-        }
-        None => None,
-    };
-    let name = config
-        .as_ref()
-        .and_then(|c| c.global.router_id.clone())
-        .unwrap_or_else(|| "lbd".into());
-    let mut d = Daemon {
-        config_path,
-        config,
-        dataplane,
-        controller: controller.take(),
-        vrrp,
-        changes,
-        name,
-    };
+    // `_control` and `_metrics` live until lbd returns, after "stopped":
+    // dropping them closes the control socket and the metrics listener.
+    let Started {
+        daemon: mut d,
+        mut events_rx,
+        mut changes_rx,
+        mut control_rx,
+        control: _control,
+        mut scrape_rx,
+        metrics: _metrics,
+    } = start(startup).await?;
     info!(
         "{} running; SIGINT or SIGTERM stops, SIGHUP reloads",
         d.name
@@ -331,6 +245,139 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
     d.stop().await;
     info!("stopped");
     outcome.map(|_| ())
+}
+
+/// What [`start`] hands the loop: the running parts, the channels their
+/// events arrive on, and the listeners (closed when dropped).
+struct Started {
+    daemon: Daemon,
+    events_rx: Option<mpsc::UnboundedReceiver<controller::Event>>,
+    changes_rx: mpsc::UnboundedReceiver<driver::StateChange>,
+    control_rx: mpsc::Receiver<control::Pending>,
+    control: Option<ControlGuard>,
+    scrape_rx: mpsc::Receiver<metrics::Scrape>,
+    metrics: Option<AbortOnDrop>,
+}
+
+/// Start, in order, the data plane, the service controller over its maps,
+/// the VRRP instances, the control socket and the metrics listener. On
+/// error, what had started is undone as it is dropped.
+async fn start(startup: Startup) -> Result<Started, Error> {
+    let Startup {
+        config_path,
+        config,
+        dataplane: opts,
+    } = startup;
+    let mut dataplane = match &opts {
+        Some(opts) => {
+            let dataplane = Dataplane::start(opts).await?;
+            let (iface, _) = dataplane.interface();
+            info!(
+                "data plane running on {iface} ({} mode); maps pinned under {}",
+                dataplane.mode(),
+                dataplane.pin_dir().display()
+            );
+            Some(dataplane)
+        }
+        None => None,
+    };
+    let balancer_role = opts.as_ref().is_some_and(|o| o.role == Role::Balancer);
+    let (mut controller, events_rx) =
+        start_controller(dataplane.as_mut(), config.as_ref(), balancer_role)
+            .await?
+            .unzip();
+    let (changes, changes_rx) = mpsc::unbounded_channel();
+    let vrrp = match config.as_ref().filter(|c| !c.vrrp_instance.is_empty()) {
+        Some(c) => Some(
+            driver::start(c, Some(changes.clone()))
+                .await
+                .map_err(Error::Vrrp)?,
+        ),
+        None => None,
+    };
+    if let (Some(ctl), Some(c)) = (controller.as_mut(), &config) {
+        ctl.reload(c);
+    }
+    if dataplane.is_none() && vrrp.is_none() {
+        return Err(Error::NothingToRun);
+    }
+    let (control_tx, control_rx) = mpsc::channel::<control::Pending>(16);
+    let control = match &config {
+        Some(c) => {
+            let path = &c.global.control_socket;
+            let server =
+                control::serve(path, control_tx)
+                    .await
+                    .map_err(|source| Error::Listen {
+                        what: format!("control socket {}", path.display()),
+                        source,
+                    })?;
+            info!("control socket at {}", path.display());
+            Some(ControlGuard(path.clone(), server))
+        }
+        None => None,
+    };
+    let (scrape_tx, scrape_rx) = mpsc::channel::<metrics::Scrape>(4);
+    let metrics = match config.as_ref().and_then(|c| c.global.metrics_listen) {
+        Some(addr) => {
+            let server = metrics::serve(addr, scrape_tx)
+                .await
+                .map_err(|source| Error::Listen {
+                    what: format!("metrics_listen {addr}"),
+                    source,
+                })?;
+            info!("Prometheus metrics on http://{addr}/metrics");
+            Some(AbortOnDrop(server))
+        }
+        None => None,
+    };
+    let name = config
+        .as_ref()
+        .and_then(|c| c.global.router_id.clone())
+        .unwrap_or_else(|| "lbd".into());
+    Ok(Started {
+        daemon: Daemon {
+            config_path,
+            config,
+            dataplane,
+            controller,
+            vrrp,
+            changes,
+            name,
+        },
+        events_rx,
+        changes_rx,
+        control_rx,
+        control,
+        scrape_rx,
+        metrics,
+    })
+}
+
+/// The service controller over the data plane's maps, and the receiver
+/// of its events. It runs whenever the data plane runs as a balancer and
+/// lbd has a configuration (services may come with a reload).
+async fn start_controller(
+    dataplane: Option<&mut Dataplane>,
+    config: Option<&Config>,
+    balancer_role: bool,
+) -> Result<Option<(Controller, mpsc::UnboundedReceiver<controller::Event>)>, Error> {
+    let (Some(dp), Some(c), true) = (dataplane, config, balancer_role) else {
+        return Ok(None);
+    };
+    let (_, ifindex) = dp.interface();
+    let mut balancer = Balancer::new(EbpfMaps::take(dp.ebpf_mut())?);
+    let dp_cfg = match &c.dataplane {
+        Some(d) => controller::dataplane_config(d, ifindex)
+            .await
+            .map_err(Error::DataplaneSettings)?,
+        None => lb_common::config::Config {
+            mtu: 1500,
+            ..Default::default()
+        },
+    };
+    balancer.set_config(&dp_cfg)?;
+    Ok(Some(Controller::new(balancer, NeighLookup, ifindex)))
 }
 
 impl Daemon {

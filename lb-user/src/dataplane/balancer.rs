@@ -402,6 +402,10 @@ impl<M: Maps> Balancer<M> {
     ///
     /// # Errors
     /// [`BalancerError`]; a new service is not created on error.
+    ///
+    /// # Panics
+    /// Never: the `expect`s look up an existing service this function
+    /// has just found, and nothing in between removes it.
     pub fn upsert_service(
         &mut self,
         key: ServiceKey,
@@ -487,12 +491,11 @@ impl<M: Maps> Balancer<M> {
     /// # Errors
     /// [`BalancerError::NoService`], or a map failure.
     pub fn remove_service(&mut self, key: &ServiceKey) -> Result<(), BalancerError> {
-        if !self.services.contains_key(key) {
-            return Err(BalancerError::NoService(*key));
-        }
         // Out of the index first: the kernel stops finding the VIP before
         // its record goes.
-        let service = self.services.remove(key).expect("checked above");
+        let Some(service) = self.services.remove(key) else {
+            return Err(BalancerError::NoService(*key));
+        };
         if let Err(e) = self.publish_vip_index() {
             self.services.insert(*key, service);
             return Err(e);
@@ -511,6 +514,10 @@ impl<M: Maps> Balancer<M> {
     ///
     /// # Errors
     /// [`BalancerError`]; on error the old table stays live.
+    ///
+    /// # Panics
+    /// Never: the `expect`s look up the service found at the start, and
+    /// nothing in between removes it.
     pub fn set_backends(
         &mut self,
         key: &ServiceKey,
@@ -576,22 +583,19 @@ impl<M: Maps> Balancer<M> {
                 .zip(acquired.iter().copied())
                 .collect(),
         };
-        let written = match &table {
-            Some(table) => {
-                let entries: Vec<u32> = table
-                    .entries()
-                    .iter()
-                    .map(|&i| acquired[i as usize])
-                    .collect();
-                let inactive = next.active_table ^ 1;
-                self.maps
-                    .write_table(VipMeta::table_slot(next.id, inactive), &entries)
-                    .map(|()| next.active_table = inactive)
-            }
-            None => {
-                next.flags |= vip_flags::NO_BACKEND;
-                Ok(())
-            }
+        let written = if let Some(table) = &table {
+            let entries: Vec<u32> = table
+                .entries()
+                .iter()
+                .map(|&i| acquired[i as usize])
+                .collect();
+            let inactive = next.active_table ^ 1;
+            self.maps
+                .write_table(VipMeta::table_slot(next.id, inactive), &entries)
+                .map(|()| next.active_table = inactive)
+        } else {
+            next.flags |= vip_flags::NO_BACKEND;
+            Ok(())
         }
         .and_then(|()| self.maps.set_vip(&key.map_key(), &meta(&next)));
         if let Err(e) = written {

@@ -200,7 +200,7 @@ pub fn flow_table_usage(ebpf: &aya::Ebpf) -> Result<FlowTableUsage, StatsError> 
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &raw mut ts) };
     let now_ns = u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000
         + u64::try_from(ts.tv_nsec).unwrap_or(0);
     let now = flow_seen(now_ns);

@@ -322,7 +322,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
     /// Handle what a background task reported.
     pub fn handle(&mut self, event: Event) {
         match event {
-            Event::Health(e) => self.health(e),
+            Event::Health(e) => self.health(&e),
             Event::NextHop(e) => self.next_hop(e),
         }
     }
@@ -410,7 +410,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
     }
 
     /// A health check changed a backend's state.
-    fn health(&mut self, event: HealthEvent) {
+    fn health(&mut self, event: &HealthEvent) {
         let Some(svc) = self.services.get_mut(&event.service) else {
             return;
         };
@@ -422,7 +422,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
             return;
         };
         b.healthy = event.up;
-        b.reason = event.reason.clone();
+        b.reason.clone_from(&event.reason);
         if event.up {
             info!(service = %event.service, backend = %event.backend, "backend up: {}", event.reason);
         } else {
@@ -575,7 +575,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
             if svc.active {
                 match self.balancer.remove_service(key) {
                     Ok(()) => {
-                        info!(service = %key, gate = ?svc.gate, "service inactive: this node is not master")
+                        info!(service = %key, gate = ?svc.gate, "service inactive: this node is not master");
                     }
                     Err(e) => warn!(service = %key, "deactivating: {e}"),
                 }
@@ -689,7 +689,7 @@ pub async fn dataplane_config(
     let cidr = |s: &String| {
         config::parse_cidr(s).map_err(|e| DataplaneConfigError::IpipSource {
             value: s.clone(),
-            reason: e.to_string(),
+            reason: e,
         })
     };
     let first = |v6: bool| {

@@ -348,40 +348,7 @@ pub async fn run_instance(
     board: StatusBoard,
     changes: Option<tokio::sync::mpsc::UnboundedSender<StateChange>>,
 ) -> Result<Report, DriverError> {
-    let (conn, netlink, _) =
-        rtnetlink::new_connection().map_err(|source| DriverError::Netlink { source })?;
-    let conn = tokio::spawn(conn);
-    let socket = open_socket(&spec).await?;
-    let mac = interface_mac(&netlink, spec.endpoint.ifindex)
-        .await
-        .map_err(|source| DriverError::InterfaceMac { source })?;
-    let frames = match FrameSender::open(spec.endpoint.ifindex) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            warn!(instance = %spec.name, error = %e, "cannot send gratuitous ARP / NA; VIP moves rely on the adverts alone");
-            None
-        }
-    };
-    let machine = Machine::new(spec.machine.clone()).map_err(|source| DriverError::Machine {
-        instance: spec.name.clone(),
-        source,
-    })?;
-    let mut inst = Instance {
-        garp: GarpSchedule::new(spec.garp),
-        spec,
-        machine,
-        socket,
-        netlink,
-        frames,
-        mac,
-        added: HashSet::new(),
-        dropped: BTreeMap::new(),
-        logged: HashSet::new(),
-        send_failing: false,
-        transitions: 0,
-        board,
-        changes,
-    };
+    let (mut inst, conn) = Instance::open(spec, board, changes).await?;
     inst.sweep_stale().await;
     let actions = inst.machine.handle(Event::Startup, Instant::now());
     inst.apply(actions).await;
@@ -444,22 +411,7 @@ pub async fn run_instance(
         }
     }
     let last_state = inst.machine.state();
-    let actions = inst.machine.handle(Event::Shutdown, Instant::now());
-    inst.apply(actions).await;
-    // Anything we added and the machine did not remove (e.g. shutdown from
-    // Fault) goes too: lbd leaves nothing behind.
-    inst.remove_added().await;
-    if let Some(stop) = &inst.spec.notify.stop {
-        run_hook(&inst.spec.name, stop, &[]);
-    }
-    if let Some(any) = &inst.spec.notify.any {
-        let prio = inst.machine.effective_priority().to_string();
-        run_hook(
-            &inst.spec.name,
-            any,
-            &["INSTANCE", &inst.spec.name, "STOP", &prio],
-        );
-    }
+    inst.release().await;
     conn.abort();
     let report = Report {
         name: inst.spec.name.clone(),
@@ -472,6 +424,77 @@ pub async fn run_instance(
 }
 
 impl Instance {
+    /// Set up instance `spec`: its netlink connection (the connection's
+    /// task is returned, to abort when done), VRRP socket, interface MAC,
+    /// frame sender (without one, a warning) and machine.
+    ///
+    /// # Errors
+    /// As [`run_instance`].
+    async fn open(
+        spec: InstanceSpec,
+        board: StatusBoard,
+        changes: Option<tokio::sync::mpsc::UnboundedSender<StateChange>>,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), DriverError> {
+        let (conn, netlink, _) =
+            rtnetlink::new_connection().map_err(|source| DriverError::Netlink { source })?;
+        let conn = tokio::spawn(conn);
+        let socket = open_socket(&spec).await?;
+        let mac = interface_mac(&netlink, spec.endpoint.ifindex)
+            .await
+            .map_err(|source| DriverError::InterfaceMac { source })?;
+        let frames = match FrameSender::open(spec.endpoint.ifindex) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                warn!(instance = %spec.name, error = %e, "cannot send gratuitous ARP / NA; VIP moves rely on the adverts alone");
+                None
+            }
+        };
+        let machine =
+            Machine::new(spec.machine.clone()).map_err(|source| DriverError::Machine {
+                instance: spec.name.clone(),
+                source,
+            })?;
+        let inst = Instance {
+            garp: GarpSchedule::new(spec.garp),
+            spec,
+            machine,
+            socket,
+            netlink,
+            frames,
+            mac,
+            added: HashSet::new(),
+            dropped: BTreeMap::new(),
+            logged: HashSet::new(),
+            send_failing: false,
+            transitions: 0,
+            board,
+            changes,
+        };
+        Ok((inst, conn))
+    }
+
+    /// Shut the machine down (a master sends its priority-0 advert and
+    /// removes its VIPs), remove whatever else we added, and run the stop
+    /// hooks.
+    async fn release(&mut self) {
+        let actions = self.machine.handle(Event::Shutdown, Instant::now());
+        self.apply(actions).await;
+        // Anything we added and the machine did not remove (e.g. shutdown
+        // from Fault) goes too: lbd leaves nothing behind.
+        self.remove_added().await;
+        if let Some(stop) = &self.spec.notify.stop {
+            run_hook(&self.spec.name, stop, &[]);
+        }
+        if let Some(any) = &self.spec.notify.any {
+            let prio = self.machine.effective_priority().to_string();
+            run_hook(
+                &self.spec.name,
+                any,
+                &["INSTANCE", &self.spec.name, "STOP", &prio],
+            );
+        }
+    }
+
     async fn sweep_stale(&mut self) {
         // A previous lbd that crashed may have left our VIPs tagged on the
         // interface; we start as backup, so they must go.
@@ -482,7 +505,7 @@ impl Instance {
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    warn!(instance = %self.spec.name, %vip, error = %e, "cannot check for stale VIP")
+                    warn!(instance = %self.spec.name, %vip, error = %e, "cannot check for stale VIP");
                 }
             }
         }
@@ -503,12 +526,11 @@ impl Instance {
                             info!(instance = %self.spec.name, "sending adverts works again");
                             self.send_failing = false;
                         }
-                        Ok(()) => {}
                         Err(e) if !self.send_failing => {
                             warn!(instance = %self.spec.name, error = %e, "sending advert failed (logged again when it recovers)");
                             self.send_failing = true;
                         }
-                        Err(_) => {}
+                        Ok(()) | Err(_) => {}
                     }
                 }
                 Action::AddVips => {
@@ -521,7 +543,7 @@ impl Instance {
                                 info!(instance = %self.spec.name, %vip, "VIP already configured on the interface; leaving it to its owner");
                             }
                             Err(e) => {
-                                warn!(instance = %self.spec.name, %vip, error = %e, "adding VIP failed")
+                                warn!(instance = %self.spec.name, %vip, error = %e, "adding VIP failed");
                             }
                         }
                     }
@@ -570,14 +592,14 @@ impl Instance {
     }
 
     fn publish(&self) {
-        let stats = self.machine.stats();
+        let machine_stats = self.machine.stats();
         let mut rejected: BTreeMap<String, u64> = self
             .dropped
             .iter()
             .map(|(k, v)| ((*k).to_owned(), *v))
             .collect();
         for cause in super::machine::RejectCause::ALL {
-            let n = stats.rejected(cause);
+            let n = machine_stats.rejected(cause);
             if n > 0 {
                 rejected.insert(cause.label().to_owned(), n);
             }
@@ -592,7 +614,7 @@ impl Instance {
             master: self.machine.master().map(|p| p.address),
             vips: self.spec.vips.iter().map(ToString::to_string).collect(),
             transitions: self.transitions,
-            adverts_accepted: stats.adverts_accepted,
+            adverts_accepted: machine_stats.adverts_accepted,
             rejected,
         };
         if let Ok(mut board) = self.board.lock() {
@@ -1011,58 +1033,16 @@ async fn instance_spec(
     inst: &crate::config::VrrpInstance,
     netlink: &rtnetlink::Handle,
 ) -> Result<InstanceSpec, SpecError> {
-    use super::machine::Track;
     use super::wire::Version;
-    let vips = inst.vips().map_err(|e| SpecError::Vips {
-        reason: e.to_string(),
-    })?;
+    let vips = inst.vips().map_err(|reason| SpecError::Vips { reason })?;
     let index = crate::sys::interface::ifindex(&inst.interface)
         .map_err(|source| SpecError::Interface { source })?;
     let v6 = vips[0].addr.is_ipv6();
     let primary = match inst.unicast_src_ip {
         Some(a) => a,
-        None => addr::list(netlink, index)
-            .await
-            .map_err(|source| SpecError::Addresses {
-                interface: inst.interface.clone(),
-                source,
-            })?
-            .into_iter()
-            .map(|p| p.vip.addr)
-            .find(|a| {
-                a.is_ipv6() == v6
-                    && !vips.iter().any(|v| v.addr == *a)
-                    && match a {
-                        IpAddr::V6(a) => a.is_unicast_link_local(),
-                        IpAddr::V4(_) => true,
-                    }
-            })
-            .ok_or_else(|| SpecError::NoSourceAddress {
-                interface: inst.interface.clone(),
-                family: if v6 { "IPv6 link-local" } else { "IPv4" },
-            })?,
+        None => source_address(inst, &vips, v6, index, netlink).await?,
     };
-    let mut tracks = Vec::new();
-    let mut kinds = Vec::new();
-    for t in &inst.track_script {
-        let script_weight = config
-            .vrrp_script
-            .iter()
-            .find(|s| s.name == t.name)
-            .map_or(0, |s| s.weight);
-        tracks.push(Track {
-            name: t.name.clone(),
-            weight: t.weight.unwrap_or(script_weight),
-        });
-        kinds.push((TrackKind::Script, t.name.clone()));
-    }
-    for t in &inst.track_interface {
-        tracks.push(Track {
-            name: t.name.clone(),
-            weight: t.weight,
-        });
-        kinds.push((TrackKind::Interface, t.name.clone()));
-    }
+    let (tracks, kinds) = instance_tracks(config, inst);
     let machine = super::machine::Config {
         vrid: inst.virtual_router_id,
         priority: inst.priority,
@@ -1116,6 +1096,73 @@ async fn instance_spec(
         },
         tracks: kinds,
     })
+}
+
+/// The address instance `inst`'s adverts go out from when it names none:
+/// the first address of its interface (index `index`) in the VIPs' family
+/// (IPv6 when `v6`) that is not one of `vips`; for IPv6, a link-local one.
+///
+/// # Errors
+/// [`SpecError::Addresses`], [`SpecError::NoSourceAddress`].
+async fn source_address(
+    inst: &crate::config::VrrpInstance,
+    vips: &[Vip],
+    v6: bool,
+    index: u32,
+    netlink: &rtnetlink::Handle,
+) -> Result<IpAddr, SpecError> {
+    addr::list(netlink, index)
+        .await
+        .map_err(|source| SpecError::Addresses {
+            interface: inst.interface.clone(),
+            source,
+        })?
+        .into_iter()
+        .map(|p| p.vip.addr)
+        .find(|a| {
+            a.is_ipv6() == v6
+                && !vips.iter().any(|v| v.addr == *a)
+                && match a {
+                    IpAddr::V6(a) => a.is_unicast_link_local(),
+                    IpAddr::V4(_) => true,
+                }
+        })
+        .ok_or_else(|| SpecError::NoSourceAddress {
+            interface: inst.interface.clone(),
+            family: if v6 { "IPv6 link-local" } else { "IPv4" },
+        })
+}
+
+/// Instance `inst`'s tracked objects, scripts then interfaces: each with
+/// its weight (a script's own weight unless the instance sets one) for the
+/// machine, and with its kind and name for the driver.
+fn instance_tracks(
+    config: &crate::config::Config,
+    inst: &crate::config::VrrpInstance,
+) -> (Vec<super::machine::Track>, Vec<(TrackKind, String)>) {
+    use super::machine::Track;
+    let mut tracks = Vec::new();
+    let mut kinds = Vec::new();
+    for t in &inst.track_script {
+        let script_weight = config
+            .vrrp_script
+            .iter()
+            .find(|s| s.name == t.name)
+            .map_or(0, |s| s.weight);
+        tracks.push(Track {
+            name: t.name.clone(),
+            weight: t.weight.unwrap_or(script_weight),
+        });
+        kinds.push((TrackKind::Script, t.name.clone()));
+    }
+    for t in &inst.track_interface {
+        tracks.push(Track {
+            name: t.name.clone(),
+            weight: t.weight,
+        });
+        kinds.push((TrackKind::Interface, t.name.clone()));
+    }
+    (tracks, kinds)
 }
 
 #[cfg(test)]

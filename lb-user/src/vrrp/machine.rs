@@ -1311,7 +1311,7 @@ mod tests {
             Some(t0 + Duration::from_secs(9) + 3600 * MS)
         );
         // A tick long after the deadline fires once.
-        assert!(became_master(&m.tick(t0 + Duration::from_secs(60))));
+        assert!(became_master(&m.tick(t0 + Duration::from_mins(1))));
         assert_eq!(m.stats().adverts_accepted, 9);
     }
 
@@ -1903,7 +1903,7 @@ mod tests {
             )
             .is_empty()
         );
-        assert!(m.tick(t0 + Duration::from_secs(60)).is_empty());
+        assert!(m.tick(t0 + Duration::from_mins(1)).is_empty());
         let back = t0 + Duration::from_secs(61);
         let actions = m.handle(Event::Track { index: 0, up: true }, back);
         assert_eq!(
