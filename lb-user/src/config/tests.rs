@@ -479,7 +479,7 @@ fn durations() {
     assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
     assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
     assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_mins(2)));
     assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
     assert!(parse_duration("1").is_err());
     assert!(parse_duration("-1s").is_err());

@@ -366,8 +366,5 @@ fn vrrp_message(e: &machine::ConfigError) -> (&'static str, String) {
 }
 
 fn is_prime(n: u32) -> bool {
-    n >= 2
-        && (2..)
-            .take_while(|d| d * d <= n)
-            .all(|d| !n.is_multiple_of(d))
+    n >= 2 && (2..=n.isqrt()).all(|d| !n.is_multiple_of(d))
 }

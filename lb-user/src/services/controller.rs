@@ -689,7 +689,7 @@ pub async fn dataplane_config(
     let cidr = |s: &String| {
         config::parse_cidr(s).map_err(|e| DataplaneConfigError::IpipSource {
             value: s.clone(),
-            reason: e,
+            reason: e.to_string(),
         })
     };
     let first = |v6: bool| {

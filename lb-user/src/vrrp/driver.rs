@@ -1034,7 +1034,9 @@ async fn instance_spec(
     netlink: &rtnetlink::Handle,
 ) -> Result<InstanceSpec, SpecError> {
     use super::wire::Version;
-    let vips = inst.vips().map_err(|reason| SpecError::Vips { reason })?;
+    let vips = inst.vips().map_err(|e| SpecError::Vips {
+        reason: e.to_string(),
+    })?;
     let index = crate::sys::interface::ifindex(&inst.interface)
         .map_err(|source| SpecError::Interface { source })?;
     let v6 = vips[0].addr.is_ipv6();

@@ -41,7 +41,7 @@ pub(super) fn global_defs(
             "vrrp_version" => d.version = Some(ctx.int(c, &field, "2 or 3")?),
             "vrrp_garp_master_delay" => d.garp_master_delay = Some(ctx.secs(c, &field)?),
             "vrrp_garp_master_repeat" => {
-                d.garp_master_repeat = Some(ctx.int(c, &field, "of at least 0")?)
+                d.garp_master_repeat = Some(ctx.int(c, &field, "of at least 0")?);
             }
             "vrrp_garp_master_refresh" => d.garp_master_refresh = Some(ctx.secs(c, &field)?),
             "vrrp_garp_master_refresh_repeat" => {

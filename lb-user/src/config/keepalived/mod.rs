@@ -428,8 +428,7 @@ impl SourceMap {
                     || e.message.contains(&format!("{text} ")))
         });
         let (loc, kw) = match (item, o.fields.get(field)) {
-            (Some((_, _, loc, kw)), _) => (*loc, kw.clone()),
-            (None, Some((loc, kw))) => (*loc, kw.clone()),
+            (Some((_, _, loc, kw)), _) | (None, Some((loc, kw))) => (*loc, kw.clone()),
             (None, None) => (o.header, String::new()),
         };
         ConfigError {

@@ -244,7 +244,7 @@ impl ServerReader {
                     interval: self
                         .inherit
                         .delay_loop
-                        .unwrap_or(Dur(Duration::from_secs(60))),
+                        .unwrap_or(Dur(Duration::from_mins(1))),
                     ..Health::default()
                 };
             }
@@ -470,7 +470,7 @@ fn checker(
     if exec && h.command.is_none() {
         return Err(ctx.err(n.loc(), sec, "MISC_CHECK needs `misc_path \"COMMAND\"`"));
     }
-    h.interval = inherit.delay_loop.unwrap_or(Dur(Duration::from_secs(60)));
+    h.interval = inherit.delay_loop.unwrap_or(Dur(Duration::from_mins(1)));
     h.timeout = if exec {
         misc_timeout.unwrap_or(h.interval)
     } else {
@@ -479,10 +479,7 @@ fn checker(
             .unwrap_or(Dur(Duration::from_secs(5)))
     };
     h.rise = 1;
-    h.fall = inherit
-        .retry
-        .unwrap_or(if exec { 0 } else { 1 })
-        .saturating_add(1);
+    h.fall = inherit.retry.unwrap_or(u32::from(!exec)).saturating_add(1);
     h.port = connect_port.filter(|&p| p != rs_port);
     if exec {
         h.user = user;
