@@ -26,6 +26,10 @@ use lb_lab::{
     daemon::Daemon,
     netns::{Lan, Netns, wait_for},
 };
+use lb_user::config::{
+    BackendConfig, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, Protocol, Service,
+    VrrpInstance, XdpMode,
+};
 
 static LBD: std::sync::LazyLock<std::path::PathBuf> =
     std::sync::LazyLock::new(|| lb_lab::bin("lbd"));
@@ -39,8 +43,8 @@ const BACKENDS: [(&str, &str); 3] = [
 ];
 /// Health checks: every 200 ms, down after 2 failures, up after 2 passes.
 const INTERVAL_MS: u64 = 200;
-const FALL: u64 = 2;
-const RISE: u64 = 2;
+const FALL: u32 = 2;
+const RISE: u32 = 2;
 
 /// nginx in a backend namespace, serving its name at `/`.
 struct Nginx {
@@ -92,23 +96,50 @@ impl Lab {
         &self.lan.host(role).ns
     }
 
+    /// lbd's file: the data plane, `VI_1` holding the VIP, and the HTTP
+    /// service over `backends`.
     fn config(&self, backends: &[&str]) -> String {
-        let d = self.dir.display();
-        let backends: Vec<String> = backends
+        let ms = |ms| Dur(Duration::from_millis(ms));
+        let backends = backends
             .iter()
-            .map(|a| format!("  {{ address = \"{a}\", weight = 1 }},"))
+            .map(|a| BackendConfig::new(a.parse().unwrap()))
             .collect();
-        format!(
-            "[global]\nrouter_id = \"lb-test\"\nbpf_pin_path = \"/sys/fs/bpf/{}lb\"\ncontrol_socket = \"{d}/run/lbd.sock\"\nmetrics_listen = \"127.0.0.1:9678\"\n\n\
-             [dataplane]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\nconntrack_entries = 65536\n\n\
-             [[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 50\npriority = 150\n\
-             advert_interval = \"100ms\"\nvirtual_ipaddress = [\"{VIP}/24\"]\n\n\
-             [[service]]\nvip = \"{VIP}\"\nport = 80\nprotocol = \"tcp\"\nmode = \"dsr\"\n\
-             health = {{ kind = \"http\", path = \"/\", expect_status = 200, interval = \"{INTERVAL_MS}ms\", timeout = \"150ms\", rise = {RISE}, fall = {FALL} }}\n\
-             backend = [\n{}\n]\n",
-            self.lan.prefix(),
-            backends.join("\n")
-        )
+        Config {
+            global: Global {
+                router_id: Some("lb-test".into()),
+                bpf_pin_path: format!("/sys/fs/bpf/{}lb", self.lan.prefix()).into(),
+                control_socket: self.dir.join("run/lbd.sock"),
+                metrics_listen: Some("127.0.0.1:9678".parse().unwrap()),
+            },
+            dataplane: Some(Dataplane {
+                xdp_mode: XdpMode::Generic,
+                conntrack_entries: 65536,
+                ..Dataplane::new("eth0")
+            }),
+            vrrp_instance: vec![VrrpInstance {
+                priority: 150,
+                advert_interval: ms(100),
+                ..VrrpInstance::new("VI_1", "eth0", 50, vec![format!("{VIP}/24")])
+            }],
+            service: vec![Service {
+                protocol: Protocol::Tcp,
+                mode: Mode::Dsr,
+                health: Health {
+                    kind: HealthKind::Http,
+                    path: "/".into(),
+                    expect_status: 200,
+                    interval: ms(INTERVAL_MS),
+                    timeout: ms(150),
+                    rise: RISE,
+                    fall: FALL,
+                    ..Health::default()
+                },
+                ..Service::new(VIP.parse().unwrap(), 80, backends)
+            }],
+            ..Config::default()
+        }
+        .to_toml()
+        .unwrap()
     }
 
     fn write_config(&self, text: &str) {
@@ -289,7 +320,7 @@ fn daemon_health_drain_reload_and_lbctl() {
     });
     let took = start.elapsed();
     assert!(left.is_some(), "b1 still in the pool:\n{}", lab.log());
-    let bound = Duration::from_millis(FALL * INTERVAL_MS + 150 + 400);
+    let bound = Duration::from_millis(u64::from(FALL) * INTERVAL_MS + 150 + 400);
     assert!(took <= bound, "b1 left after {took:?} (bound {bound:?})");
     assert!(lab.log().contains("backend down"), "{}", lab.log());
     // From then on every request succeeds, on b2 and b3.
@@ -308,7 +339,7 @@ fn daemon_health_drain_reload_and_lbctl() {
     });
     let took = start.elapsed();
     assert!(back.is_some(), "b1 did not rejoin:\n{}", lab.log());
-    let bound = Duration::from_millis(RISE * INTERVAL_MS + 150 + 600);
+    let bound = Duration::from_millis(u64::from(RISE) * INTERVAL_MS + 150 + 600);
     assert!(
         took <= bound,
         "b1 rejoined after {took:?} (bound {bound:?})"

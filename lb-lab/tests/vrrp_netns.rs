@@ -18,7 +18,10 @@ use lb_lab::{
     daemon::Daemon,
     netns::{Lan, Netns, wait_for},
 };
-use lb_user::vrrp::wire::{Auth, Family, Kind, Repr};
+use lb_user::{
+    config::{Config, Dur, Global, TrackInterface, TrackScript, VrrpInstance, VrrpScript},
+    vrrp::wire::{Auth, Family, Kind, Repr},
+};
 
 static LBD: std::sync::LazyLock<std::path::PathBuf> =
     std::sync::LazyLock::new(|| lb_lab::bin("lbd"));
@@ -30,15 +33,17 @@ fn tmp(name: &str) -> PathBuf {
 
 /// lbd in `ns` with `config` (plus a control socket of its own), its log
 /// in a file.
-fn lbd(ns: &Netns, name: &str, config: &str) -> Daemon {
+fn lbd(ns: &Netns, name: &str, config: Config) -> Daemon {
     let conf = tmp(&format!("{name}.toml"));
     // Each lbd its own control socket (the default is one per host).
-    let sock = tmp(&format!("{name}.sock"));
-    let config = format!(
-        "[global]\ncontrol_socket = \"{}\"\n\n{config}",
-        sock.display()
-    );
-    std::fs::write(&conf, config).unwrap();
+    let config = Config {
+        global: Global {
+            control_socket: tmp(&format!("{name}.sock")),
+            ..Global::default()
+        },
+        ..config
+    };
+    std::fs::write(&conf, config.to_toml().unwrap()).unwrap();
     let mut cmd = ns.command(&*LBD);
     cmd.arg("--config").arg(&conf).env("LB_LOG", "info");
     Daemon::spawn(name, &mut cmd, tmp(&format!("{name}.log"))).expect("start lbd")
@@ -105,22 +110,41 @@ fn two_nodes() -> Lan {
     lan
 }
 
-fn instance(name: &str, vrid: u8, priority: u8, extra: &str, vips: &[&str]) -> String {
-    let vips: Vec<String> = vips.iter().map(|v| format!("\"{v}/24\"")).collect();
-    format!(
-        "[[vrrp_instance]]\nname = \"{name}\"\ninterface = \"eth0\"\nvirtual_router_id = {vrid}\npriority = {priority}\nvirtual_ipaddress = [{}]\n{extra}\n",
-        vips.join(", ")
-    )
+/// A VRRP-only configuration of `instances`.
+fn vrrp(instances: impl IntoIterator<Item = VrrpInstance>) -> Config {
+    Config {
+        vrrp_instance: instances.into_iter().collect(),
+        ..Config::default()
+    }
 }
 
-const FAST: &str = "advert_interval = \"100ms\"";
+/// Instance `name` on eth0 holding `vips` (/24), advertising every 100 ms.
+fn fast(name: &str, vrid: u8, priority: u8, vips: &[&str]) -> VrrpInstance {
+    let vips = vips.iter().map(|v| format!("{v}/24")).collect();
+    VrrpInstance {
+        priority,
+        advert_interval: Dur(Duration::from_millis(100)),
+        ..VrrpInstance::new(name, "eth0", vrid, vips)
+    }
+}
+
+/// Instance `name` holding the VIP, VRRPv2 with `auth_pass` `pass`,
+/// advertising every second.
+fn v2(name: &str, vrid: u8, priority: u8, pass: &str) -> VrrpInstance {
+    VrrpInstance {
+        version: 2,
+        advert_interval: Dur(Duration::from_secs(1)),
+        auth_pass: Some(pass.into()),
+        ..fast(name, vrid, priority, &[VIP])
+    }
+}
 
 #[test]
 fn election_crash_failover_restart_and_clean_release() {
     let lan = two_nodes();
     let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
-    let mut da = lbd(a, "elect-a", &instance("VI_1", 50, 150, FAST, &[VIP]));
-    let db = lbd(b, "elect-b", &instance("VI_1", 50, 100, FAST, &[VIP]));
+    let mut da = lbd(a, "elect-a", vrrp([fast("VI_1", 50, 150, &[VIP])]));
+    let db = lbd(b, "elect-b", vrrp([fast("VI_1", 50, 100, &[VIP])]));
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
     db.wait_log("to=BACKUP", Duration::from_secs(2)).unwrap();
 
@@ -136,7 +160,7 @@ fn election_crash_failover_restart_and_clean_release() {
 
     // Restart: the stale tagged VIP is removed, then A preempts (higher
     // priority, preempt on by default).
-    let mut da = lbd(a, "elect-a2", &instance("VI_1", 50, 150, FAST, &[VIP]));
+    let mut da = lbd(a, "elect-a2", vrrp([fast("VI_1", 50, 150, &[VIP])]));
     da.wait_log("removed VIP left by an earlier run", Duration::from_secs(3))
         .unwrap();
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(3));
@@ -157,14 +181,17 @@ fn election_crash_failover_restart_and_clean_release() {
 fn nopreempt_and_preempt_delay() {
     let lan = two_nodes();
     let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
-    let _db = lbd(b, "np-b", &instance("VI_1", 60, 100, FAST, &[VIP]));
+    let _db = lbd(b, "np-b", vrrp([fast("VI_1", 60, 100, &[VIP])]));
     wait_holder(&[a, b], 1, VIP, Duration::from_secs(5));
 
     // nopreempt: a higher priority node joins and stays backup.
     let mut da = lbd(
         a,
         "np-a",
-        &instance("VI_1", 60, 200, &format!("{FAST}\npreempt = false"), &[VIP]),
+        vrrp([VrrpInstance {
+            preempt: false,
+            ..fast("VI_1", 60, 200, &[VIP])
+        }]),
     );
     da.wait_log("to=BACKUP", Duration::from_secs(2)).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
@@ -179,13 +206,10 @@ fn nopreempt_and_preempt_delay() {
     let _da = lbd(
         a,
         "pd-a",
-        &instance(
-            "VI_1",
-            60,
-            200,
-            &format!("{FAST}\npreempt_delay = \"1s\""),
-            &[VIP],
-        ),
+        vrrp([VrrpInstance {
+            preempt_delay: Some(Dur(Duration::from_secs(1))),
+            ..fast("VI_1", 60, 200, &[VIP])
+        }]),
     );
     let took = wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
     let since = start.elapsed();
@@ -202,22 +226,22 @@ fn failing_track_script_moves_mastership() {
     let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
     let flag = tmp("track-flag");
     std::fs::write(&flag, "ok").unwrap();
-    let script = format!(
-        "[[vrrp_script]]\nname = \"chk\"\nscript = \"test -e {}\"\ninterval = \"100ms\"\nweight = -100\nfall = 2\nrise = 2\n\n",
-        flag.display()
-    );
-    let conf_a = format!(
-        "{script}{}",
-        instance(
-            "VI_1",
-            70,
-            150,
-            &format!("{FAST}\ntrack_script = [{{ name = \"chk\" }}]"),
-            &[VIP]
-        )
-    );
-    let da = lbd(a, "track-a", &conf_a);
-    let _db = lbd(b, "track-b", &instance("VI_1", 70, 100, FAST, &[VIP]));
+    let script = VrrpScript {
+        interval: Some(Dur(Duration::from_millis(100))),
+        weight: -100,
+        fall: 2,
+        rise: 2,
+        ..VrrpScript::new("chk", format!("test -e {}", flag.display()))
+    };
+    let conf_a = Config {
+        vrrp_script: vec![script],
+        ..vrrp([VrrpInstance {
+            track_script: vec![TrackScript::new("chk")],
+            ..fast("VI_1", 70, 150, &[VIP])
+        }])
+    };
+    let da = lbd(a, "track-a", conf_a);
+    let _db = lbd(b, "track-b", vrrp([fast("VI_1", 70, 100, &[VIP])]));
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
 
     std::fs::remove_file(&flag).unwrap();
@@ -236,15 +260,9 @@ fn dual_master_with_two_instances() {
     let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
     let v1 = "198.18.0.101";
     let v2 = "198.18.0.102";
-    let conf = |p1, p2| {
-        format!(
-            "{}{}",
-            instance("VI_1", 81, p1, FAST, &[v1]),
-            instance("VI_2", 82, p2, FAST, &[v2])
-        )
-    };
-    let mut da = lbd(a, "dual-a", &conf(150, 100));
-    let _db = lbd(b, "dual-b", &conf(100, 150));
+    let conf = |p1, p2| vrrp([fast("VI_1", 81, p1, &[v1]), fast("VI_2", 82, p2, &[v2])]);
+    let mut da = lbd(a, "dual-a", conf(150, 100));
+    let _db = lbd(b, "dual-b", conf(100, 150));
     wait_holder(&[a, b], 0, v1, Duration::from_secs(5));
     wait_holder(&[a, b], 1, v2, Duration::from_secs(5));
     // A crashes: B takes VI_1 over and keeps VI_2. (A's copy of v1 stays
@@ -271,13 +289,12 @@ fn keepalived_conf(version: u8, priority: u8, auth: &str) -> String {
     )
 }
 
-fn lbd_peer_conf(version: u8, priority: u8, auth: &str) -> String {
-    let extra = if version == 2 {
-        format!("version = 2\nadvert_interval = \"1s\"\nauth_pass = \"{auth}\"")
+fn lbd_peer_conf(version: u8, priority: u8, auth: &str) -> Config {
+    vrrp([if version == 2 {
+        v2("VI_1", 90, priority, auth)
     } else {
-        FAST.to_owned()
-    };
-    instance("VI_1", 90, priority, &extra, &[VIP])
+        fast("VI_1", 90, priority, &[VIP])
+    }])
 }
 
 fn interop(version: u8) {
@@ -289,7 +306,7 @@ fn interop(version: u8) {
     let mut da = lbd(
         a,
         &format!("ka{version}-lbd"),
-        &lbd_peer_conf(version, 150, "secret12"),
+        lbd_peer_conf(version, 150, "secret12"),
     );
     // keepalived joins an established master (started together, it may
     // time out waiting for adverts first and be master for a moment).
@@ -336,7 +353,7 @@ fn interop(version: u8) {
     let db = lbd(
         a,
         &format!("ka{version}-lbd2"),
-        &lbd_peer_conf(version, 100, "secret12"),
+        lbd_peer_conf(version, 100, "secret12"),
     );
     db.wait_log("to=BACKUP", wait).unwrap();
     std::thread::sleep(Duration::from_secs(if version == 2 { 4 } else { 1 }));
@@ -370,7 +387,7 @@ fn keepalived_interop_v2_pass() {
 fn tshark_decodes_lbd_adverts_as_good() {
     let lan = two_nodes();
     let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
-    let da = lbd(a, "tshark-a", &instance("VI_1", 55, 150, FAST, &[VIP]));
+    let da = lbd(a, "tshark-a", vrrp([fast("VI_1", 55, 150, &[VIP])]));
     da.wait_log("to=MASTER", Duration::from_secs(5)).unwrap();
     let pcap = tmp("adverts.pcap");
     let cap = b
@@ -446,14 +463,7 @@ fn bad_adverts_are_ignored_and_counted() {
     lan.add_host("x", "198.18.0.9/24", "2001:db8::9/64")
         .unwrap();
     let (a, b, x) = (&lan.host("a").ns, &lan.host("b").ns, &lan.host("x").ns);
-    let conf = instance(
-        "VI_1",
-        77,
-        100,
-        "version = 2\nadvert_interval = \"1s\"\nauth_pass = \"secret12\"",
-        &[VIP],
-    );
-    let mut da = lbd(a, "reject-a", &conf);
+    let mut da = lbd(a, "reject-a", vrrp([v2("VI_1", 77, 100, "secret12")]));
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(6));
     let src: IpAddr = "198.18.0.9".parse().unwrap();
     let dst: IpAddr = "224.0.0.18".parse().unwrap();
@@ -536,13 +546,15 @@ fn ipv6_election_and_failover_and_keepalived_interop() {
     wait_link_local(a);
     wait_link_local(b);
     let vip6 = "2001:db8::100";
-    let conf = |p| {
-        format!(
-            "[[vrrp_instance]]\nname = \"VI_6\"\ninterface = \"eth0\"\nvirtual_router_id = 66\npriority = {p}\n{FAST}\nvirtual_ipaddress = [\"{vip6}/64\"]\n"
-        )
+    let conf = |priority| {
+        vrrp([VrrpInstance {
+            priority,
+            advert_interval: Dur(Duration::from_millis(100)),
+            ..VrrpInstance::new("VI_6", "eth0", 66, vec![format!("{vip6}/64")])
+        }])
     };
-    let mut da = lbd(a, "v6-a", &conf(150));
-    let db = lbd(b, "v6-b", &conf(100));
+    let mut da = lbd(a, "v6-a", conf(150));
+    let db = lbd(b, "v6-b", conf(100));
     wait_holder(&[a, b], 0, vip6, Duration::from_secs(5));
     db.wait_log("to=BACKUP", Duration::from_secs(1)).unwrap();
     da.kill().unwrap();
@@ -556,7 +568,7 @@ fn ipv6_election_and_failover_and_keepalived_interop() {
     let ka = format!(
         "global_defs {{\n  router_id ka6\n  vrrp_version 3\n}}\nvrrp_instance VI_6 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 66\n  priority 100\n  advert_int 0.1\n  virtual_ipaddress {{\n    {vip6}/64\n  }}\n}}\n"
     );
-    let da = lbd(a, "v6-lbd", &conf(150));
+    let da = lbd(a, "v6-lbd", conf(150));
     da.wait_log("to=MASTER", Duration::from_secs(5)).unwrap();
     let kb = keepalived(b, "ka6", &ka);
     wait_holder(&[a, b], 0, vip6, Duration::from_secs(5));
@@ -575,17 +587,15 @@ fn ipv6_election_and_failover_and_keepalived_interop() {
 fn unicast_peers_with_keepalived() {
     let lan = two_nodes();
     let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
-    let lbd_conf = instance(
-        "VI_1",
-        91,
-        150,
-        &format!("{FAST}\nunicast_src_ip = \"198.18.0.1\"\nunicast_peer = [\"198.18.0.2\"]"),
-        &[VIP],
-    );
+    let lbd_conf = vrrp([VrrpInstance {
+        unicast_src_ip: Some("198.18.0.1".parse().unwrap()),
+        unicast_peer: vec!["198.18.0.2".parse().unwrap()],
+        ..fast("VI_1", 91, 150, &[VIP])
+    }]);
     let ka = format!(
         "global_defs {{\n  router_id kau\n  vrrp_version 3\n}}\nvrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 91\n  priority 100\n  advert_int 0.1\n  unicast_src_ip 198.18.0.2\n  unicast_peer {{\n    198.18.0.1\n  }}\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n"
     );
-    let mut da = lbd(a, "uni-lbd", &lbd_conf);
+    let mut da = lbd(a, "uni-lbd", lbd_conf);
     da.wait_log("to=MASTER", Duration::from_secs(5)).unwrap();
     let kb = keepalived(b, "kau", &ka);
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
@@ -604,12 +614,12 @@ fn notify_hooks_get_keepalived_arguments() {
     let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
     let all = tmp("notify-all");
     let master = tmp("notify-master");
-    let extra = format!(
-        "{FAST}\nnotify = \"echo >> {}\"\nnotify_master = \"echo became-master >> {}\"",
-        all.display(),
-        master.display()
-    );
-    let mut da = lbd(a, "notify-a", &instance("VI_N", 92, 150, &extra, &[VIP]));
+    let conf = vrrp([VrrpInstance {
+        notify: Some(format!("echo >> {}", all.display())),
+        notify_master: Some(format!("echo became-master >> {}", master.display())),
+        ..fast("VI_N", 92, 150, &[VIP])
+    }]);
+    let mut da = lbd(a, "notify-a", conf);
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
     stop(&mut da);
     let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
@@ -634,9 +644,15 @@ fn tracked_interface_down_means_fault() {
         .unwrap();
     a.ip(&["link", "set", "t0", "up"]).unwrap();
     a.ip(&["link", "set", "t1", "up"]).unwrap();
-    let extra = format!("{FAST}\ntrack_interface = [\"t0\"]");
-    let da = lbd(a, "trackif-a", &instance("VI_1", 93, 150, &extra, &[VIP]));
-    let _db = lbd(b, "trackif-b", &instance("VI_1", 93, 100, FAST, &[VIP]));
+    let conf = vrrp([VrrpInstance {
+        track_interface: vec![TrackInterface {
+            name: "t0".into(),
+            weight: 0,
+        }],
+        ..fast("VI_1", 93, 150, &[VIP])
+    }]);
+    let da = lbd(a, "trackif-a", conf);
+    let _db = lbd(b, "trackif-b", vrrp([fast("VI_1", 93, 100, &[VIP])]));
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
     // Peer down: t0 loses carrier (not RUNNING): A goes to FAULT and
     // releases the VIP.
@@ -654,8 +670,8 @@ fn new_master_sends_gratuitous_arp() {
         .unwrap();
     let (a, b, x) = (&lan.host("a").ns, &lan.host("b").ns, &lan.host("x").ns);
     let b_mac = lan.host("b").mac().unwrap();
-    let mut da = lbd(a, "garp-a", &instance("VI_1", 94, 150, FAST, &[VIP]));
-    let db = lbd(b, "garp-b", &instance("VI_1", 94, 100, FAST, &[VIP]));
+    let mut da = lbd(a, "garp-a", vrrp([fast("VI_1", 94, 150, &[VIP])]));
+    let db = lbd(b, "garp-b", vrrp([fast("VI_1", 94, 100, &[VIP])]));
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
     db.wait_log("to=BACKUP", Duration::from_secs(1)).unwrap();
     let pcap = tmp("garp.pcap");
@@ -728,19 +744,10 @@ fn new_master_sends_gratuitous_arp() {
 fn seed_003_split_brain_script_stops_the_second_master() {
     let lan = two_nodes();
     let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
-    let v2 = |pass: &str| format!("version = 2\nadvert_interval = \"1s\"\nauth_pass = \"{pass}\"");
-    let da = lbd(
-        a,
-        "split-a",
-        &instance("VI_1", 50, 150, &v2("1111"), &[VIP]),
-    );
+    let da = lbd(a, "split-a", vrrp([v2("VI_1", 50, 150, "1111")]));
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(6));
     // B first without the guard: split brain.
-    let mut db = lbd(
-        b,
-        "split-b",
-        &instance("VI_1", 50, 100, &v2("2222"), &[VIP]),
-    );
+    let mut db = lbd(b, "split-b", vrrp([v2("VI_1", 50, 100, "2222")]));
     let both = wait_for(Duration::from_secs(8), || {
         (has_vip(a, VIP) && has_vip(b, VIP)).then_some(())
     });
@@ -748,23 +755,24 @@ fn seed_003_split_brain_script_stops_the_second_master() {
     db.wait_log("auth_failure", Duration::from_secs(1)).unwrap();
     stop(&mut db);
     // B again, with seed 003's check_vip guard.
-    let script = format!(
-        "[[vrrp_script]]\nname = \"check_vip\"\nscript = \"if ping -c1 -W1 198.18.0.1 >/dev/null && ip -br addr show eth0 | grep -q '{VIP}/'; then kill -TERM $PPID; fi\"\ninterval = \"1s\"\nweight = 50\n\n"
-    );
-    let guarded = format!(
-        "{script}{}",
-        instance(
-            "VI_1",
-            50,
-            100,
-            &format!(
-                "{}\ntrack_script = [{{ name = \"check_vip\" }}]",
-                v2("2222")
+    let script = VrrpScript {
+        interval: Some(Dur(Duration::from_secs(1))),
+        weight: 50,
+        ..VrrpScript::new(
+            "check_vip",
+            format!(
+                "if ping -c1 -W1 198.18.0.1 >/dev/null && ip -br addr show eth0 | grep -q '{VIP}/'; then kill -TERM $PPID; fi"
             ),
-            &[VIP]
         )
-    );
-    let db = lbd(b, "split-b2", &guarded);
+    };
+    let guarded = Config {
+        vrrp_script: vec![script],
+        ..vrrp([VrrpInstance {
+            track_script: vec![TrackScript::new("check_vip")],
+            ..v2("VI_1", 50, 100, "2222")
+        }])
+    };
+    let db = lbd(b, "split-b2", guarded);
     db.wait_log("to=MASTER", Duration::from_secs(8)).unwrap();
     let exited = wait_for(Duration::from_secs(5), || db.exited());
     assert!(

@@ -21,7 +21,6 @@
 //! `FIGURE name=value unit=...` for report writers.
 
 use std::{
-    fmt::Write as _,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     os::unix::process::ExitStatusExt as _,
     path::{Path, PathBuf},
@@ -37,6 +36,7 @@ use lb_lab::{
     netns::Netns,
 };
 use lb_user::{
+    config as file,
     dataplane::balancer::{
         BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
     },
@@ -398,30 +398,35 @@ fn stop_lbd(lbd: &mut Daemon) -> Option<Duration> {
     Some(t.elapsed())
 }
 
-fn config_text(n: u32, dir: &Path, pin: &Path) -> String {
-    let mut s = format!(
-        "[global]\nrouter_id = \"lb-cpbench\"\nbpf_pin_path = \"{}\"\ncontrol_socket = \"{}\"\n\n\
-         [dataplane]\ninterface = \"eth0\"\nxdp_mode = \"generic\"\n\n",
-        pin.display(),
-        dir.join("run/lbd.sock").display()
-    );
-    let backends = (1..=BACKENDS).fold(String::new(), |mut list, b| {
-        let _ = writeln!(
-            list,
-            "  {{ address = \"{}\", weight = 1 }},",
-            backend_addr(b)
-        );
-        list
-    });
-    for i in 0..n {
-        let _ = write!(
-            s,
-            "[[service]]\nvip = \"{}\"\nport = 80\nprotocol = \"tcp\"\nmode = \"dsr\"\n\
-             ring_size = {RING}\nhealth = {{ kind = \"none\" }}\nbackend = [\n{backends}]\n\n",
-            vip(i)
-        );
+/// lbd's file: `n` services on port 80 over the same [`BACKENDS`]
+/// backends, Maglev table [`RING`], no health checks.
+fn config_text(n: u32, dir: &Path, pin: &Path) -> Result<String, file::ValueError> {
+    let backends: Vec<file::BackendConfig> = (1..=BACKENDS)
+        .map(|b| file::BackendConfig::new(backend_addr(b).into()))
+        .collect();
+    let service = |i| file::Service {
+        ring_size: RING,
+        health: file::Health {
+            kind: file::HealthKind::None,
+            ..file::Health::default()
+        },
+        ..file::Service::new(vip(i).into(), 80, backends.clone())
+    };
+    file::Config {
+        global: file::Global {
+            router_id: Some("lb-cpbench".into()),
+            bpf_pin_path: pin.to_owned(),
+            control_socket: dir.join("run/lbd.sock"),
+            ..file::Global::default()
+        },
+        dataplane: Some(file::Dataplane {
+            xdp_mode: file::XdpMode::Generic,
+            ..file::Dataplane::new("eth0")
+        }),
+        service: (0..n).map(service).collect(),
+        ..file::Config::default()
     }
-    s
+    .to_toml()
 }
 
 /// Every service active with every backend in its pool, per `lbctl`.
@@ -490,7 +495,7 @@ fn daemon(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     std::fs::create_dir_all(&dir.0)?;
     let pin = PathBuf::from(format!("/sys/fs/bpf/lb-cpbench-{pid}"));
     let conf = dir.0.join("lb.toml");
-    let text = config_text(n, &dir.0, &pin);
+    let text = config_text(n, &dir.0, &pin)?;
     std::fs::write(&conf, &text)?;
     let log = dir.0.join("lbd.log");
     let socket = dir.0.join("run/lbd.sock");

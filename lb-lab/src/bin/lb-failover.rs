@@ -32,6 +32,7 @@ use lb_lab::{
     daemon,
     netns::{Lan, Netns, wait_for},
 };
+use lb_user::config::{Config, Dur, Global, VrrpInstance};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const PORT: u16 = 8080;
@@ -374,17 +375,21 @@ impl Daemon {
         let mut cmd = match imp {
             Impl::Lbd => {
                 let conf = tmp.path(&format!("{name}.toml"));
-                std::fs::write(
-                    &conf,
-                    format!(
-                        "[global]\ncontrol_socket = \"{}\"\n\n\
-                         [[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\n\
-                         virtual_router_id = {VRID}\npriority = {priority}\nversion = 3\n\
-                         advert_interval = \"{}\"\nvirtual_ipaddress = [\"{VIP}/24\"]\n",
-                        tmp.path(&format!("{name}.sock")).display(),
-                        interval.lbd
-                    ),
-                )?;
+                let instance = VrrpInstance {
+                    priority,
+                    version: 3,
+                    advert_interval: Dur(interval.dur),
+                    ..VrrpInstance::new("VI_1", "eth0", VRID, vec![format!("{VIP}/24")])
+                };
+                let config = Config {
+                    global: Global {
+                        control_socket: tmp.path(&format!("{name}.sock")),
+                        ..Global::default()
+                    },
+                    vrrp_instance: vec![instance],
+                    ..Config::default()
+                };
+                std::fs::write(&conf, config.to_toml()?)?;
                 let mut cmd = ns.command(&cli.lbd);
                 cmd.arg("--config").arg(&conf).env("LB_LOG", "info");
                 cmd

@@ -70,6 +70,9 @@ use lb_lab::{
     daemon::Daemon,
     netns::{Lan, Netns, run as run_cmd, wait_for},
 };
+use lb_user::config::{
+    BackendConfig, Config, Dataplane, Global, Health, HealthKind, Protocol, Service,
+};
 
 const VIP: &str = "198.18.0.100";
 const CLIENT: &str = "198.18.0.1";
@@ -966,27 +969,44 @@ impl Bench {
 
     // -- paths -------------------------------------------------------------
 
-    fn lbd_config(&self, mode: &str) -> String {
-        let d = self.dir.display();
-        let backends: Vec<String> = BACKENDS
+    /// lbd's file for `mode` (`dsr` or `ipip`): UDP and TCP services on
+    /// the VIP over every backend, always forwarding, no health checks.
+    fn lbd_config(&self, mode: &str) -> Res<String> {
+        let backends: Vec<BackendConfig> = BACKENDS
             .iter()
-            .map(|(_, a)| format!("  {{ address = \"{a}\", weight = 1 }},"))
-            .collect();
-        let backends = backends.join("\n");
-        let mut text = format!(
-            "[global]\nrouter_id = \"pathbench\"\nbpf_pin_path = \"/sys/fs/bpf/{}lb-{mode}\"\n\
-             control_socket = \"{d}/run-{mode}/lbd.sock\"\n\n\
-             [dataplane]\ninterface = \"eth0\"\nxdp_mode = \"{}\"\nconntrack_entries = 262144\n",
-            self.lan.prefix(),
-            self.xdp_mode
-        );
-        for (port, proto) in [(UDP_PORT, "udp"), (80, "tcp")] {
-            text.push_str(&format!(
-                "\n[[service]]\nvip = \"{VIP}\"\nport = {port}\nprotocol = \"{proto}\"\nmode = \"{mode}\"\n\
-                 active_active = true\nhealth = {{ kind = \"none\" }}\nbackend = [\n{backends}\n]\n"
-            ));
-        }
-        text
+            .map(|(_, a)| a.parse().map(BackendConfig::new))
+            .collect::<Result<_, _>>()?;
+        let service = |port, protocol| -> Res<Service> {
+            Ok(Service {
+                protocol,
+                mode: mode.parse()?,
+                active_active: true,
+                health: Health {
+                    kind: HealthKind::None,
+                    ..Health::default()
+                },
+                ..Service::new(VIP.parse()?, port, backends.clone())
+            })
+        };
+        let config = Config {
+            global: Global {
+                router_id: Some("pathbench".into()),
+                bpf_pin_path: format!("/sys/fs/bpf/{}lb-{mode}", self.lan.prefix()).into(),
+                control_socket: self.dir.join(format!("run-{mode}/lbd.sock")),
+                ..Global::default()
+            },
+            dataplane: Some(Dataplane {
+                xdp_mode: self.xdp_mode.parse()?,
+                conntrack_entries: 262_144,
+                ..Dataplane::new("eth0")
+            }),
+            service: vec![
+                service(UDP_PORT, Protocol::Udp)?,
+                service(80, Protocol::Tcp)?,
+            ],
+            ..Config::default()
+        };
+        Ok(config.to_toml()?)
     }
 
     fn start_lbd(&mut self, mode: &str) -> Res<()> {
@@ -1010,7 +1030,7 @@ impl Bench {
             }
         }
         let conf = self.dir.join(format!("lb-{mode}.toml"));
-        std::fs::write(&conf, self.lbd_config(mode))?;
+        std::fs::write(&conf, self.lbd_config(mode)?)?;
         let mut cmd = self.ns("lb").command(&self.lbd);
         cmd.arg("--config").arg(&conf);
         let lbd = Daemon::spawn("lbd", &mut cmd, self.dir.join(format!("lbd-{mode}.log")))?;

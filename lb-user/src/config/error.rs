@@ -179,8 +179,7 @@ pub enum ValueError {
     /// keepalived: a `"` not closed on its line.
     #[error("unterminated quoted string: add the closing \"")]
     UnterminatedQuote,
-    /// keepalived's [`super::keepalived::to_toml`]: `toml` refused (a
-    /// bug).
+    /// [`super::Config::to_toml`]: `toml` refused (a bug).
     #[error("cannot write the configuration as TOML: {source}")]
     ToToml {
         /// `toml`'s error.

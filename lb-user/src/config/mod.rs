@@ -14,10 +14,11 @@
 //! `From` conversions. A word not allowed is refused while the file is
 //! read, naming the file, line and field like every validation error.
 //!
-//! Files: `model` (the serde types and value syntaxes, re-exported here),
-//! `validate` (the checks serde cannot do), `spans` (the lines of errors,
-//! from the TOML parser's spans), `error` ([`ConfigError`] and
-//! [`ValueError`]); here: reading a file.
+//! Files: `model` (the serde types, with constructors that give serde's
+//! defaults, and the value syntaxes, re-exported here), `validate` (the
+//! checks serde cannot do), `spans` (the lines of errors, from the TOML
+//! parser's spans), `error` ([`ConfigError`] and [`ValueError`]); here:
+//! reading a file, and writing one ([`Config::to_toml`]).
 
 mod error;
 pub mod keepalived;
@@ -88,5 +89,14 @@ impl Config {
             e.into_error(path, line)
         })?;
         Ok(config)
+    }
+
+    /// The configuration as lb's TOML, which reads back as the same value:
+    /// [`keepalived::to_toml`], the writer of `lbctl convert`.
+    ///
+    /// # Errors
+    /// [`ValueError::ToToml`] (a bug).
+    pub fn to_toml(&self) -> Result<String, ValueError> {
+        keepalived::to_toml(self)
     }
 }

@@ -73,6 +73,27 @@ fn default_ring() -> u32 {
     lb_common::vip::DEFAULT_RING_SIZE
 }
 
+impl Service {
+    /// `vip`:`port` balanced over `backend`, every other field as when
+    /// the file leaves it out.
+    #[must_use]
+    pub fn new(vip: IpAddr, port: u16, backend: Vec<BackendConfig>) -> Self {
+        Self {
+            vip,
+            port,
+            protocol: Protocol::default(),
+            mode: Mode::default(),
+            scheduler: Scheduler::default(),
+            ring_size: default_ring(),
+            on_no_backend: NoBackend::default(),
+            vrrp_instance: None,
+            active_active: false,
+            health: Health::default(),
+            backend,
+        }
+    }
+}
+
 /// `Display` (the file's spelling), `FromStr` and `Deserialize` of a
 /// keyword enum from its spellings; `$refuse` makes the error for any
 /// other value from it and the spellings allowed (the wording validation
@@ -351,6 +372,19 @@ pub struct BackendConfig {
     pub weight: u32,
 }
 
+impl BackendConfig {
+    /// `address` with the service's port and weight 1, as when the file
+    /// leaves them out.
+    #[must_use]
+    pub fn new(address: IpAddr) -> Self {
+        Self {
+            address,
+            port: None,
+            weight: one(),
+        }
+    }
+}
+
 /// `[global]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -405,6 +439,22 @@ pub struct Dataplane {
 
 fn default_mtu() -> u16 {
     1500
+}
+
+impl Dataplane {
+    /// XDP on `interface`, every other field as when the file leaves it
+    /// out.
+    #[must_use]
+    pub fn new(interface: impl Into<String>) -> Self {
+        Self {
+            interface: interface.into(),
+            xdp_mode: XdpMode::default(),
+            conntrack_entries: default_conntrack(),
+            ipip_source_v4: None,
+            ipip_source_v6: None,
+            mtu: default_mtu(),
+        }
+    }
 }
 
 /// Parse `"ADDR/PREFIX"` (prefix optional: a host).
@@ -710,7 +760,74 @@ fn one() -> u32 {
     1
 }
 
+impl VrrpScript {
+    /// Script `name` running `script`, every other field as when the file
+    /// leaves it out.
+    #[must_use]
+    pub fn new(name: impl Into<String>, script: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            script: script.into(),
+            interval: None,
+            timeout: None,
+            weight: 0,
+            rise: one(),
+            fall: one(),
+            user: None,
+            init_fail: false,
+        }
+    }
+}
+
+impl TrackScript {
+    /// Track script `name` with its own weight.
+    #[must_use]
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            weight: None,
+        }
+    }
+}
+
 impl VrrpInstance {
+    /// Instance `name` on `interface` holding `virtual_ipaddress`, every
+    /// other field as when the file leaves it out.
+    #[must_use]
+    pub fn new(
+        name: impl Into<String>,
+        interface: impl Into<String>,
+        virtual_router_id: u8,
+        virtual_ipaddress: Vec<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            interface: interface.into(),
+            virtual_router_id,
+            priority: default_priority(),
+            advert_interval: default_advert(),
+            version: default_version(),
+            preempt: yes(),
+            preempt_delay: None,
+            auth_pass: None,
+            virtual_ipaddress,
+            unicast_src_ip: None,
+            unicast_peer: Vec::new(),
+            track_script: Vec::new(),
+            track_interface: Vec::new(),
+            notify_master: None,
+            notify_backup: None,
+            notify_fault: None,
+            notify_stop: None,
+            notify: None,
+            garp_master_delay: None,
+            garp_master_repeat: None,
+            garp_master_refresh: None,
+            garp_master_refresh_repeat: None,
+            garp_interval: None,
+        }
+    }
+
     /// The virtual addresses with their prefixes, all of one family.
     ///
     /// # Errors

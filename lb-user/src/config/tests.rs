@@ -512,3 +512,102 @@ fn value_errors_keep_their_cause() {
         ValueError::NatNotImplemented
     );
 }
+
+/// The constructors fill every field with serde's default: the minimal
+/// file `text` parses to what they build.
+fn assert_built(text: &str, built: &Config) {
+    assert_eq!(&parse(text).unwrap(), built, "{text}");
+}
+
+const DATAPLANE: &str = "[dataplane]\ninterface = \"eth0\"\n";
+
+fn with_dataplane(c: Config) -> Config {
+    Config {
+        dataplane: Some(Dataplane::new("eth0")),
+        ..c
+    }
+}
+
+#[test]
+fn dataplane_new_has_the_files_defaults() {
+    assert_built(DATAPLANE, &with_dataplane(Config::default()));
+}
+
+#[test]
+fn service_new_and_backend_config_new_have_the_files_defaults() {
+    let vip = "198.18.0.100".parse().unwrap();
+    let be = "198.18.1.1".parse().unwrap();
+    assert_built(
+        &format!("{DATAPLANE}[[service]]\nvip = \"{vip}\"\nport = 80\nbackend = []\n"),
+        &with_dataplane(Config {
+            service: vec![Service::new(vip, 80, Vec::new())],
+            ..Config::default()
+        }),
+    );
+    assert_built(
+        &format!(
+            "{DATAPLANE}[[service]]\nvip = \"{vip}\"\nport = 80\nbackend = [{{ address = \"{be}\" }}]\n"
+        ),
+        &with_dataplane(Config {
+            service: vec![Service::new(vip, 80, vec![BackendConfig::new(be)])],
+            ..Config::default()
+        }),
+    );
+}
+
+#[test]
+fn vrrp_instance_new_has_the_files_defaults() {
+    assert_built(
+        "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 50\n\
+         virtual_ipaddress = [\"198.18.0.100/24\"]\n",
+        &Config {
+            vrrp_instance: vec![VrrpInstance::new(
+                "VI_1",
+                "eth0",
+                50,
+                vec!["198.18.0.100/24".into()],
+            )],
+            ..Config::default()
+        },
+    );
+}
+
+#[test]
+fn vrrp_script_new_and_track_script_new_have_the_files_defaults() {
+    assert_built(
+        "[[vrrp_script]]\nname = \"chk\"\nscript = \"true\"\n\n\
+         [[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 50\n\
+         virtual_ipaddress = [\"198.18.0.100/24\"]\ntrack_script = [{ name = \"chk\" }]\n",
+        &Config {
+            vrrp_script: vec![VrrpScript::new("chk", "true")],
+            vrrp_instance: vec![VrrpInstance {
+                track_script: vec![TrackScript::new("chk")],
+                ..VrrpInstance::new("VI_1", "eth0", 50, vec!["198.18.0.100/24".into()])
+            }],
+            ..Config::default()
+        },
+    );
+}
+
+/// What [`Config::to_toml`] writes reads back as the same configuration.
+#[test]
+fn to_toml_reads_back_as_the_same_config() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(parse(&c.to_toml().unwrap()).unwrap(), c);
+    let vip = "198.18.0.100".parse().unwrap();
+    let c = with_dataplane(Config {
+        global: Global {
+            control_socket: "/tmp/lbd.sock".into(),
+            ..Global::default()
+        },
+        service: vec![Service {
+            health: Health {
+                kind: HealthKind::None,
+                ..Health::default()
+            },
+            ..Service::new(vip, 80, vec![BackendConfig::new(vip)])
+        }],
+        ..Config::default()
+    });
+    assert_eq!(parse(&c.to_toml().unwrap()).unwrap(), c);
+}

@@ -794,7 +794,6 @@ mod tests {
     //! next hops (lookups recorded, answers injected as events).
 
     use std::net::Ipv4Addr;
-    use std::path::Path;
 
     use lb_common::{
         backend::Backend,
@@ -865,28 +864,45 @@ mod tests {
         Controller::new(Balancer::new(NullMaps), FakeHops::default(), OIF).0
     }
 
-    fn config(text: &str) -> Config {
-        let text = format!("[dataplane]\ninterface = \"eth0\"\n\n{text}");
-        Config::parse(&text, Path::new("lb.toml")).expect("test config is valid")
+    /// A data plane on eth0 balancing `services`, validated as a file is.
+    fn config(services: impl IntoIterator<Item = config::Service>) -> Config {
+        checked(Config {
+            dataplane: Some(config::Dataplane::new("eth0")),
+            service: services.into_iter().collect(),
+            ..Config::default()
+        })
+    }
+
+    fn checked(config: Config) -> Config {
+        config.validate().expect("test config is valid");
+        config
     }
 
     /// One dsr service on :80 with `backends`, checked by `none` (the
     /// tests flip health by events), gated by `VI_1` when `gated`.
-    fn service(port: u16, backends: &[(u8, u32)], gated: bool) -> String {
-        let list: Vec<String> = backends
+    fn service(port: u16, backends: &[(u8, u32)], gated: bool) -> config::Service {
+        let backends = backends
             .iter()
-            .map(|(last, w)| format!("{{ address = \"198.18.1.{last}\", weight = {w} }}"))
+            .map(|&(last, weight)| config::BackendConfig {
+                weight,
+                ..config::BackendConfig::new(be(last))
+            })
             .collect();
-        format!(
-            "[[service]]\nvip = \"198.18.0.100\"\nport = {port}\nmode = \"dsr\"\n\
-             active_active = {}\nhealth = {{ kind = \"none\" }}\nbackend = [{}]\n",
-            !gated,
-            list.join(", ")
-        )
+        config::Service {
+            mode: config::Mode::Dsr,
+            active_active: !gated,
+            health: config::Health {
+                kind: HealthKind::None,
+                ..config::Health::default()
+            },
+            ..config::Service::new(key(port).vip, port, backends)
+        }
     }
 
-    const VRRP: &str = "[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\n\
-                        virtual_router_id = 50\nvirtual_ipaddress = [\"198.18.0.100/24\"]\n";
+    /// `VI_1`, holding the services' VIP.
+    fn vrrp() -> config::VrrpInstance {
+        config::VrrpInstance::new("VI_1", "eth0", 50, vec!["198.18.0.100/24".into()])
+    }
 
     fn key(port: u16) -> ServiceKey {
         ServiceKey {
@@ -941,7 +957,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_service_fills_its_pool_as_next_hops_answer() {
         let mut ctl = controller();
-        ctl.reload(&config(&service(80, &[(11, 1), (12, 2)], false)));
+        ctl.reload(&config([service(80, &[(11, 1), (12, 2)], false)]));
         // Active at once, with an empty pool until the MACs are known; the
         // reload itself waited for nothing.
         assert_eq!(pool(&ctl, &key(80)), Some(vec![]));
@@ -962,8 +978,8 @@ mod tests {
     #[tokio::test]
     async fn a_removed_service_leaves_the_data_plane_and_late_answers_are_ignored() {
         let mut ctl = controller();
-        ctl.reload(&config(&service(80, &[(11, 1)], false)));
-        ctl.reload(&config(""));
+        ctl.reload(&config([service(80, &[(11, 1)], false)]));
+        ctl.reload(&config([]));
         assert_eq!(pool(&ctl, &key(80)), None);
         assert_eq!(ctl.balancer().services().count(), 0);
         // The lookup started before the removal answers now: nothing comes
@@ -976,7 +992,7 @@ mod tests {
     #[tokio::test]
     async fn health_flips_take_a_backend_out_and_back_without_a_new_lookup() {
         let mut ctl = controller();
-        ctl.reload(&config(&service(80, &[(11, 1), (12, 1)], false)));
+        ctl.reload(&config([service(80, &[(11, 1), (12, 1)], false)]));
         answer_all(&mut ctl);
         health(&mut ctl, 80, 11, false);
         assert_eq!(pool(&ctl, &key(80)), Some(vec![(be(12), 1, mac(12))]));
@@ -997,7 +1013,7 @@ mod tests {
     #[tokio::test]
     async fn a_backend_unhealthy_at_lookup_time_is_looked_up_when_it_comes_up() {
         let mut ctl = controller();
-        ctl.reload(&config(&service(80, &[(11, 1)], false)));
+        ctl.reload(&config([service(80, &[(11, 1)], false)]));
         health(&mut ctl, 80, 11, false);
         // The first lookup fails; the backend stays out.
         let (service, backend) = ctl.next_hops.asked.remove(0);
@@ -1016,7 +1032,7 @@ mod tests {
     #[tokio::test]
     async fn dsr_refuses_a_backend_behind_a_router() {
         let mut ctl = controller();
-        ctl.reload(&config(&service(80, &[(11, 1)], false)));
+        ctl.reload(&config([service(80, &[(11, 1)], false)]));
         let (service, backend) = ctl.next_hops.asked.remove(0);
         ctl.handle(Event::NextHop(NextHopEvent {
             service,
@@ -1034,10 +1050,10 @@ mod tests {
     #[tokio::test]
     async fn a_gated_service_forwards_only_while_its_instance_is_master() {
         let mut ctl = controller();
-        ctl.reload(&config(&format!(
-            "{VRRP}\n{}",
-            service(80, &[(11, 1)], true)
-        )));
+        ctl.reload(&checked(Config {
+            vrrp_instance: vec![vrrp()],
+            ..config([service(80, &[(11, 1)], true)])
+        }));
         answer_all(&mut ctl);
         assert_eq!(ctl.status()[0].vrrp_instance.as_deref(), Some("VI_1"));
         assert_eq!(pool(&ctl, &key(80)), None, "not master yet");
@@ -1053,16 +1069,16 @@ mod tests {
     #[tokio::test]
     async fn reload_applies_only_the_difference() {
         let mut ctl = controller();
-        ctl.reload(&config(&service(80, &[(11, 1), (12, 1)], false)));
+        ctl.reload(&config([service(80, &[(11, 1), (12, 1)], false)]));
         answer_all(&mut ctl);
         health(&mut ctl, 80, 12, false);
         // Same file again: nothing changes, nothing is looked up.
-        ctl.reload(&config(&service(80, &[(11, 1), (12, 1)], false)));
+        ctl.reload(&config([service(80, &[(11, 1), (12, 1)], false)]));
         assert!(ctl.next_hops.asked.is_empty());
         assert_eq!(pool(&ctl, &key(80)), Some(vec![(be(11), 1, mac(11))]));
         // A new weight for 11, a new backend 13, 12 stays down: only 13 is
         // looked up; 12 keeps its health state.
-        ctl.reload(&config(&service(80, &[(11, 3), (12, 1), (13, 1)], false)));
+        ctl.reload(&config([service(80, &[(11, 3), (12, 1), (13, 1)], false)]));
         assert_eq!(ctl.next_hops.asked, vec![(key(80), be(13))]);
         assert_eq!(pool(&ctl, &key(80)), Some(vec![(be(11), 3, mac(11))]));
         answer_all(&mut ctl);
@@ -1071,11 +1087,10 @@ mod tests {
             Some(vec![(be(11), 3, mac(11)), (be(13), 1, mac(13))])
         );
         // A second service beside it; the first one is untouched.
-        ctl.reload(&config(&format!(
-            "{}\n{}",
+        ctl.reload(&config([
             service(80, &[(11, 3), (12, 1), (13, 1)], false),
-            service(443, &[(11, 1)], false)
-        )));
+            service(443, &[(11, 1)], false),
+        ]));
         assert_eq!(ctl.next_hops.asked, vec![(key(443), be(11))]);
         assert_eq!(pool(&ctl, &key(80)).map(|p| p.len()), Some(2));
         assert_eq!(ctl.balancer().services().count(), 2);
@@ -1084,7 +1099,7 @@ mod tests {
     #[tokio::test]
     async fn drain_keeps_a_backend_with_weight_zero_until_enabled() {
         let mut ctl = controller();
-        ctl.reload(&config(&service(80, &[(11, 2), (12, 1)], false)));
+        ctl.reload(&config([service(80, &[(11, 2), (12, 1)], false)]));
         answer_all(&mut ctl);
         ctl.set_drained(&key(80), be(11), true)
             .expect("known backend");

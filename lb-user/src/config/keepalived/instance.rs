@@ -2,7 +2,6 @@
 //! `[[vrrp_script]]` and `[[vrrp_instance]]`.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use super::lexer::{Loc, Node};
 use super::{Ctx, Origin};
@@ -85,15 +84,8 @@ pub(super) fn vrrp_script(
     let sec = format!("vrrp_script {name}");
     let mut o = Origin::new(sec.clone(), n.loc());
     let mut s = VrrpScript {
-        name,
-        script: String::new(),
-        interval: None,
-        timeout: None,
-        weight: 0,
-        rise: 1,
-        fall: 1,
         user: d.script_user.clone(),
-        init_fail: false,
+        ..VrrpScript::new(name, String::new())
     };
     let mut script = false;
     for c in ctx.block(n, &sec)? {
@@ -183,31 +175,10 @@ impl InstanceReader {
         Self {
             o: Origin::new(sec.clone(), header),
             sec,
+            // keepalived's default version is 2.
             v: VrrpInstance {
-                name,
-                interface: String::new(),
-                virtual_router_id: 0,
-                priority: 100,
-                advert_interval: Dur(Duration::from_secs(1)),
                 version: 2,
-                preempt: true,
-                preempt_delay: None,
-                auth_pass: None,
-                virtual_ipaddress: Vec::new(),
-                unicast_src_ip: None,
-                unicast_peer: Vec::new(),
-                track_script: Vec::new(),
-                track_interface: Vec::new(),
-                notify_master: None,
-                notify_backup: None,
-                notify_fault: None,
-                notify_stop: None,
-                notify: None,
-                garp_master_delay: None,
-                garp_master_repeat: None,
-                garp_master_refresh: None,
-                garp_master_refresh_repeat: None,
-                garp_interval: None,
+                ..VrrpInstance::new(name, String::new(), 0, Vec::new())
             },
             interface: false,
             vrid: false,

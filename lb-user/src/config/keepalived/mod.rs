@@ -525,8 +525,7 @@ fn dataplane(
         ));
     };
     let v = &config.vrrp_instance[i];
-    let mut dp: Dataplane = defaults_of(&format!("interface = {:?}", v.interface));
-    dp.interface.clone_from(&v.interface);
+    let dp = Dataplane::new(v.interface.clone());
     let o = &map.vrrp_instance[i];
     let mut origin = Origin::new(
         format!("{} (the data plane's interface)", o.label),
@@ -550,9 +549,4 @@ fn dataplane(
         }
     }
     Ok((dp, origin))
-}
-
-/// A value of type `T` from a TOML table: the schema's own defaults.
-fn defaults_of<T: serde::de::DeserializeOwned>(toml_text: &str) -> T {
-    toml::from_str(toml_text).expect("the schema's defaults parse")
 }

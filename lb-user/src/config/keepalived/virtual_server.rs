@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::instance::Defaults;
 use super::lexer::{Loc, Node};
-use super::{Ctx, Origin, defaults_of};
+use super::{Ctx, Origin};
 use crate::config::{
     BackendConfig, ConfigError, Dur, Health, HealthKind, Mode, Protocol, Scheduler, Service,
 };
@@ -62,7 +62,7 @@ pub(super) fn virtual_server(
         o: Origin::new(sec.clone(), n.loc()),
         sec,
         port,
-        svc: defaults_of(&format!("vip = \"{vip}\"\nport = {port}\nbackend = []")),
+        svc: Service::new(vip, port, Vec::new()),
         inherit: Inherit::default(),
         mode: None,
     };
@@ -338,9 +338,8 @@ fn real_server(
     let sec = format!("{vs} {}", n.words());
     let (address, port) = address_and_port(ctx, n, &sec)?;
     let mut backend = BackendConfig {
-        address,
         port,
-        weight: 1,
+        ..BackendConfig::new(address)
     };
     let mut inherit = inherit.clone();
     let mut mode = None;
