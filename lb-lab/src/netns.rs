@@ -437,27 +437,7 @@ impl Lan {
     /// # Errors
     /// [`NetnsError::Xdp`] if the program cannot be loaded or attached.
     pub fn xdp_pass_on_port(&mut self, port: &str) -> Result<(), NetnsError> {
-        use aya::programs::{Xdp, XdpMode};
-        let xdp_err = |e: String| NetnsError::Xdp {
-            port: port.to_owned(),
-            message: e,
-        };
-        let ebpf = self
-            .bridge
-            .run(|| -> Result<aya::Ebpf, String> {
-                let mut ebpf = aya::Ebpf::load(crate::TEST_OBJ).map_err(|e| e.to_string())?;
-                let program: &mut Xdp = ebpf
-                    .program_mut("lb_pass")
-                    .ok_or("no lb_pass program")?
-                    .try_into()
-                    .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-                program.load().map_err(|e| e.to_string())?;
-                program
-                    .attach(port, XdpMode::Driver)
-                    .map_err(|e| e.to_string())?;
-                Ok(ebpf)
-            })?
-            .map_err(xdp_err)?;
+        let ebpf = attach_pass(&self.bridge, port)?;
         self.pass_programs.push(ebpf);
         Ok(())
     }
@@ -588,4 +568,31 @@ pub fn wait_for<T>(
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// Attach `lb_pass` (from [`crate::TEST_OBJ`]) in native mode to `port`
+/// in namespace `ns`; it stays attached while the returned object lives.
+/// See [`Lan::xdp_pass_on_port`] for why a veth needs it.
+///
+/// # Errors
+/// [`NetnsError::Xdp`] if the program cannot be loaded or attached.
+pub fn attach_pass(ns: &Netns, port: &str) -> Result<aya::Ebpf, NetnsError> {
+    use aya::programs::{Xdp, XdpMode};
+    ns.run(|| -> Result<aya::Ebpf, String> {
+        let mut ebpf = aya::Ebpf::load(crate::TEST_OBJ).map_err(|e| e.to_string())?;
+        let program: &mut Xdp = ebpf
+            .program_mut("lb_pass")
+            .ok_or("no lb_pass program")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        program.load().map_err(|e| e.to_string())?;
+        program
+            .attach(port, XdpMode::Driver)
+            .map_err(|e| e.to_string())?;
+        Ok(ebpf)
+    })?
+    .map_err(|message| NetnsError::Xdp {
+        port: port.to_owned(),
+        message,
+    })
 }

@@ -772,25 +772,8 @@ impl Bench {
     /// XDP program: a pass-through one (`lb_pass`) on the LB's bridge port,
     /// for every path alike.
     fn attach_pass(&self) -> Res<aya::Ebpf> {
-        use aya::programs::{Xdp, XdpMode};
-        let ebpf = self
-            .lan
-            .bridge()
-            .run(|| -> Result<aya::Ebpf, String> {
-                let mut ebpf = aya::Ebpf::load(lb_lab::TEST_OBJ).map_err(|e| e.to_string())?;
-                let program: &mut Xdp = ebpf
-                    .program_mut("lb_pass")
-                    .ok_or("the XDP object has no lb_pass program")?
-                    .try_into()
-                    .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-                program.load().map_err(|e| e.to_string())?;
-                program
-                    .attach(LB_PORT, XdpMode::Driver)
-                    .map_err(|e| e.to_string())?;
-                Ok(ebpf)
-            })?
-            .map_err(|e| format!("pass-through XDP program on {LB_PORT}: {e}"))?;
-        Ok(ebpf)
+        lb_lab::netns::attach_pass(self.lan.bridge(), LB_PORT)
+            .map_err(|e| format!("pass-through XDP program on {LB_PORT}: {e}").into())
     }
 
     fn start_nginx(&self, name: &str) -> Res<u32> {
