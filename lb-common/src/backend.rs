@@ -12,8 +12,17 @@
 
 /// Name of the backend map.
 pub const BACKENDS_MAP: &str = "backends";
-/// Number of backend slots: (service, backend) pairs across all services.
+/// Name of the per-pair traffic counters (one cell per backend slot).
+pub const STATS_BACKEND_MAP: &str = "stats_backend";
+/// Backend slots ((service, backend) pairs across all services) in the
+/// object as built; `lbd` sizes both maps at load from `[dataplane]
+/// backend_pairs`, whose default this is. Each slot costs 28 bytes, plus
+/// 24 bytes of counters per CPU.
 pub const MAX_BACKENDS: u32 = 4096;
+/// The fewest backend slots `backend_pairs` may ask for.
+pub const MIN_BACKEND_PAIRS: u32 = 64;
+/// The most backend slots `backend_pairs` may ask for.
+pub const MAX_BACKEND_PAIRS: u32 = 1 << 20;
 
 /// Bits of `Backend::flags`.
 pub mod backend_flags {

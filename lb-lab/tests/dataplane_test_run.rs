@@ -924,8 +924,8 @@ fn a_full_connection_table_evicts_and_never_refuses() {
     use aya::maps::Array;
     use lb_common::flow::{FLOWS_MAP, FlowSet, FlowTable};
 
-    let mut ebpf =
-        lb_user::dataplane::loader::load_object(32).expect("load BPF object (run as root)");
+    let mut ebpf = lb_user::dataplane::loader::load_object(32, lb_common::backend::MAX_BACKENDS)
+        .expect("load BPF object (run as root)");
     let program: &mut Xdp = ebpf.program_mut(PROGRAM).unwrap().try_into().unwrap();
     program.load().expect("verifier accepts the program");
     let mut balancer = Balancer::new(EbpfMaps::take(&mut ebpf).unwrap());
@@ -1237,4 +1237,45 @@ fn a_reused_slot_or_id_starts_from_zero_and_keeps_no_old_flows() {
         TrafficCounters::default()
     );
     assert_eq!(backend_counters(&lab, &next), zero());
+}
+
+/// `[dataplane] backend_pairs` sizes the backend maps at load: with 64
+/// slots, 64 (service, backend) pairs fit and the 65th is refused with a
+/// message that says what to raise.
+#[test]
+fn backend_pairs_sizes_the_backend_maps() {
+    let mut ebpf =
+        lb_user::dataplane::loader::load_object(32, 64).expect("load BPF object (run as root)");
+    let mut balancer = Balancer::new(EbpfMaps::take(&mut ebpf).unwrap());
+    let spec = ServiceSpec {
+        mode: Mode::Dsr,
+        ring_size: 251,
+        on_no_backend: NoBackend::Drop,
+    };
+    let backends = |n: u8| -> Vec<BackendSpec> {
+        (0..n)
+            .map(|i| BackendSpec {
+                addr: IpAddr::from([198, 18, 2, i]),
+                weight: 1,
+                mac: [2, 0, 0, 0, 2, i],
+            })
+            .collect()
+    };
+    let key = |port| ServiceKey {
+        vip: ip4("198.18.0.120"),
+        port,
+        proto: Protocol::Tcp,
+    };
+    // Two services of 32 backends each: the same addresses, 64 pairs.
+    for port in [80, 81] {
+        balancer.upsert_service(key(port), spec).unwrap();
+        balancer.set_backends(&key(port), &backends(32)).unwrap();
+    }
+    balancer.upsert_service(key(82), spec).unwrap();
+    let err = balancer.set_backends(&key(82), &backends(1)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "too many backends across services (the maps hold 64 service-backend pairs; \
+         raise [dataplane] backend_pairs)"
+    );
 }

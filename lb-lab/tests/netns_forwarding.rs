@@ -212,6 +212,7 @@ fn topology(mode: Mode, attach: AttachMode) -> Topology {
         replace: false,
         role: Role::Balancer,
         flow_entries: 65_536,
+        backend_pairs: lb_common::backend::MAX_BACKENDS,
     };
     let mut dataplane = lb
         .run(|| rt().block_on(Dataplane::start(&opts)))

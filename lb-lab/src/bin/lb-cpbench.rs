@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aya::{Ebpf, programs::Xdp};
+use aya::programs::Xdp;
 use clap::Parser;
 use lb_common::{config::Config, vip::MAX_VIPS};
 use lb_lab::{
@@ -263,7 +263,10 @@ fn service_key(i: u32) -> ServiceKey {
 )]
 fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     let n = cli.services;
-    let mut ebpf = Ebpf::load(lb_user::EBPF_OBJ)?;
+    let mut ebpf = lb_user::dataplane::loader::load_object(
+        lb_common::flow::DEFAULT_FLOW_ENTRIES,
+        backend_pairs(n),
+    )?;
     let program: &mut Xdp = ebpf.program_mut(PROGRAM).ok_or("no program")?.try_into()?;
     program.load()?;
     let mut balancer = Balancer::new(EbpfMaps::take(&mut ebpf)?);
@@ -398,6 +401,12 @@ fn stop_lbd(lbd: &mut Daemon) -> Option<Duration> {
     Some(t.elapsed())
 }
 
+/// Backend slots for `n` services over [`BACKENDS`] backends each (a
+/// backend in two services takes two slots).
+fn backend_pairs(n: u32) -> u32 {
+    (n * u32::from(BACKENDS)).max(lb_common::backend::MAX_BACKENDS)
+}
+
 /// lbd's file: `n` services on port 80 over the same [`BACKENDS`]
 /// backends, Maglev table [`RING`], no health checks.
 fn config_text(n: u32, dir: &Path, pin: &Path) -> Result<String, file::ValueError> {
@@ -421,6 +430,7 @@ fn config_text(n: u32, dir: &Path, pin: &Path) -> Result<String, file::ValueErro
         },
         dataplane: Some(file::Dataplane {
             xdp_mode: file::XdpMode::Generic,
+            backend_pairs: backend_pairs(n),
             ..file::Dataplane::new("eth0")
         }),
         service: (0..n).map(service).collect(),

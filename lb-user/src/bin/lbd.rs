@@ -190,6 +190,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 replace: attach.replace,
                 role: Role::Decap,
                 flow_entries: cli.flow_entries,
+                // The decapsulator has no backend maps.
+                backend_pairs: lb_common::backend::MAX_BACKENDS,
             });
             startup
         }

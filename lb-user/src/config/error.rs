@@ -89,6 +89,16 @@ pub enum ValueError {
         /// The largest allowed.
         max: u32,
     },
+    /// [`super::check_backend_pairs`]: out of range.
+    #[error("{pairs} is out of range: {min} to {max} (28 bytes each, plus 24 per CPU)")]
+    BackendPairs {
+        /// The number asked for.
+        pairs: u32,
+        /// The smallest allowed.
+        min: u32,
+        /// The largest allowed.
+        max: u32,
+    },
     /// [`super::parse_duration`]: no unit, or one it does not know.
     #[error(
         "invalid duration {input:?}: write a number with a unit: ms, s, m or h (\"1s\", \"100ms\")"

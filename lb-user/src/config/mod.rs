@@ -34,7 +34,7 @@ pub use error::{ConfigError, ValueError};
 pub use model::{
     BackendConfig, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, NoBackend, Protocol,
     Scheduler, Service, TrackInterface, TrackScript, VrrpInstance, VrrpScript, XdpMode,
-    check_flow_entries, format_duration, parse_cidr, parse_duration,
+    check_backend_pairs, check_flow_entries, format_duration, parse_cidr, parse_duration,
 };
 use spans::{Spans, line_of};
 pub(crate) use validate::Invalid;

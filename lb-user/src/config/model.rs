@@ -424,6 +424,11 @@ pub struct Dataplane {
     /// of 8-flow sets; 72 bytes per flow).
     #[serde(default = "default_conntrack")]
     pub conntrack_entries: u32,
+    /// Backend slots: (service, backend) pairs across all services, each
+    /// with its own counters (a backend in two services takes two). 64 to
+    /// 1048576; default 4096. Each costs 28 bytes plus 24 bytes per CPU.
+    #[serde(default = "default_backend_pairs")]
+    pub backend_pairs: u32,
     /// `ipip` outer IPv4 source: `"198.18.255.0/24"` takes the host bits
     /// from the flow hash (so backends' RSS spreads flows). Default: the
     /// interface's first IPv4 address, /32.
@@ -441,6 +446,10 @@ fn default_mtu() -> u16 {
     1500
 }
 
+fn default_backend_pairs() -> u32 {
+    lb_common::backend::MAX_BACKENDS
+}
+
 impl Dataplane {
     /// XDP on `interface`, every other field as when the file leaves it
     /// out.
@@ -450,6 +459,7 @@ impl Dataplane {
             interface: interface.into(),
             xdp_mode: XdpMode::default(),
             conntrack_entries: default_conntrack(),
+            backend_pairs: default_backend_pairs(),
             ipip_source_v4: None,
             ipip_source_v6: None,
             mtu: default_mtu(),
@@ -492,8 +502,26 @@ fn prefix_len(s: &str, p: Option<&str>, addr: IpAddr) -> Result<u8, ValueError> 
     }
 }
 
-/// A connection-table size `lbd` accepts (the table holds at least that
-/// many flows, rounded up to a power-of-two number of 8-flow sets).
+/// `[dataplane] backend_pairs`: a number of backend slots the data plane
+/// can hold.
+///
+/// # Errors
+/// [`ValueError::BackendPairs`].
+pub fn check_backend_pairs(n: u32) -> Result<(), ValueError> {
+    use lb_common::backend::{MAX_BACKEND_PAIRS, MIN_BACKEND_PAIRS};
+    if (MIN_BACKEND_PAIRS..=MAX_BACKEND_PAIRS).contains(&n) {
+        Ok(())
+    } else {
+        Err(ValueError::BackendPairs {
+            pairs: n,
+            min: MIN_BACKEND_PAIRS,
+            max: MAX_BACKEND_PAIRS,
+        })
+    }
+}
+
+/// `conntrack_entries` / `--flow-entries`: a table size the data plane can
+/// build.
 ///
 /// # Errors
 /// [`ValueError::TooFewFlows`], [`ValueError::TooManyFlows`].

@@ -207,6 +207,13 @@ fn golden_errors_for_broken_files() {
             "lb.toml:3: dataplane.conntrack_entries: 100000000 is too large: at most 67108864 (72 bytes per flow)",
         ),
         (
+            s.replace(
+                "interface = \"eth0\"\n\n[[vrrp",
+                "interface = \"eth0\"\nbackend_pairs = 16\n\n[[vrrp",
+            ),
+            "lb.toml:3: dataplane.backend_pairs: 16 is out of range: 64 to 1048576 (28 bytes each, plus 24 per CPU)",
+        ),
+        (
             format!(
                 "{s}\n[[vrrp_instance]]\nname = \"VI_2\"\ninterface = \"eth0\"\nvirtual_router_id = 50\nvirtual_ipaddress = [\"198.18.0.101\"]\n"
             ),

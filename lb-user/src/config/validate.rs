@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::{
     Config, ConfigError, Dataplane, Dur, Health, HealthKind, Service, VrrpInstance, VrrpScript,
-    check_flow_entries, parse_cidr,
+    check_backend_pairs, check_flow_entries, parse_cidr,
 };
 use crate::vrrp::machine;
 use crate::vrrp::wire::Version;
@@ -319,7 +319,9 @@ fn check_dataplane(dp: &Dataplane) -> Result<(), Invalid> {
             format!("{} is too small: at least 1280", dp.mtu),
         ));
     }
-    check_flow_entries(dp.conntrack_entries).map_err(|e| err("conntrack_entries", e.to_string()))
+    check_flow_entries(dp.conntrack_entries)
+        .map_err(|e| err("conntrack_entries", e.to_string()))?;
+    check_backend_pairs(dp.backend_pairs).map_err(|e| err("backend_pairs", e.to_string()))
 }
 
 /// A range error of [`crate::vrrp::machine`]'s checks as the field of

@@ -137,6 +137,8 @@ impl Startup {
                 replace: args.replace,
                 role: Role::Balancer,
                 flow_entries: from_file.map_or(args.flow_entries, |d| d.conntrack_entries),
+                backend_pairs: from_file
+                    .map_or(lb_common::backend::MAX_BACKENDS, |d| d.backend_pairs),
             });
         Ok(Self {
             config_path,

@@ -186,9 +186,13 @@ pub enum BalancerError {
     VipIndexFull(ServiceKey),
     /// All backend slots are taken (one per service and backend).
     #[error(
-        "too many backends across services (the maps hold {MAX_BACKENDS} service-backend pairs)"
+        "too many backends across services (the maps hold {max} service-backend pairs; \
+         raise [dataplane] backend_pairs)"
     )]
-    TooManyBackends,
+    TooManyBackends {
+        /// Slots the maps hold.
+        max: u32,
+    },
     /// A backend's address family does not suit the mode.
     #[error("{service}: backend {backend} must be {want} for ipip (IPv4-in-IPv4 or IPv6-in-IPv6)")]
     FamilyMismatch {
@@ -252,6 +256,11 @@ pub trait Maps {
     /// # Errors
     /// On map failure.
     fn reset_vip_stats(&mut self, id: u32) -> Result<(), BalancerError>;
+    /// Backend slots the maps hold (`[dataplane] backend_pairs`, set at
+    /// load); fakes keep the object's default.
+    fn backend_capacity(&self) -> u32 {
+        MAX_BACKENDS
+    }
     /// Write the global settings.
     ///
     /// # Errors
@@ -300,6 +309,8 @@ pub struct Balancer<M> {
     /// flows have long been re-balanced before it is reused.
     free_slots: std::collections::VecDeque<u32>,
     next_slot: u32,
+    /// Backend slots the maps hold.
+    backend_capacity: u32,
     free_ids: Vec<u32>,
     next_id: u32,
     /// Next VIP generation to hand out; never 0.
@@ -320,6 +331,7 @@ impl<M: Maps> Balancer<M> {
     /// A balancer with no services over `maps`.
     pub fn new(maps: M) -> Self {
         Self {
+            backend_capacity: maps.backend_capacity(),
             maps,
             services: BTreeMap::new(),
             slots: HashMap::new(),
@@ -634,11 +646,15 @@ impl<M: Maps> Balancer<M> {
         }
         let index = match self.free_slots.pop_front() {
             Some(i) => i,
-            None if self.next_slot < MAX_BACKENDS => {
+            None if self.next_slot < self.backend_capacity => {
                 self.next_slot += 1;
                 self.next_slot - 1
             }
-            None => return Err(BalancerError::TooManyBackends),
+            None => {
+                return Err(BalancerError::TooManyBackends {
+                    max: self.backend_capacity,
+                });
+            }
         };
         // A reused slot's cell still holds its previous pair's traffic; the
         // slot is inactive (no packet counts against it) until written.
@@ -904,6 +920,10 @@ impl Maps for EbpfMaps {
 
     fn reset_vip_stats(&mut self, id: u32) -> Result<(), BalancerError> {
         zero_counters(&mut self.stats_vip, id, &format!("VIP id {id}"))
+    }
+
+    fn backend_capacity(&self) -> u32 {
+        self.backends.len()
     }
 
     fn set_config(&mut self, config: &Config) -> Result<(), BalancerError> {

@@ -79,6 +79,9 @@ pub struct Options {
     /// Connection-table size in flows (`lb_common::flow::flow_sets` rounds
     /// it up; a full set evicts its least recently seen flow).
     pub flow_entries: u32,
+    /// Backend slots, (service, backend) pairs (`[dataplane]
+    /// backend_pairs`; default `lb_common::backend::MAX_BACKENDS`).
+    pub backend_pairs: u32,
 }
 
 /// Why starting the data plane failed.
@@ -165,11 +168,14 @@ fn mode_name(mode: XdpMode) -> &'static str {
 ///
 /// # Errors
 /// As [`EbpfLoader::load`].
-pub fn load_object(flow_entries: u32) -> Result<Ebpf, aya::EbpfError> {
+pub fn load_object(flow_entries: u32, backend_pairs: u32) -> Result<Ebpf, aya::EbpfError> {
+    use lb_common::backend::{BACKENDS_MAP, STATS_BACKEND_MAP};
     let sets = lb_common::flow::flow_sets(flow_entries);
     let mask = sets - 1;
     EbpfLoader::new()
         .map_max_entries(lb_common::flow::FLOWS_MAP, sets)
+        .map_max_entries(BACKENDS_MAP, backend_pairs)
+        .map_max_entries(STATS_BACKEND_MAP, backend_pairs)
         .override_global(lb_common::flow::FLOW_SET_MASK_SYMBOL, &mask, true)
         .load(crate::EBPF_OBJ)
 }
@@ -225,7 +231,7 @@ impl Dataplane {
 
         let name = opts.role.program();
         let mut ebpf = match opts.role {
-            Role::Balancer => load_object(opts.flow_entries),
+            Role::Balancer => load_object(opts.flow_entries, opts.backend_pairs),
             Role::Decap => Ebpf::load(crate::DECAP_OBJ),
         }
         .map_err(LoadError::Load)?;
