@@ -379,7 +379,11 @@ async fn start_controller(
         },
     };
     balancer.set_config(&dp_cfg)?;
-    Ok(Some(Controller::new(balancer, NeighLookup, ifindex)))
+    Ok(Some(Controller::new(
+        balancer,
+        NeighLookup::default(),
+        ifindex,
+    )))
 }
 
 impl Daemon {

@@ -125,9 +125,26 @@ pub trait NextHops {
 
 /// [`NextHops`] from the kernel's route and neighbour tables
 /// ([`crate::sys::neigh::resolve`], probing for up to 1 s), one task per
-/// lookup.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NeighLookup;
+/// lookup, at most [`NeighLookup::CONCURRENT`] at a time: each holds a
+/// netlink socket, and a thousand services starting at once must not run
+/// lbd out of file descriptors.
+#[derive(Debug, Clone)]
+pub struct NeighLookup {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl NeighLookup {
+    /// Lookups under way at once.
+    pub const CONCURRENT: usize = 16;
+}
+
+impl Default for NeighLookup {
+    fn default() -> Self {
+        Self {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(Self::CONCURRENT)),
+        }
+    }
+}
 
 impl NextHops for NeighLookup {
     fn lookup(
@@ -137,7 +154,10 @@ impl NextHops for NeighLookup {
         oif: u32,
         done: mpsc::UnboundedSender<Event>,
     ) {
+        let permits = self.permits.clone();
         tokio::spawn(async move {
+            // Never closed: the semaphore lives as long as any lookup.
+            let _permit = permits.acquire_owned().await;
             let result =
                 crate::sys::neigh::resolve(backend, Some(oif), Duration::from_secs(1)).await;
             let _ = done.send(Event::NextHop(NextHopEvent {
@@ -205,8 +225,6 @@ struct Backend {
     reason: String,
     drained: bool,
     mac: Option<[u8; 6]>,
-    /// A next-hop lookup is under way.
-    looking_up: bool,
     checker: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -235,6 +253,9 @@ pub struct Controller<M: Maps = EbpfMaps, R: NextHops = NeighLookup> {
     services: BTreeMap<ServiceKey, Service>,
     vrrp: HashMap<String, State>,
     events: mpsc::UnboundedSender<Event>,
+    /// Backend addresses with a next-hop lookup under way (one per
+    /// address, whatever the number of services using it).
+    looking_up: std::collections::HashSet<IpAddr>,
 }
 
 /// `VIP:PORT/PROTO` of a configured service.
@@ -312,6 +333,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                 next_hops,
                 oif,
                 services: BTreeMap::new(),
+                looking_up: std::collections::HashSet::new(),
                 vrrp: HashMap::new(),
                 events,
             },
@@ -434,30 +456,38 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         self.sync(&event.service);
     }
 
-    /// A next-hop lookup finished: the backend joins the pool if it is
-    /// still wanted and healthy.
+    /// A next-hop lookup finished: every service's healthy backend at that
+    /// address still without a MAC takes it (one lookup serves all the
+    /// services that share a backend) and joins its pool.
     fn next_hop(&mut self, event: NextHopEvent) {
-        let key = event.service;
-        let Some(svc) = self.services.get_mut(&key) else {
-            return;
-        };
-        let mode = svc.spec.mode;
-        let Some(b) = svc
-            .backends
-            .iter_mut()
-            .find(|b| b.cfg.address == event.backend)
-        else {
-            return;
-        };
-        b.looking_up = false;
-        match event.result {
-            Ok(hop) if mode == Mode::Dsr && hop.gateway.is_some() => {
-                warn!(service = %key, backend = %b.cfg.address, "dsr needs backends on the data plane's link; this one is behind a router");
+        let addr = event.backend;
+        self.looking_up.remove(&addr);
+        let hop = match event.result {
+            Ok(hop) => hop,
+            Err(e) => {
+                warn!(service = %event.service, backend = %addr, "no next hop yet: {e}");
+                return;
             }
-            Ok(hop) => b.mac = Some(hop.mac),
-            Err(e) => warn!(service = %key, backend = %b.cfg.address, "no next hop yet: {e}"),
+        };
+        let mut changed = Vec::new();
+        for (key, svc) in &mut self.services {
+            let mode = svc.spec.mode;
+            for b in svc
+                .backends
+                .iter_mut()
+                .filter(|b| b.cfg.address == addr && b.healthy && b.mac.is_none())
+            {
+                if mode == Mode::Dsr && hop.gateway.is_some() {
+                    warn!(service = %key, backend = %addr, "dsr needs backends on the data plane's link; this one is behind a router");
+                } else {
+                    b.mac = Some(hop.mac);
+                    changed.push(*key);
+                }
+            }
         }
-        self.sync(&key);
+        for key in changed {
+            self.sync(&key);
+        }
     }
 
     /// Drain (`drain = true`: weight 0, established flows continue) or
@@ -549,14 +579,13 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
     /// Ask for the next hop of every healthy backend of `key` that has
     /// none and no lookup under way.
     fn resolve_macs(&mut self, key: &ServiceKey) {
-        let Some(svc) = self.services.get_mut(key) else {
+        let Some(svc) = self.services.get(key) else {
             return;
         };
-        for b in &mut svc.backends {
-            if b.mac.is_some() || !b.healthy || b.looking_up {
+        for b in &svc.backends {
+            if b.mac.is_some() || !b.healthy || !self.looking_up.insert(b.cfg.address) {
                 continue;
             }
-            b.looking_up = true;
             self.next_hops
                 .lookup(*key, b.cfg.address, self.oif, self.events.clone());
         }
@@ -617,7 +646,6 @@ fn new_backend(b: &config::BackendConfig, port: u16) -> Backend {
         reason: "starting".into(),
         drained: false,
         mac: None,
-        looking_up: false,
         checker: None,
     }
 }
@@ -1094,6 +1122,31 @@ mod tests {
         assert_eq!(ctl.next_hops.asked, vec![(key(443), be(11))]);
         assert_eq!(pool(&ctl, &key(80)).map(|p| p.len()), Some(2));
         assert_eq!(ctl.balancer().services().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn services_sharing_backends_share_one_lookup_per_address() {
+        let mut ctl = controller();
+        ctl.reload(&config(&format!(
+            "{}\n{}",
+            service(80, &[(11, 1), (12, 1)], false),
+            service(443, &[(11, 1), (12, 1)], false)
+        )));
+        // One lookup per address, not per (service, backend): a thousand
+        // services over the same backends must not open a thousand
+        // netlink sockets per backend.
+        assert_eq!(
+            ctl.next_hops.asked,
+            vec![(key(80), be(11)), (key(80), be(12))]
+        );
+        answer_all(&mut ctl);
+        for port in [80, 443] {
+            assert_eq!(
+                pool(&ctl, &key(port)),
+                Some(vec![(be(11), 1, mac(11)), (be(12), 1, mac(12))]),
+                "port {port}"
+            );
+        }
     }
 
     #[tokio::test]
