@@ -1127,11 +1127,10 @@ mod tests {
     #[tokio::test]
     async fn services_sharing_backends_share_one_lookup_per_address() {
         let mut ctl = controller();
-        ctl.reload(&config(&format!(
-            "{}\n{}",
+        ctl.reload(&config([
             service(80, &[(11, 1), (12, 1)], false),
-            service(443, &[(11, 1), (12, 1)], false)
-        )));
+            service(443, &[(11, 1), (12, 1)], false),
+        ]));
         // One lookup per address, not per (service, backend): a thousand
         // services over the same backends must not open a thousand
         // netlink sockets per backend.
