@@ -647,16 +647,9 @@ impl Bench {
     }
 
     fn new(cli: &Cli) -> Res<Self> {
-        let mut lan = Lan::new()?;
-        lan.add_host("client", &format!("{CLIENT}/24"), "2001:db8::1/64")?;
-        lan.add_host("lb", &format!("{LB_ADDR}/24"), "2001:db8::2/64")?;
-        for (i, (name, addr)) in BACKENDS.iter().enumerate() {
-            lan.add_host(
-                name,
-                &format!("{addr}/24"),
-                &format!("2001:db8::{}/64", 11 + i),
-            )?;
-        }
+        // The client's kernel completes checksums before XDP sees the
+        // frames; NAPI (GRO) on the bridge ports for XDP_TX.
+        let lan = Lan::client_lb_backends(&BACKENDS)?;
         let dir = std::env::temp_dir().join(format!("{}pathbench", lan.prefix()));
         std::fs::create_dir_all(&dir)?;
         let mut me = Self {
@@ -684,15 +677,9 @@ impl Bench {
 
     fn configure(&mut self) -> Res<()> {
         let client = self.ns("client");
-        // As in the kernel tests: the client's kernel completes checksums
-        // before XDP sees the frames; NAPI on the bridge ports for XDP_TX.
-        sh(client, "ethtool", &["-K", "eth0", "tx", "off"])?;
         sysctl(client, "net.ipv4.ip_local_port_range=1024 65000")?;
         sysctl(client, "net.ipv4.tcp_tw_reuse=1")?;
         let bridge = self.lan.bridge();
-        for port in 1..=5 {
-            sh(bridge, "ethtool", &["-K", &format!("p{port}"), "gro", "on"])?;
-        }
         // The bridge forwards without calling netfilter (br_netfilter may be
         // loaded on the host): a plain switch.
         for table in ["iptables", "ip6tables", "arptables"] {
