@@ -50,6 +50,36 @@ pub const FLOW_WAYS: usize = 8;
 /// (`aya::EbpfLoader::set_global`) next to the map's size.
 pub const FLOW_SET_MASK_SYMBOL: &str = "FLOW_SET_MASK";
 
+/// Name of the ring buffer of new-flow events ([`FlowEvent`]).
+pub const FLOW_EVENTS_MAP: &str = "flow_events";
+/// Bytes in the new-flow ring buffer: 4 MiB, 65,536 events (each takes
+/// its 56 bytes and an 8-byte record header) for `lbd` to drain.
+pub const FLOW_EVENTS_BYTES: u32 = 4 << 20;
+/// Symbol of the program's global that turns new-flow events on (nonzero;
+/// set at load: `lbd` sets it when connection sync is configured, and the
+/// verifier removes the event code when it is 0).
+pub const FLOW_EVENTS_SYMBOL: &str = "FLOW_EVENTS_ON";
+
+/// A flow the program has just recorded in the connection table, for
+/// connection sync: what `lbd` tells its peers so their tables hold the
+/// flow before they need it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct FlowEvent {
+    /// The flow.
+    pub key: FlowKey,
+    /// The backend slot chosen (this node's index).
+    pub backend: u32,
+    /// The VIP id (this node's).
+    pub vip_id: u32,
+    /// The VIP's generation when the flow began.
+    pub vip_generation: u32,
+    /// Explicit padding, always 0.
+    pub pad: u32,
+}
+
+const _: () = assert!(size_of::<FlowEvent>() == 56);
+
 /// Sets (map entries) for a table of at least `flows` flows: a power of
 /// two, at least one.
 #[must_use]

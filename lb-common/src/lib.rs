@@ -14,6 +14,7 @@ pub mod backend;
 pub mod config;
 pub mod flow;
 pub mod hash;
+pub mod layout;
 pub mod stats;
 pub mod vip;
 

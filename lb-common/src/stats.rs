@@ -270,6 +270,9 @@ pub struct FlowCounters {
     pub evicted_recent: u64,
     /// Evicted flows idle longer than that.
     pub evicted_idle: u64,
+    /// New-flow events for connection sync that found the ring buffer
+    /// full (`lbd` not draining fast enough): those flows are not synced.
+    pub events_lost: u64,
 }
 
 impl FlowCounters {
@@ -279,6 +282,7 @@ impl FlowCounters {
         Self {
             evicted_recent: self.evicted_recent + o.evicted_recent,
             evicted_idle: self.evicted_idle + o.evicted_idle,
+            events_lost: self.events_lost + o.events_lost,
         }
     }
 }

@@ -4,13 +4,14 @@
 
 use aya_ebpf::{
     Global,
-    btf_maps::{Array, ArrayOfMaps, HashMap, PerCpuArray},
+    btf_maps::{Array, ArrayOfMaps, HashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use lb_common::{
     backend::{Backend, MAX_BACKENDS},
     config::Config,
-    flow::{DEFAULT_FLOW_ENTRIES, FlowSet, flow_sets},
+    flow::{DEFAULT_FLOW_ENTRIES, FLOW_EVENTS_BYTES, FlowEvent, FlowSet, flow_sets},
+    layout::Layout,
     stats::{ExitCounters, FlowCounters, ProtoClass, TrafficCounters, VerdictCounters},
     vip::{
         BPF_F_MMAPABLE, DEFAULT_RING_SIZE, FILTER_BUCKETS, MAX_VIPS, TABLE_FLAGS, VIP_INDEX_SLOTS,
@@ -94,6 +95,22 @@ pub static FLOWS: Array<
 /// verifier then knows it as a constant.
 #[unsafe(no_mangle)]
 pub static FLOW_SET_MASK: Global<u32> = Global::new(flow_sets(DEFAULT_FLOW_ENTRIES) - 1);
+
+/// New-flow events for connection sync (`lb_common::flow::FlowEvent`),
+/// written only when `FLOW_EVENTS_ON` is set.
+#[btf_map(name = "flow_events")]
+pub static FLOW_EVENTS: RingBuf<FlowEvent, { FLOW_EVENTS_BYTES as usize }> = RingBuf::new();
+
+/// Nonzero: emit a [`FlowEvent`] for every new flow. A read-only global
+/// set at load; when 0 the verifier drops the event code altogether.
+#[unsafe(no_mangle)]
+pub static FLOW_EVENTS_ON: Global<u32> = Global::new(0);
+
+/// The layout stamp (one entry, `lb_common::layout`): written by user
+/// space when it creates the maps, read by the `lbd` that adopts them. The
+/// program never reads it.
+#[btf_map(name = "layout")]
+pub static LAYOUT: Array<Layout, 1> = Array::new();
 
 /// Global settings (one entry).
 #[btf_map(name = "config")]

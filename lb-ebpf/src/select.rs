@@ -11,13 +11,16 @@ use core::mem::MaybeUninit;
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
     backend::{Backend, backend_flags},
-    flow::{FlowKey, FlowSet, flow_set_index},
+    flow::{FlowEvent, FlowKey, FlowSet, flow_set_index},
     hash::maglev_slot,
     vip::{VipKey, VipMeta, filter_bits, filter_bucket, vip_flags, vip_index_find},
 };
 
 use crate::{
-    maps::{BACKENDS, CONFIG, FLOW_SET_MASK, FLOWS, MAGLEV_TABLES, VIP_FILTER, VIP_IDS, VIP_INDEX},
+    maps::{
+        BACKENDS, CONFIG, FLOW_EVENTS, FLOW_EVENTS_ON, FLOW_SET_MASK, FLOWS, MAGLEV_TABLES,
+        VIP_FILTER, VIP_IDS, VIP_INDEX,
+    },
     parse::Packet,
 };
 
@@ -164,6 +167,18 @@ pub fn new_flow(
         let (way, replaced) = set.slot_for(&pkt.flow, hash, now);
         set.write(way, &pkt.flow, hash, index, vip.id, vip.generation, now);
         crate::stats::count_replaced(replaced);
+        if FLOW_EVENTS_ON.load() != 0 {
+            let event = FlowEvent {
+                key: pkt.flow,
+                backend: index,
+                vip_id: vip.id,
+                vip_generation: vip.generation,
+                pad: 0,
+            };
+            if FLOW_EVENTS.output(&event, 0).is_err() {
+                crate::stats::count_event_lost();
+            }
+        }
     }
     out.write(Chosen {
         index,

@@ -77,3 +77,12 @@ pub fn count_replaced(replaced: Replaced) {
         }
     }
 }
+
+/// Count a new-flow event that did not fit the ring buffer.
+#[inline(always)]
+pub fn count_event_lost() {
+    if let Some(c) = STATS_FLOWS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot from a successful lookup.
+        unsafe { (*c).events_lost += 1 };
+    }
+}

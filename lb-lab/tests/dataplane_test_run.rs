@@ -1007,6 +1007,7 @@ fn a_full_connection_table_evicts_and_never_refuses() {
             recent: 32,
             evicted_recent: 200 - 32,
             evicted_idle: 0,
+            events_lost: 0,
         },
         "full, all seen just now; every SYN past the 32nd evicted a flow seen moments ago"
     );

@@ -213,6 +213,7 @@ fn topology(mode: Mode, attach: AttachMode) -> Topology {
         role: Role::Balancer,
         flow_entries: 65_536,
         backend_pairs: lb_common::backend::MAX_BACKENDS,
+        flow_events: false,
     };
     let mut dataplane = lb
         .run(|| rt().block_on(Dataplane::start(&opts)))

@@ -80,6 +80,7 @@ mod tests {
                 "backends",
                 "config",
                 "flows",
+                "layout",
                 "maglev_tables",
                 "stats_backend",
                 "stats_exit",

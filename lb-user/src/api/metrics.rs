@@ -313,6 +313,7 @@ mod tests {
                 recent: 700,
                 evicted_recent: 4,
                 evicted_idle: 90,
+                events_lost: 0,
             }),
         };
         let text = render(&snap);

@@ -21,6 +21,13 @@ use tracing::error;
 /// fields. Runs in the foreground until SIGINT or SIGTERM, then detaches the
 /// program and removes its pins.
 ///
+/// The program is attached through a bpf_link pinned beside the maps, so it
+/// keeps forwarding if lbd dies (crash, SIGKILL, OOM kill). The next lbd on
+/// the same pin path adopts it: maps and connection table kept, its own
+/// program swapped in atomically. SIGUSR2 makes lbd exit that way on
+/// purpose, for a restart or an upgrade without a gap (the systemd unit's
+/// restart does this); `lbd detach` removes a data plane nobody runs.
+///
 /// With --config, also runs the file's VRRP instances (keepalived-compatible
 /// failover of the VIPs); a file without [dataplane] runs VRRP only.
 ///
@@ -35,6 +42,8 @@ use tracing::error;
 ///   lbd --iface eth0 --xdp-mode generic  force generic (skb) mode
 ///
 ///   lbd decap --iface eth0               on an ipip backend: decapsulate
+///
+///   lbd detach                           stop a data plane left pinned
 #[derive(Debug, Parser)]
 #[command(
     version,
@@ -101,6 +110,18 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_DECAP_PIN_PATH)]
         pin_path: PathBuf,
     },
+    /// Stop a data plane that an lbd left running (it was killed, or exited
+    /// with SIGUSR2 for a restart that did not follow): detach the XDP
+    /// program and remove its pins. Its connection table is lost. Refused
+    /// while an lbd runs on that pin path (stop that one with SIGTERM).
+    Detach(DetachArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DetachArgs {
+    /// The pin directory of the data plane to remove.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_PATH)]
+    pin_path: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -177,6 +198,15 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
             return Ok(());
         }
+        Some(Command::Detach(DetachArgs { pin_path })) => {
+            let removed = lb_user::dataplane::loader::detach_pinned(&pin_path)?;
+            println!(
+                "detached the data plane pinned at {} ({} pins removed)",
+                pin_path.display(),
+                removed.len()
+            );
+            return Ok(());
+        }
         Some(Command::Decap {
             iface,
             attach,
@@ -192,6 +222,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 flow_entries: cli.flow_entries,
                 // The decapsulator has no backend maps.
                 backend_pairs: lb_common::backend::MAX_BACKENDS,
+                flow_events: false,
             });
             startup
         }

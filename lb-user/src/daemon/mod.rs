@@ -30,7 +30,9 @@ use tracing::{error, info, warn};
 use crate::api::{control, metrics};
 use crate::config::{Config, ConfigError};
 use crate::dataplane::balancer::{Balancer, BalancerError, EbpfMaps};
-use crate::dataplane::loader::{AttachMode, Dataplane, LoadError, Options, Role, error_chain};
+use crate::dataplane::loader::{
+    AttachMode, Dataplane, LoadError, Options, Origin, Role, error_chain,
+};
 use crate::dataplane::stats;
 use crate::services::controller::{self, Controller, NeighLookup};
 use crate::vrrp::driver;
@@ -139,6 +141,7 @@ impl Startup {
                 flow_entries: from_file.map_or(args.flow_entries, |d| d.conntrack_entries),
                 backend_pairs: from_file
                     .map_or(lb_common::backend::MAX_BACKENDS, |d| d.backend_pairs),
+                flow_events: false,
             });
         Ok(Self {
             config_path,
@@ -183,6 +186,7 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(Error::Signal)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Signal)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(Error::Signal)?;
+    let mut sigusr2 = signal(SignalKind::user_defined2()).map_err(Error::Signal)?;
     // `_control` and `_metrics` live until lbd returns, after "stopped":
     // dropping them closes the control socket and the metrics listener.
     let Started {
@@ -195,7 +199,7 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
         metrics: _metrics,
     } = start(startup).await?;
     info!(
-        "{} running; SIGINT or SIGTERM stops, SIGHUP reloads",
+        "{} running; SIGINT or SIGTERM stops, SIGHUP reloads, SIGUSR2 exits leaving the data plane forwarding (restart)",
         d.name
     );
     let outcome = loop {
@@ -212,8 +216,9 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
             }
         };
         tokio::select! {
-            _ = sigint.recv() => break Ok("SIGINT"),
-            _ = sigterm.recv() => break Ok("SIGTERM"),
+            _ = sigint.recv() => break Ok(("SIGINT", Exit::Stop)),
+            _ = sigterm.recv() => break Ok(("SIGTERM", Exit::Stop)),
+            _ = sigusr2.recv() => break Ok(("SIGUSR2", Exit::LeaveDataplane)),
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading");
                 if let Err(e) = d.reload().await {
@@ -240,13 +245,30 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
             }
         }
     };
-    match &outcome {
-        Ok(signal) => info!("{signal} received, shutting down"),
-        Err(e) => error!("{e}; shutting down"),
-    }
-    d.stop().await;
+    let exit = match &outcome {
+        Ok((signal, exit)) => {
+            info!("{signal} received, shutting down");
+            *exit
+        }
+        Err(e) => {
+            error!("{e}; shutting down");
+            Exit::Stop
+        }
+    };
+    d.stop(exit).await;
     info!("stopped");
     outcome.map(|_| ())
+}
+
+/// How lbd leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exit {
+    /// Undo everything: VIPs released, program detached, pins removed.
+    Stop,
+    /// For a restart or upgrade: VIPs released as in a stop (a VRRP peer
+    /// takes over at once), but the data plane stays attached and pinned,
+    /// forwarding on its last state until the next lbd adopts it.
+    LeaveDataplane,
 }
 
 /// What [`start`] hands the loop: the running parts, the channels their
@@ -368,7 +390,18 @@ async fn start_controller(
         return Ok(None);
     };
     let (_, ifindex) = dp.interface();
-    let mut balancer = Balancer::new(EbpfMaps::take(dp.ebpf_mut())?);
+    let adopted = matches!(dp.origin(), Origin::Adopted { .. });
+    let maps = EbpfMaps::take(dp.ebpf_mut())?;
+    let mut balancer = if adopted {
+        let balancer = Balancer::adopt(maps)?;
+        info!(
+            "the pinned maps hold {} service(s); they keep forwarding while the configuration is applied",
+            balancer.services().count()
+        );
+        balancer
+    } else {
+        Balancer::new(maps)
+    };
     let dp_cfg = match &c.dataplane {
         Some(d) => controller::dataplane_config(d, ifindex)
             .await
@@ -388,8 +421,8 @@ async fn start_controller(
 
 impl Daemon {
     /// Release the VIPs, stop the checks, log the counters, then detach
-    /// and unpin the data plane.
-    async fn stop(self) {
+    /// and unpin the data plane, or leave it running ([`Exit`]).
+    async fn stop(self, exit: Exit) {
         if let Some(vrrp) = self.vrrp {
             vrrp.stop().await;
         }
@@ -402,7 +435,10 @@ impl Daemon {
                 ),
                 Err(e) => error!("reading counters failed: {}", error_chain(&e)),
             }
-            drop(dataplane);
+            match exit {
+                Exit::Stop => drop(dataplane),
+                Exit::LeaveDataplane => dataplane.leave(),
+            }
         }
     }
 

@@ -115,7 +115,32 @@ impl fmt::Display for ServiceKey {
     }
 }
 
+/// A 16-byte map address as an `IpAddr` (`family` 4: v4-mapped).
+fn addr_of(addr: &[u8; 16], family: u8) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(*addr);
+    match (family, v6.to_ipv4_mapped()) {
+        (4, Some(v4)) => IpAddr::V4(v4),
+        _ => IpAddr::V6(v6),
+    }
+}
+
 impl ServiceKey {
+    /// The service a VIP record's key names, if its protocol is one we
+    /// know. IPv4 VIPs are stored v4-mapped.
+    fn from_map_key(key: &VipKey) -> Option<Self> {
+        let proto = match key.proto {
+            6 => Protocol::Tcp,
+            17 => Protocol::Udp,
+            _ => return None,
+        };
+        let v6 = std::net::Ipv6Addr::from(key.addr);
+        Some(Self {
+            vip: v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            port: u16::from_be(key.port_be),
+            proto,
+        })
+    }
+
     fn map_key(&self) -> VipKey {
         VipKey {
             addr: addr16(self.vip),
@@ -277,6 +302,23 @@ pub trait Maps {
         half: u32,
         entries: &[VipIndexEntry],
     ) -> Result<(), BalancerError>;
+    /// What the maps hold now: for [`Balancer::adopt`], when the maps were
+    /// written by an earlier `lbd`.
+    ///
+    /// # Errors
+    /// On map failure.
+    fn read_back(&self) -> Result<MapState, BalancerError>;
+}
+
+/// The services and backends a set of maps holds ([`Maps::read_back`]).
+#[derive(Clone, Debug, Default)]
+pub struct MapState {
+    /// The global settings (with the live half of the VIP index).
+    pub config: Config,
+    /// Every VIP record.
+    pub vips: Vec<(VipKey, VipMeta)>,
+    /// Every active backend slot, by index.
+    pub backends: Vec<(u32, Backend)>,
 }
 
 struct Service {
@@ -345,6 +387,106 @@ impl<M: Maps> Balancer<M> {
                 ..Config::default()
             },
         }
+    }
+
+    /// A balancer over maps an earlier `lbd` wrote (an adopted data
+    /// plane): its services, VIP ids and generations, backend slots and
+    /// live table halves are read back, so that upserting the same
+    /// services and setting the same pools finds the same ids and slots
+    /// and changes nothing the kernel sees: established flows, which name
+    /// a VIP id, generation and backend slot, keep matching. A backend's
+    /// weight is not in the maps; the pool read back carries weight 1
+    /// until the controller sets the real pool.
+    ///
+    /// Records that make no sense to this build (unknown protocol or mode)
+    /// are left out, and removed with the services the configuration no
+    /// longer has.
+    ///
+    /// # Errors
+    /// Reading the maps failed.
+    pub fn adopt(maps: M) -> Result<Self, BalancerError> {
+        let state = maps.read_back()?;
+        let mut b = Self::new(maps);
+        b.config = state.config;
+        let mut used_ids = std::collections::BTreeSet::new();
+        for (key, meta) in &state.vips {
+            let Some(service_key) = ServiceKey::from_map_key(key) else {
+                continue;
+            };
+            let mode = match meta.mode {
+                mode::DSR => Mode::Dsr,
+                mode::IPIP => Mode::Ipip,
+                _ => continue,
+            };
+            let backends = state
+                .backends
+                .iter()
+                .filter(|(_, be)| be.vip_id == meta.id)
+                .map(|&(index, be)| {
+                    let spec = BackendSpec {
+                        addr: addr_of(&be.addr, be.family),
+                        weight: 1,
+                        mac: be.mac,
+                    };
+                    b.slots.insert(
+                        (service_key, spec.addr),
+                        Slot {
+                            index,
+                            refs: 1,
+                            written: be,
+                        },
+                    );
+                    (spec, index)
+                })
+                .collect();
+            b.services.insert(
+                service_key,
+                Service {
+                    id: meta.id,
+                    generation: meta.generation,
+                    spec: ServiceSpec {
+                        mode,
+                        ring_size: meta.ring_size,
+                        on_no_backend: if meta.flags & vip_flags::PASS_NO_BACKEND != 0 {
+                            NoBackend::Pass
+                        } else {
+                            NoBackend::Drop
+                        },
+                    },
+                    active_table: meta.active_table,
+                    flags: meta.flags,
+                    backends,
+                },
+            );
+            used_ids.insert(meta.id);
+            b.next_generation = b
+                .next_generation
+                .max(meta.generation.wrapping_add(1).max(1));
+        }
+        b.next_id = used_ids.last().map_or(0, |&id| id + 1);
+        b.free_ids = (0..b.next_id)
+            .rev()
+            .filter(|id| !used_ids.contains(id))
+            .collect();
+        let used_slots: std::collections::BTreeSet<u32> =
+            b.slots.values().map(|s| s.index).collect();
+        b.next_slot = used_slots.last().map_or(0, |&i| i + 1);
+        b.free_slots = (0..b.next_slot)
+            .filter(|i| !used_slots.contains(i))
+            .collect();
+        // Active slots of no service we kept: nothing routes to them.
+        for &(index, _) in &state.backends {
+            if !used_slots.contains(&index) {
+                b.maps.set_backend(index, &Backend::default())?;
+                b.free_slots.push_back(index);
+            }
+        }
+        Ok(b)
+    }
+
+    /// The map writer, given back.
+    pub fn into_maps(self) -> M {
+        self.maps
     }
 
     /// The map writer (tests inspect their fake through this).
@@ -948,6 +1090,27 @@ impl Maps for EbpfMaps {
         all[start..start + entries.len()].copy_from_slice(entries);
         Ok(())
     }
+
+    fn read_back(&self) -> Result<MapState, BalancerError> {
+        let config = self.config.get(&0, 0).map_err(map_err("reading config"))?;
+        let vips = self
+            .vips
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(map_err("reading vips"))?;
+        let mut backends = Vec::new();
+        for (index, backend) in self.backends.iter().enumerate() {
+            let backend = backend.map_err(map_err("reading backends"))?;
+            if backend.flags & backend_flags::ACTIVE != 0 {
+                backends.push((u32::try_from(index).expect("slots fit u32"), backend));
+            }
+        }
+        Ok(MapState {
+            config,
+            vips,
+            backends,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -1037,6 +1200,21 @@ mod tests {
             self.log.push(format!("vip_index {half}"));
             self.vip_index[half as usize] = entries.to_vec();
             Ok(())
+        }
+
+        fn read_back(&self) -> Result<MapState, BalancerError> {
+            let mut backends: Vec<(u32, Backend)> = self
+                .backends
+                .iter()
+                .filter(|(_, b)| b.flags & backend_flags::ACTIVE != 0)
+                .map(|(&i, &b)| (i, b))
+                .collect();
+            backends.sort_by_key(|&(i, _)| i);
+            Ok(MapState {
+                config: self.config,
+                vips: self.vips.iter().map(|(&k, &m)| (k, m)).collect(),
+                backends,
+            })
         }
     }
 
@@ -1211,6 +1389,73 @@ mod tests {
         let second = b.maps().vips[&key(101).map_key()];
         assert_eq!(second.id, first.id, "id reused");
         assert_ne!(second.generation, first.generation);
+    }
+
+    /// A restarted lbd adopting the maps, given the same services and
+    /// pools, finds every VIP id, generation and backend slot where the
+    /// last one left them and rewrites nothing the kernel reads but the
+    /// inactive table copies; what the configuration dropped goes, and new
+    /// ids and slots do not collide with adopted ones.
+    #[test]
+    fn adopting_maps_keeps_ids_generations_and_slots() {
+        let mut b = Balancer::new(Fake::default());
+        let svc_a = key(100);
+        let svc_b = key(101);
+        let gone = key(102);
+        for k in [svc_a, svc_b, gone] {
+            b.upsert_service(k, spec()).unwrap();
+        }
+        b.set_backends(&svc_a, &[be(11, 1), be(12, 1), be(13, 1)])
+            .unwrap();
+        b.set_backends(&svc_b, &[be(12, 1), be(14, 1)]).unwrap();
+        b.set_backends(&gone, &[be(15, 1)]).unwrap();
+        // A freed id and slot before the "crash".
+        b.set_backends(&svc_a, &[be(11, 1), be(13, 1)]).unwrap();
+        let before: Vec<(ServiceKey, u32, Vec<u32>)> = [svc_a, svc_b]
+            .iter()
+            .map(|k| (*k, id_of(&b, k), slots_of(&b, k)))
+            .collect();
+        let generations: Vec<u32> = b.maps.vips.values().map(|m| m.generation).collect();
+        let live_a = live_table(&b, &svc_a);
+        let vip_index = b.config.vip_index;
+
+        let mut maps = b.into_maps();
+        maps.log.clear();
+        let mut b = Balancer::adopt(maps).unwrap();
+        assert!(b.maps().log.is_empty(), "adopting writes nothing");
+        assert_eq!(b.config.vip_index, vip_index);
+        b.upsert_service(svc_a, spec()).unwrap();
+        b.upsert_service(svc_b, spec()).unwrap();
+        b.set_backends(&svc_a, &[be(11, 1), be(13, 1)]).unwrap();
+        b.set_backends(&svc_b, &[be(12, 1), be(14, 1)]).unwrap();
+        b.remove_service(&gone).unwrap();
+        for (k, id, slots) in &before {
+            assert_eq!(id_of(&b, k), *id, "{k}: same VIP id");
+            assert_eq!(&slots_of(&b, k), slots, "{k}: same backend slots");
+        }
+        let mut kept: Vec<u32> = b.maps.vips.values().map(|m| m.generation).collect();
+        kept.sort_unstable();
+        assert!(
+            kept.iter().all(|g| generations.contains(g)),
+            "generations kept"
+        );
+        assert_eq!(live_table(&b, &svc_a), live_a, "the same table");
+        assert!(
+            !b.maps()
+                .log
+                .iter()
+                .any(|l| l.starts_with("reset")
+                    || l.contains("active=0 ") && l.starts_with("backend")),
+            "no slot of a kept pair reset or deactivated: {:?}",
+            b.maps().log
+        );
+        // The removed service's slot and id are free again, and new ones
+        // do not collide with kept ones.
+        b.upsert_service(key(103), spec()).unwrap();
+        b.set_backends(&key(103), &[be(16, 1), be(17, 1)]).unwrap();
+        let taken: Vec<u32> = before.iter().flat_map(|(_, _, s)| s.clone()).collect();
+        assert!(slots_of(&b, &key(103)).iter().all(|s| !taken.contains(s)));
+        assert!(before.iter().all(|(_, id, _)| *id != id_of(&b, &key(103))));
     }
 
     #[test]

@@ -1,10 +1,28 @@
-//! Load the XDP program, attach it, pin its maps; undo it all on drop.
+//! Load the XDP program, attach it, pin it and its maps; adopt what an
+//! earlier `lbd` left pinned; undo it all on a clean stop.
 //!
-//! [`Dataplane::start`] runs the [`preflight`](crate::dataplane::preflight) checks, takes
-//! an exclusive lock on the pin directory (so two `lbd`s cannot share one),
-//! clears pins a crashed `lbd` left behind, loads the object, attaches the
-//! program and pins every map. Dropping the [`Dataplane`] detaches the
-//! program and removes exactly the pins (and directory) it created.
+//! [`Dataplane::start`] runs the [`preflight`](crate::dataplane::preflight)
+//! checks and takes an exclusive lock on the pin directory (so two `lbd`s
+//! cannot share one). Then, for the balancer:
+//!
+//! - **Nothing pinned** (first start, or the last `lbd` stopped cleanly):
+//!   load the object, pin every map, attach the program through a bpf_link
+//!   and pin the link too (`<pin dir>/link`), and write the layout stamp
+//!   (`lb_common::layout`). A pinned link keeps the program attached when
+//!   the process dies: a crash, SIGKILL or OOM kill leaves forwarding
+//!   running on the last state.
+//! - **A data plane pinned by an earlier `lbd`** (it crashed, or handed
+//!   over for a restart): check its stamp and every pinned map's shape
+//!   against this build, load the object over the pinned maps (connection
+//!   table, counters, services: all kept), and swap our program into the
+//!   pinned link in one step (`BPF_LINK_UPDATE`): no packet sees no program.
+//!   A stamp or shape that does not match is refused with the fix
+//!   ([`LoadError::Adopt`]).
+//!
+//! Dropping the [`Dataplane`] detaches the program and removes its pins
+//! (a clean stop); [`Dataplane::leave`] instead leaves it all running for
+//! the next `lbd`. [`detach_pinned`] removes a data plane nobody runs.
+//! The decapsulator (`lbd decap`) is not pinned: it goes with its process.
 
 use std::{
     fs::File,
@@ -15,8 +33,14 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    maps::{Array, MapData, MapInfo},
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, LinkInfo, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
+use lb_common::layout::{LAYOUT_MAGIC, LAYOUT_MAP, LAYOUT_VERSION, Layout};
 use tracing::{info, warn};
 
 use crate::dataplane::preflight::{self, PreflightError};
@@ -27,6 +51,8 @@ pub const PROGRAM: &str = "lb_xdp";
 pub const DECAP_PROGRAM: &str = "lb_decap";
 /// Default pin directory.
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/lb";
+/// Name of the pinned XDP link in the pin directory.
+pub const LINK_PIN: &str = "link";
 /// Default pin directory of the decapsulator.
 pub const DEFAULT_DECAP_PIN_PATH: &str = "/sys/fs/bpf/lb-decap";
 
@@ -82,6 +108,8 @@ pub struct Options {
     /// Backend slots, (service, backend) pairs (`[dataplane]
     /// backend_pairs`; default `lb_common::backend::MAX_BACKENDS`).
     pub backend_pairs: u32,
+    /// Emit a new-flow event for connection sync (`lb_common::flow::FlowEvent`).
+    pub flow_events: bool,
 }
 
 /// Why starting the data plane failed.
@@ -121,11 +149,11 @@ pub enum LoadError {
         #[source]
         source: aya::programs::ProgramError,
     },
-    /// Pinning a map failed.
-    #[error("pinning map {map} at {path} failed")]
+    /// Pinning a map or the link failed.
+    #[error("pinning {what} at {path} failed")]
     Pin {
-        /// The map.
-        map: String,
+        /// The map or "the XDP link".
+        what: String,
         /// Where.
         path: PathBuf,
         /// Why.
@@ -135,19 +163,69 @@ pub enum LoadError {
     /// The program is missing from the object (a build problem).
     #[error("the BPF object has no program {0}")]
     NoProgram(&'static str),
+    /// A data plane pinned by an earlier lbd cannot be adopted by this one.
+    #[error(
+        "the data plane pinned at {path} cannot be adopted: {reason}. \
+         It is still forwarding. To replace it (its connection table is lost), \
+         run `lbd detach --pin-path {path}` and start lbd again{hint}"
+    )]
+    Adopt {
+        /// The pin directory.
+        path: PathBuf,
+        /// What did not match.
+        reason: String,
+        /// More advice, or "".
+        hint: String,
+    },
+    /// Reading or updating the pinned link failed.
+    #[error("the pinned XDP link at {path}")]
+    Link {
+        /// The pin.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
+}
+
+/// How the program is attached.
+enum Attachment {
+    /// Through a bpf_link pinned at `path`: attached until the pin is
+    /// removed and our descriptor closed (the balancer).
+    Pinned {
+        /// Our descriptor of the link.
+        link: FdLink,
+        /// Its pin.
+        path: PathBuf,
+    },
+    /// A link the program owns: detached when lbd exits (the decapsulator).
+    Owned(XdpLinkId),
+}
+
+/// How a starting lbd found the pin directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Nothing pinned: maps created, program attached.
+    Fresh,
+    /// A pinned data plane adopted: its maps kept, our program swapped in.
+    Adopted {
+        /// The program it was running (kernel id).
+        previous_prog_id: u32,
+    },
 }
 
 /// A running data plane: program attached, maps pinned.
 pub struct Dataplane {
     ebpf: Ebpf,
     program: &'static str,
-    link: Option<XdpLinkId>,
+    link: Option<Attachment>,
     iface: String,
     ifindex: u32,
     mode: XdpMode,
     pin_dir: PathBuf,
     pins: Vec<PathBuf>,
     created_dir: bool,
+    origin: Origin,
     /// Holds the `flock` on the pin directory for our lifetime.
     _lock: File,
 }
@@ -161,6 +239,24 @@ fn mode_name(mode: XdpMode) -> &'static str {
     }
 }
 
+const fn mode_flags(mode: XdpMode) -> u32 {
+    match mode {
+        XdpMode::Driver => preflight::XDP_FLAGS_DRV_MODE,
+        XdpMode::Skb => preflight::XDP_FLAGS_SKB_MODE,
+        XdpMode::Hardware => preflight::XDP_FLAGS_HW_MODE,
+        XdpMode::Default => 0,
+    }
+}
+
+const fn mode_of_flags(flags: u32) -> XdpMode {
+    match flags {
+        preflight::XDP_FLAGS_DRV_MODE => XdpMode::Driver,
+        preflight::XDP_FLAGS_SKB_MODE => XdpMode::Skb,
+        preflight::XDP_FLAGS_HW_MODE => XdpMode::Hardware,
+        _ => XdpMode::Default,
+    }
+}
+
 /// The BPF object with a connection table for `flow_entries` flows: the
 /// `flows` map's size (in sets) and the program's `FLOW_SET_MASK` are set
 /// together, so they always agree. Loads the maps; programs are loaded by
@@ -169,22 +265,72 @@ fn mode_name(mode: XdpMode) -> &'static str {
 /// # Errors
 /// As [`EbpfLoader::load`].
 pub fn load_object(flow_entries: u32, backend_pairs: u32) -> Result<Ebpf, aya::EbpfError> {
+    load_object_with(flow_entries, backend_pairs, false, None)
+}
+
+/// [`load_object`], with new-flow events on or off, and with every map
+/// opened from (or created and pinned at) `pin_dir/<map name>` when
+/// `pin_dir` is given.
+///
+/// # Errors
+/// As [`EbpfLoader::load`].
+pub fn load_object_with(
+    flow_entries: u32,
+    backend_pairs: u32,
+    flow_events: bool,
+    pin_dir: Option<&Path>,
+) -> Result<Ebpf, aya::EbpfError> {
     use lb_common::backend::{BACKENDS_MAP, STATS_BACKEND_MAP};
     let sets = lb_common::flow::flow_sets(flow_entries);
     let mask = sets - 1;
-    EbpfLoader::new()
+    let events_on = u32::from(flow_events);
+    let names = object_maps(crate::EBPF_OBJ);
+    let mut loader = EbpfLoader::new();
+    loader
         .map_max_entries(lb_common::flow::FLOWS_MAP, sets)
         .map_max_entries(BACKENDS_MAP, backend_pairs)
         .map_max_entries(STATS_BACKEND_MAP, backend_pairs)
         .override_global(lb_common::flow::FLOW_SET_MASK_SYMBOL, &mask, true)
-        .load(crate::EBPF_OBJ)
+        .override_global(lb_common::flow::FLOW_EVENTS_SYMBOL, &events_on, true);
+    if let Some(dir) = pin_dir {
+        for (name, _) in &names {
+            loader.map_pin_path(name.as_str(), dir.join(name));
+        }
+    }
+    loader.load(crate::EBPF_OBJ)
+}
+
+/// A map as this build declares it: (key size, value size, max entries
+/// before load-time overrides).
+type Shape = (u32, u32, u32);
+
+/// The maps `obj` declares (the loader's `.bss`/`.data`/`.rodata` left
+/// out), with their shapes.
+fn object_maps(obj: &[u8]) -> Vec<(String, Shape)> {
+    // The object is ours, built with this binary: it parses.
+    let obj = aya_obj::Object::parse(obj).expect("lb's own BPF object parses");
+    let mut maps: Vec<(String, Shape)> = obj
+        .maps
+        .iter()
+        .filter(|(name, _)| !name.starts_with('.'))
+        .map(|(name, m)| {
+            (
+                name.clone(),
+                (m.key_size(), m.value_size(), m.max_entries()),
+            )
+        })
+        .collect();
+    maps.sort();
+    maps
 }
 
 impl Dataplane {
-    /// Check, load, attach, pin. Logs each step.
+    /// Check, then adopt what an earlier lbd pinned or load, attach and
+    /// pin afresh. Logs each step.
     ///
     /// # Errors
-    /// Any [`LoadError`]; nothing stays attached or pinned when this fails.
+    /// Any [`LoadError`]; on error nothing new stays attached or pinned,
+    /// and an adopted data plane is left as it was.
     pub async fn start(opts: &Options) -> Result<Self, LoadError> {
         preflight::check_privileges()?;
         let ifindex = preflight::ifindex(&opts.iface)?;
@@ -211,6 +357,10 @@ impl Dataplane {
         lock: File,
         created_dir: bool,
     ) -> Result<Self, LoadError> {
+        let link_path = opts.pin_path.join(LINK_PIN);
+        if opts.role == Role::Balancer && link_path.exists() {
+            return Self::adopt(opts, ifindex, lock, link_path).await;
+        }
         if let Some(existing) = preflight::attached_xdp(&opts.iface, ifindex).await? {
             let prog_name = preflight::program_name(existing.prog_id);
             if !opts.replace {
@@ -230,44 +380,252 @@ impl Dataplane {
         }
 
         let name = opts.role.program();
-        let mut ebpf = match opts.role {
-            Role::Balancer => load_object(opts.flow_entries, opts.backend_pairs),
+        let ebpf = match opts.role {
+            Role::Balancer => {
+                remove_stale_pins(&opts.pin_path)?;
+                load_object_with(
+                    opts.flow_entries,
+                    opts.backend_pairs,
+                    opts.flow_events,
+                    Some(&opts.pin_path),
+                )
+            }
             Role::Decap => Ebpf::load(crate::DECAP_OBJ),
         }
         .map_err(LoadError::Load)?;
-        let load_err = |source| LoadError::Program {
+        // From here on, dropping `dataplane` undoes what was done.
+        let mut dataplane = Self {
+            ebpf,
+            program: name,
+            link: None,
+            iface: opts.iface.clone(),
+            ifindex,
+            mode: XdpMode::Default,
+            pin_dir: opts.pin_path.clone(),
+            pins: Vec::new(),
+            created_dir,
+            origin: Origin::Fresh,
+            _lock: lock,
+        };
+        if opts.role == Role::Balancer {
+            dataplane.pins = object_maps(crate::EBPF_OBJ)
+                .into_iter()
+                .map(|(n, _)| opts.pin_path.join(n))
+                .collect();
+        } else {
+            dataplane.pin_maps()?;
+        }
+        let program = dataplane.xdp()?;
+        program.load().map_err(|source| LoadError::Program {
             program: name,
             what: "loading".into(),
             source,
+        })?;
+        let (link, mode) = attach(program, opts)?;
+        let prog_id = program.info().map(|i| i.id()).unwrap_or_default();
+        let attachment = if opts.role == Role::Balancer {
+            let fd_link = program
+                .take_link(link)
+                .ok()
+                .and_then(|l| FdLink::try_from(l).ok());
+            let Some(fd_link) = fd_link else {
+                // aya fell back to netlink: this kernel has no XDP links.
+                return Err(LoadError::Adopt {
+                    path: opts.pin_path.clone(),
+                    reason: "this kernel attached XDP without a bpf_link (Linux 5.9 or later has them), so the data plane cannot outlive lbd".into(),
+                    hint: String::new(),
+                });
+            };
+            let pinned = fd_link.pin(&link_path).map_err(|source| LoadError::Pin {
+                what: "the XDP link".into(),
+                path: link_path.clone(),
+                source,
+            })?;
+            Attachment::Pinned {
+                link: pinned.into(),
+                path: link_path,
+            }
+        } else {
+            Attachment::Owned(link)
         };
+        dataplane.mode = mode;
+        dataplane.link = Some(attachment);
+        if opts.role == Role::Balancer {
+            dataplane.write_layout(opts, ifindex, mode)?;
+        }
+        ebpf_info_attached(name, prog_id, &opts.iface, ifindex, mode);
+        for pin in &dataplane.pins {
+            info!("pinned {}", pin.display());
+        }
+        Ok(dataplane)
+    }
+
+    /// Take over the data plane pinned at `opts.pin_path` (its link at
+    /// `link_path`).
+    async fn adopt(
+        opts: &Options,
+        ifindex: u32,
+        lock: File,
+        link_path: PathBuf,
+    ) -> Result<Self, LoadError> {
+        let refuse = |reason: String, hint: &str| LoadError::Adopt {
+            path: opts.pin_path.clone(),
+            reason,
+            hint: hint.to_owned(),
+        };
+        let stamp = read_layout(&opts.pin_path).map_err(|reason| refuse(reason, ""))?;
+        check_layout(&stamp, opts, ifindex).map_err(|(reason, hint)| refuse(reason, hint))?;
+        check_shapes(&opts.pin_path, opts).map_err(|reason| refuse(reason, ""))?;
+        let pinned = PinnedLink::from_pin(&link_path).map_err(|source| LoadError::Link {
+            path: link_path.clone(),
+            source,
+        })?;
+        let fd_link = FdLink::from(pinned);
+        let info: LinkInfo = fd_link.info().map_err(|source| LoadError::Link {
+            path: link_path.clone(),
+            source,
+        })?;
+        let previous_prog_id = info.program_id();
+        // The link still attached where it was? (A deleted and re-created
+        // interface leaves it defunct.)
+        let attached = preflight::attached_xdp(&opts.iface, ifindex).await?;
+        match attached {
+            Some(a) if a.prog_id == previous_prog_id => {}
+            Some(a) => {
+                return Err(refuse(
+                    format!(
+                        "{} runs XDP program {} ({}), not the pinned link's program {previous_prog_id}",
+                        opts.iface,
+                        a.prog_id,
+                        preflight::program_name(a.prog_id)
+                    ),
+                    "",
+                ));
+            }
+            None => {
+                return Err(refuse(
+                    format!(
+                        "its link is no longer attached to {} (the interface was re-created?)",
+                        opts.iface
+                    ),
+                    "",
+                ));
+            }
+        }
+
+        let name = Role::Balancer.program();
+        let mut ebpf = load_object_with(
+            opts.flow_entries,
+            opts.backend_pairs,
+            opts.flow_events,
+            Some(&opts.pin_path),
+        )
+        .map_err(LoadError::Load)?;
+        let program_err = |what: &str| {
+            let what = what.to_owned();
+            move |source| LoadError::Program {
+                program: name,
+                what,
+                source,
+            }
+        };
+        // Until the swap below succeeds, nothing of the running data plane
+        // is touched: an error leaves it forwarding as it was.
         let program: &mut Xdp = ebpf
             .program_mut(name)
             .ok_or(LoadError::NoProgram(name))?
             .try_into()
-            .map_err(load_err)?;
-        program.load().map_err(load_err)?;
-        let (link, mode) = attach(program, opts)?;
+            .map_err(program_err("loading"))?;
+        program.load().map_err(program_err("loading"))?;
+        let xdp_link = XdpLink::try_from(fd_link).map_err(|source| LoadError::Link {
+            path: link_path.clone(),
+            source,
+        })?;
+        // One syscall swaps the program under the link: every packet runs
+        // either the old program or ours.
+        let id = program
+            .attach_to_link(xdp_link)
+            .map_err(program_err("swapping into the pinned link"))?;
         let prog_id = program.info().map(|i| i.id()).unwrap_or_default();
+        let link = program
+            .take_link(id)
+            .map_err(program_err("taking the link"))?;
+        let link = FdLink::try_from(link).map_err(|source| LoadError::Link {
+            path: link_path.clone(),
+            source,
+        })?;
+        let mode = mode_of_flags(stamp.xdp_flags);
         info!(
-            "attached XDP program {name} (id {prog_id}) to {} (ifindex {ifindex}) in {} mode",
+            "adopted the data plane pinned at {} (maps and connection table kept); \
+             program {previous_prog_id} replaced by {name} (id {prog_id}) on {} (ifindex {ifindex}) in {} mode",
+            opts.pin_path.display(),
             opts.iface,
             mode_name(mode)
         );
-
-        let mut dataplane = Self {
+        let mut pins: Vec<PathBuf> = object_maps(crate::EBPF_OBJ)
+            .into_iter()
+            .map(|(n, _)| opts.pin_path.join(n))
+            .collect();
+        pins.push(link_path.clone());
+        Ok(Self {
             ebpf,
             program: name,
-            link: Some(link),
+            link: Some(Attachment::Pinned {
+                link,
+                path: link_path,
+            }),
             iface: opts.iface.clone(),
             ifindex,
             mode,
             pin_dir: opts.pin_path.clone(),
-            pins: Vec::new(),
-            created_dir,
+            pins,
+            // A clean stop removes the directory, whoever created it.
+            created_dir: true,
+            origin: Origin::Adopted { previous_prog_id },
             _lock: lock,
+        })
+    }
+
+    fn xdp(&mut self) -> Result<&mut Xdp, LoadError> {
+        let name = self.program;
+        self.ebpf
+            .program_mut(name)
+            .ok_or(LoadError::NoProgram(name))?
+            .try_into()
+            .map_err(|source| LoadError::Program {
+                program: name,
+                what: "loading".into(),
+                source,
+            })
+    }
+
+    fn write_layout(
+        &mut self,
+        opts: &Options,
+        ifindex: u32,
+        mode: XdpMode,
+    ) -> Result<(), LoadError> {
+        let path = self.pin_dir.join(LAYOUT_MAP);
+        let stamp = Layout {
+            magic: LAYOUT_MAGIC,
+            version: LAYOUT_VERSION,
+            flow_sets: lb_common::flow::flow_sets(opts.flow_entries),
+            backend_pairs: opts.backend_pairs,
+            ifindex,
+            xdp_flags: mode_flags(mode),
+            pad: 0,
         };
-        dataplane.pin_maps()?;
-        Ok(dataplane)
+        let stamp_err = |e: aya::maps::MapError| LoadError::PinDir {
+            path: path.clone(),
+            source: io::Error::other(format!("writing the layout stamp: {e}")),
+        };
+        let map = self.ebpf.map_mut(LAYOUT_MAP).ok_or_else(|| {
+            stamp_err(aya::maps::MapError::InvalidName {
+                name: LAYOUT_MAP.into(),
+            })
+        })?;
+        let mut array: Array<&mut MapData, Layout> = Array::try_from(map).map_err(stamp_err)?;
+        array.set(0, stamp, 0).map_err(stamp_err)
     }
 
     fn pin_maps(&mut self) -> Result<(), LoadError> {
@@ -290,11 +648,10 @@ impl Dataplane {
             }
             let map = self.ebpf.map(&name).expect("name listed by maps()");
             map.pin(&path).map_err(|source| LoadError::Pin {
-                map: name.clone(),
+                what: format!("map {name}"),
                 path: path.clone(),
                 source,
             })?;
-            info!("pinned map {name} at {}", path.display());
             self.pins.push(path);
         }
         Ok(())
@@ -328,26 +685,75 @@ impl Dataplane {
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
     }
+
+    /// Whether this data plane was adopted from an earlier lbd.
+    #[must_use]
+    pub const fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Exit without detaching: the program stays attached through its
+    /// pinned link and the maps stay pinned, forwarding on the last state
+    /// until the next lbd adopts them (a restart or upgrade without a
+    /// gap). The decapsulator, which is not pinned, is detached as usual.
+    pub fn leave(mut self) {
+        if let Some(Attachment::Pinned { link, path }) = self.link.take() {
+            drop(link);
+            self.pins.clear();
+            self.created_dir = false;
+            info!(
+                "left the data plane running: {} stays attached through {}; the next lbd adopts it",
+                self.program,
+                path.display()
+            );
+        }
+    }
+}
+
+fn ebpf_info_attached(name: &str, prog_id: u32, iface: &str, ifindex: u32, mode: XdpMode) {
+    info!(
+        "attached XDP program {name} (id {prog_id}) to {iface} (ifindex {ifindex}) in {} mode",
+        mode_name(mode)
+    );
 }
 
 impl Drop for Dataplane {
     fn drop(&mut self) {
-        if let Some(link) = self.link.take() {
-            let name = self.program;
-            let detached = self
-                .ebpf
-                .program_mut(name)
-                .and_then(|p| <&mut Xdp>::try_from(p).ok())
-                .map(|p| p.detach(link));
-            match detached {
-                Some(Ok(())) => info!("detached {name} from {}", self.iface),
-                Some(Err(e)) => warn!("detaching {name} from {} failed: {e}", self.iface),
-                None => warn!("program {name} vanished before detach"),
+        let name = self.program;
+        match self.link.take() {
+            Some(Attachment::Pinned { link, path }) => {
+                // The pin goes first; closing our descriptor then releases
+                // the link, which detaches the program.
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        drop(link);
+                        info!("detached {name} from {}", self.iface);
+                    }
+                    Err(e) => warn!(
+                        "removing the link pin {} failed ({e}): {name} stays attached to {}",
+                        path.display(),
+                        self.iface
+                    ),
+                }
             }
+            Some(Attachment::Owned(link)) => {
+                let detached = self
+                    .ebpf
+                    .program_mut(name)
+                    .and_then(|p| <&mut Xdp>::try_from(p).ok())
+                    .map(|p| p.detach(link));
+                match detached {
+                    Some(Ok(())) => info!("detached {name} from {}", self.iface),
+                    Some(Err(e)) => warn!("detaching {name} from {} failed: {e}", self.iface),
+                    None => warn!("program {name} vanished before detach"),
+                }
+            }
+            None => {}
         }
         for pin in self.pins.drain(..) {
             match std::fs::remove_file(&pin) {
                 Ok(()) => info!("unpinned {}", pin.display()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => warn!("removing pin {} failed: {e}", pin.display()),
             }
         }
@@ -361,6 +767,194 @@ impl Drop for Dataplane {
             }
         }
     }
+}
+
+/// The stamp of the data plane pinned in `dir`.
+fn read_layout(dir: &Path) -> Result<Layout, String> {
+    let path = dir.join(LAYOUT_MAP);
+    if !path.exists() {
+        return Err(format!(
+            "it has no layout stamp ({} is missing: pinned by an older lbd?)",
+            path.display()
+        ));
+    }
+    let data = MapData::from_pin(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let array: Array<MapData, Layout> = Array::try_from(aya::maps::Map::Array(data))
+        .map_err(|e| format!("{} is not a layout stamp: {e}", path.display()))?;
+    array
+        .get(&0, 0)
+        .map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+/// Whether `stamp` describes a data plane this lbd, asked for `opts` on
+/// interface `ifindex`, can take over; if not, why and how to fix it.
+fn check_layout(
+    stamp: &Layout,
+    opts: &Options,
+    ifindex: u32,
+) -> Result<(), (String, &'static str)> {
+    if stamp.magic != LAYOUT_MAGIC {
+        return Err(("its layout stamp is empty or not lb's".into(), ""));
+    }
+    if stamp.version != LAYOUT_VERSION {
+        return Err((
+            format!(
+                "its maps have layout version {}, this lbd uses version {LAYOUT_VERSION}",
+                stamp.version
+            ),
+            ", or keep running the lbd version that created it",
+        ));
+    }
+    let sets = lb_common::flow::flow_sets(opts.flow_entries);
+    if stamp.flow_sets != sets {
+        return Err((
+            format!(
+                "its connection table holds {} flows, the configuration asks for {} ([dataplane] conntrack_entries)",
+                u64::from(stamp.flow_sets) * lb_common::flow::FLOW_WAYS as u64,
+                u64::from(sets) * lb_common::flow::FLOW_WAYS as u64
+            ),
+            ", or set conntrack_entries back",
+        ));
+    }
+    if stamp.backend_pairs != opts.backend_pairs {
+        return Err((
+            format!(
+                "it has {} backend slots, the configuration asks for {} ([dataplane] backend_pairs)",
+                stamp.backend_pairs, opts.backend_pairs
+            ),
+            ", or set backend_pairs back",
+        ));
+    }
+    if stamp.ifindex != ifindex {
+        return Err((
+            format!(
+                "it is attached to interface index {}, the configuration names {} (index {ifindex})",
+                stamp.ifindex, opts.iface
+            ),
+            ", or give this lbd its own --pin-path",
+        ));
+    }
+    let want = match opts.mode {
+        AttachMode::Native => Some(XdpMode::Driver),
+        AttachMode::Generic => Some(XdpMode::Skb),
+        AttachMode::Auto => None,
+    };
+    let have = mode_of_flags(stamp.xdp_flags);
+    if want.is_some_and(|w| w != have) {
+        return Err((
+            format!(
+                "it is attached in {} mode, the configuration asks for {}",
+                mode_name(have),
+                mode_name(want.unwrap_or(have))
+            ),
+            ", or set xdp_mode back",
+        ));
+    }
+    Ok(())
+}
+
+/// Every pinned map that this build also declares has the key and value
+/// sizes (and, where not set at load, the size) this build expects.
+fn check_shapes(dir: &Path, opts: &Options) -> Result<(), String> {
+    use lb_common::backend::{BACKENDS_MAP, STATS_BACKEND_MAP};
+    for (name, (key, value, entries)) in object_maps(crate::EBPF_OBJ) {
+        let path = dir.join(&name);
+        if !path.exists() {
+            // New in this build: created and pinned at load.
+            continue;
+        }
+        let info =
+            MapInfo::from_pin(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let entries = match name.as_str() {
+            lb_common::flow::FLOWS_MAP => lb_common::flow::flow_sets(opts.flow_entries),
+            BACKENDS_MAP | STATS_BACKEND_MAP => opts.backend_pairs,
+            _ => entries,
+        };
+        let found = (info.key_size(), info.value_size(), info.max_entries());
+        if found != (key, value, entries) {
+            return Err(format!(
+                "map {name} has key/value/entries {}/{}/{}, this lbd expects {key}/{value}/{entries}",
+                found.0, found.1, found.2
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Remove pins in `dir` that no live data plane owns: maps a crashed lbd
+/// of a version without pinned links left (nothing runs them).
+fn remove_stale_pins(dir: &Path) -> Result<(), LoadError> {
+    for (name, _) in object_maps(crate::EBPF_OBJ) {
+        let path = dir.join(&name);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(|source| LoadError::PinDir {
+                path: path.clone(),
+                source,
+            })?;
+            warn!(
+                "removed stale pin {} (no pinned link: nothing was running it)",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Why [`detach_pinned`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DetachError {
+    /// A running lbd holds the directory.
+    #[error("an lbd is running on {0}; stop it (SIGTERM detaches the data plane)")]
+    Busy(PathBuf),
+    /// Nothing is pinned there.
+    #[error("no data plane is pinned at {0}")]
+    Nothing(PathBuf),
+    /// Removing a pin failed.
+    #[error("removing {path}")]
+    Remove {
+        /// The pin.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Stop the data plane an earlier lbd left pinned at `dir` (crashed, or
+/// exited for a restart that did not come): the program is detached and
+/// every pin removed. Refused while an lbd runs on `dir`.
+///
+/// # Errors
+/// [`DetachError`].
+pub fn detach_pinned(dir: &Path) -> Result<Vec<PathBuf>, DetachError> {
+    if !dir.join(LINK_PIN).exists() && !dir.join(LAYOUT_MAP).exists() {
+        return Err(DetachError::Nothing(dir.to_owned()));
+    }
+    let (_lock, _) = lock_pin_dir(dir).map_err(|e| match e {
+        LoadError::PinPathBusy { path } => DetachError::Busy(path),
+        LoadError::PinDir { path, source } => DetachError::Remove { path, source },
+        other => DetachError::Remove {
+            path: dir.to_owned(),
+            source: io::Error::other(other.to_string()),
+        },
+    })?;
+    let mut removed = Vec::new();
+    // The link first: removing its pin detaches the program (nothing else
+    // holds it), so no packet meets half-removed maps.
+    let names = std::iter::once(LINK_PIN.to_owned())
+        .chain(object_maps(crate::EBPF_OBJ).into_iter().map(|(n, _)| n));
+    for name in names {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(DetachError::Remove { path, source }),
+        }
+    }
+    if let Err(e) = std::fs::remove_dir(dir) {
+        warn!("pin directory {} left in place: {e}", dir.display());
+    }
+    Ok(removed)
 }
 
 /// Attach in the requested mode; `auto` tries native first.

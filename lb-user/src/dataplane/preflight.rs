@@ -26,10 +26,12 @@ const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_BPF: u32 = 39;
 
-/// XDP attach modes as the kernel reports them in `IFLA_XDP_ATTACHED`.
-const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
-const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
-const XDP_FLAGS_HW_MODE: u32 = 1 << 3;
+/// `XDP_FLAGS_SKB_MODE`: generic (skb) mode.
+pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+/// `XDP_FLAGS_DRV_MODE`: native (driver) mode.
+pub const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+/// `XDP_FLAGS_HW_MODE`: offloaded to the NIC.
+pub const XDP_FLAGS_HW_MODE: u32 = 1 << 3;
 
 /// A refusal, each variant phrased for the operator who has to fix it.
 #[derive(Debug, thiserror::Error)]

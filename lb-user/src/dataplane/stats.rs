@@ -170,6 +170,9 @@ pub struct FlowTableUsage {
     pub evicted_recent: u64,
     /// Evictions of flows idle longer.
     pub evicted_idle: u64,
+    /// New-flow events for connection sync lost to a full ring buffer.
+    #[serde(default)]
+    pub events_lost: u64,
 }
 
 impl FlowTableUsage {
@@ -220,6 +223,7 @@ pub fn flow_table_usage(ebpf: &aya::Ebpf) -> Result<FlowTableUsage, StatsError> 
     let evicted = flow_stats_of(ebpf)?;
     usage.evicted_recent = evicted.evicted_recent;
     usage.evicted_idle = evicted.evicted_idle;
+    usage.events_lost = evicted.events_lost;
     Ok(usage)
 }
 

@@ -395,25 +395,58 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                     info!(service = %key, "service changed");
                 }
                 None => {
+                    // In the maps already: an adopted data plane. It stays
+                    // active, and its backends keep the MACs the maps hold,
+                    // so the first sync writes the same pool (fresh lookups
+                    // would leave it empty until they answer).
+                    let adopted = self.balancer.backends(&key);
                     let svc = Service {
                         cfg: cfg.clone(),
                         key,
                         spec: spec_of(cfg),
                         gate,
-                        active: false,
+                        active: adopted.is_some(),
                         backends: cfg
                             .backend
                             .iter()
-                            .map(|b| new_backend(b, b.port.unwrap_or(cfg.port)))
+                            .map(|b| {
+                                let mut backend = new_backend(b, b.port.unwrap_or(cfg.port));
+                                backend.mac = adopted.and_then(|pool| {
+                                    pool.iter()
+                                        .find(|(spec, _)| spec.addr == b.address)
+                                        .map(|(spec, _)| spec.mac)
+                                });
+                                backend
+                            })
                             .collect(),
                     };
-                    info!(service = %key, mode = %cfg.mode, backends = svc.backends.len(), gate = ?svc.gate, "service added");
+                    let how = if svc.active {
+                        "service adopted from the pinned data plane"
+                    } else {
+                        "service added"
+                    };
+                    info!(service = %key, mode = %cfg.mode, backends = svc.backends.len(), gate = ?svc.gate, "{how}");
                     self.services.insert(key, svc);
                 }
             }
             self.start_checks(&key);
             self.resolve_macs(&key);
             self.sync(&key);
+        }
+        // Services an adopted data plane has and the configuration has not.
+        let leftover: Vec<ServiceKey> = self
+            .balancer
+            .services()
+            .map(|(k, _, _)| *k)
+            .filter(|k| !self.services.contains_key(k))
+            .collect();
+        for key in leftover {
+            match self.balancer.remove_service(&key) {
+                Ok(()) => {
+                    info!(service = %key, "removed service the pinned data plane had and the configuration has not")
+                }
+                Err(e) => warn!(service = %key, "removing a service of the pinned data plane: {e}"),
+            }
         }
     }
 
@@ -614,7 +647,12 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         };
         let want_active = match &svc.gate {
             None => true,
-            Some(name) => self.vrrp.get(name) == Some(&State::Master),
+            // No word from the instance yet: as it is (adopted services
+            // keep forwarding until VRRP decides).
+            Some(name) => self
+                .vrrp
+                .get(name)
+                .map_or(svc.active, |state| *state == State::Master),
         };
         if !want_active {
             if svc.active {
@@ -846,7 +884,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::dataplane::balancer::{BalancerError, Protocol};
+    use crate::dataplane::balancer::{BalancerError, MapState, Protocol};
 
     /// Accepts every write; the [`Balancer`] keeps the state asserted.
     struct NullMaps;
@@ -878,6 +916,9 @@ mod tests {
         }
         fn reset_vip_stats(&mut self, _: u32) -> Result<(), BalancerError> {
             Ok(())
+        }
+        fn read_back(&self) -> Result<MapState, BalancerError> {
+            Ok(MapState::default())
         }
     }
 
