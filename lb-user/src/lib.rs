@@ -22,6 +22,9 @@
 //! - [`services`]: [`services::controller`] (configuration, health and VRRP
 //!   state in; the data plane's pools out) and [`services::health`] (the
 //!   checks and their rise/fall);
+//! - [`sync`]: connection-state sync between lbd nodes: new flows out of
+//!   the XDP program's ring buffer to the peers, theirs into our
+//!   connection table, bulk sync for a node that (re)joins;
 //! - [`api`]: [`api::control`] (the control socket and its typed
 //!   requests, shared with `lbctl`) and [`api::metrics`] (Prometheus);
 //! - [`daemon`]: `lbd`'s event loop: signals, reload, control requests;
@@ -35,6 +38,7 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod services;
+pub mod sync;
 pub mod sys;
 pub mod vrrp;
 

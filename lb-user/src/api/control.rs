@@ -164,6 +164,9 @@ pub struct StatusReply {
     pub backends: usize,
     /// Each VRRP instance's state.
     pub vrrp: Vec<VrrpBrief>,
+    /// Connection sync, with `[sync]`.
+    #[serde(default)]
+    pub sync: Option<crate::sync::node::SyncStatus>,
 }
 
 /// The data plane in [`StatusReply`].

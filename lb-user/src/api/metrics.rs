@@ -50,6 +50,8 @@ pub struct Snapshot {
     pub vrrp: Vec<InstanceStatus>,
     /// Connection-table fill and evictions (none without a data plane).
     pub flows: Option<crate::dataplane::stats::FlowTableUsage>,
+    /// Connection sync (none without `[sync]`).
+    pub sync: Option<crate::sync::node::SyncStatus>,
 }
 
 fn counter_family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
@@ -71,6 +73,9 @@ pub fn render(s: &Snapshot) -> String {
     traffic_metrics(&mut r, &s.traffic);
     service_metrics(&mut r, &s.services);
     vrrp_metrics(&mut r, &s.vrrp);
+    if let Some(sync) = &s.sync {
+        sync_metrics(&mut r, sync);
+    }
     if let Some(f) = &s.flows {
         flow_metrics(&mut r, f);
     }
@@ -162,6 +167,92 @@ fn vrrp_metrics(r: &mut Registry, vrrp: &[InstanceStatus]) {
                 .get_or_create(&labels(&[("instance", &i.name), ("cause", cause)]))
                 .inc_by(*n);
         }
+    }
+}
+
+/// Connection sync's counters, lag and bulk state.
+fn sync_metrics(r: &mut Registry, s: &crate::sync::node::SyncStatus) {
+    for (name, help, n) in [
+        (
+            "lb_sync_flows_sent",
+            "New flows sent to the peers",
+            s.flows_sent,
+        ),
+        (
+            "lb_sync_bulk_flows_sent",
+            "Flows sent answering bulk requests",
+            s.bulk_flows_sent,
+        ),
+        (
+            "lb_sync_flows_received",
+            "Flows received from the peers",
+            s.flows_received,
+        ),
+        (
+            "lb_sync_flows_applied",
+            "Received flows written into the connection table",
+            s.flows_applied,
+        ),
+        (
+            "lb_sync_flows_dropped_no_service",
+            "Received flows for a service not running here",
+            s.dropped_no_service,
+        ),
+        (
+            "lb_sync_flows_dropped_no_backend",
+            "Received flows to a backend not in the pool here",
+            s.dropped_no_backend,
+        ),
+        (
+            "lb_sync_events_stale",
+            "New-flow events of a service or slot changed meanwhile",
+            s.events_stale,
+        ),
+        (
+            "lb_sync_datagrams_sent",
+            "Sync datagrams sent",
+            s.datagrams_sent,
+        ),
+        (
+            "lb_sync_datagrams_lost",
+            "Peer datagrams missing from their sequence",
+            s.datagrams_lost,
+        ),
+        (
+            "lb_sync_auth_failures",
+            "Sync datagrams that failed authentication",
+            s.auth_failures,
+        ),
+        (
+            "lb_sync_malformed",
+            "Datagrams on the sync port that were not sync datagrams",
+            s.malformed,
+        ),
+        (
+            "lb_sync_send_errors",
+            "Sync sends that failed",
+            s.send_errors,
+        ),
+    ] {
+        let c = Counter::<u64>::default();
+        c.inc_by(n);
+        r.register(name, help, c);
+    }
+    for (name, help, n) in [
+        (
+            "lb_sync_lag_microseconds",
+            "Send-to-receive delay of the last sync datagram",
+            s.lag_last_us,
+        ),
+        (
+            "lb_sync_bulk_done",
+            "1 once the peers' tables have been received (bulk sync) or waiting timed out",
+            u64::from(s.bulk != "waiting"),
+        ),
+    ] {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
+        r.register(name, help, gauge);
     }
 }
 
@@ -315,6 +406,7 @@ mod tests {
                 evicted_idle: 90,
                 events_lost: 0,
             }),
+            sync: None,
         };
         let text = render(&snap);
         for line in [

@@ -274,6 +274,37 @@ fn status(s: &StatusReply) -> String {
     for i in &s.vrrp {
         out.push_str(&format!("vrrp {}: {}\n", i.name, i.state));
     }
+    if let Some(sync) = &s.sync {
+        out.push_str(&format!(
+            "sync: bulk {}; sent {} flows (+{} in bulk answers), received {}, applied {}, dropped {} (no service) {} (no backend); lag {} us (max {}); datagrams lost {}, auth failures {}\n",
+            sync.bulk,
+            sync.flows_sent,
+            sync.bulk_flows_sent,
+            sync.flows_received,
+            sync.flows_applied,
+            sync.dropped_no_service,
+            sync.dropped_no_backend,
+            sync.lag_last_us,
+            sync.lag_max_us,
+            sync.datagrams_lost,
+            sync.auth_failures
+        ));
+        for p in &sync.peers {
+            out.push_str(&format!(
+                "sync peer {}: {}{}\n",
+                p.address,
+                p.heard_ms_ago.map_or_else(
+                    || "never heard".to_owned(),
+                    |ms| format!("heard {ms} ms ago")
+                ),
+                if p.bulk_done {
+                    format!(", bulk sync done ({} flows)", p.bulk_flows)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+    }
     out
 }
 

@@ -30,6 +30,56 @@ pub struct Config {
     /// `[[service]]`: virtual services the data plane balances.
     #[serde(default)]
     pub service: Vec<Service>,
+    /// `[sync]`: connection-state sync with peer lbd nodes; absent = off.
+    pub sync: Option<Sync>,
+}
+
+/// `[sync]`: this node's new flows go to its peers, theirs into its
+/// connection table (`crate::sync`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Sync {
+    /// Shared secret authenticating the datagrams (HMAC-SHA256), the same
+    /// on every node; at least 16 characters. Or `secret_file`.
+    pub secret: Option<String>,
+    /// A file whose first line is the secret (keep it mode 0600).
+    pub secret_file: Option<PathBuf>,
+    /// The peers' addresses. Default: the VRRP instances' `unicast_peer`s.
+    #[serde(default)]
+    pub peers: Vec<IpAddr>,
+    /// UDP port, the same on every node. Default 8849.
+    #[serde(default = "default_sync_port")]
+    pub port: u16,
+    /// Address to receive on and send from. Default: any.
+    pub listen: Option<IpAddr>,
+    /// How long a starting node waits for its peers' tables (bulk sync)
+    /// before its VRRP instances may preempt anyway. Default 5 s.
+    #[serde(default = "default_bulk_timeout")]
+    pub bulk_timeout: Dur,
+}
+
+fn default_sync_port() -> u16 {
+    8849
+}
+
+fn default_bulk_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(5))
+}
+
+impl Sync {
+    /// Sync with `peers` under `secret`, every other field as when the
+    /// file leaves it out.
+    #[must_use]
+    pub fn new(secret: impl Into<String>, peers: Vec<IpAddr>) -> Self {
+        Self {
+            secret: Some(secret.into()),
+            secret_file: None,
+            peers,
+            port: default_sync_port(),
+            listen: None,
+            bulk_timeout: default_bulk_timeout(),
+        }
+    }
 }
 
 /// `[[service]]`.

@@ -107,6 +107,65 @@ impl Config {
         if let Some(dp) = &self.dataplane {
             check_dataplane(dp)?;
         }
+        if let Some(sync) = &self.sync {
+            self.check_sync(sync)?;
+        }
+        Ok(())
+    }
+
+    /// The peers `[sync]` sends to: its own list, else every VRRP
+    /// instance's `unicast_peer` (each once).
+    #[must_use]
+    pub fn sync_peers(&self) -> Vec<std::net::IpAddr> {
+        let Some(sync) = &self.sync else {
+            return Vec::new();
+        };
+        if !sync.peers.is_empty() {
+            return sync.peers.clone();
+        }
+        let mut peers = Vec::new();
+        for p in self.vrrp_instance.iter().flat_map(|i| &i.unicast_peer) {
+            if !peers.contains(p) {
+                peers.push(*p);
+            }
+        }
+        peers
+    }
+
+    /// `[sync]`: a secret, some peers, a data plane to sync.
+    fn check_sync(&self, sync: &crate::config::model::Sync) -> Result<(), Invalid> {
+        let err = |field, message: &str| Invalid::new("sync", None, field, message.to_owned());
+        match (&sync.secret, &sync.secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(err("secret_file", "give secret or secret_file, not both"));
+            }
+            (None, None) => {
+                return Err(err(
+                    "secret",
+                    "missing: sync writes forwarding state, so its datagrams are authenticated \
+                     with a secret shared by the nodes (secret = \"...\" or secret_file = \"/etc/lb/sync.key\")",
+                ));
+            }
+            (Some(s), None) if s.chars().count() < 16 => {
+                return Err(err("secret", "too short: at least 16 characters"));
+            }
+            _ => {}
+        }
+        if self.dataplane.is_none() {
+            return Err(err(
+                "",
+                "sync needs a [dataplane] table: it syncs the connection table",
+            ));
+        }
+        if sync.port == 0 {
+            return Err(err("port", "0 is not a port"));
+        }
+        if self.sync_peers().is_empty() {
+            return Err(err(
+                "peers",
+                "no peers: list them (peers = [\"198.18.0.3\"]) or give the VRRP instances unicast_peer",
+            ));
+        }
         Ok(())
     }
 

@@ -24,7 +24,7 @@ mod requests;
 use std::path::{Path, PathBuf};
 
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::api::{control, metrics};
@@ -83,6 +83,9 @@ pub enum Error {
     /// Nothing was asked of lbd.
     #[error("nothing to run: the configuration has no [dataplane] and no [[vrrp_instance]]")]
     NothingToRun,
+    /// Connection sync did not start.
+    #[error("[sync]: {}", error_chain(.0.as_ref()))]
+    Sync(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// What lbd was started with, arguments and file merged.
@@ -141,7 +144,7 @@ impl Startup {
                 flow_entries: from_file.map_or(args.flow_entries, |d| d.conntrack_entries),
                 backend_pairs: from_file
                     .map_or(lb_common::backend::MAX_BACKENDS, |d| d.backend_pairs),
-                flow_events: false,
+                flow_events: config.as_ref().is_some_and(|c| c.sync.is_some()),
             });
         Ok(Self {
             config_path,
@@ -170,6 +173,13 @@ struct Daemon {
     config: Option<Config>,
     dataplane: Option<Dataplane>,
     controller: Option<Controller>,
+    /// Connection sync, with `[sync]`.
+    sync: Option<crate::sync::node::Sync>,
+    /// What the sync holds VRRP preemption with, for instances a reload
+    /// starts.
+    preempt_hold: Option<watch::Receiver<bool>>,
+    /// The balancer version the sync last got ids and slots for.
+    synced_version: u64,
     vrrp: Option<driver::Running>,
     /// VRRP transitions, for a driver started by a later reload.
     changes: mpsc::UnboundedSender<driver::StateChange>,
@@ -244,6 +254,7 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
                 let _ = reply.send(response);
             }
         }
+        d.publish_translation();
     };
     let exit = match &outcome {
         Ok((signal, exit)) => {
@@ -310,10 +321,21 @@ async fn start(startup: Startup) -> Result<Started, Error> {
         start_controller(dataplane.as_mut(), config.as_ref(), balancer_role)
             .await?
             .unzip();
+    let (sync, preempt_hold) = match (config.as_ref(), dataplane.as_mut()) {
+        (Some(c), Some(dp)) if c.sync.is_some() => {
+            let (hold_tx, hold_rx) = watch::channel(false);
+            let spec = sync_spec(c)?;
+            let sync = crate::sync::node::start(spec, dp.ebpf_mut(), hold_tx)
+                .await
+                .map_err(|e| Error::Sync(Box::new(e)))?;
+            (Some(sync), Some(hold_rx))
+        }
+        _ => (None, None),
+    };
     let (changes, changes_rx) = mpsc::unbounded_channel();
     let vrrp = match config.as_ref().filter(|c| !c.vrrp_instance.is_empty()) {
         Some(c) => Some(
-            driver::start(c, Some(changes.clone()))
+            driver::start(c, Some(changes.clone()), preempt_hold.clone())
                 .await
                 .map_err(Error::Vrrp)?,
         ),
@@ -365,6 +387,9 @@ async fn start(startup: Startup) -> Result<Started, Error> {
             config,
             dataplane,
             controller,
+            sync,
+            preempt_hold,
+            synced_version: u64::MAX,
             vrrp,
             changes,
             name,
@@ -419,13 +444,54 @@ async fn start_controller(
     )))
 }
 
+/// `[sync]` resolved: peers (defaulted), the secret read from its file.
+fn sync_spec(c: &Config) -> Result<crate::sync::node::SyncSpec, Error> {
+    let sync = c.sync.as_ref().expect("called with [sync]");
+    let secret = match (&sync.secret, &sync.secret_file) {
+        (Some(s), _) => s.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| Error::Sync(format!("secret_file {}: {e}", path.display()).into()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        (None, None) => String::new(),
+    };
+    if secret.chars().count() < 16 {
+        return Err(Error::Sync(
+            "the secret is shorter than 16 characters".into(),
+        ));
+    }
+    Ok(crate::sync::node::SyncSpec {
+        peers: c.sync_peers(),
+        port: sync.port,
+        listen: sync.listen,
+        secret: secret.into_bytes(),
+        bulk_timeout: sync.bulk_timeout.0,
+    })
+}
+
 impl Daemon {
+    /// Give the sync this node's ids and slots when the balancer changed.
+    fn publish_translation(&mut self) {
+        let (Some(sync), Some(ctl)) = (self.sync.as_ref(), self.controller.as_ref()) else {
+            return;
+        };
+        let version = ctl.balancer().version();
+        if version != self.synced_version {
+            sync.publish(ctl.balancer().translation());
+            self.synced_version = version;
+        }
+    }
+
     /// Release the VIPs, stop the checks, log the counters, then detach
     /// and unpin the data plane, or leave it running ([`Exit`]).
     async fn stop(self, exit: Exit) {
         if let Some(vrrp) = self.vrrp {
             vrrp.stop().await;
         }
+        drop(self.sync);
         drop(self.controller);
         if let Some(dataplane) = self.dataplane {
             match stats::proto_stats_of(dataplane.ebpf()) {
@@ -459,6 +525,7 @@ impl Daemon {
                 .dataplane
                 .as_ref()
                 .and_then(|d| stats::flow_table_usage(d.ebpf()).ok()),
+            sync: self.sync.as_ref().map(crate::sync::node::Sync::status),
         }
     }
 

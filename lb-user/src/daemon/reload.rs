@@ -19,7 +19,9 @@ pub enum ReloadError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// `[global]` or `[dataplane]` changed.
-    #[error("[global] and [dataplane] changes need a restart of lbd; nothing was applied")]
+    #[error(
+        "[global], [dataplane] and [sync] changes need a restart of lbd (systemctl restart keeps forwarding); nothing was applied"
+    )]
     NeedsRestart,
     /// Services were added to an lbd without a data plane.
     #[error("services need the data plane, which this lbd does not run; restart lbd")]
@@ -37,7 +39,7 @@ impl Daemon {
         let path = self.config_path.as_ref().ok_or(ReloadError::NoFile)?;
         let new = load(path)?;
         if let Some(old) = self.config.as_ref()
-            && (old.dataplane != new.dataplane || old.global != new.global)
+            && (old.dataplane != new.dataplane || old.global != new.global || old.sync != new.sync)
         {
             return Err(ReloadError::NeedsRestart);
         }
@@ -48,7 +50,7 @@ impl Daemon {
             Some(v) => v.apply(&new).await.map_err(ReloadError::Vrrp)?,
             None if !new.vrrp_instance.is_empty() => {
                 self.vrrp = Some(
-                    driver::start(&new, Some(self.changes.clone()))
+                    driver::start(&new, Some(self.changes.clone()), self.preempt_hold.clone())
                         .await
                         .map_err(ReloadError::Vrrp)?,
                 );

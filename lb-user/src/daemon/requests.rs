@@ -52,6 +52,7 @@ impl Daemon {
                 pin_path: d.pin_dir().to_owned(),
                 connection_table: crate::dataplane::stats::flow_table_usage(d.ebpf()).ok(),
             }),
+            sync: self.sync.as_ref().map(crate::sync::node::Sync::status),
             services: services.len(),
             services_active: services.iter().filter(|s| s.active).count(),
             backends_healthy: services

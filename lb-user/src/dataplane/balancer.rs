@@ -357,6 +357,8 @@ pub struct Balancer<M> {
     next_id: u32,
     /// Next VIP generation to hand out; never 0.
     next_generation: u32,
+    /// Bumped by every change of services, ids or slots.
+    version: u64,
     /// The settings last written, with `vip_index` (the live half of the
     /// VIP index) kept by us.
     config: Config,
@@ -382,6 +384,7 @@ impl<M: Maps> Balancer<M> {
             free_ids: Vec::new(),
             next_id: 0,
             next_generation: 1,
+            version: 0,
             config: Config {
                 mtu: lb_common::config::DEFAULT_MTU,
                 ..Config::default()
@@ -536,6 +539,28 @@ impl<M: Maps> Balancer<M> {
         Ok(())
     }
 
+    /// What connection sync needs to name this node's flows by address
+    /// and back: every service with its VIP id, generation and backend
+    /// slots.
+    #[must_use]
+    pub fn translation(&self) -> crate::sync::table::Translation {
+        crate::sync::table::Translation::build(self.services.iter().map(|(k, s)| {
+            (
+                *k,
+                s.id,
+                s.generation,
+                s.backends.iter().map(|(b, i)| (b.addr, *i)).collect(),
+            )
+        }))
+    }
+
+    /// A number that changes whenever services, VIP ids or backend slots
+    /// may have changed.
+    #[must_use]
+    pub const fn version(&self) -> u64 {
+        self.version
+    }
+
     /// Services, in key order.
     pub fn services(&self) -> impl Iterator<Item = (&ServiceKey, &ServiceSpec, u32)> {
         self.services.iter().map(|(k, s)| (k, &s.spec, s.id))
@@ -565,6 +590,7 @@ impl<M: Maps> Balancer<M> {
         key: ServiceKey,
         spec: ServiceSpec,
     ) -> Result<(), BalancerError> {
+        self.version += 1;
         if let Some(service) = self.services.get(&key) {
             let backends: Vec<BackendSpec> = service.backends.iter().map(|(b, _)| *b).collect();
             let old = service.spec;
@@ -645,6 +671,7 @@ impl<M: Maps> Balancer<M> {
     /// # Errors
     /// [`BalancerError::NoService`], or a map failure.
     pub fn remove_service(&mut self, key: &ServiceKey) -> Result<(), BalancerError> {
+        self.version += 1;
         // Out of the index first: the kernel stops finding the VIP before
         // its record goes.
         let Some(service) = self.services.remove(key) else {
@@ -677,6 +704,7 @@ impl<M: Maps> Balancer<M> {
         key: &ServiceKey,
         backends: &[BackendSpec],
     ) -> Result<(), BalancerError> {
+        self.version += 1;
         let service = self
             .services
             .get(key)

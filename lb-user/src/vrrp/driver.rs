@@ -345,11 +345,19 @@ pub async fn run_instance(
     spec: InstanceSpec,
     mut tracks: broadcast::Receiver<TrackEvent>,
     mut shutdown: watch::Receiver<bool>,
+    mut preempt_hold: watch::Receiver<bool>,
     board: StatusBoard,
     changes: Option<tokio::sync::mpsc::UnboundedSender<StateChange>>,
 ) -> Result<Report, DriverError> {
     let (mut inst, conn) = Instance::open(spec, board, changes).await?;
     inst.sweep_stale().await;
+    let held = *preempt_hold.borrow_and_update();
+    if held {
+        info!(instance = %inst.spec.name, "not preempting until connection sync has the peers' flows");
+    }
+    inst.machine
+        .handle(Event::PreemptHold(held), Instant::now());
+    let mut hold_open = true;
     let actions = inst.machine.handle(Event::Startup, Instant::now());
     inst.apply(actions).await;
     loop {
@@ -407,6 +415,17 @@ pub async fn run_instance(
                     tracks = broadcast::channel(1).1;
                 }
             },
+            changed = preempt_hold.changed(), if hold_open => {
+                if changed.is_err() {
+                    // The sync task is gone: nothing holds preemption.
+                    hold_open = false;
+                }
+                let held = hold_open && *preempt_hold.borrow_and_update();
+                if !held {
+                    info!(instance = %inst.spec.name, "connection sync done: preempting allowed");
+                }
+                inst.machine.handle(Event::PreemptHold(held), Instant::now());
+            }
             _ = shutdown.changed() => break,
         }
     }
@@ -748,6 +767,9 @@ async fn interface_mac(
 pub struct Running {
     /// Every instance's status.
     pub board: StatusBoard,
+    /// True while the instances must not preempt (connection sync not
+    /// done yet, [`Event::PreemptHold`]).
+    preempt_hold: watch::Receiver<bool>,
     events: broadcast::Sender<TrackEvent>,
     changes: Option<tokio::sync::mpsc::UnboundedSender<StateChange>>,
     instances: Vec<RunningInstance>,
@@ -918,6 +940,7 @@ impl Running {
                 spec,
                 rx,
                 shutdown_rx,
+                self.preempt_hold.clone(),
                 self.board.clone(),
                 self.changes.clone(),
             ));
@@ -935,15 +958,18 @@ impl Running {
 
 /// Build every instance of `config` (interfaces and primary addresses
 /// looked up now), start the trackers and the instances. State changes go
-/// to `changes`, for the service controller.
+/// to `changes`, for the service controller. While `preempt_hold` reads
+/// true the instances do not preempt (`None`: never held).
 ///
 /// # Errors
 /// As [`Running::apply`].
 pub async fn start(
     config: &crate::config::Config,
     changes: Option<tokio::sync::mpsc::UnboundedSender<StateChange>>,
+    preempt_hold: Option<watch::Receiver<bool>>,
 ) -> Result<Running, DriverError> {
     let mut running = Running {
+        preempt_hold: preempt_hold.unwrap_or_else(|| watch::channel(false).1),
         board: StatusBoard::default(),
         events: broadcast::channel(256).0,
         changes,

@@ -332,6 +332,11 @@ pub enum Event {
     /// Stop the instance: a master releases (priority-0 advert) and removes
     /// its addresses.
     Shutdown,
+    /// Hold back (true) or allow (false) preempting a lower-priority
+    /// master: held while this node's connection table is not yet synced
+    /// (`crate::sync`), so a returning master does not take the VIPs with a
+    /// cold table. A master that falls silent is still replaced.
+    PreemptHold(bool),
 }
 
 /// Why an advert was rejected.
@@ -585,6 +590,8 @@ pub struct Machine {
     /// Backup with `preempt_delay`: preempting a lower-priority master is
     /// allowed from this instant; `None`: the delay has not started.
     preempt_after: Option<Instant>,
+    /// [`Event::PreemptHold`]: preempting is held back.
+    preempt_hold: bool,
     master: Option<Peer>,
     down_cause: DownCause,
     stats: Stats,
@@ -610,6 +617,7 @@ impl Machine {
             adver_deadline: None,
             master_down_deadline: None,
             preempt_after: None,
+            preempt_hold: false,
             master: None,
             down_cause: DownCause::Silence,
             stats: Stats::default(),
@@ -628,6 +636,7 @@ impl Machine {
             Event::Timer => self.on_timer(now, &mut out),
             Event::Track { index, up } => self.on_track(index, up, now, &mut out),
             Event::Shutdown => self.shutdown(&mut out),
+            Event::PreemptHold(hold) => self.preempt_hold = hold,
         }
         out
     }
@@ -1032,7 +1041,7 @@ impl Machine {
         let delay = !self.config.preempt_delay.is_zero();
         // Lower-priority master but the preempt delay has not run out: wait.
         let delaying = delay && peer.priority < ours && self.preempt_after.is_none_or(|t| now < t);
-        if !self.config.preempt || peer.priority >= ours || delaying {
+        if !self.config.preempt || self.preempt_hold || peer.priority >= ours || delaying {
             if delay {
                 if peer.priority > ours {
                     self.preempt_after = None;
@@ -1408,6 +1417,45 @@ mod tests {
             (0, Reason::MasterReleased { master: v4(2) })
         );
         assert_eq!(at, stop + 600 * MS);
+    }
+
+    /// A returning higher-priority node whose connection table is not yet
+    /// synced holds back: it stays backup behind the lower master's adverts
+    /// until the hold is lifted, then preempts as usual.
+    #[test]
+    fn preempt_hold_defers_preemption_until_lifted() {
+        let t0 = Instant::now();
+        let mut lan = Lan::new(vec![config(1, 100)], t0);
+        lan.run_until(t0 + Duration::from_secs(5));
+        let mut lan2 = Lan {
+            nodes: vec![lan.nodes.remove(0), Machine::new(config(2, 200)).unwrap()],
+            connected: vec![true, true],
+            now: lan.now,
+            transitions: Vec::new(),
+        };
+        let joined = lan2.now;
+        lan2.event(1, Event::PreemptHold(true));
+        lan2.event(1, Event::Startup);
+        lan2.run_until(joined + Duration::from_secs(10));
+        assert_eq!(
+            lan2.states(),
+            vec![State::Master, State::Backup],
+            "held: no preemption in 10 s"
+        );
+        let lifted = lan2.now;
+        lan2.event(1, Event::PreemptHold(false));
+        lan2.run_until(lifted + Duration::from_secs(10));
+        assert_eq!(lan2.states(), vec![State::Backup, State::Master]);
+        let takeover = lan2
+            .transitions
+            .iter()
+            .find(|t| t.0 == 1 && t.1 == State::Master)
+            .unwrap();
+        assert!(matches!(takeover.2, Reason::Preempt { .. }));
+        assert!(
+            takeover.3 > lifted && takeover.3 <= lifted + 5 * Duration::from_secs(1),
+            "preempts within about one Master_Down_Interval of the lift"
+        );
     }
 
     #[test]

@@ -1,0 +1,704 @@
+//! The sync task: drains the XDP program's new-flow ring buffer, sends
+//! the flows to the peers in batches, writes the peers' flows into this
+//! node's connection table, and runs bulk sync (a node that starts asks
+//! for its peers' whole tables; until they are in, or `bulk_timeout`
+//! passes, its VRRP instances hold back from preempting).
+//!
+//! One task on lbd's runtime. The connection table is written through its
+//! memory mapping (`flows` is `BPF_F_MMAPABLE`), as the XDP program writes
+//! it (`super::table`). Answers to bulk requests run as their own tasks,
+//! a chunk of the table at a time, so a large table never stalls VRRP.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use aya::maps::{Map, MapData, RingBuf};
+use lb_common::flow::{FLOW_EVENTS_MAP, FLOWS_MAP, FlowEvent, FlowSet};
+use serde::{Deserialize, Serialize};
+use tokio::{io::unix::AsyncFd, net::UdpSocket, sync::watch};
+use tracing::{info, warn};
+
+use super::{
+    table::{self, Translation, Unapplied},
+    wire::{Datagram, FlowRecord, Kind, MAX_DATAGRAM, MAX_RECORDS, WireError},
+};
+use crate::dataplane::bpfmem::ArrayMemory;
+
+/// Sets of the table a bulk answer reads between yields.
+const BULK_CHUNK_SETS: usize = 2048;
+/// How often a node still waiting re-asks for a bulk sync.
+const BULK_RETRY: Duration = Duration::from_secs(1);
+/// Receive buffer asked for: bursts of a bulk sync land here.
+const RECV_BUFFER: usize = 8 << 20;
+
+/// What the sync task needs, resolved from `[sync]`.
+#[derive(Clone, Debug)]
+pub struct SyncSpec {
+    /// The peers.
+    pub peers: Vec<IpAddr>,
+    /// UDP port, on every node.
+    pub port: u16,
+    /// Local address; `None`: any.
+    pub listen: Option<IpAddr>,
+    /// The shared secret.
+    pub secret: Vec<u8>,
+    /// How long to wait for bulk sync before allowing preemption anyway.
+    pub bulk_timeout: Duration,
+}
+
+/// Why sync could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// A map of the data plane is missing or not what it should be.
+    #[error("opening map {map}")]
+    Map {
+        /// Its name.
+        map: &'static str,
+        /// Why.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// The table or ring buffer could not be mapped or polled.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One peer as this node sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// Its address.
+    pub address: String,
+    /// Milliseconds since its last datagram; `None`: never heard.
+    pub heard_ms_ago: Option<u64>,
+    /// Whether its answer to our bulk request is complete.
+    pub bulk_done: bool,
+    /// Flows its bulk answer carried.
+    pub bulk_flows: u64,
+    /// When its last datagram came.
+    #[serde(skip)]
+    pub heard_at: Option<Instant>,
+}
+
+/// Sync's state and counters (`lbctl sync`, metrics).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// The peers.
+    pub peers: Vec<PeerStatus>,
+    /// Bulk sync: "waiting", "done" or "timed out".
+    pub bulk: String,
+    /// Flows sent (new flows as they happen).
+    pub flows_sent: u64,
+    /// Flows sent in answers to bulk requests.
+    pub bulk_flows_sent: u64,
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Sends that failed.
+    pub send_errors: u64,
+    /// New-flow events of a service or slot that had changed meanwhile.
+    pub events_stale: u64,
+    /// Flows received (new and bulk).
+    pub flows_received: u64,
+    /// Flows written into the connection table.
+    pub flows_applied: u64,
+    /// Flows for a service this node does not run (or not now).
+    pub dropped_no_service: u64,
+    /// Flows to a backend this node's pool lacks.
+    pub dropped_no_backend: u64,
+    /// Datagrams whose authentication failed.
+    pub auth_failures: u64,
+    /// Datagrams that were not valid sync datagrams.
+    pub malformed: u64,
+    /// Datagrams from addresses that are not peers.
+    pub from_strangers: u64,
+    /// Datagrams missing in the peers' sequences (lost on the way).
+    pub datagrams_lost: u64,
+    /// Lag of the last datagram received: its send time to now, in
+    /// microseconds (clocks of different nodes must agree: NTP).
+    pub lag_last_us: u64,
+    /// The largest lag seen.
+    pub lag_max_us: u64,
+}
+
+/// Running sync: its status, and where to publish the balancer's ids.
+pub struct Sync {
+    status: Arc<Mutex<SyncStatus>>,
+    translation: watch::Sender<Arc<Translation>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sync {
+    /// A copy of the status.
+    #[must_use]
+    pub fn status(&self) -> SyncStatus {
+        let mut status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        for p in &mut status.peers {
+            p.heard_ms_ago = p
+                .heard_at
+                .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
+        }
+        status
+    }
+
+    /// This node's ids and slots changed: use these from now on.
+    pub fn publish(&self, translation: Translation) {
+        self.translation.send_replace(Arc::new(translation));
+    }
+}
+
+impl Drop for Sync {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The connection table's memory, shared by the task and its bulk answers
+/// (never across an await).
+struct Table {
+    mem: ArrayMemory,
+    sets: usize,
+}
+
+impl Table {
+    fn sets(&mut self) -> &mut [FlowSet] {
+        self.mem.slice_mut::<FlowSet>(self.sets)
+    }
+}
+
+fn now_unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The XDP program's clock (`bpf_ktime_get_coarse_ns`).
+fn coarse_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// Start sync over the data plane `ebpf` (loaded with new-flow events on).
+/// `hold` is set true until bulk sync completes (VRRP reads it).
+///
+/// # Errors
+/// [`SyncError`]: maps, socket or polling could not be set up.
+pub async fn start(
+    spec: SyncSpec,
+    ebpf: &mut aya::Ebpf,
+    hold: watch::Sender<bool>,
+) -> Result<Sync, SyncError> {
+    let ring = ebpf.take_map(FLOW_EVENTS_MAP).ok_or(SyncError::Map {
+        map: FLOW_EVENTS_MAP,
+        source: aya::maps::MapError::InvalidName {
+            name: FLOW_EVENTS_MAP.into(),
+        },
+    })?;
+    let ring = RingBuf::try_from(ring).map_err(|source| SyncError::Map {
+        map: FLOW_EVENTS_MAP,
+        source,
+    })?;
+    // SAFETY: the ring buffer owns its map's descriptor, which stays open
+    // and the same for as long as the `AsyncFd` holds it.
+    let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| SyncError::Io {
+            what: "polling the flow_events ring buffer".into(),
+            source: e.into_parts().1,
+        })?;
+    let table = {
+        let Some(Map::Array(flows)) = ebpf.map(FLOWS_MAP) else {
+            return Err(SyncError::Map {
+                map: FLOWS_MAP,
+                source: aya::maps::MapError::InvalidName {
+                    name: FLOWS_MAP.into(),
+                },
+            });
+        };
+        let sets = flows
+            .info()
+            .map_err(|source| SyncError::Map {
+                map: FLOWS_MAP,
+                source,
+            })?
+            .max_entries() as usize;
+        let mem = ArrayMemory::map(flows, sets * size_of::<FlowSet>(), true).map_err(|source| {
+            SyncError::Io {
+                what: "mapping the connection table".into(),
+                source,
+            }
+        })?;
+        Table { mem, sets }
+    };
+    let bind = SocketAddr::new(
+        spec.listen
+            .unwrap_or_else(|| std::net::Ipv6Addr::UNSPECIFIED.into()),
+        spec.port,
+    );
+    let socket = bind_socket(bind).map_err(|source| SyncError::Io {
+        what: format!("binding the sync socket to {bind}"),
+        source,
+    })?;
+    info!(
+        "connection sync on udp {bind}, peers {}; asking them for their tables (bulk sync, up to {:?})",
+        spec.peers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        spec.bulk_timeout
+    );
+    let status = Arc::new(Mutex::new(SyncStatus {
+        peers: spec
+            .peers
+            .iter()
+            .map(|p| PeerStatus {
+                address: p.to_string(),
+                ..PeerStatus::default()
+            })
+            .collect(),
+        bulk: "waiting".into(),
+        ..SyncStatus::default()
+    }));
+    hold.send_replace(true);
+    let (translation, translation_rx) = watch::channel(Arc::new(Translation::default()));
+    let node = Node {
+        peers: spec
+            .peers
+            .iter()
+            .map(|&address| Peer {
+                address,
+                sender: None,
+                last_sequence: 0,
+                heard: None,
+                bulk_done: false,
+                bulk_flows: 0,
+            })
+            .collect(),
+        spec,
+        socket: Arc::new(socket),
+        table: Arc::new(Mutex::new(table)),
+        translation: translation_rx,
+        status: Arc::clone(&status),
+        hold,
+        out: Arc::new(Out {
+            sender: rand_u32(),
+            sequence: AtomicU32::new(0),
+        }),
+        batch: Vec::with_capacity(MAX_RECORDS),
+        started: Instant::now(),
+    };
+    let task = tokio::spawn(node.run(ring));
+    Ok(Sync {
+        status,
+        translation,
+        task,
+    })
+}
+
+fn bind_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Any address of both families on one socket.
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 4 {
+        u32::from_ne_bytes(b)
+    } else {
+        // Unique enough: a process id and the time.
+        std::process::id() ^ (now_unix_ns() as u32)
+    }
+}
+
+/// What every datagram this node sends carries.
+struct Out {
+    sender: u32,
+    sequence: AtomicU32,
+}
+
+impl Out {
+    fn datagram(&self, kind: Kind, flows: Vec<FlowRecord>, total: u64) -> Datagram {
+        Datagram {
+            kind,
+            sender: self.sender,
+            sequence: self.sequence.fetch_add(1, Ordering::Relaxed),
+            sent_ns: now_unix_ns(),
+            flows,
+            total,
+        }
+    }
+}
+
+struct Peer {
+    address: IpAddr,
+    sender: Option<u32>,
+    last_sequence: u32,
+    heard: Option<Instant>,
+    bulk_done: bool,
+    bulk_flows: u64,
+}
+
+struct Node {
+    peers: Vec<Peer>,
+    spec: SyncSpec,
+    socket: Arc<UdpSocket>,
+    table: Arc<Mutex<Table>>,
+    translation: watch::Receiver<Arc<Translation>>,
+    status: Arc<Mutex<SyncStatus>>,
+    hold: watch::Sender<bool>,
+    out: Arc<Out>,
+    batch: Vec<FlowRecord>,
+    started: Instant,
+}
+
+/// An IPv4 peer as the dual-stack socket reports it.
+fn unmapped(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    }
+}
+
+impl Node {
+    fn stat(&self, f: impl FnOnce(&mut SyncStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    async fn run(mut self, mut ring: AsyncFd<RingBuf<MapData>>) {
+        let mut buf = vec![0u8; MAX_DATAGRAM + 64];
+        self.request_bulk().await;
+        let mut retry = tokio::time::interval(BULK_RETRY);
+        retry.tick().await;
+        loop {
+            tokio::select! {
+                ready = ring.readable_mut() => match ready {
+                    Ok(mut guard) => {
+                        self.drain(guard.get_inner_mut()).await;
+                        guard.clear_ready();
+                    }
+                    Err(e) => {
+                        warn!("sync: polling the ring buffer failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((len, from)) => self.receive(&buf[..len], from).await,
+                    Err(e) => {
+                        warn!("sync: receive failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                _ = retry.tick(), if *self.hold.borrow() => self.bulk_timer().await,
+            }
+        }
+    }
+
+    /// Turn every queued event into a record and send them in full
+    /// datagrams (the rest at the end: new flows are not held back).
+    async fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+        let translation = Arc::clone(&self.translation.borrow());
+        let mut stale = 0;
+        loop {
+            let event = {
+                let Some(item) = ring.next() else { break };
+                if item.len() < size_of::<FlowEvent>() {
+                    continue;
+                }
+                // SAFETY: the program writes whole `FlowEvent`s (plain
+                // integers, any bit pattern valid); the length is checked.
+                unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>()) }
+            };
+            match translation.record(&event) {
+                Some(r) => self.batch.push(r),
+                None => stale += 1,
+            }
+            if self.batch.len() == MAX_RECORDS {
+                self.flush().await;
+            }
+        }
+        if !self.batch.is_empty() {
+            self.flush().await;
+        }
+        if stale > 0 {
+            self.stat(|s| s.events_stale += stale);
+        }
+    }
+
+    async fn flush(&mut self) {
+        let flows = std::mem::take(&mut self.batch);
+        let n = flows.len() as u64;
+        let bytes = self
+            .out
+            .datagram(Kind::Flows, flows, 0)
+            .emit(&self.spec.secret);
+        let (sent, failed) = send_all(&self.socket, &self.spec.peers, self.spec.port, &bytes).await;
+        self.stat(|s| {
+            s.flows_sent += n;
+            s.datagrams_sent += sent;
+            s.send_errors += failed;
+        });
+    }
+
+    async fn request_bulk(&self) {
+        let bytes = self
+            .out
+            .datagram(Kind::BulkRequest, Vec::new(), 0)
+            .emit(&self.spec.secret);
+        let (_, failed) = send_all(&self.socket, &self.spec.peers, self.spec.port, &bytes).await;
+        if failed > 0 {
+            self.stat(|s| s.send_errors += failed);
+        }
+    }
+
+    /// Still waiting for bulk sync: re-ask, or give up after the timeout.
+    async fn bulk_timer(&mut self) {
+        if self.started.elapsed() >= self.spec.bulk_timeout {
+            let missing: Vec<String> = self
+                .status
+                .lock()
+                .map(|s| {
+                    s.peers
+                        .iter()
+                        .filter(|p| !p.bulk_done)
+                        .map(|p| p.address.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            warn!(
+                "sync: no complete bulk sync from {} within {:?}; allowing preemption anyway",
+                missing.join(", "),
+                self.spec.bulk_timeout
+            );
+            self.stat(|s| s.bulk = "timed out".into());
+            self.hold.send_replace(false);
+            return;
+        }
+        self.request_bulk().await;
+    }
+
+    async fn receive(&mut self, bytes: &[u8], from: SocketAddr) {
+        let source = unmapped(from.ip());
+        let Some(peer) = self.spec.peers.iter().position(|p| *p == source) else {
+            self.stat(|s| s.from_strangers += 1);
+            return;
+        };
+        let d = match Datagram::parse(bytes, &self.spec.secret) {
+            Ok(d) => d,
+            Err(WireError::Auth) => {
+                self.stat(|s| s.auth_failures += 1);
+                return;
+            }
+            Err(_) => {
+                self.stat(|s| s.malformed += 1);
+                return;
+            }
+        };
+        let lost = self.heard(peer, &d);
+        let lag_us = now_unix_ns().saturating_sub(d.sent_ns) / 1000;
+        self.stat(|s| {
+            s.datagrams_lost += lost;
+            s.lag_last_us = lag_us;
+            s.lag_max_us = s.lag_max_us.max(lag_us);
+        });
+        match d.kind {
+            Kind::Flows | Kind::BulkFlows => {
+                if d.kind == Kind::BulkFlows {
+                    self.peer_status(peer, |p| p.bulk_flows += d.flows.len() as u64);
+                }
+                self.apply(&d.flows);
+            }
+            Kind::BulkRequest => {
+                info!("sync: {source} asks for our table (bulk sync)");
+                tokio::spawn(answer_bulk(
+                    Arc::clone(&self.socket),
+                    Arc::clone(&self.table),
+                    Arc::clone(&self.translation.borrow()),
+                    Arc::clone(&self.out),
+                    Arc::clone(&self.status),
+                    self.spec.secret.clone(),
+                    SocketAddr::new(source, self.spec.port),
+                ));
+            }
+            Kind::BulkEnd => self.bulk_end(peer, d.total),
+        }
+    }
+
+    /// Note a datagram from peer `i`; how many of its datagrams went
+    /// missing before this one.
+    fn heard(&mut self, i: usize, d: &Datagram) -> u64 {
+        let now = Instant::now();
+        let mut lost = 0;
+        if let Some(p) = self.peers.get_mut(i) {
+            if p.sender == Some(d.sender) {
+                let gap = d.sequence.wrapping_sub(p.last_sequence);
+                if (2..1 << 31).contains(&gap) {
+                    lost = u64::from(gap - 1);
+                }
+            } else {
+                if p.sender.is_some() {
+                    info!("sync: peer {} restarted", p.address);
+                }
+                p.sender = Some(d.sender);
+            }
+            p.last_sequence = d.sequence;
+            p.heard = Some(now);
+        }
+        self.peer_status(i, |s| s.heard_at = Some(now));
+        lost
+    }
+
+    fn peer_status(&self, i: usize, f: impl FnOnce(&mut PeerStatus)) {
+        self.stat(|s| {
+            if let Some(p) = s.peers.get_mut(i) {
+                f(p);
+            }
+        });
+    }
+
+    fn apply(&self, flows: &[FlowRecord]) {
+        let translation = Arc::clone(&self.translation.borrow());
+        let now = coarse_now_ns();
+        let (mut applied, mut no_service, mut no_backend) = (0u64, 0u64, 0u64);
+        if let Ok(mut table) = self.table.lock() {
+            let sets = table.sets();
+            for r in flows {
+                match table::apply(sets, &translation, r, now) {
+                    Ok(()) => applied += 1,
+                    Err(Unapplied::NoService) => no_service += 1,
+                    Err(Unapplied::NoBackend) => no_backend += 1,
+                }
+            }
+        }
+        self.stat(|s| {
+            s.flows_received += flows.len() as u64;
+            s.flows_applied += applied;
+            s.dropped_no_service += no_service;
+            s.dropped_no_backend += no_backend;
+        });
+    }
+
+    fn bulk_end(&mut self, i: usize, total: u64) {
+        let Some(p) = self.peers.get_mut(i) else {
+            return;
+        };
+        if p.bulk_done {
+            return;
+        }
+        p.bulk_done = true;
+        let (address, got) = (p.address, p.bulk_flows);
+        if got < total {
+            warn!("sync: bulk sync from {address}: {got} of its {total} flows arrived");
+        } else {
+            info!("sync: bulk sync from {address} complete: {total} flows");
+        }
+        self.peer_status(i, |s| s.bulk_done = true);
+        if self.peers.iter().all(|p| p.bulk_done) && *self.hold.borrow() {
+            info!(
+                "sync: bulk sync complete in {} ms",
+                self.started.elapsed().as_millis()
+            );
+            self.stat(|s| s.bulk = "done".into());
+            self.hold.send_replace(false);
+        }
+    }
+}
+
+/// Send `bytes` to every peer; (datagrams sent, sends failed).
+async fn send_all(socket: &UdpSocket, peers: &[IpAddr], port: u16, bytes: &[u8]) -> (u64, u64) {
+    let (mut sent, mut failed) = (0, 0);
+    for peer in peers {
+        match socket.send_to(bytes, SocketAddr::new(*peer, port)).await {
+            Ok(_) => sent += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    (sent, failed)
+}
+
+/// Send our whole table to `to`, a chunk at a time, then the end marker.
+async fn answer_bulk(
+    socket: Arc<UdpSocket>,
+    table: Arc<Mutex<Table>>,
+    translation: Arc<Translation>,
+    out: Arc<Out>,
+    status: Arc<Mutex<SyncStatus>>,
+    secret: Vec<u8>,
+    to: SocketAddr,
+) {
+    let started = Instant::now();
+    let mut total = 0u64;
+    let mut next = 0usize;
+    let (mut datagrams, mut failed) = (0u64, 0u64);
+    loop {
+        let records: Vec<FlowRecord> = {
+            let Ok(mut table) = table.lock() else { return };
+            let sets = table.sets();
+            if next >= sets.len() {
+                break;
+            }
+            let end = (next + BULK_CHUNK_SETS).min(sets.len());
+            let chunk = table::dump(&sets[next..end], &translation).collect();
+            next = end;
+            chunk
+        };
+        for batch in records.chunks(MAX_RECORDS) {
+            let bytes = out
+                .datagram(Kind::BulkFlows, batch.to_vec(), 0)
+                .emit(&secret);
+            match socket.send_to(&bytes, to).await {
+                Ok(_) => datagrams += 1,
+                Err(_) => failed += 1,
+            }
+            total += batch.len() as u64;
+            // Pace: the peer drains its socket between our bursts.
+            if datagrams.is_multiple_of(64) {
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+    let bytes = out.datagram(Kind::BulkEnd, Vec::new(), total).emit(&secret);
+    match socket.send_to(&bytes, to).await {
+        Ok(_) => datagrams += 1,
+        Err(_) => failed += 1,
+    }
+    if let Ok(mut s) = status.lock() {
+        s.bulk_flows_sent += total;
+        s.datagrams_sent += datagrams;
+        s.send_errors += failed;
+    }
+    info!(
+        "sync: sent our table to {} ({total} flows in {} ms)",
+        to.ip(),
+        started.elapsed().as_millis()
+    );
+}
