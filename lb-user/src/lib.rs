@@ -83,6 +83,7 @@ mod tests {
             set(&[
                 "backends",
                 "config",
+                "flow_events",
                 "flows",
                 "layout",
                 "maglev_tables",

@@ -241,7 +241,10 @@ struct Service {
     key: ServiceKey,
     spec: ServiceSpec,
     gate: Option<String>,
+    /// This node is master for it (or it is not gated).
     active: bool,
+    /// Its state has been logged once.
+    written: bool,
     backends: Vec<Backend>,
 }
 
@@ -361,8 +364,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
             .copied()
             .collect();
         for key in gone {
-            if let Some(svc) = self.services.remove(&key)
-                && svc.active
+            if self.services.remove(&key).is_some()
                 && let Err(e) = self.balancer.remove_service(&key)
             {
                 warn!(service = %key, "removing service: {e}");
@@ -406,6 +408,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                         spec: spec_of(cfg),
                         gate,
                         active: adopted.is_some(),
+                        written: false,
                         backends: cfg
                             .backend
                             .iter()
@@ -589,7 +592,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                         healthy: b.healthy,
                         reason: b.reason.clone(),
                         drained: b.drained,
-                        in_pool: s.active && b.healthy && b.mac.is_some(),
+                        in_pool: b.healthy && b.mac.is_some(),
                         mac: b.mac.map(|m| {
                             m.iter()
                                 .map(|x| format!("{x:02x}"))
@@ -645,35 +648,32 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         let Some(svc) = self.services.get_mut(key) else {
             return;
         };
-        let want_active = match &svc.gate {
+        let master = match &svc.gate {
             None => true,
-            // No word from the instance yet: as it is (adopted services
-            // keep forwarding until VRRP decides).
+            // No word from the instance yet: as it is.
             Some(name) => self
                 .vrrp
                 .get(name)
                 .map_or(svc.active, |state| *state == State::Master),
         };
-        if !want_active {
-            if svc.active {
-                match self.balancer.remove_service(key) {
-                    Ok(()) => {
-                        info!(service = %key, gate = ?svc.gate, "service inactive: this node is not master");
-                    }
-                    Err(e) => warn!(service = %key, "deactivating: {e}"),
-                }
-                svc.active = false;
-            }
-            return;
-        }
+        // A service stays in the data plane whether or not this node is
+        // master for it (standby): its VIP id, slots and table are in place
+        // for connection sync to fill and for a takeover to change nothing;
+        // the program forwards what reaches it, which on a backup is only
+        // traffic around a failover, when forwarding it is what keeps it.
         if let Err(e) = self.balancer.upsert_service(*key, svc.spec) {
             warn!(service = %key, "activating: {e}");
             return;
         }
-        if !svc.active {
-            info!(service = %key, "service active");
+        if master != svc.active || !svc.written {
+            if master {
+                info!(service = %key, "service active");
+            } else {
+                info!(service = %key, gate = ?svc.gate, "service standby: this node is not master (kept in the data plane for connection sync and takeover)");
+            }
         }
-        svc.active = true;
+        svc.active = master;
+        svc.written = true;
         let pool: Vec<BackendSpec> = svc
             .backends
             .iter()
@@ -1132,8 +1132,12 @@ mod tests {
         assert_eq!(ctl.status()[0].backends[0].mac, None);
     }
 
+    /// A gated service is active while its instance is master here, and
+    /// stays in the data plane (standby) while it is not: the same pool,
+    /// VIP id and slots either way, so connection sync has a table to fill
+    /// and a takeover rewrites nothing.
     #[tokio::test]
-    async fn a_gated_service_forwards_only_while_its_instance_is_master() {
+    async fn a_gated_service_is_active_while_master_and_standby_otherwise() {
         let mut ctl = controller();
         ctl.reload(&checked(Config {
             vrrp_instance: vec![vrrp()],
@@ -1141,14 +1145,29 @@ mod tests {
         }));
         answer_all(&mut ctl);
         assert_eq!(ctl.status()[0].vrrp_instance.as_deref(), Some("VI_1"));
-        assert_eq!(pool(&ctl, &key(80)), None, "not master yet");
+        let standby = pool(&ctl, &key(80));
+        assert_eq!(
+            standby,
+            Some(vec![(be(11), 1, mac(11))]),
+            "standby: in the data plane"
+        );
+        assert!(!ctl.status()[0].active, "not master yet");
+        let version = ctl.balancer().version();
         ctl.vrrp_state("VI_1", State::Master);
-        assert_eq!(pool(&ctl, &key(80)), Some(vec![(be(11), 1, mac(11))]));
+        assert!(ctl.status()[0].active);
+        assert_eq!(pool(&ctl, &key(80)), standby);
+        let translation = ctl.balancer().translation();
         ctl.vrrp_state("VI_2", State::Backup);
         assert!(ctl.status()[0].active, "another instance changes nothing");
         ctl.vrrp_state("VI_1", State::Backup);
-        assert_eq!(pool(&ctl, &key(80)), None);
         assert!(!ctl.status()[0].active);
+        assert_eq!(pool(&ctl, &key(80)), standby);
+        assert!(ctl.balancer().version() > version);
+        assert_eq!(
+            ctl.balancer().translation(),
+            translation,
+            "same VIP id, generation and slots through the transitions"
+        );
     }
 
     #[tokio::test]
