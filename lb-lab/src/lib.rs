@@ -7,6 +7,9 @@
 //! - [`daemon`]: a daemon child process (lbd, keepalived, nginx, ...) with
 //!   its output in a log file: waits that fail fast with the log, signals,
 //!   kill, clean stop on drop;
+//! - [`traffic`]: traffic that keeps flowing through a failure (long-lived
+//!   connections exchanging lines, new ones arriving) counted as kept,
+//!   moved or broken, and the echo server it talks to;
 //! - [`testpkt`]: Ethernet frames for `BPF_PROG_TEST_RUN` fixtures and
 //!   benchmarks;
 //! - [`bin`]: where the binaries under test (`lbd`, `lbctl`) are;
@@ -19,6 +22,7 @@
 pub mod daemon;
 pub mod netns;
 pub mod testpkt;
+pub mod traffic;
 
 /// The test-only XDP object (`lb-lab/ebpf`): `lb_pass` (a pass-through for
 /// the far side of a veth, see [`netns::Lan::xdp_pass_on_port`]) and
