@@ -5,7 +5,10 @@
 //! kernel reports the mean time per run; the figure is the median of seven
 //! such calls, printed with their range. Paths: connection-table hit, new
 //! flow (Maglev + insert: a TCP SYN always re-selects), non-VIP pass, and
-//! `ipip` encapsulation (a table hit plus the encapsulation).
+//! `ipip` encapsulation (a table hit plus the encapsulation). Then the cost
+//! of connection sync's new-flow event: the new-flow path of the program
+//! loaded with events off and on, measured alternately in one run (the
+//! ring buffer drained between calls, so every event is really written).
 
 use std::{net::IpAddr, process::ExitCode};
 
@@ -252,7 +255,18 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         single(&frame(81, false))?,
         3,
     )?;
+    let (events_off, events_on) = sync_event_cost(&backends)?;
+    println!(
+        "{:<60} {events_off:>10.1}",
+        format!("new flow, events off (median of {SYNC_ROUNDS} x {SYNC_REPEAT})")
+    );
+    println!(
+        "{:<60} {events_on:>10.1}",
+        format!("new flow + sync event, events on (median of {SYNC_ROUNDS} x {SYNC_REPEAT})")
+    );
     for (name, value, target) in [
+        ("dataplane_new_flow_events_off", events_off, None),
+        ("dataplane_new_flow_sync_event", events_on, None),
         ("dataplane_non_vip_pass", pass, None),
         ("dataplane_hit", hit, Some(50)),
         ("dataplane_new_flow", new, Some(80)),
@@ -267,6 +281,11 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!(
+        "sync event: new flow with / without = {:.3} (+{:.1} ns)",
+        events_on / events_off,
+        events_on - events_off
+    );
+    println!(
         "ratios: new flow / hit = {:.2}; new flow / kernel LRU insert alone = {:.2}; new client / hit (single runs) = {:.2}; ipip / dsr hit (single runs) = {:.2}; hit / non-VIP pass = {:.2}; non-VIP pass / floor = {:.2}",
         new / hit,
         new / insert_floor,
@@ -276,4 +295,90 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         pass / floor
     );
     Ok(())
+}
+
+/// Rounds of the event-cost comparison (alternating off and on).
+const SYNC_ROUNDS: usize = 15;
+/// Runs per call: well under the ring buffer's 65,536 events, so no event
+/// finds it full.
+const SYNC_REPEAT: u32 = 50_000;
+
+/// The new-flow path (a SYN, Maglev + insert) of the program loaded with
+/// new-flow events off and on, same services: median ns per packet of
+/// each, measured alternately; the ring buffer is drained after each call.
+fn sync_event_cost(backends: &[BackendSpec]) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    use lb_common::{backend::MAX_BACKENDS, flow::DEFAULT_FLOW_ENTRIES};
+    let load = |events: bool| -> Result<(Ebpf, Balancer<EbpfMaps>), Box<dyn std::error::Error>> {
+        let mut ebpf = lb_user::dataplane::loader::load_object_with(
+            DEFAULT_FLOW_ENTRIES,
+            MAX_BACKENDS,
+            events,
+            None,
+        )?;
+        let program: &mut Xdp = ebpf.program_mut(PROGRAM).ok_or("no program")?.try_into()?;
+        program.load()?;
+        let mut balancer = Balancer::new(EbpfMaps::take(&mut ebpf)?);
+        let key = ServiceKey {
+            vip: IpAddr::from([198, 18, 0, 100]),
+            port: 80,
+            proto: Protocol::Tcp,
+        };
+        balancer.upsert_service(
+            key,
+            ServiceSpec {
+                mode: Mode::Dsr,
+                ring_size: lb_common::vip::DEFAULT_RING_SIZE,
+                on_no_backend: NoBackend::Drop,
+            },
+        )?;
+        balancer.set_backends(&key, backends)?;
+        Ok((ebpf, balancer))
+    };
+    let (off, _off_balancer) = load(false)?;
+    let (mut on, _on_balancer) = load(true)?;
+    let mut ring = aya::maps::RingBuf::try_from(
+        on.take_map(lb_common::flow::FLOW_EVENTS_MAP)
+            .ok_or("no flow_events map")?,
+    )?;
+    let syn = FrameSpec::new(
+        IpAddr::from([198, 18, 0, 1]),
+        IpAddr::from([198, 18, 0, 100]),
+        L4::Tcp {
+            src: 40000,
+            dst: 80,
+        },
+    )
+    .build();
+    let call = |ebpf: &Ebpf| -> Result<f64, Box<dyn std::error::Error>> {
+        let program: &Xdp = ebpf.program(PROGRAM).ok_or("no program")?.try_into()?;
+        let mut out = vec![0u8; syn.len() + 256];
+        let r = program.test_run(TestRunOptions {
+            data_in: Some(&syn),
+            data_out: Some(&mut out),
+            repeat: SYNC_REPEAT,
+            ..TestRunOptions::default()
+        })?;
+        if r.return_value != 3 {
+            return Err(format!("new flow: verdict {}, expected XDP_TX", r.return_value).into());
+        }
+        Ok(r.duration.as_secs_f64() * 1e9)
+    };
+    let mut times = (Vec::new(), Vec::new());
+    let mut drained = 0u64;
+    for _ in 0..SYNC_ROUNDS {
+        times.0.push(call(&off)?);
+        times.1.push(call(&on)?);
+        while ring.next().is_some() {
+            drained += 1;
+        }
+    }
+    let want = SYNC_ROUNDS as u64 * u64::from(SYNC_REPEAT);
+    if drained != want {
+        return Err(format!("{drained} sync events read back, expected {want}").into());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok((median(&mut times.0), median(&mut times.1)))
 }

@@ -33,7 +33,7 @@ use std::path::Path;
 pub use error::{ConfigError, ValueError};
 pub use model::{
     BackendConfig, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, NoBackend, Protocol,
-    Scheduler, Service, TrackInterface, TrackScript, VrrpInstance, VrrpScript, XdpMode,
+    Scheduler, Service, Sync, TrackInterface, TrackScript, VrrpInstance, VrrpScript, XdpMode,
     check_backend_pairs, check_flow_entries, format_duration, parse_cidr, parse_duration,
 };
 use spans::{Spans, line_of};

@@ -180,6 +180,8 @@ struct Daemon {
     preempt_hold: Option<watch::Receiver<bool>>,
     /// The balancer version the sync last got ids and slots for.
     synced_version: u64,
+    /// The sync has been told the services are settled.
+    sync_ready: bool,
     vrrp: Option<driver::Running>,
     /// VRRP transitions, for a driver started by a later reload.
     changes: mpsc::UnboundedSender<driver::StateChange>,
@@ -208,6 +210,7 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
         mut scrape_rx,
         metrics: _metrics,
     } = start(startup).await?;
+    d.publish_translation();
     info!(
         "{} running; SIGINT or SIGTERM stops, SIGHUP reloads, SIGUSR2 exits leaving the data plane forwarding (restart)",
         d.name
@@ -321,17 +324,7 @@ async fn start(startup: Startup) -> Result<Started, Error> {
         start_controller(dataplane.as_mut(), config.as_ref(), balancer_role)
             .await?
             .unzip();
-    let (sync, preempt_hold) = match (config.as_ref(), dataplane.as_mut()) {
-        (Some(c), Some(dp)) if c.sync.is_some() => {
-            let (hold_tx, hold_rx) = watch::channel(false);
-            let spec = sync_spec(c)?;
-            let sync = crate::sync::node::start(spec, dp.ebpf_mut(), hold_tx)
-                .await
-                .map_err(|e| Error::Sync(Box::new(e)))?;
-            (Some(sync), Some(hold_rx))
-        }
-        _ => (None, None),
-    };
+    let (sync, preempt_hold) = start_sync(config.as_ref(), dataplane.as_mut())?.unzip();
     let (changes, changes_rx) = mpsc::unbounded_channel();
     let vrrp = match config.as_ref().filter(|c| !c.vrrp_instance.is_empty()) {
         Some(c) => Some(
@@ -390,6 +383,7 @@ async fn start(startup: Startup) -> Result<Started, Error> {
             sync,
             preempt_hold,
             synced_version: u64::MAX,
+            sync_ready: false,
             vrrp,
             changes,
             name,
@@ -444,6 +438,24 @@ async fn start_controller(
     )))
 }
 
+/// Connection sync over the data plane, when `[sync]` asks for it, and
+/// the flag it holds VRRP preemption with until its bulk sync is done.
+fn start_sync(
+    config: Option<&Config>,
+    dataplane: Option<&mut Dataplane>,
+) -> Result<Option<(crate::sync::node::Sync, watch::Receiver<bool>)>, Error> {
+    let (Some(c), Some(dp)) = (config, dataplane) else {
+        return Ok(None);
+    };
+    if c.sync.is_none() {
+        return Ok(None);
+    }
+    let (hold_tx, hold_rx) = watch::channel(false);
+    let sync = crate::sync::node::start(sync_spec(c)?, dp.ebpf_mut(), hold_tx)
+        .map_err(|e| Error::Sync(Box::new(e)))?;
+    Ok(Some((sync, hold_rx)))
+}
+
 /// `[sync]` resolved: peers (defaulted), the secret read from its file.
 fn sync_spec(c: &Config) -> Result<crate::sync::node::SyncSpec, Error> {
     let sync = c.sync.as_ref().expect("called with [sync]");
@@ -482,6 +494,10 @@ impl Daemon {
         if version != self.synced_version {
             sync.publish(ctl.balancer().translation());
             self.synced_version = version;
+        }
+        if !self.sync_ready && ctl.settled() {
+            sync.ready();
+            self.sync_ready = true;
         }
     }
 

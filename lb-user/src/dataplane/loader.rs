@@ -468,51 +468,7 @@ impl Dataplane {
         lock: File,
         link_path: PathBuf,
     ) -> Result<Self, LoadError> {
-        let refuse = |reason: String, hint: &str| LoadError::Adopt {
-            path: opts.pin_path.clone(),
-            reason,
-            hint: hint.to_owned(),
-        };
-        let stamp = read_layout(&opts.pin_path).map_err(|reason| refuse(reason, ""))?;
-        check_layout(&stamp, opts, ifindex).map_err(|(reason, hint)| refuse(reason, hint))?;
-        check_shapes(&opts.pin_path, opts).map_err(|reason| refuse(reason, ""))?;
-        let pinned = PinnedLink::from_pin(&link_path).map_err(|source| LoadError::Link {
-            path: link_path.clone(),
-            source,
-        })?;
-        let fd_link = FdLink::from(pinned);
-        let info: LinkInfo = fd_link.info().map_err(|source| LoadError::Link {
-            path: link_path.clone(),
-            source,
-        })?;
-        let previous_prog_id = info.program_id();
-        // The link still attached where it was? (A deleted and re-created
-        // interface leaves it defunct.)
-        let attached = preflight::attached_xdp(&opts.iface, ifindex).await?;
-        match attached {
-            Some(a) if a.prog_id == previous_prog_id => {}
-            Some(a) => {
-                return Err(refuse(
-                    format!(
-                        "{} runs XDP program {} ({}), not the pinned link's program {previous_prog_id}",
-                        opts.iface,
-                        a.prog_id,
-                        preflight::program_name(a.prog_id)
-                    ),
-                    "",
-                ));
-            }
-            None => {
-                return Err(refuse(
-                    format!(
-                        "its link is no longer attached to {} (the interface was re-created?)",
-                        opts.iface
-                    ),
-                    "",
-                ));
-            }
-        }
-
+        let (stamp, fd_link, previous_prog_id) = check_pinned(opts, ifindex, &link_path).await?;
         let name = Role::Balancer.program();
         let mut ebpf = load_object_with(
             opts.flow_entries,
@@ -767,6 +723,61 @@ impl Drop for Dataplane {
             }
         }
     }
+}
+
+/// The stamp, link and program of the data plane pinned at
+/// `opts.pin_path`, if this lbd may adopt it.
+async fn check_pinned(
+    opts: &Options,
+    ifindex: u32,
+    link_path: &Path,
+) -> Result<(Layout, FdLink, u32), LoadError> {
+    let refuse = |reason: String, hint: &str| LoadError::Adopt {
+        path: opts.pin_path.clone(),
+        reason,
+        hint: hint.to_owned(),
+    };
+    let stamp = read_layout(&opts.pin_path).map_err(|reason| refuse(reason, ""))?;
+    check_layout(&stamp, opts, ifindex).map_err(|(reason, hint)| refuse(reason, hint))?;
+    check_shapes(&opts.pin_path, opts).map_err(|reason| refuse(reason, ""))?;
+    let pinned = PinnedLink::from_pin(link_path).map_err(|source| LoadError::Link {
+        path: link_path.to_owned(),
+        source,
+    })?;
+    let fd_link = FdLink::from(pinned);
+    let info: LinkInfo = fd_link.info().map_err(|source| LoadError::Link {
+        path: link_path.to_owned(),
+        source,
+    })?;
+    let previous_prog_id = info.program_id();
+    // The link still attached where it was? (A deleted and re-created
+    // interface leaves it defunct.)
+    let attached = preflight::attached_xdp(&opts.iface, ifindex).await?;
+    match attached {
+        Some(a) if a.prog_id == previous_prog_id => {}
+        Some(a) => {
+            return Err(refuse(
+                format!(
+                    "{} runs XDP program {} ({}), not the pinned link's program {previous_prog_id}",
+                    opts.iface,
+                    a.prog_id,
+                    preflight::program_name(a.prog_id)
+                ),
+                "",
+            ));
+        }
+        None => {
+            return Err(refuse(
+                format!(
+                    "its link is no longer attached to {} (the interface was re-created?)",
+                    opts.iface
+                ),
+                "",
+            ));
+        }
+    }
+
+    Ok((stamp, fd_link, previous_prog_id))
 }
 
 /// The stamp of the data plane pinned in `dir`.

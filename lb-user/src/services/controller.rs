@@ -446,7 +446,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         for key in leftover {
             match self.balancer.remove_service(&key) {
                 Ok(()) => {
-                    info!(service = %key, "removed service the pinned data plane had and the configuration has not")
+                    info!(service = %key, "removed service the pinned data plane had and the configuration has not");
                 }
                 Err(e) => warn!(service = %key, "removing a service of the pinned data plane: {e}"),
             }
@@ -603,6 +603,13 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                     .collect(),
             })
             .collect()
+    }
+
+    /// Whether every service is written with what is known of its pool:
+    /// no next-hop lookup is pending.
+    #[must_use]
+    pub fn settled(&self) -> bool {
+        self.looking_up.is_empty()
     }
 
     /// The balancer, for stats.

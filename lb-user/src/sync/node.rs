@@ -135,6 +135,7 @@ pub struct SyncStatus {
 pub struct Sync {
     status: Arc<Mutex<SyncStatus>>,
     translation: watch::Sender<Arc<Translation>>,
+    ready: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -154,6 +155,14 @@ impl Sync {
     /// This node's ids and slots changed: use these from now on.
     pub fn publish(&self, translation: Translation) {
         self.translation.send_replace(Arc::new(translation));
+    }
+
+    /// Every configured service is in the data plane with its pool (no
+    /// next-hop lookup pending): the peers' flows now find their services
+    /// and backends here, so the task asks for them (bulk sync) and starts
+    /// sending its own. Until then events wait in the ring buffer.
+    pub fn ready(&self) {
+        self.ready.send_replace(true);
     }
 }
 
@@ -198,52 +207,13 @@ fn coarse_now_ns() -> u64 {
 ///
 /// # Errors
 /// [`SyncError`]: maps, socket or polling could not be set up.
-pub async fn start(
+pub fn start(
     spec: SyncSpec,
     ebpf: &mut aya::Ebpf,
     hold: watch::Sender<bool>,
 ) -> Result<Sync, SyncError> {
-    let ring = ebpf.take_map(FLOW_EVENTS_MAP).ok_or(SyncError::Map {
-        map: FLOW_EVENTS_MAP,
-        source: aya::maps::MapError::InvalidName {
-            name: FLOW_EVENTS_MAP.into(),
-        },
-    })?;
-    let ring = RingBuf::try_from(ring).map_err(|source| SyncError::Map {
-        map: FLOW_EVENTS_MAP,
-        source,
-    })?;
-    // SAFETY: the ring buffer owns its map's descriptor, which stays open
-    // and the same for as long as the `AsyncFd` holds it.
-    let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
-        .map_err(|e| SyncError::Io {
-            what: "polling the flow_events ring buffer".into(),
-            source: e.into_parts().1,
-        })?;
-    let table = {
-        let Some(Map::Array(flows)) = ebpf.map(FLOWS_MAP) else {
-            return Err(SyncError::Map {
-                map: FLOWS_MAP,
-                source: aya::maps::MapError::InvalidName {
-                    name: FLOWS_MAP.into(),
-                },
-            });
-        };
-        let sets = flows
-            .info()
-            .map_err(|source| SyncError::Map {
-                map: FLOWS_MAP,
-                source,
-            })?
-            .max_entries() as usize;
-        let mem = ArrayMemory::map(flows, sets * size_of::<FlowSet>(), true).map_err(|source| {
-            SyncError::Io {
-                what: "mapping the connection table".into(),
-                source,
-            }
-        })?;
-        Table { mem, sets }
-    };
+    let ring = open_ring(ebpf)?;
+    let table = open_table(ebpf)?;
     let bind = SocketAddr::new(
         spec.listen
             .unwrap_or_else(|| std::net::Ipv6Addr::UNSPECIFIED.into()),
@@ -276,6 +246,7 @@ pub async fn start(
     }));
     hold.send_replace(true);
     let (translation, translation_rx) = watch::channel(Arc::new(Translation::default()));
+    let (ready, ready_rx) = watch::channel(false);
     let node = Node {
         peers: spec
             .peers
@@ -302,12 +273,61 @@ pub async fn start(
         batch: Vec::with_capacity(MAX_RECORDS),
         started: Instant::now(),
     };
-    let task = tokio::spawn(node.run(ring));
+    let task = tokio::spawn(node.run(ring, ready_rx));
     Ok(Sync {
         status,
         translation,
+        ready,
         task,
     })
+}
+
+/// The program's new-flow ring buffer, taken out of `ebpf`, to poll.
+fn open_ring(ebpf: &mut aya::Ebpf) -> Result<AsyncFd<RingBuf<MapData>>, SyncError> {
+    let ring = ebpf.take_map(FLOW_EVENTS_MAP).ok_or(SyncError::Map {
+        map: FLOW_EVENTS_MAP,
+        source: aya::maps::MapError::InvalidName {
+            name: FLOW_EVENTS_MAP.into(),
+        },
+    })?;
+    let ring = RingBuf::try_from(ring).map_err(|source| SyncError::Map {
+        map: FLOW_EVENTS_MAP,
+        source,
+    })?;
+    // SAFETY: the ring buffer owns its map's descriptor, which stays open
+    // and the same for as long as the `AsyncFd` holds it.
+    let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| SyncError::Io {
+            what: "polling the flow_events ring buffer".into(),
+            source: e.into_parts().1,
+        })?;
+    Ok(ring)
+}
+
+/// The connection table, memory-mapped read-write.
+fn open_table(ebpf: &aya::Ebpf) -> Result<Table, SyncError> {
+    let Some(Map::Array(flows)) = ebpf.map(FLOWS_MAP) else {
+        return Err(SyncError::Map {
+            map: FLOWS_MAP,
+            source: aya::maps::MapError::InvalidName {
+                name: FLOWS_MAP.into(),
+            },
+        });
+    };
+    let sets = flows
+        .info()
+        .map_err(|source| SyncError::Map {
+            map: FLOWS_MAP,
+            source,
+        })?
+        .max_entries() as usize;
+    let mem = ArrayMemory::map(flows, sets * size_of::<FlowSet>(), true).map_err(|source| {
+        SyncError::Io {
+            what: "mapping the connection table".into(),
+            source,
+        }
+    })?;
+    Ok(Table { mem, sets })
 }
 
 fn bind_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -393,8 +413,19 @@ impl Node {
         }
     }
 
-    async fn run(mut self, mut ring: AsyncFd<RingBuf<MapData>>) {
+    async fn run(mut self, mut ring: AsyncFd<RingBuf<MapData>>, mut ready: watch::Receiver<bool>) {
         let mut buf = vec![0u8; MAX_DATAGRAM + 64];
+        // Our services and pools first: a peer's flow for a service we
+        // have not written yet would be dropped.
+        let settled = tokio::time::timeout(self.spec.bulk_timeout, ready.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !settled {
+            warn!(
+                "sync: services not settled after {:?}; syncing anyway",
+                self.spec.bulk_timeout
+            );
+        }
         self.request_bulk().await;
         let mut retry = tokio::time::interval(BULK_RETRY);
         retry.tick().await;
@@ -411,7 +442,7 @@ impl Node {
                     }
                 },
                 received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((len, from)) => self.receive(&buf[..len], from).await,
+                    Ok((len, from)) => self.receive(&buf[..len], from),
                     Err(e) => {
                         warn!("sync: receive failed: {e}");
                         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -505,7 +536,7 @@ impl Node {
         self.request_bulk().await;
     }
 
-    async fn receive(&mut self, bytes: &[u8], from: SocketAddr) {
+    fn receive(&mut self, bytes: &[u8], from: SocketAddr) {
         let source = unmapped(from.ip());
         let Some(peer) = self.spec.peers.iter().position(|p| *p == source) else {
             self.stat(|s| s.from_strangers += 1);

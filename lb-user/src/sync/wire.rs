@@ -233,6 +233,10 @@ impl Datagram {
     ///
     /// # Errors
     /// [`WireError`].
+    ///
+    /// # Panics
+    /// Never: header fields are read at fixed offsets of a body checked to
+    /// be at least a header long.
     pub fn parse(bytes: &[u8], secret: &[u8]) -> Result<Self, WireError> {
         if bytes.len() < HEADER_LEN + TAG_LEN {
             return Err(WireError::Length);

@@ -415,8 +415,8 @@ pub async fn run_instance(
                     tracks = broadcast::channel(1).1;
                 }
             },
-            changed = preempt_hold.changed(), if hold_open => {
-                if changed.is_err() {
+            hold_changed = preempt_hold.changed(), if hold_open => {
+                if hold_changed.is_err() {
                     // The sync task is gone: nothing holds preemption.
                     hold_open = false;
                 }

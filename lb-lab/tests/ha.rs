@@ -1,0 +1,679 @@
+//! Kernel test: high availability with traffic flowing through every
+//! failure (40 long-lived TCP connections each exchanging a line every
+//! 100 ms, 20 new connections a second, `lb_lab::traffic`), on a LAN of
+//! network namespaces: a client, one or two lbd nodes (dsr, generic XDP),
+//! four backends running echo servers that answer with their name.
+//!
+//! - a single node SIGKILLed and restarted 3 s later: every connection
+//!   kept, no new connection failed, the connection table holds the same
+//!   flows before and after; then a restart through the documented path
+//!   (SIGUSR2, as `systemctl restart`): no failure;
+//! - a pinned data plane with another layout stamp is refused with the
+//!   fix, and left forwarding; `lbd detach` removes it;
+//! - a VRRP pair with connection sync: the pool changed on both nodes (a
+//!   backend added, then one drained), the master SIGKILLed: every
+//!   connection kept on its original backend, new connections fail only
+//!   within the failover window; the old master returns and preempts only
+//!   after its bulk sync: nothing broken either;
+//! - sync under load: new UDP flows at a high rate for 10 s; the backup's
+//!   table holds every flow the master made.
+//!
+//! Needs root; `cargo xtask test` refuses to run without it.
+
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    process::Output,
+    time::{Duration, Instant},
+};
+
+use lb_common::flow::{FLOW_WAYS, FlowKey, FlowSet};
+use lb_lab::{
+    daemon::Daemon,
+    netns::{Lan, Netns, wait_for},
+    testpkt::{FrameSpec, L4},
+    traffic::{EchoServer, Options, Report, Traffic},
+};
+use lb_user::config::{
+    BackendConfig, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, Protocol, Service,
+    Sync, VrrpInstance, XdpMode,
+};
+
+static LBD: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| lb_lab::bin("lbd"));
+static LBCTL: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| lb_lab::bin("lbctl"));
+
+const VIP: &str = "198.18.0.100";
+const PORT: u16 = 9000;
+/// Backends: name, address. The fourth joins the pool during a test.
+const BACKENDS: [(&str, &str); 4] = [
+    ("b1", "198.18.0.11"),
+    ("b2", "198.18.0.12"),
+    ("b3", "198.18.0.13"),
+    ("b4", "198.18.0.14"),
+];
+const LBS: [(&str, &str); 2] = [("lb1", "198.18.0.2"), ("lb2", "198.18.0.3")];
+const SECRET: &str = "a test secret, 16+ characters";
+
+struct Lab {
+    lan: Lan,
+    dir: PathBuf,
+    _echo: Vec<EchoServer>,
+    lbd: Vec<Option<Daemon>>,
+    /// lbd nodes in this lab (1 or 2).
+    nodes: usize,
+}
+
+impl Lab {
+    /// A client, `nodes` lbd hosts and the four backends (dsr: the VIP on
+    /// their `lo`), each running an echo server on [`PORT`].
+    fn new(nodes: usize, name: &str) -> Self {
+        let mut lan = Lan::new().expect("create LAN (run as root)");
+        lan.add_host("client", "198.18.0.1/24", "2001:db8::1/64")
+            .unwrap();
+        for (i, (lb, addr)) in LBS.iter().take(nodes).enumerate() {
+            lan.add_host(
+                lb,
+                &format!("{addr}/24"),
+                &format!("2001:db8::{}/64", 2 + i),
+            )
+            .unwrap();
+        }
+        for (i, (b, addr)) in BACKENDS.iter().enumerate() {
+            lan.add_host(
+                b,
+                &format!("{addr}/24"),
+                &format!("2001:db8::{}/64", 11 + i),
+            )
+            .unwrap();
+        }
+        lan.prepare_xdp("client").unwrap();
+        let mut echo = Vec::new();
+        for (b, _) in BACKENDS {
+            let ns = &lan.host(b).ns;
+            ns.dsr_backend(VIP).unwrap();
+            echo.push(EchoServer::start(ns, b, PORT).unwrap());
+        }
+        let dir = std::env::temp_dir().join(format!("{}{name}", lan.prefix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            lan,
+            dir,
+            _echo: echo,
+            lbd: (0..nodes).map(|_| None).collect(),
+            nodes,
+        }
+    }
+
+    fn ns(&self, role: &str) -> &Netns {
+        &self.lan.host(role).ns
+    }
+
+    fn pin_path(&self, node: usize) -> PathBuf {
+        format!("/sys/fs/bpf/{}{}", self.lan.prefix(), LBS[node].0).into()
+    }
+
+    fn socket(&self, node: usize) -> PathBuf {
+        self.dir.join(format!("{}.sock", LBS[node].0))
+    }
+
+    /// Node `node`'s file: the echo service over `backends` (`drained`
+    /// ones with weight 0); with two nodes, VRRP (lb1 priority 150, lb2
+    /// 100, 100 ms adverts) and connection sync with the other node.
+    fn config(&self, node: usize, backends: &[&str], drained: &[&str], proto: Protocol) -> String {
+        let ms = |ms| Dur(Duration::from_millis(ms));
+        let backends = backends
+            .iter()
+            .map(|a| BackendConfig {
+                weight: u32::from(!drained.contains(a)),
+                ..BackendConfig::new(a.parse().unwrap())
+            })
+            .collect();
+        let pair = self.nodes == 2;
+        Config {
+            global: Global {
+                router_id: Some(LBS[node].0.into()),
+                bpf_pin_path: self.pin_path(node),
+                control_socket: self.socket(node),
+                metrics_listen: None,
+            },
+            dataplane: Some(Dataplane {
+                xdp_mode: XdpMode::Generic,
+                conntrack_entries: 1 << 20,
+                ..Dataplane::new("eth0")
+            }),
+            vrrp_instance: if pair {
+                vec![VrrpInstance {
+                    priority: if node == 0 { 150 } else { 100 },
+                    advert_interval: ms(100),
+                    ..VrrpInstance::new("VI_1", "eth0", 51, vec![format!("{VIP}/24")])
+                }]
+            } else {
+                Vec::new()
+            },
+            service: vec![Service {
+                protocol: proto,
+                mode: Mode::Dsr,
+                health: Health {
+                    kind: if proto == Protocol::Tcp {
+                        HealthKind::Tcp
+                    } else {
+                        HealthKind::None
+                    },
+                    interval: ms(200),
+                    timeout: ms(150),
+                    ..Health::default()
+                },
+                ..Service::new(VIP.parse().unwrap(), PORT, backends)
+            }],
+            sync: pair.then(|| Sync::new(SECRET, vec![LBS[1 - node].1.parse::<IpAddr>().unwrap()])),
+            ..Config::default()
+        }
+        .to_toml()
+        .unwrap()
+    }
+
+    fn write_config(&self, node: usize, text: &str) -> PathBuf {
+        let path = self.dir.join(format!("{}.toml", LBS[node].0));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Start lbd on node `node` with its file; wait until `ready` is in
+    /// its log. Each start appends to the node's log.
+    fn start(&mut self, node: usize, ready: &str) {
+        let lb = LBS[node].0;
+        let mut cmd = self.ns(lb).command(&*LBD);
+        cmd.arg("--config")
+            .arg(self.dir.join(format!("{lb}.toml")))
+            .env("LB_LOG", "info");
+        let log = self.dir.join(format!("{lb}.log"));
+        let lbd = Daemon::spawn(lb, &mut cmd, &log).unwrap();
+        if let Err(e) = lbd.wait_log(ready, Duration::from_secs(20)) {
+            panic!("{lb} not ready ({ready:?}): {e}");
+        }
+        self.lbd[node] = Some(lbd);
+    }
+
+    fn daemon(&self, node: usize) -> &Daemon {
+        self.lbd[node].as_ref().expect("lbd running")
+    }
+
+    fn log(&self, node: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{}.log", LBS[node].0))).unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for (n, (lb, _)) in LBS.iter().enumerate().take(self.nodes) {
+            out.push_str(&format!("--- {lb} ---\n{}", self.log(n)));
+        }
+        out
+    }
+
+    fn lbctl(&self, node: usize, args: &[&str]) -> Output {
+        self.ns(LBS[node].0)
+            .command(&*LBCTL)
+            .arg("--socket")
+            .arg(self.socket(node))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn status(&self, node: usize) -> serde_json::Value {
+        let out = self.lbctl(node, &["--json", "status"]);
+        assert!(
+            out.status.success(),
+            "lbctl status: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        reply["data"].clone()
+    }
+
+    fn has_vip(&self, node: usize) -> bool {
+        let out = self
+            .ns(LBS[node].0)
+            .ip(&["-br", "addr", "show", "eth0"])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|w| w.split('/').next() == Some(VIP))
+    }
+
+    fn traffic(&self) -> Traffic {
+        let target: SocketAddr = format!("{VIP}:{PORT}").parse().unwrap();
+        Traffic::start(self.ns("client"), target, Options::default())
+            .unwrap_or_else(|e| panic!("traffic did not start: {e}\n{}", self.logs()))
+    }
+
+    fn kill(&mut self, node: usize) -> Instant {
+        let mut lbd = self.lbd[node].take().expect("lbd running");
+        let at = Instant::now();
+        lbd.kill().unwrap();
+        at
+    }
+
+    /// Whether an XDP program is attached to node `node`'s interface.
+    fn xdp_attached(&self, node: usize) -> bool {
+        let out = self.ns(LBS[node].0).ip(&["link", "show", "eth0"]).unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for lbd in &mut self.lbd {
+            // SIGTERM: detach and unpin.
+            drop(lbd.take());
+        }
+        // A killed lbd's data plane stays pinned: remove it.
+        for node in 0..self.nodes {
+            let _ = lb_user::dataplane::loader::detach_pinned(&self.pin_path(node));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The flows of node `node`'s pinned connection table: (key, backend
+/// slot) of every way whose check word holds.
+fn pinned_flows(pin: &Path) -> BTreeSet<(Vec<u8>, u32)> {
+    let data = aya::maps::MapData::from_pin(pin.join("flows")).unwrap();
+    let map = aya::maps::Map::Array(data);
+    let array: aya::maps::Array<_, FlowSet> = aya::maps::Array::try_from(map).unwrap();
+    let mut flows = BTreeSet::new();
+    for set in array.iter() {
+        let set = set.unwrap();
+        for i in 0..FLOW_WAYS {
+            if set.tags[i] == 0 {
+                continue;
+            }
+            let way = set.ways[i];
+            let hash = lb_common::hash::flow_hash(&way.key);
+            if let Some(state) = way.valid_state(hash) {
+                flows.insert((key_bytes(&way.key), state.backend));
+            }
+        }
+    }
+    flows
+}
+
+fn key_bytes(k: &FlowKey) -> Vec<u8> {
+    let mut v = k.src.to_vec();
+    v.extend_from_slice(&k.dst);
+    v.extend_from_slice(&k.src_port_be.to_ne_bytes());
+    v.extend_from_slice(&k.dst_port_be.to_ne_bytes());
+    v.push(k.proto);
+    v
+}
+
+fn assert_all_kept(report: &Report, logs: &str) {
+    assert_eq!(
+        (report.kept(), report.moved(), report.broken()),
+        (report.long_lived.len(), 0, 0),
+        "every long-lived connection kept on its backend: {report}\n{logs}"
+    );
+}
+
+/// Single node, no VRRP: SIGKILL, 3 s without lbd, restart; then a
+/// restart through SIGUSR2. Traffic runs throughout.
+#[test]
+fn single_node_survives_sigkill_and_restarts_without_a_gap() {
+    let mut lab = Lab::new(1, "single");
+    // No VRRP: the VIP is the LB's own address, for the client's ARP.
+    lab.ns("lb1")
+        .ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0"])
+        .unwrap();
+    let backends: Vec<&str> = BACKENDS[..3].iter().map(|(_, a)| *a).collect();
+    lab.write_config(0, &lab.config(0, &backends, &[], Protocol::Tcp));
+    lab.start(0, "service active");
+    let traffic = lab.traffic();
+    traffic.wait_lines(5, Duration::from_secs(10)).unwrap();
+
+    let before = pinned_flows(&lab.pin_path(0));
+    assert!(before.len() >= 40, "the long-lived flows are in the table");
+    lab.kill(0);
+    assert!(lab.xdp_attached(0), "the program outlives lbd");
+    std::thread::sleep(Duration::from_secs(3));
+    traffic
+        .wait_lines(3, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("traffic stalled while lbd was dead: {e}\n{}", lab.logs()));
+    let while_dead = pinned_flows(&lab.pin_path(0));
+    lab.start(0, "running; SIGINT");
+    assert!(
+        lab.log(0).contains("adopted the data plane pinned at"),
+        "{}",
+        lab.logs()
+    );
+    traffic.wait_lines(5, Duration::from_secs(10)).unwrap();
+    let after = pinned_flows(&lab.pin_path(0));
+    assert!(
+        while_dead.is_subset(&after),
+        "every flow of the table before the restart is still there, on the same slot \
+         ({} before, {} after, {} missing)",
+        while_dead.len(),
+        after.len(),
+        while_dead.difference(&after).count()
+    );
+    assert!(before.is_subset(&after));
+
+    // The documented restart: SIGUSR2 leaves the data plane forwarding.
+    lab.daemon(0).signal(libc::SIGUSR2).unwrap();
+    let exited = wait_for(Duration::from_secs(5), || lab.daemon(0).exited());
+    assert!(exited.is_some_and(|s| s.success()), "{}", lab.logs());
+    lab.lbd[0] = None;
+    assert!(lab.xdp_attached(0));
+    lab.start(0, "running; SIGINT");
+    traffic.wait_lines(5, Duration::from_secs(10)).unwrap();
+    let report = traffic.stop();
+    println!("single node, SIGKILL + 3 s + restart, then SIGUSR2 restart: {report}");
+    assert_all_kept(&report, &lab.logs());
+    assert_eq!(report.new_failed(), 0, "{report}\n{}", lab.logs());
+    assert!(report.new_ok() >= 100, "{report}");
+
+    // SIGTERM is still a clean stop.
+    lab.lbd[0] = None;
+    assert!(!lab.xdp_attached(0), "SIGTERM detaches");
+    assert!(!lab.pin_path(0).exists(), "SIGTERM unpins");
+}
+
+/// A pinned data plane of another layout version is refused, with the
+/// fix, and keeps forwarding; `lbd detach` removes it.
+#[test]
+fn another_layout_stamp_is_refused_with_the_fix() {
+    let mut lab = Lab::new(1, "stamp");
+    let backends: Vec<&str> = BACKENDS[..2].iter().map(|(_, a)| *a).collect();
+    lab.write_config(0, &lab.config(0, &backends, &[], Protocol::Tcp));
+    lab.start(0, "service active");
+    lab.kill(0);
+    let stamp_path = lab.pin_path(0).join("layout");
+    {
+        let data = aya::maps::MapData::from_pin(&stamp_path).unwrap();
+        let mut stamp: aya::maps::Array<_, lb_common::layout::Layout> =
+            aya::maps::Array::try_from(aya::maps::Map::Array(data)).unwrap();
+        let mut s = stamp.get(&0, 0).unwrap();
+        assert_eq!(s.version, lb_common::layout::LAYOUT_VERSION);
+        s.version = 999;
+        stamp.set(0, s, 0).unwrap();
+    }
+    let out = lab
+        .ns("lb1")
+        .command(&*LBD)
+        .arg("--config")
+        .arg(lab.dir.join("lb1.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "cannot be adopted: its maps have layout version 999, this lbd uses version 1"
+        ) && err.contains("run `lbd detach --pin-path"),
+        "{err}"
+    );
+    assert!(lab.xdp_attached(0), "the old data plane keeps forwarding");
+    let out = lab
+        .ns("lb1")
+        .command(&*LBD)
+        .args(["detach", "--pin-path"])
+        .arg(lab.pin_path(0))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!lab.xdp_attached(0));
+    assert!(!lab.pin_path(0).exists());
+}
+
+/// Wait until node `node` holds the VIP and the other does not.
+fn wait_master(lab: &Lab, node: usize, timeout: Duration) -> Instant {
+    let ok = wait_for(timeout, || lab.has_vip(node).then_some(()));
+    assert!(
+        ok.is_some(),
+        "{} never took the VIP\n{}",
+        LBS[node].0,
+        lab.logs()
+    );
+    Instant::now()
+}
+
+/// The VRRP pair with sync: pool changes, master SIGKILLed, old master
+/// back; traffic throughout.
+#[test]
+fn vrrp_pair_with_sync_keeps_every_connection_through_kill_and_return() {
+    let mut lab = Lab::new(2, "pair");
+    let three: Vec<&str> = BACKENDS[..3].iter().map(|(_, a)| *a).collect();
+    let four: Vec<&str> = BACKENDS.iter().map(|(_, a)| *a).collect();
+    for node in 0..2 {
+        lab.write_config(node, &lab.config(node, &three, &[], Protocol::Tcp));
+    }
+    lab.start(0, "service active");
+    lab.start(1, "service standby");
+    lab.daemon(1)
+        .wait_log("bulk sync complete", Duration::from_secs(10))
+        .unwrap();
+    wait_master(&lab, 0, Duration::from_secs(5));
+
+    let traffic = lab.traffic();
+    traffic.wait_lines(3, Duration::from_secs(10)).unwrap();
+    // The pool changes on both nodes: a fourth backend (a quarter of new
+    // flows go to it), then b1 drained. Flows made before and after.
+    for node in 0..2 {
+        lab.write_config(node, &lab.config(node, &four, &[], Protocol::Tcp));
+        lab.daemon(node).signal(libc::SIGHUP).unwrap();
+    }
+    traffic.wait_lines(10, Duration::from_secs(10)).unwrap();
+    for node in 0..2 {
+        lab.write_config(
+            node,
+            &lab.config(node, &four, &[BACKENDS[0].1], Protocol::Tcp),
+        );
+        lab.daemon(node).signal(libc::SIGHUP).unwrap();
+    }
+    traffic.wait_lines(10, Duration::from_secs(10)).unwrap();
+    let status = lab.status(1);
+    let synced = status["sync"]["flows_applied"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(synced >= 40, "the backup has the master's flows: {synced}");
+
+    // The master dies.
+    let killed = lab.kill(0);
+    assert!(
+        lab.xdp_attached(0),
+        "the dead master's program keeps forwarding"
+    );
+    let took_over = wait_master(&lab, 1, Duration::from_secs(5));
+    traffic
+        .wait_lines(10, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("traffic stalled after the failover: {e}\n{}", lab.logs()));
+    let after_kill = traffic.snapshot();
+    println!(
+        "pair: master SIGKILLed, backup master after {} ms: {after_kill}",
+        took_over.duration_since(killed).as_millis()
+    );
+    assert_all_kept(&after_kill, &lab.logs());
+    let window = killed..took_over + Duration::from_secs(1);
+    assert!(
+        after_kill.failures_outside(window).is_empty(),
+        "new connections fail only within the failover window: {after_kill}"
+    );
+
+    // The old master returns: it adopts its data plane, asks lb2 for its
+    // table, and preempts only once it has it.
+    lab.start(0, "running; SIGINT");
+    let returned = wait_master(&lab, 0, Duration::from_secs(15));
+    let log = lab.log(0);
+    let restart = log.rfind("adopted the data plane").expect("adopted");
+    let bulk = log[restart..]
+        .find("bulk sync complete")
+        .unwrap_or_else(|| panic!("no bulk sync before taking over\n{}", lab.logs()));
+    let master = log[restart..]
+        .find("to=MASTER")
+        .unwrap_or_else(|| panic!("not master again\n{}", lab.logs()));
+    assert!(
+        bulk < master,
+        "bulk sync completed before preempting\n{log}"
+    );
+    traffic.wait_lines(10, Duration::from_secs(15)).unwrap();
+    let report = traffic.stop();
+    println!(
+        "pair: old master back and master again {} ms after its start: {report}",
+        returned.duration_since(took_over).as_millis()
+    );
+    assert_all_kept(&report, &lab.logs());
+    assert!(
+        report
+            .failures_outside(killed..took_over + Duration::from_secs(1))
+            .is_empty(),
+        "no new connection failed around the return: {report}"
+    );
+    let sync = &lab.status(0)["sync"];
+    println!("lb1 sync after its return: {sync}");
+    assert_eq!(sync["bulk"], "done");
+}
+
+/// New UDP flows at a high rate for 10 s through the master: the backup's
+/// table ends up with every one of them.
+#[test]
+fn sync_under_load_carries_every_new_flow() {
+    let mut lab = Lab::new(2, "load");
+    let three: Vec<&str> = BACKENDS[..3].iter().map(|(_, a)| *a).collect();
+    for node in 0..2 {
+        lab.write_config(node, &lab.config(node, &three, &[], Protocol::Udp));
+    }
+    lab.start(0, "service active");
+    lab.start(1, "service standby");
+    lab.daemon(1)
+        .wait_log("bulk sync complete", Duration::from_secs(10))
+        .unwrap();
+    wait_master(&lab, 0, Duration::from_secs(5));
+    // The client's neighbour entry for the VIP, so the generator's frames
+    // carry the master's MAC.
+    let lb_mac = lab.lan.host("lb1").mac().unwrap();
+    let client_mac = lab.lan.host("client").mac().unwrap();
+    // LB_HA_LOAD_RATE measures higher rates (the note's figures).
+    let rate: u32 = std::env::var("LB_HA_LOAD_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20_000);
+    let secs = 10u32;
+    let sent = lab
+        .ns("client")
+        .run(|| blast_udp(client_mac, lb_mac, rate, secs))
+        .unwrap();
+    // Let the last datagrams land.
+    std::thread::sleep(Duration::from_millis(500));
+    let vip16 = lb_common::v4_mapped(VIP.parse::<std::net::Ipv4Addr>().unwrap().octets());
+    let of_vip = |node: usize| -> BTreeSet<Vec<u8>> {
+        pinned_flows(&lab.pin_path(node))
+            .into_iter()
+            .filter(|(k, _)| k[16..32] == vip16 && k[36] == 17)
+            .map(|(k, _)| k)
+            .collect()
+    };
+    let master = of_vip(0);
+    let backup = of_vip(1);
+    let s0 = lab.status(0);
+    let s1 = lab.status(1);
+    println!(
+        "sync under load: {sent} flows offered at {rate}/s for {secs} s; master table {}, backup table {}; \
+         master sent {} (events lost {}), backup applied {}, lag last {} us max {} us, datagrams lost {}",
+        master.len(),
+        backup.len(),
+        s0["sync"]["flows_sent"],
+        s0["data_plane"]["connection_table"]["events_lost"],
+        s1["sync"]["flows_applied"],
+        s1["sync"]["lag_last_us"],
+        s1["sync"]["lag_max_us"],
+        s1["sync"]["datagrams_lost"],
+    );
+    assert!(
+        master.len() as u64 >= u64::from(rate) * u64::from(secs) * 9 / 10,
+        "the master saw the flows"
+    );
+    let missing = master.difference(&backup).count();
+    assert_eq!(
+        missing,
+        0,
+        "the backup's table holds every flow the master made ({} of {})",
+        master.len() - missing,
+        master.len()
+    );
+}
+
+/// Send `rate` UDP frames a second for `secs` s from the calling thread's
+/// namespace (`eth0`), each a new flow (distinct source address and port)
+/// to VIP:PORT; returns how many were sent.
+fn blast_udp(src_mac: [u8; 6], dst_mac: [u8; 6], rate: u32, secs: u32) -> u64 {
+    let ifindex = lb_user::sys::interface::ifindex("eth0").unwrap();
+    // SAFETY: plain socket(2) call; the fd is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW,
+            i32::from((libc::ETH_P_ALL as u16).to_be()),
+        )
+    };
+    assert!(
+        fd >= 0,
+        "packet socket: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: sockaddr_ll is plain integers; all zeros is a valid value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_ifindex = i32::try_from(ifindex).unwrap();
+    addr.sll_halen = 6;
+    addr.sll_addr[..6].copy_from_slice(&dst_mac);
+    let vip: std::net::Ipv4Addr = VIP.parse().unwrap();
+    let start = Instant::now();
+    let total = u64::from(rate) * u64::from(secs);
+    let mut sent = 0u64;
+    while sent < total {
+        // Pace in 1 ms steps.
+        let due = (start.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+        if sent >= due {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        while sent < due.min(total) {
+            let n = sent;
+            // Clients 198.19.x.y (inside 198.18.0.0/15), ports 1024..
+            let src = std::net::Ipv4Addr::new(198, 19, (n >> 16) as u8, (n >> 8) as u8);
+            let port = 1024 + (n & 0xff) as u16 * 16 + ((n >> 24) as u16 & 0xf);
+            let mut frame = FrameSpec::new(
+                src.into(),
+                vip.into(),
+                L4::Udp {
+                    src: port,
+                    dst: PORT,
+                },
+            )
+            .build();
+            frame[..6].copy_from_slice(&dst_mac);
+            frame[6..12].copy_from_slice(&src_mac);
+            // SAFETY: sendto with a buffer and address we own.
+            let rc = unsafe {
+                libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&raw const addr).cast(),
+                    u32::try_from(size_of::<libc::sockaddr_ll>()).unwrap(),
+                )
+            };
+            assert!(rc >= 0, "sendto: {}", std::io::Error::last_os_error());
+            sent += 1;
+        }
+    }
+    // SAFETY: closing the fd we opened.
+    unsafe { libc::close(fd) };
+    sent
+}
