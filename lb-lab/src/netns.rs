@@ -101,10 +101,13 @@ fn ip(args: &[&str]) -> Result<Output, NetnsError> {
 }
 
 /// One network namespace, deleted on drop together with the processes
-/// started in it through [`Netns::spawn`].
+/// started in it through [`Netns::spawn`] (unless it is a handle on one
+/// made elsewhere, [`Netns::existing`]).
 pub struct Netns {
     name: String,
     children: std::sync::Mutex<Vec<Child>>,
+    /// Created here (deleted on drop), or only a handle ([`Netns::existing`]).
+    owned: bool,
 }
 
 impl Netns {
@@ -117,9 +120,36 @@ impl Netns {
         let ns = Self {
             name: name.to_owned(),
             children: std::sync::Mutex::new(Vec::new()),
+            owned: true,
         };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
+    }
+
+    /// A handle on namespace `name`, which exists already (made with
+    /// `ip netns add`, as the lab's are): for [`Netns::run`],
+    /// [`Netns::command`], [`Netns::ip`]. Dropping it leaves the namespace
+    /// in place; processes started through [`Netns::spawn`] are still
+    /// stopped.
+    ///
+    /// # Errors
+    /// [`NetnsError::Enter`] if there is no such namespace.
+    pub fn existing(name: &str) -> Result<Self, NetnsError> {
+        let path = Path::new(NETNS_DIR).join(name);
+        if !path.exists() {
+            return Err(NetnsError::Enter {
+                name: name.to_owned(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{} does not exist", path.display()),
+                ),
+            });
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            children: std::sync::Mutex::new(Vec::new()),
+            owned: false,
+        })
     }
 
     /// The namespace's name (as `ip netns` knows it).
@@ -236,6 +266,9 @@ impl Drop for Netns {
         // SIGTERM first: daemons clean up after themselves (lbd removes its
         // pins and VIPs) only when asked politely.
         let _statuses = crate::daemon::terminate(&mut children, TERM_GRACE);
+        if !self.owned {
+            return;
+        }
         if let Err(e) = ip(&["netns", "del", &self.name]) {
             eprintln!("netns: cleanup of {} failed: {e}", self.name);
         }

@@ -633,6 +633,18 @@ impl Report {
         counts
     }
 
+    /// Broken long-lived connections, per kind of failure.
+    #[must_use]
+    pub fn broken_by_kind(&self) -> BTreeMap<FailKind, usize> {
+        by_kind(self.long_lived.iter().filter_map(LongLived::failure))
+    }
+
+    /// Failed new connections, per kind of failure.
+    #[must_use]
+    pub fn new_failed_by_kind(&self) -> BTreeMap<FailKind, usize> {
+        by_kind(self.new_failures())
+    }
+
     /// Long-lived connections per first server.
     #[must_use]
     pub fn long_lived_per_server(&self) -> BTreeMap<String, usize> {
@@ -665,6 +677,14 @@ impl Report {
             None => -i64::try_from((self.start - t).as_millis()).unwrap_or(i64::MAX),
         }
     }
+}
+
+fn by_kind<'a>(failures: impl Iterator<Item = &'a Failure>) -> BTreeMap<FailKind, usize> {
+    let mut counts = BTreeMap::new();
+    for f in failures {
+        *counts.entry(f.kind).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// Failures listed on the summary's second line.
@@ -1327,6 +1347,11 @@ mod tests {
             BTreeMap::from([("s1".into(), 2), ("s2".into(), 1)])
         );
         assert_eq!(r.ms(t0.checked_sub(Duration::from_millis(5)).unwrap()), -5);
+        assert_eq!(r.broken_by_kind(), BTreeMap::from([(FailKind::Reset, 1)]));
+        assert_eq!(
+            r.new_failed_by_kind(),
+            BTreeMap::from([(FailKind::Refused, 2), (FailKind::ConnectTimeout, 1)])
+        );
     }
 
     #[test]

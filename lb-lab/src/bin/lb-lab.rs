@@ -8,10 +8,16 @@
 //!   lblab-client  198.18.0.1     curl-like HTTP and Redis clients
 //!   lblab-lb1     198.18.0.2     lbd, VRRP priority 150
 //!   lblab-lb2     198.18.0.3     lbd, VRRP priority 100
-//!   lblab-web1..3 198.18.0.11-13 nginx :80 and redis-server :6379,
+//!   lblab-web1..3 198.18.0.11-13 nginx :80, redis-server :6379 and an
+//!                                echo server :9000 (`lb-lab echo`),
 //!                                VIP 198.18.0.100 on lo (dsr backends)
-//!   VIP           198.18.0.100   :80 (HTTP) and :6379 (Redis)
+//!   VIP           198.18.0.100   :80 (HTTP), :6379 (Redis), :9000 (echo)
 //! ```
+//!
+//! The LB failover (demo step 5, `bench`) happens under traffic from
+//! `lb_lab::traffic`: long-lived connections exchanging a line with the
+//! echo servers every 100 ms and new connections arriving, counted kept,
+//! moved or broken.
 //!
 //! `up` cleans up first (after a crash too), `down` leaves nothing behind
 //! (processes, namespaces, pins, the state directory).
@@ -29,7 +35,11 @@ use std::{
 use std::os::unix::process::CommandExt as _;
 
 use clap::Parser;
-use lb_lab::daemon::{self, Daemon};
+use lb_lab::{
+    daemon::{self, Daemon},
+    netns::Netns,
+    traffic::{EchoServer, FailKind, Options, Outcome, Report, Traffic},
+};
 
 const PREFIX: &str = "lblab-";
 const STATE: &str = "/run/lb-lab";
@@ -40,6 +50,8 @@ const WEBS: [(&str, &str); 3] = [
     ("web3", "198.18.0.13"),
 ];
 const LBS: [(&str, &str); 2] = [("lb1", "198.18.0.2"), ("lb2", "198.18.0.3")];
+/// The echo servers' port (a service of `examples/lab/lb*.toml`).
+const ECHO_PORT: u16 = 9000;
 
 /// The lab (network namespaces on this machine) and the demo.
 #[derive(Debug, Parser)]
@@ -64,19 +76,31 @@ enum Cmd {
     /// What runs.
     Status,
     /// The narrated demo: up, lbd on both LB nodes, traffic, a backend
-    /// failure, an LB failover with a live connection, the old master's
-    /// return, down.
+    /// failure, an LB failover under traffic, the old master's return,
+    /// down.
     Demo,
     /// Flow benchmark on the lab: established connections kept across an
     /// LB failover; connections and 5-tuples moved when one of three
-    /// backends leaves the pool. Prints FIGURE lines.
+    /// backends leaves the pool; traffic flowing through both. Prints
+    /// FIGURE lines.
     Bench {
-        /// Long-lived connections held across the failover.
+        /// Long-lived connections exchanging lines through each event.
         #[arg(long, default_value_t = 100)]
         connections: usize,
         /// Fixed 5-tuples mapped before and after the removal.
         #[arg(long, default_value_t = 300)]
         tuples: u16,
+    },
+    /// Run an echo server (each line back, prefixed with NAME) on PORT of
+    /// every address, in this process's network namespace, until killed;
+    /// `up` starts one in each backend.
+    Echo {
+        /// The name it answers with.
+        #[arg(long)]
+        name: String,
+        /// The port.
+        #[arg(long, default_value_t = ECHO_PORT)]
+        port: u16,
     },
 }
 
@@ -104,6 +128,7 @@ fn main() -> ExitCode {
             down();
             r
         }
+        Cmd::Echo { name, port } => echo(&name, port),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -287,21 +312,24 @@ fn up() -> Res<()> {
         }
         start_nginx(web)?;
         start_redis(web)?;
+        start_echo(web)?;
     }
     // Servers answering on their own addresses.
     for (web, addr) in WEBS {
         let ok = wait(Duration::from_secs(10), || {
-            tcp_ok(&format!("{addr}:80")) && tcp_ok(&format!("{addr}:6379"))
+            tcp_ok(&format!("{addr}:80"))
+                && tcp_ok(&format!("{addr}:6379"))
+                && tcp_ok(&format!("{addr}:{ECHO_PORT}"))
         });
         if !ok {
             return Err(format!(
-                "{web}: nginx or redis did not start (see {STATE}/{web}-*.log)"
+                "{web}: nginx, redis or echo did not start (see {STATE}/{web}-*.log)"
             ));
         }
         in_ns(web, "redis-cli", &["-h", addr, "SET", "lab:name", web])?;
     }
     println!(
-        "lab up: client 198.18.0.1, lb1 198.18.0.2, lb2 198.18.0.3, web1-3 198.18.0.11-13 (nginx :80, redis :6379); VIP {VIP}"
+        "lab up: client 198.18.0.1, lb1 198.18.0.2, lb2 198.18.0.3, web1-3 198.18.0.11-13 (nginx :80, redis :6379, echo :{ECHO_PORT}); VIP {VIP}"
     );
     Ok(())
 }
@@ -338,6 +366,27 @@ fn start_redis(web: &str) -> Res<()> {
             "no",
         ],
     )?)
+}
+
+/// `lb-lab echo` in `web`'s namespace: this program again.
+fn start_echo(web: &str) -> Res<()> {
+    let me = std::env::current_exe().map_err(|e| format!("this program's path: {e}"))?;
+    detach(spawn(
+        web,
+        &format!("{web}-echo"),
+        &me,
+        &["echo", "--name", web, "--port", &ECHO_PORT.to_string()],
+    )?)
+}
+
+/// `lb-lab echo`: serve until killed (SIGTERM or SIGKILL; the kernel
+/// closes the connections).
+fn echo(name: &str, port: u16) -> Res<()> {
+    let _server = EchoServer::bind(name, port).map_err(|e| e.to_string())?;
+    println!("echo server {name} on port {port}");
+    loop {
+        std::thread::park();
+    }
 }
 
 fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -432,45 +481,6 @@ fn redis_get() -> Res<String> {
     })?
 }
 
-/// A keep-alive HTTP connection through the VIP.
-struct KeepAlive(BufReader<TcpStream>);
-
-impl KeepAlive {
-    fn open() -> Res<Self> {
-        let s = with_ns("client", || {
-            let addr: SocketAddr = format!("{VIP}:80").parse().expect("valid");
-            TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-        })?
-        .map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-        Ok(Self(BufReader::new(s)))
-    }
-
-    fn get(&mut self) -> Res<String> {
-        self.0
-            .get_mut()
-            .write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n")
-            .map_err(|e| e.to_string())?;
-        let mut len = 0;
-        loop {
-            let mut line = String::new();
-            if self.0.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
-                return Err("connection closed".into());
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap_or(0);
-            }
-        }
-        let mut body = vec![0; len];
-        self.0.read_exact(&mut body).map_err(|e| e.to_string())?;
-        Ok(String::from_utf8_lossy(&body).trim().to_owned())
-    }
-}
-
 fn holds(lb: &str) -> bool {
     in_ns(lb, "ip", &["-br", "addr", "show", "eth0"]).is_ok_and(|o| {
         o.split_whitespace()
@@ -529,6 +539,9 @@ fn status(cli: &Cli) {
         ("web1-redis", "redis"),
         ("web2-redis", "redis"),
         ("web3-redis", "redis"),
+        ("web1-echo", "echo"),
+        ("web2-echo", "echo"),
+        ("web3-echo", "echo"),
     ] {
         let alive = tag_pid(tag).is_some_and(|p| daemon::signal_pid(p, 0).is_ok());
         println!(
@@ -750,31 +763,64 @@ fn backend_fails(cli: &Cli, summary: &mut Vec<(String, String)>) -> Res<()> {
     Ok(())
 }
 
-/// Step 5: the master dies under a live connection; the backup takes
-/// over and the connection carries on.
-fn lb_fails(cli: &Cli, summary: &mut Vec<(String, String)>) -> Res<()> {
-    step(
-        5,
-        "A long-lived connection is open; then lb1 is killed (SIGKILL)",
-    );
-    // Both LBs hold the same pool (web2 down on both), hence the same
-    // Maglev table: lb2 sends the connection's packets where lb1 did.
-    let lb2_sees = wait(Duration::from_secs(10), || {
-        lbctl(cli, "lb2", &["backends"]).is_ok_and(|o| {
-            o.lines()
-                .filter(|l| l.contains("198.18.0.12:80") && l.contains("down"))
-                .count()
-                == 1
-        })
-    });
-    if !lb2_sees {
-        return Err("lb2 did not see web2 down".into());
+/// The backends of service `VIP:port`/tcp that `lb` sees healthy (none if
+/// lbctl does not answer). Not "in pool": a backup's services are
+/// inactive, its pools empty, but it checks health all the same.
+fn healthy(cli: &Cli, lb: &str, port: u16) -> Vec<String> {
+    let service = format!("{VIP}:{port}/tcp");
+    let Some(v) = lbctl(cli, lb, &["--json", "backends"])
+        .ok()
+        .and_then(|o| serde_json::from_str::<serde_json::Value>(&o).ok())
+    else {
+        return Vec::new();
+    };
+    v["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["service"] == service.as_str())
+        .flat_map(|s| s["backends"].as_array().into_iter().flatten())
+        .filter(|b| b["healthy"] == true)
+        .filter_map(|b| b["address"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The lab's client namespace, for [`Traffic::start`].
+fn client_ns() -> Res<Netns> {
+    Netns::existing(&ns("client")).map_err(|e| e.to_string())
+}
+
+/// Traffic from the client to the echo servers through the VIP, started
+/// and flowing (every long-lived connection has exchanged 3 lines).
+fn start_traffic(client: &Netns, opts: Options) -> Res<Traffic> {
+    let target: SocketAddr = format!("{VIP}:{ECHO_PORT}")
+        .parse()
+        .map_err(|e| format!("{VIP}:{ECHO_PORT}: {e}"))?;
+    let traffic = Traffic::start(client, target, opts).map_err(|e| e.to_string())?;
+    traffic
+        .wait_lines(3, Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    Ok(traffic)
+}
+
+/// Let the traffic flow on after an event that ended at `end`: every
+/// long-lived connection still alive exchanges 5 more lines, and a second
+/// passes, so that new connections over the new path count too.
+fn flow_on(traffic: &Traffic, end: Instant) -> Res<()> {
+    traffic
+        .wait_lines(5, Duration::from_secs(10))
+        .map_err(|e| format!("traffic did not flow on: {e}"))?;
+    if let Some(rest) = (end + Duration::from_secs(1)).checked_duration_since(Instant::now()) {
+        std::thread::sleep(rest);
     }
-    let mut conn = KeepAlive::open()?;
-    let owner = conn.get()?;
-    println!("   keep-alive connection served by {owner}");
+    Ok(())
+}
+
+/// Kill the master lb1 (SIGKILL) and wait until the VIP answers through
+/// lb2: when it was killed, and when the VIP answered again.
+fn fail_over() -> Res<(Instant, Instant)> {
     kill_tag("lb1", libc::SIGKILL);
-    let t = Instant::now();
+    let killed = Instant::now();
     // Probe with short connects (a SYN that still went to the dead node
     // would otherwise wait a whole TCP retransmission), then a request.
     let moved = wait(Duration::from_secs(10), || {
@@ -783,33 +829,125 @@ fn lb_fails(cli: &Cli, summary: &mut Vec<(String, String)>) -> Res<()> {
     if !moved {
         return Err(format!("lb2 did not take over:\n{}", log("lb2")));
     }
-    let failover = t.elapsed();
+    Ok((killed, Instant::now()))
+}
+
+/// The report, indented under a step.
+fn print_report(report: &Report) {
+    for line in report.to_string().lines() {
+        println!("   {line}");
+    }
+}
+
+/// `"40 of 40 kept"`, or what became of the others.
+fn kept_text(r: &Report) -> String {
+    let n = r.long_lived.len();
+    if r.kept() == n {
+        return format!("{n} of {n} kept");
+    }
+    let mut text = format!(
+        "{} of {n} kept, {} moved, {} broken",
+        r.kept(),
+        r.moved(),
+        r.broken()
+    );
+    if r.broken() > 0 {
+        text += &format!(" ({})", kinds_text(&r.broken_by_kind()));
+    }
+    text
+}
+
+/// `"38 reset, 2 reply timeout"`.
+fn kinds_text(kinds: &BTreeMap<FailKind, usize>) -> String {
+    kinds
+        .iter()
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How many new connections failed, and whether only during `event`
+/// (an attempt under way at some moment of it counts as during it).
+fn new_failures_text(r: &Report, event: std::ops::Range<Instant>) -> String {
+    let mut text = format!("{} of {} failed", r.new_failed(), r.new.len());
+    if r.new_failed() > 0 {
+        text += &format!(" ({})", kinds_text(&r.new_failed_by_kind()));
+    }
+    let outside = r.failures_outside(event);
+    match outside.first() {
+        _ if r.new_failed() == 0 => text,
+        None => format!("{text}, all during it"),
+        Some(first) => format!(
+            "{text}, {} outside it (the first began at +{} ms, {} at +{} ms)",
+            outside.len(),
+            r.ms(first.started),
+            first.kind,
+            r.ms(first.at)
+        ),
+    }
+}
+
+/// Step 5: the master dies under traffic; the backup takes over and the
+/// connections carry on.
+fn lb_fails(cli: &Cli, summary: &mut Vec<(String, String)>) -> Res<()> {
+    let opts = Options::default();
+    step(
+        5,
+        &format!(
+            "Traffic flows ({} connections exchange a line every {} ms, {} new ones a second); \
+             then lb1 is killed (SIGKILL)",
+            opts.long_lived,
+            opts.interval.as_millis(),
+            opts.new_per_sec
+        ),
+    );
+    // Both LBs hold the same pools (web2's nginx down on both), hence the
+    // same Maglev tables: lb2 sends each connection's packets where lb1 did.
+    let same = wait(Duration::from_secs(10), || {
+        LBS.iter().all(|(lb, _)| {
+            healthy(cli, lb, 80).len() == 2 && healthy(cli, lb, ECHO_PORT).len() == 3
+        })
+    });
+    if !same {
+        return Err("lb1 and lb2 do not see the same backends".into());
+    }
+    let client = client_ns()?;
+    let traffic = start_traffic(&client, opts)?;
+    let per_server: Vec<String> = traffic
+        .snapshot()
+        .long_lived_per_server()
+        .iter()
+        .map(|(server, n)| format!("{server} {n}"))
+        .collect();
+    println!(
+        "   {} connections to {VIP}:{ECHO_PORT} (echo servers) exchanging lines: {}",
+        opts.long_lived,
+        per_server.join(", ")
+    );
+    let (killed, answered) = fail_over()?;
+    let failover = answered - killed;
     println!(
         "   lb2 is MASTER; the VIP answers again after {:.2} s (adverts every 100 ms)",
         failover.as_secs_f64()
     );
-    let mut kept = 0;
-    for _ in 0..5 {
-        match conn.get() {
-            Ok(who) if who == owner => kept += 1,
-            Ok(who) => println!("   the connection moved to {who}"),
-            Err(e) => println!("   the connection broke: {e}"),
-        }
-    }
+    flow_on(&traffic, answered)?;
+    let report = traffic.stop();
     println!(
-        "   the connection opened before the kill: {kept}/5 requests answered by {owner} through lb2"
+        "   traffic through the failover (lb1 killed at +{} ms):",
+        report.ms(killed)
     );
+    print_report(&report);
     summary.push((
         "LB failover (SIGKILL to VIP answering)".into(),
         format!("{:.2} s", failover.as_secs_f64()),
     ));
     summary.push((
-        "live connection across failover".into(),
-        if kept == 5 {
-            "kept".into()
-        } else {
-            format!("{kept}/5")
-        },
+        "live connections across failover".into(),
+        kept_text(&report),
+    ));
+    summary.push((
+        "new connections during failover".into(),
+        new_failures_text(&report, killed..answered),
     ));
     let http = spread(120, http_get)?;
     print_counts("HTTP through lb2", &http);
@@ -856,64 +994,112 @@ fn flow_bench(cli: &Cli, connections: usize, tuples: u16) -> Res<()> {
     }) {
         return Err(format!("lb1 did not become master:\n{}", log("lb1")));
     }
-    // Both nodes must see all three backends healthy (same Maglev table).
+    // Both nodes must see all three backends healthy (same Maglev tables).
     for lb in ["lb1", "lb2"] {
         let all_up = wait(Duration::from_secs(10), || {
-            lbctl(cli, lb, &["backends"]).is_ok_and(|o| o.matches(" up ").count() == 6)
+            [80, 6379, ECHO_PORT]
+                .into_iter()
+                .all(|port| healthy(cli, lb, port).len() == 3)
         });
         if !all_up {
             return Err(format!("{lb}: backends not all up"));
         }
     }
+    let opts = Options {
+        long_lived: connections,
+        ..Options::default()
+    };
     println!(
-        "flow benchmark on the lab: {connections} keep-alive connections, {tuples} fixed 5-tuples"
+        "flow benchmark on the lab: through each event, {connections} long-lived connections \
+         exchange a line every {} ms and {} new connections a second arrive ({VIP}:{ECHO_PORT}, \
+         echo servers); {tuples} fixed 5-tuples",
+        opts.interval.as_millis(),
+        opts.new_per_sec
     );
+    let client = client_ns()?;
+    bench_failover(&client, opts)?;
+    bench_backend_removal(cli, &client, opts, tuples)
+}
 
-    // 1. Established connections across an LB failover.
-    let mut conns = Vec::new();
-    for _ in 0..connections {
-        let mut c = KeepAlive::open()?;
-        let owner = c.get()?;
-        conns.push((c, owner));
-    }
-    kill_tag("lb1", libc::SIGKILL);
-    let t = Instant::now();
-    if !wait(Duration::from_secs(10), || {
-        holds("lb2") && tcp_connect_fast(&format!("{VIP}:80")) && http_get().is_ok()
-    }) {
-        return Err(format!("lb2 did not take over:\n{}", log("lb2")));
-    }
-    let failover = t.elapsed();
-    let kept = conns
-        .iter_mut()
-        .map(|(c, owner)| c.get().is_ok_and(|w| w == *owner))
-        .filter(|ok| *ok)
-        .count();
-    let kept_pct = 100.0 * kept as f64 / connections as f64;
+/// The flow benchmark's first part: an LB failover under traffic.
+fn bench_failover(client: &Netns, opts: Options) -> Res<()> {
+    let traffic = start_traffic(client, opts)?;
+    let (killed, answered) = fail_over()?;
+    flow_on(&traffic, answered)?;
+    let r = traffic.stop();
     println!(
-        "established connections kept across LB failover: {kept}/{connections} ({kept_pct:.1}%), failover {:.0} ms",
-        failover.as_secs_f64() * 1e3
+        "LB failover: lb1 killed at +{} ms, the VIP answered through lb2 at +{} ms",
+        r.ms(killed),
+        r.ms(answered)
+    );
+    for line in r.to_string().lines() {
+        println!("  {line}");
+    }
+    let kept_pct = 100.0 * r.kept() as f64 / r.long_lived.len().max(1) as f64;
+    println!(
+        "established connections kept across LB failover: {}/{} ({kept_pct:.1}%), {} moved, {} broken; failover {:.0} ms",
+        r.kept(),
+        r.long_lived.len(),
+        r.moved(),
+        r.broken(),
+        (answered - killed).as_secs_f64() * 1e3
+    );
+    println!(
+        "new connections during the LB failover: {}",
+        new_failures_text(&r, killed..answered)
     );
     println!("FIGURE flows_kept_across_failover={kept_pct:.1} unit=% target=100");
+    println!(
+        "FIGURE new_conns_failed_across_failover={} unit=connections",
+        r.new_failed()
+    );
+    Ok(())
+}
 
-    // 2. One of three backends leaves the pool (its nginx stops).
-    // Below the ephemeral range (32768-60999), so the keep-alive
-    // connections above can never hold one of these ports.
+/// The flow benchmark's second part: one of three backends leaves the
+/// pool (its nginx and echo server are killed) under traffic; which
+/// 5-tuples move.
+fn bench_backend_removal(cli: &Cli, client: &Netns, opts: Options, tuples: u16) -> Res<()> {
+    // Below the ephemeral range (32768-60999), so no connection of the
+    // traffic can hold one of these ports.
     let base = 20000u16;
     let mut before = Vec::new();
     for i in 0..tuples {
         before.push(tuple_owner(base + i)?);
     }
+    let traffic = start_traffic(client, opts)?;
     kill_tag("web2-nginx", libc::SIGKILL);
+    kill_tag("web2-echo", libc::SIGKILL);
+    let killed = Instant::now();
     let left = wait(Duration::from_secs(10), || {
-        lbctl(cli, "lb2", &["backends"]).is_ok_and(|o| {
-            o.lines()
-                .any(|l| l.contains("198.18.0.12:80") && l.contains(" down "))
-        })
+        [80, ECHO_PORT]
+            .into_iter()
+            .all(|port| !healthy(cli, "lb2", port).iter().any(|a| a == "198.18.0.12"))
     });
     if !left {
         return Err("web2 did not leave the pool".into());
     }
+    let removed = Instant::now();
+    flow_on(&traffic, removed)?;
+    let r = traffic.stop();
+    println!(
+        "backend removal: web2's servers killed at +{} ms, web2 out of both pools at +{} ms",
+        r.ms(killed),
+        r.ms(removed)
+    );
+    for line in r.to_string().lines() {
+        println!("  {line}");
+    }
+    let (web2, others): (Vec<_>, Vec<_>) =
+        r.long_lived.iter().partition(|l| l.first_server == "web2");
+    let kept_conns = others.iter().filter(|l| l.outcome == Outcome::Kept).count();
+    let live_other = others.len();
+    let web2_broken = web2.iter().filter(|l| l.is_broken()).count();
+    println!(
+        "new connections while web2 left: {}",
+        new_failures_text(&r, killed..removed)
+    );
+
     let mut moved_other = 0;
     let mut on_other = 0;
     let mut moved_total = 0;
@@ -929,13 +1115,6 @@ fn flow_bench(cli: &Cli, connections: usize, tuples: u16) -> Res<()> {
             }
         }
     }
-    let kept_conns = conns
-        .iter_mut()
-        .filter(|(_, owner)| owner != "web2")
-        .map(|(c, owner)| c.get().is_ok_and(|w| w == *owner))
-        .filter(|ok| *ok)
-        .count();
-    let live_other = conns.iter().filter(|(_, o)| o != "web2").count();
     let moved_pct = 100.0 * f64::from(moved_total) / f64::from(tuples);
     let moved_other_pct = 100.0 * f64::from(moved_other) / f64::from(on_other.max(1));
     println!(
@@ -943,7 +1122,11 @@ fn flow_bench(cli: &Cli, connections: usize, tuples: u16) -> Res<()> {
          of those on the remaining backends: {moved_other}/{on_other} ({moved_other_pct:.1}%)",
         100.0 * f64::from(tuples - u16::try_from(on_other).unwrap_or(0)) / f64::from(tuples)
     );
-    println!("established connections to the remaining backends kept: {kept_conns}/{live_other}");
+    println!(
+        "established connections to the remaining backends kept: {kept_conns}/{live_other}; \
+         to web2: {web2_broken}/{} broken",
+        web2.len()
+    );
     println!("FIGURE tuples_moved_on_backend_removal={moved_pct:.1} unit=%");
     println!("FIGURE tuples_moved_among_remaining={moved_other_pct:.1} unit=% target=0");
     println!(
