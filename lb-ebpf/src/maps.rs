@@ -10,7 +10,7 @@ use aya_ebpf::{
 use lb_common::{
     backend::{Backend, MAX_BACKENDS},
     config::Config,
-    flow::{DEFAULT_FLOW_ENTRIES, FLOW_EVENTS_BYTES, FlowEvent, FlowSet, flow_sets},
+    flow::{DEFAULT_FLOW_ENTRIES, FLOW_EVENTS_BYTES, FlowSet, flow_sets},
     layout::Layout,
     stats::{ExitCounters, FlowCounters, ProtoClass, TrafficCounters, VerdictCounters},
     vip::{
@@ -97,9 +97,12 @@ pub static FLOWS: Array<
 pub static FLOW_SET_MASK: Global<u32> = Global::new(flow_sets(DEFAULT_FLOW_ENTRIES) - 1);
 
 /// New-flow events for connection sync (`lb_common::flow::FlowEvent`),
-/// written only when `FLOW_EVENTS_ON` is set.
+/// written only when `FLOW_EVENTS_ON` is set. Declared without a value
+/// type (a zero-sized one), as libbpf expects of a ring buffer: a 56-byte
+/// value type makes `ip link ... obj` and `bpftool prog load` refuse the
+/// object ("conflicting value size").
 #[btf_map(name = "flow_events")]
-pub static FLOW_EVENTS: RingBuf<FlowEvent, { FLOW_EVENTS_BYTES as usize }> = RingBuf::new();
+pub static FLOW_EVENTS: RingBuf<[u8; 0], { FLOW_EVENTS_BYTES as usize }> = RingBuf::new();
 
 /// Nonzero: emit a [`FlowEvent`] for every new flow. A read-only global
 /// set at load; when 0 the verifier drops the event code altogether.

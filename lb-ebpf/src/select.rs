@@ -175,7 +175,7 @@ pub fn new_flow(
                 vip_generation: vip.generation,
                 pad: 0,
             };
-            if FLOW_EVENTS.output(event, 0).is_err() {
+            if FLOW_EVENTS.output_untyped::<FlowEvent>(event, 0).is_err() {
                 crate::stats::count_event_lost();
             }
         }

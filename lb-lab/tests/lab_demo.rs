@@ -33,13 +33,16 @@ fn demo_runs_end_to_end_and_leaves_nothing_behind() {
     ] {
         assert!(text.contains(&want), "{want:?} missing from:\n{text}");
     }
-    // Traffic flows through the failover (lb_lab::traffic) and is counted.
-    // Not asserted kept yet: a SIGKILLed lbd leaves its node holding the
-    // VIP with no XDP program, and that node's kernel resets every
-    // connection that sends before lb2's gratuitous ARP reaches the client
-    // (0 of 40 kept when this was written). Assert
-    // summary("live connections across failover", "40 of 40 kept") once
-    // failover keeps them.
+    // Traffic flows through the failover (lb_lab::traffic): the killed
+    // node's pinned data plane forwards until lb2's gratuitous ARP moves
+    // the client, and lb2's table holds every flow (connection sync).
+    assert!(
+        text.contains(&summary(
+            "live connections across failover",
+            "40 of 40 kept"
+        )),
+        "every live connection kept:\n{text}"
+    );
     for what in [
         "live connections across failover",
         "new connections during failover",

@@ -341,6 +341,7 @@ impl Dataplane {
         let started = Self::start_locked(opts, ifindex, lock, created_dir).await;
         if started.is_err()
             && created_dir
+            && opts.pin_path.exists()
             && let Err(e) = std::fs::remove_dir(&opts.pin_path)
         {
             warn!(
@@ -408,12 +409,11 @@ impl Dataplane {
             _lock: lock,
         };
         if opts.role == Role::Balancer {
+            // Pinned at load; the link, pinned last, shows it is attached.
             dataplane.pins = object_maps(crate::EBPF_OBJ)
                 .into_iter()
                 .map(|(n, _)| opts.pin_path.join(n))
                 .collect();
-        } else {
-            dataplane.pin_maps()?;
         }
         let program = dataplane.xdp()?;
         program.load().map_err(|source| LoadError::Program {
@@ -423,35 +423,44 @@ impl Dataplane {
         })?;
         let (link, mode) = attach(program, opts)?;
         let prog_id = program.info().map(|i| i.id()).unwrap_or_default();
-        let attachment = if opts.role == Role::Balancer {
-            let fd_link = program
+        // Ok: the balancer's link as an fd link (None: attached by netlink);
+        // Err: the decapsulator's, owned by the program.
+        let fd_link = if opts.role == Role::Balancer {
+            Ok(program
                 .take_link(link)
                 .ok()
-                .and_then(|l| FdLink::try_from(l).ok());
-            let Some(fd_link) = fd_link else {
+                .and_then(|l| FdLink::try_from(l).ok()))
+        } else {
+            Err(link)
+        };
+        dataplane.mode = mode;
+        match fd_link {
+            Ok(Some(fd_link)) => {
+                // The stamp before the link's pin: a pinned link always has
+                // its stamp beside it.
+                dataplane.write_layout(opts, ifindex, mode)?;
+                let pinned = fd_link.pin(&link_path).map_err(|source| LoadError::Pin {
+                    what: "the XDP link".into(),
+                    path: link_path.clone(),
+                    source,
+                })?;
+                dataplane.link = Some(Attachment::Pinned {
+                    link: pinned.into(),
+                    path: link_path,
+                });
+            }
+            Ok(None) => {
                 // aya fell back to netlink: this kernel has no XDP links.
                 return Err(LoadError::Adopt {
                     path: opts.pin_path.clone(),
                     reason: "this kernel attached XDP without a bpf_link (Linux 5.9 or later has them), so the data plane cannot outlive lbd".into(),
                     hint: String::new(),
                 });
-            };
-            let pinned = fd_link.pin(&link_path).map_err(|source| LoadError::Pin {
-                what: "the XDP link".into(),
-                path: link_path.clone(),
-                source,
-            })?;
-            Attachment::Pinned {
-                link: pinned.into(),
-                path: link_path,
             }
-        } else {
-            Attachment::Owned(link)
-        };
-        dataplane.mode = mode;
-        dataplane.link = Some(attachment);
-        if opts.role == Role::Balancer {
-            dataplane.write_layout(opts, ifindex, mode)?;
+            Err(link) => {
+                dataplane.link = Some(Attachment::Owned(link));
+                dataplane.pin_maps()?;
+            }
         }
         ebpf_info_attached(name, prog_id, &opts.iface, ifindex, mode);
         for pin in &dataplane.pins {
