@@ -18,6 +18,7 @@ use lb_lab::{
     daemon::Daemon,
     netns::{Lan, Netns},
 };
+use lb_user::dataplane::loader::LINK_PIN;
 use lb_user::dataplane::stats::proto_stats_pinned;
 
 static LBD: std::sync::LazyLock<std::path::PathBuf> =
@@ -103,11 +104,7 @@ fn lbd_counts_real_traffic_and_delivers_it() {
     let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}lb", lan.prefix()));
     let pin_dir_arg = pin_dir.to_str().unwrap();
     let lbd = start_lbd(lb, &["--iface", "eth0", "--pin-path", pin_dir_arg]);
-    lbd.wait_path(
-        &pin_dir.join(lb_user::dataplane::loader::LINK_PIN),
-        PIN_TIMEOUT,
-    )
-    .unwrap();
+    lbd.wait_path(&pin_dir.join(LINK_PIN), PIN_TIMEOUT).unwrap();
     let link = String::from_utf8(lb.ip(&["link", "show", "eth0"]).unwrap().stdout).unwrap();
     assert!(link.contains("xdp"), "XDP program attached to eth0: {link}");
 
@@ -260,10 +257,7 @@ fn lbd_refuses_with_a_reason() {
 
     let first = start_lbd(lb, &["--iface", "eth0", "--pin-path", &pin_dir]);
     first
-        .wait_path(
-            &Path::new(&pin_dir).join(lb_user::dataplane::loader::LINK_PIN),
-            PIN_TIMEOUT,
-        )
+        .wait_path(&Path::new(&pin_dir).join(LINK_PIN), PIN_TIMEOUT)
         .unwrap();
 
     let (status, err) = lbd_once(lb, &["--iface", "eth0", "--pin-path", &other_pin]);
@@ -328,11 +322,7 @@ fn lbd_replace_takes_over_a_netlink_attached_program() {
             "--replace",
         ],
     );
-    lbd.wait_path(
-        &pin_dir.join(lb_user::dataplane::loader::LINK_PIN),
-        PIN_TIMEOUT,
-    )
-    .unwrap();
+    lbd.wait_path(&pin_dir.join(LINK_PIN), PIN_TIMEOUT).unwrap();
     let (status, log) = stop(lbd);
     assert!(status.success(), "{log}");
     assert!(log.contains("--replace: detached XDP program"), "{log}");

@@ -362,23 +362,7 @@ impl Dataplane {
         if opts.role == Role::Balancer && link_path.exists() {
             return Self::adopt(opts, ifindex, lock, link_path).await;
         }
-        if let Some(existing) = preflight::attached_xdp(&opts.iface, ifindex).await? {
-            let prog_name = preflight::program_name(existing.prog_id);
-            if !opts.replace {
-                return Err(PreflightError::XdpBusy {
-                    iface: opts.iface.clone(),
-                    prog_id: existing.prog_id,
-                    prog_name,
-                    mode: existing.mode,
-                }
-                .into());
-            }
-            preflight::detach_xdp(&opts.iface, ifindex, existing.mode_flags).await?;
-            info!(
-                "--replace: detached XDP program {} ({prog_name}) from {}",
-                existing.prog_id, opts.iface
-            );
-        }
+        free_interface(opts, ifindex).await?;
 
         let name = opts.role.program();
         let ebpf = match opts.role {
@@ -732,6 +716,29 @@ impl Drop for Dataplane {
             }
         }
     }
+}
+
+/// Refuse an interface that already runs an XDP program, or detach it
+/// with `--replace`.
+async fn free_interface(opts: &Options, ifindex: u32) -> Result<(), LoadError> {
+    if let Some(existing) = preflight::attached_xdp(&opts.iface, ifindex).await? {
+        let prog_name = preflight::program_name(existing.prog_id);
+        if !opts.replace {
+            return Err(PreflightError::XdpBusy {
+                iface: opts.iface.clone(),
+                prog_id: existing.prog_id,
+                prog_name,
+                mode: existing.mode,
+            }
+            .into());
+        }
+        preflight::detach_xdp(&opts.iface, ifindex, existing.mode_flags).await?;
+        info!(
+            "--replace: detached XDP program {} ({prog_name}) from {}",
+            existing.prog_id, opts.iface
+        );
+    }
+    Ok(())
 }
 
 /// The stamp, link and program of the data plane pinned at
