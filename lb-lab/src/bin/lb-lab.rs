@@ -168,11 +168,13 @@ fn in_ns(name: &str, program: &str, args: &[&str]) -> Res<String> {
 /// Start a daemon in a namespace (in a process group of its own, so the
 /// terminal's Ctrl-C does not reach it), its output in the state dir.
 fn spawn(name: &str, tag: &str, program: &Path, args: &[&str]) -> Res<Daemon> {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &ns(name)])
-        .arg(program)
-        .args(args)
-        .process_group(0);
+    // Only the network namespace, not `ip netns exec`'s private mount
+    // namespace: lbd's pins must sit on the host's bpffs, or its data
+    // plane goes with the process (the failover step kills lbd).
+    let mut cmd = Netns::existing(&ns(name))
+        .map_err(|e| e.to_string())?
+        .command(program);
+    cmd.args(args).process_group(0);
     Daemon::spawn(tag, &mut cmd, Path::new(STATE).join(format!("{tag}.log")))
         .map_err(|e| e.to_string())
 }

@@ -335,7 +335,13 @@ impl Dataplane {
         preflight::check_privileges()?;
         let ifindex = preflight::ifindex(&opts.iface)?;
         if preflight::ensure_bpffs(&opts.pin_path)? {
-            info!("mounted bpffs at {}", preflight::BPFFS_ROOT);
+            warn!(
+                "mounted bpffs at {} in lbd's mount namespace: if that namespace is private \
+                 (ip netns exec, a container), the pins and with them the data plane end \
+                 with lbd, and a restart cannot adopt them; mount bpffs on the host \
+                 (systemd does at boot) to keep forwarding across restarts and crashes",
+                preflight::BPFFS_ROOT
+            );
         }
         let (lock, created_dir) = lock_pin_dir(&opts.pin_path)?;
         let started = Self::start_locked(opts, ifindex, lock, created_dir).await;
