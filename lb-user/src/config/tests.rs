@@ -618,3 +618,59 @@ fn to_toml_reads_back_as_the_same_config() {
     });
     assert_eq!(parse(&c.to_toml().unwrap()).unwrap(), c);
 }
+
+/// `[sync]`: a secret (one way, long enough), some peers (its own list or
+/// the VRRP instances' unicast peers), a data plane; errors name the line.
+#[test]
+fn sync_needs_a_secret_peers_and_a_data_plane() {
+    let base = "[dataplane]\ninterface = \"eth0\"\n\n\
+                [[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\n\
+                virtual_router_id = 50\nvirtual_ipaddress = [\"198.18.0.100\"]\n\
+                unicast_peer = [\"198.18.0.3\"]\n\n";
+    let with = |sync: &str| format!("{base}[sync]\n{sync}");
+    let ok = parse(&with("secret = \"0123456789abcdef\"\n")).unwrap();
+    assert_eq!(
+        ok.sync_peers(),
+        vec!["198.18.0.3".parse::<std::net::IpAddr>().unwrap()],
+        "peers default to the unicast peers"
+    );
+    let s = ok.sync.as_ref().unwrap();
+    assert_eq!((s.port, s.bulk_timeout.0), (8849, Duration::from_secs(5)));
+    let own = parse(&with(
+        "secret_file = \"/etc/lb/sync.key\"\npeers = [\"198.18.0.9\"]\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        own.sync_peers(),
+        vec!["198.18.0.9".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let cases = [
+        (
+            with("peers = [\"198.18.0.9\"]\n"),
+            "lb.toml:11: sync.secret: missing: sync writes forwarding state",
+        ),
+        (
+            with("secret = \"short\"\n"),
+            "lb.toml:12: sync.secret: too short: at least 16 characters",
+        ),
+        (
+            with("secret = \"0123456789abcdef\"\nsecret_file = \"/k\"\n"),
+            "lb.toml:13: sync.secret_file: give secret or secret_file, not both",
+        ),
+        (
+            with("secret = \"0123456789abcdef\"\n")
+                .replace("unicast_peer = [\"198.18.0.3\"]\n", ""),
+            "lb.toml:10: sync.peers: no peers",
+        ),
+        (
+            with("secret = \"0123456789abcdef\"\n")
+                .replace("[dataplane]\ninterface = \"eth0\"\n", ""),
+            "lb.toml:9: sync: sync needs a [dataplane] table",
+        ),
+        (
+            with("secret = \"0123456789abcdef\"\nport = 0\n"),
+            "lb.toml:13: sync.port: 0 is not a port",
+        ),
+    ];
+    assert_errors(cases.iter().map(|(t, w)| (t.clone(), *w)), str::starts_with);
+}
