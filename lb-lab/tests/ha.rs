@@ -55,6 +55,17 @@ const BACKENDS: [(&str, &str); 4] = [
 const LBS: [(&str, &str); 2] = [("lb1", "198.18.0.2"), ("lb2", "198.18.0.3")];
 const SECRET: &str = "a test secret, 16+ characters";
 
+/// One lab at a time: these tests time failovers (100 ms adverts) and
+/// drive traffic, and a neighbour's 20,000 flows/s would starve them on a
+/// 2-core machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 struct Lab {
     lan: Lan,
     dir: PathBuf,
@@ -321,6 +332,7 @@ fn assert_all_kept(report: &Report, logs: &str) {
 /// restart through SIGUSR2. Traffic runs throughout.
 #[test]
 fn single_node_survives_sigkill_and_restarts_without_a_gap() {
+    let _serial = serial();
     let mut lab = Lab::new(1, "single");
     // No VRRP: the VIP is the LB's own address, for the client's ARP.
     lab.ns("lb1")
@@ -383,6 +395,7 @@ fn single_node_survives_sigkill_and_restarts_without_a_gap() {
 /// fix, and keeps forwarding; `lbd detach` removes it.
 #[test]
 fn another_layout_stamp_is_refused_with_the_fix() {
+    let _serial = serial();
     let mut lab = Lab::new(1, "stamp");
     let backends: Vec<&str> = BACKENDS[..2].iter().map(|(_, a)| *a).collect();
     lab.write_config(0, &lab.config(0, &backends, &[], Protocol::Tcp));
@@ -442,11 +455,35 @@ fn wait_master(lab: &Lab, node: usize, timeout: Duration) -> Instant {
     Instant::now()
 }
 
-/// The VRRP pair with sync: pool changes, master SIGKILLed, old master
-/// back; traffic throughout.
+/// How the pool changes on both nodes before the master dies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PoolChange {
+    /// A fourth backend joins: the new table sends about a quarter of the
+    /// existing flows' hashes to it.
+    Added,
+    /// `lbctl drain` of b1: the new table sends none to it.
+    Drained,
+}
+
+/// A backend added on both nodes, the master SIGKILLed, the old master
+/// back (bulk sync, then preemption); traffic throughout.
 #[test]
-fn vrrp_pair_with_sync_keeps_every_connection_through_kill_and_return() {
-    let mut lab = Lab::new(2, "pair");
+fn vrrp_pair_backend_added_master_killed_and_back() {
+    pair_failover(PoolChange::Added, true);
+}
+
+/// A backend drained on both nodes, the master SIGKILLed; traffic
+/// throughout.
+#[test]
+fn vrrp_pair_backend_drained_master_killed() {
+    pair_failover(PoolChange::Drained, false);
+}
+
+/// The VRRP pair with sync: the pool changes under established
+/// connections, the master is SIGKILLed, and (`then_return`) comes back.
+fn pair_failover(change: PoolChange, then_return: bool) {
+    let _serial = serial();
+    let mut lab = Lab::new(2, if then_return { "pairback" } else { "pair" });
     let three: Vec<&str> = BACKENDS[..3].iter().map(|(_, a)| *a).collect();
     let four: Vec<&str> = BACKENDS.iter().map(|(_, a)| *a).collect();
     for node in 0..2 {
@@ -461,19 +498,22 @@ fn vrrp_pair_with_sync_keeps_every_connection_through_kill_and_return() {
 
     let traffic = lab.traffic();
     traffic.wait_lines(3, Duration::from_secs(10)).unwrap();
-    // The pool changes on both nodes: a fourth backend (a quarter of new
-    // flows go to it), then b1 drained. Flows made before and after.
     for node in 0..2 {
-        lab.write_config(node, &lab.config(node, &four, &[], Protocol::Tcp));
-        lab.daemon(node).signal(libc::SIGHUP).unwrap();
-    }
-    traffic.wait_lines(10, Duration::from_secs(10)).unwrap();
-    for node in 0..2 {
-        lab.write_config(
-            node,
-            &lab.config(node, &four, &[BACKENDS[0].1], Protocol::Tcp),
-        );
-        lab.daemon(node).signal(libc::SIGHUP).unwrap();
+        match change {
+            PoolChange::Added => {
+                lab.write_config(node, &lab.config(node, &four, &[], Protocol::Tcp));
+                lab.daemon(node).signal(libc::SIGHUP).unwrap();
+            }
+            PoolChange::Drained => {
+                let service = format!("{VIP}:{PORT}");
+                let out = lab.lbctl(node, &["drain", &service, BACKENDS[0].1]);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
     }
     traffic.wait_lines(10, Duration::from_secs(10)).unwrap();
     let status = lab.status(1);
@@ -494,7 +534,7 @@ fn vrrp_pair_with_sync_keeps_every_connection_through_kill_and_return() {
         .unwrap_or_else(|e| panic!("traffic stalled after the failover: {e}\n{}", lab.logs()));
     let after_kill = traffic.snapshot();
     println!(
-        "pair: master SIGKILLed, backup master after {} ms: {after_kill}",
+        "pair, {change:?}: master SIGKILLed, backup master after {} ms: {after_kill}",
         took_over.duration_since(killed).as_millis()
     );
     assert_all_kept(&after_kill, &lab.logs());
@@ -504,6 +544,12 @@ fn vrrp_pair_with_sync_keeps_every_connection_through_kill_and_return() {
         "new connections fail only within the failover window: {after_kill}"
     );
 
+    if !then_return {
+        let report = traffic.stop();
+        println!("pair, {change:?}: {report}");
+        assert_all_kept(&report, &lab.logs());
+        return;
+    }
     // The old master returns: it adopts its data plane, asks lb2 for its
     // table, and preempts only once it has it.
     lab.start(0, "running; SIGINT");
@@ -542,6 +588,7 @@ fn vrrp_pair_with_sync_keeps_every_connection_through_kill_and_return() {
 /// table ends up with every one of them.
 #[test]
 fn sync_under_load_carries_every_new_flow() {
+    let _serial = serial();
     let mut lab = Lab::new(2, "load");
     let three: Vec<&str> = BACKENDS[..3].iter().map(|(_, a)| *a).collect();
     for node in 0..2 {
