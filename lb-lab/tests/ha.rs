@@ -311,6 +311,17 @@ fn pinned_flows(pin: &Path) -> BTreeSet<(Vec<u8>, u32)> {
     flows
 }
 
+/// The id of the XDP program on lb1's interface (`ip link` prints it).
+fn xdp_prog_id(lab: &Lab) -> String {
+    let out = lab.ns("lb1").ip(&["link", "show", "eth0"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .skip_while(|w| *w != "prog/xdp")
+        .nth(2)
+        .unwrap_or_else(|| panic!("no program id in {text}"))
+        .to_owned()
+}
+
 fn key_bytes(k: &FlowKey) -> Vec<u8> {
     let mut v = k.src.to_vec();
     v.extend_from_slice(&k.dst);
@@ -371,16 +382,41 @@ fn single_node_survives_sigkill_and_restarts_without_a_gap() {
     );
     assert!(before.is_subset(&after));
 
-    // The documented restart: SIGUSR2 leaves the data plane forwarding.
+    // An upgrade through the documented path: SIGUSR2 leaves the data
+    // plane forwarding, and the next lbd runs another program (here: with
+    // connection sync's new-flow events on, which the old one did not
+    // emit), swapped into the pinned link in one step.
+    let id_before = xdp_prog_id(&lab);
     lab.daemon(0).signal(libc::SIGUSR2).unwrap();
     let exited = wait_for(Duration::from_secs(5), || lab.daemon(0).exited());
     assert!(exited.is_some_and(|s| s.success()), "{}", lab.logs());
     lab.lbd[0] = None;
     assert!(lab.xdp_attached(0));
+    let with_sync = format!(
+        "{}\n[sync]\nsecret = \"{SECRET}\"\npeers = [\"198.18.0.3\"]\nbulk_timeout = \"1s\"\n",
+        lab.config(0, &backends, &[], Protocol::Tcp)
+    );
+    lab.write_config(0, &with_sync);
     lab.start(0, "running; SIGINT");
     traffic.wait_lines(5, Duration::from_secs(10)).unwrap();
+    let id_after = xdp_prog_id(&lab);
+    assert_ne!(
+        id_before, id_after,
+        "another program runs after the upgrade"
+    );
+    let events = wait_for(Duration::from_secs(5), || {
+        let sent = lab.status(0)["sync"]["flows_sent"].as_u64().unwrap_or(0);
+        (sent > 0).then_some(sent)
+    });
+    assert!(
+        events.is_some(),
+        "the new program emits new-flow events\n{}",
+        lab.logs()
+    );
     let report = traffic.stop();
-    println!("single node, SIGKILL + 3 s + restart, then SIGUSR2 restart: {report}");
+    println!(
+        "single node, SIGKILL + 3 s + restart, then an upgrade through SIGUSR2 (program {id_before} -> {id_after}, new-flow events on): {report}"
+    );
     assert_all_kept(&report, &lab.logs());
     assert_eq!(report.new_failed(), 0, "{report}\n{}", lab.logs());
     assert!(report.new_ok() >= 100, "{report}");
