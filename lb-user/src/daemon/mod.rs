@@ -190,7 +190,8 @@ struct Daemon {
 }
 
 /// Run lbd until SIGINT or SIGTERM (or a VRRP instance fails), then undo
-/// what it set up.
+/// what it set up; or until SIGUSR2, then undo all but the data plane,
+/// which keeps forwarding for the next lbd to adopt.
 ///
 /// # Errors
 /// Start-up failed, or a VRRP instance failed while running.

@@ -177,6 +177,16 @@ pub enum LoadError {
         /// More advice, or "".
         hint: String,
     },
+    /// The kernel attached XDP without a bpf_link (netlink), which cannot
+    /// be pinned: the data plane would not outlive lbd.
+    #[error(
+        "{iface}: the kernel attached XDP without a bpf_link (Linux 5.9 and later have XDP links), \
+         so the data plane could not outlive lbd; refusing to run without that"
+    )]
+    NoLinks {
+        /// The interface.
+        iface: String,
+    },
     /// Reading or updating the pinned link failed.
     #[error("the pinned XDP link at {path}")]
     Link {
@@ -441,10 +451,8 @@ impl Dataplane {
             }
             Ok(None) => {
                 // aya fell back to netlink: this kernel has no XDP links.
-                return Err(LoadError::Adopt {
-                    path: opts.pin_path.clone(),
-                    reason: "this kernel attached XDP without a bpf_link (Linux 5.9 or later has them), so the data plane cannot outlive lbd".into(),
-                    hint: String::new(),
+                return Err(LoadError::NoLinks {
+                    iface: opts.iface.clone(),
                 });
             }
             Err(link) => {
@@ -452,7 +460,7 @@ impl Dataplane {
                 dataplane.pin_maps()?;
             }
         }
-        ebpf_info_attached(name, prog_id, &opts.iface, ifindex, mode);
+        log_attached(name, prog_id, &opts.iface, ifindex, mode);
         for pin in &dataplane.pins {
             info!("pinned {}", pin.display());
         }
@@ -652,6 +660,9 @@ impl Dataplane {
     /// until the next lbd adopts them (a restart or upgrade without a
     /// gap). The decapsulator, which is not pinned, is detached as usual.
     pub fn leave(mut self) {
+        if !matches!(self.link, Some(Attachment::Pinned { .. })) {
+            return; // the decapsulator: detached on drop, as in a stop
+        }
         if let Some(Attachment::Pinned { link, path }) = self.link.take() {
             drop(link);
             self.pins.clear();
@@ -665,7 +676,7 @@ impl Dataplane {
     }
 }
 
-fn ebpf_info_attached(name: &str, prog_id: u32, iface: &str, ifindex: u32, mode: XdpMode) {
+fn log_attached(name: &str, prog_id: u32, iface: &str, ifindex: u32, mode: XdpMode) {
     info!(
         "attached XDP program {name} (id {prog_id}) to {iface} (ifindex {ifindex}) in {} mode",
         mode_name(mode)
