@@ -439,7 +439,18 @@ fn daemon_health_drain_reload_and_lbctl() {
         traffic.contains("NEW FLOWS") && traffic.contains("(all)"),
         "{traffic}"
     );
-    for cmd in ["status", "services", "backends", "vrrp", "stats"] {
+    let flows = lab.lbctl_ok(&["flows", "198.18.0.100:80"]);
+    assert!(
+        flows.starts_with("PRO  CLIENT") && flows.contains(" flows"),
+        "{flows}"
+    );
+    let refused = lab.lbctl(&["flows", "198.18.0.100"]);
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("198.18.0.100"),
+        "a service without a port is refused"
+    );
+    for cmd in ["status", "services", "backends", "vrrp", "stats", "flows"] {
         let out = lab.lbctl_ok(&["--json", cmd]);
         let v: serde_json::Value =
             serde_json::from_str(&out).unwrap_or_else(|e| panic!("{cmd}: {e}: {out}"));

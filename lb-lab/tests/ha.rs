@@ -339,6 +339,44 @@ fn assert_all_kept(report: &Report, logs: &str) {
     );
 }
 
+/// `lbctl flows` lists the traffic's 40 long-lived flows (each seen
+/// within the last 100 ms), JSON and text.
+fn assert_lbctl_flows_lists_the_long_lived(lab: &Lab) {
+    let service = format!("{VIP}:{PORT}");
+    let out = lab.lbctl(0, &["--json", "flows", &service, "--limit", "0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = reply["data"]["flows"].as_array().unwrap();
+    assert_eq!(reply["data"]["total"].as_u64(), Some(listed.len() as u64));
+    let fresh = listed
+        .iter()
+        .filter(|f| f["idle_ms"].as_u64().is_some_and(|ms| ms < 1000))
+        .count();
+    assert!(
+        fresh >= 40,
+        "lbctl flows: {fresh} recent of {}",
+        listed.len()
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|f| f["vip"] == service.as_str() && f["protocol"] == "tcp"),
+        "{reply}"
+    );
+    let text = lab.lbctl(0, &["flows", "--limit", "5"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.starts_with("PRO  CLIENT")
+            && text.contains("5 of ")
+            && text.contains("most recently seen first"),
+        "{text}"
+    );
+}
+
 /// Single node, no VRRP: SIGKILL, 3 s without lbd, restart; then a
 /// restart through SIGUSR2. Traffic runs throughout.
 #[test]
@@ -357,6 +395,7 @@ fn single_node_survives_sigkill_and_restarts_without_a_gap() {
 
     let before = pinned_flows(&lab.pin_path(0));
     assert!(before.len() >= 40, "the long-lived flows are in the table");
+    assert_lbctl_flows_lists_the_long_lived(&lab);
     lab.kill(0);
     assert!(lab.xdp_attached(0), "the program outlives lbd");
     std::thread::sleep(Duration::from_secs(3));

@@ -8,7 +8,9 @@
 //!   (errnos turned into refusals an operator can act on),
 //!   [`dataplane::balancer`] (services and backends written into the maps),
 //!   [`dataplane::maglev`] (weighted Maglev tables), [`dataplane::bpfmem`]
-//!   (mmap of BPF arrays), [`dataplane::stats`] (counters read back);
+//!   (mmap of BPF arrays), [`dataplane::flows`] (the connection table by
+//!   address: sync records, `lbctl flows`), [`dataplane::stats`] (counters
+//!   read back);
 //! - [`sys`]: the host around lbd: [`sys::neigh`] (next-hop MACs from the
 //!   kernel's route and neighbour tables), [`sys::addr`] (addresses via
 //!   rtnetlink, VIPs tagged as lbd's), [`sys::interface`] (index, link

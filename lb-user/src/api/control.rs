@@ -60,6 +60,15 @@ pub enum Request {
     },
     /// Re-read the configuration file and apply the difference.
     Reload,
+    /// Connection-table entries (`crate::dataplane::flows::FlowsReply`).
+    Flows {
+        /// `VIP:PORT[/udp]`; none: every service.
+        #[serde(default)]
+        service: Option<String>,
+        /// At most this many, most recently seen first; 0: all.
+        #[serde(default)]
+        limit: usize,
+    },
 }
 
 /// lbd's answer.

@@ -27,6 +27,8 @@ use lb_user::dataplane::loader::error_chain;
 ///
 ///   lbctl enable 198.18.0.100:80 198.18.0.11
 ///
+///   lbctl flows 198.18.0.100:80 --limit 20     its 20 most recent flows
+///
 ///   lbctl --json vrrp | jq '.[].state'
 #[derive(Debug, Parser)]
 #[command(version, about, long_about, verbatim_doc_comment)]
@@ -55,6 +57,15 @@ enum Command {
     Vrrp,
     /// Traffic per service and backend (packets, bytes, new flows).
     Stats,
+    /// Connection-table entries, most recently seen first: client, VIP,
+    /// backend, idle time (as `ipvsadm -Lc`).
+    Flows {
+        /// Only this service, VIP:PORT (IPv6: [ADDR]:PORT; add /udp for UDP).
+        service: Option<String>,
+        /// At most this many entries; 0 for all (a table may hold millions).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
     /// Drain a backend: no new flows; established flows continue.
     Drain {
         /// The service, VIP:PORT (IPv6: [ADDR]:PORT; add /udp for UDP).
@@ -90,6 +101,16 @@ fn main() -> ExitCode {
         Command::Backends => Request::Backends,
         Command::Vrrp => Request::Vrrp,
         Command::Stats => Request::Stats,
+        Command::Flows { service, limit } => {
+            if let Some(Err(e)) = service.as_deref().map(control::parse_service) {
+                eprintln!("lbctl: {e}");
+                return ExitCode::from(2);
+            }
+            Request::Flows {
+                service: service.clone(),
+                limit: *limit,
+            }
+        }
         Command::Drain { service, backend } | Command::Enable { service, backend } => {
             let checked = control::parse_service(service)
                 .map(drop)
@@ -232,6 +253,7 @@ fn render(command: &Command, response: Response) -> Result<String, DecodeError> 
         Command::Backends => backends(&response.decode::<Vec<_>>()?),
         Command::Vrrp => vrrp(&response.decode::<Vec<_>>()?),
         Command::Stats => stats(&response.decode::<Vec<_>>()?),
+        Command::Flows { .. } => flows(&response.decode()?),
         Command::Drain { service, backend } => {
             response.decode::<String>()?;
             format!("{backend} drained from {service}: no new flows; established flows continue\n")
@@ -304,6 +326,33 @@ fn status(s: &StatusReply) -> String {
                 }
             ));
         }
+    }
+    out
+}
+
+fn flows(reply: &lb_user::dataplane::flows::FlowsReply) -> String {
+    let rows: Vec<Vec<String>> = reply
+        .flows
+        .iter()
+        .map(|f| {
+            vec![
+                f.protocol.clone(),
+                f.client.to_string(),
+                f.vip.to_string(),
+                f.backend.to_string(),
+                format!("{:.1} s", f.idle_ms as f64 / 1000.0),
+            ]
+        })
+        .collect();
+    let mut out = table(&["PRO", "CLIENT", "VIP", "BACKEND", "IDLE"], &rows);
+    if reply.flows.len() < reply.total {
+        out.push_str(&format!(
+            "{} of {} flows shown, most recently seen first (--limit 0 for all)\n",
+            reply.flows.len(),
+            reply.total
+        ));
+    } else {
+        out.push_str(&format!("{} flows\n", reply.total));
     }
     out
 }

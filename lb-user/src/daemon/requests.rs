@@ -32,6 +32,7 @@ impl Daemon {
                 (Some(c), Some(dp)) => Response::data(controller::traffic_stats(c, dp.ebpf())),
                 _ => Response::error("no data plane runs here"),
             },
+            Request::Flows { service, limit } => self.flows(service.as_deref(), limit),
             Request::Drain { service, backend } => self.drain(&service, &backend, true),
             Request::Enable { service, backend } => self.drain(&service, &backend, false),
         }
@@ -70,6 +71,26 @@ impl Daemon {
                 })
                 .collect(),
         })
+    }
+
+    /// The connection table's entries (of `service`), most recent first.
+    fn flows(&self, service: Option<&str>, limit: usize) -> Response {
+        let (Some(ctl), Some(dp)) = (self.controller.as_ref(), self.dataplane.as_ref()) else {
+            return Response::error("no data plane runs here");
+        };
+        let key = match service.map(control::parse_service).transpose() {
+            Ok(key) => key,
+            Err(e) => return Response::error(e.to_string()),
+        };
+        match crate::dataplane::stats::flow_list(
+            dp.ebpf(),
+            &ctl.balancer().translation(),
+            key.as_ref(),
+            limit,
+        ) {
+            Ok(reply) => Response::data(reply),
+            Err(e) => Response::error(format!("reading the connection table: {e}")),
+        }
     }
 
     /// Drain (`on`: weight 0, established flows continue) or re-enable a

@@ -543,8 +543,8 @@ impl<M: Maps> Balancer<M> {
     /// and back: every service with its VIP id, generation and backend
     /// slots.
     #[must_use]
-    pub fn translation(&self) -> crate::sync::table::Translation {
-        crate::sync::table::Translation::build(self.services.iter().map(|(k, s)| {
+    pub fn translation(&self) -> super::flows::Translation {
+        super::flows::Translation::build(self.services.iter().map(|(k, s)| {
             (
                 *k,
                 s.id,

@@ -11,10 +11,13 @@
 //!   [`balancer::Maps`] trait so tests use a fake;
 //! - [`maglev`]: Maglev lookup-table generation with weights;
 //! - [`bpfmem`]: mmap of BPF arrays (the Maglev tables, the connection table);
+//! - [`flows`]: the connection table in node-independent terms (read,
+//!   written by connection sync, listed by `lbctl flows`);
 //! - [`stats`]: the per-CPU counters and the connection table's fill, read back.
 
 pub mod balancer;
 pub mod bpfmem;
+pub mod flows;
 pub mod loader;
 pub mod maglev;
 pub mod preflight;

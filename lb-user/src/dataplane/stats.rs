@@ -197,16 +197,7 @@ pub fn flow_table_usage(ebpf: &aya::Ebpf) -> Result<FlowTableUsage, StatsError> 
     let sets = map.info().map_err(map_err)?.max_entries() as usize;
     let mem = crate::dataplane::bpfmem::ArrayMemory::map(map, sets * size_of::<FlowSet>(), false)
         .map_err(StatsError::Mmap)?;
-    // The program's clock: bpf_ktime_get_coarse_ns is CLOCK_MONOTONIC_COARSE.
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &raw mut ts) };
-    let now_ns = u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000
-        + u64::try_from(ts.tv_nsec).unwrap_or(0);
-    let now = flow_seen(now_ns);
+    let now = flow_seen(coarse_now_ns());
     let window = (FlowTableUsage::RECENT.as_nanos() as u64 / FLOW_SEEN_UNIT_NS) as u32;
     let mut usage = FlowTableUsage {
         capacity: (sets * FLOW_WAYS) as u64,
@@ -225,6 +216,52 @@ pub fn flow_table_usage(ebpf: &aya::Ebpf) -> Result<FlowTableUsage, StatsError> 
     usage.evicted_idle = evicted.evicted_idle;
     usage.events_lost = evicted.events_lost;
     Ok(usage)
+}
+
+/// The connection table's live flows (of `service`), most recently seen
+/// first, at most `limit` (0: all), read through a read-only mapping.
+///
+/// # Errors
+/// The map is missing, or mapping it failed.
+pub fn flow_list(
+    ebpf: &aya::Ebpf,
+    translation: &crate::dataplane::flows::Translation,
+    service: Option<&crate::dataplane::balancer::ServiceKey>,
+    limit: usize,
+) -> Result<crate::dataplane::flows::FlowsReply, StatsError> {
+    use lb_common::flow::{FLOWS_MAP, FlowSet};
+    let Some(aya::maps::Map::Array(map)) = ebpf.map(FLOWS_MAP) else {
+        return Err(StatsError::NoMap(FLOWS_MAP));
+    };
+    let sets = map
+        .info()
+        .map_err(|source| StatsError::Map {
+            map: FLOWS_MAP,
+            source,
+        })?
+        .max_entries() as usize;
+    let mem = crate::dataplane::bpfmem::ArrayMemory::map(map, sets * size_of::<FlowSet>(), false)
+        .map_err(StatsError::Mmap)?;
+    Ok(crate::dataplane::flows::list(
+        mem.slice::<FlowSet>(sets),
+        translation,
+        coarse_now_ns(),
+        service,
+        limit,
+    ))
+}
+
+/// The XDP program's clock (`bpf_ktime_get_coarse_ns`):
+/// `CLOCK_MONOTONIC_COARSE`, in nanoseconds.
+#[must_use]
+pub fn coarse_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 /// Connection-table evictions summed over CPUs.

@@ -17,9 +17,8 @@
 //! table.
 //!
 //! - [`wire`]: the datagrams (HMAC-SHA256 over a shared secret);
-//! - [`table`]: records in and out of the connection table (pure);
+//! - records in and out of the connection table: `crate::dataplane::flows`;
 //! - [`node`]: the task: ring buffer, sockets, batching, bulk sync, counters.
 
 pub mod node;
-pub mod table;
 pub mod wire;

@@ -24,11 +24,11 @@ use serde::{Deserialize, Serialize};
 use tokio::{io::unix::AsyncFd, net::UdpSocket, sync::watch};
 use tracing::{info, warn};
 
-use super::{
-    table::{self, Translation, Unapplied},
-    wire::{Datagram, FlowRecord, Kind, MAX_DATAGRAM, MAX_RECORDS, WireError},
+use super::wire::{Datagram, FlowRecord, Kind, MAX_DATAGRAM, MAX_RECORDS, WireError};
+use crate::dataplane::{
+    bpfmem::ArrayMemory,
+    flows::{self as table, Translation, Unapplied},
 };
-use crate::dataplane::bpfmem::ArrayMemory;
 
 /// Sets of the table a bulk answer reads between yields.
 const BULK_CHUNK_SETS: usize = 2048;
@@ -189,17 +189,6 @@ fn now_unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-/// The XDP program's clock (`bpf_ktime_get_coarse_ns`).
-fn coarse_now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &raw mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 /// Start sync over the data plane `ebpf` (loaded with new-flow events on).
@@ -617,7 +606,7 @@ impl Node {
 
     fn apply(&self, flows: &[FlowRecord]) {
         let translation = Arc::clone(&self.translation.borrow());
-        let now = coarse_now_ns();
+        let now = crate::dataplane::stats::coarse_now_ns();
         let (mut applied, mut no_service, mut no_backend) = (0u64, 0u64, 0u64);
         if let Ok(mut table) = self.table.lock() {
             let sets = table.sets();

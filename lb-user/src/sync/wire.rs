@@ -24,6 +24,8 @@
 use std::net::IpAddr;
 
 use hmac::{Hmac, Mac as _};
+
+pub use crate::dataplane::flows::FlowRecord;
 use sha2::Sha256;
 
 /// The first four bytes of every datagram.
@@ -73,23 +75,6 @@ impl Kind {
             _ => return None,
         })
     }
-}
-
-/// One flow's decision, in node-independent terms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FlowRecord {
-    /// IP protocol number (6, 17).
-    pub proto: u8,
-    /// VIP address.
-    pub vip: IpAddr,
-    /// VIP port.
-    pub vip_port: u16,
-    /// Client address.
-    pub client: IpAddr,
-    /// Client port.
-    pub client_port: u16,
-    /// The backend the flow goes to.
-    pub backend: IpAddr,
 }
 
 /// Why a datagram was refused.

@@ -1,25 +1,47 @@
-//! Sync records in and out of the connection table. Pure: over the
-//! table's sets (the memory-mapped `flows` array in `lbd`, a vector in
-//! tests) and a [`Translation`] of this node's ids and slots, so the rules
-//! are unit-tested without a kernel.
+//! The connection table from user space, in node-independent terms: a
+//! flow as a [`FlowRecord`] (client, VIP, backend: addresses, not this
+//! node's map indices). Pure: over the table's sets (the memory-mapped
+//! `flows` array in `lbd`, a vector in tests) and a [`Translation`] of this
+//! node's ids and slots, so the rules are unit-tested without a kernel.
 //!
-//! Out: a [`FlowEvent`] names this node's VIP id and backend slot; the
-//! record names addresses. In: the receiver finds its own VIP id,
+//! Used by connection sync (`crate::sync`) and by `lbctl flows`. Out: a
+//! [`FlowEvent`] or a table way names this node's VIP id and backend slot;
+//! the record names addresses. In: the receiver finds its own VIP id,
 //! generation and slot for those addresses and writes the flow exactly as
 //! its XDP program would (`lb_common::flow::FlowTable::insert`). Writing a
 //! set the program may be writing at the same moment is safe for the
 //! reader (the check word rejects a torn way); at worst one of the two
 //! flows is lost, and is re-balanced by Maglev on its next packet.
 
-use std::{collections::HashMap, net::IpAddr};
-
-use lb_common::{
-    flow::{FLOW_WAYS, FlowEvent, FlowKey, FlowSet, FlowTable},
-    hash::flow_hash,
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
 };
 
-use super::wire::FlowRecord;
+use lb_common::{
+    flow::{FLOW_SEEN_UNIT_NS, FLOW_WAYS, FlowEvent, FlowKey, FlowSet, FlowTable, flow_seen},
+    hash::flow_hash,
+};
+use serde::{Deserialize, Serialize};
+
 use crate::dataplane::balancer::{Protocol, ServiceKey};
+
+/// One flow's decision, in node-independent terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowRecord {
+    /// IP protocol number (6, 17).
+    pub proto: u8,
+    /// VIP address.
+    pub vip: IpAddr,
+    /// VIP port.
+    pub vip_port: u16,
+    /// Client address.
+    pub client: IpAddr,
+    /// Client port.
+    pub client_port: u16,
+    /// The backend the flow goes to.
+    pub backend: IpAddr,
+}
 
 /// This node's VIP ids, generations and backend slots, by address and
 /// back: what turns events into records and records into table entries.
@@ -168,10 +190,18 @@ pub fn apply(
     Ok(())
 }
 
-/// Every live flow in `sets` as a record: ways whose check word holds and
-/// whose VIP and slot are still the ones recorded (what a bulk sync
-/// sends).
+/// Every live flow in `sets` as a record (what a bulk sync sends).
 pub fn dump<'a>(sets: &'a [FlowSet], t: &'a Translation) -> impl Iterator<Item = FlowRecord> + 'a {
+    live(sets, t).map(|(r, _)| r)
+}
+
+/// Every live flow in `sets` as a record, with when it was last seen (in
+/// the table's time units): ways whose check word holds and whose VIP and
+/// slot are still the ones recorded.
+fn live<'a>(
+    sets: &'a [FlowSet],
+    t: &'a Translation,
+) -> impl Iterator<Item = (FlowRecord, u32)> + 'a {
     sets.iter().flat_map(move |set| {
         (0..FLOW_WAYS).filter_map(move |i| {
             if set.tags[i] == 0 {
@@ -180,15 +210,86 @@ pub fn dump<'a>(sets: &'a [FlowSet], t: &'a Translation) -> impl Iterator<Item =
             let way = set.ways[i];
             let hash = flow_hash(&way.key);
             let state = way.valid_state(hash)?;
-            t.record(&FlowEvent {
+            let record = t.record(&FlowEvent {
                 key: way.key,
                 backend: state.backend,
                 vip_id: state.vip_id,
                 vip_generation: state.vip_generation,
                 pad: 0,
-            })
+            })?;
+            Some((record, set.seen[i]))
         })
     })
+}
+
+/// One connection-table entry as `lbctl flows` shows it (as `ipvsadm
+/// -Lc` does).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowStatus {
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// The client.
+    pub client: SocketAddr,
+    /// The VIP and port the client addressed.
+    pub vip: SocketAddr,
+    /// The backend the flow goes to.
+    pub backend: IpAddr,
+    /// Time since its last packet, in milliseconds (the table keeps it in
+    /// units of about 1 ms).
+    pub idle_ms: u64,
+}
+
+/// What `lbctl flows` gets: the entries, most recently seen first, at most
+/// the number asked for, and how many matched in all.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowsReply {
+    /// Entries that matched.
+    pub total: usize,
+    /// The first `limit` of them.
+    pub flows: Vec<FlowStatus>,
+}
+
+/// The live flows of `sets` (of `service` only, if given: a port-0 service
+/// matches every port), most recently seen first, at most `limit` of them
+/// (0: all). `now_ns` is the program's clock (`CLOCK_MONOTONIC_COARSE`).
+#[must_use]
+pub fn list(
+    sets: &[FlowSet],
+    t: &Translation,
+    now_ns: u64,
+    service: Option<&ServiceKey>,
+    limit: usize,
+) -> FlowsReply {
+    let now = flow_seen(now_ns);
+    let mut flows: Vec<(u32, FlowStatus)> = live(sets, t)
+        .filter(|(r, _)| {
+            service.is_none_or(|s| {
+                s.vip == r.vip
+                    && s.proto.number() == r.proto
+                    && (s.port == 0 || s.port == r.vip_port)
+            })
+        })
+        .map(|(r, seen)| {
+            let age = now.wrapping_sub(seen);
+            let status = FlowStatus {
+                protocol: if r.proto == 17 { "udp" } else { "tcp" }.into(),
+                client: SocketAddr::new(r.client, r.client_port),
+                vip: SocketAddr::new(r.vip, r.vip_port),
+                backend: r.backend,
+                idle_ms: u64::from(age) * FLOW_SEEN_UNIT_NS / 1_000_000,
+            };
+            (age, status)
+        })
+        .collect();
+    flows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.client.cmp(&b.1.client)));
+    let total = flows.len();
+    if limit > 0 {
+        flows.truncate(limit);
+    }
+    FlowsReply {
+        total,
+        flows: flows.into_iter().map(|(_, f)| f).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -286,6 +387,38 @@ mod tests {
         let any = Translation::build([(svc(100, 0), 4, 9, vec![(be(11), 2)])]);
         apply(&mut sets, &any, &other_port, 1).unwrap();
         assert_eq!(dump(&sets, &any).collect::<Vec<_>>(), vec![other_port]);
+    }
+
+    /// `lbctl flows`: a service's flows, the most recently seen first, how
+    /// long each has been idle, and the total beyond the limit.
+    #[test]
+    fn lists_flows_of_a_service_most_recent_first() {
+        let t = Translation::build([
+            (svc(100, 80), 0, 1, vec![(be(11), 0), (be(12), 1)]),
+            (svc(101, 80), 1, 1, vec![(be(11), 2)]),
+        ]);
+        let ms = 1_000_000u64;
+        let mut sets = vec![FlowSet::default(); 16];
+        apply(&mut sets, &t, &record(1, 11), 1000 * ms).unwrap();
+        apply(&mut sets, &t, &record(2, 12), 1500 * ms).unwrap();
+        let other = FlowRecord {
+            vip: IpAddr::from([198, 18, 0, 101]),
+            ..record(3, 11)
+        };
+        apply(&mut sets, &t, &other, 1500 * ms).unwrap();
+        let all = list(&sets, &t, 2000 * ms, Some(&svc(100, 80)), 0);
+        assert_eq!(all.total, 2);
+        let ports: Vec<u16> = all.flows.iter().map(|f| f.client.port()).collect();
+        assert_eq!(ports, vec![2, 1], "most recently seen first");
+        let idle: Vec<u64> = all.flows.iter().map(|f| f.idle_ms).collect();
+        assert!(
+            (490..=510).contains(&idle[0]) && (990..=1010).contains(&idle[1]),
+            "{idle:?}"
+        );
+        assert_eq!(all.flows[0].backend, be(12));
+        assert_eq!(all.flows[0].vip, "198.18.0.100:80".parse().unwrap());
+        let first = list(&sets, &t, 2000 * ms, None, 1);
+        assert_eq!((first.total, first.flows.len()), (3, 1));
     }
 
     /// Applying the same record twice keeps one entry (a resent or bulk
