@@ -530,6 +530,23 @@ fn wait_master(lab: &Lab, node: usize, timeout: Duration) -> Instant {
     Instant::now()
 }
 
+/// A VRRP pair with sync over the first three backends (`proto`): lb1
+/// master, lb2 backup with lb1's table (bulk sync done).
+fn pair(name: &str, proto: Protocol) -> Lab {
+    let mut lab = Lab::new(2, name);
+    let three: Vec<&str> = BACKENDS[..3].iter().map(|(_, a)| *a).collect();
+    for node in 0..2 {
+        lab.write_config(node, &lab.config(node, &three, &[], proto));
+    }
+    lab.start(0, "service active");
+    lab.start(1, "service standby");
+    lab.daemon(1)
+        .wait_log("bulk sync complete", Duration::from_secs(10))
+        .unwrap();
+    wait_master(&lab, 0, Duration::from_secs(5));
+    lab
+}
+
 /// How the pool changes on both nodes before the master dies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PoolChange {
@@ -558,18 +575,8 @@ fn vrrp_pair_backend_drained_master_killed() {
 /// connections, the master is SIGKILLed, and (`then_return`) comes back.
 fn pair_failover(change: PoolChange, then_return: bool) {
     let _serial = serial();
-    let mut lab = Lab::new(2, if then_return { "pairback" } else { "pair" });
-    let three: Vec<&str> = BACKENDS[..3].iter().map(|(_, a)| *a).collect();
+    let mut lab = pair(if then_return { "pairback" } else { "pair" }, Protocol::Tcp);
     let four: Vec<&str> = BACKENDS.iter().map(|(_, a)| *a).collect();
-    for node in 0..2 {
-        lab.write_config(node, &lab.config(node, &three, &[], Protocol::Tcp));
-    }
-    lab.start(0, "service active");
-    lab.start(1, "service standby");
-    lab.daemon(1)
-        .wait_log("bulk sync complete", Duration::from_secs(10))
-        .unwrap();
-    wait_master(&lab, 0, Duration::from_secs(5));
 
     let traffic = lab.traffic();
     traffic.wait_lines(3, Duration::from_secs(10)).unwrap();
@@ -664,17 +671,7 @@ fn pair_failover(change: PoolChange, then_return: bool) {
 #[test]
 fn sync_under_load_carries_every_new_flow() {
     let _serial = serial();
-    let mut lab = Lab::new(2, "load");
-    let three: Vec<&str> = BACKENDS[..3].iter().map(|(_, a)| *a).collect();
-    for node in 0..2 {
-        lab.write_config(node, &lab.config(node, &three, &[], Protocol::Udp));
-    }
-    lab.start(0, "service active");
-    lab.start(1, "service standby");
-    lab.daemon(1)
-        .wait_log("bulk sync complete", Duration::from_secs(10))
-        .unwrap();
-    wait_master(&lab, 0, Duration::from_secs(5));
+    let mut lab = pair("load", Protocol::Udp);
     // The client's neighbour entry for the VIP, so the generator's frames
     // carry the master's MAC.
     let lb_mac = lab.lan.host("lb1").mac().unwrap();

@@ -599,16 +599,7 @@ impl Dataplane {
                 continue;
             }
             let path = self.pin_dir.join(&name);
-            if path.exists() {
-                std::fs::remove_file(&path).map_err(|source| LoadError::PinDir {
-                    path: path.clone(),
-                    source,
-                })?;
-                warn!(
-                    "removed stale pin {} left by an lbd that did not shut down cleanly",
-                    path.display()
-                );
-            }
+            remove_stale_pin(&path, "left by an lbd that did not shut down cleanly")?;
             let map = self.ebpf.map(&name).expect("name listed by maps()");
             map.pin(&path).map_err(|source| LoadError::Pin {
                 what: format!("map {name}"),
@@ -929,17 +920,19 @@ fn check_shapes(dir: &Path, opts: &Options) -> Result<(), String> {
 /// of a version without pinned links left (nothing runs them).
 fn remove_stale_pins(dir: &Path) -> Result<(), LoadError> {
     for (name, _) in object_maps(crate::EBPF_OBJ) {
-        let path = dir.join(&name);
-        if path.exists() {
-            std::fs::remove_file(&path).map_err(|source| LoadError::PinDir {
-                path: path.clone(),
-                source,
-            })?;
-            warn!(
-                "removed stale pin {} (no pinned link: nothing was running it)",
-                path.display()
-            );
-        }
+        remove_stale_pin(&dir.join(&name), "(no pinned link: nothing was running it)")?;
+    }
+    Ok(())
+}
+
+/// Remove the pin at `path` if there is one, logging `why`.
+fn remove_stale_pin(path: &Path, why: &str) -> Result<(), LoadError> {
+    if path.exists() {
+        std::fs::remove_file(path).map_err(|source| LoadError::PinDir {
+            path: path.to_owned(),
+            source,
+        })?;
+        warn!("removed stale pin {} {why}", path.display());
     }
     Ok(())
 }

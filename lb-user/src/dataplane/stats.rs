@@ -186,17 +186,8 @@ impl FlowTableUsage {
 /// # Errors
 /// The map is missing, or mapping or reading it failed.
 pub fn flow_table_usage(ebpf: &aya::Ebpf) -> Result<FlowTableUsage, StatsError> {
-    use lb_common::flow::{FLOW_SEEN_UNIT_NS, FLOW_WAYS, FLOWS_MAP, FlowSet, flow_seen};
-    let Some(aya::maps::Map::Array(map)) = ebpf.map(FLOWS_MAP) else {
-        return Err(StatsError::NoMap(FLOWS_MAP));
-    };
-    let map_err = |source| StatsError::Map {
-        map: FLOWS_MAP,
-        source,
-    };
-    let sets = map.info().map_err(map_err)?.max_entries() as usize;
-    let mem = crate::dataplane::bpfmem::ArrayMemory::map(map, sets * size_of::<FlowSet>(), false)
-        .map_err(StatsError::Mmap)?;
+    use lb_common::flow::{FLOW_SEEN_UNIT_NS, FLOW_WAYS, FlowSet, flow_seen};
+    let (mem, sets) = map_flow_sets(ebpf, false)?;
     let now = flow_seen(coarse_now_ns());
     let window = (FlowTableUsage::RECENT.as_nanos() as u64 / FLOW_SEEN_UNIT_NS) as u32;
     let mut usage = FlowTableUsage {
@@ -229,6 +220,25 @@ pub fn flow_list(
     service: Option<&crate::dataplane::balancer::ServiceKey>,
     limit: usize,
 ) -> Result<crate::dataplane::flows::FlowsReply, StatsError> {
+    let (mem, sets) = map_flow_sets(ebpf, false)?;
+    Ok(crate::dataplane::flows::list(
+        mem.slice::<lb_common::flow::FlowSet>(sets),
+        translation,
+        coarse_now_ns(),
+        service,
+        limit,
+    ))
+}
+
+/// The connection table's sets mapped into our memory (read-write when
+/// `writable`), and how many there are.
+///
+/// # Errors
+/// The map is missing, or reading its size or mapping it failed.
+pub fn map_flow_sets(
+    ebpf: &aya::Ebpf,
+    writable: bool,
+) -> Result<(crate::dataplane::bpfmem::ArrayMemory, usize), StatsError> {
     use lb_common::flow::{FLOWS_MAP, FlowSet};
     let Some(aya::maps::Map::Array(map)) = ebpf.map(FLOWS_MAP) else {
         return Err(StatsError::NoMap(FLOWS_MAP));
@@ -240,15 +250,10 @@ pub fn flow_list(
             source,
         })?
         .max_entries() as usize;
-    let mem = crate::dataplane::bpfmem::ArrayMemory::map(map, sets * size_of::<FlowSet>(), false)
-        .map_err(StatsError::Mmap)?;
-    Ok(crate::dataplane::flows::list(
-        mem.slice::<FlowSet>(sets),
-        translation,
-        coarse_now_ns(),
-        service,
-        limit,
-    ))
+    let mem =
+        crate::dataplane::bpfmem::ArrayMemory::map(map, sets * size_of::<FlowSet>(), writable)
+            .map_err(StatsError::Mmap)?;
+    Ok((mem, sets))
 }
 
 /// The XDP program's clock (`bpf_ktime_get_coarse_ns`):

@@ -18,8 +18,8 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use aya::maps::{Map, MapData, RingBuf};
-use lb_common::flow::{FLOW_EVENTS_MAP, FLOWS_MAP, FlowEvent, FlowSet};
+use aya::maps::{MapData, RingBuf};
+use lb_common::flow::{FLOW_EVENTS_MAP, FlowEvent, FlowSet};
 use serde::{Deserialize, Serialize};
 use tokio::{io::unix::AsyncFd, net::UdpSocket, sync::watch};
 use tracing::{info, warn};
@@ -64,7 +64,10 @@ pub enum SyncError {
         #[source]
         source: aya::maps::MapError,
     },
-    /// The table or ring buffer could not be mapped or polled.
+    /// The connection table could not be mapped.
+    #[error("the connection table")]
+    Table(#[source] crate::dataplane::stats::StatsError),
+    /// The ring buffer could not be polled, or the socket opened.
     #[error("{what}")]
     Io {
         /// What was being done.
@@ -295,27 +298,8 @@ fn open_ring(ebpf: &mut aya::Ebpf) -> Result<AsyncFd<RingBuf<MapData>>, SyncErro
 
 /// The connection table, memory-mapped read-write.
 fn open_table(ebpf: &aya::Ebpf) -> Result<Table, SyncError> {
-    let Some(Map::Array(flows)) = ebpf.map(FLOWS_MAP) else {
-        return Err(SyncError::Map {
-            map: FLOWS_MAP,
-            source: aya::maps::MapError::InvalidName {
-                name: FLOWS_MAP.into(),
-            },
-        });
-    };
-    let sets = flows
-        .info()
-        .map_err(|source| SyncError::Map {
-            map: FLOWS_MAP,
-            source,
-        })?
-        .max_entries() as usize;
-    let mem = ArrayMemory::map(flows, sets * size_of::<FlowSet>(), true).map_err(|source| {
-        SyncError::Io {
-            what: "mapping the connection table".into(),
-            source,
-        }
-    })?;
+    let (mem, sets) =
+        crate::dataplane::stats::map_flow_sets(ebpf, true).map_err(SyncError::Table)?;
     Ok(Table { mem, sets })
 }
 
