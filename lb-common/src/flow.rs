@@ -216,6 +216,17 @@ pub const fn flow_seen(now_ns: u64) -> u32 {
     (now_ns / FLOW_SEEN_UNIT_NS) as u32
 }
 
+/// How many time units ago `seen` was, at `now` (both [`flow_seen`]
+/// values, wrapping). A `seen` slightly ahead of `now` is age 0, not an
+/// age of four billion units: another CPU (or `lbd`, writing a synced
+/// flow) may have stamped the way after this reader took its clock.
+#[inline(always)]
+#[must_use]
+pub const fn flow_age(now: u32, seen: u32) -> u32 {
+    let age = now.wrapping_sub(seen);
+    if age > u32::MAX / 2 { 0 } else { age }
+}
+
 /// The check word of an entry: binds the state to the flow's hash, so an
 /// entry torn between two writers (or read mid-write) fails the check.
 #[inline(always)]
@@ -337,7 +348,7 @@ impl FlowSet {
             let age = if t == 0 {
                 u64::MAX
             } else {
-                u64::from(now.wrapping_sub(read(&self.seen[i]))) + 1
+                u64::from(flow_age(now, read(&self.seen[i]))) + 1
             };
             if age > best_age {
                 best = i;
@@ -701,5 +712,31 @@ mod tests {
                 "every flow not evicted is found"
             );
         }
+    }
+
+    /// A way stamped just after the inserter took its clock (another CPU,
+    /// or lbd writing a synced flow) is the newest, not the oldest.
+    #[test]
+    fn a_way_seen_in_the_future_is_not_evicted_first() {
+        assert_eq!(flow_age(100, 101), 0);
+        assert_eq!(flow_age(100, 90), 10);
+        assert_eq!(flow_age(5, u32::MAX - 4), 10, "across the wrap");
+        let mut set = FlowSet::default();
+        for n in 0..FLOW_WAYS as u32 {
+            let k = key(n);
+            let hash = flow_hash(&k);
+            // Way ages: all 5 s old but one, stamped 1 unit after `now`.
+            let t = if n == 3 {
+                10 * SEC + FLOW_SEEN_UNIT_NS
+            } else {
+                5 * SEC
+            };
+            let (i, _) = set.slot_for(&k, hash, t);
+            set.write(i, &k, hash, n, 0, 1, t);
+        }
+        let newcomer = key(100);
+        let (i, replaced) = set.slot_for(&newcomer, flow_hash(&newcomer), 10 * SEC);
+        assert_ne!(set.ways[i].key, key(3), "the future-stamped way stays");
+        assert_eq!(replaced, Replaced::Idle);
     }
 }

@@ -356,9 +356,14 @@ fn assert_lbctl_flows_lists_the_long_lived(lab: &Lab) {
         .iter()
         .filter(|f| f["idle_ms"].as_u64().is_some_and(|ms| ms < 1000))
         .count();
+    let mut idle: Vec<u64> = listed
+        .iter()
+        .filter_map(|f| f["idle_ms"].as_u64())
+        .collect();
+    idle.sort_unstable();
     assert!(
         fresh >= 40,
-        "lbctl flows: {fresh} recent of {}",
+        "lbctl flows: {fresh} recent of {}: idle ms {idle:?}",
         listed.len()
     );
     assert!(

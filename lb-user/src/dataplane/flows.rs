@@ -19,7 +19,9 @@ use std::{
 };
 
 use lb_common::{
-    flow::{FLOW_SEEN_UNIT_NS, FLOW_WAYS, FlowEvent, FlowKey, FlowSet, FlowTable, flow_seen},
+    flow::{
+        FLOW_SEEN_UNIT_NS, FLOW_WAYS, FlowEvent, FlowKey, FlowSet, FlowTable, flow_age, flow_seen,
+    },
     hash::flow_hash,
 };
 use serde::{Deserialize, Serialize};
@@ -270,7 +272,7 @@ pub fn list(
             })
         })
         .map(|(r, seen)| {
-            let age = now.wrapping_sub(seen);
+            let age = flow_age(now, seen);
             let status = FlowStatus {
                 protocol: if r.proto == 17 { "udp" } else { "tcp" }.into(),
                 client: SocketAddr::new(r.client, r.client_port),

@@ -186,7 +186,7 @@ impl FlowTableUsage {
 /// # Errors
 /// The map is missing, or mapping or reading it failed.
 pub fn flow_table_usage(ebpf: &aya::Ebpf) -> Result<FlowTableUsage, StatsError> {
-    use lb_common::flow::{FLOW_SEEN_UNIT_NS, FLOW_WAYS, FlowSet, flow_seen};
+    use lb_common::flow::{FLOW_SEEN_UNIT_NS, FLOW_WAYS, FlowSet, flow_age, flow_seen};
     let (mem, sets) = map_flow_sets(ebpf, false)?;
     let now = flow_seen(coarse_now_ns());
     let window = (FlowTableUsage::RECENT.as_nanos() as u64 / FLOW_SEEN_UNIT_NS) as u32;
@@ -198,7 +198,7 @@ pub fn flow_table_usage(ebpf: &aya::Ebpf) -> Result<FlowTableUsage, StatsError> 
         for (tag, seen) in set.tags.iter().zip(&set.seen) {
             if *tag != 0 {
                 usage.in_use += 1;
-                usage.recent += u64::from(now.wrapping_sub(*seen) <= window);
+                usage.recent += u64::from(flow_age(now, *seen) <= window);
             }
         }
     }
