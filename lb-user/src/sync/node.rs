@@ -34,6 +34,10 @@ use crate::dataplane::{
 const BULK_CHUNK_SETS: usize = 2048;
 /// How often a node still waiting re-asks for a bulk sync.
 const BULK_RETRY: Duration = Duration::from_secs(1);
+/// Events drained per turn: then the task yields, so the datagrams it
+/// receives and the daemon's other tasks (VRRP adverts every 100 ms) are
+/// not held up by a flood of new flows.
+const DRAIN_PER_TURN: usize = 4096;
 /// Receive buffer asked for: bursts of a bulk sync land here.
 const RECV_BUFFER: usize = 8 << 20;
 
@@ -406,8 +410,13 @@ impl Node {
             tokio::select! {
                 ready = ring.readable_mut() => match ready {
                     Ok(mut guard) => {
-                        self.drain(guard.get_inner_mut()).await;
-                        guard.clear_ready();
+                        if self.drain(guard.get_inner_mut()).await {
+                            // More queued: stay ready, but let the others run.
+                            drop(guard);
+                            tokio::task::yield_now().await;
+                        } else {
+                            guard.clear_ready();
+                        }
                     }
                     Err(e) => {
                         warn!("sync: polling the ring buffer failed: {e}");
@@ -426,14 +435,19 @@ impl Node {
         }
     }
 
-    /// Turn every queued event into a record and send them in full
-    /// datagrams (the rest at the end: new flows are not held back).
-    async fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+    /// Turn up to [`DRAIN_PER_TURN`] queued events into records and send
+    /// them in full datagrams (the rest at the end: new flows are not held
+    /// back). Whether events may be left.
+    async fn drain(&mut self, ring: &mut RingBuf<MapData>) -> bool {
         let translation = Arc::clone(&self.translation.borrow());
         let mut stale = 0;
-        loop {
+        let mut left = true;
+        for _ in 0..DRAIN_PER_TURN {
             let event = {
-                let Some(item) = ring.next() else { break };
+                let Some(item) = ring.next() else {
+                    left = false;
+                    break;
+                };
                 if item.len() < size_of::<FlowEvent>() {
                     continue;
                 }
@@ -455,6 +469,7 @@ impl Node {
         if stale > 0 {
             self.stat(|s| s.events_stale += stale);
         }
+        left
     }
 
     async fn flush(&mut self) {
