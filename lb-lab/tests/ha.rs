@@ -750,6 +750,11 @@ fn sync_under_load_carries_every_new_flow() {
         took.as_millis()
     );
     assert_eq!(missing, 0, "bulk sync carried every flow\n{}", lab.log(1));
+    let log = lab.log(1);
+    assert!(
+        log.contains("bulk sync from 198.18.0.2 complete") && !log.contains("flows arrived"),
+        "the answer arrived whole:\n{log}"
+    );
 }
 
 /// Send `rate` UDP frames a second for `secs` s from the calling thread's

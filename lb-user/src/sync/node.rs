@@ -487,12 +487,24 @@ impl Node {
         });
     }
 
+    /// Ask the peers whose answer has not begun to arrive for their
+    /// tables (a peer already answering is not asked again: a second
+    /// answer would only double the burst).
     async fn request_bulk(&self) {
+        let waiting: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|p| !p.bulk_done && p.bulk_flows == 0)
+            .map(|p| p.address)
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
         let bytes = self
             .out
             .datagram(Kind::BulkRequest, Vec::new(), 0)
             .emit(&self.spec.secret);
-        let (_, failed) = send_all(&self.socket, &self.spec.peers, self.spec.port, &bytes).await;
+        let (_, failed) = send_all(&self.socket, &waiting, self.spec.port, &bytes).await;
         if failed > 0 {
             self.stat(|s| s.send_errors += failed);
         }
@@ -551,7 +563,9 @@ impl Node {
         match d.kind {
             Kind::Flows | Kind::BulkFlows => {
                 if d.kind == Kind::BulkFlows {
-                    self.peer_status(peer, |p| p.bulk_flows += d.flows.len() as u64);
+                    let n = d.flows.len() as u64;
+                    self.peers[peer].bulk_flows += n;
+                    self.peer_status(peer, |p| p.bulk_flows += n);
                 }
                 self.apply(&d.flows);
             }
