@@ -250,7 +250,7 @@ pub fn start(
             .map(|&address| Peer {
                 address,
                 sender: None,
-                last_sequence: 0,
+                last_sequence: None,
                 heard: None,
                 bulk_done: false,
                 bulk_flows: 0,
@@ -264,7 +264,8 @@ pub fn start(
         hold,
         out: Arc::new(Out {
             sender: rand_u32(),
-            sequence: AtomicU32::new(0),
+            flows_sequence: AtomicU32::new(0),
+            other_sequence: AtomicU32::new(0),
         }),
         batch: Vec::with_capacity(MAX_RECORDS),
         started: Instant::now(),
@@ -337,15 +338,24 @@ fn rand_u32() -> u32 {
 /// What every datagram this node sends carries.
 struct Out {
     sender: u32,
-    sequence: AtomicU32,
+    /// Numbers the new-flow datagrams, which every peer gets: a peer
+    /// counts the gaps as lost datagrams.
+    flows_sequence: AtomicU32,
+    /// Numbers the rest (bulk requests and answers go to one peer each).
+    other_sequence: AtomicU32,
 }
 
 impl Out {
     fn datagram(&self, kind: Kind, flows: Vec<FlowRecord>, total: u64) -> Datagram {
+        let counter = if kind == Kind::Flows {
+            &self.flows_sequence
+        } else {
+            &self.other_sequence
+        };
         Datagram {
             kind,
             sender: self.sender,
-            sequence: self.sequence.fetch_add(1, Ordering::Relaxed),
+            sequence: counter.fetch_add(1, Ordering::Relaxed),
             sent_ns: now_unix_ns(),
             flows,
             total,
@@ -356,7 +366,8 @@ impl Out {
 struct Peer {
     address: IpAddr,
     sender: Option<u32>,
-    last_sequence: u32,
+    /// The last new-flow datagram's number from `sender`.
+    last_sequence: Option<u32>,
     heard: Option<Instant>,
     bulk_done: bool,
     bulk_flows: u64,
@@ -585,24 +596,28 @@ impl Node {
         }
     }
 
-    /// Note a datagram from peer `i`; how many of its datagrams went
-    /// missing before this one.
+    /// Note a datagram from peer `i`; how many of its new-flow datagrams
+    /// went missing before this one.
     fn heard(&mut self, i: usize, d: &Datagram) -> u64 {
         let now = Instant::now();
         let mut lost = 0;
         if let Some(p) = self.peers.get_mut(i) {
-            if p.sender == Some(d.sender) {
-                let gap = d.sequence.wrapping_sub(p.last_sequence);
-                if (2..1 << 31).contains(&gap) {
-                    lost = u64::from(gap - 1);
-                }
-            } else {
+            if p.sender != Some(d.sender) {
                 if p.sender.is_some() {
                     info!("sync: peer {} restarted", p.address);
                 }
                 p.sender = Some(d.sender);
+                p.last_sequence = None;
             }
-            p.last_sequence = d.sequence;
+            if d.kind == Kind::Flows {
+                if let Some(last) = p.last_sequence {
+                    let gap = d.sequence.wrapping_sub(last);
+                    if (2..1 << 31).contains(&gap) {
+                        lost = u64::from(gap - 1);
+                    }
+                }
+                p.last_sequence = Some(d.sequence);
+            }
             p.heard = Some(now);
         }
         self.peer_status(i, |s| s.heard_at = Some(now));
