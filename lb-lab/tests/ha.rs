@@ -640,7 +640,12 @@ fn pair_failover(change: PoolChange, then_return: bool) {
     // The old master returns: it adopts its data plane, asks lb2 for its
     // table, and preempts only once it has it.
     lab.start(0, "running; SIGINT");
-    let returned = wait_master(&lab, 0, Duration::from_secs(15));
+    // Its interface still holds the VIP the killed run left (until the
+    // new run sweeps it): wait for the transition, not the address.
+    lab.daemon(0)
+        .wait_log("to=MASTER", Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("not master again: {e}\n{}", lab.logs()));
+    let returned = wait_master(&lab, 0, Duration::from_secs(5));
     let log = lab.log(0);
     let restart = log.rfind("adopted the data plane").expect("adopted");
     let bulk = log[restart..]
