@@ -958,38 +958,52 @@ impl Traffic {
         Ok(traffic)
     }
 
+    /// Wait on the traffic's progress until `check` decides: it sees the
+    /// state and whether `deadline` has passed, and must decide then.
+    fn wait_progress<T>(
+        &self,
+        deadline: Instant,
+        mut check: impl FnMut(&State, bool) -> Option<T>,
+    ) -> T {
+        let mut st = lock(&self.shared.state);
+        loop {
+            let now = Instant::now();
+            if let Some(decided) = check(&st, now >= deadline) {
+                return decided;
+            }
+            st = self
+                .shared
+                .progress
+                .wait_timeout(st, deadline.saturating_duration_since(now))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
     fn wait_established(&self) -> Result<(), TrafficError> {
         let opts = &self.shared.opts;
         // The last attempt may begin just before start_timeout.
         let timeout = opts.start_timeout + opts.connect_timeout + opts.reply_timeout;
-        let deadline = self.shared.start + timeout;
-        let mut st = lock(&self.shared.state);
-        loop {
+        self.wait_progress(self.shared.start + timeout, |st, expired| {
             let established = st.long.iter().flatten().count();
             if established == opts.long_lived {
-                return Ok(());
+                return Some(Ok(()));
             }
-            let now = Instant::now();
-            if !st.gave_up.is_empty() || now >= deadline {
+            if !st.gave_up.is_empty() || expired {
                 let first = st.gave_up.first().map_or_else(
                     || "none gave up yet".to_owned(),
                     |(id, f)| format!("long-lived #{id}: {f}"),
                 );
-                return Err(TrafficError::Start {
+                return Some(Err(TrafficError::Start {
                     established,
                     wanted: opts.long_lived,
                     target: self.shared.target,
                     timeout,
                     first,
-                });
+                }));
             }
-            st = self
-                .shared
-                .progress
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+            None
+        })
     }
 
     /// When [`Traffic::start`] was called.
@@ -1012,14 +1026,12 @@ impl Traffic {
     /// # Errors
     /// [`TrafficError::Stalled`] after `timeout`.
     pub fn wait_lines(&self, lines: u64, timeout: Duration) -> Result<(), TrafficError> {
-        let deadline = Instant::now() + timeout;
-        let mut st = lock(&self.shared.state);
-        let base: Vec<u64> = st
+        let base: Vec<u64> = lock(&self.shared.state)
             .long
             .iter()
             .map(|l| l.as_ref().map_or(0, |l| l.lines))
             .collect();
-        loop {
+        self.wait_progress(Instant::now() + timeout, |st, expired| {
             let alive: Vec<(u64, u64)> = st
                 .long
                 .iter()
@@ -1028,24 +1040,15 @@ impl Traffic {
                 .collect();
             let lagging = alive.iter().filter(|(n, b)| *n < b + lines).count();
             if lagging == 0 {
-                return Ok(());
+                return Some(Ok(()));
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(TrafficError::Stalled {
-                    lagging,
-                    alive: alive.len(),
-                    lines,
-                    timeout,
-                });
-            }
-            st = self
-                .shared
-                .progress
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+            expired.then_some(Err(TrafficError::Stalled {
+                lagging,
+                alive: alive.len(),
+                lines,
+                timeout,
+            }))
+        })
     }
 
     /// The report so far; the traffic goes on.

@@ -251,7 +251,6 @@ pub fn start(
                 address,
                 sender: None,
                 last_sequence: None,
-                heard: None,
                 bulk_done: false,
                 bulk_flows: 0,
             })
@@ -368,7 +367,6 @@ struct Peer {
     sender: Option<u32>,
     /// The last new-flow datagram's number from `sender`.
     last_sequence: Option<u32>,
-    heard: Option<Instant>,
     bulk_done: bool,
     bulk_flows: u64,
 }
@@ -618,7 +616,6 @@ impl Node {
                 }
                 p.last_sequence = Some(d.sequence);
             }
-            p.heard = Some(now);
         }
         self.peer_status(i, |s| s.heard_at = Some(now));
         lost

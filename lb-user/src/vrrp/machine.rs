@@ -1419,21 +1419,29 @@ mod tests {
         assert_eq!(at, stop + 600 * MS);
     }
 
+    /// Node 0 (priority 100) master alone for 5 s, then node 1 (priority
+    /// 200, not started yet) on the same LAN; and the moment it joins.
+    fn lower_master_and_a_joiner() -> (Lan, Instant) {
+        let t0 = Instant::now();
+        let mut lan = Lan::new(vec![config(1, 100)], t0);
+        lan.run_until(t0 + Duration::from_secs(5));
+        assert_eq!(lan.states(), vec![State::Master]);
+        let joined = lan.now;
+        let lan2 = Lan {
+            nodes: vec![lan.nodes.remove(0), Machine::new(config(2, 200)).unwrap()],
+            connected: vec![true, true],
+            now: joined,
+            transitions: Vec::new(),
+        };
+        (lan2, joined)
+    }
+
     /// A returning higher-priority node whose connection table is not yet
     /// synced holds back: it stays backup behind the lower master's adverts
     /// until the hold is lifted, then preempts as usual.
     #[test]
     fn preempt_hold_defers_preemption_until_lifted() {
-        let t0 = Instant::now();
-        let mut lan = Lan::new(vec![config(1, 100)], t0);
-        lan.run_until(t0 + Duration::from_secs(5));
-        let mut lan2 = Lan {
-            nodes: vec![lan.nodes.remove(0), Machine::new(config(2, 200)).unwrap()],
-            connected: vec![true, true],
-            now: lan.now,
-            transitions: Vec::new(),
-        };
-        let joined = lan2.now;
+        let (mut lan2, joined) = lower_master_and_a_joiner();
         lan2.event(1, Event::PreemptHold(true));
         lan2.event(1, Event::Startup);
         lan2.run_until(joined + Duration::from_secs(10));
@@ -1460,18 +1468,8 @@ mod tests {
 
     #[test]
     fn preempt_higher_priority_backup_takes_over_from_a_lower_master() {
-        let t0 = Instant::now();
         // Node 0 (prio 100) is master alone; node 1 (prio 200) joins later.
-        let mut lan = Lan::new(vec![config(1, 100)], t0);
-        lan.run_until(t0 + Duration::from_secs(5));
-        assert_eq!(lan.states(), vec![State::Master]);
-        let mut lan2 = Lan {
-            nodes: vec![lan.nodes.remove(0), Machine::new(config(2, 200)).unwrap()],
-            connected: vec![true, true],
-            now: lan.now,
-            transitions: Vec::new(),
-        };
-        let joined = lan2.now;
+        let (mut lan2, joined) = lower_master_and_a_joiner();
         lan2.event(1, Event::Startup);
         lan2.run_until(joined + Duration::from_secs(10));
         assert_eq!(lan2.states(), vec![State::Backup, State::Master]);
