@@ -48,8 +48,16 @@ pub struct Backend {
     /// Id of the VIP (service) this slot serves. The program forwards a
     /// flow through the slot only for this VIP.
     pub vip_id: u32,
+    /// `nat` / `fullnat`: the backend's port (network order); 0: the
+    /// service's (the packet's own destination port).
+    pub port_be: u16,
+    /// Explicit padding, always 0.
+    pub pad: u16,
+    /// `fullnat`: the source address translated flows get towards this
+    /// backend (v4-mapped for IPv4).
+    pub snat: [u8; 16],
 }
 
-const _: () = assert!(core::mem::size_of::<Backend>() == 28);
+const _: () = assert!(core::mem::size_of::<Backend>() == 48);
 
 crate::pod!(Backend);

@@ -29,6 +29,11 @@ pub struct Config {
     pub vip_index: u8,
     /// Explicit padding, always 0.
     pub pad: u8,
+    /// First SNAT source port of `fullnat` flows (host order).
+    pub snat_port_min: u16,
+    /// Number of SNAT source ports from `snat_port_min` (0: no fullnat
+    /// flow can start).
+    pub snat_ports: u16,
 }
 
 crate::pod!(Config);

@@ -16,7 +16,7 @@ pub const LAYOUT_MAGIC: u64 = u64::from_le_bytes(*b"lb-dplan");
 /// Version of what the maps hold and mean. Bump it whenever a map's key or
 /// value changes meaning (a change of size is caught without it) or a map
 /// is renamed; an `lbd` refuses to adopt a data plane of another version.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// The stamp, written once by the `lbd` that creates the maps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,8 +35,8 @@ pub struct Layout {
     /// The attach mode's `XDP_FLAGS_*` bits (`XDP_FLAGS_SKB_MODE` 2,
     /// `XDP_FLAGS_DRV_MODE` 4).
     pub xdp_flags: u32,
-    /// Explicit padding, always 0.
-    pub pad: u32,
+    /// Flows the NAT table (`nat`) holds (two entries each).
+    pub nat_flows: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<Layout>() == 32);

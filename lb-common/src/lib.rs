@@ -15,6 +15,7 @@ pub mod config;
 pub mod flow;
 pub mod hash;
 pub mod layout;
+pub mod nat;
 pub mod stats;
 pub mod vip;
 

@@ -170,6 +170,20 @@ pub struct ExitCounters {
     /// `XDP_TX`: ICMP fragmentation-needed / packet-too-big sent back to
     /// the client because encapsulation would exceed the MTU.
     pub tx_icmp_too_big: u64,
+    /// `XDP_TX`: a `nat` / `fullnat` flow's packet, translated towards
+    /// its backend.
+    pub tx_nat: u64,
+    /// `XDP_TX`: a backend's reply, translated back towards the client.
+    pub tx_nat_reply: u64,
+    /// `XDP_DROP`: a new `fullnat` flow found no free SNAT port towards
+    /// its backend (or a `nat` flow's reply tuple is taken).
+    pub drop_nat_ports: u64,
+    /// `XDP_DROP`: a new NAT flow found the NAT table full (established
+    /// flows keep working; `[dataplane] nat_flows`).
+    pub drop_nat_full: u64,
+    /// `XDP_PASS`: from a NAT backend's address but no NAT entry (not a
+    /// reply to a flow we translated: health checks, ssh, an expired flow).
+    pub pass_nat_no_entry: u64,
     /// `XDP_ABORTED`: a helper failed (e.g. no headroom to encapsulate).
     pub aborted: u64,
 }
@@ -190,6 +204,11 @@ impl ExitCounters {
             tx_dsr: self.tx_dsr + o.tx_dsr,
             tx_ipip: self.tx_ipip + o.tx_ipip,
             tx_icmp_too_big: self.tx_icmp_too_big + o.tx_icmp_too_big,
+            tx_nat: self.tx_nat + o.tx_nat,
+            tx_nat_reply: self.tx_nat_reply + o.tx_nat_reply,
+            drop_nat_ports: self.drop_nat_ports + o.drop_nat_ports,
+            drop_nat_full: self.drop_nat_full + o.drop_nat_full,
+            pass_nat_no_entry: self.pass_nat_no_entry + o.pass_nat_no_entry,
             aborted: self.aborted + o.aborted,
         }
     }
@@ -219,10 +238,20 @@ pub mod exit {
     pub const TX_IPIP: usize = 9;
     /// See [`super::ExitCounters::tx_icmp_too_big`].
     pub const TX_ICMP_TOO_BIG: usize = 10;
+    /// See [`super::ExitCounters::tx_nat`].
+    pub const TX_NAT: usize = 11;
+    /// See [`super::ExitCounters::tx_nat_reply`].
+    pub const TX_NAT_REPLY: usize = 12;
+    /// See [`super::ExitCounters::drop_nat_ports`].
+    pub const DROP_NAT_PORTS: usize = 13;
+    /// See [`super::ExitCounters::drop_nat_full`].
+    pub const DROP_NAT_FULL: usize = 14;
+    /// See [`super::ExitCounters::pass_nat_no_entry`].
+    pub const PASS_NAT_NO_ENTRY: usize = 15;
     /// See [`super::ExitCounters::aborted`].
-    pub const ABORTED: usize = 11;
+    pub const ABORTED: usize = 16;
     /// Number of fields.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 17;
 }
 
 const _: () = assert!(core::mem::size_of::<ExitCounters>() == exit::COUNT * 8);

@@ -43,6 +43,12 @@ pub mod filter_bits {
     pub const PORT: u8 = 1 << 0;
     /// Some all-ports (port 0) VIP has an address in this bucket.
     pub const ANY_PORT: u8 = 1 << 1;
+    /// Some `nat` / `fullnat` VIP has an address in this bucket: look the
+    /// flow up in the NAT table first.
+    pub const NAT: u8 = 1 << 2;
+    /// Some backend of a `nat` / `fullnat` service has an address in this
+    /// bucket (looked up by a packet's source): it may be a reply.
+    pub const NAT_REAL: u8 = 1 << 3;
 }
 
 /// The `vip_filter` bucket of an address (v4-mapped for IPv4).
@@ -88,6 +94,12 @@ pub mod mode {
     pub const DSR: u8 = 0;
     /// IP-in-IP encapsulation to the backend, `XDP_TX` to the next hop.
     pub const IPIP: u8 = 1;
+    /// LVS-NAT: destination rewritten to the backend, replies (routed
+    /// through us) rewritten back (`nat`).
+    pub const NAT: u8 = 2;
+    /// Destination and source rewritten: the backend answers our SNAT
+    /// address (`nat`).
+    pub const FULLNAT: u8 = 3;
 }
 
 /// Bits of `VipMeta::flags`.

@@ -1,8 +1,8 @@
 //! The XDP load balancer.
 //!
-//! Per packet: parse; not for a VIP → `XDP_PASS` untouched; otherwise pick
-//! the backend (connection table, else Maglev) and forward by the VIP's
-//! mode with `XDP_TX`. Every exit bumps one `stats_exit` reason and one
+//! Per packet: parse; not for a VIP (nor a NAT backend's reply) →
+//! `XDP_PASS` untouched; otherwise pick the backend (connection table or
+//! NAT table, else Maglev) and forward by the VIP's mode with `XDP_TX`. Every exit bumps one `stats_exit` reason and one
 //! `stats_proto` cell; forwarded packets also count against their VIP and
 //! their backend slot, which serves one (service, backend) pair, so the
 //! per-backend counters are per service as well. All policy (which
@@ -15,6 +15,7 @@
 //! - `parse`: bounds-checked header parsing;
 //! - `select`: VIP lookup, connection table, Maglev;
 //! - `forward`: `dsr`, `ipip`, ICMP too-big;
+//! - `nat`: `nat` and `fullnat`, both directions;
 //! - `csum`: internet checksum;
 //! - `stats`: per-CPU counters;
 //! - `maps`: every map the program uses.
@@ -27,6 +28,7 @@
 mod csum;
 mod forward;
 mod maps;
+mod nat;
 mod parse;
 mod select;
 mod stats;
@@ -36,7 +38,7 @@ use core::mem::MaybeUninit;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{
     stats::{ProtoClass, exit},
-    vip::{mode, vip_flags},
+    vip::{filter_bits, mode, vip_flags},
 };
 
 /// Entry point, attached by `lbd`.
@@ -56,23 +58,73 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     action
 }
 
+/// The XDP action of an exit reason.
+#[inline(always)]
+const fn action_of(reason: usize) -> u32 {
+    use xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
+    match reason {
+        exit::PASS_NOT_IP
+        | exit::PASS_MALFORMED
+        | exit::PASS_NOT_VIP
+        | exit::PASS_NO_BACKEND
+        | exit::PASS_NAT_NO_ENTRY => XDP_PASS,
+        exit::DROP_MALFORMED
+        | exit::DROP_FRAGMENT
+        | exit::DROP_NO_BACKEND
+        | exit::DROP_TOO_BIG
+        | exit::DROP_NAT_PORTS
+        | exit::DROP_NAT_FULL => XDP_DROP,
+        exit::TX_DSR
+        | exit::TX_IPIP
+        | exit::TX_ICMP_TOO_BIG
+        | exit::TX_NAT
+        | exit::TX_NAT_REPLY => XDP_TX,
+        _ => XDP_ABORTED,
+    }
+}
+
 /// Decide and carry out one packet's fate: `(XDP action, exit reason)`.
 #[inline(always)]
 fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
-    use xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
-    match pkt.class {
-        ProtoClass::NonIp => return (XDP_PASS, exit::PASS_NOT_IP),
-        ProtoClass::Malformed => return (XDP_PASS, exit::PASS_MALFORMED),
-        _ => {}
-    }
+    let reason = match pkt.class {
+        ProtoClass::NonIp => exit::PASS_NOT_IP,
+        ProtoClass::Malformed => exit::PASS_MALFORMED,
+        _ => to_vip(ctx, pkt),
+    };
+    (action_of(reason), reason)
+}
+
+/// A packet to a VIP, or a NAT backend's reply, or neither (passed).
+#[inline(always)]
+fn to_vip(ctx: &XdpContext, pkt: &parse::Packet) -> usize {
     let is_l4 = matches!(pkt.flow.proto, parse::IPPROTO_TCP | parse::IPPROTO_UDP);
     if !is_l4 && !pkt.icmp_too_big && !pkt.fragment {
-        return (XDP_PASS, exit::PASS_NOT_VIP);
+        return exit::PASS_NOT_VIP;
     }
-    let bits = select::filter(&pkt.flow);
-    if bits == 0 {
-        return (XDP_PASS, exit::PASS_NOT_VIP);
+    let bits = select::filter(&pkt.flow.dst);
+    let plain_l4 = is_l4 && !pkt.fragment && !pkt.icmp_too_big;
+    if bits != 0 {
+        if plain_l4 && bits & filter_bits::NAT != 0 {
+            let reason = nat::forward(ctx, pkt);
+            if reason != nat::MISS {
+                return reason;
+            }
+        }
+        let reason = vip_packet(ctx, pkt, bits);
+        if reason != exit::PASS_NOT_VIP {
+            return reason;
+        }
     }
+    // Not to a VIP: a reply from a NAT backend, or the stack's.
+    if plain_l4 && select::filter(&pkt.flow.src) & filter_bits::NAT_REAL != 0 {
+        return nat::reply(ctx, pkt);
+    }
+    exit::PASS_NOT_VIP
+}
+
+/// A packet to a VIP address (the prefilter says so): its exit reason.
+#[inline(always)]
+fn vip_packet(ctx: &XdpContext, pkt: &parse::Packet, bits: u8) -> usize {
     let hash = lb_common::hash::flow_hash(&pkt.flow);
     let mut chosen = MaybeUninit::uninit();
     // Established flows (not a SYN: a new connection on a reused 5-tuple
@@ -80,19 +132,36 @@ fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
     let fast = !pkt.syn && !pkt.fragment && select::established(pkt, hash, &mut chosen);
     if !fast {
         let Some(vip) = select::find_vip(&pkt.flow, bits) else {
-            return (XDP_PASS, exit::PASS_NOT_VIP);
+            return exit::PASS_NOT_VIP;
         };
         // Fragments carry no ports to balance on (non-first ones none at
         // all): dropped, as katran does. Clients doing PMTU discovery never
         // send them.
         if pkt.fragment {
-            return (XDP_DROP, exit::DROP_FRAGMENT);
+            return exit::DROP_FRAGMENT;
+        }
+        if vip.mode >= mode::NAT {
+            // ICMP errors about NATed flows are left to the stack.
+            if pkt.icmp_too_big {
+                return exit::PASS_NOT_VIP;
+            }
+            let reason = nat::new_flow(ctx, pkt, hash, vip);
+            if reason == nat::RACED {
+                // Another CPU recorded the flow first: follow its entries.
+                let reason = nat::forward(ctx, pkt);
+                return if reason == nat::MISS {
+                    exit::DROP_NAT_FULL
+                } else {
+                    reason
+                };
+            }
+            return reason;
         }
         if !select::new_flow(vip, pkt, hash, &mut chosen) {
             return if vip.flags & vip_flags::PASS_NO_BACKEND != 0 {
-                (XDP_PASS, exit::PASS_NO_BACKEND)
+                exit::PASS_NO_BACKEND
             } else {
-                (XDP_DROP, exit::DROP_NO_BACKEND)
+                exit::DROP_NO_BACKEND
             };
         }
     }
@@ -103,7 +172,7 @@ fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
     let bytes = (end - start) as u64;
     let result = if vip.mode == mode::IPIP {
         let Some(cfg) = maps::CONFIG.get(0) else {
-            return (XDP_ABORTED, exit::ABORTED);
+            return exit::ABORTED;
         };
         let overhead = if pkt.v6 { 40 } else { 20 };
         if forward::l3_len(ctx, pkt.l3_off) + overhead > usize::from(cfg.mtu) {
@@ -111,12 +180,12 @@ fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
             // katran does; an IPv4 sender that allows fragmentation cannot
             // be helped (we do not fragment) and is dropped.
             if !pkt.df || pkt.l3_off != 14 || pkt.icmp_too_big {
-                return (XDP_DROP, exit::DROP_TOO_BIG);
+                return exit::DROP_TOO_BIG;
             }
             return if forward::icmp_too_big(ctx, pkt, cfg.mtu - overhead as u16) {
-                (XDP_TX, exit::TX_ICMP_TOO_BIG)
+                exit::TX_ICMP_TOO_BIG
             } else {
-                (XDP_ABORTED, exit::ABORTED)
+                exit::ABORTED
             };
         }
         forward::ipip(ctx, pkt, hash, backend, cfg)
@@ -128,9 +197,9 @@ fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
     match result {
         Ok(reason) => {
             stats::count_traffic(vip.id, chosen.index, bytes, chosen.new_flow);
-            (XDP_TX, reason)
+            reason
         }
-        Err(forward::Failed) => (XDP_ABORTED, exit::ABORTED),
+        Err(forward::Failed) => exit::ABORTED,
     }
 }
 

@@ -10,8 +10,9 @@ use aya_ebpf::{
 use lb_common::{
     backend::{Backend, MAX_BACKENDS},
     config::Config,
-    flow::{DEFAULT_FLOW_ENTRIES, FLOW_EVENTS_BYTES, FlowSet, flow_sets},
+    flow::{DEFAULT_FLOW_ENTRIES, FLOW_EVENTS_BYTES, FlowKey, FlowSet, flow_sets},
     layout::Layout,
+    nat::{DEFAULT_NAT_FLOWS, NatEntry},
     stats::{ExitCounters, FlowCounters, ProtoClass, TrafficCounters, VerdictCounters},
     vip::{
         BPF_F_MMAPABLE, DEFAULT_RING_SIZE, FILTER_BUCKETS, MAX_VIPS, TABLE_FLAGS, VIP_INDEX_SLOTS,
@@ -108,6 +109,17 @@ pub static FLOW_EVENTS: RingBuf<[u8; 0], { FLOW_EVENTS_BYTES as usize }> = RingB
 /// set at load; when 0 the verifier drops the event code altogether.
 #[unsafe(no_mangle)]
 pub static FLOW_EVENTS_ON: Global<u32> = Global::new(0);
+
+/// NAT table (`lb_common::nat`): two entries per `nat` / `fullnat` flow,
+/// keyed by the 5-tuple on the wire. Never evicts: `lbd` deletes timed-out
+/// flows; a full table refuses new ones. Size set at load (`[dataplane]
+/// nat_flows`, times two).
+#[btf_map(name = "nat")]
+pub static NAT: HashMap<FlowKey, NatEntry, { 2 * DEFAULT_NAT_FLOWS as usize }> = HashMap::new();
+
+/// Per-CPU scratch space where a new NAT flow's entries are built.
+#[btf_map(name = "nat_scratch")]
+pub static NAT_SCRATCH: PerCpuArray<crate::nat::NatScratch, 1> = PerCpuArray::new();
 
 /// The layout stamp (one entry, `lb_common::layout`): written by user
 /// space when it creates the maps, read by the `lbd` that adopts them. The

@@ -83,6 +83,8 @@ pub struct Packet {
     pub class: ProtoClass,
     /// Offset of the IP header (14, or 18 behind a VLAN tag).
     pub l3_off: usize,
+    /// Offset of the TCP / UDP header (meaningful for those two only).
+    pub l4_off: usize,
     /// Whether the frame is IPv6.
     pub v6: bool,
     /// 5-tuple (ports 0 when the protocol has none). For ICMP too-big
@@ -95,6 +97,8 @@ pub struct Packet {
     pub df: bool,
     /// TCP SYN without ACK: a new connection, whatever the table says.
     pub syn: bool,
+    /// TCP header flags (0 for anything else).
+    pub tcp_flags: u8,
     /// ICMP fragmentation-needed / ICMPv6 packet-too-big about `flow`.
     pub icmp_too_big: bool,
 }
@@ -278,6 +282,7 @@ fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Truncated> {
 /// Ports (and TCP flags) of a TCP or UDP header at `l4_off`.
 #[inline(always)]
 fn parse_l4(ctx: &XdpContext, pkt: &mut Packet, l4_off: usize) -> Result<(), Truncated> {
+    pkt.l4_off = l4_off;
     match pkt.flow.proto {
         IPPROTO_TCP => {
             let th: *const TcpHdr = ptr_at(ctx, l4_off)?;
@@ -293,6 +298,7 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Packet, l4_off: usize) -> Result<(), Tru
             pkt.flow.src_port_be = u16::from_ne_bytes(sport);
             pkt.flow.dst_port_be = u16::from_ne_bytes(dport);
             pkt.syn = doff_flags[1] & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
+            pkt.tcp_flags = doff_flags[1];
         }
         IPPROTO_UDP => {
             let uh: *const UdpHdr = ptr_at(ctx, l4_off)?;

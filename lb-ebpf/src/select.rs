@@ -34,12 +34,12 @@ fn flow_set(hash: u32) -> Option<&'static mut FlowSet> {
     Some(unsafe { &mut *set })
 }
 
-/// Which kinds of VIP (bits of `filter_bits`) may live on the flow's
-/// destination address; 0: certainly none.
+/// Which kinds of VIP or NAT backend (bits of `filter_bits`) may live on
+/// an address; 0: certainly none.
 #[inline(always)]
-pub fn filter(flow: &FlowKey) -> u8 {
+pub fn filter(addr: &[u8; 16]) -> u8 {
     VIP_FILTER
-        .get(filter_bucket(&flow.dst))
+        .get(filter_bucket(addr))
         .copied()
         .unwrap_or(0)
 }

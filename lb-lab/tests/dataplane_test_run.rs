@@ -93,6 +93,8 @@ fn service(
             addr,
             weight,
             mac: mac(m),
+            port: 0,
+            snat: None,
         })
         .collect();
     balancer.set_backends(&key, &specs).unwrap();
@@ -812,16 +814,22 @@ fn connection_table_keeps_flows_and_weight_zero_drains() {
             addr: ip4("198.18.1.41"),
             weight: 0,
             mac: mac(0x41),
+            port: 0,
+            snat: None,
         },
         BackendSpec {
             addr: ip4("198.18.1.42"),
             weight: 1,
             mac: mac(0x42),
+            port: 0,
+            snat: None,
         },
         BackendSpec {
             addr: ip4("198.18.1.43"),
             weight: 1,
             mac: mac(0x43),
+            port: 0,
+            snat: None,
         },
     ];
     lab.balancer.set_backends(&key, &specs).unwrap();
@@ -1174,6 +1182,8 @@ fn a_reused_slot_or_id_starts_from_zero_and_keeps_no_old_flows() {
         addr: ip4("198.18.1.62"),
         weight: 1,
         mac: mac(0x62),
+        port: 0,
+        snat: None,
     }];
     lab.balancer.set_backends(&http, &specs).unwrap();
     let other = service(
@@ -1259,6 +1269,8 @@ fn backend_pairs_sizes_the_backend_maps() {
                 addr: IpAddr::from([198, 18, 2, i]),
                 weight: 1,
                 mac: [2, 0, 0, 0, 2, i],
+                port: 0,
+                snat: None,
             })
             .collect()
     };

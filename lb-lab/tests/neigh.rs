@@ -13,6 +13,8 @@ use lb_user::sys::neigh::{self, NeighError, NextHop};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const B1_V4: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 11));
+const LB_V4: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+const LB_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
 const B1_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x11));
 
 fn lan() -> Lan {
@@ -54,12 +56,13 @@ fn on_link_backend_resolves_to_its_own_mac() {
     let eth0 = eth0(lb);
     assert_ne!(eth0, 0);
 
-    let expected = NextHop {
-        ifindex: eth0,
-        gateway: None,
-        mac,
-    };
-    for dest in [B1_V4, B1_V6] {
+    for (dest, src) in [(B1_V4, LB_V4), (B1_V6, LB_V6)] {
+        let expected = NextHop {
+            ifindex: eth0,
+            gateway: None,
+            mac,
+            src: Some(src),
+        };
         // First call: nothing in the table, so it probes and polls.
         let hop = block_on_in(lb, || neigh::resolve(dest, Some(eth0), TIMEOUT))
             .unwrap_or_else(|e| panic!("resolve {dest}: {e}"));
@@ -88,6 +91,7 @@ fn routed_backend_resolves_to_the_gateway_mac() {
             ifindex: eth0(lb),
             gateway: Some(B1_V4),
             mac,
+            src: Some(LB_V4),
         }
     );
 }

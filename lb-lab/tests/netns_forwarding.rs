@@ -213,6 +213,7 @@ fn topology(mode: Mode, attach: AttachMode) -> Topology {
         role: Role::Balancer,
         flow_entries: 65_536,
         backend_pairs: lb_common::backend::MAX_BACKENDS,
+        nat_flows: 1024,
         flow_events: false,
     };
     let mut dataplane = lb
@@ -290,6 +291,8 @@ fn set_pool(t: &mut Topology, pool: &[(&'static str, u32)]) {
                 addr,
                 weight,
                 mac: t.macs[name],
+                port: 0,
+                snat: None,
             }
         })
         .collect();
@@ -394,6 +397,7 @@ fn exercise(mode: Mode, attach: AttachMode) {
     match mode {
         Mode::Dsr => assert!(exits.tx_dsr > 0 && exits.tx_ipip == 0),
         Mode::Ipip => assert!(exits.tx_ipip > 0 && exits.tx_dsr == 0),
+        Mode::Nat | Mode::Fullnat => unreachable!("run with dsr and ipip only"),
     }
     assert_eq!(exits.aborted, 0);
 }

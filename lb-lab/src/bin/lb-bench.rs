@@ -76,6 +76,8 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             addr: IpAddr::from([198, 18, 1, 10 + i]),
             weight: 1,
             mac: [2, 0, 0, 0, 1, i],
+            port: 0,
+            snat: None,
         })
         .collect();
     for (port, mode) in [(80, Mode::Dsr), (81, Mode::Ipip)] {
@@ -307,14 +309,9 @@ const SYNC_REPEAT: u32 = 50_000;
 /// new-flow events off and on, same services: median ns per packet of
 /// each, measured alternately; the ring buffer is drained after each call.
 fn sync_event_cost(backends: &[BackendSpec]) -> Result<(f64, f64), Box<dyn std::error::Error>> {
-    use lb_common::{backend::MAX_BACKENDS, flow::DEFAULT_FLOW_ENTRIES};
     let load = |events: bool| -> Result<(Ebpf, Balancer<EbpfMaps>), Box<dyn std::error::Error>> {
-        let mut ebpf = lb_user::dataplane::loader::load_object_with(
-            DEFAULT_FLOW_ENTRIES,
-            MAX_BACKENDS,
-            events,
-            None,
-        )?;
+        let sizes = lb_user::dataplane::loader::Sizes::default();
+        let mut ebpf = lb_user::dataplane::loader::load_object_with(&sizes, events, None)?;
         let program: &mut Xdp = ebpf.program_mut(PROGRAM).ok_or("no program")?.try_into()?;
         program.load()?;
         let mut balancer = Balancer::new(EbpfMaps::take(&mut ebpf)?);

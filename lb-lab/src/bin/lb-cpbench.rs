@@ -279,6 +279,8 @@ fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
             addr: IpAddr::V4(backend_addr(i)),
             weight: 1,
             mac: [2, 0, 0, 0, 0, i],
+            port: 0,
+            snat: None,
         })
         .collect();
     let spec = ServiceSpec {

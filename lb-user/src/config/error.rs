@@ -174,9 +174,6 @@ pub enum ValueError {
         /// The words allowed.
         allowed: &'static [&'static str],
     },
-    /// `mode = "nat"`.
-    #[error("nat is not implemented yet: use dsr or ipip")]
-    NatNotImplemented,
     /// keepalived: a time that is not seconds.
     #[error("{input:?} is not a time in seconds (\"1\", \"0.5\")")]
     NotSeconds {

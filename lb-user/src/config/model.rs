@@ -32,6 +32,83 @@ pub struct Config {
     pub service: Vec<Service>,
     /// `[sync]`: connection-state sync with peer lbd nodes; absent = off.
     pub sync: Option<Sync>,
+    /// `[nat]`: the NAT table of `nat` / `fullnat` services.
+    #[serde(default)]
+    pub nat: Nat,
+}
+
+/// `[nat]`: size, SNAT ports and timeouts of the NAT table, which holds
+/// the flows of `nat` and `fullnat` services (`lb_common::nat`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Nat {
+    /// Flows the table holds (two entries each, about 300 bytes per flow
+    /// in all); a full table refuses new flows. Default 262144.
+    pub flows: u32,
+    /// Source ports of `fullnat` flows, `"FIRST-LAST"`. Default
+    /// `"1024-32767"`, below the kernel's ephemeral ports, so this node's
+    /// own connections from the same address never collide.
+    pub snat_ports: String,
+    /// Default `snat_address` of `fullnat` services.
+    pub snat_address: Option<IpAddr>,
+    /// Idle timeout of a half-open TCP flow. Default 60 s.
+    pub tcp_syn: Dur,
+    /// Idle timeout of an established TCP flow. Default 15 min.
+    pub tcp_established: Dur,
+    /// Idle timeout after a FIN. Default 60 s.
+    pub tcp_fin: Dur,
+    /// Idle timeout after a RST. Default 10 s.
+    pub tcp_close: Dur,
+    /// Idle timeout of a UDP flow. Default 60 s.
+    pub udp: Dur,
+}
+
+impl Default for Nat {
+    fn default() -> Self {
+        let t = lb_common::nat::Timeouts::default();
+        let secs = |s: u32| Dur(Duration::from_secs(u64::from(s)));
+        let (first, last) = lb_common::nat::DEFAULT_SNAT_PORTS;
+        Self {
+            flows: lb_common::nat::DEFAULT_NAT_FLOWS,
+            snat_ports: format!("{first}-{last}"),
+            snat_address: None,
+            tcp_syn: secs(t.tcp_syn),
+            tcp_established: secs(t.tcp_established),
+            tcp_fin: secs(t.tcp_fin),
+            tcp_close: secs(t.tcp_close),
+            udp: secs(t.udp),
+        }
+    }
+}
+
+impl Nat {
+    /// The timeouts in whole seconds (at least 1).
+    #[must_use]
+    pub fn timeouts(&self) -> lb_common::nat::Timeouts {
+        let secs = |d: Dur| u32::try_from(d.0.as_secs().max(1)).unwrap_or(u32::MAX);
+        lb_common::nat::Timeouts {
+            tcp_syn: secs(self.tcp_syn),
+            tcp_established: secs(self.tcp_established),
+            tcp_fin: secs(self.tcp_fin),
+            tcp_close: secs(self.tcp_close),
+            udp: secs(self.udp),
+        }
+    }
+}
+
+/// `"FIRST-LAST"`: a range of ports, neither 0, first <= last.
+///
+/// # Errors
+/// A message saying what is wrong.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{s:?} is not a port range: write \"FIRST-LAST\", e.g. \"1024-32767\"");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
 }
 
 /// `[sync]`: this node's new flows go to its peers, theirs into its
@@ -93,9 +170,13 @@ pub struct Service {
     /// `tcp` (default) or `udp`.
     #[serde(default)]
     pub protocol: Protocol,
-    /// `dsr` (default) or `ipip` (`nat` is not implemented).
+    /// `dsr` (default), `ipip`, `nat` or `fullnat`.
     #[serde(default)]
     pub mode: Mode,
+    /// `fullnat`: the source address of translated flows. Default:
+    /// `[nat] snat_address`, else the address the kernel would send from
+    /// towards each backend (`ip route get BACKEND`'s `src`).
+    pub snat_address: Option<IpAddr>,
     /// Only `maglev` (default); other names are refused.
     #[serde(default)]
     pub scheduler: Scheduler,
@@ -133,6 +214,7 @@ impl Service {
             port,
             protocol: Protocol::default(),
             mode: Mode::default(),
+            snat_address: None,
             scheduler: Scheduler::default(),
             ring_size: default_ring(),
             on_no_backend: NoBackend::default(),
@@ -232,17 +314,19 @@ pub enum Mode {
     Dsr,
     /// `ipip`: IP-in-IP to the backend.
     Ipip,
+    /// `nat`: LVS-NAT, the destination translated; the backends route
+    /// their replies through this node.
+    Nat,
+    /// `fullnat`: destination and source translated; the backends need no
+    /// change at all.
+    Fullnat,
 }
 
-keyword!(Mode { Dsr => "dsr", Ipip => "ipip" }, |value: String, allowed| {
-    if value == "nat" {
-        ValueError::NatNotImplemented
-    } else {
-        ValueError::NotA {
-            value,
-            what: "mode",
-            allowed,
-        }
+keyword!(Mode { Dsr => "dsr", Ipip => "ipip", Nat => "nat", Fullnat => "fullnat" }, |value: String, allowed| {
+    ValueError::NotA {
+        value,
+        what: "mode",
+        allowed,
     }
 });
 
@@ -251,6 +335,8 @@ impl From<Mode> for crate::dataplane::balancer::Mode {
         match m {
             Mode::Dsr => Self::Dsr,
             Mode::Ipip => Self::Ipip,
+            Mode::Nat => Self::Nat,
+            Mode::Fullnat => Self::Fullnat,
         }
     }
 }

@@ -241,7 +241,7 @@ fn keywords_parse_and_display_their_spelling() {
         }
     }
     check(Protocol::ALL, &["tcp", "udp"]);
-    check(Mode::ALL, &["dsr", "ipip"]);
+    check(Mode::ALL, &["dsr", "ipip", "nat", "fullnat"]);
     check(Scheduler::ALL, &["maglev"]);
     check(NoBackend::ALL, &["drop", "pass"]);
     check(HealthKind::ALL, &["tcp", "http", "exec", "none"]);
@@ -514,9 +514,10 @@ fn value_errors_keep_their_cause() {
         "fast".parse::<XdpMode>().unwrap_err().to_string(),
         "\"fast\" is not a mode: auto, native or generic"
     );
+    assert_eq!("nat".parse::<Mode>(), Ok(Mode::Nat));
     assert_eq!(
-        "nat".parse::<Mode>().unwrap_err(),
-        ValueError::NatNotImplemented
+        "masq".parse::<Mode>().unwrap_err().to_string(),
+        "\"masq\" is not a mode: dsr, ipip, nat or fullnat"
     );
 }
 

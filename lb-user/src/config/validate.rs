@@ -9,7 +9,8 @@ use std::fmt;
 use std::path::Path;
 
 use super::{
-    Config, ConfigError, Dataplane, Dur, Health, HealthKind, Service, VrrpInstance, VrrpScript,
+    Config, ConfigError, Dataplane, Dur, Health, HealthKind, Mode, Service, VrrpInstance,
+    VrrpScript,
     check_backend_pairs, check_flow_entries, parse_cidr,
 };
 use crate::vrrp::machine;
@@ -110,7 +111,7 @@ impl Config {
         if let Some(sync) = &self.sync {
             self.check_sync(sync)?;
         }
-        Ok(())
+        check_nat(&self.nat)
     }
 
     /// The peers `[sync]` sends to: its own list, else every VRRP
@@ -328,6 +329,18 @@ fn check_health(i: usize, h: &Health) -> Result<(), Invalid> {
 
 /// The `i`-th service's backends.
 fn check_backends(i: usize, svc: &Service) -> Result<(), Invalid> {
+    if let Some(a) = svc.snat_address {
+        let err = |message| Invalid::new("service", Some(i), "snat_address", message);
+        if svc.mode != Mode::Fullnat {
+            return Err(err(format!(
+                "only fullnat translates the source; this service is {}",
+                svc.mode
+            )));
+        }
+        if a.is_ipv6() != svc.vip.is_ipv6() {
+            return Err(err(format!("{a} is not of the VIP's address family")));
+        }
+    }
     let err = |message| Invalid::new("service", Some(i), "backend", message);
     let mut seen = HashSet::new();
     for b in &svc.backend {
@@ -343,11 +356,43 @@ fn check_backends(i: usize, svc: &Service) -> Result<(), Invalid> {
         if let Some(p) = b.port
             && p != svc.port
             && svc.port != 0
+            && !matches!(svc.mode, Mode::Nat | Mode::Fullnat)
         {
             return Err(err(format!(
-                "{}: port {p} differs from the service's {}: dsr and ipip forward to the same port",
+                "{}: port {p} differs from the service's {}: dsr and ipip forward to the same port (nat and fullnat may change it)",
                 b.address, svc.port
             )));
+        }
+        if b.port == Some(0) {
+            return Err(err(format!("{}: port 0 is not a port", b.address)));
+        }
+    }
+    Ok(())
+}
+
+/// `[nat]`'s values.
+fn check_nat(nat: &crate::config::model::Nat) -> Result<(), Invalid> {
+    use lb_common::nat::{MAX_NAT_FLOWS, MIN_NAT_FLOWS};
+    let err = |field, message| Invalid::new("nat", None, field, message);
+    if !(MIN_NAT_FLOWS..=MAX_NAT_FLOWS).contains(&nat.flows) {
+        return Err(err(
+            "flows",
+            format!(
+                "{} is out of range: {MIN_NAT_FLOWS} to {MAX_NAT_FLOWS}",
+                nat.flows
+            ),
+        ));
+    }
+    crate::config::model::parse_port_range(&nat.snat_ports).map_err(|m| err("snat_ports", m))?;
+    for (field, d) in [
+        ("tcp_syn", nat.tcp_syn),
+        ("tcp_established", nat.tcp_established),
+        ("tcp_fin", nat.tcp_fin),
+        ("tcp_close", nat.tcp_close),
+        ("udp", nat.udp),
+    ] {
+        if d.0 < std::time::Duration::from_secs(1) {
+            return Err(err(field, format!("{d} is too short: at least 1s")));
         }
     }
     Ok(())

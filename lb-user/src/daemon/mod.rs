@@ -145,6 +145,9 @@ impl Startup {
                 backend_pairs: from_file
                     .map_or(lb_common::backend::MAX_BACKENDS, |d| d.backend_pairs),
                 flow_events: config.as_ref().is_some_and(|c| c.sync.is_some()),
+                nat_flows: config
+                    .as_ref()
+                    .map_or(lb_common::nat::DEFAULT_NAT_FLOWS, |c| c.nat.flows),
             });
         Ok(Self {
             config_path,
@@ -423,7 +426,7 @@ async fn start_controller(
         Balancer::new(maps)
     };
     let dp_cfg = match &c.dataplane {
-        Some(d) => controller::dataplane_config(d, ifindex)
+        Some(d) => controller::dataplane_config(d, &c.nat, ifindex)
             .await
             .map_err(Error::DataplaneSettings)?,
         None => lb_common::config::Config {

@@ -25,7 +25,7 @@
 //!   continue, but gets no table entries, so no new flows.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
     net::IpAddr,
 };
@@ -83,6 +83,21 @@ pub enum Mode {
     Dsr,
     /// IP-in-IP to the backend (which decapsulates).
     Ipip,
+    /// LVS-NAT: destination rewritten to the backend, whose replies are
+    /// routed back through us and rewritten back.
+    Nat,
+    /// Destination and source rewritten: the backend answers our SNAT
+    /// address and needs no change at all.
+    Fullnat,
+}
+
+impl Mode {
+    /// The mode translates addresses (`nat`, `fullnat`): its flows live in
+    /// the NAT table, and a backend may listen on another port.
+    #[must_use]
+    pub const fn is_nat(self) -> bool {
+        matches!(self, Self::Nat | Self::Fullnat)
+    }
 }
 
 /// What a VIP does with a new flow when no backend can take it.
@@ -172,6 +187,11 @@ pub struct BackendSpec {
     pub weight: u32,
     /// Destination MAC.
     pub mac: [u8; 6],
+    /// `nat` / `fullnat`: the backend's port; 0: the service's.
+    pub port: u16,
+    /// `fullnat`: the source address of translated flows towards this
+    /// backend.
+    pub snat: Option<IpAddr>,
 }
 
 /// Why a change was refused. Nothing was written when this is returned,
@@ -219,7 +239,9 @@ pub enum BalancerError {
         max: u32,
     },
     /// A backend's address family does not suit the mode.
-    #[error("{service}: backend {backend} must be {want} for ipip (IPv4-in-IPv4 or IPv6-in-IPv6)")]
+    #[error(
+        "{service}: backend {backend} must be {want} like the VIP: ipip encapsulates and nat / fullnat translate within one IP version"
+    )]
     FamilyMismatch {
         /// The service.
         service: ServiceKey,
@@ -419,6 +441,8 @@ impl<M: Maps> Balancer<M> {
             let mode = match meta.mode {
                 mode::DSR => Mode::Dsr,
                 mode::IPIP => Mode::Ipip,
+                mode::NAT => Mode::Nat,
+                mode::FULLNAT => Mode::Fullnat,
                 _ => continue,
             };
             let backends = state
@@ -430,6 +454,8 @@ impl<M: Maps> Balancer<M> {
                         addr: addr_of(&be.addr, be.family),
                         weight: 1,
                         mac: be.mac,
+                        port: u16::from_be(be.port_be),
+                        snat: (mode == Mode::Fullnat).then(|| addr_of(&be.snat, be.family)),
                     };
                     b.slots.insert(
                         (service_key, spec.addr),
@@ -601,6 +627,10 @@ impl<M: Maps> Balancer<M> {
                     self.services.get_mut(&key).expect("present").spec = old;
                     return Err(e);
                 }
+                if old.mode != spec.mode {
+                    let addrs = backends.iter().map(|b| b.addr).chain([key.vip]);
+                    self.refresh_filters(addrs.collect::<Vec<_>>())?;
+                }
             }
             return Ok(());
         }
@@ -649,19 +679,52 @@ impl<M: Maps> Balancer<M> {
     /// Rewrite the prefilter bucket of `key`'s address from the services
     /// that exist now.
     fn update_filter(&mut self, key: &ServiceKey) -> Result<(), BalancerError> {
-        let bucket = filter_bucket(&addr16(key.vip));
-        let bits = self
-            .services
-            .keys()
-            .filter(|k| filter_bucket(&addr16(k.vip)) == bucket)
-            .fold(0, |bits, k| {
-                bits | if k.port == 0 {
+        self.refresh_filters([key.vip])
+    }
+
+    /// Rewrite the prefilter buckets of `addrs` from the services (and
+    /// the backends of `nat` / `fullnat` services) that exist now.
+    fn refresh_filters(
+        &mut self,
+        addrs: impl IntoIterator<Item = IpAddr>,
+    ) -> Result<(), BalancerError> {
+        let buckets: BTreeSet<u32> = addrs
+            .into_iter()
+            .map(|a| filter_bucket(&addr16(a)))
+            .collect();
+        for bucket in buckets {
+            let bits = self.filter_bits_of(bucket);
+            self.maps.set_filter(bucket, bits)?;
+        }
+        Ok(())
+    }
+
+    /// The prefilter bits of `bucket`: which kinds of VIP, and whether a
+    /// NAT backend, have an address there.
+    fn filter_bits_of(&self, bucket: u32) -> u8 {
+        let mut bits = 0;
+        for (k, service) in &self.services {
+            let nat = service.spec.mode.is_nat();
+            if filter_bucket(&addr16(k.vip)) == bucket {
+                bits |= if k.port == 0 {
                     filter_bits::ANY_PORT
                 } else {
                     filter_bits::PORT
+                };
+                if nat {
+                    bits |= filter_bits::NAT;
                 }
-            });
-        self.maps.set_filter(bucket, bits)
+            }
+            if nat
+                && service
+                    .backends
+                    .iter()
+                    .any(|(b, _)| filter_bucket(&addr16(b.addr)) == bucket)
+            {
+                bits |= filter_bits::NAT_REAL;
+            }
+        }
+        bits
     }
 
     /// Remove a service: the kernel stops matching its VIP at once (its
@@ -682,7 +745,13 @@ impl<M: Maps> Balancer<M> {
             return Err(e);
         }
         self.maps.remove_vip(&key.map_key(), service.id)?;
-        self.update_filter(key)?;
+        self.refresh_filters(
+            service
+                .backends
+                .iter()
+                .map(|(b, _)| b.addr)
+                .chain([key.vip]),
+        )?;
         self.release(service.backends.iter().map(|(_, i)| *i))?;
         self.free_ids.push(service.id);
         Ok(())
@@ -717,7 +786,9 @@ impl<M: Maps> Balancer<M> {
                     backend: b.addr,
                 });
             }
-            if spec.mode == Mode::Ipip && b.addr.is_ipv4() != key.vip.is_ipv4() {
+            let same_family = b.addr.is_ipv4() == key.vip.is_ipv4()
+                && b.snat.is_none_or(|a| a.is_ipv4() == key.vip.is_ipv4());
+            if (spec.mode == Mode::Ipip || spec.mode.is_nat()) && !same_family {
                 return Err(BalancerError::FamilyMismatch {
                     service: *key,
                     backend: b.addr,
@@ -787,6 +858,14 @@ impl<M: Maps> Balancer<M> {
         // 4. Slots no pool uses any more are released last.
         let old = std::mem::replace(self.services.get_mut(key).expect("checked above"), next);
         self.release(old.backends.iter().map(|(_, i)| *i))?;
+        // 5. Replies of NAT flows are recognised by their source: the
+        // prefilter follows the NAT backends (and a changed mode's VIP).
+        if spec.mode.is_nat() {
+            let old_addrs = old.backends.iter().map(|(b, _)| b.addr);
+            let new_addrs = backends.iter().map(|b| b.addr);
+            let addrs: Vec<IpAddr> = old_addrs.chain(new_addrs).collect();
+            self.refresh_filters(addrs)?;
+        }
         Ok(())
     }
 
@@ -805,6 +884,9 @@ impl<M: Maps> Balancer<M> {
             family: if b.addr.is_ipv4() { 4 } else { 6 },
             flags: backend_flags::ACTIVE,
             vip_id: id,
+            port_be: b.port.to_be(),
+            pad: 0,
+            snat: b.snat.map_or([0; 16], addr16),
         };
         if let Some(slot) = self.slots.get_mut(&(*key, b.addr)) {
             if slot.written != value {
@@ -878,6 +960,8 @@ fn meta(service: &Service) -> VipMeta {
         mode: match service.spec.mode {
             Mode::Dsr => mode::DSR,
             Mode::Ipip => mode::IPIP,
+            Mode::Nat => mode::NAT,
+            Mode::Fullnat => mode::FULLNAT,
         },
         flags: service.flags,
         active_table: service.active_table,
@@ -1306,6 +1390,8 @@ mod tests {
             addr: IpAddr::from([198, 18, 1, last]),
             weight,
             mac: [2, 0, 0, 0, 0, last],
+            port: 0,
+            snat: None,
         }
     }
     /// The table the kernel reads for `key`, via the VIP record.
@@ -1687,6 +1773,8 @@ mod tests {
             addr: "2001:db8::1".parse().unwrap(),
             weight: 1,
             mac: [0; 6],
+            port: 0,
+            snat: None,
         };
         assert!(matches!(
             b.set_backends(&key(100), &[v6]),

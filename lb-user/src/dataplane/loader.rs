@@ -110,6 +110,20 @@ pub struct Options {
     pub backend_pairs: u32,
     /// Emit a new-flow event for connection sync (`lb_common::flow::FlowEvent`).
     pub flow_events: bool,
+    /// NAT flows (`[dataplane] nat_flows`).
+    pub nat_flows: u32,
+}
+
+impl Options {
+    /// The table sizes these options ask for.
+    #[must_use]
+    pub const fn sizes(&self) -> Sizes {
+        Sizes {
+            flow_entries: self.flow_entries,
+            backend_pairs: self.backend_pairs,
+            nat_flows: self.nat_flows,
+        }
+    }
 }
 
 /// Why starting the data plane failed.
@@ -275,7 +289,34 @@ const fn mode_of_flags(flags: u32) -> XdpMode {
 /// # Errors
 /// As [`EbpfLoader::load`].
 pub fn load_object(flow_entries: u32, backend_pairs: u32) -> Result<Ebpf, aya::EbpfError> {
-    load_object_with(flow_entries, backend_pairs, false, None)
+    let sizes = Sizes {
+        flow_entries,
+        backend_pairs,
+        ..Sizes::default()
+    };
+    load_object_with(&sizes, false, None)
+}
+
+/// The table sizes chosen at load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizes {
+    /// Connection-table flows (`[dataplane] conntrack_entries`).
+    pub flow_entries: u32,
+    /// Backend slots (`[dataplane] backend_pairs`).
+    pub backend_pairs: u32,
+    /// NAT flows (`[dataplane] nat_flows`; the NAT table holds two
+    /// entries per flow).
+    pub nat_flows: u32,
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Self {
+            flow_entries: lb_common::flow::DEFAULT_FLOW_ENTRIES,
+            backend_pairs: lb_common::backend::MAX_BACKENDS,
+            nat_flows: lb_common::nat::DEFAULT_NAT_FLOWS,
+        }
+    }
 }
 
 /// [`load_object`], with new-flow events on or off, and with every map
@@ -285,13 +326,13 @@ pub fn load_object(flow_entries: u32, backend_pairs: u32) -> Result<Ebpf, aya::E
 /// # Errors
 /// As [`EbpfLoader::load`].
 pub fn load_object_with(
-    flow_entries: u32,
-    backend_pairs: u32,
+    sizes: &Sizes,
     flow_events: bool,
     pin_dir: Option<&Path>,
 ) -> Result<Ebpf, aya::EbpfError> {
     use lb_common::backend::{BACKENDS_MAP, STATS_BACKEND_MAP};
-    let sets = lb_common::flow::flow_sets(flow_entries);
+    let (backend_pairs, nat_flows) = (sizes.backend_pairs, sizes.nat_flows);
+    let sets = lb_common::flow::flow_sets(sizes.flow_entries);
     let mask = sets - 1;
     let events_on = u32::from(flow_events);
     let names = object_maps(crate::EBPF_OBJ);
@@ -300,6 +341,7 @@ pub fn load_object_with(
         .map_max_entries(lb_common::flow::FLOWS_MAP, sets)
         .map_max_entries(BACKENDS_MAP, backend_pairs)
         .map_max_entries(STATS_BACKEND_MAP, backend_pairs)
+        .map_max_entries(lb_common::nat::NAT_MAP, 2 * nat_flows)
         .override_global(lb_common::flow::FLOW_SET_MASK_SYMBOL, &mask, true)
         .override_global(lb_common::flow::FLOW_EVENTS_SYMBOL, &events_on, true);
     if let Some(dir) = pin_dir {
@@ -384,12 +426,7 @@ impl Dataplane {
         let ebpf = match opts.role {
             Role::Balancer => {
                 remove_stale_pins(&opts.pin_path)?;
-                load_object_with(
-                    opts.flow_entries,
-                    opts.backend_pairs,
-                    opts.flow_events,
-                    Some(&opts.pin_path),
-                )
+                load_object_with(&opts.sizes(), opts.flow_events, Some(&opts.pin_path))
             }
             Role::Decap => Ebpf::load(crate::DECAP_OBJ),
         }
@@ -477,13 +514,8 @@ impl Dataplane {
     ) -> Result<Self, LoadError> {
         let (stamp, fd_link, previous_prog_id) = check_pinned(opts, ifindex, &link_path).await?;
         let name = Role::Balancer.program();
-        let mut ebpf = load_object_with(
-            opts.flow_entries,
-            opts.backend_pairs,
-            opts.flow_events,
-            Some(&opts.pin_path),
-        )
-        .map_err(LoadError::Load)?;
+        let mut ebpf = load_object_with(&opts.sizes(), opts.flow_events, Some(&opts.pin_path))
+            .map_err(LoadError::Load)?;
         let program_err = |what: &str| {
             let what = what.to_owned();
             move |source| LoadError::Program {
@@ -576,7 +608,7 @@ impl Dataplane {
             backend_pairs: opts.backend_pairs,
             ifindex,
             xdp_flags: mode_flags(mode),
-            pad: 0,
+            nat_flows: opts.nat_flows,
         };
         let stamp_err = |e: aya::maps::MapError| LoadError::PinDir {
             path: path.clone(),
@@ -851,6 +883,15 @@ fn check_layout(
             ", or set conntrack_entries back",
         ));
     }
+    if stamp.nat_flows != opts.nat_flows {
+        return Err((
+            format!(
+                "its NAT table holds {} flows, the configuration asks for {} ([dataplane] nat_flows)",
+                stamp.nat_flows, opts.nat_flows
+            ),
+            ", or set nat_flows back",
+        ));
+    }
     if stamp.backend_pairs != opts.backend_pairs {
         return Err((
             format!(
@@ -903,6 +944,7 @@ fn check_shapes(dir: &Path, opts: &Options) -> Result<(), String> {
         let entries = match name.as_str() {
             lb_common::flow::FLOWS_MAP => lb_common::flow::flow_sets(opts.flow_entries),
             BACKENDS_MAP | STATS_BACKEND_MAP => opts.backend_pairs,
+            lb_common::nat::NAT_MAP => 2 * opts.nat_flows,
             _ => entries,
         };
         let found = (info.key_size(), info.value_size(), info.max_entries());

@@ -122,6 +122,11 @@ pub const EXIT_NAMES: [&str; exit::COUNT] = [
     "tx_dsr",
     "tx_ipip",
     "tx_icmp_too_big",
+    "tx_nat",
+    "tx_nat_reply",
+    "drop_nat_ports",
+    "drop_nat_full",
+    "pass_nat_no_entry",
     "aborted",
 ];
 
@@ -140,6 +145,11 @@ pub const fn exit_fields(c: &ExitCounters) -> [u64; exit::COUNT] {
         c.tx_dsr,
         c.tx_ipip,
         c.tx_icmp_too_big,
+        c.tx_nat,
+        c.tx_nat_reply,
+        c.drop_nat_ports,
+        c.drop_nat_full,
+        c.pass_nat_no_entry,
         c.aborted,
     ]
 }

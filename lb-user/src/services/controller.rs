@@ -225,6 +225,9 @@ struct Backend {
     reason: String,
     drained: bool,
     mac: Option<[u8; 6]>,
+    /// The address the kernel sends from towards the backend (the default
+    /// SNAT address of `fullnat`).
+    src: Option<IpAddr>,
     checker: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -240,6 +243,9 @@ struct Service {
     cfg: config::Service,
     key: ServiceKey,
     spec: ServiceSpec,
+    /// `fullnat`'s configured SNAT address (the service's, else `[nat]`'s);
+    /// `None`: each backend's route source.
+    snat: Option<IpAddr>,
     gate: Option<String>,
     /// This node is master for it (or it is not gated).
     active: bool,
@@ -373,8 +379,9 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         }
         for (key, cfg) in wanted {
             let gate = gate_of(config, cfg);
+            let snat = cfg.snat_address.or(config.nat.snat_address);
             match self.services.get_mut(&key) {
-                Some(svc) if svc.cfg == *cfg && svc.gate == gate => continue,
+                Some(svc) if svc.cfg == *cfg && svc.gate == gate && svc.snat == snat => continue,
                 Some(svc) => {
                     let health_changed = svc.cfg.health != cfg.health;
                     let mut old: Vec<Backend> = std::mem::take(&mut svc.backends);
@@ -393,6 +400,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                     svc.cfg = cfg.clone();
                     svc.spec = spec_of(cfg);
                     svc.gate = gate;
+                    svc.snat = snat;
                     svc.backends = backends;
                     info!(service = %key, "service changed");
                 }
@@ -406,6 +414,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                         cfg: cfg.clone(),
                         key,
                         spec: spec_of(cfg),
+                        snat,
                         gate,
                         active: adopted.is_some(),
                         written: false,
@@ -414,11 +423,11 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                             .iter()
                             .map(|b| {
                                 let mut backend = new_backend(b, b.port.unwrap_or(cfg.port));
-                                backend.mac = adopted.and_then(|pool| {
-                                    pool.iter()
-                                        .find(|(spec, _)| spec.addr == b.address)
-                                        .map(|(spec, _)| spec.mac)
+                                let held = adopted.and_then(|pool| {
+                                    pool.iter().find(|(spec, _)| spec.addr == b.address)
                                 });
+                                backend.mac = held.map(|(spec, _)| spec.mac);
+                                backend.src = held.and_then(|(spec, _)| spec.snat);
                                 backend
                             })
                             .collect(),
@@ -522,7 +531,10 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                     Some(hop) if mode == Mode::Dsr && hop.gateway.is_some() => {
                         warn!(service = %key, backend = %addr, "dsr needs backends on the data plane's link; this one is behind a router");
                     }
-                    Some(hop) => b.mac = Some(hop.mac),
+                    Some(hop) => {
+                        b.mac = Some(hop.mac);
+                        b.src = hop.src;
+                    }
                     None => {}
                 }
             }
@@ -681,15 +693,22 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         }
         svc.active = master;
         svc.written = true;
+        let (mode, snat) = (svc.spec.mode, svc.snat);
         let pool: Vec<BackendSpec> = svc
             .backends
             .iter()
             .filter(|b| b.healthy)
             .filter_map(|b| {
+                let snat = match mode {
+                    Mode::Fullnat => Some(snat.or(b.src)?),
+                    _ => None,
+                };
                 Some(BackendSpec {
                     addr: b.cfg.address,
                     weight: if b.drained { 0 } else { b.cfg.weight },
                     mac: b.mac?,
+                    port: if mode.is_nat() { b.port } else { 0 },
+                    snat,
                 })
             })
             .collect();
@@ -707,6 +726,7 @@ fn new_backend(b: &config::BackendConfig, port: u16) -> Backend {
         reason: "starting".into(),
         drained: false,
         mac: None,
+        src: None,
         checker: None,
     }
 }
@@ -757,8 +777,9 @@ async fn run_checks(
     }
 }
 
-/// The data plane's global settings from `[dataplane]`: `ipip` outer
-/// sources (default: the interface's own addresses) and the MTU.
+/// The data plane's global settings from `[dataplane]` and `[nat]`: `ipip`
+/// outer sources (default: the interface's own addresses), the MTU and the
+/// SNAT ports.
 ///
 /// # Errors
 /// [`DataplaneConfigError::Socket`] / [`DataplaneConfigError::Netlink`]:
@@ -767,6 +788,7 @@ async fn run_checks(
 /// `ADDRESS[/PREFIX]`.
 pub async fn dataplane_config(
     dp: &config::Dataplane,
+    nat: &config::Nat,
     ifindex: u32,
 ) -> Result<lb_common::config::Config, DataplaneConfigError> {
     let (conn, handle, _) =
@@ -787,8 +809,13 @@ pub async fn dataplane_config(
             IpAddr::V6(a) => v6 && !a.is_unicast_link_local(),
         })
     };
+    // Validation refuses a bad range; `[nat]` left out has a good one.
+    let (port_min, port_max) = config::parse_port_range(&nat.snat_ports)
+        .unwrap_or(lb_common::nat::DEFAULT_SNAT_PORTS);
     let mut out = lb_common::config::Config {
         mtu: dp.mtu,
+        snat_port_min: port_min,
+        snat_ports: port_max - port_min + 1,
         ..lb_common::config::Config::default()
     };
     let v4 = match &dp.ipip_source_v4 {
@@ -1025,6 +1052,7 @@ mod tests {
                     ifindex: OIF,
                     gateway: None,
                     mac: mac(a.octets()[3]),
+                    src: None,
                 }),
             }));
         }
@@ -1133,6 +1161,7 @@ mod tests {
                 ifindex: OIF,
                 gateway: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))),
                 mac: mac(1),
+                src: None,
             }),
         }));
         assert_eq!(pool(&ctl, &key(80)), Some(vec![]));

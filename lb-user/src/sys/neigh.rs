@@ -70,6 +70,9 @@ pub struct NextHop {
     pub gateway: Option<IpAddr>,
     /// MAC address of the gateway, or of the destination when on-link.
     pub mac: [u8; 6],
+    /// The source address the kernel would send from (the route's
+    /// preferred source): `fullnat`'s default SNAT address.
+    pub src: Option<IpAddr>,
 }
 
 /// Why a next hop could not be resolved.
@@ -203,6 +206,7 @@ async fn resolve_with(
         ifindex: route.ifindex,
         gateway: route.gateway,
         mac,
+        src: route.src,
     })
 }
 
@@ -211,6 +215,7 @@ async fn resolve_with(
 struct Route {
     ifindex: u32,
     gateway: Option<IpAddr>,
+    src: Option<IpAddr>,
 }
 
 /// `ip route get DEST`. A request with a destination and without
@@ -257,9 +262,12 @@ fn parse_route(dest: IpAddr, msg: &RouteMessage) -> Result<Route, NeighError> {
     }
     let mut ifindex = None;
     let mut gateway = None;
+    let mut src = None;
     for attr in &msg.attributes {
         match attr {
             RouteAttribute::Oif(i) => ifindex = Some(*i),
+            RouteAttribute::PrefSource(RouteAddress::Inet(a)) => src = Some(IpAddr::V4(*a)),
+            RouteAttribute::PrefSource(RouteAddress::Inet6(a)) => src = Some(IpAddr::V6(*a)),
             // A Via is a gateway of the other family (RFC 5549).
             RouteAttribute::Gateway(RouteAddress::Inet(a))
             | RouteAttribute::Via(RouteVia::Inet(a)) => gateway = Some(IpAddr::V4(*a)),
@@ -271,6 +279,7 @@ fn parse_route(dest: IpAddr, msg: &RouteMessage) -> Result<Route, NeighError> {
     Ok(Route {
         ifindex: ifindex.ok_or(NeighError::NoRoute { dest })?,
         gateway,
+        src,
     })
 }
 
@@ -522,7 +531,8 @@ mod tests {
             parse_route(DEST, &msg).unwrap(),
             Route {
                 ifindex: 3,
-                gateway: None
+                gateway: None,
+                src: None
             }
         );
     }

@@ -1,0 +1,381 @@
+//! `nat` and `fullnat`: the flow's addresses and ports rewritten in place,
+//! both ways, from the NAT table (`lb_common::nat`, map `nat`).
+//!
+//! - [`forward`]: a client's packet of a flow the table holds, rewritten
+//!   towards its backend.
+//! - [`new_flow`]: a client's first packet: Maglev picks the backend, the
+//!   reply entry is inserted first (for `fullnat` that is what takes a
+//!   free SNAT port), then the forward entry.
+//! - [`reply`]: a backend's packet (its source address is a NAT backend's),
+//!   rewritten back towards the client.
+//!
+//! Checksums are updated incrementally (RFC 1624): the IPv4 header's over
+//! the addresses, TCP's and UDP's over the pseudo-header addresses and the
+//! ports; an IPv4 UDP checksum of 0 (none) stays 0. TTL / hop limit are
+//! left alone, as the other modes do. Each function returns its exit
+//! reason (`lb_common::stats::exit`), or [`MISS`].
+
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
+use lb_common::{
+    backend::backend_flags,
+    flow::{FlowKey, flow_seen},
+    hash::maglev_slot,
+    nat::{NatEntry, SNAT_PORT_TRIES, nat_flags, reversed, snat_port, tcp_seen},
+    stats::exit,
+    vip::{VipMeta, mode, vip_flags},
+};
+
+use crate::{
+    csum::fold,
+    maps::{BACKENDS, CONFIG, MAGLEV_TABLES, NAT, NAT_SCRATCH},
+    parse::{EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, Packet, load4, ptr_at},
+};
+
+/// Not a packet of a flow the table holds: the caller goes on.
+pub const MISS: usize = usize::MAX;
+
+/// `-EEXIST`: the key is taken.
+const EEXIST: i32 = -17;
+
+/// A forward packet (client -> VIP) of a flow in the table, translated.
+/// [`MISS`] when the table has no forward entry, or the flow's backend
+/// slot no longer serves its VIP (its entries are deleted: the caller
+/// balances it again, as the connection table does for other modes).
+#[inline(never)]
+pub fn forward(ctx: &XdpContext, pkt: &Packet) -> usize {
+    let Some(entry) = NAT.get_ptr_mut(&pkt.flow) else {
+        return MISS;
+    };
+    // SAFETY: a map value, valid for the whole run; other CPUs may write
+    // `seen` and `tcp` meanwhile, which only loses an update.
+    let e = unsafe { &mut *entry };
+    if e.flags & nat_flags::REPLY != 0 {
+        return MISS;
+    }
+    let live = BACKENDS
+        .get(e.backend)
+        .filter(|b| b.flags & backend_flags::ACTIVE != 0 && b.vip_id == e.vip_id);
+    let Some(backend) = live else {
+        let stale = reversed(&e.to);
+        let _ = NAT.remove(&stale);
+        let _ = NAT.remove(&pkt.flow);
+        return MISS;
+    };
+    touch(e, pkt, false);
+    let (vip_id, index) = (e.vip_id, e.backend);
+    if !translate(ctx, pkt, &e.to, &backend.mac) {
+        return exit::ABORTED;
+    }
+    crate::stats::count_traffic(vip_id, index, frame_len(ctx), false);
+    exit::TX_NAT
+}
+
+/// A packet from a NAT backend's address: a reply of a flow in the table,
+/// translated back to the client, or (no reply entry) handed to the stack.
+#[inline(never)]
+pub fn reply(ctx: &XdpContext, pkt: &Packet) -> usize {
+    let Some(entry) = NAT.get_ptr_mut(&pkt.flow) else {
+        return exit::PASS_NAT_NO_ENTRY;
+    };
+    // SAFETY: as in `forward`.
+    let e = unsafe { &mut *entry };
+    if e.flags & nat_flags::REPLY == 0 {
+        return exit::PASS_NAT_NO_ENTRY;
+    }
+    touch(e, pkt, true);
+    if !translate(ctx, pkt, &e.to, &e.mac) {
+        return exit::ABORTED;
+    }
+    exit::TX_NAT_REPLY
+}
+
+/// Scratch space for building a new flow's entries: a per-CPU map value,
+/// not the stack (the verifier allows 512 bytes of stack per call chain).
+#[repr(C)]
+pub struct NatScratch {
+    /// The reply entry.
+    pub reply: NatEntry,
+    /// The forward entry.
+    pub fwd: NatEntry,
+    /// The reply entry's key.
+    pub key: FlowKey,
+}
+
+/// Returned by [`new_flow`] when another CPU recorded the flow first: the
+/// caller follows that flow's entries ([`forward`]).
+pub const RACED: usize = usize::MAX - 1;
+
+/// A client's first packet to `vip` (a `nat` / `fullnat` VIP; flow hash
+/// `hash`): pick the backend, record both entries, translate.
+#[inline(never)]
+pub fn new_flow(ctx: &XdpContext, pkt: &Packet, hash: u32, vip: &VipMeta) -> usize {
+    let no_backend = if vip.flags & vip_flags::PASS_NO_BACKEND != 0 {
+        exit::PASS_NO_BACKEND
+    } else {
+        exit::DROP_NO_BACKEND
+    };
+    if vip.flags & vip_flags::NO_BACKEND != 0 || vip.ring_size == 0 {
+        return no_backend;
+    }
+    let slot = maglev_slot(hash, vip.ring_size);
+    let table = VipMeta::table_slot(vip.id, vip.active_table);
+    let Some(index) = MAGLEV_TABLES.get_value(table, &slot) else {
+        return no_backend;
+    };
+    let index = *index;
+    let Some(backend) = BACKENDS.get(index) else {
+        return no_backend;
+    };
+    if backend.flags & backend_flags::ACTIVE == 0 || backend.vip_id != vip.id {
+        return no_backend;
+    }
+    let Ok(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return exit::ABORTED;
+    };
+    let Some(scratch) = NAT_SCRATCH.get_ptr_mut(0) else {
+        return exit::ABORTED;
+    };
+    // SAFETY: this CPU's slot of a per-CPU array, valid for the run.
+    let s = unsafe { &mut *scratch };
+    let fullnat = vip.mode == mode::FULLNAT;
+    let flags = if fullnat { nat_flags::FULLNAT } else { 0 };
+    // SAFETY: a helper without arguments.
+    let seen = flow_seen(unsafe { bpf_ktime_get_coarse_ns() });
+    let f = &pkt.flow;
+    let r = &mut s.reply;
+    set_key(&mut r.to, &f.dst, &f.src, f.dst_port_be, f.src_port_be, f.proto);
+    // SAFETY: checked by ptr_at.
+    r.mac = unsafe { (*eth).src };
+    r.flags = flags | nat_flags::REPLY;
+    r.tcp = 0;
+    set_common(r, seen, index, vip.id);
+    let w = &mut s.fwd;
+    let (src, src_port_be) = if fullnat {
+        (&backend.snat, 0)
+    } else {
+        (&f.src, f.src_port_be)
+    };
+    let dst_port_be = if backend.port_be == 0 {
+        f.dst_port_be
+    } else {
+        backend.port_be
+    };
+    set_key(&mut w.to, src, &backend.addr, src_port_be, dst_port_be, f.proto);
+    w.mac = backend.mac;
+    w.flags = flags;
+    w.tcp = tcp_seen(0, pkt.tcp_flags, false);
+    set_common(w, seen, index, vip.id);
+    let placed = if fullnat {
+        take_snat_port(s, hash)
+    } else {
+        insert_reply(s)
+    };
+    if placed != 0 {
+        return placed;
+    }
+    if let Err(e) = NAT.insert(&pkt.flow, &s.fwd, u64::from(BPF_NOEXIST)) {
+        let _ = NAT.remove(&s.key);
+        return if e == EEXIST {
+            RACED
+        } else {
+            exit::DROP_NAT_FULL
+        };
+    }
+    if !translate(ctx, pkt, &s.fwd.to, &backend.mac) {
+        return exit::ABORTED;
+    }
+    crate::stats::count_traffic(vip.id, index, frame_len(ctx), true);
+    exit::TX_NAT
+}
+
+/// Fill a 5-tuple in place (no temporary on the stack).
+#[inline(always)]
+fn set_key(k: &mut FlowKey, src: &[u8; 16], dst: &[u8; 16], sport: u16, dport: u16, proto: u8) {
+    k.src = *src;
+    k.dst = *dst;
+    k.src_port_be = sport;
+    k.dst_port_be = dport;
+    k.proto = proto;
+    k.pad = [0; 3];
+}
+
+#[inline(always)]
+fn set_common(e: &mut NatEntry, seen: u32, backend: u32, vip_id: u32) {
+    e.seen = seen;
+    e.backend = backend;
+    e.vip_id = vip_id;
+    e.pad = 0;
+}
+
+/// Insert the reply entry (`s.reply`) under the forward translation's
+/// tuple reversed; 0, or the exit reason of the refusal.
+#[inline(always)]
+fn insert_reply(s: &mut NatScratch) -> usize {
+    let to = &s.fwd.to;
+    set_key(&mut s.key, &to.dst, &to.src, to.dst_port_be, to.src_port_be, to.proto);
+    match NAT.insert(&s.key, &s.reply, u64::from(BPF_NOEXIST)) {
+        Ok(()) => 0,
+        Err(EEXIST) => exit::DROP_NAT_PORTS,
+        Err(_) => exit::DROP_NAT_FULL,
+    }
+}
+
+/// Find the forward translation a SNAT port whose reply tuple is free,
+/// inserting the reply entry under it; 0, or the exit reason of the
+/// refusal. A subprogram of its own: the loop is verified once per call
+/// site, so it has one.
+#[inline(never)]
+fn take_snat_port(s: &mut NatScratch, hash: u32) -> usize {
+    let Some(cfg) = CONFIG.get(0) else {
+        return exit::ABORTED;
+    };
+    let (min, count) = (cfg.snat_port_min, cfg.snat_ports);
+    let mut attempt = 0;
+    while attempt < SNAT_PORT_TRIES && attempt < u32::from(count) {
+        s.fwd.to.src_port_be = snat_port(hash, attempt, min, count).to_be();
+        match insert_reply(s) {
+            exit::DROP_NAT_PORTS => {}
+            placed => return placed,
+        }
+        attempt += 1;
+    }
+    exit::DROP_NAT_PORTS
+}
+
+/// Mark the entry seen now, with the packet's TCP flags.
+#[inline(always)]
+fn touch(e: &mut NatEntry, pkt: &Packet, reply: bool) {
+    // SAFETY: a helper without arguments.
+    let now = flow_seen(unsafe { bpf_ktime_get_coarse_ns() });
+    if e.seen != now {
+        e.seen = now;
+    }
+    if pkt.flow.proto == IPPROTO_TCP {
+        let tcp = tcp_seen(e.tcp, pkt.tcp_flags, reply);
+        if tcp != e.tcp {
+            e.tcp = tcp;
+        }
+    }
+}
+
+#[inline(always)]
+fn frame_len(ctx: &XdpContext) -> u64 {
+    let (start, end) = crate::parse::bounds(ctx);
+    (end - start) as u64
+}
+
+/// The one's-complement change of replacing `old` by `new` (RFC 1624:
+/// `~m + m'`), both read in memory order.
+#[inline(always)]
+fn diff32(old: u32, new: u32) -> u64 {
+    u64::from(!old) + u64::from(new)
+}
+
+/// A checksum (memory order) after a change of `diff`.
+#[inline(always)]
+fn updated(check: u16, diff: u64) -> u16 {
+    fold(u64::from(!check) + diff)
+}
+
+/// Replace the 4 packet bytes at `p` (checked by the caller) with `new`
+/// (memory order); returns the checksum change.
+///
+/// # Safety
+/// `p` points at 4 bytes inside the frame.
+#[inline(always)]
+#[allow(
+    clippy::cast_ptr_alignment,
+    reason = "a deliberate unaligned packet store, allowed by the verifier and JIT (see parse::load4)"
+)]
+unsafe fn swap_word(p: *mut [u8; 4], new: u32) -> u64 {
+    // SAFETY: as the caller promises.
+    unsafe {
+        let old = load4(p);
+        core::ptr::write_volatile(p.cast::<u32>(), new);
+        diff32(old, new)
+    }
+}
+
+/// Rewrite the packet to `to` and send it to `mac` from the MAC it came
+/// to (ours). A subprogram of its own, so its registers spill into its
+/// own frame, not its callers'.
+#[inline(never)]
+fn translate(ctx: &XdpContext, pkt: &Packet, to: &FlowKey, mac: &[u8; 6]) -> bool {
+    try_translate(ctx, pkt, to, mac).is_ok()
+}
+
+#[inline(always)]
+fn try_translate(ctx: &XdpContext, pkt: &Packet, to: &FlowKey, mac: &[u8; 6]) -> Result<(), ()> {
+    // The mask bounds the offset for the verifier (it is 14 or 18).
+    let l3_off = pkt.l3_off & 0x1f;
+    let words = to.words();
+    let addr_diff = if pkt.v6 {
+        let ip = ptr_at::<Ipv6Hdr>(ctx, l3_off).map_err(|_| ())?.cast_mut();
+        let mut diff = 0;
+        let mut i = 0;
+        while i < 4 {
+            // SAFETY: checked by ptr_at; i < 4 stays in each address.
+            unsafe {
+                let src = (&raw mut (*ip).src).cast::<[u8; 4]>().add(i);
+                let dst = (&raw mut (*ip).dst).cast::<[u8; 4]>().add(i);
+                diff += swap_word(src, words[i]) + swap_word(dst, words[4 + i]);
+            }
+            i += 1;
+        }
+        diff
+    } else {
+        let ip = ptr_at::<Ipv4Hdr>(ctx, l3_off).map_err(|_| ())?.cast_mut();
+        // SAFETY: checked by ptr_at.
+        unsafe {
+            let diff =
+                swap_word(&raw mut (*ip).src, words[3]) + swap_word(&raw mut (*ip).dst, words[7]);
+            let check = updated(u16::from_ne_bytes((*ip).check_be), diff);
+            (*ip).check_be = check.to_ne_bytes();
+            diff
+        }
+    };
+    rewrite_l4(ctx, pkt, to, addr_diff)?;
+    let eth = ptr_at::<EthHdr>(ctx, 0).map_err(|_| ())?.cast_mut();
+    // SAFETY: checked by ptr_at.
+    unsafe {
+        (*eth).src = (*eth).dst;
+        (*eth).dst = *mac;
+    }
+    Ok(())
+}
+
+/// New ports and TCP / UDP checksum (`addr_diff`: the pseudo-header's
+/// change).
+#[inline(always)]
+fn rewrite_l4(ctx: &XdpContext, pkt: &Packet, to: &FlowKey, addr_diff: u64) -> Result<(), ()> {
+    // The mask bounds the offset for the verifier (it is at most 18 + 60).
+    let l4 = pkt.l4_off & 0x7f;
+    let ports = ptr_at::<[u16; 2]>(ctx, l4).map_err(|_| ())?.cast_mut();
+    let (check_off, udp) = match pkt.flow.proto {
+        IPPROTO_TCP => (16, false),
+        IPPROTO_UDP => (6, true),
+        _ => return Err(()),
+    };
+    let check = ptr_at::<[u8; 2]>(ctx, l4 + check_off).map_err(|_| ())?.cast_mut();
+    // SAFETY: both checked by ptr_at.
+    unsafe {
+        let old = ports.read_unaligned();
+        let diff = addr_diff
+            + u64::from(!old[0])
+            + u64::from(to.src_port_be)
+            + u64::from(!old[1])
+            + u64::from(to.dst_port_be);
+        ports.write_unaligned([to.src_port_be, to.dst_port_be]);
+        let sum = u16::from_ne_bytes(*check);
+        if udp && sum == 0 && !pkt.v6 {
+            // IPv4 UDP without a checksum stays without one.
+            return Ok(());
+        }
+        let mut new = updated(sum, diff);
+        if udp && new == 0 {
+            new = 0xffff;
+        }
+        *check = new.to_ne_bytes();
+    }
+    Ok(())
+}
