@@ -24,7 +24,7 @@ pub const LB_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 /// The transport header to put in a frame.
 #[derive(Clone, Copy, Debug)]
 pub enum L4 {
-    /// TCP SYN from `src` to `dst` port.
+    /// TCP from `src` to `dst` port (flags: `FrameSpec::tcp_flags`).
     Tcp {
         /// Source port.
         src: u16,
@@ -59,6 +59,8 @@ pub struct FrameSpec {
     pub ipv4_options: Vec<u8>,
     /// IPv4 TTL / IPv6 hop limit.
     pub ttl: u8,
+    /// TCP flags (`TcpFlags` bits); default SYN.
+    pub tcp_flags: u8,
 }
 
 impl FrameSpec {
@@ -73,6 +75,7 @@ impl FrameSpec {
             vlan: None,
             ipv4_options: Vec::new(),
             ttl: 64,
+            tcp_flags: TcpFlags::SYN,
         }
     }
 
@@ -110,7 +113,7 @@ impl FrameSpec {
                 tcp.set_destination(dst);
                 tcp.set_sequence(0x1000);
                 tcp.set_data_offset(5);
-                tcp.set_flags(TcpFlags::SYN);
+                tcp.set_flags(self.tcp_flags);
                 tcp.set_window(65_535);
                 tcp.set_payload(&self.payload);
                 buf

@@ -1,0 +1,519 @@
+//! Kernel test: `nat` and `fullnat` through `BPF_PROG_TEST_RUN`.
+//!
+//! Services are configured through the real `Balancer` and `EbpfMaps`.
+//! Every translated frame is compared whole with one built independently
+//! here (addresses, ports and every checksum computed from scratch by
+//! pnet), so a wrong incremental checksum update fails the comparison.
+//! Covered: each mode × IPv4/IPv6 × TCP/UDP in both directions, a backend
+//! port other than the service's, an IPv4 UDP datagram without checksum,
+//! SNAT port exhaustion, a full NAT table (new flows refused, established
+//! ones kept), a reply without an entry, TCP state from SYN to FIN and
+//! RST, a backend leaving the pool, and truncated input through the NAT
+//! paths. The NAT table is read back as `lbd` reads it.
+//!
+//! Needs root (BPF). `cargo xtask test` refuses to run without it.
+
+use std::net::IpAddr;
+
+use aya::{
+    Ebpf,
+    maps::{HashMap as BpfHashMap, MapData},
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
+use lb_common::{
+    config::Config,
+    flow::FlowKey,
+    nat::{NAT_MAP, NatEntry, NatState, nat_flags, reversed},
+    stats::ExitCounters,
+    v4_mapped,
+};
+use lb_lab::testpkt::{CLIENT_MAC, FrameSpec, L4, LB_MAC};
+use lb_user::dataplane::{
+    balancer::{
+        BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
+    },
+    loader::{PROGRAM, Sizes, load_object_with},
+    stats,
+};
+use pnet_packet::tcp::TcpFlags;
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const RING: u32 = 251;
+const SNAT_MIN: u16 = 40_000;
+const SNAT_PORTS: u16 = 1000;
+const BACKEND_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 0x10];
+
+const CLIENT4: &str = "198.18.0.1";
+const CLIENT6: &str = "2001:db8::1";
+
+struct Lab {
+    ebpf: Ebpf,
+    balancer: Balancer<EbpfMaps>,
+}
+
+/// One service under test: VIP:port → one backend:port, SNAT address.
+#[derive(Clone, Copy)]
+struct Svc {
+    mode: Mode,
+    proto: Protocol,
+    vip: &'static str,
+    port: u16,
+    backend: &'static str,
+    backend_port: u16,
+    snat: &'static str,
+    client: &'static str,
+}
+
+const SERVICES: [Svc; 8] = [
+    Svc {
+        mode: Mode::Fullnat,
+        proto: Protocol::Tcp,
+        vip: "198.18.0.200",
+        port: 80,
+        backend: "198.18.2.10",
+        backend_port: 8080,
+        snat: "198.18.2.1",
+        client: CLIENT4,
+    },
+    Svc {
+        mode: Mode::Fullnat,
+        proto: Protocol::Udp,
+        vip: "198.18.0.200",
+        port: 53,
+        backend: "198.18.2.11",
+        backend_port: 5353,
+        snat: "198.18.2.1",
+        client: CLIENT4,
+    },
+    Svc {
+        mode: Mode::Nat,
+        proto: Protocol::Tcp,
+        vip: "198.18.0.201",
+        port: 80,
+        backend: "198.18.2.12",
+        backend_port: 80,
+        snat: "",
+        client: CLIENT4,
+    },
+    Svc {
+        mode: Mode::Nat,
+        proto: Protocol::Udp,
+        vip: "198.18.0.201",
+        port: 53,
+        backend: "198.18.2.13",
+        backend_port: 1053,
+        snat: "",
+        client: CLIENT4,
+    },
+    Svc {
+        mode: Mode::Fullnat,
+        proto: Protocol::Tcp,
+        vip: "2001:db8::200",
+        port: 80,
+        backend: "2001:db8:2::10",
+        backend_port: 8080,
+        snat: "2001:db8:2::1",
+        client: CLIENT6,
+    },
+    Svc {
+        mode: Mode::Fullnat,
+        proto: Protocol::Udp,
+        vip: "2001:db8::200",
+        port: 53,
+        backend: "2001:db8:2::11",
+        backend_port: 53,
+        snat: "2001:db8:2::1",
+        client: CLIENT6,
+    },
+    Svc {
+        mode: Mode::Nat,
+        proto: Protocol::Tcp,
+        vip: "2001:db8::201",
+        port: 443,
+        backend: "2001:db8:2::12",
+        backend_port: 8443,
+        snat: "",
+        client: CLIENT6,
+    },
+    Svc {
+        mode: Mode::Nat,
+        proto: Protocol::Udp,
+        vip: "2001:db8::201",
+        port: 53,
+        backend: "2001:db8:2::13",
+        backend_port: 53,
+        snat: "",
+        client: CLIENT6,
+    },
+];
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn key_of(svc: &Svc) -> ServiceKey {
+    ServiceKey {
+        vip: ip(svc.vip),
+        port: svc.port,
+        proto: svc.proto,
+    }
+}
+
+fn backends_of(svc: &Svc) -> Vec<BackendSpec> {
+    vec![BackendSpec {
+        addr: ip(svc.backend),
+        weight: 1,
+        mac: BACKEND_MAC,
+        port: svc.backend_port,
+        snat: (svc.mode == Mode::Fullnat).then(|| ip(svc.snat)),
+    }]
+}
+
+fn lab(nat_flows: u32, snat_ports: u16) -> Lab {
+    let sizes = Sizes {
+        nat_flows,
+        ..Sizes::default()
+    };
+    let mut ebpf = load_object_with(&sizes, false, None).expect("load BPF object (run as root)");
+    let program: &mut Xdp = ebpf.program_mut(PROGRAM).unwrap().try_into().unwrap();
+    program.load().expect("verifier accepts the program");
+    let mut balancer = Balancer::new(EbpfMaps::take(&mut ebpf).unwrap());
+    balancer
+        .set_config(&Config {
+            mtu: 1500,
+            snat_port_min: SNAT_MIN,
+            snat_ports,
+            ..Config::default()
+        })
+        .unwrap();
+    for svc in &SERVICES {
+        let key = key_of(svc);
+        balancer
+            .upsert_service(
+                key,
+                ServiceSpec {
+                    mode: svc.mode,
+                    ring_size: RING,
+                    on_no_backend: NoBackend::Drop,
+                },
+            )
+            .unwrap();
+        balancer.set_backends(&key, &backends_of(svc)).unwrap();
+    }
+    Lab { ebpf, balancer }
+}
+
+fn run(ebpf: &Ebpf, frame: &[u8]) -> (u32, Vec<u8>) {
+    let program: &Xdp = ebpf.program(PROGRAM).unwrap().try_into().unwrap();
+    let mut out = vec![0u8; frame.len() + 512];
+    let r = program
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::default()
+        })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
+}
+
+/// A frame `src:sport -> dst:dport` of `proto`, every checksum computed
+/// from scratch; MACs: to the LB from the client.
+fn frame(proto: Protocol, src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
+    let l4 = match proto {
+        Protocol::Tcp => L4::Tcp {
+            src: sport,
+            dst: dport,
+        },
+        Protocol::Udp => L4::Udp {
+            src: sport,
+            dst: dport,
+        },
+    };
+    let mut spec = FrameSpec::new(ip(src), ip(dst), l4);
+    spec.tcp_flags = flags;
+    spec.build()
+}
+
+/// `f` with its MACs set to `dst` and `src`.
+fn macs(mut f: Vec<u8>, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    f[..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    f
+}
+
+/// The source port of an untagged frame's TCP / UDP header.
+fn sport_of(f: &[u8]) -> u16 {
+    let l4 = if f[12..14] == [0x86, 0xdd] { 54 } else { 34 };
+    u16::from_be_bytes([f[l4], f[l4 + 1]])
+}
+
+fn exits(lab: &Lab) -> ExitCounters {
+    stats::exit_stats_of(&lab.ebpf).unwrap()
+}
+
+fn exit_delta(before: &ExitCounters, after: &ExitCounters) -> Vec<&'static str> {
+    let (b, a) = (stats::exit_fields(before), stats::exit_fields(after));
+    stats::EXIT_NAMES
+        .iter()
+        .zip(b.iter().zip(a.iter()))
+        .filter(|(_, (b, a))| a != b)
+        .map(|(n, _)| *n)
+        .collect()
+}
+
+/// Run `input`, expecting `verdict` and exactly one exit reason `why`.
+fn expect(lab: &Lab, input: &[u8], verdict: u32, why: &str) -> Vec<u8> {
+    let before = exits(lab);
+    let (v, out) = run(&lab.ebpf, input);
+    assert_eq!(v, verdict, "verdict ({why})");
+    assert_eq!(exit_delta(&before, &exits(lab)), vec![why]);
+    out
+}
+
+fn nat_table(lab: &Lab) -> Vec<(FlowKey, NatEntry)> {
+    let map: BpfHashMap<&MapData, FlowKey, NatEntry> =
+        BpfHashMap::try_from(lab.ebpf.map(NAT_MAP).unwrap()).unwrap();
+    map.iter().map(Result::unwrap).collect()
+}
+
+fn flow_key(proto: Protocol, src: &str, sport: u16, dst: &str, dport: u16) -> FlowKey {
+    let a16 = |s: &str| match ip(s) {
+        IpAddr::V4(v) => v4_mapped(v.octets()),
+        IpAddr::V6(v) => v.octets(),
+    };
+    FlowKey {
+        src: a16(src),
+        dst: a16(dst),
+        src_port_be: sport.to_be(),
+        dst_port_be: dport.to_be(),
+        proto: proto.number(),
+        pad: [0; 3],
+    }
+}
+
+/// The flow's state as `lbd` derives it from both entries.
+fn state(lab: &Lab, fwd_key: &FlowKey) -> NatState {
+    let table = nat_table(lab);
+    let fwd = table.iter().find(|(k, _)| k == fwd_key).expect("forward entry").1;
+    let reply_key = reversed(&fwd.to);
+    let reply = table
+        .iter()
+        .find(|(k, _)| *k == reply_key)
+        .expect("reply entry")
+        .1;
+    NatState::of(fwd_key.proto, fwd.tcp, reply.tcp)
+}
+
+/// One service: first packet, a reply, a second packet; whole frames.
+fn round_trip(lab: &Lab, svc: &Svc, cport: u16) {
+    let name = format!("{:?} {} {}", svc.mode, svc.proto, svc.vip);
+    let syn = frame(svc.proto, svc.client, cport, svc.vip, svc.port, TcpFlags::SYN);
+    let out = expect(lab, &syn, XDP_TX, "tx_nat");
+    let (src, sport) = if svc.mode == Mode::Fullnat {
+        let p = sport_of(&out);
+        assert!(
+            (SNAT_MIN..SNAT_MIN + SNAT_PORTS).contains(&p),
+            "{name}: SNAT port {p} in range"
+        );
+        (svc.snat, p)
+    } else {
+        (svc.client, cport)
+    };
+    let want = frame(svc.proto, src, sport, svc.backend, svc.backend_port, TcpFlags::SYN);
+    assert_eq!(out, macs(want, BACKEND_MAC, LB_MAC), "{name}: forward");
+
+    let reply_flags = TcpFlags::SYN | TcpFlags::ACK;
+    let reply = frame(svc.proto, svc.backend, svc.backend_port, src, sport, reply_flags);
+    let out = expect(lab, &reply, XDP_TX, "tx_nat_reply");
+    let want = frame(svc.proto, svc.vip, svc.port, svc.client, cport, reply_flags);
+    assert_eq!(out, macs(want, CLIENT_MAC, LB_MAC), "{name}: reply");
+
+    let ack = frame(svc.proto, svc.client, cport, svc.vip, svc.port, TcpFlags::ACK);
+    let out = expect(lab, &ack, XDP_TX, "tx_nat");
+    let want = frame(svc.proto, src, sport, svc.backend, svc.backend_port, TcpFlags::ACK);
+    assert_eq!(out, macs(want, BACKEND_MAC, LB_MAC), "{name}: established");
+    let key = flow_key(svc.proto, svc.client, cport, svc.vip, svc.port);
+    let want_state = match svc.proto {
+        Protocol::Tcp => NatState::Established,
+        Protocol::Udp => NatState::Udp,
+    };
+    assert_eq!(state(lab, &key), want_state, "{name}");
+}
+
+#[test]
+fn every_mode_family_and_protocol_translates_both_ways() {
+    let lab = lab(1024, SNAT_PORTS);
+    for (i, svc) in SERVICES.iter().enumerate() {
+        round_trip(&lab, svc, 50_000 + u16::try_from(i).unwrap());
+    }
+    // Two entries per flow, each flagged with its direction and mode.
+    let table = nat_table(&lab);
+    assert_eq!(table.len(), 2 * SERVICES.len());
+    let replies = table
+        .iter()
+        .filter(|(_, e)| e.flags & nat_flags::REPLY != 0)
+        .count();
+    assert_eq!(replies, SERVICES.len());
+    let full = table
+        .iter()
+        .filter(|(_, e)| e.flags & nat_flags::FULLNAT != 0)
+        .count();
+    assert_eq!(full, 8, "4 fullnat services, 2 entries each");
+}
+
+#[test]
+fn ipv4_udp_without_checksum_stays_without() {
+    let lab = lab(1024, SNAT_PORTS);
+    let svc = &SERVICES[1];
+    let l4 = 14 + 20;
+    let mut input = frame(svc.proto, CLIENT4, 5000, svc.vip, svc.port, 0);
+    input[l4 + 6..l4 + 8].copy_from_slice(&[0, 0]);
+    let out = expect(&lab, &input, XDP_TX, "tx_nat");
+    let sport = sport_of(&out);
+    let mut want = macs(
+        frame(svc.proto, svc.snat, sport, svc.backend, svc.backend_port, 0),
+        BACKEND_MAC,
+        LB_MAC,
+    );
+    want[l4 + 6..l4 + 8].copy_from_slice(&[0, 0]);
+    assert_eq!(out, want);
+}
+
+#[test]
+fn snat_ports_run_out_and_are_counted() {
+    let lab = lab(1024, 2);
+    let svc = &SERVICES[0];
+    let mut ports = Vec::new();
+    for cport in [6000, 6001] {
+        let syn = frame(svc.proto, CLIENT4, cport, svc.vip, svc.port, TcpFlags::SYN);
+        ports.push(sport_of(&expect(&lab, &syn, XDP_TX, "tx_nat")));
+    }
+    ports.sort_unstable();
+    assert_eq!(ports, vec![SNAT_MIN, SNAT_MIN + 1], "both ports used once");
+    let syn = frame(svc.proto, CLIENT4, 6002, svc.vip, svc.port, TcpFlags::SYN);
+    expect(&lab, &syn, XDP_DROP, "drop_nat_ports");
+    // The other backend has its own ports: (SNAT, port, backend) differ.
+    let other = &SERVICES[1];
+    let dns = frame(other.proto, CLIENT4, 6002, other.vip, other.port, 0);
+    expect(&lab, &dns, XDP_TX, "tx_nat");
+    // Established flows keep going.
+    let ack = frame(svc.proto, CLIENT4, 6000, svc.vip, svc.port, TcpFlags::ACK);
+    expect(&lab, &ack, XDP_TX, "tx_nat");
+}
+
+#[test]
+fn a_full_table_refuses_new_flows_and_keeps_established_ones() {
+    // 64 flows: 128 entries.
+    let lab = lab(64, SNAT_PORTS);
+    let svc = &SERVICES[2];
+    for cport in 0..64 {
+        let syn = frame(svc.proto, CLIENT4, 7000 + cport, svc.vip, svc.port, TcpFlags::SYN);
+        expect(&lab, &syn, XDP_TX, "tx_nat");
+    }
+    let syn = frame(svc.proto, CLIENT4, 7064, svc.vip, svc.port, TcpFlags::SYN);
+    expect(&lab, &syn, XDP_DROP, "drop_nat_full");
+    assert_eq!(nat_table(&lab).len(), 128, "nothing evicted, nothing half-written");
+    for cport in [7000, 7063] {
+        let ack = frame(svc.proto, CLIENT4, cport, svc.vip, svc.port, TcpFlags::ACK);
+        expect(&lab, &ack, XDP_TX, "tx_nat");
+        let reply = frame(svc.proto, svc.backend, 80, CLIENT4, cport, TcpFlags::ACK);
+        expect(&lab, &reply, XDP_TX, "tx_nat_reply");
+    }
+}
+
+#[test]
+fn a_reply_without_an_entry_goes_to_the_stack() {
+    let lab = lab(1024, SNAT_PORTS);
+    let svc = &SERVICES[0];
+    // From a NAT backend's address, to a port no flow has: a health
+    // check's answer, say.
+    let stray = frame(svc.proto, svc.backend, 8080, svc.snat, 45_000, TcpFlags::ACK);
+    let out = expect(&lab, &stray, XDP_PASS, "pass_nat_no_entry");
+    assert_eq!(out, stray, "passed untouched");
+    // From an address that is no NAT backend: not even looked up.
+    let other = frame(svc.proto, "198.18.3.3", 8080, svc.snat, 45_000, TcpFlags::ACK);
+    expect(&lab, &other, XDP_PASS, "pass_not_vip");
+}
+
+#[test]
+fn tcp_state_follows_fin_and_rst() {
+    let lab = lab(1024, SNAT_PORTS);
+    let svc = &SERVICES[2];
+    let key = flow_key(svc.proto, CLIENT4, 9000, svc.vip, svc.port);
+    let from_client = |flags| frame(svc.proto, CLIENT4, 9000, svc.vip, svc.port, flags);
+    let from_backend = |flags| frame(svc.proto, svc.backend, 80, CLIENT4, 9000, flags);
+    expect(&lab, &from_client(TcpFlags::SYN), XDP_TX, "tx_nat");
+    assert_eq!(state(&lab, &key), NatState::SynSent);
+    let synack = TcpFlags::SYN | TcpFlags::ACK;
+    expect(&lab, &from_backend(synack), XDP_TX, "tx_nat_reply");
+    assert_eq!(state(&lab, &key), NatState::SynRecv);
+    expect(&lab, &from_client(TcpFlags::ACK), XDP_TX, "tx_nat");
+    assert_eq!(state(&lab, &key), NatState::Established);
+    let fin = TcpFlags::FIN | TcpFlags::ACK;
+    expect(&lab, &from_client(fin), XDP_TX, "tx_nat");
+    assert_eq!(state(&lab, &key), NatState::FinWait);
+    expect(&lab, &from_backend(fin), XDP_TX, "tx_nat_reply");
+    assert_eq!(state(&lab, &key), NatState::TimeWait);
+    // The client reuses the tuple: a new connection, same translation.
+    expect(&lab, &from_client(TcpFlags::SYN), XDP_TX, "tx_nat");
+    expect(&lab, &from_backend(synack), XDP_TX, "tx_nat_reply");
+    assert_eq!(state(&lab, &key), NatState::SynRecv);
+    expect(&lab, &from_backend(TcpFlags::RST), XDP_TX, "tx_nat_reply");
+    assert_eq!(state(&lab, &key), NatState::Close);
+}
+
+#[test]
+fn a_backend_leaving_the_pool_takes_its_flows_along() {
+    let mut lab = lab(1024, SNAT_PORTS);
+    let svc = SERVICES[2];
+    let key = key_of(&svc);
+    let syn = frame(svc.proto, CLIENT4, 9100, svc.vip, svc.port, TcpFlags::SYN);
+    expect(&lab, &syn, XDP_TX, "tx_nat");
+    // The backend fails its health check: an empty pool.
+    lab.balancer.set_backends(&key, &[]).unwrap();
+    let ack = frame(svc.proto, CLIENT4, 9100, svc.vip, svc.port, TcpFlags::ACK);
+    expect(&lab, &ack, XDP_DROP, "drop_no_backend");
+    assert!(
+        nat_table(&lab).is_empty(),
+        "the stale flow's entries are deleted"
+    );
+    // Back, with another address: the flow is balanced afresh.
+    let mut specs = backends_of(&svc);
+    specs[0].addr = ip("198.18.2.14");
+    lab.balancer.set_backends(&key, &specs).unwrap();
+    let out = expect(&lab, &ack, XDP_TX, "tx_nat");
+    let want = frame(svc.proto, CLIENT4, 9100, "198.18.2.14", 80, TcpFlags::ACK);
+    assert_eq!(out, macs(want, BACKEND_MAC, LB_MAC));
+}
+
+#[test]
+fn truncated_and_garbage_input_never_translates() {
+    let lab = lab(1024, SNAT_PORTS);
+    let svc = &SERVICES[0];
+    let syn = frame(svc.proto, CLIENT4, 9200, svc.vip, svc.port, TcpFlags::SYN);
+    for cut in [14 + 10, 14 + 20 + 10, 14 + 20 + 19] {
+        expect(&lab, &syn[..cut], XDP_PASS, "pass_malformed");
+    }
+    // Data offset below 5.
+    let mut bad = syn.clone();
+    bad[14 + 20 + 12] = 0x40;
+    expect(&lab, &bad, XDP_PASS, "pass_malformed");
+    let reply = frame(svc.proto, svc.backend, 8080, svc.snat, 40_000, TcpFlags::ACK);
+    expect(&lab, &reply[..14 + 20 + 10], XDP_PASS, "pass_malformed");
+    assert!(nat_table(&lab).is_empty(), "no entry from garbage");
+    // Random bytes behind a valid Ethernet + IPv4 header to the VIP.
+    let mut noise = syn;
+    let mut x = 0x1234_5678_u32;
+    for b in &mut noise[14 + 20..] {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x.to_le_bytes()[0];
+    }
+    let (v, _) = run(&lab.ebpf, &noise);
+    assert!(matches!(v, XDP_TX | XDP_PASS | XDP_DROP), "verdict {v}");
+    assert_eq!(exits(&lab).aborted, 0);
+}
