@@ -52,6 +52,8 @@ pub struct Snapshot {
     pub flows: Option<crate::dataplane::stats::FlowTableUsage>,
     /// Connection sync (none without `[sync]`).
     pub sync: Option<crate::sync::node::SyncStatus>,
+    /// The NAT table's flows by state (none without a data plane).
+    pub nat: Option<crate::dataplane::nat::Census>,
 }
 
 fn counter_family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
@@ -73,6 +75,9 @@ pub fn render(s: &Snapshot) -> String {
     traffic_metrics(&mut r, &s.traffic);
     service_metrics(&mut r, &s.services);
     vrrp_metrics(&mut r, &s.vrrp);
+    if let Some(nat) = &s.nat {
+        nat_metrics(&mut r, nat);
+    }
     if let Some(sync) = &s.sync {
         sync_metrics(&mut r, sync);
     }
@@ -254,6 +259,34 @@ fn sync_metrics(r: &mut Registry, s: &crate::sync::node::SyncStatus) {
         gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
         r.register(name, help, gauge);
     }
+}
+
+/// The NAT table's flows by state, orphans and expiries.
+fn nat_metrics(r: &mut Registry, c: &crate::dataplane::nat::Census) {
+    let flows = gauge_family(
+        r,
+        "lb_nat_flows",
+        "Flows in the NAT table (nat and fullnat services), by state",
+    );
+    for (state, n) in &c.by_state {
+        flows
+            .get_or_create(&labels(&[("state", state)]))
+            .set(i64::try_from(*n).unwrap_or(i64::MAX));
+    }
+    let orphans = Gauge::<i64>::default();
+    orphans.set(i64::try_from(c.orphans).unwrap_or(i64::MAX));
+    r.register(
+        "lb_nat_orphan_entries",
+        "NAT entries whose other direction is missing (expire on their own)",
+        orphans,
+    );
+    let expired = Counter::<u64>::default();
+    expired.inc_by(c.expired_total);
+    r.register(
+        "lb_nat_flows_expired",
+        "NAT flows deleted after their state's idle timeout (their SNAT ports freed)",
+        expired,
+    );
 }
 
 /// The connection table's evictions and fill.

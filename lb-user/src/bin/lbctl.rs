@@ -57,8 +57,9 @@ enum Command {
     Vrrp,
     /// Traffic per service and backend (packets, bytes, new flows).
     Stats,
-    /// Connection-table entries, most recently seen first: client, VIP,
-    /// backend, idle time (as `ipvsadm -Lc`).
+    /// Flows, most recently seen first (as `ipvsadm -Lc`): client, VIP,
+    /// backend, idle time; for nat / fullnat flows also the SNAT address
+    /// and port, the TCP state and when the flow expires if idle.
     Flows {
         /// Only this service, VIP:PORT (IPv6: [ADDR]:PORT; add /udp for UDP).
         service: Option<String>,
@@ -331,20 +332,42 @@ fn status(s: &StatusReply) -> String {
 }
 
 fn flows(reply: &lb_user::dataplane::flows::FlowsReply) -> String {
+    // NAT flows carry their translation and state, as `ipvsadm -Lc` shows.
+    let nat = reply.flows.iter().any(|f| f.mode.is_some());
     let rows: Vec<Vec<String>> = reply
         .flows
         .iter()
         .map(|f| {
-            vec![
-                f.protocol.clone(),
-                f.client.to_string(),
-                f.vip.to_string(),
-                f.backend.to_string(),
-                format!("{:.1} s", f.idle_ms as f64 / 1000.0),
-            ]
+            let backend = match f.backend_port {
+                Some(p) => std::net::SocketAddr::new(f.backend, p).to_string(),
+                None => f.backend.to_string(),
+            };
+            let mut row = vec![f.protocol.clone(), f.client.to_string(), f.vip.to_string()];
+            if nat {
+                let dash = || "-".to_owned();
+                row.push(f.mode.clone().unwrap_or_else(|| "table".into()));
+                row.push(f.snat.map_or_else(dash, |s| s.to_string()));
+                row.push(backend);
+                row.push(f.state.clone().unwrap_or_else(dash));
+                row.push(
+                    f.expires_ms
+                        .map_or_else(dash, |ms| format!("{:.0} s", ms as f64 / 1000.0)),
+                );
+            } else {
+                row.push(backend);
+            }
+            row.push(format!("{:.1} s", f.idle_ms as f64 / 1000.0));
+            row
         })
         .collect();
-    let mut out = table(&["PRO", "CLIENT", "VIP", "BACKEND", "IDLE"], &rows);
+    let mut out = if nat {
+        table(
+            &["PRO", "CLIENT", "VIP", "MODE", "SNAT", "BACKEND", "STATE", "EXPIRES", "IDLE"],
+            &rows,
+        )
+    } else {
+        table(&["PRO", "CLIENT", "VIP", "BACKEND", "IDLE"], &rows)
+    };
     if reply.flows.len() < reply.total {
         out.push_str(&format!(
             "{} of {} flows shown, most recently seen first (--limit 0 for all)\n",

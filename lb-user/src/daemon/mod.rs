@@ -86,6 +86,9 @@ pub enum Error {
     /// Connection sync did not start.
     #[error("[sync]: {}", error_chain(.0.as_ref()))]
     Sync(Box<dyn std::error::Error + Send + Sync>),
+    /// The NAT table's expiry could not open the table.
+    #[error("NAT table: {}", error_chain(.0.as_ref()))]
+    Nat(Box<aya::maps::MapError>),
 }
 
 /// What lbd was started with, arguments and file merged.
@@ -190,6 +193,43 @@ struct Daemon {
     changes: mpsc::UnboundedSender<driver::StateChange>,
     /// `router_id`, or `lbd`.
     name: String,
+    /// NAT flow expiry, when this lbd balances.
+    nat_gc: Option<NatGc>,
+}
+
+/// The NAT table's expiry task, the timeouts it applies (a reload changes
+/// them) and what its last pass counted.
+struct NatGc {
+    task: tokio::task::JoinHandle<()>,
+    timeouts: watch::Sender<lb_common::nat::Timeouts>,
+    census: std::sync::Arc<std::sync::Mutex<crate::dataplane::nat::Census>>,
+}
+
+impl Drop for NatGc {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Start expiring NAT flows of the balancer's pinned table.
+fn start_nat_gc(
+    config: Option<&Config>,
+    dataplane: Option<&Dataplane>,
+    balancer_role: bool,
+) -> Result<Option<NatGc>, Error> {
+    let Some(dp) = dataplane.filter(|_| balancer_role) else {
+        return Ok(None);
+    };
+    let timeouts = config.map(|c| c.nat.timeouts()).unwrap_or_default();
+    let (tx, rx) = watch::channel(timeouts);
+    let census = std::sync::Arc::default();
+    let task = crate::dataplane::nat::spawn_gc(dp.pin_dir(), rx, std::sync::Arc::clone(&census))
+        .map_err(|e| Error::Nat(Box::new(e)))?;
+    Ok(Some(NatGc {
+        task,
+        timeouts: tx,
+        census,
+    }))
 }
 
 /// Run lbd until SIGINT or SIGTERM (or a VRRP instance fails), then undo
@@ -329,6 +369,7 @@ async fn start(startup: Startup) -> Result<Started, Error> {
             .await?
             .unzip();
     let (sync, preempt_hold) = start_sync(config.as_ref(), dataplane.as_mut())?.unzip();
+    let nat_gc = start_nat_gc(config.as_ref(), dataplane.as_ref(), balancer_role)?;
     let (changes, changes_rx) = mpsc::unbounded_channel();
     let vrrp = match config.as_ref().filter(|c| !c.vrrp_instance.is_empty()) {
         Some(c) => Some(
@@ -391,6 +432,7 @@ async fn start(startup: Startup) -> Result<Started, Error> {
             vrrp,
             changes,
             name,
+            nat_gc,
         },
         events_rx,
         changes_rx,
@@ -512,6 +554,7 @@ impl Daemon {
             vrrp.stop().await;
         }
         drop(self.sync);
+        drop(self.nat_gc);
         drop(self.controller);
         if let Some(dataplane) = self.dataplane {
             match stats::proto_stats_of(dataplane.ebpf()) {
@@ -546,7 +589,18 @@ impl Daemon {
                 .as_ref()
                 .and_then(|d| stats::flow_table_usage(d.ebpf()).ok()),
             sync: self.sync.as_ref().map(crate::sync::node::Sync::status),
+            nat: self.nat_census(),
         }
+    }
+
+    /// What the NAT table's last expiry pass counted.
+    fn nat_census(&self) -> Option<crate::dataplane::nat::Census> {
+        self.nat_gc.as_ref().map(|gc| {
+            gc.census
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        })
     }
 
     /// The VRRP instances' status board.

@@ -20,7 +20,7 @@ pub enum ReloadError {
     Config(#[from] crate::config::ConfigError),
     /// `[global]` or `[dataplane]` changed.
     #[error(
-        "[global], [dataplane] and [sync] changes need a restart of lbd (systemctl restart keeps forwarding); nothing was applied"
+        "[global], [dataplane], [sync] and [nat] flows / snat_ports changes need a restart of lbd (systemctl restart keeps forwarding); nothing was applied"
     )]
     NeedsRestart,
     /// Services were added to an lbd without a data plane.
@@ -39,7 +39,11 @@ impl Daemon {
         let path = self.config_path.as_ref().ok_or(ReloadError::NoFile)?;
         let new = load(path)?;
         if let Some(old) = self.config.as_ref()
-            && (old.dataplane != new.dataplane || old.global != new.global || old.sync != new.sync)
+            && (old.dataplane != new.dataplane
+                || old.global != new.global
+                || old.sync != new.sync
+                || old.nat.flows != new.nat.flows
+                || old.nat.snat_ports != new.nat.snat_ports)
         {
             return Err(ReloadError::NeedsRestart);
         }
@@ -59,6 +63,9 @@ impl Daemon {
         }
         if let Some(ctl) = self.controller.as_mut() {
             ctl.reload(&new);
+        }
+        if let Some(gc) = &self.nat_gc {
+            gc.timeouts.send_replace(new.nat.timeouts());
         }
         info!("configuration {} applied", path.display());
         self.config = Some(new);

@@ -82,9 +82,15 @@ impl Daemon {
             Ok(key) => key,
             Err(e) => return Response::error(e.to_string()),
         };
+        let timeouts = self
+            .config
+            .as_ref()
+            .map(|c| c.nat.timeouts())
+            .unwrap_or_default();
         match crate::dataplane::stats::flow_list(
             dp.ebpf(),
             &ctl.balancer().translation(),
+            Some((dp.pin_dir(), &timeouts)),
             key.as_ref(),
             limit,
         ) {

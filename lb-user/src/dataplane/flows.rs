@@ -239,6 +239,21 @@ pub struct FlowStatus {
     /// Time since its last packet, in milliseconds (the table keeps it in
     /// units of about 1 ms).
     pub idle_ms: u64,
+    /// NAT flows: the backend's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_port: Option<u16>,
+    /// NAT flows: `nat` or `fullnat` (connection-table flows: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// `fullnat` flows: the source address and port the backend sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snat: Option<SocketAddr>,
+    /// NAT flows: the TCP state (`ESTABLISHED`, ...) or `UDP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// NAT flows: milliseconds until it expires if no packet comes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 /// What `lbctl flows` gets: the entries, most recently seen first, at most
@@ -251,12 +266,15 @@ pub struct FlowsReply {
     pub flows: Vec<FlowStatus>,
 }
 
-/// The live flows of `sets` (of `service` only, if given: a port-0 service
-/// matches every port), most recently seen first, at most `limit` of them
-/// (0: all). `now_ns` is the program's clock (`CLOCK_MONOTONIC_COARSE`).
+/// The live flows of `sets`, and the NAT table's (`nat`: from
+/// `nat::statuses`, with their idle time in `flow_seen` units), of
+/// `service` only, if given (a port-0 service matches every port), most
+/// recently seen first, at most `limit` of them (0: all). `now_ns` is the
+/// program's clock (`CLOCK_MONOTONIC_COARSE`).
 #[must_use]
 pub fn list(
     sets: &[FlowSet],
+    nat: Vec<(u32, FlowStatus)>,
     t: &Translation,
     now_ns: u64,
     service: Option<&ServiceKey>,
@@ -279,9 +297,21 @@ pub fn list(
                 vip: SocketAddr::new(r.vip, r.vip_port),
                 backend: r.backend,
                 idle_ms: u64::from(age) * FLOW_SEEN_UNIT_NS / 1_000_000,
+                backend_port: None,
+                mode: None,
+                snat: None,
+                state: None,
+                expires_ms: None,
             };
             (age, status)
         })
+        .chain(nat.into_iter().filter(|(_, f)| {
+            service.is_none_or(|s| {
+                s.vip == f.vip.ip()
+                    && (if s.proto == Protocol::Udp { "udp" } else { "tcp" }) == f.protocol
+                    && (s.port == 0 || s.port == f.vip.port())
+            })
+        }))
         .collect();
     flows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.client.cmp(&b.1.client)));
     let total = flows.len();
@@ -408,7 +438,7 @@ mod tests {
             ..record(3, 11)
         };
         apply(&mut sets, &t, &other, 1500 * ms).unwrap();
-        let all = list(&sets, &t, 2000 * ms, Some(&svc(100, 80)), 0);
+        let all = list(&sets, Vec::new(), &t, 2000 * ms, Some(&svc(100, 80)), 0);
         assert_eq!(all.total, 2);
         let ports: Vec<u16> = all.flows.iter().map(|f| f.client.port()).collect();
         assert_eq!(ports, vec![2, 1], "most recently seen first");
@@ -419,7 +449,7 @@ mod tests {
         );
         assert_eq!(all.flows[0].backend, be(12));
         assert_eq!(all.flows[0].vip, "198.18.0.100:80".parse().unwrap());
-        let first = list(&sets, &t, 2000 * ms, None, 1);
+        let first = list(&sets, Vec::new(), &t, 2000 * ms, None, 1);
         assert_eq!((first.total, first.flows.len()), (3, 1));
     }
 

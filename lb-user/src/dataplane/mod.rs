@@ -13,6 +13,7 @@
 //! - [`bpfmem`]: mmap of BPF arrays (the Maglev tables, the connection table);
 //! - [`flows`]: the connection table in node-independent terms (read,
 //!   written by connection sync, listed by `lbctl flows`);
+//! - [`nat`]: the NAT table's flows (listed, counted by state, expired);
 //! - [`stats`]: the per-CPU counters and the connection table's fill, read back.
 
 pub mod balancer;
@@ -20,5 +21,6 @@ pub mod bpfmem;
 pub mod flows;
 pub mod loader;
 pub mod maglev;
+pub mod nat;
 pub mod preflight;
 pub mod stats;

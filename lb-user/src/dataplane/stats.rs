@@ -227,14 +227,32 @@ pub fn flow_table_usage(ebpf: &aya::Ebpf) -> Result<FlowTableUsage, StatsError> 
 pub fn flow_list(
     ebpf: &aya::Ebpf,
     translation: &crate::dataplane::flows::Translation,
+    nat: Option<(&std::path::Path, &lb_common::nat::Timeouts)>,
     service: Option<&crate::dataplane::balancer::ServiceKey>,
     limit: usize,
 ) -> Result<crate::dataplane::flows::FlowsReply, StatsError> {
     let (mem, sets) = map_flow_sets(ebpf, false)?;
+    let now = coarse_now_ns();
+    let nat_flows = match nat {
+        Some((pin_dir, timeouts)) => {
+            let map = crate::dataplane::nat::open(pin_dir).map_err(|source| StatsError::Map {
+                map: lb_common::nat::NAT_MAP,
+                source,
+            })?;
+            let entries = crate::dataplane::nat::snapshot(&map);
+            crate::dataplane::nat::statuses(
+                &entries,
+                lb_common::flow::flow_seen(now),
+                timeouts,
+            )
+        }
+        None => Vec::new(),
+    };
     Ok(crate::dataplane::flows::list(
         mem.slice::<lb_common::flow::FlowSet>(sets),
+        nat_flows,
         translation,
-        coarse_now_ns(),
+        now,
         service,
         limit,
     ))

@@ -1,0 +1,405 @@
+//! The NAT table (`lb_common::nat`, map `nat`) from user space: its flows
+//! as `lbctl flows` lists them, their census by state, and expiry.
+//!
+//! The XDP program writes a flow's two entries and stamps each direction
+//! with its TCP flags and when it was last seen; it never deletes a live
+//! flow. `lbd` does: every [`GC_INTERVAL`] it reads the table, pairs each
+//! forward entry with its reply entry, derives the flow's state
+//! ([`NatState::of`]) and deletes the flows idle longer than their state's
+//! timeout (`[nat]` in the configuration), reply entry first, which frees
+//! the SNAT port. The rules ([`plan`]) are pure, over a snapshot and a
+//! clock the caller gives, and unit-tested here.
+//!
+//! A packet that arrives while its flow is being deleted finds half of it
+//! or nothing, and starts the flow again (a fullnat flow asks for the same
+//! SNAT port first): only flows idle for their whole timeout are deleted,
+//! so that takes a packet arriving at the very moment of expiry.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
+use lb_common::{
+    flow::{FLOW_SEEN_UNIT_NS, FlowKey, flow_age, flow_seen},
+    nat::{NAT_MAP, NatEntry, NatState, Timeouts, nat_flags, reversed},
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::dataplane::flows::FlowStatus;
+
+/// How often `lbd` looks for expired NAT flows.
+pub const GC_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The NAT table's flows by state, and what the last pass expired.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Census {
+    /// Flows (pairs of entries) in the table.
+    pub flows: u64,
+    /// Flows per state, in [`NatState::ALL`] order.
+    pub by_state: Vec<(String, u64)>,
+    /// Entries without their partner (a flow half-deleted or half-written).
+    pub orphans: u64,
+    /// Flows expired since `lbd` started.
+    pub expired_total: u64,
+}
+
+/// What one pass decided: the keys to delete (each flow's reply entry
+/// before its forward entry) and the census of what stays.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Keys to delete, in order.
+    pub delete: Vec<FlowKey>,
+    /// Flows (and orphans) expired.
+    pub expired: u64,
+    /// The table after the deletions.
+    pub census: Census,
+}
+
+/// A forward entry with its reply entry, if there is one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatFlow {
+    /// The forward entry's key: the client's 5-tuple.
+    pub key: FlowKey,
+    /// The forward entry.
+    pub forward: NatEntry,
+    /// The reply entry (keyed by `forward.to` reversed).
+    pub reply: Option<NatEntry>,
+}
+
+impl NatFlow {
+    /// The flow's state from both directions.
+    #[must_use]
+    pub fn state(&self) -> NatState {
+        NatState::of(
+            self.key.proto,
+            self.forward.tcp,
+            self.reply.map_or(0, |r| r.tcp),
+        )
+    }
+
+    /// Time units since either direction was last seen.
+    #[must_use]
+    pub fn idle(&self, now: u32) -> u32 {
+        let fwd = flow_age(now, self.forward.seen);
+        self.reply.map_or(fwd, |r| fwd.min(flow_age(now, r.seen)))
+    }
+}
+
+/// Pair a table snapshot's entries into flows; entries whose partner is
+/// missing come back as orphans.
+#[must_use]
+pub fn pair(entries: &[(FlowKey, NatEntry)]) -> (Vec<NatFlow>, Vec<(FlowKey, NatEntry)>) {
+    let by_key: HashMap<FlowKey, &NatEntry> = entries.iter().map(|(k, e)| (*k, e)).collect();
+    let mut flows = Vec::new();
+    let mut orphans = Vec::new();
+    for (key, e) in entries {
+        let partner = by_key.get(&reversed(&e.to)).copied();
+        if e.flags & nat_flags::REPLY != 0 {
+            // Paired from its forward side; alone, an orphan.
+            if partner.is_none_or(|f| f.flags & nat_flags::REPLY != 0) {
+                orphans.push((*key, *e));
+            }
+            continue;
+        }
+        match partner.filter(|r| r.flags & nat_flags::REPLY != 0) {
+            Some(r) => flows.push(NatFlow {
+                key: *key,
+                forward: *e,
+                reply: Some(*r),
+            }),
+            None => orphans.push((*key, *e)),
+        }
+    }
+    (flows, orphans)
+}
+
+/// Units of [`FLOW_SEEN_UNIT_NS`] in `secs` seconds.
+fn units(secs: u32) -> u64 {
+    u64::from(secs) * 1_000_000_000 / FLOW_SEEN_UNIT_NS
+}
+
+/// Decide a pass at `now` (a `flow_seen` time): flows idle longer than
+/// their state's timeout go, orphans idle longer than the timeout of the
+/// state their own flags give.
+#[must_use]
+pub fn plan(entries: &[(FlowKey, NatEntry)], now: u32, timeouts: &Timeouts) -> Plan {
+    let (flows, orphans) = pair(entries);
+    let mut plan = Plan::default();
+    let mut by_state: HashMap<NatState, u64> = HashMap::new();
+    for flow in &flows {
+        let state = flow.state();
+        if u64::from(flow.idle(now)) > units(timeouts.of(state)) {
+            plan.delete.push(reversed(&flow.forward.to));
+            plan.delete.push(flow.key);
+            plan.expired += 1;
+        } else {
+            *by_state.entry(state).or_default() += 1;
+            plan.census.flows += 1;
+        }
+    }
+    for (key, e) in &orphans {
+        let reply = e.flags & nat_flags::REPLY != 0;
+        let (f, r) = if reply { (0, e.tcp) } else { (e.tcp, 0) };
+        let state = NatState::of(key.proto, f, r);
+        if u64::from(flow_age(now, e.seen)) > units(timeouts.of(state)) {
+            plan.delete.push(*key);
+            plan.expired += 1;
+        } else {
+            plan.census.orphans += 1;
+        }
+    }
+    plan.census.by_state = NatState::ALL
+        .iter()
+        .map(|s| (s.name().to_owned(), by_state.get(s).copied().unwrap_or(0)))
+        .collect();
+    plan
+}
+
+/// The table's flows as `lbctl flows` shows them, with their idle time
+/// in [`flow_seen`] units (for sorting).
+#[must_use]
+pub fn statuses(
+    entries: &[(FlowKey, NatEntry)],
+    now: u32,
+    timeouts: &Timeouts,
+) -> Vec<(u32, FlowStatus)> {
+    let (flows, _) = pair(entries);
+    flows
+        .iter()
+        .map(|flow| {
+            let idle = flow.idle(now);
+            let state = flow.state();
+            let to = &flow.forward.to;
+            let fullnat = flow.forward.flags & nat_flags::FULLNAT != 0;
+            let idle_ms = u64::from(idle) * FLOW_SEEN_UNIT_NS / 1_000_000;
+            let status = FlowStatus {
+                protocol: if flow.key.proto == 17 { "udp" } else { "tcp" }.into(),
+                client: socket(&flow.key.src, flow.key.src_port_be),
+                vip: socket(&flow.key.dst, flow.key.dst_port_be),
+                backend: addr(&to.dst),
+                backend_port: Some(u16::from_be(to.dst_port_be)),
+                mode: Some(if fullnat { "fullnat" } else { "nat" }.into()),
+                snat: fullnat.then(|| socket(&to.src, to.src_port_be)),
+                state: Some(state.name().into()),
+                expires_ms: Some(
+                    (u64::from(timeouts.of(state)) * 1000).saturating_sub(idle_ms),
+                ),
+                idle_ms,
+            };
+            (idle, status)
+        })
+        .collect()
+}
+
+fn addr(a: &[u8; 16]) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(*a);
+    v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+}
+
+fn socket(a: &[u8; 16], port_be: u16) -> SocketAddr {
+    SocketAddr::new(addr(a), u16::from_be(port_be))
+}
+
+/// The pinned NAT table under `pin_dir`.
+///
+/// # Errors
+/// The pin is missing or is not a hash map of NAT entries.
+pub fn open(pin_dir: &Path) -> Result<BpfHashMap<MapData, FlowKey, NatEntry>, MapError> {
+    let data = MapData::from_pin(pin_dir.join(NAT_MAP))?;
+    BpfHashMap::try_from(aya::maps::Map::HashMap(data))
+}
+
+/// Every entry of the table (entries deleted during the walk are skipped).
+#[must_use]
+pub fn snapshot(map: &BpfHashMap<MapData, FlowKey, NatEntry>) -> Vec<(FlowKey, NatEntry)> {
+    map.iter().filter_map(Result::ok).collect()
+}
+
+/// The expiry task: a pass every [`GC_INTERVAL`], with the timeouts the
+/// configuration holds now; the census after each pass goes to `census`.
+pub fn spawn_gc(
+    pin_dir: &Path,
+    timeouts: watch::Receiver<Timeouts>,
+    census: Arc<Mutex<Census>>,
+) -> Result<tokio::task::JoinHandle<()>, MapError> {
+    let map = Arc::new(Mutex::new(open(pin_dir)?));
+    Ok(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(GC_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut expired_total = 0;
+        loop {
+            tick.tick().await;
+            let t = *timeouts.borrow();
+            let map = Arc::clone(&map);
+            let pass = tokio::task::spawn_blocking(move || {
+                let mut map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let now = flow_seen(crate::dataplane::stats::coarse_now_ns());
+                let plan = plan(&snapshot(&map), now, &t);
+                for key in &plan.delete {
+                    // Gone already (the program replaced a stale flow):
+                    // nothing to do.
+                    let _ = map.remove(key);
+                }
+                plan
+            })
+            .await;
+            match pass {
+                Ok(plan) => {
+                    expired_total += plan.expired;
+                    if plan.expired > 0 {
+                        debug!(
+                            expired = plan.expired,
+                            flows = plan.census.flows,
+                            "NAT flows expired"
+                        );
+                    }
+                    let mut c = census.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    *c = Census {
+                        expired_total,
+                        ..plan.census
+                    };
+                }
+                Err(e) => warn!("NAT expiry pass failed: {e}"),
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lb_common::nat::tcp_flags::{ACK, FIN, RST, SYN};
+
+    fn key(client_port: u16) -> FlowKey {
+        FlowKey {
+            src: lb_common::v4_mapped([198, 18, 0, 1]),
+            dst: lb_common::v4_mapped([198, 18, 0, 100]),
+            src_port_be: client_port.to_be(),
+            dst_port_be: 80u16.to_be(),
+            proto: 6,
+            pad: [0; 3],
+        }
+    }
+
+    /// A fullnat flow's two entries, each seen at `seen` with `tcp` flags.
+    fn flow(client_port: u16, snat_port: u16, seen: u32, f: u8, r: u8) -> [(FlowKey, NatEntry); 2] {
+        let k = key(client_port);
+        let to = FlowKey {
+            src: lb_common::v4_mapped([198, 18, 2, 1]),
+            dst: lb_common::v4_mapped([198, 18, 2, 10]),
+            src_port_be: snat_port.to_be(),
+            dst_port_be: 8080u16.to_be(),
+            proto: 6,
+            pad: [0; 3],
+        };
+        let fwd = NatEntry {
+            to,
+            flags: nat_flags::FULLNAT,
+            tcp: f,
+            seen,
+            ..NatEntry::default()
+        };
+        let reply = NatEntry {
+            to: reversed(&k),
+            flags: nat_flags::FULLNAT | nat_flags::REPLY,
+            tcp: r,
+            seen,
+            ..NatEntry::default()
+        };
+        [(k, fwd), (reversed(&to), reply)]
+    }
+
+    fn secs(s: u64) -> u32 {
+        u32::try_from(s * 1_000_000_000 / FLOW_SEEN_UNIT_NS).unwrap()
+    }
+
+    #[test]
+    fn flows_expire_by_the_timeout_of_their_state() {
+        let t = Timeouts::default();
+        let now = secs(10_000);
+        let mut entries = Vec::new();
+        // Established, idle 14 min: stays; idle 16 min: goes.
+        entries.extend(flow(1, 40_001, now - secs(14 * 60), SYN | ACK, SYN | ACK));
+        entries.extend(flow(2, 40_002, now - secs(16 * 60), SYN | ACK, SYN | ACK));
+        // Closed by a RST 11 s ago: goes; 9 s ago: stays.
+        entries.extend(flow(3, 40_003, now - secs(11), ACK | RST, ACK));
+        entries.extend(flow(4, 40_004, now - secs(9), ACK | RST, ACK));
+        // Half-open 61 s: goes. FIN both ways 30 s: stays.
+        entries.extend(flow(5, 40_005, now - secs(61), SYN, 0));
+        entries.extend(flow(6, 40_006, now - secs(30), ACK | FIN, ACK | FIN));
+        let p = plan(&entries, now, &t);
+        assert_eq!(p.expired, 3);
+        let gone: Vec<u16> = p
+            .delete
+            .iter()
+            .filter(|k| k.dst_port_be == 80u16.to_be())
+            .map(|k| u16::from_be(k.src_port_be))
+            .collect();
+        assert_eq!(gone, vec![2, 3, 5]);
+        // Each flow's reply entry (which holds the SNAT port) goes first.
+        assert_eq!(p.delete[0], entries[3].0);
+        assert_eq!(p.delete[1], entries[2].0);
+        assert_eq!(p.census.flows, 3);
+        let count = |name: &str| {
+            p.census
+                .by_state
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, c)| *c)
+        };
+        assert_eq!(count("ESTABLISHED"), 1);
+        assert_eq!(count("CLOSE"), 1);
+        assert_eq!(count("TIME_WAIT"), 1);
+    }
+
+    #[test]
+    fn a_recent_packet_either_way_keeps_a_flow() {
+        let t = Timeouts::default();
+        let now = secs(10_000);
+        let mut entries = flow(1, 40_001, now - secs(3600), SYN | ACK, SYN | ACK).to_vec();
+        entries[1].1.seen = now - secs(1);
+        assert_eq!(plan(&entries, now, &t).expired, 0);
+        // A clock read just before the program stamped: age 0, not huge.
+        entries[0].1.seen = now + 2;
+        entries[1].1.seen = now + 2;
+        assert_eq!(plan(&entries, now, &t).expired, 0);
+    }
+
+    #[test]
+    fn orphans_are_counted_and_expire_on_their_own() {
+        let t = Timeouts::default();
+        let now = secs(10_000);
+        let [fwd, reply] = flow(1, 40_001, now - secs(5), SYN | ACK, SYN | ACK);
+        let p = plan(&[reply], now, &t);
+        assert_eq!((p.census.flows, p.census.orphans, p.expired), (0, 1, 0));
+        let [_, old_reply] = flow(2, 40_002, now - secs(120), 0, SYN | ACK);
+        let p = plan(&[fwd, old_reply], now, &t);
+        assert_eq!((p.census.orphans, p.expired), (1, 1));
+        assert_eq!(p.delete, vec![old_reply.0]);
+    }
+
+    #[test]
+    fn statuses_show_both_ends_the_snat_port_and_the_state() {
+        let t = Timeouts::default();
+        let now = secs(10_000);
+        let entries = flow(7, 40_007, now - secs(2), SYN | ACK, SYN | ACK);
+        let s = statuses(&entries, now, &t);
+        assert_eq!(s.len(), 1);
+        let f = &s[0].1;
+        assert_eq!(f.client.to_string(), "198.18.0.1:7");
+        assert_eq!(f.vip.to_string(), "198.18.0.100:80");
+        assert_eq!(f.backend.to_string(), "198.18.2.10");
+        assert_eq!(f.backend_port, Some(8080));
+        assert_eq!(f.snat.map(|s| s.to_string()).as_deref(), Some("198.18.2.1:40007"));
+        assert_eq!(f.state.as_deref(), Some("ESTABLISHED"));
+        let expires = f.expires_ms.unwrap();
+        assert!((897_000..=898_100).contains(&expires), "{expires}");
+    }
+}
