@@ -38,9 +38,14 @@ pub const MISS: usize = usize::MAX;
 const EEXIST: i32 = -17;
 
 /// A forward packet (client -> VIP) of a flow in the table, translated.
-/// [`MISS`] when the table has no forward entry, or the flow's backend
-/// slot no longer serves its VIP (its entries are deleted: the caller
-/// balances it again, as the connection table does for other modes).
+/// [`MISS`] when the table has no forward entry.
+///
+/// A flow whose backend slot no longer serves its VIP (the backend was
+/// removed, or failed its health check) keeps its translation if it is
+/// TCP: the server may well be alive (a backend taken out of the
+/// configuration), and a connection cannot move anyway; as in IPVS, it
+/// ends when its state times out. A UDP flow is deleted instead and the
+/// caller balances it again, so datagrams move to a live backend.
 #[inline(never)]
 pub fn forward(ctx: &XdpContext, pkt: &Packet) -> usize {
     let Some(entry) = NAT.get_ptr_mut(&pkt.flow) else {
@@ -55,18 +60,22 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> usize {
     let live = BACKENDS
         .get(e.backend)
         .filter(|b| b.flags & backend_flags::ACTIVE != 0 && b.vip_id == e.vip_id);
-    let Some(backend) = live else {
+    if live.is_none() && pkt.flow.proto != IPPROTO_TCP {
         let stale = reversed(&e.to);
         let _ = NAT.remove(&stale);
         let _ = NAT.remove(&pkt.flow);
         return MISS;
-    };
+    }
     touch(e, pkt, false);
-    let (vip_id, index) = (e.vip_id, e.backend);
-    if !translate(ctx, pkt, &e.to, &backend.mac) {
+    // The slot's MAC is the freshest (the neighbour may have moved); a
+    // flow of a removed backend keeps the one it started with.
+    let mac = live.map_or(&e.mac, |b| &b.mac);
+    if !translate(ctx, pkt, &e.to, mac) {
         return exit::ABORTED;
     }
-    crate::stats::count_traffic(vip_id, index, frame_len(ctx), false);
+    if live.is_some() {
+        crate::stats::count_traffic(e.vip_id, e.backend, frame_len(ctx), false);
+    }
     exit::TX_NAT
 }
 

@@ -8,8 +8,8 @@
 //! port other than the service's, an IPv4 UDP datagram without checksum,
 //! SNAT port exhaustion, a full NAT table (new flows refused, established
 //! ones kept), a reply without an entry, TCP state from SYN to FIN and
-//! RST, a backend leaving the pool, and truncated input through the NAT
-//! paths. The NAT table is read back as `lbd` reads it.
+//! RST, a backend leaving the pool (TCP flows keep their translation, UDP
+//! ones move), and truncated input through the NAT paths. The NAT table is read back as `lbd` reads it.
 //!
 //! Needs root (BPF). `cargo xtask test` refuses to run without it.
 
@@ -466,26 +466,33 @@ fn tcp_state_follows_fin_and_rst() {
 }
 
 #[test]
-fn a_backend_leaving_the_pool_takes_its_flows_along() {
+fn a_backend_leaving_the_pool_keeps_tcp_flows_and_moves_udp_ones() {
     let mut lab = lab(1024, SNAT_PORTS);
-    let svc = SERVICES[2];
-    let key = key_of(&svc);
-    let syn = frame(svc.proto, CLIENT4, 9100, svc.vip, svc.port, TcpFlags::SYN);
+    let (tcp, udp) = (SERVICES[2], SERVICES[3]);
+    let syn = frame(tcp.proto, CLIENT4, 9100, tcp.vip, tcp.port, TcpFlags::SYN);
     expect(&lab, &syn, XDP_TX, "tx_nat");
-    // The backend fails its health check: an empty pool.
-    lab.balancer.set_backends(&key, &[]).unwrap();
-    let ack = frame(svc.proto, CLIENT4, 9100, svc.vip, svc.port, TcpFlags::ACK);
-    expect(&lab, &ack, XDP_DROP, "drop_no_backend");
-    assert!(
-        nat_table(&lab).is_empty(),
-        "the stale flow's entries are deleted"
-    );
-    // Back, with another address: the flow is balanced afresh.
-    let mut specs = backends_of(&svc);
-    specs[0].addr = ip("198.18.2.14");
-    lab.balancer.set_backends(&key, &specs).unwrap();
+    let dns = frame(udp.proto, CLIENT4, 9100, udp.vip, udp.port, 0);
+    expect(&lab, &dns, XDP_TX, "tx_nat");
+    // Both backends leave their pools (removed, or failed their checks).
+    lab.balancer.set_backends(&key_of(&tcp), &[]).unwrap();
+    lab.balancer.set_backends(&key_of(&udp), &[]).unwrap();
+    // The TCP connection keeps its translation (the server may be alive;
+    // it ends when its state times out), replies included.
+    let ack = frame(tcp.proto, CLIENT4, 9100, tcp.vip, tcp.port, TcpFlags::ACK);
     let out = expect(&lab, &ack, XDP_TX, "tx_nat");
-    let want = frame(svc.proto, CLIENT4, 9100, "198.18.2.14", 80, TcpFlags::ACK);
+    let want = frame(tcp.proto, CLIENT4, 9100, tcp.backend, 80, TcpFlags::ACK);
+    assert_eq!(out, macs(want, BACKEND_MAC, LB_MAC));
+    let reply = frame(tcp.proto, tcp.backend, 80, CLIENT4, 9100, TcpFlags::ACK);
+    expect(&lab, &reply, XDP_TX, "tx_nat_reply");
+    // The UDP flow is deleted and balanced again: nothing to go to now.
+    expect(&lab, &dns, XDP_DROP, "drop_no_backend");
+    assert_eq!(nat_table(&lab).len(), 2, "only the TCP flow's entries stay");
+    // A new backend: the UDP flow goes there.
+    let mut specs = backends_of(&udp);
+    specs[0].addr = ip("198.18.2.14");
+    lab.balancer.set_backends(&key_of(&udp), &specs).unwrap();
+    let out = expect(&lab, &dns, XDP_TX, "tx_nat");
+    let want = frame(udp.proto, CLIENT4, 9100, "198.18.2.14", udp.backend_port, 0);
     assert_eq!(out, macs(want, BACKEND_MAC, LB_MAC));
 }
 

@@ -384,6 +384,11 @@ pub struct Balancer<M> {
     /// The settings last written, with `vip_index` (the live half of the
     /// VIP index) kept by us.
     config: Config,
+    /// Every address that has been a backend of a `nat` / `fullnat`
+    /// service: the prefilter keeps marking them (`NAT_REAL`), because a
+    /// TCP flow to a backend taken out of its pool keeps its translation
+    /// until it times out, and its replies must still be recognised.
+    nat_reals: BTreeSet<IpAddr>,
 }
 
 fn addr16(addr: IpAddr) -> [u8; 16] {
@@ -411,6 +416,7 @@ impl<M: Maps> Balancer<M> {
                 mtu: lb_common::config::DEFAULT_MTU,
                 ..Config::default()
             },
+            nat_reals: BTreeSet::new(),
         }
     }
 
@@ -492,6 +498,13 @@ impl<M: Maps> Balancer<M> {
                 .next_generation
                 .max(meta.generation.wrapping_add(1).max(1));
         }
+        let nat_reals: Vec<IpAddr> = b
+            .services
+            .values()
+            .filter(|s| s.spec.mode.is_nat())
+            .flat_map(|s| s.backends.iter().map(|(spec, _)| spec.addr))
+            .collect();
+        b.nat_reals.extend(nat_reals);
         b.next_id = used_ids.last().map_or(0, |&id| id + 1);
         b.free_ids = (0..b.next_id)
             .rev()
@@ -628,8 +641,7 @@ impl<M: Maps> Balancer<M> {
                     return Err(e);
                 }
                 if old.mode != spec.mode {
-                    let addrs = backends.iter().map(|b| b.addr).chain([key.vip]);
-                    self.refresh_filters(addrs.collect::<Vec<_>>())?;
+                    self.refresh_filters([key.vip])?;
                 }
             }
             return Ok(());
@@ -682,8 +694,8 @@ impl<M: Maps> Balancer<M> {
         self.refresh_filters([key.vip])
     }
 
-    /// Rewrite the prefilter buckets of `addrs` from the services (and
-    /// the backends of `nat` / `fullnat` services) that exist now.
+    /// Rewrite the prefilter buckets of `addrs` from the services that
+    /// exist now and the addresses that have been NAT backends.
     fn refresh_filters(
         &mut self,
         addrs: impl IntoIterator<Item = IpAddr>,
@@ -704,25 +716,23 @@ impl<M: Maps> Balancer<M> {
     fn filter_bits_of(&self, bucket: u32) -> u8 {
         let mut bits = 0;
         for (k, service) in &self.services {
-            let nat = service.spec.mode.is_nat();
             if filter_bucket(&addr16(k.vip)) == bucket {
                 bits |= if k.port == 0 {
                     filter_bits::ANY_PORT
                 } else {
                     filter_bits::PORT
                 };
-                if nat {
+                if service.spec.mode.is_nat() {
                     bits |= filter_bits::NAT;
                 }
             }
-            if nat
-                && service
-                    .backends
-                    .iter()
-                    .any(|(b, _)| filter_bucket(&addr16(b.addr)) == bucket)
-            {
-                bits |= filter_bits::NAT_REAL;
-            }
+        }
+        if self
+            .nat_reals
+            .iter()
+            .any(|a| filter_bucket(&addr16(*a)) == bucket)
+        {
+            bits |= filter_bits::NAT_REAL;
         }
         bits
     }
@@ -745,13 +755,7 @@ impl<M: Maps> Balancer<M> {
             return Err(e);
         }
         self.maps.remove_vip(&key.map_key(), service.id)?;
-        self.refresh_filters(
-            service
-                .backends
-                .iter()
-                .map(|(b, _)| b.addr)
-                .chain([key.vip]),
-        )?;
+        self.update_filter(key)?;
         self.release(service.backends.iter().map(|(_, i)| *i))?;
         self.free_ids.push(service.id);
         Ok(())
@@ -861,10 +865,13 @@ impl<M: Maps> Balancer<M> {
         // 5. Replies of NAT flows are recognised by their source: the
         // prefilter follows the NAT backends (and a changed mode's VIP).
         if spec.mode.is_nat() {
-            let old_addrs = old.backends.iter().map(|(b, _)| b.addr);
-            let new_addrs = backends.iter().map(|b| b.addr);
-            let addrs: Vec<IpAddr> = old_addrs.chain(new_addrs).collect();
-            self.refresh_filters(addrs)?;
+            let new: Vec<IpAddr> = backends
+                .iter()
+                .map(|b| b.addr)
+                .filter(|a| !self.nat_reals.contains(a))
+                .collect();
+            self.nat_reals.extend(new.iter().copied());
+            self.refresh_filters(new)?;
         }
         Ok(())
     }

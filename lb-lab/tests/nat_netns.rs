@@ -1,0 +1,433 @@
+//! Kernel test: `nat` and `fullnat` with `lbd` as an operator runs it, in
+//! network namespaces, against servers that know nothing about the
+//! balancer.
+//!
+//! Topology (one bridge): the client on 198.18.0.0/24; the LB on both
+//! 198.18.0.0/24 (with the VIP) and 198.18.2.0/24 (address 198.18.2.1);
+//! backends on 198.18.2.0/24 only. The backends have no route to the
+//! client at all: in `fullnat` they answer the LB's SNAT address; in `nat`
+//! their default route is the LB, as LVS-NAT requires.
+//!
+//! - fullnat, TCP: 40 long-lived connections exchanging a line every
+//!   100 ms and 20 new connections a second, to VIP port 80, forwarded to
+//!   the servers' port 9000, while a backend is added, one drained and one
+//!   removed: every connection is kept (a removed backend's keep their
+//!   translation) and no new one fails; the servers see 198.18.2.1 as
+//!   their client; `lbctl flows` lists the translation and the state.
+//! - fullnat, UDP: datagrams from many client sockets, each reply back to
+//!   the socket that asked.
+//! - nat, TCP: the servers see the client's own address.
+//!
+//! Every host that sends through the XDP program has transmit checksum
+//! offload off (`ethtool -K eth0 tx off`): a veth otherwise hands XDP a
+//! packet whose checksum is only partial (a NIC's receive path never
+//! does). That is the lab's wiring, not a change to the servers.
+//!
+//! Needs root; `cargo xtask test` refuses to run without it.
+
+use std::{
+    collections::BTreeMap,
+    net::{SocketAddr, UdpSocket},
+    path::PathBuf,
+    process::Output,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use lb_lab::{
+    daemon::Daemon,
+    netns::{Lan, Netns, wait_for},
+    traffic::{EchoServer, Options, Traffic},
+};
+use lb_user::config::{
+    BackendConfig, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, Nat, Protocol,
+    Service, XdpMode,
+};
+
+static LBD: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| lb_lab::bin("lbd"));
+static LBCTL: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| lb_lab::bin("lbctl"));
+
+const VIP: &str = "198.18.0.100";
+const LB_INSIDE: &str = "198.18.2.1";
+const BACKENDS: [(&str, &str); 3] = [
+    ("b1", "198.18.2.11"),
+    ("b2", "198.18.2.12"),
+    ("b3", "198.18.2.13"),
+];
+const SERVER_PORT: u16 = 9000;
+const UDP_PORT: u16 = 5353;
+
+struct Lab {
+    lan: Lan,
+    dir: PathBuf,
+    lbd: Option<Daemon>,
+    mode: Mode,
+}
+
+impl Lab {
+    fn new(mode: Mode) -> Self {
+        let mut lan = Lan::new().expect("create LAN (run as root)");
+        lan.add_host("client", "198.18.0.1/24", "2001:db8::1/64")
+            .unwrap();
+        lan.add_host("lb", "198.18.0.2/24", "2001:db8::2/64").unwrap();
+        for (name, addr) in BACKENDS {
+            let host = lan
+                .add_host(name, &format!("{addr}/24"), &format!("2001:db8:2::{}/64", &addr[9..]))
+                .unwrap();
+            host.ns
+                .exec("ethtool", &["-K", "eth0", "tx", "off"])
+                .unwrap();
+            if mode == Mode::Nat {
+                host.ns
+                    .ip(&["route", "add", "default", "via", LB_INSIDE])
+                    .unwrap();
+            }
+        }
+        let lb = &lan.host("lb").ns;
+        lb.ip(&["addr", "add", &format!("{LB_INSIDE}/24"), "dev", "eth0"])
+            .unwrap();
+        lb.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0"])
+            .unwrap();
+        lan.prepare_xdp("client").unwrap();
+        let dir = std::env::temp_dir().join(format!("{}nat", lan.prefix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            lan,
+            dir,
+            lbd: None,
+            mode,
+        }
+    }
+
+    fn ns(&self, role: &str) -> &Netns {
+        &self.lan.host(role).ns
+    }
+
+    /// lbd's file: the TCP service VIP:80 and the UDP service VIP:5353
+    /// over `backends` (names), servers on port 9000 and 5353.
+    fn config(&self, backends: &[&str]) -> String {
+        let ms = |ms| Dur(Duration::from_millis(ms));
+        let list = |port: u16| -> Vec<BackendConfig> {
+            BACKENDS
+                .iter()
+                .filter(|(n, _)| backends.contains(n))
+                .map(|(_, a)| BackendConfig {
+                    port: Some(port),
+                    ..BackendConfig::new(a.parse().unwrap())
+                })
+                .collect()
+        };
+        let health = Health {
+            kind: HealthKind::Tcp,
+            interval: ms(200),
+            timeout: ms(150),
+            rise: 2,
+            fall: 2,
+            ..Health::default()
+        };
+        Config {
+            global: Global {
+                router_id: Some("lb-nat".into()),
+                bpf_pin_path: format!("/sys/fs/bpf/{}lb", self.lan.prefix()).into(),
+                control_socket: self.dir.join("run/lbd.sock"),
+                metrics_listen: None,
+            },
+            dataplane: Some(Dataplane {
+                xdp_mode: XdpMode::Generic,
+                conntrack_entries: 65_536,
+                ..Dataplane::new("eth0")
+            }),
+            service: vec![
+                Service {
+                    mode: self.mode,
+                    health: health.clone(),
+                    ..Service::new(VIP.parse().unwrap(), 80, list(SERVER_PORT))
+                },
+                Service {
+                    mode: self.mode,
+                    protocol: Protocol::Udp,
+                    health: Health {
+                        kind: HealthKind::None,
+                        ..health
+                    },
+                    ..Service::new(VIP.parse().unwrap(), UDP_PORT, list(UDP_PORT))
+                },
+            ],
+            nat: Nat {
+                flows: 4096,
+                ..Nat::default()
+            },
+            ..Config::default()
+        }
+        .to_toml()
+        .unwrap()
+    }
+
+    fn start(&mut self, backends: &[&str]) {
+        self.write_config(backends);
+        let mut cmd = self.ns("lb").command(&*LBD);
+        cmd.arg("--config").arg(self.dir.join("lb.toml"));
+        let lbd = Daemon::spawn("lbd", &mut cmd, self.dir.join("lbd.log")).unwrap();
+        if let Err(e) = lbd.wait_log("service active", Duration::from_secs(15)) {
+            panic!("lbd did not activate the service: {e}");
+        }
+        self.lbd = Some(lbd);
+    }
+
+    fn write_config(&self, backends: &[&str]) {
+        std::fs::write(self.dir.join("lb.toml"), self.config(backends)).unwrap();
+    }
+
+    fn reload(&self, backends: &[&str]) {
+        self.write_config(backends);
+        let lbd = self.lbd.as_ref().unwrap();
+        lbd.signal(libc::SIGHUP).unwrap();
+        lbd.wait_log("applied", Duration::from_secs(5)).unwrap();
+    }
+
+    fn log(&self) -> String {
+        self.lbd.as_ref().map(Daemon::log).unwrap_or_default()
+    }
+
+    fn lbctl(&self, args: &[&str]) -> String {
+        let out: Output = self
+            .ns("lb")
+            .command(&*LBCTL)
+            .arg("--socket")
+            .arg(self.dir.join("run/lbd.sock"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "lbctl {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Peers of the established connections to the server port in `name`
+    /// (IPv4 as IPv4).
+    fn peers(&self, name: &str) -> Vec<SocketAddr> {
+        let out = self
+            .ns(name)
+            .exec(
+                "ss",
+                &["-Htn", "state", "established", &format!("( sport = :{SERVER_PORT} )")],
+            )
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().last()?.parse::<SocketAddr>().ok())
+            // The servers listen on [::]: IPv4 peers show v4-mapped.
+            .map(|p| SocketAddr::new(p.ip().to_canonical(), p.port()))
+            .collect()
+    }
+
+    /// Wait until a connection through the VIP reaches a server.
+    fn wait_serving(&self) {
+        let target: SocketAddr = format!("{VIP}:80").parse().unwrap();
+        let ok = wait_for(Duration::from_secs(10), || {
+            self.ns("client").run(|| ask(target)).ok().flatten()
+        });
+        assert!(ok.is_some(), "no answer through the VIP\n{}", self.log());
+    }
+}
+
+/// One line through a fresh connection to `target`: the answer.
+fn ask(target: SocketAddr) -> Option<String> {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let mut s = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    s.write_all(b"ping\n").ok()?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).ok()?;
+    (!line.is_empty()).then_some(line)
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.lbd = None;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn echo_servers(lab: &Lab) -> Vec<EchoServer> {
+    BACKENDS
+        .iter()
+        .map(|(name, _)| EchoServer::start(lab.ns(name), name, SERVER_PORT).unwrap())
+        .collect()
+}
+
+#[test]
+fn fullnat_keeps_connections_while_backends_come_drain_and_go() {
+    let mut lab = Lab::new(Mode::Fullnat);
+    let _servers = echo_servers(&lab);
+    lab.start(&["b1", "b2"]);
+    lab.wait_serving();
+    let target: SocketAddr = format!("{VIP}:80").parse().unwrap();
+    let traffic = Traffic::start(lab.ns("client"), target, Options::default()).unwrap();
+    traffic.wait_lines(5, Duration::from_secs(10)).unwrap();
+
+    // The servers see the LB's SNAT address, with a port from the range.
+    for name in ["b1", "b2"] {
+        let peers = lab.peers(name);
+        assert!(!peers.is_empty(), "{name} has connections");
+        for p in &peers {
+            assert_eq!(p.ip().to_string(), LB_INSIDE, "{name} sees {p}");
+            assert!((1024..=32767).contains(&p.port()), "{name} sees {p}");
+        }
+    }
+    let flows = lab.lbctl(&["flows", &format!("{VIP}:80")]);
+    assert!(flows.contains("fullnat") && flows.contains("ESTABLISHED"), "{flows}");
+    assert!(flows.contains(&format!("{LB_INSIDE}:")), "{flows}");
+
+    // Added.
+    lab.reload(&["b1", "b2", "b3"]);
+    traffic.wait_lines(5, Duration::from_secs(10)).unwrap();
+    // Drained.
+    lab.lbctl(&["drain", &format!("{VIP}:80"), "198.18.2.11"]);
+    traffic.wait_lines(5, Duration::from_secs(10)).unwrap();
+    let drained_at = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    // Removed: its connections keep their translation (the server is
+    // alive) until they end.
+    let removed_at = Instant::now();
+    lab.reload(&["b1", "b3"]);
+    traffic.wait_lines(5, Duration::from_secs(10)).unwrap();
+    let report = traffic.stop();
+    println!("{report}");
+
+    let mut outcome: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for l in &report.long_lived {
+        let e = outcome.entry(l.first_server.as_str()).or_default();
+        if l.outcome == lb_lab::traffic::Outcome::Kept {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    println!("long-lived by first server (kept, not kept): {outcome:?}");
+    assert_eq!(report.long_lived.len(), 40);
+    assert_eq!(report.kept(), 40, "{report}\n{}", lab.log());
+    assert_eq!(report.new_failed(), 0, "{report}");
+    let after_removal = report
+        .new
+        .iter()
+        .filter(|c| c.started > removed_at + Duration::from_millis(200))
+        .filter(|c| c.result.as_deref() == Ok("b2"))
+        .count();
+    assert_eq!(after_removal, 0, "removed b2 takes no new connections");
+    // After the drain, no new connection went to b1.
+    let to_b1 = report
+        .new
+        .iter()
+        .filter(|c| c.started > drained_at && c.result.as_deref() == Ok("b1"))
+        .count();
+    assert_eq!(to_b1, 0, "drained b1 takes no new connections");
+    assert!(report.new_per_server().contains_key("b3"), "b3 took new ones");
+}
+
+/// A UDP server in `ns` answering every datagram with its name and the
+/// datagram, until `stop` is set.
+fn udp_echo(ns: &Netns, name: &'static str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let socket = ns
+        .run(|| UdpSocket::bind(("0.0.0.0", UDP_PORT)).unwrap())
+        .unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                let mut reply = format!("{name} ").into_bytes();
+                reply.extend_from_slice(&buf[..n]);
+                let _ = socket.send_to(&reply, from);
+            }
+        }
+    })
+}
+
+#[test]
+fn fullnat_udp_replies_reach_the_client_that_asked() {
+    let mut lab = Lab::new(Mode::Fullnat);
+    let _servers = echo_servers(&lab);
+    let stop = Arc::new(AtomicBool::new(false));
+    let udp: Vec<_> = BACKENDS
+        .iter()
+        .map(|(name, _)| udp_echo(lab.ns(name), name, Arc::clone(&stop)))
+        .collect();
+    lab.start(&["b1", "b2", "b3"]);
+    lab.wait_serving();
+    let target: SocketAddr = format!("{VIP}:{UDP_PORT}").parse().unwrap();
+    let sockets: Vec<UdpSocket> = (0..30)
+        .map(|_| {
+            let s = lab
+                .ns("client")
+                .run(|| UdpSocket::bind("198.18.0.1:0").unwrap())
+                .unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s
+        })
+        .collect();
+    let mut servers: BTreeMap<String, usize> = BTreeMap::new();
+    for round in 0..5 {
+        for (i, s) in sockets.iter().enumerate() {
+            let ask = format!("client {i} round {round}");
+            s.send_to(ask.as_bytes(), target).unwrap();
+            let mut buf = [0u8; 1500];
+            let (n, from) = s.recv_from(&mut buf).unwrap_or_else(|e| {
+                panic!("socket {i} round {round}: no reply ({e})\n{}", lab.log())
+            });
+            assert_eq!(from, target, "the reply comes from the VIP");
+            let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let (server, echoed) = reply.split_once(' ').unwrap();
+            assert_eq!(echoed, ask, "socket {i} got its own reply");
+            *servers.entry(server.to_owned()).or_default() += 1;
+        }
+    }
+    println!("UDP replies per server: {servers:?}");
+    assert_eq!(servers.values().sum::<usize>(), 150);
+    assert!(servers.len() >= 2, "several servers answered: {servers:?}");
+    // One flow per client socket, each keeping its server.
+    let flows = lab.lbctl(&["flows", &format!("{VIP}:{UDP_PORT}/udp")]);
+    assert!(flows.contains("30 flows") && flows.contains("UDP"), "{flows}");
+    stop.store(true, Ordering::Relaxed);
+    for t in udp {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn nat_backends_see_the_client_and_answer_through_the_lb() {
+    let mut lab = Lab::new(Mode::Nat);
+    let _servers = echo_servers(&lab);
+    lab.start(&["b1", "b2"]);
+    lab.wait_serving();
+    let target: SocketAddr = format!("{VIP}:80").parse().unwrap();
+    let opts = Options {
+        long_lived: 20,
+        ..Options::default()
+    };
+    let traffic = Traffic::start(lab.ns("client"), target, opts).unwrap();
+    traffic.wait_lines(10, Duration::from_secs(10)).unwrap();
+    let mut seen = 0;
+    for name in ["b1", "b2"] {
+        for p in lab.peers(name) {
+            assert_eq!(p.ip().to_string(), "198.18.0.1", "{name} sees {p}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 20, "the long-lived connections are on the servers");
+    let report = traffic.stop();
+    println!("{report}");
+    assert_eq!(report.kept(), 20, "{report}");
+    assert_eq!(report.new_failed(), 0, "{report}");
+    let flows = lab.lbctl(&["flows"]);
+    assert!(flows.contains(" nat ") || flows.contains("nat  "), "{flows}");
+}
