@@ -314,7 +314,11 @@ mod tests {
         assert_eq!(s(f, r), NatState::TimeWait);
         // The tuple reused by a new connection: fresh state both ways.
         f = tcp_seen(f, SYN, false);
-        assert_eq!(s(f, r), NatState::FinWait, "old FIN still on the reply side");
+        assert_eq!(
+            s(f, r),
+            NatState::FinWait,
+            "old FIN still on the reply side"
+        );
         r = tcp_seen(r, SYN | ACK, true);
         assert_eq!(s(f, r), NatState::SynRecv);
         assert_eq!(s(f | RST, r), NatState::Close);

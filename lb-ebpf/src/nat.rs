@@ -15,6 +15,11 @@
 //! left alone, as the other modes do. Each function returns its exit
 //! reason (`lb_common::stats::exit`), or [`MISS`].
 
+#![allow(
+    clippy::needless_borrows_for_generic_args,
+    reason = "keys and values go to the map helpers by reference: by value they would be copied onto the 512-byte BPF stack first"
+)]
+
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use lb_common::{
     backend::backend_flags,
@@ -152,7 +157,14 @@ pub fn new_flow(ctx: &XdpContext, pkt: &Packet, hash: u32, vip: &VipMeta) -> usi
     let seen = flow_seen(unsafe { bpf_ktime_get_coarse_ns() });
     let f = &pkt.flow;
     let r = &mut s.reply;
-    set_key(&mut r.to, &f.dst, &f.src, f.dst_port_be, f.src_port_be, f.proto);
+    set_key(
+        &mut r.to,
+        &f.dst,
+        &f.src,
+        f.dst_port_be,
+        f.src_port_be,
+        f.proto,
+    );
     // SAFETY: checked by ptr_at.
     r.mac = unsafe { (*eth).src };
     r.flags = flags | nat_flags::REPLY;
@@ -169,7 +181,14 @@ pub fn new_flow(ctx: &XdpContext, pkt: &Packet, hash: u32, vip: &VipMeta) -> usi
     } else {
         backend.port_be
     };
-    set_key(&mut w.to, src, &backend.addr, src_port_be, dst_port_be, f.proto);
+    set_key(
+        &mut w.to,
+        src,
+        &backend.addr,
+        src_port_be,
+        dst_port_be,
+        f.proto,
+    );
     w.mac = backend.mac;
     w.flags = flags;
     w.tcp = tcp_seen(0, pkt.tcp_flags, false);
@@ -221,7 +240,14 @@ fn set_common(e: &mut NatEntry, seen: u32, backend: u32, vip_id: u32) {
 #[inline(always)]
 fn insert_reply(s: &mut NatScratch) -> usize {
     let to = &s.fwd.to;
-    set_key(&mut s.key, &to.dst, &to.src, to.dst_port_be, to.src_port_be, to.proto);
+    set_key(
+        &mut s.key,
+        &to.dst,
+        &to.src,
+        to.dst_port_be,
+        to.src_port_be,
+        to.proto,
+    );
     match NAT.insert(&s.key, &s.reply, u64::from(BPF_NOEXIST)) {
         Ok(()) => 0,
         Err(EEXIST) => exit::DROP_NAT_PORTS,
@@ -309,6 +335,10 @@ unsafe fn swap_word(p: *mut [u8; 4], new: u32) -> u64 {
 /// to (ours). A subprogram of its own, so its registers spill into its
 /// own frame, not its callers'.
 #[inline(never)]
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "the MAC stays in its map value: a subprogram argument, one register"
+)]
 fn translate(ctx: &XdpContext, pkt: &Packet, to: &FlowKey, mac: &[u8; 6]) -> bool {
     try_translate(ctx, pkt, to, mac).is_ok()
 }
@@ -365,7 +395,9 @@ fn rewrite_l4(ctx: &XdpContext, pkt: &Packet, to: &FlowKey, addr_diff: u64) -> R
         IPPROTO_UDP => (6, true),
         _ => return Err(()),
     };
-    let check = ptr_at::<[u8; 2]>(ctx, l4 + check_off).map_err(|_| ())?.cast_mut();
+    let check = ptr_at::<[u8; 2]>(ctx, l4 + check_off)
+        .map_err(|_| ())?
+        .cast_mut();
     // SAFETY: both checked by ptr_at.
     unsafe {
         let old = ports.read_unaligned();

@@ -38,10 +38,7 @@ fn flow_set(hash: u32) -> Option<&'static mut FlowSet> {
 /// an address; 0: certainly none.
 #[inline(always)]
 pub fn filter(addr: &[u8; 16]) -> u8 {
-    VIP_FILTER
-        .get(filter_bucket(addr))
-        .copied()
-        .unwrap_or(0)
+    VIP_FILTER.get(filter_bucket(addr)).copied().unwrap_or(0)
 }
 
 /// The VIP a flow is addressed to: exact port first, then the port-0

@@ -72,10 +72,15 @@ impl Lab {
         let mut lan = Lan::new().expect("create LAN (run as root)");
         lan.add_host("client", "198.18.0.1/24", "2001:db8::1/64")
             .unwrap();
-        lan.add_host("lb", "198.18.0.2/24", "2001:db8::2/64").unwrap();
+        lan.add_host("lb", "198.18.0.2/24", "2001:db8::2/64")
+            .unwrap();
         for (name, addr) in BACKENDS {
             let host = lan
-                .add_host(name, &format!("{addr}/24"), &format!("2001:db8:2::{}/64", &addr[9..]))
+                .add_host(
+                    name,
+                    &format!("{addr}/24"),
+                    &format!("2001:db8:2::{}/64", &addr[9..]),
+                )
                 .unwrap();
             host.ns
                 .exec("ethtool", &["-K", "eth0", "tx", "off"])
@@ -217,7 +222,12 @@ impl Lab {
             .ns(name)
             .exec(
                 "ss",
-                &["-Htn", "state", "established", &format!("( sport = :{SERVER_PORT} )")],
+                &[
+                    "-Htn",
+                    "state",
+                    "established",
+                    &format!("( sport = :{SERVER_PORT} )"),
+                ],
             )
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
@@ -283,7 +293,10 @@ fn fullnat_keeps_connections_while_backends_come_drain_and_go() {
         }
     }
     let flows = lab.lbctl(&["flows", &format!("{VIP}:80")]);
-    assert!(flows.contains("fullnat") && flows.contains("ESTABLISHED"), "{flows}");
+    assert!(
+        flows.contains("fullnat") && flows.contains("ESTABLISHED"),
+        "{flows}"
+    );
     assert!(flows.contains(&format!("{LB_INSIDE}:")), "{flows}");
 
     // Added.
@@ -329,7 +342,10 @@ fn fullnat_keeps_connections_while_backends_come_drain_and_go() {
         .filter(|c| c.started > drained_at && c.result.as_deref() == Ok("b1"))
         .count();
     assert_eq!(to_b1, 0, "drained b1 takes no new connections");
-    assert!(report.new_per_server().contains_key("b3"), "b3 took new ones");
+    assert!(
+        report.new_per_server().contains_key("b3"),
+        "b3 took new ones"
+    );
 }
 
 /// A UDP server in `ns` answering every datagram with its name and the
@@ -396,7 +412,10 @@ fn fullnat_udp_replies_reach_the_client_that_asked() {
     assert!(servers.len() >= 2, "several servers answered: {servers:?}");
     // One flow per client socket, each keeping its server.
     let flows = lab.lbctl(&["flows", &format!("{VIP}:{UDP_PORT}/udp")]);
-    assert!(flows.contains("30 flows") && flows.contains("UDP"), "{flows}");
+    assert!(
+        flows.contains("30 flows") && flows.contains("UDP"),
+        "{flows}"
+    );
     stop.store(true, Ordering::Relaxed);
     for t in udp {
         t.join().unwrap();
@@ -429,5 +448,8 @@ fn nat_backends_see_the_client_and_answer_through_the_lb() {
     assert_eq!(report.kept(), 20, "{report}");
     assert_eq!(report.new_failed(), 0, "{report}");
     let flows = lab.lbctl(&["flows"]);
-    assert!(flows.contains(" nat ") || flows.contains("nat  "), "{flows}");
+    assert!(
+        flows.contains(" nat ") || flows.contains("nat  "),
+        "{flows}"
+    );
 }

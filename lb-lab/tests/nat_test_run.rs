@@ -297,7 +297,11 @@ fn flow_key(proto: Protocol, src: &str, sport: u16, dst: &str, dport: u16) -> Fl
 /// The flow's state as `lbd` derives it from both entries.
 fn state(lab: &Lab, fwd_key: &FlowKey) -> NatState {
     let table = nat_table(lab);
-    let fwd = table.iter().find(|(k, _)| k == fwd_key).expect("forward entry").1;
+    let fwd = table
+        .iter()
+        .find(|(k, _)| k == fwd_key)
+        .expect("forward entry")
+        .1;
     let reply_key = reversed(&fwd.to);
     let reply = table
         .iter()
@@ -310,7 +314,14 @@ fn state(lab: &Lab, fwd_key: &FlowKey) -> NatState {
 /// One service: first packet, a reply, a second packet; whole frames.
 fn round_trip(lab: &Lab, svc: &Svc, cport: u16) {
     let name = format!("{:?} {} {}", svc.mode, svc.proto, svc.vip);
-    let syn = frame(svc.proto, svc.client, cport, svc.vip, svc.port, TcpFlags::SYN);
+    let syn = frame(
+        svc.proto,
+        svc.client,
+        cport,
+        svc.vip,
+        svc.port,
+        TcpFlags::SYN,
+    );
     let out = expect(lab, &syn, XDP_TX, "tx_nat");
     let (src, sport) = if svc.mode == Mode::Fullnat {
         let p = sport_of(&out);
@@ -322,18 +333,46 @@ fn round_trip(lab: &Lab, svc: &Svc, cport: u16) {
     } else {
         (svc.client, cport)
     };
-    let want = frame(svc.proto, src, sport, svc.backend, svc.backend_port, TcpFlags::SYN);
+    let want = frame(
+        svc.proto,
+        src,
+        sport,
+        svc.backend,
+        svc.backend_port,
+        TcpFlags::SYN,
+    );
     assert_eq!(out, macs(want, BACKEND_MAC, LB_MAC), "{name}: forward");
 
     let reply_flags = TcpFlags::SYN | TcpFlags::ACK;
-    let reply = frame(svc.proto, svc.backend, svc.backend_port, src, sport, reply_flags);
+    let reply = frame(
+        svc.proto,
+        svc.backend,
+        svc.backend_port,
+        src,
+        sport,
+        reply_flags,
+    );
     let out = expect(lab, &reply, XDP_TX, "tx_nat_reply");
     let want = frame(svc.proto, svc.vip, svc.port, svc.client, cport, reply_flags);
     assert_eq!(out, macs(want, CLIENT_MAC, LB_MAC), "{name}: reply");
 
-    let ack = frame(svc.proto, svc.client, cport, svc.vip, svc.port, TcpFlags::ACK);
+    let ack = frame(
+        svc.proto,
+        svc.client,
+        cport,
+        svc.vip,
+        svc.port,
+        TcpFlags::ACK,
+    );
     let out = expect(lab, &ack, XDP_TX, "tx_nat");
-    let want = frame(svc.proto, src, sport, svc.backend, svc.backend_port, TcpFlags::ACK);
+    let want = frame(
+        svc.proto,
+        src,
+        sport,
+        svc.backend,
+        svc.backend_port,
+        TcpFlags::ACK,
+    );
     assert_eq!(out, macs(want, BACKEND_MAC, LB_MAC), "{name}: established");
     let key = flow_key(svc.proto, svc.client, cport, svc.vip, svc.port);
     let want_state = match svc.proto {
@@ -410,12 +449,23 @@ fn a_full_table_refuses_new_flows_and_keeps_established_ones() {
     let lab = lab(64, SNAT_PORTS);
     let svc = &SERVICES[2];
     for cport in 0..64 {
-        let syn = frame(svc.proto, CLIENT4, 7000 + cport, svc.vip, svc.port, TcpFlags::SYN);
+        let syn = frame(
+            svc.proto,
+            CLIENT4,
+            7000 + cport,
+            svc.vip,
+            svc.port,
+            TcpFlags::SYN,
+        );
         expect(&lab, &syn, XDP_TX, "tx_nat");
     }
     let syn = frame(svc.proto, CLIENT4, 7064, svc.vip, svc.port, TcpFlags::SYN);
     expect(&lab, &syn, XDP_DROP, "drop_nat_full");
-    assert_eq!(nat_table(&lab).len(), 128, "nothing evicted, nothing half-written");
+    assert_eq!(
+        nat_table(&lab).len(),
+        128,
+        "nothing evicted, nothing half-written"
+    );
     for cport in [7000, 7063] {
         let ack = frame(svc.proto, CLIENT4, cport, svc.vip, svc.port, TcpFlags::ACK);
         expect(&lab, &ack, XDP_TX, "tx_nat");
@@ -430,11 +480,25 @@ fn a_reply_without_an_entry_goes_to_the_stack() {
     let svc = &SERVICES[0];
     // From a NAT backend's address, to a port no flow has: a health
     // check's answer, say.
-    let stray = frame(svc.proto, svc.backend, 8080, svc.snat, 45_000, TcpFlags::ACK);
+    let stray = frame(
+        svc.proto,
+        svc.backend,
+        8080,
+        svc.snat,
+        45_000,
+        TcpFlags::ACK,
+    );
     let out = expect(&lab, &stray, XDP_PASS, "pass_nat_no_entry");
     assert_eq!(out, stray, "passed untouched");
     // From an address that is no NAT backend: not even looked up.
-    let other = frame(svc.proto, "198.18.3.3", 8080, svc.snat, 45_000, TcpFlags::ACK);
+    let other = frame(
+        svc.proto,
+        "198.18.3.3",
+        8080,
+        svc.snat,
+        45_000,
+        TcpFlags::ACK,
+    );
     expect(&lab, &other, XDP_PASS, "pass_not_vip");
 }
 
@@ -508,7 +572,14 @@ fn truncated_and_garbage_input_never_translates() {
     let mut bad = syn.clone();
     bad[14 + 20 + 12] = 0x40;
     expect(&lab, &bad, XDP_PASS, "pass_malformed");
-    let reply = frame(svc.proto, svc.backend, 8080, svc.snat, 40_000, TcpFlags::ACK);
+    let reply = frame(
+        svc.proto,
+        svc.backend,
+        8080,
+        svc.snat,
+        40_000,
+        TcpFlags::ACK,
+    );
     expect(&lab, &reply[..14 + 20 + 10], XDP_PASS, "pass_malformed");
     assert!(nat_table(&lab).is_empty(), "no entry from garbage");
     // Random bytes behind a valid Ethernet + IPv4 header to the VIP.

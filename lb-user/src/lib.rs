@@ -89,6 +89,8 @@ mod tests {
                 "flows",
                 "layout",
                 "maglev_tables",
+                "nat",
+                "nat_scratch",
                 "stats_backend",
                 "stats_exit",
                 "stats_flows",

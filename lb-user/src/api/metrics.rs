@@ -440,6 +440,12 @@ mod tests {
                 events_lost: 0,
             }),
             sync: None,
+            nat: Some(crate::dataplane::nat::Census {
+                flows: 12,
+                by_state: vec![("ESTABLISHED".into(), 10), ("UDP".into(), 2)],
+                orphans: 1,
+                expired_total: 30,
+            }),
         };
         let text = render(&snap);
         for line in [
@@ -456,6 +462,10 @@ mod tests {
             "lb_flows_capacity 1048576",
             "lb_flows_in_use 5000",
             "lb_flows_recent 700",
+            "lb_nat_flows{state=\"ESTABLISHED\"} 10",
+            "lb_nat_flows{state=\"UDP\"} 2",
+            "lb_nat_orphan_entries 1",
+            "lb_nat_flows_expired_total 30",
             "# EOF",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");

@@ -362,7 +362,9 @@ fn flows(reply: &lb_user::dataplane::flows::FlowsReply) -> String {
         .collect();
     let mut out = if nat {
         table(
-            &["PRO", "CLIENT", "VIP", "MODE", "SNAT", "BACKEND", "STATE", "EXPIRES", "IDLE"],
+            &[
+                "PRO", "CLIENT", "VIP", "MODE", "SNAT", "BACKEND", "STATE", "EXPIRES", "IDLE",
+            ],
             &rows,
         )
     } else {

@@ -131,7 +131,7 @@ fn golden_errors_for_broken_files() {
         ),
         (
             s.replace("port = 80", "port = 80\nbackends = []"),
-            "lb.toml:13: unknown field `backends`, expected one of `vip`, `port`, `protocol`, `mode`, `scheduler`, `ring_size`, `on_no_backend`, `vrrp_instance`, `active_active`, `health`, `backend`",
+            "lb.toml:13: unknown field `backends`, expected one of `vip`, `port`, `protocol`, `mode`, `snat_address`, `scheduler`, `ring_size`, `on_no_backend`, `vrrp_instance`, `active_active`, `health`, `backend`",
         ),
         (
             format!("{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 80\nbackend = []\n"),
@@ -143,10 +143,6 @@ fn golden_errors_for_broken_files() {
                 "virtual_router_id = 50\npriority = 0",
             ),
             "lb.toml:8: vrrp_instance[0].priority: 0 is reserved (a master sends it when it stops): 1..=255, 255 = address owner",
-        ),
-        (
-            s.replace("mode = \"dsr\"", "mode = \"nat\""),
-            "lb.toml:13: service[0].mode: nat is not implemented yet: use dsr or ipip",
         ),
         (
             s.replace("ring_size = 65537", "ring_size = 65536"),
@@ -334,12 +330,12 @@ fn golden_errors_for_keywords() {
             "lb.toml:13: service[0].protocol: \"TCP\" is not a protocol: tcp or udp",
         ),
         (
-            s.replace("mode = \"dsr\"", "mode = \"nat\""),
-            "lb.toml:13: service[0].mode: nat is not implemented yet: use dsr or ipip",
+            svc("snat_address = \"198.18.0.2\""),
+            "lb.toml:14: service[0].snat_address: only fullnat translates the source; this service is dsr",
         ),
         (
             s.replace("mode = \"dsr\"", "mode = \"tun\""),
-            "lb.toml:13: service[0].mode: \"tun\" is not a mode: dsr or ipip",
+            "lb.toml:13: service[0].mode: \"tun\" is not a mode: dsr, ipip, nat or fullnat",
         ),
         (
             svc("scheduler = \"rr\""),
@@ -371,7 +367,7 @@ fn golden_errors_for_keywords() {
             format!(
                 "{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 81\nbackend = []\nmode = \"gre\"\n"
             ),
-            "lb.toml:25: service[1].mode: \"gre\" is not a mode: dsr or ipip",
+            "lb.toml:25: service[1].mode: \"gre\" is not a mode: dsr, ipip, nat or fullnat",
         ),
         (
             format!(

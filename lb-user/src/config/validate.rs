@@ -10,8 +10,7 @@ use std::path::Path;
 
 use super::{
     Config, ConfigError, Dataplane, Dur, Health, HealthKind, Mode, Service, VrrpInstance,
-    VrrpScript,
-    check_backend_pairs, check_flow_entries, parse_cidr,
+    VrrpScript, check_backend_pairs, check_flow_entries, parse_cidr,
 };
 use crate::vrrp::machine;
 use crate::vrrp::wire::Version;

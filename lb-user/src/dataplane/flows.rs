@@ -308,7 +308,11 @@ pub fn list(
         .chain(nat.into_iter().filter(|(_, f)| {
             service.is_none_or(|s| {
                 s.vip == f.vip.ip()
-                    && (if s.proto == Protocol::Udp { "udp" } else { "tcp" }) == f.protocol
+                    && (if s.proto == Protocol::Udp {
+                        "udp"
+                    } else {
+                        "tcp"
+                    }) == f.protocol
                     && (s.port == 0 || s.port == f.vip.port())
             })
         }))

@@ -188,9 +188,7 @@ pub fn statuses(
                 mode: Some(if fullnat { "fullnat" } else { "nat" }.into()),
                 snat: fullnat.then(|| socket(&to.src, to.src_port_be)),
                 state: Some(state.name().into()),
-                expires_ms: Some(
-                    (u64::from(timeouts.of(state)) * 1000).saturating_sub(idle_ms),
-                ),
+                expires_ms: Some((u64::from(timeouts.of(state)) * 1000).saturating_sub(idle_ms)),
                 idle_ms,
             };
             (idle, status)
@@ -224,6 +222,9 @@ pub fn snapshot(map: &BpfHashMap<MapData, FlowKey, NatEntry>) -> Vec<(FlowKey, N
 
 /// The expiry task: a pass every [`GC_INTERVAL`], with the timeouts the
 /// configuration holds now; the census after each pass goes to `census`.
+///
+/// # Errors
+/// The pinned table cannot be opened.
 pub fn spawn_gc(
     pin_dir: &Path,
     timeouts: watch::Receiver<Timeouts>,
@@ -239,7 +240,9 @@ pub fn spawn_gc(
             let t = *timeouts.borrow();
             let map = Arc::clone(&map);
             let pass = tokio::task::spawn_blocking(move || {
-                let mut map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut map = map
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let now = flow_seen(crate::dataplane::stats::coarse_now_ns());
                 let plan = plan(&snapshot(&map), now, &t);
                 for key in &plan.delete {
@@ -260,7 +263,9 @@ pub fn spawn_gc(
                             "NAT flows expired"
                         );
                     }
-                    let mut c = census.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut c = census
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     *c = Census {
                         expired_total,
                         ..plan.census
@@ -397,7 +402,10 @@ mod tests {
         assert_eq!(f.vip.to_string(), "198.18.0.100:80");
         assert_eq!(f.backend.to_string(), "198.18.2.10");
         assert_eq!(f.backend_port, Some(8080));
-        assert_eq!(f.snat.map(|s| s.to_string()).as_deref(), Some("198.18.2.1:40007"));
+        assert_eq!(
+            f.snat.map(|s| s.to_string()).as_deref(),
+            Some("198.18.2.1:40007")
+        );
         assert_eq!(f.state.as_deref(), Some("ESTABLISHED"));
         let expires = f.expires_ms.unwrap();
         assert!((897_000..=898_100).contains(&expires), "{expires}");

@@ -240,11 +240,7 @@ pub fn flow_list(
                 source,
             })?;
             let entries = crate::dataplane::nat::snapshot(&map);
-            crate::dataplane::nat::statuses(
-                &entries,
-                lb_common::flow::flow_seen(now),
-                timeouts,
-            )
+            crate::dataplane::nat::statuses(&entries, lb_common::flow::flow_seen(now), timeouts)
         }
         None => Vec::new(),
     };

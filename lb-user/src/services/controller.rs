@@ -810,8 +810,8 @@ pub async fn dataplane_config(
         })
     };
     // Validation refuses a bad range; `[nat]` left out has a good one.
-    let (port_min, port_max) = config::parse_port_range(&nat.snat_ports)
-        .unwrap_or(lb_common::nat::DEFAULT_SNAT_PORTS);
+    let (port_min, port_max) =
+        config::parse_port_range(&nat.snat_ports).unwrap_or(lb_common::nat::DEFAULT_SNAT_PORTS);
     let mut out = lb_common::config::Config {
         mtu: dp.mtu,
         snat_port_min: port_min,

@@ -43,9 +43,10 @@
 //! - `virtual_server VIP PORT` → `[[service]]`, and a `[dataplane]` on the
 //!   interface of the instance holding the first service's VIP (or of the
 //!   first instance). Every `lb_algo`/`lvs_sched` becomes Maglev (a notice
-//!   when the scheduler's meaning differs). `lb_kind`/`lvs_method` `DR` →
-//!   `dsr`, `TUN` → `ipip`; `NAT` — keepalived's default when none is given
-//!   — is an error. The health check comes from the real servers' checkers,
+//!   when the scheduler's meaning differs). `lb_kind`/`lvs_method` `NAT`
+//!   (keepalived's default when none is given) → `nat`, `DR` → `dsr`,
+//!   `TUN` → `ipip`; a real server on another port than the virtual
+//!   server's is accepted in `nat` only. The health check comes from the real servers' checkers,
 //!   which must all be the same (lb checks all backends of a service one
 //!   way): `TCP_CHECK` → `tcp`, `HTTP_GET` (first `url`) → `http`,
 //!   `MISC_CHECK` → `exec` (the real server's address in `misc_path` becomes

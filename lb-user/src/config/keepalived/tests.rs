@@ -337,24 +337,34 @@ virtual_server 198.18.0.100 80 {{
 }
 
 #[test]
-fn nat_is_an_error_with_its_line() {
+fn nat_is_keepalived_default_and_real_servers_may_change_the_port() {
     let text = format!(
         "{VRRP}
 virtual_server 198.18.0.100 80 {{
   lb_kind NAT
-  real_server 198.18.1.11 80 {{
+  real_server 198.18.1.11 8080 {{
+  }}
+  real_server 198.18.1.12 80 {{
   }}
 }}
 "
     );
-    assert_eq!(
-        conv(&text).unwrap_err(),
-        "keepalived.conf:15: virtual_server 198.18.0.100 80 lb_kind: NAT is not implemented: use DR or TUN"
+    let (c, _) = conv(&text).unwrap();
+    let s = &c.service[0];
+    assert_eq!(s.mode, Mode::Nat);
+    assert_eq!(s.backend[0].port, Some(8080));
+    assert_eq!(s.backend[1].port, None, "the service's own port");
+    // No lb_kind: keepalived's default, NAT.
+    let text = format!(
+        "{VRRP}\nvirtual_server 198.18.0.100 80 {{\n  real_server 198.18.1.11 80 {{\n  }}\n}}\n"
     );
-    let text = format!("{VRRP}\nvirtual_server 198.18.0.100 80 {{\n}}\n");
+    assert_eq!(conv(&text).unwrap().0.service[0].mode, Mode::Nat);
+    // DR cannot change the port.
+    let text = format!(
+        "{VRRP}\nvirtual_server 198.18.0.100 80 {{\n  lb_kind DR\n  real_server 198.18.1.11 8080 {{\n  }}\n}}\n"
+    );
     let e = conv(&text).unwrap_err();
-    assert!(e.starts_with("keepalived.conf:14: "), "{e}");
-    assert!(e.contains("keepalived's default is NAT"), "{e}");
+    assert!(e.contains("port 8080 differs from the service's 80"), "{e}");
 }
 
 /// keepalived's keywords for the service's keyword fields, any case;
@@ -389,7 +399,7 @@ fn forwarding_method_and_protocol_keywords() {
         ),
         (
             "  lb_kind FOO",
-            "keepalived.conf:15: virtual_server 198.18.0.100 80 lb_kind: \"FOO\" is not a forwarding method: DR or TUN (NAT is not implemented)",
+            "keepalived.conf:15: virtual_server 198.18.0.100 80 lb_kind: \"FOO\" is not a forwarding method: NAT, DR or TUN",
         ),
     ];
     for (body, want) in cases {

@@ -222,16 +222,9 @@ impl ServerReader {
         checks: &[Checked],
     ) -> Result<(Service, Origin), ConfigError> {
         let sec = &self.sec;
-        self.svc.mode = match self.mode {
-            Some((m, _)) => m,
-            None => {
-                return Err(ctx.err(
-                    n.loc(),
-                    format!("{sec} lb_kind"),
-                    "no lb_kind: keepalived's default is NAT, which is not implemented: add `lb_kind DR` or `lb_kind TUN`",
-                ));
-            }
-        };
+        // keepalived's default forwarding method is NAT.
+        self.svc.mode = self.mode.map_or(Mode::Nat, |(m, _)| m);
+        let _ = n;
         self.svc.scheduler = Scheduler::Maglev;
         match one_check(ctx, sec, checks)? {
             Some(c) => {
@@ -305,20 +298,17 @@ fn one_check(ctx: &Ctx, sec: &str, checks: &[Checked]) -> Result<Option<RsCheck>
     Ok(first_check.clone())
 }
 
-/// `lb_kind` / `lvs_method` (any case): `DR` or `TUN`.
+/// `lb_kind` / `lvs_method` (any case): `NAT`, `DR` or `TUN`.
 fn lvs_method(ctx: &mut Ctx, c: &Node, field: &str) -> Result<Mode, ConfigError> {
     let m = ctx.value(c, field)?;
     match m.text.to_ascii_uppercase().as_str() {
+        "NAT" => Ok(Mode::Nat),
         "DR" => Ok(Mode::Dsr),
         "TUN" => Ok(Mode::Ipip),
-        "NAT" => Err(ctx.err(c.loc(), field, "NAT is not implemented: use DR or TUN")),
         _ => Err(ctx.err(
             c.loc(),
             field,
-            format!(
-                "{:?} is not a forwarding method: DR or TUN (NAT is not implemented)",
-                m.text
-            ),
+            format!("{:?} is not a forwarding method: NAT, DR or TUN", m.text),
         )),
     }
 }
