@@ -11,7 +11,13 @@
 //!   lblab-web1..3 198.18.0.11-13 nginx :80, redis-server :6379 and an
 //!                                echo server :9000 (`lb-lab echo`),
 //!                                VIP 198.18.0.100 on lo (dsr backends)
-//!   VIP           198.18.0.100   :80 (HTTP), :6379 (Redis), :9000 (echo)
+//!   lblab-db1..2  198.18.1.21-22 redis-server :6379, nothing else: no VIP,
+//!                                no route to the client (fullnat backends)
+//!   VIP           198.18.0.100   :80 (HTTP), :6379 (Redis, dsr),
+//!                                :9000 (echo), :6380 (Redis, fullnat)
+//!   inside        198.18.1.1     the LBs' VRRP address on 198.18.1.0/24,
+//!                                fullnat's source address (lb1 and lb2
+//!                                have 198.18.1.2 and .3 of their own)
 //! ```
 //!
 //! The LB failover (demo step 5, `bench`) happens under traffic from
@@ -50,6 +56,14 @@ const WEBS: [(&str, &str); 3] = [
     ("web3", "198.18.0.13"),
 ];
 const LBS: [(&str, &str); 2] = [("lb1", "198.18.0.2"), ("lb2", "198.18.0.3")];
+/// The fullnat service's Redis servers, on another subnet.
+const DBS: [(&str, &str); 2] = [("db1", "198.18.1.21"), ("db2", "198.18.1.22")];
+/// The LBs' own addresses on the servers' subnet (health checks).
+const LB_INSIDE: [(&str, &str); 2] = [("lb1", "198.18.1.2"), ("lb2", "198.18.1.3")];
+/// fullnat's source address: a VRRP address of the LBs.
+const SNAT: &str = "198.18.1.1";
+/// The fullnat Redis service's port on the VIP.
+const FULLNAT_PORT: u16 = 6380;
 /// The echo servers' port (a service of `examples/lab/lb*.toml`).
 const ECHO_PORT: u16 = 9000;
 
@@ -260,6 +274,7 @@ fn up() -> Res<()> {
         .into_iter()
         .chain(LBS)
         .chain(WEBS)
+        .chain(DBS)
         .collect();
     for (i, (host, addr)) in hosts.iter().enumerate() {
         let port = format!("p{}", i + 1);
@@ -291,8 +306,19 @@ fn up() -> Res<()> {
             &["addr", "add", &format!("{addr}/24"), "dev", "eth0"],
         )?;
     }
-    // The client's kernel completes TCP checksums before XDP sees frames.
-    in_ns("client", "ethtool", &["-K", "eth0", "tx", "off"])?;
+    // The client's kernel completes TCP checksums before XDP sees frames;
+    // so do the fullnat servers' (their replies go through XDP too). A veth
+    // wiring detail: a NIC never hands XDP a partial checksum.
+    for host in ["client", "db1", "db2"] {
+        in_ns(host, "ethtool", &["-K", "eth0", "tx", "off"])?;
+    }
+    for (lb, addr) in LB_INSIDE {
+        in_ns(
+            lb,
+            "ip",
+            &["addr", "add", &format!("{addr}/24"), "dev", "eth0"],
+        )?;
+    }
     for (web, _) in WEBS {
         // LVS-DR backend: the VIP on lo, never announced or answered for.
         in_ns(
@@ -330,8 +356,19 @@ fn up() -> Res<()> {
         }
         in_ns(web, "redis-cli", &["-h", addr, "SET", "lab:name", web])?;
     }
+    for (db, addr) in DBS {
+        start_redis(db)?;
+        if !wait(Duration::from_secs(10), || {
+            tcp_ok_from(db, &format!("{addr}:6379"))
+        }) {
+            return Err(format!(
+                "{db}: redis did not start (see {STATE}/{db}-redis.log)"
+            ));
+        }
+        in_ns(db, "redis-cli", &["-h", addr, "SET", "lab:name", db])?;
+    }
     println!(
-        "lab up: client 198.18.0.1, lb1 198.18.0.2, lb2 198.18.0.3, web1-3 198.18.0.11-13 (nginx :80, redis :6379, echo :{ECHO_PORT}); VIP {VIP}"
+        "lab up: client 198.18.0.1, lb1 198.18.0.2, lb2 198.18.0.3, web1-3 198.18.0.11-13 (nginx :80, redis :6379, echo :{ECHO_PORT}), db1-2 198.18.1.21-22 (redis :6379); VIP {VIP}"
     );
     Ok(())
 }
@@ -423,11 +460,16 @@ fn with_ns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> Res<T> {
 /// Whether a TCP connect from this host's own namespace (the lab's
 /// bridge is not reachable from here: probe from the client) works.
 fn tcp_ok(addr: &str) -> bool {
+    tcp_ok_from("client", addr)
+}
+
+/// A TCP connect from namespace `from` with a 300 ms timeout.
+fn tcp_ok_from(from: &str, addr: &str) -> bool {
     let addr: SocketAddr = match addr.parse() {
         Ok(a) => a,
         Err(_) => return false,
     };
-    with_ns("client", || {
+    with_ns(from, || {
         TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
     })
     .unwrap_or(false)
@@ -466,8 +508,13 @@ fn http_get() -> Res<String> {
 
 /// One Redis GET lab:name through the VIP: the backend's name.
 fn redis_get() -> Res<String> {
+    redis_get_on(6379)
+}
+
+/// One Redis GET lab:name through VIP:`port`: the backend's name.
+fn redis_get_on(port: u16) -> Res<String> {
     with_ns("client", || -> Res<String> {
-        let addr: SocketAddr = format!("{VIP}:6379").parse().map_err(|_| "addr")?;
+        let addr: SocketAddr = format!("{VIP}:{port}").parse().map_err(|_| "addr")?;
         let s =
             TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(3))).ok();
@@ -480,6 +527,35 @@ fn redis_get() -> Res<String> {
         let mut val = String::new();
         r.read_line(&mut val).map_err(|e| e.to_string())?;
         Ok(val.trim().to_owned())
+    })?
+}
+
+/// Redis `CLIENT INFO` asked through the fullnat service: how the server
+/// sees this very connection, `(addr, laddr)`: the client address it
+/// sees and its own.
+fn redis_client_info() -> Res<(String, String)> {
+    with_ns("client", || -> Res<(String, String)> {
+        let addr: SocketAddr = format!("{VIP}:{FULLNAT_PORT}")
+            .parse()
+            .map_err(|_| "addr")?;
+        let s =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok();
+        let mut r = BufReader::new(s);
+        r.get_mut()
+            .write_all(b"CLIENT INFO\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut len = String::new();
+        r.read_line(&mut len).map_err(|e| e.to_string())?;
+        let mut info = String::new();
+        r.read_line(&mut info).map_err(|e| e.to_string())?;
+        let field = |name: &str| {
+            info.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(name))
+                .unwrap_or("?")
+                .to_owned()
+        };
+        Ok((field("addr="), field("laddr=")))
     })?
 }
 
@@ -538,6 +614,8 @@ fn status(cli: &Cli) {
         ("web1-nginx", "nginx"),
         ("web2-nginx", "nginx"),
         ("web3-nginx", "nginx"),
+        ("db1-redis", "redis"),
+        ("db2-redis", "redis"),
         ("web1-redis", "redis"),
         ("web2-redis", "redis"),
         ("web3-redis", "redis"),
@@ -619,6 +697,41 @@ fn demo(cli: &Cli) -> Res<()> {
     result
 }
 
+/// Step 3b: Redis in fullnat, on servers that know nothing of the LB.
+fn fullnat(cli: &Cli, summary: &mut Vec<(String, String)>) -> Res<()> {
+    println!();
+    println!(
+        "   fullnat: {VIP}:{FULLNAT_PORT} -> db1, db2 (198.18.1.21-22:6379), Redis as Debian ships it;"
+    );
+    println!(
+        "   no VIP on their lo, no ARP settings, no route to the client: lbd rewrites both ends"
+    );
+    let redis = spread(100, || redis_get_on(FULLNAT_PORT))?;
+    print_counts("Redis GET lab:name on 198.18.0.100:6380 (fullnat)", &redis);
+    let (seen_as, server) = redis_client_info()?;
+    println!(
+        "   Redis CLIENT INFO through the VIP: the server {server} sees the client as {seen_as}"
+    );
+    if !seen_as.starts_with(&format!("{SNAT}:")) {
+        return Err(format!(
+            "the server should see the SNAT address {SNAT}, not {seen_as}"
+        ));
+    }
+    print!(
+        "{}",
+        lbctl(
+            cli,
+            "lb1",
+            &["flows", &format!("{VIP}:{FULLNAT_PORT}"), "--limit", "3"]
+        )?
+    );
+    summary.push((
+        "fullnat Redis servers".into(),
+        format!("{} of 2, seen as {SNAT}", redis.len()),
+    ));
+    Ok(())
+}
+
 fn demo_steps(cli: &Cli) -> Res<()> {
     let mut summary: Vec<(String, String)> = Vec::new();
     step(
@@ -667,6 +780,9 @@ fn demo_steps(cli: &Cli) -> Res<()> {
         "backends serving HTTP".into(),
         format!("{} of 3", http.len()),
     ));
+    check_stop()?;
+
+    fullnat(cli, &mut summary)?;
     check_stop()?;
 
     backend_fails(cli, &mut summary)?;
