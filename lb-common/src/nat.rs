@@ -48,6 +48,10 @@ pub mod nat_flags {
     pub const REPLY: u8 = 1 << 0;
     /// The flow's service is `fullnat` (the source is translated too).
     pub const FULLNAT: u8 = 1 << 1;
+    /// Written by connection sync, not yet used here: the program clears
+    /// it on the entry's first packet. Sync refreshes only entries without
+    /// it (this node's live flows) and overwrites only entries with it.
+    pub const SYNCED: u8 = 1 << 2;
 }
 
 /// TCP header flags, as [`NatEntry::tcp`] records them.
@@ -91,6 +95,37 @@ pub struct NatEntry {
 const _: () = assert!(size_of::<NatEntry>() == 64);
 
 crate::pod!(NatEntry);
+
+/// A NAT flow the program has just recorded, for connection sync: what
+/// `lbd` tells its peers so their NAT tables hold the flow (both entries)
+/// before a failover brings them its packets. Written to the same ring
+/// buffer as `flow::FlowEvent`; the reader tells them apart by length.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct NatEvent {
+    /// The client's 5-tuple (the forward entry's key).
+    pub key: FlowKey,
+    /// The forward translation (the forward entry's `to`).
+    pub to: FlowKey,
+    /// The client's (or its router's) MAC, where replies go.
+    pub client_mac: [u8; 6],
+    /// [`nat_flags`] of the forward entry.
+    pub flags: u8,
+    /// TCP flags of the first packet.
+    pub tcp: u8,
+    /// The backend slot (this node's index).
+    pub backend: u32,
+    /// The VIP id (this node's).
+    pub vip_id: u32,
+    /// The VIP's generation.
+    pub vip_generation: u32,
+    /// Explicit padding, always 0.
+    pub pad: u32,
+}
+
+const _: () = assert!(size_of::<NatEvent>() == 104);
+
+crate::pod!(NatEvent);
 
 /// The key of the entry for the other direction of a packet whose
 /// translated tuple is `to`: addresses and ports swapped.

@@ -25,14 +25,14 @@ use lb_common::{
     backend::backend_flags,
     flow::{FlowKey, flow_seen},
     hash::maglev_slot,
-    nat::{NatEntry, SNAT_PORT_TRIES, nat_flags, reversed, snat_port, tcp_seen},
+    nat::{NatEntry, NatEvent, SNAT_PORT_TRIES, nat_flags, reversed, snat_port, tcp_seen},
     stats::exit,
     vip::{VipMeta, mode, vip_flags},
 };
 
 use crate::{
     csum::fold,
-    maps::{BACKENDS, CONFIG, MAGLEV_TABLES, NAT, NAT_SCRATCH},
+    maps::{BACKENDS, CONFIG, FLOW_EVENTS, FLOW_EVENTS_ON, MAGLEV_TABLES, NAT, NAT_SCRATCH},
     parse::{EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, Packet, load4, ptr_at},
 };
 
@@ -113,6 +113,8 @@ pub struct NatScratch {
     pub fwd: NatEntry,
     /// The reply entry's key.
     pub key: FlowKey,
+    /// The new flow, for connection sync.
+    pub event: NatEvent,
 }
 
 /// Returned by [`new_flow`] when another CPU recorded the flow first: the
@@ -209,11 +211,49 @@ pub fn new_flow(ctx: &XdpContext, pkt: &Packet, hash: u32, vip: &VipMeta) -> usi
             exit::DROP_NAT_FULL
         };
     }
+    if FLOW_EVENTS_ON.load() != 0 {
+        emit_event(s, pkt, vip);
+    }
     if !translate(ctx, pkt, &s.fwd.to, &backend.mac) {
         return exit::ABORTED;
     }
     crate::stats::count_traffic(vip.id, index, frame_len(ctx), true);
     exit::TX_NAT
+}
+
+/// Tell connection sync about the flow just recorded (`s` holds its
+/// entries), built in the scratch space and copied from there.
+#[inline(always)]
+fn emit_event(s: &mut NatScratch, pkt: &Packet, vip: &VipMeta) {
+    let e = &mut s.event;
+    let f = &pkt.flow;
+    set_key(
+        &mut e.key,
+        &f.src,
+        &f.dst,
+        f.src_port_be,
+        f.dst_port_be,
+        f.proto,
+    );
+    let to = &s.fwd.to;
+    set_key(
+        &mut e.to,
+        &to.src,
+        &to.dst,
+        to.src_port_be,
+        to.dst_port_be,
+        to.proto,
+    );
+    e.client_mac = s.reply.mac;
+    e.flags = s.fwd.flags;
+    e.tcp = s.fwd.tcp;
+    e.backend = s.fwd.backend;
+    e.vip_id = vip.id;
+    e.vip_generation = vip.generation;
+    e.pad = 0;
+    if FLOW_EVENTS.output_untyped::<NatEvent>(&s.event, 0).is_err() {
+        crate::stats::count_event_lost();
+    }
 }
 
 /// Fill a 5-tuple in place (no temporary on the stack).
@@ -284,6 +324,9 @@ fn touch(e: &mut NatEntry, pkt: &Packet, reply: bool) {
     let now = flow_seen(unsafe { bpf_ktime_get_coarse_ns() });
     if e.seen != now {
         e.seen = now;
+    }
+    if e.flags & nat_flags::SYNCED != 0 {
+        e.flags &= !nat_flags::SYNCED;
     }
     if pkt.flow.proto == IPPROTO_TCP {
         let tcp = tcp_seen(e.tcp, pkt.tcp_flags, reply);

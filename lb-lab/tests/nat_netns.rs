@@ -17,6 +17,11 @@
 //! - fullnat, UDP: datagrams from many client sockets, each reply back to
 //!   the socket that asked.
 //! - nat, TCP: the servers see the client's own address.
+//! - fullnat behind a VRRP pair with connection sync (the SNAT address a
+//!   VRRP address too): a server joins on both nodes, then the master is
+//!   SIGKILLed, under the same traffic; every connection is kept by the
+//!   node that takes over, on its server (without sync, a third of them
+//!   would be balanced to the new server and reset).
 //!
 //! Every host that sends through the XDP program has transmit checksum
 //! offload off (`ethtool -K eth0 tx off`): a veth otherwise hands XDP a
@@ -44,7 +49,7 @@ use lb_lab::{
 };
 use lb_user::config::{
     BackendConfig, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, Nat, Protocol,
-    Service, XdpMode,
+    Service, Sync, VrrpInstance, XdpMode,
 };
 
 static LBD: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| lb_lab::bin("lbd"));
@@ -452,4 +457,273 @@ fn nat_backends_see_the_client_and_answer_through_the_lb() {
         flows.contains(" nat ") || flows.contains("nat  "),
         "{flows}"
     );
+}
+
+/// Two LB nodes with VRRP and connection sync in front of the fullnat
+/// service: the VIP and the SNAT address (198.18.2.1) are both VRRP
+/// addresses, so the servers' replies follow the master.
+struct Pair {
+    lan: Lan,
+    dir: PathBuf,
+    lbd: Vec<Option<Daemon>>,
+}
+
+const PAIR: [(&str, &str, &str); 2] = [
+    ("lb1", "198.18.0.2", "198.18.2.2"),
+    ("lb2", "198.18.0.3", "198.18.2.3"),
+];
+
+impl Pair {
+    fn new() -> Self {
+        let mut lan = Lan::new().expect("create LAN (run as root)");
+        lan.add_host("client", "198.18.0.1/24", "2001:db8::1/64")
+            .unwrap();
+        for (i, (lb, addr, inside)) in PAIR.iter().enumerate() {
+            let host = lan
+                .add_host(
+                    lb,
+                    &format!("{addr}/24"),
+                    &format!("2001:db8::{}/64", 2 + i),
+                )
+                .unwrap();
+            host.ns
+                .ip(&["addr", "add", &format!("{inside}/24"), "dev", "eth0"])
+                .unwrap();
+        }
+        for (name, addr) in &BACKENDS {
+            let host = lan
+                .add_host(
+                    name,
+                    &format!("{addr}/24"),
+                    &format!("2001:db8:2::{}/64", &addr[9..]),
+                )
+                .unwrap();
+            host.ns
+                .exec("ethtool", &["-K", "eth0", "tx", "off"])
+                .unwrap();
+        }
+        lan.prepare_xdp("client").unwrap();
+        let dir = std::env::temp_dir().join(format!("{}natpair", lan.prefix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            lan,
+            dir,
+            lbd: vec![None, None],
+        }
+    }
+
+    fn ns(&self, role: &str) -> &Netns {
+        &self.lan.host(role).ns
+    }
+
+    fn pin_path(&self, node: usize) -> PathBuf {
+        format!("/sys/fs/bpf/{}{}", self.lan.prefix(), PAIR[node].0).into()
+    }
+
+    /// Node `node`'s file with the first `backends` of [`BACKENDS`].
+    fn config(&self, node: usize, backends: usize) -> String {
+        let ms = |ms| Dur(Duration::from_millis(ms));
+        let backends = BACKENDS[..backends]
+            .iter()
+            .map(|(_, a)| BackendConfig {
+                port: Some(SERVER_PORT),
+                ..BackendConfig::new(a.parse().unwrap())
+            })
+            .collect();
+        Config {
+            global: Global {
+                router_id: Some(PAIR[node].0.into()),
+                bpf_pin_path: self.pin_path(node),
+                control_socket: self.dir.join(format!("{}.sock", PAIR[node].0)),
+                metrics_listen: None,
+            },
+            dataplane: Some(Dataplane {
+                xdp_mode: XdpMode::Generic,
+                conntrack_entries: 65_536,
+                ..Dataplane::new("eth0")
+            }),
+            vrrp_instance: vec![VrrpInstance {
+                priority: if node == 0 { 150 } else { 100 },
+                advert_interval: ms(100),
+                ..VrrpInstance::new(
+                    "VI_1",
+                    "eth0",
+                    52,
+                    vec![format!("{VIP}/24"), format!("{LB_INSIDE}/24")],
+                )
+            }],
+            service: vec![Service {
+                mode: Mode::Fullnat,
+                snat_address: Some(LB_INSIDE.parse().unwrap()),
+                health: Health {
+                    kind: HealthKind::Tcp,
+                    interval: ms(200),
+                    timeout: ms(150),
+                    ..Health::default()
+                },
+                ..Service::new(VIP.parse().unwrap(), 80, backends)
+            }],
+            sync: Some(Sync::new(
+                "a test secret, 16+ characters",
+                vec![PAIR[1 - node].1.parse().unwrap()],
+            )),
+            nat: Nat {
+                flows: 4096,
+                ..Nat::default()
+            },
+            ..Config::default()
+        }
+        .to_toml()
+        .unwrap()
+    }
+
+    fn write_config(&self, node: usize, backends: usize) -> PathBuf {
+        let path = self.dir.join(format!("{}.toml", PAIR[node].0));
+        std::fs::write(&path, self.config(node, backends)).unwrap();
+        path
+    }
+
+    fn start(&mut self, node: usize, ready: &str) {
+        let lb = PAIR[node].0;
+        let path = self.write_config(node, 2);
+        let mut cmd = self.ns(lb).command(&*LBD);
+        cmd.arg("--config").arg(&path);
+        let lbd = Daemon::spawn(lb, &mut cmd, self.dir.join(format!("{lb}.log"))).unwrap();
+        if let Err(e) = lbd.wait_log(ready, Duration::from_secs(15)) {
+            panic!("{lb}: {e}\n{}", lbd.log());
+        }
+        self.lbd[node] = Some(lbd);
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for d in self.lbd.iter().flatten() {
+            out.push_str(&format!("== {}\n{}", d.name(), d.log()));
+        }
+        out
+    }
+
+    fn holds_vip(&self, node: usize) -> bool {
+        let out = self
+            .ns(PAIR[node].0)
+            .ip(&["-br", "addr", "show", "eth0"])
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|w| w.split('/').next() == Some(VIP))
+    }
+
+    fn sync_status(&self, node: usize) -> serde_json::Value {
+        let out = self
+            .ns(PAIR[node].0)
+            .command(&*LBCTL)
+            .arg("--socket")
+            .arg(self.dir.join(format!("{}.sock", PAIR[node].0)))
+            .args(["--json", "status"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["data"]["sync"].clone()
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for lbd in &mut self.lbd {
+            drop(lbd.take());
+        }
+        // A killed lbd's data plane stays pinned: remove it.
+        for node in 0..2 {
+            let _ = lb_user::dataplane::loader::detach_pinned(&self.pin_path(node));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn fullnat_connections_survive_the_master_s_death() {
+    let mut pair = Pair::new();
+    let _servers: Vec<EchoServer> = BACKENDS
+        .iter()
+        .map(|(name, _)| EchoServer::start(pair.ns(name), name, SERVER_PORT).unwrap())
+        .collect();
+    pair.start(0, "service active");
+    pair.start(1, "service standby");
+    pair.lbd[1]
+        .as_ref()
+        .unwrap()
+        .wait_log("bulk sync complete", Duration::from_secs(10))
+        .unwrap();
+    let ok = wait_for(Duration::from_secs(5), || pair.holds_vip(0).then_some(()));
+    assert!(ok.is_some(), "lb1 is master\n{}", pair.logs());
+
+    let target: SocketAddr = format!("{VIP}:80").parse().unwrap();
+    let traffic = Traffic::start(pair.ns("client"), target, Options::default()).unwrap();
+    traffic.wait_lines(5, Duration::from_secs(10)).unwrap();
+    // A third server joins on both nodes: Maglev now sends about a third
+    // of the existing flows' hashes to it. Only their NAT entries keep them
+    // on their servers once the other node has to carry them.
+    for node in 0..2 {
+        pair.write_config(node, 3);
+        let lbd = pair.lbd[node].as_ref().unwrap();
+        lbd.signal(libc::SIGHUP).unwrap();
+        lbd.wait_log("applied", Duration::from_secs(5)).unwrap();
+    }
+    traffic.wait_lines(10, Duration::from_secs(10)).unwrap();
+    let synced = pair.sync_status(1)["flows_applied"].as_u64().unwrap_or(0);
+    assert!(
+        synced >= 40,
+        "lb2 holds lb1's NAT flows: {synced}\nlb1 sync: {}\nlb2 sync: {}\n{}",
+        pair.sync_status(0),
+        pair.sync_status(1),
+        pair.logs()
+    );
+
+    // The master dies; lb2 takes the VIP and the SNAT address.
+    let killed = Instant::now();
+    pair.lbd[0].take().unwrap().kill().unwrap();
+    let ok = wait_for(Duration::from_secs(5), || pair.holds_vip(1).then_some(()));
+    assert!(ok.is_some(), "lb2 took over\n{}", pair.logs());
+    let took_over = Instant::now();
+    traffic
+        .wait_lines(10, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("traffic stalled after the failover: {e}\n{}", pair.logs()));
+    let report = traffic.snapshot();
+    println!(
+        "fullnat pair: master SIGKILLed, lb2 master after {} ms: {report}",
+        took_over.duration_since(killed).as_millis()
+    );
+    assert_eq!(report.kept(), 40, "{report}\n{}", pair.logs());
+    let window = killed..took_over + Duration::from_secs(1);
+    let failed = report.failures_outside(window.clone());
+    assert!(failed.is_empty(), "{report}\n{failed:?}");
+
+    // lb1 returns: it adopts its data plane, takes lb2's tables (NAT flows
+    // included: bulk sync), and only then preempts.
+    pair.start(0, "running; SIGINT");
+    pair.lbd[0]
+        .as_ref()
+        .unwrap()
+        .wait_log("to=MASTER", Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("lb1 not master again: {e}\n{}", pair.logs()));
+    let log = pair.lbd[0].as_ref().unwrap().log();
+    let restart = log.rfind("adopted the data plane").expect("adopted");
+    let bulk = log[restart..].find("bulk sync complete");
+    let master = log[restart..].find("to=MASTER");
+    assert!(
+        bulk.is_some() && bulk < master,
+        "bulk sync before preempting\n{log}"
+    );
+    traffic.wait_lines(10, Duration::from_secs(15)).unwrap();
+    let report = traffic.stop();
+    println!("fullnat pair: lb1 back and master again: {report}");
+    let bulk_flows = pair.sync_status(0)["peers"][0]["bulk_flows"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        bulk_flows >= 40,
+        "lb2's NAT flows came in the bulk answer: {bulk_flows}"
+    );
+    assert_eq!(report.kept(), 40, "{report}\n{}", pair.logs());
+    assert!(report.failures_outside(window).is_empty(), "{report}");
 }

@@ -56,6 +56,35 @@ const WEBS: [(&str, &str); 3] = [
     ("web3", "198.18.0.13"),
 ];
 const LBS: [(&str, &str); 2] = [("lb1", "198.18.0.2"), ("lb2", "198.18.0.3")];
+/// The dsr backends: the VIP on lo (never announced or answered for), then
+/// nginx, Redis and the echo server.
+fn start_webs() -> Res<()> {
+    for (web, _) in WEBS {
+        // LVS-DR backend: the VIP on lo, never announced or answered for.
+        in_ns(
+            web,
+            "ip",
+            &["addr", "add", &format!("{VIP}/32"), "dev", "lo"],
+        )?;
+        for k in ["all", "eth0"] {
+            in_ns(
+                web,
+                "sysctl",
+                &["-qw", &format!("net.ipv4.conf.{k}.arp_ignore=1")],
+            )?;
+            in_ns(
+                web,
+                "sysctl",
+                &["-qw", &format!("net.ipv4.conf.{k}.arp_announce=2")],
+            )?;
+        }
+        start_nginx(web)?;
+        start_redis(web)?;
+        start_echo(web)?;
+    }
+    Ok(())
+}
+
 /// The fullnat service's Redis servers, on another subnet.
 const DBS: [(&str, &str); 2] = [("db1", "198.18.1.21"), ("db2", "198.18.1.22")];
 /// The LBs' own addresses on the servers' subnet (health checks).
@@ -319,29 +348,7 @@ fn up() -> Res<()> {
             &["addr", "add", &format!("{addr}/24"), "dev", "eth0"],
         )?;
     }
-    for (web, _) in WEBS {
-        // LVS-DR backend: the VIP on lo, never announced or answered for.
-        in_ns(
-            web,
-            "ip",
-            &["addr", "add", &format!("{VIP}/32"), "dev", "lo"],
-        )?;
-        for k in ["all", "eth0"] {
-            in_ns(
-                web,
-                "sysctl",
-                &["-qw", &format!("net.ipv4.conf.{k}.arp_ignore=1")],
-            )?;
-            in_ns(
-                web,
-                "sysctl",
-                &["-qw", &format!("net.ipv4.conf.{k}.arp_announce=2")],
-            )?;
-        }
-        start_nginx(web)?;
-        start_redis(web)?;
-        start_echo(web)?;
-    }
+    start_webs()?;
     // Servers answering on their own addresses.
     for (web, addr) in WEBS {
         let ok = wait(Duration::from_secs(10), || {
@@ -356,6 +363,15 @@ fn up() -> Res<()> {
         }
         in_ns(web, "redis-cli", &["-h", addr, "SET", "lab:name", web])?;
     }
+    start_dbs()?;
+    println!(
+        "lab up: client 198.18.0.1, lb1 198.18.0.2, lb2 198.18.0.3, web1-3 198.18.0.11-13 (nginx :80, redis :6379, echo :{ECHO_PORT}), db1-2 198.18.1.21-22 (redis :6379); VIP {VIP}"
+    );
+    Ok(())
+}
+
+/// The fullnat service's Redis servers, each naming itself in `lab:name`.
+fn start_dbs() -> Res<()> {
     for (db, addr) in DBS {
         start_redis(db)?;
         if !wait(Duration::from_secs(10), || {
@@ -367,9 +383,6 @@ fn up() -> Res<()> {
         }
         in_ns(db, "redis-cli", &["-h", addr, "SET", "lab:name", db])?;
     }
-    println!(
-        "lab up: client 198.18.0.1, lb1 198.18.0.2, lb2 198.18.0.3, web1-3 198.18.0.11-13 (nginx :80, redis :6379, echo :{ECHO_PORT}), db1-2 198.18.1.21-22 (redis :6379); VIP {VIP}"
-    );
     Ok(())
 }
 

@@ -110,6 +110,16 @@ impl Translation {
         Some(record_of(&e.key, service.proto.number(), backend))
     }
 
+    /// Whether VIP id `vip_id` of generation `generation` and slot `slot`
+    /// (serving `backend`) are still what this node has.
+    #[must_use]
+    pub fn owns(&self, vip_id: u32, generation: u32, slot: u32, backend: IpAddr) -> bool {
+        self.by_id
+            .get(&vip_id)
+            .is_some_and(|&(_, g)| g == generation)
+            && self.slots.get(&slot) == Some(&(vip_id, backend))
+    }
+
     /// This node's (VIP id, generation, slot) for a record.
     ///
     /// # Errors

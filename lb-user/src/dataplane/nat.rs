@@ -26,13 +26,13 @@ use std::{
 use aya::maps::{HashMap as BpfHashMap, MapData, MapError};
 use lb_common::{
     flow::{FLOW_SEEN_UNIT_NS, FlowKey, flow_age, flow_seen},
-    nat::{NAT_MAP, NatEntry, NatState, Timeouts, nat_flags, reversed},
+    nat::{NAT_MAP, NatEntry, NatEvent, NatState, Timeouts, nat_flags, reversed},
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::dataplane::flows::FlowStatus;
+use crate::dataplane::flows::{FlowRecord, FlowStatus, Translation, Unapplied};
 
 /// How often `lbd` looks for expired NAT flows.
 pub const GC_INTERVAL: Duration = Duration::from_secs(2);
@@ -193,6 +193,202 @@ pub fn statuses(
             };
             (idle, status)
         })
+        .collect()
+}
+
+/// A NAT flow in node-independent terms (addresses, not this node's map
+/// indices): what connection sync sends, and writes on the other node as
+/// both of the flow's entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatRecord {
+    /// IP protocol number.
+    pub proto: u8,
+    /// `fullnat` (else `nat`).
+    pub fullnat: bool,
+    /// TCP flags each direction has seen (forward, reply).
+    pub tcp: (u8, u8),
+    /// The VIP and port the client addressed.
+    pub vip: SocketAddr,
+    /// The client.
+    pub client: SocketAddr,
+    /// The backend and its port.
+    pub backend: SocketAddr,
+    /// The source the backend sees: the SNAT address and port (`fullnat`)
+    /// or the client (`nat`).
+    pub source: SocketAddr,
+    /// Where replies go: the client's (or its router's) MAC.
+    pub client_mac: [u8; 6],
+}
+
+impl NatRecord {
+    /// The record of a flow (both entries) of this node's table.
+    #[must_use]
+    pub fn of_flow(flow: &NatFlow) -> Self {
+        let to = &flow.forward.to;
+        Self {
+            proto: flow.key.proto,
+            fullnat: flow.forward.flags & nat_flags::FULLNAT != 0,
+            tcp: (flow.forward.tcp, flow.reply.map_or(0, |r| r.tcp)),
+            vip: socket(&flow.key.dst, flow.key.dst_port_be),
+            client: socket(&flow.key.src, flow.key.src_port_be),
+            backend: socket(&to.dst, to.dst_port_be),
+            source: socket(&to.src, to.src_port_be),
+            client_mac: flow.reply.map_or([0; 6], |r| r.mac),
+        }
+    }
+
+    /// The record of a new-flow event, if its VIP and slot are still the
+    /// ones the event names.
+    #[must_use]
+    pub fn of_event(e: &NatEvent, t: &Translation) -> Option<Self> {
+        let flow = NatFlow {
+            key: e.key,
+            forward: NatEntry {
+                to: e.to,
+                flags: e.flags,
+                tcp: e.tcp,
+                backend: e.backend,
+                vip_id: e.vip_id,
+                ..NatEntry::default()
+            },
+            reply: Some(NatEntry {
+                mac: e.client_mac,
+                ..NatEntry::default()
+            }),
+        };
+        let r = Self::of_flow(&flow);
+        t.owns(e.vip_id, e.vip_generation, e.backend, r.backend.ip())
+            .then_some(r)
+    }
+
+    /// The connection-table terms of the record, to find this node's VIP
+    /// id and backend slot.
+    fn flow_record(&self) -> FlowRecord {
+        FlowRecord {
+            proto: self.proto,
+            vip: self.vip.ip(),
+            vip_port: self.vip.port(),
+            client: self.client.ip(),
+            client_port: self.client.port(),
+            backend: self.backend.ip(),
+        }
+    }
+
+    /// Both entries, keyed, as this node's program would have written
+    /// them at `now` (`flow_seen` units), marked [`nat_flags::SYNCED`].
+    ///
+    /// # Errors
+    /// [`Unapplied`]: the service or the backend is not here.
+    pub fn entries(
+        &self,
+        t: &Translation,
+        now: u32,
+    ) -> Result<[(FlowKey, NatEntry); 2], Unapplied> {
+        let (vip_id, _, backend) = t.place(&self.flow_record())?;
+        let key = tuple(self.client, self.vip, self.proto);
+        let to = tuple(self.source, self.backend, self.proto);
+        let flags = nat_flags::SYNCED | if self.fullnat { nat_flags::FULLNAT } else { 0 };
+        let common = NatEntry {
+            seen: now,
+            backend,
+            vip_id,
+            ..NatEntry::default()
+        };
+        Ok([
+            (
+                key,
+                NatEntry {
+                    to,
+                    flags,
+                    tcp: self.tcp.0,
+                    ..common
+                },
+            ),
+            (
+                reversed(&to),
+                NatEntry {
+                    to: reversed(&key),
+                    mac: self.client_mac,
+                    flags: flags | nat_flags::REPLY,
+                    tcp: self.tcp.1,
+                    ..common
+                },
+            ),
+        ])
+    }
+}
+
+fn tuple(src: SocketAddr, dst: SocketAddr, proto: u8) -> FlowKey {
+    FlowKey {
+        src: addr16(src.ip()),
+        dst: addr16(dst.ip()),
+        src_port_be: src.port().to_be(),
+        dst_port_be: dst.port().to_be(),
+        proto,
+        pad: [0; 3],
+    }
+}
+
+fn addr16(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v) => v.to_ipv6_mapped().octets(),
+        IpAddr::V6(v) => v.octets(),
+    }
+}
+
+/// Why a synced flow was not written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotWritten {
+    /// No such service or backend here.
+    Unapplied(Unapplied),
+    /// This node has the flow live itself (its entries are its own).
+    Live,
+    /// The reply tuple belongs to another flow here (its SNAT port is
+    /// taken).
+    Taken,
+    /// The map refused the write (full).
+    Full,
+}
+
+/// Write a synced flow into this node's NAT table: both entries, unless
+/// this node uses the flow itself or its reply tuple is another flow's.
+///
+/// # Errors
+/// [`NotWritten`].
+pub fn write(
+    map: &mut BpfHashMap<MapData, FlowKey, NatEntry>,
+    r: &NatRecord,
+    t: &Translation,
+    now: u32,
+) -> Result<(), NotWritten> {
+    let [(fkey, fwd), (rkey, reply)] = r.entries(t, now).map_err(NotWritten::Unapplied)?;
+    if let Ok(have) = map.get(&fkey, 0)
+        && have.flags & nat_flags::SYNCED == 0
+    {
+        return Err(NotWritten::Live);
+    }
+    if let Ok(have) = map.get(&rkey, 0)
+        && have.to != reply.to
+    {
+        return Err(NotWritten::Taken);
+    }
+    map.insert(rkey, reply, 0).map_err(|_| NotWritten::Full)?;
+    if map.insert(fkey, fwd, 0).is_err() {
+        let _ = map.remove(&rkey);
+        return Err(NotWritten::Full);
+    }
+    Ok(())
+}
+
+/// This node's live flows (not synced copies) among `flows` whose key
+/// hashes into `slice` of `slices`: what one refresh pass resends.
+#[must_use]
+pub fn refresh_slice(flows: &[NatFlow], slice: u32, slices: u32) -> Vec<NatRecord> {
+    flows
+        .iter()
+        .filter(|f| f.forward.flags & nat_flags::SYNCED == 0)
+        .filter(|f| lb_common::hash::flow_hash(&f.key) % slices.max(1) == slice)
+        .map(NatRecord::of_flow)
         .collect()
 }
 
@@ -388,6 +584,82 @@ mod tests {
         let p = plan(&[fwd, old_reply], now, &t);
         assert_eq!((p.census.orphans, p.expired), (1, 1));
         assert_eq!(p.delete, vec![old_reply.0]);
+    }
+
+    fn translation() -> Translation {
+        let service = crate::dataplane::balancer::ServiceKey {
+            vip: "198.18.0.100".parse().unwrap(),
+            port: 80,
+            proto: crate::dataplane::balancer::Protocol::Tcp,
+        };
+        Translation::build([(service, 3, 9, vec![("198.18.2.10".parse().unwrap(), 17)])])
+    }
+
+    #[test]
+    fn a_record_rebuilds_both_entries_with_this_node_s_ids() {
+        let [fwd, reply] = flow(7, 40_007, 100, SYN | ACK, SYN | ACK);
+        let (flows, _) = pair(&[fwd, reply]);
+        let r = NatRecord::of_flow(&flows[0]);
+        assert!(r.fullnat);
+        assert_eq!(r.source.to_string(), "198.18.2.1:40007");
+        assert_eq!(r.backend.to_string(), "198.18.2.10:8080");
+        let [(fk, fe), (rk, re)] = r.entries(&translation(), 500).unwrap();
+        assert_eq!((fk, fe.to), (fwd.0, fwd.1.to));
+        assert_eq!((rk, re.to), (reply.0, reply.1.to));
+        for e in [fe, re] {
+            assert_eq!((e.vip_id, e.backend, e.seen), (3, 17, 500));
+            assert_ne!(e.flags & nat_flags::SYNCED, 0, "marked as a copy");
+            assert_ne!(e.flags & nat_flags::FULLNAT, 0);
+        }
+        assert_eq!(re.flags & nat_flags::REPLY, nat_flags::REPLY);
+        assert_eq!((fe.tcp, re.tcp), (SYN | ACK, SYN | ACK));
+        // A backend this node does not have: not written.
+        let other = NatRecord {
+            backend: "198.18.2.99:8080".parse().unwrap(),
+            ..r
+        };
+        assert_eq!(
+            other.entries(&translation(), 500).unwrap_err(),
+            Unapplied::NoBackend
+        );
+        // An event names this node's ids: checked against the translation.
+        let event = NatEvent {
+            key: fwd.0,
+            to: fwd.1.to,
+            client_mac: [2, 0, 0, 0, 0, 1],
+            flags: nat_flags::FULLNAT,
+            tcp: SYN,
+            backend: 17,
+            vip_id: 3,
+            vip_generation: 9,
+            pad: 0,
+        };
+        let from_event = NatRecord::of_event(&event, &translation()).unwrap();
+        assert_eq!(from_event.source, r.source);
+        assert_eq!(from_event.client_mac, [2, 0, 0, 0, 0, 1]);
+        let stale = NatEvent {
+            vip_generation: 8,
+            ..event
+        };
+        assert_eq!(NatRecord::of_event(&stale, &translation()), None);
+    }
+
+    #[test]
+    fn refresh_slices_cover_this_node_s_flows_once_and_skip_copies() {
+        let mut entries = Vec::new();
+        for i in 0..200 {
+            entries.extend(flow(i, 40_000 + i, 100, SYN | ACK, SYN | ACK));
+        }
+        entries[0].1.flags |= nat_flags::SYNCED;
+        let (flows, _) = pair(&entries);
+        let mut seen = std::collections::BTreeSet::new();
+        for slice in 0..30 {
+            for r in refresh_slice(&flows, slice, 30) {
+                assert!(seen.insert(r.client.port()), "sent twice");
+            }
+        }
+        assert_eq!(seen.len(), 199, "every flow once, but the synced copy");
+        assert!(!seen.contains(&0));
     }
 
     #[test]

@@ -4,6 +4,15 @@
 //! for its peers' whole tables; until they are in, or `bulk_timeout`
 //! passes, its VRRP instances hold back from preempting).
 //!
+//! NAT flows travel the same way as NAT records (both entries' worth:
+//! translation, TCP state, the client's MAC) and are written into the NAT
+//! table, marked as copies (`nat_flags::SYNCED`, which the program clears
+//! on the copy's first packet). A copy sees no packets on the node that
+//! holds it, so every live NAT flow of this node is sent again once a
+//! minute (a thirtieth every 2 s): copies then never time out while the
+//! flow lives, and stop being refreshed once it has ended here. A copy
+//! never overwrites a flow the receiving node uses itself.
+//!
 //! One task on lbd's runtime. The connection table is written through its
 //! memory mapping (`flows` is `BPF_F_MMAPABLE`), as the XDP program writes
 //! it (`super::table`). Answers to bulk requests run as their own tasks,
@@ -18,17 +27,34 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use aya::maps::{MapData, RingBuf};
-use lb_common::flow::{FLOW_EVENTS_MAP, FlowEvent, FlowSet};
+use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
+use lb_common::{
+    flow::{FLOW_EVENTS_MAP, FlowEvent, FlowKey, FlowSet},
+    nat::{NAT_MAP, NatEntry, NatEvent},
+};
 use serde::{Deserialize, Serialize};
 use tokio::{io::unix::AsyncFd, net::UdpSocket, sync::watch};
 use tracing::{info, warn};
 
-use super::wire::{Datagram, FlowRecord, Kind, MAX_DATAGRAM, MAX_RECORDS, WireError};
+use super::wire::{
+    Datagram, FlowRecord, Kind, MAX_DATAGRAM, MAX_NAT_RECORDS, MAX_RECORDS, NatRecord, WireError,
+};
 use crate::dataplane::{
     bpfmem::ArrayMemory,
     flows::{self as table, Translation, Unapplied},
+    nat::{self, NotWritten},
 };
+
+/// The NAT table, shared by the task and its bulk answers and refreshes
+/// (never across an await).
+type NatMap = Arc<Mutex<BpfHashMap<MapData, FlowKey, NatEntry>>>;
+
+/// How often a slice of this node's live NAT flows is sent again, and in
+/// how many slices: every live flow reaches the peers once a minute, so
+/// their copies (which see no packets there) never time out while the
+/// flow lives here.
+const REFRESH_PASS: Duration = Duration::from_secs(2);
+const REFRESH_SLICES: u32 = 30;
 
 /// Sets of the table a bulk answer reads between yields.
 const BULK_CHUNK_SETS: usize = 2048;
@@ -123,6 +149,7 @@ pub struct SyncStatus {
     pub dropped_no_service: u64,
     /// Flows to a backend this node's pool lacks.
     pub dropped_no_backend: u64,
+    pub nat_not_written: u64,
     /// Datagrams whose authentication failed.
     pub auth_failures: u64,
     /// Datagrams that were not valid sync datagrams.
@@ -210,6 +237,7 @@ pub fn start(
 ) -> Result<Sync, SyncError> {
     let ring = open_ring(ebpf)?;
     let table = open_table(ebpf)?;
+    let nat_map = open_nat(ebpf)?;
     let bind = SocketAddr::new(
         spec.listen
             .unwrap_or_else(|| std::net::Ipv6Addr::UNSPECIFIED.into()),
@@ -267,6 +295,9 @@ pub fn start(
             other_sequence: AtomicU32::new(0),
         }),
         batch: Vec::with_capacity(MAX_RECORDS),
+        nat_batch: Vec::with_capacity(MAX_NAT_RECORDS),
+        nat: Arc::new(Mutex::new(nat_map)),
+        refresh_pass: 0,
         started: Instant::now(),
     };
     let task = tokio::spawn(node.run(ring, ready_rx));
@@ -298,6 +329,21 @@ fn open_ring(ebpf: &mut aya::Ebpf) -> Result<AsyncFd<RingBuf<MapData>>, SyncErro
             source: e.into_parts().1,
         })?;
     Ok(ring)
+}
+
+/// The NAT table, taken out of `ebpf` (expiry and `lbctl flows` open it
+/// by its pin).
+fn open_nat(ebpf: &mut aya::Ebpf) -> Result<BpfHashMap<MapData, FlowKey, NatEntry>, SyncError> {
+    let err = |source| SyncError::Map {
+        map: NAT_MAP,
+        source,
+    };
+    let map = ebpf.take_map(NAT_MAP).ok_or_else(|| {
+        err(aya::maps::MapError::InvalidName {
+            name: NAT_MAP.into(),
+        })
+    })?;
+    BpfHashMap::try_from(map).map_err(err)
 }
 
 /// The connection table, memory-mapped read-write.
@@ -346,7 +392,7 @@ struct Out {
 
 impl Out {
     fn datagram(&self, kind: Kind, flows: Vec<FlowRecord>, total: u64) -> Datagram {
-        let counter = if kind == Kind::Flows {
+        let counter = if matches!(kind, Kind::Flows | Kind::NatFlows) {
             &self.flows_sequence
         } else {
             &self.other_sequence
@@ -357,7 +403,15 @@ impl Out {
             sequence: counter.fetch_add(1, Ordering::Relaxed),
             sent_ns: now_unix_ns(),
             flows,
+            nat: Vec::new(),
             total,
+        }
+    }
+
+    fn nat_datagram(&self, kind: Kind, nat: Vec<NatRecord>) -> Datagram {
+        Datagram {
+            nat,
+            ..self.datagram(kind, Vec::new(), 0)
         }
     }
 }
@@ -381,6 +435,10 @@ struct Node {
     hold: watch::Sender<bool>,
     out: Arc<Out>,
     batch: Vec<FlowRecord>,
+    nat_batch: Vec<NatRecord>,
+    nat: NatMap,
+    /// Refresh passes run (which slice is next).
+    refresh_pass: u32,
     started: Instant,
 }
 
@@ -415,6 +473,8 @@ impl Node {
         self.request_bulk().await;
         let mut retry = tokio::time::interval(BULK_RETRY);
         retry.tick().await;
+        let mut refresh = tokio::time::interval(REFRESH_PASS);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 ready = ring.readable_mut() => match ready {
@@ -440,6 +500,7 @@ impl Node {
                     }
                 },
                 _ = retry.tick(), if *self.hold.borrow() => self.bulk_timer().await,
+                _ = refresh.tick() => self.refresh().await,
             }
         }
     }
@@ -457,23 +518,40 @@ impl Node {
                     left = false;
                     break;
                 };
-                if item.len() < size_of::<FlowEvent>() {
+                // The two kinds of event differ in length.
+                if item.len() == size_of::<NatEvent>() {
+                    // SAFETY: the program writes whole `NatEvent`s (plain
+                    // integers, any bit pattern valid); the length is checked.
+                    Err(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<NatEvent>()) })
+                } else if item.len() >= size_of::<FlowEvent>() {
+                    // SAFETY: as above, for `FlowEvent`.
+                    Ok(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>()) })
+                } else {
                     continue;
                 }
-                // SAFETY: the program writes whole `FlowEvent`s (plain
-                // integers, any bit pattern valid); the length is checked.
-                unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<FlowEvent>()) }
             };
-            match translation.record(&event) {
-                Some(r) => self.batch.push(r),
-                None => stale += 1,
+            match event {
+                Ok(e) => match translation.record(&e) {
+                    Some(r) => self.batch.push(r),
+                    None => stale += 1,
+                },
+                Err(e) => match NatRecord::of_event(&e, &translation) {
+                    Some(r) => self.nat_batch.push(r),
+                    None => stale += 1,
+                },
             }
             if self.batch.len() == MAX_RECORDS {
                 self.flush().await;
             }
+            if self.nat_batch.len() == MAX_NAT_RECORDS {
+                self.flush_nat().await;
+            }
         }
         if !self.batch.is_empty() {
             self.flush().await;
+        }
+        if !self.nat_batch.is_empty() {
+            self.flush_nat().await;
         }
         if stale > 0 {
             self.stat(|s| s.events_stale += stale);
@@ -494,6 +572,42 @@ impl Node {
             s.datagrams_sent += sent;
             s.send_errors += failed;
         });
+    }
+
+    async fn flush_nat(&mut self) {
+        let nat = std::mem::take(&mut self.nat_batch);
+        self.send_nat(nat).await;
+    }
+
+    /// Send NAT records to every peer.
+    async fn send_nat(&self, nat: Vec<NatRecord>) {
+        let n = nat.len() as u64;
+        let bytes = self
+            .out
+            .nat_datagram(Kind::NatFlows, nat)
+            .emit(&self.spec.secret);
+        let (sent, failed) = send_all(&self.socket, &self.spec.peers, self.spec.port, &bytes).await;
+        self.stat(|s| {
+            s.flows_sent += n;
+            s.datagrams_sent += sent;
+            s.send_errors += failed;
+        });
+    }
+
+    /// Send the next slice of this node's live NAT flows again.
+    async fn refresh(&mut self) {
+        let slice = self.refresh_pass % REFRESH_SLICES;
+        self.refresh_pass = self.refresh_pass.wrapping_add(1);
+        let map = Arc::clone(&self.nat);
+        let records = tokio::task::spawn_blocking(move || {
+            let entries = map.lock().map(|m| nat::snapshot(&m)).unwrap_or_default();
+            nat::refresh_slice(&nat::pair(&entries).0, slice, REFRESH_SLICES)
+        })
+        .await
+        .unwrap_or_default();
+        for chunk in records.chunks(MAX_NAT_RECORDS) {
+            self.send_nat(chunk.to_vec()).await;
+        }
     }
 
     /// Ask the peers whose answer has not begun to arrive for their
@@ -583,12 +697,21 @@ impl Node {
                 tokio::spawn(answer_bulk(
                     Arc::clone(&self.socket),
                     Arc::clone(&self.table),
+                    Arc::clone(&self.nat),
                     Arc::clone(&self.translation.borrow()),
                     Arc::clone(&self.out),
                     Arc::clone(&self.status),
                     self.spec.secret.clone(),
                     SocketAddr::new(source, self.spec.port),
                 ));
+            }
+            Kind::NatFlows | Kind::BulkNatFlows => {
+                if d.kind == Kind::BulkNatFlows {
+                    let n = d.nat.len() as u64;
+                    self.peers[peer].bulk_flows += n;
+                    self.peer_status(peer, |p| p.bulk_flows += n);
+                }
+                self.apply_nat(&d.nat);
             }
             Kind::BulkEnd => self.bulk_end(peer, d.total),
         }
@@ -607,7 +730,7 @@ impl Node {
                 p.sender = Some(d.sender);
                 p.last_sequence = None;
             }
-            if d.kind == Kind::Flows {
+            if matches!(d.kind, Kind::Flows | Kind::NatFlows) {
                 if let Some(last) = p.last_sequence {
                     let gap = d.sequence.wrapping_sub(last);
                     if (2..1 << 31).contains(&gap) {
@@ -651,6 +774,30 @@ impl Node {
         });
     }
 
+    /// Write a peer's NAT flows into this node's NAT table.
+    fn apply_nat(&self, records: &[NatRecord]) {
+        let translation = Arc::clone(&self.translation.borrow());
+        let now = lb_common::flow::flow_seen(crate::dataplane::stats::coarse_now_ns());
+        let (mut applied, mut no_service, mut no_backend, mut kept) = (0u64, 0u64, 0u64, 0u64);
+        if let Ok(mut map) = self.nat.lock() {
+            for r in records {
+                match nat::write(&mut map, r, &translation, now) {
+                    Ok(()) => applied += 1,
+                    Err(NotWritten::Unapplied(Unapplied::NoService)) => no_service += 1,
+                    Err(NotWritten::Unapplied(Unapplied::NoBackend)) => no_backend += 1,
+                    Err(NotWritten::Live | NotWritten::Taken | NotWritten::Full) => kept += 1,
+                }
+            }
+        }
+        self.stat(|s| {
+            s.flows_received += records.len() as u64;
+            s.flows_applied += applied;
+            s.dropped_no_service += no_service;
+            s.dropped_no_backend += no_backend;
+            s.nat_not_written += kept;
+        });
+    }
+
     fn bulk_end(&mut self, i: usize, total: u64) {
         let Some(p) = self.peers.get_mut(i) else {
             return;
@@ -690,9 +837,14 @@ async fn send_all(socket: &UdpSocket, peers: &[IpAddr], port: u16, bytes: &[u8])
 }
 
 /// Send our whole table to `to`, a chunk at a time, then the end marker.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the task's shared handles, each cloned by the caller"
+)]
 async fn answer_bulk(
     socket: Arc<UdpSocket>,
     table: Arc<Mutex<Table>>,
+    nat_map: NatMap,
     translation: Arc<Translation>,
     out: Arc<Out>,
     status: Arc<Mutex<SyncStatus>>,
@@ -730,6 +882,29 @@ async fn answer_bulk(
             }
         }
         tokio::task::yield_now().await;
+    }
+    let nat_records = tokio::task::spawn_blocking(move || {
+        let entries = nat_map
+            .lock()
+            .map(|m| nat::snapshot(&m))
+            .unwrap_or_default();
+        let (flows, _) = nat::pair(&entries);
+        flows.iter().map(NatRecord::of_flow).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for batch in nat_records.chunks(MAX_NAT_RECORDS) {
+        let bytes = out
+            .nat_datagram(Kind::BulkNatFlows, batch.to_vec())
+            .emit(&secret);
+        match socket.send_to(&bytes, to).await {
+            Ok(_) => datagrams += 1,
+            Err(_) => failed += 1,
+        }
+        total += batch.len() as u64;
+        if datagrams.is_multiple_of(64) {
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
     }
     let bytes = out.datagram(Kind::BulkEnd, Vec::new(), total).emit(&secret);
     match socket.send_to(&bytes, to).await {

@@ -8,7 +8,8 @@
 //! +-------+---+----+-------+----------+----------+------------------+
 //! | "LBSY"|ver|kind| count | sender   | sequence | sent (Unix ns)   |
 //! +-------+---+----+-------+----------+----------+------------------+
-//! | count records of RECORD_LEN bytes (kind Flows and BulkFlows)     |
+//! | count records of RECORD_LEN bytes (kind Flows and BulkFlows),    |
+//! | of NAT_RECORD_LEN bytes (NatFlows, BulkNatFlows),                |
 //! | or one u64 total (BulkEnd), or nothing (BulkRequest)            |
 //! +------------------------------------------------------------------+
 //! | HMAC-SHA256 over everything before it (32 bytes)                 |
@@ -17,15 +18,20 @@
 //!
 //! A flow record (56 bytes): protocol, family, 2 bytes zero, VIP address
 //! (16, IPv4 v4-mapped), VIP port, client port, client address (16),
-//! backend address (16). Everything is big-endian. Records name VIPs and
-//! backends by address, never by a node's map indices, which differ
-//! between nodes.
+//! backend address (16). A NAT record (88 bytes): protocol, family, flags
+//! (bit 0: fullnat), the forward and reply TCP flags, 3 bytes zero, VIP
+//! address (16), VIP port, client port, client address (16), backend
+//! address (16), backend port, source port, source address (16: what the
+//! backend sees, the SNAT address or the client), the client's MAC (6), 2
+//! bytes zero. Everything is big-endian. Records name VIPs and backends by
+//! address, never by a node's map indices, which differ between nodes.
 
 use std::net::IpAddr;
 
 use hmac::{Hmac, Mac as _};
 
 pub use crate::dataplane::flows::FlowRecord;
+pub use crate::dataplane::nat::NatRecord;
 use sha2::Sha256;
 
 /// The first four bytes of every datagram.
@@ -42,6 +48,10 @@ pub const TAG_LEN: usize = 32;
 pub const MAX_DATAGRAM: usize = 1472;
 /// Records that fit one datagram.
 pub const MAX_RECORDS: usize = (MAX_DATAGRAM - HEADER_LEN - TAG_LEN) / RECORD_LEN;
+/// Bytes of one NAT record.
+pub const NAT_RECORD_LEN: usize = 88;
+/// NAT records that fit one datagram.
+pub const MAX_NAT_RECORDS: usize = (MAX_DATAGRAM - HEADER_LEN - TAG_LEN) / NAT_RECORD_LEN;
 
 /// What a datagram carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +64,11 @@ pub enum Kind {
     BulkFlows,
     /// The end of the answer, with the number of flows sent.
     BulkEnd,
+    /// NAT flows: new ones as they happen, and live ones again now and
+    /// then (so a peer's copies do not time out).
+    NatFlows,
+    /// NAT flows answering a bulk request.
+    BulkNatFlows,
 }
 
 impl Kind {
@@ -63,6 +78,8 @@ impl Kind {
             Self::BulkRequest => 2,
             Self::BulkFlows => 3,
             Self::BulkEnd => 4,
+            Self::NatFlows => 5,
+            Self::BulkNatFlows => 6,
         }
     }
 
@@ -72,6 +89,8 @@ impl Kind {
             2 => Self::BulkRequest,
             3 => Self::BulkFlows,
             4 => Self::BulkEnd,
+            5 => Self::NatFlows,
+            6 => Self::BulkNatFlows,
             _ => return None,
         })
     }
@@ -112,6 +131,8 @@ pub struct Datagram {
     pub sent_ns: u64,
     /// Flow records (`Flows`, `BulkFlows`).
     pub flows: Vec<FlowRecord>,
+    /// NAT flow records (`NatFlows`, `BulkNatFlows`).
+    pub nat: Vec<NatRecord>,
     /// Flows sent in the bulk answer (`BulkEnd`).
     pub total: u64,
 }
@@ -181,6 +202,55 @@ impl FlowRecord {
     }
 }
 
+fn socket_of(bytes: &[u8], port: &[u8], v4: bool) -> Result<std::net::SocketAddr, WireError> {
+    let addr = addr_of(bytes, v4).ok_or(WireError::Record)?;
+    let port = u16::from_be_bytes(port.try_into().map_err(|_| WireError::Record)?);
+    Ok(std::net::SocketAddr::new(addr, port))
+}
+
+fn emit_nat(r: &NatRecord, out: &mut Vec<u8>) {
+    out.push(r.proto);
+    out.push(if r.vip.is_ipv4() { 4 } else { 6 });
+    out.push(u8::from(r.fullnat));
+    out.push(r.tcp.0);
+    out.push(r.tcp.1);
+    out.extend_from_slice(&[0; 3]);
+    out.extend_from_slice(&addr16(r.vip.ip()));
+    out.extend_from_slice(&r.vip.port().to_be_bytes());
+    out.extend_from_slice(&r.client.port().to_be_bytes());
+    out.extend_from_slice(&addr16(r.client.ip()));
+    out.extend_from_slice(&addr16(r.backend.ip()));
+    out.extend_from_slice(&r.backend.port().to_be_bytes());
+    out.extend_from_slice(&r.source.port().to_be_bytes());
+    out.extend_from_slice(&addr16(r.source.ip()));
+    out.extend_from_slice(&r.client_mac);
+    out.extend_from_slice(&[0; 2]);
+}
+
+fn parse_nat(b: &[u8]) -> Result<NatRecord, WireError> {
+    if b.len() != NAT_RECORD_LEN {
+        return Err(WireError::Length);
+    }
+    let v4 = match b[1] {
+        4 => true,
+        6 => false,
+        _ => return Err(WireError::Record),
+    };
+    if b[2] > 1 {
+        return Err(WireError::Record);
+    }
+    Ok(NatRecord {
+        proto: b[0],
+        fullnat: b[2] == 1,
+        tcp: (b[3], b[4]),
+        vip: socket_of(&b[8..24], &b[24..26], v4)?,
+        client: socket_of(&b[28..44], &b[26..28], v4)?,
+        backend: socket_of(&b[44..60], &b[60..62], v4)?,
+        source: socket_of(&b[64..80], &b[62..64], v4)?,
+        client_mac: b[80..86].try_into().map_err(|_| WireError::Record)?,
+    })
+}
+
 impl Datagram {
     /// The datagram's bytes, tag included. At most [`MAX_RECORDS`] flows.
     ///
@@ -189,11 +259,12 @@ impl Datagram {
     #[must_use]
     pub fn emit(&self, secret: &[u8]) -> Vec<u8> {
         assert!(self.flows.len() <= MAX_RECORDS, "too many records");
+        assert!(self.nat.len() <= MAX_NAT_RECORDS, "too many NAT records");
         let mut out = Vec::with_capacity(MAX_DATAGRAM);
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.push(self.kind.code());
-        let count = u16::try_from(self.flows.len()).expect("bounded above");
+        let count = u16::try_from(self.flows.len() + self.nat.len()).expect("bounded above");
         out.extend_from_slice(&count.to_be_bytes());
         out.extend_from_slice(&self.sender.to_be_bytes());
         out.extend_from_slice(&self.sequence.to_be_bytes());
@@ -202,6 +273,11 @@ impl Datagram {
             Kind::Flows | Kind::BulkFlows => {
                 for f in &self.flows {
                     f.emit(&mut out);
+                }
+            }
+            Kind::NatFlows | Kind::BulkNatFlows => {
+                for r in &self.nat {
+                    emit_nat(r, &mut out);
                 }
             }
             Kind::BulkEnd => out.extend_from_slice(&self.total.to_be_bytes()),
@@ -246,6 +322,7 @@ impl Datagram {
             sequence,
             sent_ns,
             flows: Vec::new(),
+            nat: Vec::new(),
             total: 0,
         };
         match kind {
@@ -256,6 +333,15 @@ impl Datagram {
                 d.flows = payload
                     .chunks_exact(RECORD_LEN)
                     .map(FlowRecord::parse)
+                    .collect::<Result<_, _>>()?;
+            }
+            Kind::NatFlows | Kind::BulkNatFlows => {
+                if payload.len() != count * NAT_RECORD_LEN {
+                    return Err(WireError::Length);
+                }
+                d.nat = payload
+                    .chunks_exact(NAT_RECORD_LEN)
+                    .map(parse_nat)
                     .collect::<Result<_, _>>()?;
             }
             Kind::BulkEnd => {
@@ -296,8 +382,64 @@ mod tests {
             sequence: 7,
             sent_ns: 1_700_000_000_000_000_000,
             flows: (0..n).map(record).collect(),
+            nat: Vec::new(),
             total: 0,
         }
+    }
+
+    fn nat_record(i: u16, v6: bool) -> NatRecord {
+        let sa = |s: &str| s.parse().unwrap();
+        if v6 {
+            NatRecord {
+                proto: 17,
+                fullnat: false,
+                tcp: (0, 0),
+                vip: sa("[2001:db8::100]:53"),
+                client: sa(&format!("[2001:db8::1]:{}", 5000 + i)),
+                backend: sa("[2001:db8:2::11]:5353"),
+                source: sa(&format!("[2001:db8::1]:{}", 5000 + i)),
+                client_mac: [2, 0, 0, 0, 0, 1],
+            }
+        } else {
+            NatRecord {
+                proto: 6,
+                fullnat: true,
+                tcp: (0x12, 0x12),
+                vip: sa("198.18.0.100:80"),
+                client: sa(&format!("198.18.0.1:{}", 40000 + i)),
+                backend: sa("198.18.2.11:8080"),
+                source: sa(&format!("198.18.2.1:{}", 1024 + i)),
+                client_mac: [2, 0, 0, 0, 0, 1],
+            }
+        }
+    }
+
+    #[test]
+    fn nat_records_round_trip_and_fill_one_frame() {
+        let d = Datagram {
+            kind: Kind::NatFlows,
+            nat: (0..u16::try_from(MAX_NAT_RECORDS).unwrap())
+                .map(|i| nat_record(i, i % 2 == 1))
+                .collect(),
+            ..flows(0)
+        };
+        let bytes = d.emit(SECRET);
+        assert!(bytes.len() <= MAX_DATAGRAM, "{} bytes", bytes.len());
+        assert_eq!(MAX_NAT_RECORDS, 16);
+        assert_eq!(Datagram::parse(&bytes, SECRET).unwrap(), d);
+        let bulk = Datagram {
+            kind: Kind::BulkNatFlows,
+            ..d
+        };
+        assert_eq!(Datagram::parse(&bulk.emit(SECRET), SECRET).unwrap(), bulk);
+        // A bad family or flags byte is refused, authenticated or not.
+        let mut body = bulk.emit(SECRET);
+        body.truncate(body.len() - TAG_LEN);
+        body[HEADER_LEN + 2] = 7;
+        let mut m = mac(SECRET);
+        m.update(&body);
+        body.extend_from_slice(&m.finalize().into_bytes());
+        assert_eq!(Datagram::parse(&body, SECRET), Err(WireError::Record));
     }
 
     #[test]
