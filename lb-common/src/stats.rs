@@ -175,6 +175,10 @@ pub struct ExitCounters {
     pub tx_nat: u64,
     /// `XDP_TX`: a backend's reply, translated back towards the client.
     pub tx_nat_reply: u64,
+    /// `XDP_TX`: an ICMP error about a NAT flow (from either side), its
+    /// outer and embedded headers translated (path MTU discovery works
+    /// through the translation).
+    pub tx_nat_icmp: u64,
     /// `XDP_DROP`: a new `fullnat` flow found no free SNAT port towards
     /// its backend (or a `nat` flow's reply tuple is taken).
     pub drop_nat_ports: u64,
@@ -206,6 +210,7 @@ impl ExitCounters {
             tx_icmp_too_big: self.tx_icmp_too_big + o.tx_icmp_too_big,
             tx_nat: self.tx_nat + o.tx_nat,
             tx_nat_reply: self.tx_nat_reply + o.tx_nat_reply,
+            tx_nat_icmp: self.tx_nat_icmp + o.tx_nat_icmp,
             drop_nat_ports: self.drop_nat_ports + o.drop_nat_ports,
             drop_nat_full: self.drop_nat_full + o.drop_nat_full,
             pass_nat_no_entry: self.pass_nat_no_entry + o.pass_nat_no_entry,
@@ -242,16 +247,18 @@ pub mod exit {
     pub const TX_NAT: usize = 11;
     /// See [`super::ExitCounters::tx_nat_reply`].
     pub const TX_NAT_REPLY: usize = 12;
+    /// See [`super::ExitCounters::tx_nat_icmp`].
+    pub const TX_NAT_ICMP: usize = 13;
     /// See [`super::ExitCounters::drop_nat_ports`].
-    pub const DROP_NAT_PORTS: usize = 13;
+    pub const DROP_NAT_PORTS: usize = 14;
     /// See [`super::ExitCounters::drop_nat_full`].
-    pub const DROP_NAT_FULL: usize = 14;
+    pub const DROP_NAT_FULL: usize = 15;
     /// See [`super::ExitCounters::pass_nat_no_entry`].
-    pub const PASS_NAT_NO_ENTRY: usize = 15;
+    pub const PASS_NAT_NO_ENTRY: usize = 16;
     /// See [`super::ExitCounters::aborted`].
-    pub const ABORTED: usize = 16;
+    pub const ABORTED: usize = 17;
     /// Number of fields.
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 18;
 }
 
 const _: () = assert!(core::mem::size_of::<ExitCounters>() == exit::COUNT * 8);

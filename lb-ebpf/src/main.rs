@@ -78,7 +78,8 @@ const fn action_of(reason: usize) -> u32 {
         | exit::TX_IPIP
         | exit::TX_ICMP_TOO_BIG
         | exit::TX_NAT
-        | exit::TX_NAT_REPLY => XDP_TX,
+        | exit::TX_NAT_REPLY
+        | exit::TX_NAT_ICMP => XDP_TX,
         _ => XDP_ABORTED,
     }
 }
@@ -97,12 +98,30 @@ fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
 /// A packet to a VIP, or a NAT backend's reply, or neither (passed).
 #[inline(always)]
 fn to_vip(ctx: &XdpContext, pkt: &parse::Packet) -> usize {
-    let is_l4 = matches!(pkt.flow.proto, parse::IPPROTO_TCP | parse::IPPROTO_UDP);
-    if !is_l4 && !pkt.icmp_too_big && !pkt.fragment {
+    // For an ICMP error, `flow` is the embedded packet's, reversed.
+    let is_l4 =
+        matches!(pkt.flow.proto, parse::IPPROTO_TCP | parse::IPPROTO_UDP) && !pkt.icmp_error;
+    if !is_l4 && !pkt.icmp_error && !pkt.fragment {
         return exit::PASS_NOT_VIP;
     }
     let bits = select::filter(&pkt.flow.dst);
-    let plain_l4 = is_l4 && !pkt.fragment && !pkt.icmp_too_big;
+    if pkt.icmp_error {
+        // About a NAT flow, either way: both layers translated.
+        if bits & filter_bits::NAT != 0
+            || select::filter(&pkt.flow.src) & filter_bits::NAT_REAL != 0
+        {
+            let reason = nat::icmp_error(ctx, pkt);
+            if reason != nat::MISS {
+                return reason;
+            }
+        }
+        // dsr and ipip forward "too big" along the flow; the rest, and
+        // errors about no flow of ours, go to the stack.
+        if !pkt.icmp_too_big || bits == 0 {
+            return exit::PASS_NOT_VIP;
+        }
+    }
+    let plain_l4 = is_l4 && !pkt.fragment;
     if bits != 0 {
         if plain_l4 && bits & filter_bits::NAT != 0 {
             let reason = nat::forward(ctx, pkt);

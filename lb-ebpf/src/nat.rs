@@ -84,6 +84,164 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> usize {
     exit::TX_NAT
 }
 
+/// An ICMP error about a NAT flow (`pkt.flow` is the embedded packet's
+/// 5-tuple reversed, which is the key of the entry for the direction the
+/// error travels): sent on like that direction's packets, the embedded
+/// packet translated as it was before (to the client: as the client sent
+/// or received it; to the backend: as the backend did), the outer
+/// addresses those of the translated direction, every checksum updated.
+/// [`MISS`] when no entry matches.
+#[inline(never)]
+pub fn icmp_error(ctx: &XdpContext, pkt: &Packet) -> usize {
+    let Some(entry) = NAT.get_ptr(&pkt.flow) else {
+        return MISS;
+    };
+    // SAFETY: a map value, valid for the whole run.
+    let e = unsafe { &*entry };
+    let mac = if e.flags & nat_flags::REPLY != 0 {
+        &e.mac
+    } else {
+        match BACKENDS
+            .get(e.backend)
+            .filter(|b| b.flags & backend_flags::ACTIVE != 0 && b.vip_id == e.vip_id)
+        {
+            Some(b) => &b.mac,
+            None => &e.mac,
+        }
+    };
+    if translate_icmp(ctx, pkt, &e.to, mac) {
+        exit::TX_NAT_ICMP
+    } else {
+        exit::ABORTED
+    }
+}
+
+/// See [`icmp_error`]: `to` is the entry's translated tuple; the outer
+/// header goes from `to.src` to `to.dst`, the embedded packet becomes
+/// `to` reversed.
+#[inline(never)]
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "the MAC stays in its map value: a subprogram argument, one register"
+)]
+fn translate_icmp(ctx: &XdpContext, pkt: &Packet, to: &FlowKey, mac: &[u8; 6]) -> bool {
+    try_translate_icmp(ctx, pkt, to, mac).is_ok()
+}
+
+#[inline(always)]
+fn try_translate_icmp(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    to: &FlowKey,
+    mac: &[u8; 6],
+) -> Result<(), ()> {
+    let w = to.words();
+    // Bounds for the verifier: 14 or 18; at most 18 + 60 + 8 + 60.
+    let l3 = pkt.l3_off & 0x1f;
+    let icmp_off = pkt.l4_off & 0x7f;
+    let inner_l3 = icmp_off + 8;
+    let inner_l4 = pkt.inner_l4_off & 0xff;
+    // 1. Outer addresses: from to.src to to.dst.
+    let outer_diff = if pkt.v6 {
+        let ip = ptr_at::<Ipv6Hdr>(ctx, l3).map_err(|_| ())?.cast_mut();
+        // SAFETY: checked by ptr_at.
+        unsafe { swap_addrs6(ip, &[w[0], w[1], w[2], w[3]], &[w[4], w[5], w[6], w[7]]) }
+    } else {
+        let ip = ptr_at::<Ipv4Hdr>(ctx, l3).map_err(|_| ())?.cast_mut();
+        // SAFETY: checked by ptr_at.
+        unsafe {
+            let diff = swap_word(&raw mut (*ip).src, w[3]) + swap_word(&raw mut (*ip).dst, w[7]);
+            (*ip).check_be = updated(u16::from_ne_bytes((*ip).check_be), diff).to_ne_bytes();
+            diff
+        }
+    };
+    // 2. The embedded packet: to.dst -> to.src (it travelled the other
+    // way), with its ports.
+    let mut icmp_diff = 0;
+    let inner_addr_diff = if pkt.v6 {
+        let ip = ptr_at::<Ipv6Hdr>(ctx, inner_l3).map_err(|_| ())?.cast_mut();
+        // SAFETY: checked by ptr_at.
+        unsafe { swap_addrs6(ip, &[w[4], w[5], w[6], w[7]], &[w[0], w[1], w[2], w[3]]) }
+    } else {
+        let ip = ptr_at::<Ipv4Hdr>(ctx, inner_l3).map_err(|_| ())?.cast_mut();
+        // SAFETY: checked by ptr_at.
+        unsafe {
+            let diff = swap_word(&raw mut (*ip).src, w[7]) + swap_word(&raw mut (*ip).dst, w[3]);
+            let old = u16::from_ne_bytes((*ip).check_be);
+            let new = updated(old, diff);
+            (*ip).check_be = new.to_ne_bytes();
+            icmp_diff += u64::from(!old) + u64::from(new);
+            diff
+        }
+    };
+    icmp_diff += inner_addr_diff;
+    let ports = ptr_at::<[u16; 2]>(ctx, inner_l4)
+        .map_err(|_| ())?
+        .cast_mut();
+    // SAFETY: checked by ptr_at.
+    let port_diff = unsafe {
+        let old = ports.read_unaligned();
+        ports.write_unaligned([to.dst_port_be, to.src_port_be]);
+        u64::from(!old[0])
+            + u64::from(to.dst_port_be)
+            + u64::from(!old[1])
+            + u64::from(to.src_port_be)
+    };
+    icmp_diff += port_diff;
+    // The embedded transport checksum, where the error quotes it (UDP's
+    // is in the 8 bytes every error carries; TCP's only in longer quotes).
+    let check_off = if pkt.flow.proto == IPPROTO_UDP { 6 } else { 16 };
+    if let Ok(check) = ptr_at::<[u8; 2]>(ctx, inner_l4 + check_off) {
+        let check = check.cast_mut();
+        // SAFETY: checked by ptr_at.
+        unsafe {
+            let old = u16::from_ne_bytes(*check);
+            if !(old == 0 && pkt.flow.proto == IPPROTO_UDP && !pkt.v6) {
+                let new = updated(old, inner_addr_diff + port_diff);
+                *check = new.to_ne_bytes();
+                icmp_diff += u64::from(!old) + u64::from(new);
+            }
+        }
+    }
+    // 3. The ICMP checksum: over the message, and for ICMPv6 the outer
+    // pseudo-header too.
+    if pkt.v6 {
+        icmp_diff += outer_diff;
+    }
+    let check = ptr_at::<[u8; 2]>(ctx, icmp_off + 2)
+        .map_err(|_| ())?
+        .cast_mut();
+    // SAFETY: checked by ptr_at.
+    unsafe { *check = updated(u16::from_ne_bytes(*check), icmp_diff).to_ne_bytes() };
+    let eth = ptr_at::<EthHdr>(ctx, 0).map_err(|_| ())?.cast_mut();
+    // SAFETY: checked by ptr_at.
+    unsafe {
+        (*eth).src = (*eth).dst;
+        (*eth).dst = *mac;
+    }
+    Ok(())
+}
+
+/// Replace an IPv6 header's addresses; the checksum change.
+///
+/// # Safety
+/// `ip` points at a whole IPv6 header inside the frame.
+#[inline(always)]
+unsafe fn swap_addrs6(ip: *mut Ipv6Hdr, src: &[u32; 4], dst: &[u32; 4]) -> u64 {
+    let mut diff = 0;
+    let mut i = 0;
+    while i < 4 {
+        // SAFETY: i < 4 stays in each address, inside the header.
+        unsafe {
+            let s = (&raw mut (*ip).src).cast::<[u8; 4]>().add(i);
+            let d = (&raw mut (*ip).dst).cast::<[u8; 4]>().add(i);
+            diff += swap_word(s, src[i]) + swap_word(d, dst[i]);
+        }
+        i += 1;
+    }
+    diff
+}
+
 /// A packet from a NAT backend's address: a reply of a flow in the table,
 /// translated back to the client, or (no reply entry) handed to the stack.
 #[inline(never)]

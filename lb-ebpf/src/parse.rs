@@ -12,11 +12,13 @@
 //!   extension-header walk yet: anything but TCP/UDP is `Ipv6Other`.
 //! - TCP: data offset >= 5 and the whole TCP header present. UDP: 8 bytes.
 //! - Anything truncated or inconsistent on the way: `Malformed`.
-//! - ICMP "fragmentation needed" (type 3 code 4) and ICMPv6 "packet too
-//!   big" (type 2): the embedded packet's header is parsed too, and the flow
-//!   is the embedded packet's 5-tuple reversed, i.e. the client's flow the
-//!   error is about. An embedded header we cannot read leaves the ICMP
-//!   message an ordinary one.
+//! - ICMP errors (destination unreachable, time exceeded; ICMPv6 also
+//!   packet too big): the embedded packet's header is parsed too, and the
+//!   flow is the embedded packet's 5-tuple reversed, i.e. the client's flow
+//!   the error is about (`icmp_error`; `icmp_too_big` for "fragmentation
+//!   needed" / "packet too big", which `dsr` and `ipip` forward). An
+//!   embedded header we cannot read leaves the ICMP message an ordinary
+//!   one.
 
 use core::mem::{MaybeUninit, size_of};
 
@@ -101,6 +103,13 @@ pub struct Packet {
     pub tcp_flags: u8,
     /// ICMP fragmentation-needed / ICMPv6 packet-too-big about `flow`.
     pub icmp_too_big: bool,
+    /// Any ICMP error about `flow` (destination unreachable, time
+    /// exceeded, packet too big): the embedded packet was read, and
+    /// `flow` is its 5-tuple reversed.
+    pub icmp_error: bool,
+    /// ICMP errors: offset of the embedded packet's TCP / UDP header (its
+    /// IP header starts 8 bytes after `l4_off`).
+    pub inner_l4_off: usize,
 }
 
 /// An address as 32-bit words, bytes in wire order.
@@ -241,7 +250,7 @@ fn parse_ipv4(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Truncated> {
     }
     // A first fragment (MF set, offset 0) carries the L4 header: parse it.
     if protocol == IPPROTO_ICMP {
-        parse_icmp_too_big(ctx, pkt, l4_off, 3, 4);
+        parse_icmp_error(ctx, pkt, l4_off);
         return Ok(());
     }
     parse_l4(ctx, pkt, l4_off)
@@ -273,7 +282,7 @@ fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Truncated> {
         _ => ProtoClass::Ipv6Other,
     };
     if next_header == IPPROTO_ICMPV6 {
-        parse_icmp_too_big(ctx, pkt, l4_off, 2, 0);
+        parse_icmp_error(ctx, pkt, l4_off);
         return Ok(());
     }
     parse_l4(ctx, pkt, l4_off)
@@ -312,17 +321,24 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Packet, l4_off: usize) -> Result<(), Tru
     Ok(())
 }
 
-/// If the ICMP(v6) message at `l4_off` is of type `kind` / code `code`
-/// (fragmentation needed / packet too big) and embeds a TCP or UDP header,
-/// make `pkt.flow` the embedded flow reversed. Otherwise leave `pkt` alone:
-/// a plain ICMP message.
+/// If the ICMP(v6) message at `l4_off` is an error (destination
+/// unreachable, time exceeded; ICMPv6 also packet too big) that embeds a
+/// TCP or UDP header, make `pkt.flow` the embedded flow reversed and mark
+/// it `icmp_error` (and `icmp_too_big` for fragmentation needed / packet
+/// too big). Otherwise leave `pkt` alone: a plain ICMP message.
 #[inline(always)]
-fn parse_icmp_too_big(ctx: &XdpContext, pkt: &mut Packet, l4_off: usize, kind: u8, code: u8) {
+fn parse_icmp_error(ctx: &XdpContext, pkt: &mut Packet, l4_off: usize) {
     let Ok(icmp) = ptr_at::<IcmpHdr>(ctx, l4_off) else {
         return;
     };
     // SAFETY: checked by ptr_at.
-    if unsafe { (*icmp).kind != kind || (*icmp).code != code } {
+    let (kind, code) = unsafe { ((*icmp).kind, (*icmp).code) };
+    let (error, too_big) = if pkt.v6 {
+        (matches!(kind, 1..=3), kind == 2)
+    } else {
+        (matches!(kind, 3 | 11), kind == 3 && code == 4)
+    };
+    if !error {
         return;
     }
     let inner_off = l4_off + size_of::<IcmpHdr>();
@@ -377,5 +393,8 @@ fn parse_icmp_too_big(ctx: &XdpContext, pkt: &mut Packet, l4_off: usize, kind: u
     pkt.flow.proto = proto;
     pkt.flow.src_port_be = u16::from_ne_bytes(ports[1]);
     pkt.flow.dst_port_be = u16::from_ne_bytes(ports[0]);
-    pkt.icmp_too_big = true;
+    pkt.l4_off = l4_off;
+    pkt.inner_l4_off = ports_off;
+    pkt.icmp_error = true;
+    pkt.icmp_too_big = too_big;
 }

@@ -500,10 +500,12 @@ fn another_layout_stamp_is_refused_with_the_fix() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
+    let want = format!(
+        "cannot be adopted: its maps have layout version 999, this lbd uses version {}",
+        lb_common::layout::LAYOUT_VERSION
+    );
     assert!(
-        err.contains(
-            "cannot be adopted: its maps have layout version 999, this lbd uses version 1"
-        ) && err.contains("run `lbd detach --pin-path"),
+        err.contains(&want) && err.contains("run `lbd detach --pin-path"),
         "{err}"
     );
     assert!(lab.xdp_attached(0), "the old data plane keeps forwarding");

@@ -17,6 +17,10 @@
 //! - fullnat, UDP: datagrams from many client sockets, each reply back to
 //!   the socket that asked.
 //! - nat, TCP: the servers see the client's own address.
+//! - the user's seed test: two MariaDB servers (Debian `mariadb-server`)
+//!   behind the VIP in fullnat; 40 `mariadb` client connections all
+//!   succeed, land on both and are seen coming from the SNAT address; one
+//!   server stopped leaves the pool and 20 more all succeed on the other.
 //! - fullnat behind a VRRP pair with connection sync (the SNAT address a
 //!   VRRP address too): a server joins on both nodes, then the master is
 //!   SIGKILLed, under the same traffic; every connection is kept by the
@@ -63,6 +67,16 @@ const BACKENDS: [(&str, &str); 3] = [
     ("b3", "198.18.2.13"),
 ];
 const SERVER_PORT: u16 = 9000;
+
+/// One lab at a time: the tests drive traffic and time failovers, and a
+/// neighbour's load would starve them on a 2-core machine.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 const UDP_PORT: u16 = 5353;
 
 struct Lab {
@@ -116,6 +130,31 @@ impl Lab {
         &self.lan.host(role).ns
     }
 
+    /// lbd's file for `services`.
+    fn config_of(&self, service: Vec<Service>) -> String {
+        Config {
+            global: Global {
+                router_id: Some("lb-nat".into()),
+                bpf_pin_path: format!("/sys/fs/bpf/{}lb", self.lan.prefix()).into(),
+                control_socket: self.dir.join("run/lbd.sock"),
+                metrics_listen: None,
+            },
+            dataplane: Some(Dataplane {
+                xdp_mode: XdpMode::Generic,
+                conntrack_entries: 65_536,
+                ..Dataplane::new("eth0")
+            }),
+            service,
+            nat: Nat {
+                flows: 4096,
+                ..Nat::default()
+            },
+            ..Config::default()
+        }
+        .to_toml()
+        .unwrap()
+    }
+
     /// lbd's file: the TCP service VIP:80 and the UDP service VIP:5353
     /// over `backends` (names), servers on port 9000 and 5353.
     fn config(&self, backends: &[&str]) -> String {
@@ -138,46 +177,30 @@ impl Lab {
             fall: 2,
             ..Health::default()
         };
-        Config {
-            global: Global {
-                router_id: Some("lb-nat".into()),
-                bpf_pin_path: format!("/sys/fs/bpf/{}lb", self.lan.prefix()).into(),
-                control_socket: self.dir.join("run/lbd.sock"),
-                metrics_listen: None,
+        self.config_of(vec![
+            Service {
+                mode: self.mode,
+                health: health.clone(),
+                ..Service::new(VIP.parse().unwrap(), 80, list(SERVER_PORT))
             },
-            dataplane: Some(Dataplane {
-                xdp_mode: XdpMode::Generic,
-                conntrack_entries: 65_536,
-                ..Dataplane::new("eth0")
-            }),
-            service: vec![
-                Service {
-                    mode: self.mode,
-                    health: health.clone(),
-                    ..Service::new(VIP.parse().unwrap(), 80, list(SERVER_PORT))
+            Service {
+                mode: self.mode,
+                protocol: Protocol::Udp,
+                health: Health {
+                    kind: HealthKind::None,
+                    ..health
                 },
-                Service {
-                    mode: self.mode,
-                    protocol: Protocol::Udp,
-                    health: Health {
-                        kind: HealthKind::None,
-                        ..health
-                    },
-                    ..Service::new(VIP.parse().unwrap(), UDP_PORT, list(UDP_PORT))
-                },
-            ],
-            nat: Nat {
-                flows: 4096,
-                ..Nat::default()
+                ..Service::new(VIP.parse().unwrap(), UDP_PORT, list(UDP_PORT))
             },
-            ..Config::default()
-        }
-        .to_toml()
-        .unwrap()
+        ])
     }
 
     fn start(&mut self, backends: &[&str]) {
         self.write_config(backends);
+        self.run_lbd();
+    }
+
+    fn run_lbd(&mut self) {
         let mut cmd = self.ns("lb").command(&*LBD);
         cmd.arg("--config").arg(self.dir.join("lb.toml"));
         let lbd = Daemon::spawn("lbd", &mut cmd, self.dir.join("lbd.log")).unwrap();
@@ -280,6 +303,7 @@ fn echo_servers(lab: &Lab) -> Vec<EchoServer> {
 
 #[test]
 fn fullnat_keeps_connections_while_backends_come_drain_and_go() {
+    let _serial = serial();
     let mut lab = Lab::new(Mode::Fullnat);
     let _servers = echo_servers(&lab);
     lab.start(&["b1", "b2"]);
@@ -376,6 +400,7 @@ fn udp_echo(ns: &Netns, name: &'static str, stop: Arc<AtomicBool>) -> std::threa
 
 #[test]
 fn fullnat_udp_replies_reach_the_client_that_asked() {
+    let _serial = serial();
     let mut lab = Lab::new(Mode::Fullnat);
     let _servers = echo_servers(&lab);
     let stop = Arc::new(AtomicBool::new(false));
@@ -429,6 +454,7 @@ fn fullnat_udp_replies_reach_the_client_that_asked() {
 
 #[test]
 fn nat_backends_see_the_client_and_answer_through_the_lb() {
+    let _serial = serial();
     let mut lab = Lab::new(Mode::Nat);
     let _servers = echo_servers(&lab);
     lab.start(&["b1", "b2"]);
@@ -642,6 +668,7 @@ impl Drop for Pair {
 
 #[test]
 fn fullnat_connections_survive_the_master_s_death() {
+    let _serial = serial();
     let mut pair = Pair::new();
     let _servers: Vec<EchoServer> = BACKENDS
         .iter()
@@ -726,4 +753,163 @@ fn fullnat_connections_survive_the_master_s_death() {
     );
     assert_eq!(report.kept(), 40, "{report}\n{}", pair.logs());
     assert!(report.failures_outside(window).is_empty(), "{report}");
+}
+
+/// MariaDB as Debian installs it (`mariadb-server`), one server in a
+/// backend namespace: its own data directory under `dir`, listening on
+/// 3306 with server id `id`, and a user `lab` allowed from anywhere
+/// (created through the root socket, as an administrator would).
+struct Mariadb {
+    process: Option<Daemon>,
+}
+
+impl Mariadb {
+    fn start(ns: &Netns, dir: &std::path::Path, id: u32) -> Self {
+        let data = dir.join("data");
+        let out = std::process::Command::new("mariadb-install-db")
+            .args([
+                "--user=root",
+                "--skip-test-db",
+                "--auth-root-authentication-method=socket",
+            ])
+            .arg(format!("--datadir={}", data.display()))
+            .output()
+            .expect("mariadb-install-db (apt-get install mariadb-server)");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let socket = dir.join("mysqld.sock");
+        let mut cmd = ns.command("mariadbd");
+        cmd.args([
+            "--no-defaults",
+            "--user=root",
+            "--port=3306",
+            "--bind-address=0.0.0.0",
+        ])
+        .arg("--skip-name-resolve")
+        .arg(format!("--server-id={id}"))
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--socket={}", socket.display()))
+        .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()));
+        let process = Daemon::spawn("mariadbd", &mut cmd, dir.join("mariadbd.log")).unwrap();
+        process
+            .wait_path(&socket, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("mariadbd did not start: {e}\n{}", process.log()));
+        let sql = "CREATE USER 'lab'@'%' IDENTIFIED BY 'lab'; GRANT USAGE ON *.* TO 'lab'@'%';";
+        let out = std::process::Command::new("mariadb")
+            .arg(format!("--socket={}", socket.display()))
+            .args(["-u", "root", "-e", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            process: Some(process),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            let _ = p.kill();
+        }
+    }
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One `mariadb` client connection through the VIP from the client
+/// namespace: (server id, the client host the server sees).
+fn mariadb_query(lab: &Lab) -> Result<(String, String), String> {
+    let out = lab
+        .ns("client")
+        .command("mariadb")
+        .args(["-h", VIP, "-P", "3306", "-u", "lab", "-plab", "-N", "-B"])
+        .args(["--connect-timeout=3", "-e"])
+        .arg("SELECT @@server_id, SUBSTRING_INDEX(USER(), '@', -1)")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (id, host) = text.trim().split_once('\t').ok_or(text.clone())?;
+    Ok((id.to_owned(), host.to_owned()))
+}
+
+/// The user's seed test: two MariaDB servers behind the VIP in fullnat,
+/// many client connections through it all succeed and land on both, the
+/// servers see the LB's SNAT address; one server stopped leaves the pool
+/// and every new connection succeeds on the other.
+#[test]
+fn mariadb_servers_behind_fullnat() {
+    let _serial = serial();
+    let mut lab = Lab::new(Mode::Fullnat);
+    let mut servers: Vec<Mariadb> = BACKENDS[..2]
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| {
+            let dir = lab.dir.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            Mariadb::start(lab.ns(name), &dir, u32::try_from(i).unwrap() + 1)
+        })
+        .collect();
+    let backends = BACKENDS[..2]
+        .iter()
+        .map(|(_, a)| BackendConfig::new(a.parse().unwrap()))
+        .collect();
+    let ms = |ms| Dur(Duration::from_millis(ms));
+    let text = lab.config_of(vec![Service {
+        mode: Mode::Fullnat,
+        health: Health {
+            kind: HealthKind::Tcp,
+            interval: ms(200),
+            timeout: ms(150),
+            rise: 2,
+            fall: 2,
+            ..Health::default()
+        },
+        ..Service::new(VIP.parse().unwrap(), 3306, backends)
+    }]);
+    std::fs::write(lab.dir.join("lb.toml"), text).unwrap();
+    lab.run_lbd();
+
+    let mut by_server: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..40 {
+        let (id, host) = mariadb_query(&lab)
+            .unwrap_or_else(|e| panic!("connection {i} failed: {e}\n{}", lab.log()));
+        assert_eq!(host, LB_INSIDE, "the server sees the SNAT address");
+        *by_server.entry(id).or_default() += 1;
+    }
+    println!("mariadb: 40 connections through the VIP by server id: {by_server:?}");
+    assert_eq!(
+        by_server.len(),
+        2,
+        "both servers took connections: {by_server:?}"
+    );
+
+    // Server 1 stops: it leaves the pool (fall 2 x 200 ms); every new
+    // connection then succeeds on server 2.
+    servers[0].stop();
+    let gone = wait_for(Duration::from_secs(5), || {
+        lab.lbctl(&["backends"])
+            .lines()
+            .any(|l| l.contains("198.18.2.11:3306") && l.contains(" down "))
+            .then_some(())
+    });
+    assert!(gone.is_some(), "server 1 left the pool\n{}", lab.log());
+    for i in 0..20 {
+        let (id, _) = mariadb_query(&lab)
+            .unwrap_or_else(|e| panic!("connection {i} after the stop failed: {e}\n{}", lab.log()));
+        assert_eq!(id, "2", "only server 2 is left");
+    }
+    println!("mariadb: server 1 stopped; 20 of 20 new connections succeeded on server 2");
 }

@@ -595,3 +595,117 @@ fn truncated_and_garbage_input_never_translates() {
     assert!(matches!(v, XDP_TX | XDP_PASS | XDP_DROP), "verdict {v}");
     assert_eq!(exits(&lab).aborted, 0);
 }
+
+/// An ICMP error from `router` to `to`, quoting `quote` bytes of
+/// `inner` (an IP packet), every checksum computed from scratch. IPv4:
+/// type 3 code 4 (fragmentation needed, MTU 1400); IPv6: packet too big.
+fn icmp_error(router: &str, to: &str, inner: &[u8], quote: usize) -> Vec<u8> {
+    let (src, dst) = (ip(router), ip(to));
+    let v6 = src.is_ipv6();
+    let mut msg = if v6 {
+        vec![2u8, 0, 0, 0, 0, 0, 0x05, 0x78]
+    } else {
+        vec![3u8, 4, 0, 0, 0, 0, 0x05, 0x78]
+    };
+    msg.extend_from_slice(&inner[..quote.min(inner.len())]);
+    let sum = match (src, dst) {
+        (IpAddr::V6(s), IpAddr::V6(d)) => pnet_packet::util::ipv6_checksum(
+            &msg,
+            1,
+            &[],
+            &s,
+            &d,
+            pnet_packet::ip::IpNextHeaderProtocols::Icmpv6,
+        ),
+        _ => pnet_packet::util::checksum(&msg, 1),
+    };
+    msg[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut spec = FrameSpec::new(src, dst, L4::Other(if v6 { 58 } else { 1 }));
+    spec.payload = msg;
+    spec.build()
+}
+
+/// The IP packet of a frame (behind the untagged Ethernet header).
+fn ip_packet(frame: &[u8]) -> Vec<u8> {
+    frame[14..].to_vec()
+}
+
+#[test]
+fn icmp_errors_about_nat_flows_are_translated_both_ways() {
+    let lab = lab(1024, SNAT_PORTS);
+    // fullnat and nat, IPv4 and IPv6, TCP and UDP; whole quotes and the
+    // 8 bytes minimum.
+    for (i, svc) in SERVICES.iter().enumerate() {
+        let name = format!("{:?} {} {}", svc.mode, svc.proto, svc.vip);
+        let cport = 30_000 + u16::try_from(i).unwrap();
+        let v6 = svc.client.contains(':');
+        let syn = frame(
+            svc.proto,
+            svc.client,
+            cport,
+            svc.vip,
+            svc.port,
+            TcpFlags::SYN,
+        );
+        let out = expect(&lab, &syn, XDP_TX, "tx_nat");
+        let (src, sport) = if svc.mode == Mode::Fullnat {
+            (svc.snat, sport_of(&out))
+        } else {
+            (svc.client, cport)
+        };
+        let (router_in, router_out) = if v6 {
+            ("2001:db8:2::fe", "2001:db8::fe")
+        } else {
+            ("198.18.2.254", "198.18.0.254")
+        };
+        let hdr = if v6 { 40 } else { 20 };
+        for quote in [hdr + 8, usize::MAX] {
+            // A router towards the backend cannot pass the translated
+            // packet: its error goes to the source the backend sees, and
+            // must reach the client about the packet the client sent.
+            let sent = frame(
+                svc.proto,
+                src,
+                sport,
+                svc.backend,
+                svc.backend_port,
+                TcpFlags::SYN,
+            );
+            let error = icmp_error(router_in, src, &ip_packet(&sent), quote);
+            let out = expect(&lab, &error, XDP_TX, "tx_nat_icmp");
+            let want = icmp_error(svc.vip, svc.client, &ip_packet(&syn), quote);
+            assert_eq!(
+                out,
+                macs(want, CLIENT_MAC, LB_MAC),
+                "{name}: to the client, quote {quote}"
+            );
+            // A router towards the client cannot pass a reply: its error
+            // goes to the VIP and must reach the backend about the packet
+            // the backend sent.
+            let flags = TcpFlags::SYN | TcpFlags::ACK;
+            let reply = frame(svc.proto, svc.vip, svc.port, svc.client, cport, flags);
+            let error = icmp_error(router_out, svc.vip, &ip_packet(&reply), quote);
+            let out = expect(&lab, &error, XDP_TX, "tx_nat_icmp");
+            let sent = frame(svc.proto, svc.backend, svc.backend_port, src, sport, flags);
+            let want = icmp_error(src, svc.backend, &ip_packet(&sent), quote);
+            assert_eq!(
+                out,
+                macs(want, BACKEND_MAC, LB_MAC),
+                "{name}: to the backend, quote {quote}"
+            );
+        }
+    }
+    // An error about no flow of ours goes to the stack untouched.
+    let svc = &SERVICES[0];
+    let stray = frame(
+        svc.proto,
+        svc.snat,
+        45_000,
+        svc.backend,
+        8080,
+        TcpFlags::SYN,
+    );
+    let error = icmp_error("198.18.2.254", svc.snat, &ip_packet(&stray), 28);
+    let out = expect(&lab, &error, XDP_PASS, "pass_not_vip");
+    assert_eq!(out, error);
+}
