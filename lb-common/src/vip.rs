@@ -49,6 +49,9 @@ pub mod filter_bits {
     /// Some backend of a `nat` / `fullnat` service has an address in this
     /// bucket (looked up by a packet's source): it may be a reply.
     pub const NAT_REAL: u8 = 1 << 3;
+    /// Some `dsr` / `ipip` VIP has an address in this bucket: look the
+    /// flow up in the connection table (else only the NAT table is).
+    pub const PLAIN: u8 = 1 << 4;
 }
 
 /// The `vip_filter` bucket of an address (v4-mapped for IPv4).

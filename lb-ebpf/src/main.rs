@@ -123,12 +123,6 @@ fn to_vip(ctx: &XdpContext, pkt: &parse::Packet) -> usize {
     }
     let plain_l4 = is_l4 && !pkt.fragment;
     if bits != 0 {
-        if plain_l4 && bits & filter_bits::NAT != 0 {
-            let reason = nat::forward(ctx, pkt);
-            if reason != nat::MISS {
-                return reason;
-            }
-        }
         let reason = vip_packet(ctx, pkt, bits);
         if reason != exit::PASS_NOT_VIP {
             return reason;
@@ -148,8 +142,20 @@ fn vip_packet(ctx: &XdpContext, pkt: &parse::Packet, bits: u8) -> usize {
     let mut chosen = MaybeUninit::uninit();
     // Established flows (not a SYN: a new connection on a reused 5-tuple
     // always takes Maglev's current choice) skip the VIP lookup.
-    let fast = !pkt.syn && !pkt.fragment && select::established(pkt, hash, &mut chosen);
+    // The connection table only where dsr / ipip VIPs live, the NAT table
+    // only where nat / fullnat ones do: a bucket with one kind pays for
+    // no lookup of the other.
+    let fast = bits & filter_bits::PLAIN != 0
+        && !pkt.syn
+        && !pkt.fragment
+        && select::established(pkt, hash, &mut chosen);
     if !fast {
+        if bits & filter_bits::NAT != 0 && !pkt.fragment && !pkt.icmp_error {
+            let reason = nat::forward(ctx, pkt);
+            if reason != nat::MISS {
+                return reason;
+            }
+        }
         let Some(vip) = select::find_vip(&pkt.flow, bits) else {
             return exit::PASS_NOT_VIP;
         };

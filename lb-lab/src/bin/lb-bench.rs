@@ -5,7 +5,9 @@
 //! kernel reports the mean time per run; the figure is the median of seven
 //! such calls, printed with their range. Paths: connection-table hit, new
 //! flow (Maglev + insert: a TCP SYN always re-selects), non-VIP pass, and
-//! `ipip` encapsulation (a table hit plus the encapsulation). Then the cost
+//! `ipip` encapsulation (a table hit plus the encapsulation), `fullnat`
+//! forward and reply on an established flow and a new flow (SNAT port and
+//! the two NAT entries), each against the `dsr` paths. Then the cost
 //! of connection sync's new-flow event: the new-flow path of the program
 //! loaded with events off and on, measured alternately in one run (the
 //! ring buffer drained between calls, so every event is really written).
@@ -69,6 +71,8 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         ipip_src_v4_be: u32::from_ne_bytes([198, 18, 255, 0]),
         ipip_src_v4_mask_be: u32::from_ne_bytes([0, 0, 0, 255]),
         mtu: 1500,
+        snat_port_min: lb_common::nat::DEFAULT_SNAT_PORTS.0,
+        snat_ports: lb_common::nat::DEFAULT_SNAT_PORTS.1 - lb_common::nat::DEFAULT_SNAT_PORTS.0 + 1,
         ..Config::default()
     })?;
     let backends: Vec<BackendSpec> = (0..cli.backends)
@@ -80,7 +84,16 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             snat: None,
         })
         .collect();
-    for (port, mode) in [(80, Mode::Dsr), (81, Mode::Ipip)] {
+    let snat: IpAddr = [198, 18, 2, 1].into();
+    let nat_backends: Vec<BackendSpec> = backends
+        .iter()
+        .map(|b| BackendSpec {
+            port: 8080,
+            snat: Some(snat),
+            ..*b
+        })
+        .collect();
+    for (port, mode) in [(80, Mode::Dsr), (81, Mode::Ipip), (82, Mode::Fullnat)] {
         let key = ServiceKey {
             vip: IpAddr::from([198, 18, 0, 100]),
             port,
@@ -92,7 +105,12 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             on_no_backend: NoBackend::Drop,
         };
         balancer.upsert_service(key, spec)?;
-        balancer.set_backends(&key, &backends)?;
+        let pool = if mode == Mode::Fullnat {
+            &nat_backends
+        } else {
+            &backends
+        };
+        balancer.set_backends(&key, pool)?;
     }
     let client: IpAddr = [198, 18, 0, 1].into();
     let vip: IpAddr = [198, 18, 0, 100].into();
@@ -257,6 +275,57 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         single(&frame(81, false))?,
         3,
     )?;
+    // fullnat: a flow recorded by one SYN, then its forward packets and
+    // the backend's replies (each rewrites the packet: single runs).
+    let mut primed = vec![0u8; 256];
+    let syn = frame(82, true);
+    let r = program.test_run(TestRunOptions {
+        data_in: Some(&syn),
+        data_out: Some(&mut primed),
+        ..TestRunOptions::default()
+    })?;
+    if r.return_value != 3 {
+        return Err(format!("fullnat SYN: verdict {}", r.return_value).into());
+    }
+    let snat_port = u16::from_be_bytes([primed[34], primed[35]]);
+    let backend = IpAddr::from([primed[30], primed[31], primed[32], primed[33]]);
+    let mut reply = FrameSpec::new(
+        backend,
+        snat,
+        L4::Tcp {
+            src: 8080,
+            dst: snat_port,
+        },
+    )
+    .build();
+    reply[14 + 20 + 13] = 0x10;
+    let nat_fwd1 = report(
+        &format!("fullnat forward, established (single runs x{calls})"),
+        single(&frame(82, false))?,
+        3,
+    )?;
+    let nat_rev1 = report(
+        &format!("fullnat reply, established (single runs x{calls})"),
+        single(&reply)?,
+        3,
+    )?;
+    let new_nat_client = |i: u32| {
+        let [_, a, b, c] = i.to_be_bytes();
+        FrameSpec::new(
+            IpAddr::from([198, 19, b, c]),
+            vip,
+            L4::Tcp {
+                src: 40000 + u16::from(a),
+                dst: 82,
+            },
+        )
+        .build()
+    };
+    let nat_new1 = report(
+        &format!("fullnat new flow: SNAT port + 2 inserts (single runs x{calls})"),
+        single_each(&new_nat_client)?,
+        3,
+    )?;
     let (events_off, events_on) = sync_event_cost(&backends)?;
     println!(
         "{:<60} {events_off:>10.1}",
@@ -276,12 +345,21 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         ("dataplane_ipip_single_run", ipip1, None),
         ("dataplane_dsr_single_run", hit1, None),
         ("dataplane_new_client_single_run", new1, None),
+        ("dataplane_fullnat_forward_single_run", nat_fwd1, None),
+        ("dataplane_fullnat_reply_single_run", nat_rev1, None),
+        ("dataplane_fullnat_new_flow_single_run", nat_new1, None),
     ] {
         match target {
             Some(t) => println!("FIGURE {name}={value:.1} unit=ns target={t}"),
             None => println!("FIGURE {name}={value:.1} unit=ns"),
         }
     }
+    println!(
+        "fullnat (single runs): forward / dsr hit = {:.2}; reply / dsr hit = {:.2}; new flow / dsr new client = {:.2}",
+        nat_fwd1 / hit1,
+        nat_rev1 / hit1,
+        nat_new1 / new1
+    );
     println!(
         "sync event: new flow with / without = {:.3} (+{:.1} ns)",
         events_on / events_off,

@@ -722,9 +722,11 @@ impl<M: Maps> Balancer<M> {
                 } else {
                     filter_bits::PORT
                 };
-                if service.spec.mode.is_nat() {
-                    bits |= filter_bits::NAT;
-                }
+                bits |= if service.spec.mode.is_nat() {
+                    filter_bits::NAT
+                } else {
+                    filter_bits::PLAIN
+                };
             }
         }
         if self
@@ -1476,21 +1478,43 @@ mod tests {
 
     #[test]
     fn prefilter_bits_follow_the_services_on_an_address() {
+        use filter_bits::{ANY_PORT, NAT, NAT_REAL, PLAIN, PORT};
         let mut b = Balancer::new(Fake::default());
         let exact = key(100);
         let any = ServiceKey { port: 0, ..exact };
         let bucket = filter_bucket(&addr16(exact.vip));
         b.upsert_service(exact, spec()).unwrap();
-        assert_eq!(b.maps().filter.get(&bucket), Some(&filter_bits::PORT));
+        assert_eq!(b.maps().filter.get(&bucket), Some(&(PORT | PLAIN)));
         b.upsert_service(any, spec()).unwrap();
         assert_eq!(
             b.maps().filter.get(&bucket),
-            Some(&(filter_bits::PORT | filter_bits::ANY_PORT))
+            Some(&(PORT | ANY_PORT | PLAIN))
         );
         b.remove_service(&exact).unwrap();
-        assert_eq!(b.maps().filter.get(&bucket), Some(&filter_bits::ANY_PORT));
+        assert_eq!(b.maps().filter.get(&bucket), Some(&(ANY_PORT | PLAIN)));
         b.remove_service(&any).unwrap();
         assert_eq!(b.maps().filter.get(&bucket), None, "bucket cleared");
+        // A fullnat service: the NAT table for its VIP, replies recognised
+        // by its backends' addresses, which stay marked after they leave.
+        let nat = ServiceKey { port: 443, ..exact };
+        let fullnat = ServiceSpec {
+            mode: Mode::Fullnat,
+            ..spec()
+        };
+        b.upsert_service(nat, fullnat).unwrap();
+        assert_eq!(b.maps().filter.get(&bucket), Some(&(PORT | NAT)));
+        let backend = be(11, 1);
+        b.set_backends(&nat, &[backend]).unwrap();
+        let real = filter_bucket(&addr16(backend.addr));
+        assert_eq!(
+            b.maps().filter.get(&real).map(|v| v & NAT_REAL),
+            Some(NAT_REAL)
+        );
+        b.set_backends(&nat, &[]).unwrap();
+        assert_eq!(
+            b.maps().filter.get(&real).map(|v| v & NAT_REAL),
+            Some(NAT_REAL)
+        );
     }
 
     #[test]
