@@ -279,13 +279,13 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     // the backend's replies (each rewrites the packet: single runs).
     let mut primed = vec![0u8; 256];
     let syn = frame(82, true);
-    let r = program.test_run(TestRunOptions {
+    let first = program.test_run(TestRunOptions {
         data_in: Some(&syn),
         data_out: Some(&mut primed),
         ..TestRunOptions::default()
     })?;
-    if r.return_value != 3 {
-        return Err(format!("fullnat SYN: verdict {}", r.return_value).into());
+    if first.return_value != 3 {
+        return Err(format!("fullnat SYN: verdict {}", first.return_value).into());
     }
     let snat_port = u16::from_be_bytes([primed[34], primed[35]]);
     let backend = IpAddr::from([primed[30], primed[31], primed[32], primed[33]]);
@@ -310,12 +310,12 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         3,
     )?;
     let new_nat_client = |i: u32| {
-        let [_, a, b, c] = i.to_be_bytes();
+        let [_, high, mid, low] = i.to_be_bytes();
         FrameSpec::new(
-            IpAddr::from([198, 19, b, c]),
+            IpAddr::from([198, 19, mid, low]),
             vip,
             L4::Tcp {
-                src: 40000 + u16::from(a),
+                src: 40000 + u16::from(high),
                 dst: 82,
             },
         )
