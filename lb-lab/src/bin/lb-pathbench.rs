@@ -1,6 +1,8 @@
 //! `lb-pathbench`: the data path side by side, on one topology and one load
 //! in one run: the direct path client → backend (the ceiling), lb `dsr`,
-//! lb `ipip`, nftables DNAT and HAProxy (mode tcp). Run by
+//! lb `ipip`, lb `fullnat`, nftables DNAT, nftables DNAT + masquerade and
+//! HAProxy (mode tcp). The full proxies (backends answer the LB: fullnat,
+//! DNAT + masquerade, HAProxy) are compared with each other. Run by
 //! `cargo xtask bench paths` (root, 2 CPUs or more).
 //!
 //! Topology (network namespaces on one bridge, as in the daemon tests):
@@ -16,6 +18,10 @@
 //! - `haproxy`: `mode tcp`, `balance roundrobin`, one thread, bound to VIP:80.
 //! - `nftables`: nat prerouting `dnat to numgen random mod 3 map {...}`;
 //!   backends route the client via the LB, so replies are un-NATed there.
+//! - `lb fullnat`: lbd with both services in `fullnat` (the servers see the
+//!   LB's address; their transmit checksum offload is off for this path,
+//!   see `Bench::backends_tx_offload`).
+//! - `nft masq`: the same DNAT plus `masquerade` towards the backends.
 //!
 //! Backends count what arrives with nftables counters at prerouting
 //! priority raw (`udp dport 9` counted and dropped, `tcp dport 80` counted),
@@ -162,18 +168,25 @@ enum PathKind {
     Direct,
     LbDsr,
     LbIpip,
+    /// lb `fullnat`: a full proxy at L4, backends answer the LB.
+    LbFullnat,
     Haproxy,
     Nft,
+    /// nftables DNAT + masquerade: the kernel's full NAT, backends
+    /// answer the LB.
+    NftMasq,
 }
 
 /// Round-one order. Deleting the nat table unregisters conntrack from the
 /// LB namespace, so later rounds may run nftables before the others.
-const PATHS: [PathKind; 5] = [
+const PATHS: [PathKind; 7] = [
     PathKind::Direct,
     PathKind::LbDsr,
     PathKind::LbIpip,
+    PathKind::LbFullnat,
     PathKind::Haproxy,
     PathKind::Nft,
+    PathKind::NftMasq,
 ];
 
 impl PathKind {
@@ -182,8 +195,10 @@ impl PathKind {
             Self::Direct => "direct",
             Self::LbDsr => "lb dsr",
             Self::LbIpip => "lb ipip",
+            Self::LbFullnat => "fullnat",
             Self::Haproxy => "haproxy",
             Self::Nft => "nftables",
+            Self::NftMasq => "nft masq",
         }
     }
 
@@ -193,8 +208,10 @@ impl PathKind {
             Self::Direct => "direct",
             Self::LbDsr => "lb_dsr",
             Self::LbIpip => "lb_ipip",
+            Self::LbFullnat => "lb_fullnat",
             Self::Haproxy => "haproxy",
             Self::Nft => "nftables",
+            Self::NftMasq => "nftables_masq",
         }
     }
 
@@ -203,7 +220,7 @@ impl PathKind {
     }
 
     const fn is_lb(self) -> bool {
-        matches!(self, Self::LbDsr | Self::LbIpip)
+        matches!(self, Self::LbDsr | Self::LbIpip | Self::LbFullnat)
     }
 }
 
@@ -1070,13 +1087,48 @@ impl Bench {
         Ok(())
     }
 
+    /// nftables DNAT + masquerade: the backends answer the LB's address,
+    /// as with fullnat (no route to the client needed).
+    fn start_nft_masq(&self) -> Res<()> {
+        let [(_, b1), (_, b2), (_, b3)] = BACKENDS;
+        let rules = format!(
+            "table ip pathbench {{\n  chain pre {{\n    type nat hook prerouting priority dstnat; policy accept;\n    \
+             ip daddr {VIP} dnat to numgen random mod 3 map {{ 0 : {b1}, 1 : {b2}, 2 : {b3} }}\n  }}\n  \
+             chain post {{\n    type nat hook postrouting priority srcnat; policy accept;\n    \
+             ip daddr {{ {b1}, {b2}, {b3} }} ct status dnat masquerade\n  }}\n}}\n"
+        );
+        let path = self.dir.join("masq.nft");
+        std::fs::write(&path, rules)?;
+        sh(self.ns("lb"), "nft", &["-f", path.to_str().ok_or("path")?])?;
+        Ok(())
+    }
+
+    /// Transmit checksum offload on the backends' eth0.
+    fn backends_tx_offload(&self, on: bool) -> Res<()> {
+        for (name, _) in BACKENDS {
+            sh(
+                self.ns(name),
+                "ethtool",
+                &["-K", "eth0", "tx", if on { "on" } else { "off" }],
+            )?;
+        }
+        Ok(())
+    }
+
     fn setup(&mut self, path: PathKind) -> Res<()> {
         match path {
             PathKind::Direct => {}
             PathKind::LbDsr => self.start_lbd("dsr")?,
             PathKind::LbIpip => self.start_lbd("ipip")?,
+            PathKind::LbFullnat => {
+                // The servers' replies go through XDP: a veth must hand it
+                // whole checksums (a NIC always does).
+                self.backends_tx_offload(false)?;
+                self.start_lbd("fullnat")?;
+            }
             PathKind::Haproxy => self.start_haproxy()?,
             PathKind::Nft => self.start_nft()?,
+            PathKind::NftMasq => self.start_nft_masq()?,
         }
         // Sanity: HTTP works through the path.
         for target in targets(path, 80) {
@@ -1092,6 +1144,14 @@ impl Bench {
         // Stopped on drop: SIGTERM, SIGKILL after 10 s.
         self.lb_proc = None;
         self.decap.clear();
+        if path == PathKind::LbFullnat {
+            let _ = self.backends_tx_offload(true);
+        }
+        if path == PathKind::NftMasq {
+            let _ = self
+                .ns("lb")
+                .exec("nft", &["delete", "table", "ip", "pathbench"]);
+        }
         if path == PathKind::Nft {
             let _ = self
                 .ns("lb")
@@ -1647,7 +1707,6 @@ fn report_targets(results: &[(PathKind, PathResult)]) {
         .and_then(|c| c.conn_per_core());
     let direct_rps = result_of(results, PathKind::Direct).and_then(|r| r.http(|w| w.rps));
     println!();
-    println!("Targets:");
     let target = |name: &str, what: &str, value: Option<f64>, want: f64| match value {
         Some(v) => {
             println!(
@@ -1658,6 +1717,54 @@ fn report_targets(results: &[(PathKind, PathResult)]) {
         }
         None => println!("  {what}: not measured (target >= {want}) MISSED"),
     };
+    // Full proxies compared like with like: lb fullnat against the
+    // kernel's full NAT and HAProxy.
+    let masq_core = result_of(results, PathKind::NftMasq)
+        .and_then(|r| r.paced)
+        .and_then(|u| u.per_core());
+    let fullnat = result_of(results, PathKind::LbFullnat);
+    let ratio = |name: &str, what: &str, value: Option<f64>| match value {
+        Some(v) => {
+            println!("  {what}: {v:.2}");
+            figure(name, v, "x", None);
+        }
+        None => println!("  {what}: not measured"),
+    };
+    println!("Full proxies (backends answer the LB):");
+    ratio(
+        "paths_ratio_lb_fullnat_vs_nftables_masq_per_core",
+        "lb fullnat UDP pkts/s per LB core / nftables DNAT + masquerade",
+        fullnat
+            .and_then(|r| r.paced)
+            .and_then(|u| u.per_core())
+            .zip(masq_core)
+            .map(|(a, b)| a / b),
+    );
+    let masq_tcp = result_of(results, PathKind::NftMasq)
+        .and_then(|r| r.conns)
+        .and_then(|c| c.conn_per_core());
+    let fullnat_tcp = fullnat
+        .and_then(|r| r.conns)
+        .and_then(|c| c.conn_per_core());
+    ratio(
+        "paths_ratio_lb_fullnat_vs_nftables_masq_conn_per_core",
+        "lb fullnat TCP conn/s per LB core / nftables DNAT + masquerade",
+        fullnat_tcp.zip(masq_tcp).map(|(a, b)| a / b),
+    );
+    ratio(
+        "paths_ratio_lb_fullnat_vs_haproxy_conn_per_core",
+        "lb fullnat TCP conn/s per LB core / HAProxy",
+        fullnat_tcp.zip(hap_core).map(|(a, b)| a / b),
+    );
+    for other in [PathKind::NftMasq, PathKind::Haproxy] {
+        let rps = |p| result_of(results, p).and_then(|r| r.http(|w| w.rps));
+        ratio(
+            &format!("paths_ratio_lb_fullnat_http_rps_vs_{}", other.key()),
+            &format!("lb fullnat HTTP req/s / {}", other.label()),
+            rps(PathKind::LbFullnat).zip(rps(other)).map(|(a, b)| a / b),
+        );
+    }
+    println!("Targets:");
     for lb in [PathKind::LbDsr, PathKind::LbIpip] {
         let k = lb.key();
         let l = lb.label();
