@@ -16,8 +16,8 @@ pub const BACKENDS_MAP: &str = "backends";
 pub const STATS_BACKEND_MAP: &str = "stats_backend";
 /// Backend slots ((service, backend) pairs across all services) in the
 /// object as built; `lbd` sizes both maps at load from `[dataplane]
-/// backend_pairs`, whose default this is. Each slot costs 28 bytes, plus
-/// 24 bytes of counters per CPU.
+/// backend_pairs`, whose default this is. Each slot costs 48 bytes, plus
+/// 48 bytes of counters per CPU.
 pub const MAX_BACKENDS: u32 = 4096;
 /// The fewest backend slots `backend_pairs` may ask for.
 pub const MIN_BACKEND_PAIRS: u32 = 64;

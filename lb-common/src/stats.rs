@@ -123,8 +123,15 @@ pub struct TrafficCounters {
     pub packets: u64,
     /// Bytes forwarded (as received, before any encapsulation).
     pub bytes: u64,
-    /// Flows that were new to the connection table.
+    /// Flows that were new to the connection table (or the NAT table).
     pub new_flows: u64,
+    /// `nat` / `fullnat`: the backends' replies translated back.
+    pub replies: u64,
+    /// `nat` / `fullnat`: bytes of those replies (as received).
+    pub reply_bytes: u64,
+    /// `nat` / `fullnat`: new flows Maglev chose this backend for, refused
+    /// (no free SNAT port towards it, or the NAT table full).
+    pub refused: u64,
 }
 
 impl TrafficCounters {
@@ -135,6 +142,9 @@ impl TrafficCounters {
             packets: self.packets + o.packets,
             bytes: self.bytes + o.bytes,
             new_flows: self.new_flows + o.new_flows,
+            replies: self.replies + o.replies,
+            reply_bytes: self.reply_bytes + o.reply_bytes,
+            refused: self.refused + o.refused,
         }
     }
 }

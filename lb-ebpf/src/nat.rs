@@ -258,6 +258,14 @@ pub fn reply(ctx: &XdpContext, pkt: &Packet) -> usize {
     if !translate(ctx, pkt, &e.to, &e.mac) {
         return exit::ABORTED;
     }
+    // Counted against the slot while it still serves the flow's VIP (a
+    // freed slot may serve another pair by now).
+    if BACKENDS
+        .get(e.backend)
+        .is_some_and(|b| b.vip_id == e.vip_id)
+    {
+        crate::stats::count_reply(e.vip_id, e.backend, frame_len(ctx));
+    }
     exit::TX_NAT_REPLY
 }
 
@@ -359,15 +367,18 @@ pub fn new_flow(ctx: &XdpContext, pkt: &Packet, hash: u32, vip: &VipMeta) -> usi
         insert_reply(s)
     };
     if placed != 0 {
+        if placed != exit::ABORTED {
+            crate::stats::count_refused(vip.id, index);
+        }
         return placed;
     }
     if let Err(e) = NAT.insert(&pkt.flow, &s.fwd, u64::from(BPF_NOEXIST)) {
         let _ = NAT.remove(&s.key);
-        return if e == EEXIST {
-            RACED
-        } else {
-            exit::DROP_NAT_FULL
-        };
+        if e == EEXIST {
+            return RACED;
+        }
+        crate::stats::count_refused(vip.id, index);
+        return exit::DROP_NAT_FULL;
     }
     if FLOW_EVENTS_ON.load() != 0 {
         emit_event(s, pkt, vip);

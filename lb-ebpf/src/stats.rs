@@ -61,6 +61,37 @@ pub fn count_traffic(vip_id: u32, backend: u32, bytes: u64, new_flow: bool) {
     }
 }
 
+/// Count a NAT reply translated back, against its VIP and backend slot.
+#[inline(always)]
+pub fn count_reply(vip_id: u32, backend: u32, bytes: u64) {
+    if let Some(c) = STATS_VIP.get_ptr_mut(vip_id) {
+        // SAFETY: per-CPU slot from a successful lookup.
+        let c = unsafe { &mut *c };
+        c.replies += 1;
+        c.reply_bytes += bytes;
+    }
+    if let Some(c) = STATS_BACKEND.get_ptr_mut(backend) {
+        // SAFETY: per-CPU slot from a successful lookup.
+        let c = unsafe { &mut *c };
+        c.replies += 1;
+        c.reply_bytes += bytes;
+    }
+}
+
+/// Count a new NAT flow refused, against its VIP and the backend slot
+/// Maglev chose.
+#[inline(always)]
+pub fn count_refused(vip_id: u32, backend: u32) {
+    if let Some(c) = STATS_VIP.get_ptr_mut(vip_id) {
+        // SAFETY: per-CPU slot from a successful lookup.
+        unsafe { (*c).refused += 1 };
+    }
+    if let Some(c) = STATS_BACKEND.get_ptr_mut(backend) {
+        // SAFETY: per-CPU slot from a successful lookup.
+        unsafe { (*c).refused += 1 };
+    }
+}
+
 /// Count what recording a new flow displaced.
 #[inline(always)]
 pub fn count_replaced(replaced: Replaced) {

@@ -24,7 +24,7 @@ use lb_common::{
     config::Config,
     flow::FlowKey,
     nat::{NAT_MAP, NatEntry, NatState, nat_flags, reversed},
-    stats::ExitCounters,
+    stats::{ExitCounters, TrafficCounters},
     v4_mapped,
 };
 use lb_lab::testpkt::{CLIENT_MAC, FrameSpec, L4, LB_MAC};
@@ -273,6 +273,13 @@ fn expect(lab: &Lab, input: &[u8], verdict: u32, why: &str) -> Vec<u8> {
     out
 }
 
+/// The counters of `svc`'s (only) backend.
+fn backend_counters(lab: &Lab, svc: &Svc) -> TrafficCounters {
+    let key = key_of(svc);
+    let (_, index) = lab.balancer.backends(&key).unwrap()[0];
+    stats::backend_stats_of(&lab.ebpf, index).unwrap()
+}
+
 fn nat_table(lab: &Lab) -> Vec<(FlowKey, NatEntry)> {
     let map: BpfHashMap<&MapData, FlowKey, NatEntry> =
         BpfHashMap::try_from(lab.ebpf.map(NAT_MAP).unwrap()).unwrap();
@@ -387,6 +394,14 @@ fn every_mode_family_and_protocol_translates_both_ways() {
     let lab = lab(1024, SNAT_PORTS);
     for (i, svc) in SERVICES.iter().enumerate() {
         round_trip(&lab, svc, 50_000 + u16::try_from(i).unwrap());
+        // Per (service, backend): both forward packets, the flow, the reply.
+        let c = backend_counters(&lab, svc);
+        assert_eq!(
+            (c.packets, c.new_flows, c.replies, c.refused),
+            (2, 1, 1, 0),
+            "{c:?}"
+        );
+        assert!(c.reply_bytes > 0);
     }
     // Two entries per flow, each flagged with its direction and mode.
     let table = nat_table(&lab);
@@ -434,6 +449,12 @@ fn snat_ports_run_out_and_are_counted() {
     assert_eq!(ports, vec![SNAT_MIN, SNAT_MIN + 1], "both ports used once");
     let syn = frame(svc.proto, CLIENT4, 6002, svc.vip, svc.port, TcpFlags::SYN);
     expect(&lab, &syn, XDP_DROP, "drop_nat_ports");
+    let c = backend_counters(&lab, svc);
+    assert_eq!(
+        (c.new_flows, c.refused),
+        (2, 1),
+        "refused, per backend: {c:?}"
+    );
     // The other backend has its own ports: (SNAT, port, backend) differ.
     let other = &SERVICES[1];
     let dns = frame(other.proto, CLIENT4, 6002, other.vip, other.port, 0);

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `lb_vip_packets_total`, `lb_vip_bytes_total`, `lb_vip_new_flows_total` | service |
 //! | `lb_backend_packets_total`, `lb_backend_bytes_total`, `lb_backend_new_flows_total` (the service's traffic to the backend only) | service, backend |
+//! | `lb_vip_replies_total`; `lb_backend_replies_total`, `lb_backend_reply_bytes_total`, `lb_backend_refused_total` (`nat` / `fullnat`) | service; service, backend |
 //! | `lb_backend_healthy`, `lb_backend_in_pool`, `lb_backend_drained` (0/1) | service, backend |
 //! | `lb_service_active` (0/1) | service |
 //! | `lb_vrrp_state` (1 for the current state) | instance, state |
@@ -111,16 +112,40 @@ fn traffic_metrics(r: &mut Registry, traffic: &[ServiceTraffic]) {
         "lb_backend_new_flows",
         "Flows the service began on the backend",
     );
+    let vip_replies = counter_family(
+        r,
+        "lb_vip_replies",
+        "nat / fullnat: backend replies translated back to the service's clients",
+    );
+    let be_replies = counter_family(
+        r,
+        "lb_backend_replies",
+        "nat / fullnat: the backend's replies translated back",
+    );
+    let be_reply_bytes = counter_family(
+        r,
+        "lb_backend_reply_bytes",
+        "nat / fullnat: bytes of the backend's replies",
+    );
+    let be_refused = counter_family(
+        r,
+        "lb_backend_refused",
+        "nat / fullnat: new flows for the backend refused (no free SNAT port, NAT table full)",
+    );
     for t in traffic {
         let l = labels(&[("service", &t.service)]);
         vip_packets.get_or_create(&l).inc_by(t.total.packets);
         vip_bytes.get_or_create(&l).inc_by(t.total.bytes);
         vip_flows.get_or_create(&l).inc_by(t.total.new_flows);
+        vip_replies.get_or_create(&l).inc_by(t.total.replies);
         for (addr, b) in &t.backends {
             let l = labels(&[("service", &t.service), ("backend", addr)]);
             be_packets.get_or_create(&l).inc_by(b.packets);
             be_bytes.get_or_create(&l).inc_by(b.bytes);
             be_flows.get_or_create(&l).inc_by(b.new_flows);
+            be_replies.get_or_create(&l).inc_by(b.replies);
+            be_reply_bytes.get_or_create(&l).inc_by(b.reply_bytes);
+            be_refused.get_or_create(&l).inc_by(b.refused);
         }
     }
 }
@@ -407,6 +432,7 @@ mod tests {
                     packets: 10,
                     bytes: 1000,
                     new_flows: 2,
+                    ..Traffic::default()
                 },
                 backends: [(
                     "198.18.0.11".to_owned(),
@@ -414,6 +440,9 @@ mod tests {
                         packets: 10,
                         bytes: 1000,
                         new_flows: 2,
+                        replies: 9,
+                        reply_bytes: 900,
+                        refused: 1,
                     },
                 )]
                 .into(),
@@ -465,6 +494,8 @@ mod tests {
             "lb_nat_flows{state=\"ESTABLISHED\"} 10",
             "lb_nat_flows{state=\"UDP\"} 2",
             "lb_nat_orphan_entries 1",
+            "lb_backend_replies_total{service=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\"} 9",
+            "lb_backend_refused_total{service=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\"} 1",
             "lb_nat_flows_expired_total 30",
             "# EOF",
         ] {

@@ -472,14 +472,24 @@ fn vrrp(list: &[InstanceStatus]) -> String {
 }
 
 fn stats(list: &[ServiceTraffic]) -> String {
+    // NAT services also count their replies and refused flows.
+    let nat = list
+        .iter()
+        .any(|s| s.total.replies > 0 || s.total.refused > 0);
     let row = |service: String, backend: String, t: &Traffic| {
-        vec![
+        let mut row = vec![
             service,
             backend,
             t.packets.to_string(),
             t.bytes.to_string(),
             t.new_flows.to_string(),
-        ]
+        ];
+        if nat {
+            row.push(t.replies.to_string());
+            row.push(t.reply_bytes.to_string());
+            row.push(t.refused.to_string());
+        }
+        row
     };
     let mut rows = Vec::new();
     for s in list {
@@ -488,8 +498,9 @@ fn stats(list: &[ServiceTraffic]) -> String {
             rows.push(row(String::new(), addr.clone(), t));
         }
     }
-    table(
-        &["SERVICE", "BACKEND", "PACKETS", "BYTES", "NEW FLOWS"],
-        &rows,
-    )
+    let mut head = vec!["SERVICE", "BACKEND", "PACKETS", "BYTES", "NEW FLOWS"];
+    if nat {
+        head.extend(["REPLIES", "REPLY BYTES", "REFUSED"]);
+    }
+    table(&head, &rows)
 }

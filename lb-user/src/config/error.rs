@@ -90,7 +90,7 @@ pub enum ValueError {
         max: u32,
     },
     /// [`super::check_backend_pairs`]: out of range.
-    #[error("{pairs} is out of range: {min} to {max} (28 bytes each, plus 24 per CPU)")]
+    #[error("{pairs} is out of range: {min} to {max} (48 bytes each, plus 48 per CPU)")]
     BackendPairs {
         /// The number asked for.
         pairs: u32,

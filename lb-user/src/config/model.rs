@@ -562,7 +562,7 @@ pub struct Dataplane {
     pub conntrack_entries: u32,
     /// Backend slots: (service, backend) pairs across all services, each
     /// with its own counters (a backend in two services takes two). 64 to
-    /// 1048576; default 4096. Each costs 28 bytes plus 24 bytes per CPU.
+    /// 1048576; default 4096. Each costs 48 bytes plus 48 bytes per CPU.
     #[serde(default = "default_backend_pairs")]
     pub backend_pairs: u32,
     /// `ipip` outer IPv4 source: `"198.18.255.0/24"` takes the host bits

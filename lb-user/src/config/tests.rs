@@ -207,7 +207,7 @@ fn golden_errors_for_broken_files() {
                 "interface = \"eth0\"\n\n[[vrrp",
                 "interface = \"eth0\"\nbackend_pairs = 16\n\n[[vrrp",
             ),
-            "lb.toml:3: dataplane.backend_pairs: 16 is out of range: 64 to 1048576 (28 bytes each, plus 24 per CPU)",
+            "lb.toml:3: dataplane.backend_pairs: 16 is out of range: 64 to 1048576 (48 bytes each, plus 48 per CPU)",
         ),
         (
             format!(

@@ -852,6 +852,15 @@ pub struct Traffic {
     pub bytes: u64,
     /// Flows begun.
     pub new_flows: u64,
+    /// `nat` / `fullnat`: replies translated back to the clients.
+    #[serde(default)]
+    pub replies: u64,
+    /// `nat` / `fullnat`: bytes of those replies.
+    #[serde(default)]
+    pub reply_bytes: u64,
+    /// `nat` / `fullnat`: new flows refused (no SNAT port, table full).
+    #[serde(default)]
+    pub refused: u64,
 }
 
 /// Counters of one service and its backends.
@@ -879,6 +888,9 @@ pub fn traffic_stats<M: Maps, R: NextHops>(
             packets: c.packets,
             bytes: c.bytes,
             new_flows: c.new_flows,
+            replies: c.replies,
+            reply_bytes: c.reply_bytes,
+            refused: c.refused,
         })
         .unwrap_or_default()
     };
