@@ -730,3 +730,33 @@ fn icmp_errors_about_nat_flows_are_translated_both_ways() {
     let out = expect(&lab, &error, XDP_PASS, "pass_not_vip");
     assert_eq!(out, error);
 }
+
+#[test]
+fn lbd_reads_the_whole_table_in_batches() {
+    // 5,000 flows: 10,000 entries, several batch calls.
+    let lab = lab(8192, SNAT_PORTS);
+    let svc = &SERVICES[2];
+    for i in 0..5000u32 {
+        let [_, _, hi, lo] = i.to_be_bytes();
+        let client = format!("198.19.{hi}.{lo}");
+        let syn = frame(svc.proto, &client, 7000, svc.vip, svc.port, TcpFlags::SYN);
+        let (v, _) = run(&lab.ebpf, &syn);
+        assert_eq!(v, XDP_TX);
+    }
+    let map: BpfHashMap<&MapData, FlowKey, NatEntry> =
+        BpfHashMap::try_from(lab.ebpf.map(NAT_MAP).unwrap()).unwrap();
+    let started = std::time::Instant::now();
+    let mut batched = lb_user::dataplane::nat::snapshot(&map);
+    let batch_time = started.elapsed();
+    let started = std::time::Instant::now();
+    let mut walked = nat_table(&lab);
+    let walk_time = started.elapsed();
+    println!(
+        "10,000 entries: batch lookup {batch_time:?}, one by one {walk_time:?} ({:.1}x)",
+        walk_time.as_secs_f64() / batch_time.as_secs_f64()
+    );
+    assert_eq!(batched.len(), 10_000);
+    batched.sort_by_key(|(k, _)| k.words().to_vec());
+    walked.sort_by_key(|(k, _)| k.words().to_vec());
+    assert_eq!(batched, walked);
+}

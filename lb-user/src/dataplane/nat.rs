@@ -410,10 +410,18 @@ pub fn open(pin_dir: &Path) -> Result<BpfHashMap<MapData, FlowKey, NatEntry>, Ma
     BpfHashMap::try_from(aya::maps::Map::HashMap(data))
 }
 
-/// Every entry of the table (entries deleted during the walk are skipped).
+/// Every entry of the table, read a few thousand per system call
+/// (`sys::map_batch`); on a kernel without batch lookups, one by one.
 #[must_use]
-pub fn snapshot(map: &BpfHashMap<MapData, FlowKey, NatEntry>) -> Vec<(FlowKey, NatEntry)> {
-    map.iter().filter_map(Result::ok).collect()
+pub fn snapshot<T: std::borrow::Borrow<MapData>>(
+    map: &BpfHashMap<T, FlowKey, NatEntry>,
+) -> Vec<(FlowKey, NatEntry)> {
+    use aya::maps::IterableMap as _;
+    use std::os::fd::AsFd as _;
+    match crate::sys::map_batch::lookup_all(map.map().fd().as_fd()) {
+        Ok(entries) => entries,
+        Err(_) => map.iter().filter_map(Result::ok).collect(),
+    }
 }
 
 /// The expiry task: a pass every [`GC_INTERVAL`], with the timeouts the

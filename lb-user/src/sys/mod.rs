@@ -11,5 +11,6 @@
 
 pub mod addr;
 pub mod interface;
+pub mod map_batch;
 pub mod neigh;
 pub mod process;
