@@ -40,7 +40,7 @@ impl From<Truncated> for Failed {
 
 /// Point the frame at `mac`, from the MAC it was sent to (ours).
 #[inline(always)]
-fn rewrite_macs(ctx: &XdpContext, mac: [u8; 6]) -> Result<(), Failed> {
+pub fn rewrite_macs(ctx: &XdpContext, mac: [u8; 6]) -> Result<(), Failed> {
     let eth = ptr_at::<EthHdr>(ctx, 0)?.cast_mut();
     // SAFETY: checked by ptr_at.
     unsafe {

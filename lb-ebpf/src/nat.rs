@@ -213,13 +213,7 @@ fn try_translate_icmp(
         .cast_mut();
     // SAFETY: checked by ptr_at.
     unsafe { *check = updated(u16::from_ne_bytes(*check), icmp_diff).to_ne_bytes() };
-    let eth = ptr_at::<EthHdr>(ctx, 0).map_err(|_| ())?.cast_mut();
-    // SAFETY: checked by ptr_at.
-    unsafe {
-        (*eth).src = (*eth).dst;
-        (*eth).dst = *mac;
-    }
-    Ok(())
+    crate::forward::rewrite_macs(ctx, *mac).map_err(|_| ())
 }
 
 /// Replace an IPv6 header's addresses; the checksum change.
@@ -586,13 +580,7 @@ fn try_translate(ctx: &XdpContext, pkt: &Packet, to: &FlowKey, mac: &[u8; 6]) ->
         }
     };
     rewrite_l4(ctx, pkt, to, addr_diff)?;
-    let eth = ptr_at::<EthHdr>(ctx, 0).map_err(|_| ())?.cast_mut();
-    // SAFETY: checked by ptr_at.
-    unsafe {
-        (*eth).src = (*eth).dst;
-        (*eth).dst = *mac;
-    }
-    Ok(())
+    crate::forward::rewrite_macs(ctx, *mac).map_err(|_| ())
 }
 
 /// New ports and TCP / UDP checksum (`addr_diff`: the pseudo-header's

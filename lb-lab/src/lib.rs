@@ -22,6 +22,7 @@
 pub mod daemon;
 pub mod netns;
 pub mod testpkt;
+pub mod testrun;
 pub mod traffic;
 
 /// The test-only XDP object (`lb-lab/ebpf`): `lb_pass` (a pass-through for

@@ -17,18 +17,12 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use aya::{
-    Ebpf,
-    programs::{TestRun as _, TestRunOptions, Xdp},
-};
+use aya::{Ebpf, programs::Xdp};
 use lb_common::{
-    config::Config,
-    flow::FlowKey,
-    hash::flow_hash,
-    stats::{ExitCounters, TrafficCounters},
-    v4_mapped,
+    config::Config, flow::FlowKey, hash::flow_hash, stats::TrafficCounters, v4_mapped,
 };
 use lb_lab::testpkt::{CLIENT_MAC, FrameSpec, L4, LB_MAC};
+use lb_lab::testrun::{exit_delta, run};
 use lb_user::{
     dataplane::balancer::{
         BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
@@ -218,30 +212,6 @@ fn lab() -> Lab {
         Drop,
     );
     Lab { ebpf, balancer }
-}
-
-fn run(ebpf: &Ebpf, frame: &[u8]) -> (u32, Vec<u8>) {
-    let program: &Xdp = ebpf.program(PROGRAM).unwrap().try_into().unwrap();
-    let mut out = vec![0u8; frame.len() + 512];
-    let r = program
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..TestRunOptions::default()
-        })
-        .expect("BPF_PROG_TEST_RUN");
-    out.truncate(r.data_size_out as usize);
-    (r.return_value, out)
-}
-
-fn exit_delta(before: &ExitCounters, after: &ExitCounters) -> Vec<&'static str> {
-    let (b, a) = (stats::exit_fields(before), stats::exit_fields(after));
-    stats::EXIT_NAMES
-        .iter()
-        .zip(b.iter().zip(a.iter()))
-        .filter(|(_, (b, a))| a != b)
-        .map(|(n, _)| *n)
-        .collect()
 }
 
 fn tcp(src: &str, dst: &str, sport: u16, dport: u16) -> FrameSpec {

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use aya::{
     Ebpf,
     maps::{HashMap as BpfHashMap, MapData},
-    programs::{TestRun as _, TestRunOptions, Xdp},
+    programs::Xdp,
 };
 use lb_common::{
     config::Config,
@@ -28,6 +28,7 @@ use lb_common::{
     v4_mapped,
 };
 use lb_lab::testpkt::{CLIENT_MAC, FrameSpec, L4, LB_MAC};
+use lb_lab::testrun::{exit_delta, run};
 use lb_user::dataplane::{
     balancer::{
         BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
@@ -205,20 +206,6 @@ fn lab(nat_flows: u32, snat_ports: u16) -> Lab {
     Lab { ebpf, balancer }
 }
 
-fn run(ebpf: &Ebpf, frame: &[u8]) -> (u32, Vec<u8>) {
-    let program: &Xdp = ebpf.program(PROGRAM).unwrap().try_into().unwrap();
-    let mut out = vec![0u8; frame.len() + 512];
-    let r = program
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..TestRunOptions::default()
-        })
-        .expect("BPF_PROG_TEST_RUN");
-    out.truncate(r.data_size_out as usize);
-    (r.return_value, out)
-}
-
 /// A frame `src:sport -> dst:dport` of `proto`, every checksum computed
 /// from scratch; MACs: to the LB from the client.
 fn frame(proto: Protocol, src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
@@ -252,16 +239,6 @@ fn sport_of(f: &[u8]) -> u16 {
 
 fn exits(lab: &Lab) -> ExitCounters {
     stats::exit_stats_of(&lab.ebpf).unwrap()
-}
-
-fn exit_delta(before: &ExitCounters, after: &ExitCounters) -> Vec<&'static str> {
-    let (b, a) = (stats::exit_fields(before), stats::exit_fields(after));
-    stats::EXIT_NAMES
-        .iter()
-        .zip(b.iter().zip(a.iter()))
-        .filter(|(_, (b, a))| a != b)
-        .map(|(n, _)| *n)
-        .collect()
 }
 
 /// Run `input`, expecting `verdict` and exactly one exit reason `why`.

@@ -562,16 +562,8 @@ impl Node {
     async fn flush(&mut self) {
         let flows = std::mem::take(&mut self.batch);
         let n = flows.len() as u64;
-        let bytes = self
-            .out
-            .datagram(Kind::Flows, flows, 0)
-            .emit(&self.spec.secret);
-        let (sent, failed) = send_all(&self.socket, &self.spec.peers, self.spec.port, &bytes).await;
-        self.stat(|s| {
-            s.flows_sent += n;
-            s.datagrams_sent += sent;
-            s.send_errors += failed;
-        });
+        self.broadcast(self.out.datagram(Kind::Flows, flows, 0), n)
+            .await;
     }
 
     async fn flush_nat(&mut self) {
@@ -582,13 +574,16 @@ impl Node {
     /// Send NAT records to every peer.
     async fn send_nat(&self, nat: Vec<NatRecord>) {
         let n = nat.len() as u64;
-        let bytes = self
-            .out
-            .nat_datagram(Kind::NatFlows, nat)
-            .emit(&self.spec.secret);
+        self.broadcast(self.out.nat_datagram(Kind::NatFlows, nat), n)
+            .await;
+    }
+
+    /// Send a datagram of `flows` flows to every peer, and count it.
+    async fn broadcast(&self, d: Datagram, flows: u64) {
+        let bytes = d.emit(&self.spec.secret);
         let (sent, failed) = send_all(&self.socket, &self.spec.peers, self.spec.port, &bytes).await;
         self.stat(|s| {
-            s.flows_sent += n;
+            s.flows_sent += flows;
             s.datagrams_sent += sent;
             s.send_errors += failed;
         });
