@@ -327,6 +327,11 @@ fn fullnat_keeps_connections_while_backends_come_drain_and_go() {
         "{flows}"
     );
     assert!(flows.contains(&format!("{LB_INSIDE}:")), "{flows}");
+    let status = lab.lbctl(&["status"]);
+    assert!(
+        status.contains("NAT table: ") && status.contains(" of 4096 flows"),
+        "{status}"
+    );
 
     // Added.
     lab.reload(&["b1", "b2", "b3"]);

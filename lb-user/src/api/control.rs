@@ -189,6 +189,10 @@ pub struct DataPlaneStatus {
     pub pin_path: std::path::PathBuf,
     /// How full the connection table is (absent if it cannot be read).
     pub connection_table: Option<FlowTableUsage>,
+    /// The NAT table's flows by state, as the last expiry pass counted
+    /// them, and its size in flows.
+    #[serde(default)]
+    pub nat_table: Option<(crate::dataplane::nat::Census, u32)>,
 }
 
 /// One VRRP instance in [`StatusReply`].

@@ -287,6 +287,24 @@ fn status(s: &StatusReply) -> String {
                     t.recent, t.in_use, t.capacity, t.evicted_recent, t.evicted_idle
                 ));
             }
+            if let Some((c, capacity)) = &dp.nat_table {
+                let states: Vec<String> = c
+                    .by_state
+                    .iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(state, n)| format!("{n} {state}"))
+                    .collect();
+                out.push_str(&format!(
+                    "NAT table: {} of {capacity} flows{}; {} expired since start\n",
+                    c.flows,
+                    if states.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", states.join(", "))
+                    },
+                    c.expired_total
+                ));
+            }
         }
         None => out.push_str("data plane: off\n"),
     }

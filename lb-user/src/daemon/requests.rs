@@ -52,6 +52,13 @@ impl Daemon {
                 mode: d.mode().to_owned(),
                 pin_path: d.pin_dir().to_owned(),
                 connection_table: crate::dataplane::stats::flow_table_usage(d.ebpf()).ok(),
+                nat_table: self.nat_census().map(|c| {
+                    let flows = self
+                        .config
+                        .as_ref()
+                        .map_or(lb_common::nat::DEFAULT_NAT_FLOWS, |cfg| cfg.nat.flows);
+                    (c, flows)
+                }),
             }),
             sync: self.sync.as_ref().map(crate::sync::node::Sync::status),
             services: services.len(),
