@@ -65,7 +65,9 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> usize {
     let live = BACKENDS
         .get(e.backend)
         .filter(|b| b.flags & backend_flags::ACTIVE != 0 && b.vip_id == e.vip_id);
-    if live.is_none() && pkt.flow.proto != IPPROTO_TCP {
+    // A synced copy carries no MAC of its own (the slot's is used): with
+    // the slot gone it cannot be sent on, and is balanced again as UDP is.
+    if live.is_none() && (pkt.flow.proto != IPPROTO_TCP || is_zero(&e.mac)) {
         let stale = reversed(&e.to);
         let _ = NAT.remove(&stale);
         let _ = NAT.remove(&pkt.flow);
@@ -73,7 +75,13 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> usize {
     }
     touch(e, pkt, false);
     // The slot's MAC is the freshest (the neighbour may have moved); a
-    // flow of a removed backend keeps the one it started with.
+    // flow of a removed backend keeps the one it started with (a synced
+    // copy learns it here, on its first packet).
+    if let Some(b) = live
+        && is_zero(&e.mac)
+    {
+        e.mac = b.mac;
+    }
     let mac = live.map_or(&e.mac, |b| &b.mac);
     if !translate(ctx, pkt, &e.to, mac) {
         return exit::ABORTED;
@@ -109,6 +117,9 @@ pub fn icmp_error(ctx: &XdpContext, pkt: &Packet) -> usize {
             None => &e.mac,
         }
     };
+    if is_zero(mac) {
+        return MISS;
+    }
     if translate_icmp(ctx, pkt, &e.to, mac) {
         exit::TX_NAT_ICMP
     } else {
@@ -478,6 +489,12 @@ fn take_snat_port(s: &mut NatScratch, hash: u32) -> usize {
         attempt += 1;
     }
     exit::DROP_NAT_PORTS
+}
+
+/// An unset MAC (a synced copy's forward entry).
+#[inline(always)]
+fn is_zero(mac: &[u8; 6]) -> bool {
+    mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5] == 0
 }
 
 /// Mark the entry seen now, with the packet's TCP flags.

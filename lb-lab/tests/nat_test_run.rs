@@ -737,3 +737,66 @@ fn lbd_reads_the_whole_table_in_batches() {
     walked.sort_by_key(|(k, _)| k.words().to_vec());
     assert_eq!(batched, walked);
 }
+
+#[test]
+fn a_synced_flow_is_carried_with_this_node_s_slot() {
+    use lb_common::nat::tcp_flags::{ACK, SYN};
+    use lb_user::dataplane::nat::{NatRecord, write};
+    let mut lab = lab(1024, SNAT_PORTS);
+    let svc = SERVICES[0];
+    let sa = |s: &str| s.parse().unwrap();
+    let record = NatRecord {
+        proto: 6,
+        fullnat: true,
+        tcp: (SYN | ACK, SYN | ACK),
+        vip: sa("198.18.0.200:80"),
+        client: sa("198.18.0.1:9300"),
+        backend: sa("198.18.2.10:8080"),
+        source: sa("198.18.2.1:41000"),
+        client_mac: CLIENT_MAC,
+    };
+    let translation = lab.balancer.translation();
+    {
+        let mut map: BpfHashMap<&mut MapData, FlowKey, NatEntry> =
+            BpfHashMap::try_from(lab.ebpf.map_mut(NAT_MAP).unwrap()).unwrap();
+        write(&mut map, &record, &translation, 1).unwrap();
+        let idle = NatRecord {
+            client: sa("198.18.0.1:9301"),
+            source: sa("198.18.2.1:41001"),
+            ..record
+        };
+        write(&mut map, &idle, &translation, 1).unwrap();
+    }
+    // Both directions go as on the node that made the flow: to the
+    // backend slot's MAC here, back to the client's MAC the record names.
+    let ack = frame(svc.proto, CLIENT4, 9300, svc.vip, svc.port, TcpFlags::ACK);
+    let out = expect(&lab, &ack, XDP_TX, "tx_nat");
+    let want = frame(
+        svc.proto,
+        svc.snat,
+        41_000,
+        svc.backend,
+        8080,
+        TcpFlags::ACK,
+    );
+    assert_eq!(out, macs(want, BACKEND_MAC, LB_MAC));
+    let reply = frame(
+        svc.proto,
+        svc.backend,
+        8080,
+        svc.snat,
+        41_000,
+        TcpFlags::ACK,
+    );
+    let out = expect(&lab, &reply, XDP_TX, "tx_nat_reply");
+    let want = frame(svc.proto, svc.vip, svc.port, CLIENT4, 9300, TcpFlags::ACK);
+    assert_eq!(out, macs(want, CLIENT_MAC, LB_MAC));
+    // The backend leaves the pool. The copy in use learned the slot's MAC
+    // on its first packet and is kept, as a flow made here would be; the
+    // copy never used has no MAC to go to and is balanced again (here:
+    // no backend left).
+    lab.balancer.set_backends(&key_of(&svc), &[]).unwrap();
+    expect(&lab, &ack, XDP_TX, "tx_nat");
+    let unused = frame(svc.proto, CLIENT4, 9301, svc.vip, svc.port, TcpFlags::ACK);
+    expect(&lab, &unused, XDP_DROP, "drop_no_backend");
+}

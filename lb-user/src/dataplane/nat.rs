@@ -276,6 +276,8 @@ impl NatRecord {
 
     /// Both entries, keyed, as this node's program would have written
     /// them at `now` (`flow_seen` units), marked [`nat_flags::SYNCED`].
+    /// The forward entry has no MAC: the program sends to the backend
+    /// slot's, and balances the flow again if the slot is gone.
     ///
     /// # Errors
     /// [`Unapplied`]: the service or the backend is not here.
@@ -355,8 +357,8 @@ pub enum NotWritten {
 ///
 /// # Errors
 /// [`NotWritten`].
-pub fn write(
-    map: &mut BpfHashMap<MapData, FlowKey, NatEntry>,
+pub fn write<T: std::borrow::BorrowMut<MapData>>(
+    map: &mut BpfHashMap<T, FlowKey, NatEntry>,
     r: &NatRecord,
     t: &Translation,
     now: u32,
