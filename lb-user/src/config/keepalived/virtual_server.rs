@@ -81,7 +81,7 @@ pub(super) fn virtual_server(
     for rs in servers {
         checks.push(vs.real_server(ctx, rs, d)?);
     }
-    vs.finish(ctx, n, &checks)
+    vs.finish(ctx, &checks)
 }
 
 /// The `VIP PORT` after `virtual_server` (`fwmark` and `group` are refused).
@@ -213,18 +213,13 @@ impl ServerReader {
         Ok((check, label, rs.loc()))
     }
 
-    /// The end of the block (`n`): the forwarding method is required, and
-    /// the real servers' checks become the service's one health check.
-    fn finish(
-        mut self,
-        ctx: &Ctx,
-        n: &Node,
-        checks: &[Checked],
-    ) -> Result<(Service, Origin), ConfigError> {
+    /// The end of the block: the forwarding method (keepalived's default,
+    /// NAT, when none is given), and the real servers' checks become the
+    /// service's one health check.
+    fn finish(mut self, ctx: &Ctx, checks: &[Checked]) -> Result<(Service, Origin), ConfigError> {
         let sec = &self.sec;
         // keepalived's default forwarding method is NAT.
         self.svc.mode = self.mode.map_or(Mode::Nat, |(m, _)| m);
-        let _ = n;
         self.svc.scheduler = Scheduler::Maglev;
         match one_check(ctx, sec, checks)? {
             Some(c) => {
