@@ -166,6 +166,16 @@ impl Netns {
         run(Command::new("ip").arg("-n").arg(&self.name).args(args))
     }
 
+    /// Whether interface `ifname` holds address `addr` (any prefix).
+    #[must_use]
+    pub fn has_address(&self, ifname: &str, addr: &str) -> bool {
+        self.ip(&["-br", "addr", "show", ifname]).is_ok_and(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .any(|w| w.split('/').next() == Some(addr))
+        })
+    }
+
     /// A command that will run inside this namespace. Only the network
     /// namespace changes (not the mount namespace, unlike `ip netns exec`),
     /// so pins under the host's bpffs stay visible to it.

@@ -245,13 +245,7 @@ impl Lab {
     }
 
     fn has_vip(&self, node: usize) -> bool {
-        let out = self
-            .ns(LBS[node].0)
-            .ip(&["-br", "addr", "show", "eth0"])
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .any(|w| w.split('/').next() == Some(VIP))
+        self.ns(LBS[node].0).has_address("eth0", VIP)
     }
 
     fn traffic(&self) -> Traffic {

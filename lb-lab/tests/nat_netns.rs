@@ -79,6 +79,29 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 const UDP_PORT: u16 = 5353;
 
+/// The servers' hosts on 198.18.2.0/24, transmit checksum offload off
+/// (see the module doc); with `via_lb`, their default route is the LB (as
+/// `nat` needs), else they have none.
+fn add_servers(lan: &mut Lan, via_lb: bool) {
+    for (name, addr) in BACKENDS {
+        let host = lan
+            .add_host(
+                name,
+                &format!("{addr}/24"),
+                &format!("2001:db8:2::{}/64", &addr[9..]),
+            )
+            .unwrap();
+        host.ns
+            .exec("ethtool", &["-K", "eth0", "tx", "off"])
+            .unwrap();
+        if via_lb {
+            host.ns
+                .ip(&["route", "add", "default", "via", LB_INSIDE])
+                .unwrap();
+        }
+    }
+}
+
 struct Lab {
     lan: Lan,
     dir: PathBuf,
@@ -93,23 +116,7 @@ impl Lab {
             .unwrap();
         lan.add_host("lb", "198.18.0.2/24", "2001:db8::2/64")
             .unwrap();
-        for (name, addr) in BACKENDS {
-            let host = lan
-                .add_host(
-                    name,
-                    &format!("{addr}/24"),
-                    &format!("2001:db8:2::{}/64", &addr[9..]),
-                )
-                .unwrap();
-            host.ns
-                .exec("ethtool", &["-K", "eth0", "tx", "off"])
-                .unwrap();
-            if mode == Mode::Nat {
-                host.ns
-                    .ip(&["route", "add", "default", "via", LB_INSIDE])
-                    .unwrap();
-            }
-        }
+        add_servers(&mut lan, mode == Mode::Nat);
         let lb = &lan.host("lb").ns;
         lb.ip(&["addr", "add", &format!("{LB_INSIDE}/24"), "dev", "eth0"])
             .unwrap();
@@ -521,18 +528,7 @@ impl Pair {
                 .ip(&["addr", "add", &format!("{inside}/24"), "dev", "eth0"])
                 .unwrap();
         }
-        for (name, addr) in &BACKENDS {
-            let host = lan
-                .add_host(
-                    name,
-                    &format!("{addr}/24"),
-                    &format!("2001:db8:2::{}/64", &addr[9..]),
-                )
-                .unwrap();
-            host.ns
-                .exec("ethtool", &["-K", "eth0", "tx", "off"])
-                .unwrap();
-        }
+        add_servers(&mut lan, false);
         lan.prepare_xdp("client").unwrap();
         let dir = std::env::temp_dir().join(format!("{}natpair", lan.prefix()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -635,13 +631,7 @@ impl Pair {
     }
 
     fn holds_vip(&self, node: usize) -> bool {
-        let out = self
-            .ns(PAIR[node].0)
-            .ip(&["-br", "addr", "show", "eth0"])
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .any(|w| w.split('/').next() == Some(VIP))
+        self.ns(PAIR[node].0).has_address("eth0", VIP)
     }
 
     fn sync_status(&self, node: usize) -> serde_json::Value {

@@ -831,6 +831,25 @@ async fn send_all(socket: &UdpSocket, peers: &[IpAddr], port: u16, bytes: &[u8])
     (sent, failed)
 }
 
+/// Send one datagram of a bulk answer to `to`, counting it sent or
+/// failed; every 64 datagrams a pause, so the peer drains its socket
+/// between our bursts.
+async fn send_paced(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    bytes: &[u8],
+    datagrams: &mut u64,
+    failed: &mut u64,
+) {
+    match socket.send_to(bytes, to).await {
+        Ok(_) => *datagrams += 1,
+        Err(_) => *failed += 1,
+    }
+    if datagrams.is_multiple_of(64) {
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}
+
 /// Send our whole table to `to`, a chunk at a time, then the end marker.
 #[allow(
     clippy::too_many_arguments,
@@ -863,18 +882,9 @@ async fn answer_bulk(
             chunk
         };
         for batch in records.chunks(MAX_RECORDS) {
-            let bytes = out
-                .datagram(Kind::BulkFlows, batch.to_vec(), 0)
-                .emit(&secret);
-            match socket.send_to(&bytes, to).await {
-                Ok(_) => datagrams += 1,
-                Err(_) => failed += 1,
-            }
+            let d = out.datagram(Kind::BulkFlows, batch.to_vec(), 0);
+            send_paced(&socket, to, &d.emit(&secret), &mut datagrams, &mut failed).await;
             total += batch.len() as u64;
-            // Pace: the peer drains its socket between our bursts.
-            if datagrams.is_multiple_of(64) {
-                tokio::time::sleep(Duration::from_micros(500)).await;
-            }
         }
         tokio::task::yield_now().await;
     }
@@ -889,17 +899,9 @@ async fn answer_bulk(
     .await
     .unwrap_or_default();
     for batch in nat_records.chunks(MAX_NAT_RECORDS) {
-        let bytes = out
-            .nat_datagram(Kind::BulkNatFlows, batch.to_vec())
-            .emit(&secret);
-        match socket.send_to(&bytes, to).await {
-            Ok(_) => datagrams += 1,
-            Err(_) => failed += 1,
-        }
+        let d = out.nat_datagram(Kind::BulkNatFlows, batch.to_vec());
+        send_paced(&socket, to, &d.emit(&secret), &mut datagrams, &mut failed).await;
         total += batch.len() as u64;
-        if datagrams.is_multiple_of(64) {
-            tokio::time::sleep(Duration::from_micros(500)).await;
-        }
     }
     let bytes = out.datagram(Kind::BulkEnd, Vec::new(), total).emit(&secret);
     match socket.send_to(&bytes, to).await {
