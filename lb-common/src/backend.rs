@@ -51,8 +51,11 @@ pub struct Backend {
     /// `nat` / `fullnat`: the backend's port (network order); 0: the
     /// service's (the packet's own destination port).
     pub port_be: u16,
+    /// The interface the next hop is on: 0 the one clients arrive on,
+    /// 1 `[dataplane] backend_interface` (see `config::Config::arm_ifindex`).
+    pub arm: u8,
     /// Explicit padding, always 0.
-    pub pad: u16,
+    pub pad: u8,
     /// `fullnat`: the source address translated flows get towards this
     /// backend (v4-mapped for IPv4).
     pub snat: [u8; 16],

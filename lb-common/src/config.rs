@@ -34,6 +34,19 @@ pub struct Config {
     /// Number of SNAT source ports from `snat_port_min` (0: no fullnat
     /// flow can start).
     pub snat_ports: u16,
+    /// The MACs of the program's interfaces, by arm: 0 the one clients
+    /// arrive on (`[dataplane] interface`), 1 the one backends sit behind
+    /// (`backend_interface`, if any). A frame leaving by the arm it came
+    /// in on goes out with `XDP_TX` from the MAC it was sent to; by the
+    /// other, with `XDP_REDIRECT` through map `arms` (a devmap indexed by
+    /// arm) from that interface's MAC, taken from here.
+    pub arm_mac: [[u8; 6]; 2],
 }
+
+/// Name of the devmap of the program's interfaces, indexed by arm.
+pub const ARMS_MAP: &str = "arms";
+/// The program's read-only global holding arm 1's ifindex (0: one arm),
+/// set at load.
+pub const ARM1_IFINDEX_SYMBOL: &str = "ARM1_IFINDEX";
 
 crate::pod!(Config);

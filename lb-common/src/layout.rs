@@ -16,7 +16,7 @@ pub const LAYOUT_MAGIC: u64 = u64::from_le_bytes(*b"lb-dplan");
 /// Version of what the maps hold and mean. Bump it whenever a map's key or
 /// value changes meaning (a change of size is caught without it) or a map
 /// is renamed; an `lbd` refuses to adopt a data plane of another version.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// The stamp, written once by the `lbd` that creates the maps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,8 +37,13 @@ pub struct Layout {
     pub xdp_flags: u32,
     /// Flows the NAT table (`nat`) holds (two entries each).
     pub nat_flows: u32,
+    /// The second interface the program is attached to (`[dataplane]
+    /// backend_interface`), 0 for none.
+    pub backend_ifindex: u32,
+    /// Its attach mode's `XDP_FLAGS_*` bits.
+    pub backend_xdp_flags: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Layout>() == 32);
+const _: () = assert!(core::mem::size_of::<Layout>() == 40);
 
 crate::pod!(Layout);

@@ -88,8 +88,12 @@ pub struct NatEntry {
     pub backend: u32,
     /// VIP id of the flow's service.
     pub vip_id: u32,
+    /// The interface `mac` is on (`config::Config::arm_ifindex`): the
+    /// client's ingress interface for replies, the backend's for a flow
+    /// whose slot is gone.
+    pub arm: u8,
     /// Explicit padding, always 0.
-    pub pad: u32,
+    pub pad: [u8; 3],
 }
 
 const _: () = assert!(size_of::<NatEntry>() == 64);
@@ -119,8 +123,10 @@ pub struct NatEvent {
     pub vip_id: u32,
     /// The VIP's generation.
     pub vip_generation: u32,
+    /// The interface the client's packet came in on (its `arm`).
+    pub client_arm: u8,
     /// Explicit padding, always 0.
-    pub pad: u32,
+    pub pad: [u8; 3],
 }
 
 const _: () = assert!(size_of::<NatEvent>() == 104);

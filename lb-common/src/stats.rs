@@ -173,19 +173,19 @@ pub struct ExitCounters {
     /// `XDP_DROP`: IPv4 packet too big to encapsulate and DF not set (we
     /// cannot fragment).
     pub drop_too_big: u64,
-    /// `XDP_TX`: forwarded in `dsr` mode.
+    /// `XDP_TX` (or `XDP_REDIRECT` to the other interface): forwarded in `dsr` mode.
     pub tx_dsr: u64,
-    /// `XDP_TX`: forwarded in `ipip` mode.
+    /// `XDP_TX` (or `XDP_REDIRECT`): forwarded in `ipip` mode.
     pub tx_ipip: u64,
     /// `XDP_TX`: ICMP fragmentation-needed / packet-too-big sent back to
     /// the client because encapsulation would exceed the MTU.
     pub tx_icmp_too_big: u64,
-    /// `XDP_TX`: a `nat` / `fullnat` flow's packet, translated towards
+    /// `XDP_TX` (or `XDP_REDIRECT`): a `nat` / `fullnat` flow's packet, translated towards
     /// its backend.
     pub tx_nat: u64,
-    /// `XDP_TX`: a backend's reply, translated back towards the client.
+    /// `XDP_TX` (or `XDP_REDIRECT`): a backend's reply, translated back towards the client.
     pub tx_nat_reply: u64,
-    /// `XDP_TX`: an ICMP error about a NAT flow (from either side), its
+    /// `XDP_TX` (or `XDP_REDIRECT`): an ICMP error about a NAT flow (from either side), its
     /// outer and embedded headers translated (path MTU discovery works
     /// through the translation).
     pub tx_nat_icmp: u64,
@@ -269,6 +269,11 @@ pub mod exit {
     pub const ABORTED: usize = 17;
     /// Number of fields.
     pub const COUNT: usize = 18;
+    /// Or-ed into a `TX_*` reason by the program: the packet leaves by the
+    /// other interface (`XDP_REDIRECT`), not the one it came in on. Never
+    /// a counter index: the exit is counted without it, the verdict as
+    /// `redirect`.
+    pub const REDIRECTED: usize = 1 << 8;
 }
 
 const _: () = assert!(core::mem::size_of::<ExitCounters>() == exit::COUNT * 8);

@@ -1,5 +1,7 @@
 //! Sending a packet on: `dsr` MAC rewrite, `ipip` encapsulation, and the
-//! ICMP error a client gets when encapsulation would exceed the MTU.
+//! ICMP error a client gets when encapsulation would exceed the MTU; and
+//! which interface a frame leaves by ([`leave_by`]): the one it came in on
+//! (`XDP_TX`) or, with a `backend_interface`, the other (`XDP_REDIRECT`).
 //!
 //! Every function that moves the packet head re-derives its pointers with
 //! `ptr_at` afterwards: the verifier invalidates all packet pointers on
@@ -15,10 +17,11 @@ use aya_ebpf::{
     helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
-use lb_common::{backend::Backend, config::Config, flow::FlowKey};
+use lb_common::{backend::Backend, config::Config, flow::FlowKey, stats::exit};
 
 use crate::{
     csum::{fold, sum_bytes, sum_packet},
+    maps::{ARM1_IFINDEX, ARMS, CONFIG},
     parse::{
         ETH_P_IP, ETH_P_IPV6, EthHdr, IPPROTO_ICMP, IPPROTO_ICMPV6, IcmpHdr, Ipv4Hdr, Ipv6Hdr,
         Packet, Truncated, VlanHdr, bounds, ptr_at,
@@ -50,10 +53,49 @@ pub fn rewrite_macs(ctx: &XdpContext, mac: [u8; 6]) -> Result<(), Failed> {
     Ok(())
 }
 
+/// The arm a packet came in by (`Config::arm_mac`): 1 on
+/// `backend_interface`, else 0.
+#[inline(always)]
+pub fn ingress_arm(ctx: &XdpContext) -> u8 {
+    let arm1 = ARM1_IFINDEX.load();
+    // SAFETY: reads the context's ingress ifindex.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    u8::from(arm1 != 0 && ifindex == arm1)
+}
+
+/// A frame whose MACs are set as for the interface it came in on, made
+/// to leave by `arm`: `0` (`XDP_TX`, the same interface) or
+/// [`exit::REDIRECTED`] (the other one: its MAC as the source, the
+/// redirect through `arms` set up).
+#[inline(always)]
+pub fn leave_by(ctx: &XdpContext, arm: u8) -> Result<usize, Failed> {
+    if ARM1_IFINDEX.load() == 0 {
+        return Ok(0);
+    }
+    let arm = arm & 1;
+    if arm == ingress_arm(ctx) {
+        return Ok(0);
+    }
+    let cfg = CONFIG.get(0).ok_or(Failed)?;
+    let eth = ptr_at::<EthHdr>(ctx, 0)?.cast_mut();
+    // SAFETY: checked by ptr_at; `arm` is 0 or 1.
+    unsafe { (*eth).src = cfg.arm_mac[usize::from(arm)] };
+    ARMS.redirect(u32::from(arm), 0)
+        .map(|_| exit::REDIRECTED)
+        .map_err(|_| Failed)
+}
+
+/// Send the frame to `mac` on arm `arm` (see [`leave_by`]).
+#[inline(always)]
+pub fn send(ctx: &XdpContext, mac: [u8; 6], arm: u8) -> Result<usize, Failed> {
+    rewrite_macs(ctx, mac)?;
+    leave_by(ctx, arm)
+}
+
 /// `dsr`: new MACs, same IP packet.
 #[inline(always)]
-pub fn dsr(ctx: &XdpContext, backend: &Backend) -> Result<(), Failed> {
-    rewrite_macs(ctx, backend.mac)
+pub fn dsr(ctx: &XdpContext, backend: &Backend) -> Result<usize, Failed> {
+    send(ctx, backend.mac, backend.arm)
 }
 
 /// Move the L2 header (Ethernet, plus the VLAN tag when `l3_off` is 18)

@@ -2,7 +2,9 @@
 //!
 //! Per packet: parse; not for a VIP (nor a NAT backend's reply) →
 //! `XDP_PASS` untouched; otherwise pick the backend (connection table or
-//! NAT table, else Maglev) and forward by the VIP's mode with `XDP_TX`. Every exit bumps one `stats_exit` reason and one
+//! NAT table, else Maglev) and forward by the VIP's mode with `XDP_TX`, or
+//! `XDP_REDIRECT` to the other interface when the program runs on two
+//! (`[dataplane] backend_interface`) and the next hop is there. Every exit bumps one `stats_exit` reason and one
 //! `stats_proto` cell; forwarded packets also count against their VIP and
 //! their backend slot, which serves one (service, backend) pair, so the
 //! per-backend counters are per service as well. All policy (which
@@ -58,7 +60,8 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     action
 }
 
-/// The XDP action of an exit reason.
+/// The XDP action of an exit reason (without [`exit::REDIRECTED`]: a
+/// `TX_*` reason with it is `XDP_REDIRECT`).
 #[inline(always)]
 const fn action_of(reason: usize) -> u32 {
     use xdp_action::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
@@ -92,6 +95,9 @@ fn balance(ctx: &XdpContext, pkt: &parse::Packet) -> (u32, usize) {
         ProtoClass::Malformed => exit::PASS_MALFORMED,
         _ => to_vip(ctx, pkt),
     };
+    if reason & exit::REDIRECTED != 0 {
+        return (xdp_action::XDP_REDIRECT, reason & !exit::REDIRECTED);
+    }
     (action_of(reason), reason)
 }
 
@@ -213,11 +219,13 @@ fn vip_packet(ctx: &XdpContext, pkt: &parse::Packet, bits: u8) -> usize {
                 exit::ABORTED
             };
         }
-        forward::ipip(ctx, pkt, hash, backend, cfg)
-            .then_some(exit::TX_IPIP)
-            .ok_or(forward::Failed)
+        if forward::ipip(ctx, pkt, hash, backend, cfg) {
+            forward::leave_by(ctx, backend.arm).map(|how| exit::TX_IPIP | how)
+        } else {
+            Err(forward::Failed)
+        }
     } else {
-        forward::dsr(ctx, backend).map(|()| exit::TX_DSR)
+        forward::dsr(ctx, backend).map(|how| exit::TX_DSR | how)
     };
     match result {
         Ok(reason) => {

@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     Global,
-    btf_maps::{Array, ArrayOfMaps, HashMap, PerCpuArray, RingBuf},
+    btf_maps::{Array, ArrayOfMaps, DevMap, HashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use lb_common::{
@@ -126,6 +126,18 @@ pub static NAT_SCRATCH: PerCpuArray<crate::nat::NatScratch, 1> = PerCpuArray::ne
 /// program never reads it.
 #[btf_map(name = "layout")]
 pub static LAYOUT: Array<Layout, 1> = Array::new();
+
+/// The program's interfaces by arm (`lb_common::config::Config::arm_mac`):
+/// where a frame leaving by the other interface is redirected. Written
+/// by user space at start; empty when the program runs on one interface.
+#[btf_map(name = "arms")]
+pub static ARMS: DevMap<2> = DevMap::new();
+
+/// Arm 1's interface (`[dataplane] backend_interface`), 0 for none. A
+/// read-only global set at load: with 0 the verifier drops the redirect
+/// code altogether.
+#[unsafe(no_mangle)]
+pub static ARM1_IFINDEX: Global<u32> = Global::new(0);
 
 /// Global settings (one entry).
 #[btf_map(name = "config")]

@@ -39,6 +39,10 @@ use crate::{
 /// Not a packet of a flow the table holds: the caller goes on.
 pub const MISS: usize = usize::MAX;
 
+/// [`translate`] could not rewrite the frame (else it returns 0 or
+/// `exit::REDIRECTED`: how the frame leaves).
+const FAILED: usize = usize::MAX;
+
 /// `-EEXIST`: the key is taken.
 const EEXIST: i32 = -17;
 
@@ -81,15 +85,17 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> usize {
         && is_zero(&e.mac)
     {
         e.mac = b.mac;
+        e.arm = b.arm;
     }
-    let mac = live.map_or(&e.mac, |b| &b.mac);
-    if !translate(ctx, pkt, &e.to, mac) {
+    let (mac, arm) = live.map_or((&e.mac, e.arm), |b| (&b.mac, b.arm));
+    let how = translate(ctx, pkt, &e.to, mac, arm);
+    if how == FAILED {
         return exit::ABORTED;
     }
     if live.is_some() {
         crate::stats::count_traffic(e.vip_id, e.backend, frame_len(ctx), false);
     }
-    exit::TX_NAT
+    exit::TX_NAT | how
 }
 
 /// An ICMP error about a NAT flow (`pkt.flow` is the embedded packet's
@@ -106,24 +112,25 @@ pub fn icmp_error(ctx: &XdpContext, pkt: &Packet) -> usize {
     };
     // SAFETY: a map value, valid for the whole run.
     let e = unsafe { &*entry };
-    let mac = if e.flags & nat_flags::REPLY != 0 {
-        &e.mac
+    let (mac, arm) = if e.flags & nat_flags::REPLY != 0 {
+        (&e.mac, e.arm)
     } else {
         match BACKENDS
             .get(e.backend)
             .filter(|b| b.flags & backend_flags::ACTIVE != 0 && b.vip_id == e.vip_id)
         {
-            Some(b) => &b.mac,
-            None => &e.mac,
+            Some(b) => (&b.mac, b.arm),
+            None => (&e.mac, e.arm),
         }
     };
     if is_zero(mac) {
         return MISS;
     }
-    if translate_icmp(ctx, pkt, &e.to, mac) {
-        exit::TX_NAT_ICMP
-    } else {
+    let how = translate_icmp(ctx, pkt, &e.to, mac, arm);
+    if how == FAILED {
         exit::ABORTED
+    } else {
+        exit::TX_NAT_ICMP | how
     }
 }
 
@@ -135,8 +142,8 @@ pub fn icmp_error(ctx: &XdpContext, pkt: &Packet) -> usize {
     clippy::trivially_copy_pass_by_ref,
     reason = "the MAC stays in its map value: a subprogram argument, one register"
 )]
-fn translate_icmp(ctx: &XdpContext, pkt: &Packet, to: &FlowKey, mac: &[u8; 6]) -> bool {
-    try_translate_icmp(ctx, pkt, to, mac).is_ok()
+fn translate_icmp(ctx: &XdpContext, pkt: &Packet, to: &FlowKey, mac: &[u8; 6], arm: u8) -> usize {
+    try_translate_icmp(ctx, pkt, to, mac, arm).unwrap_or(FAILED)
 }
 
 #[inline(always)]
@@ -145,7 +152,8 @@ fn try_translate_icmp(
     pkt: &Packet,
     to: &FlowKey,
     mac: &[u8; 6],
-) -> Result<(), ()> {
+    arm: u8,
+) -> Result<usize, ()> {
     let w = to.words();
     // Bounds for the verifier: 14 or 18; at most 18 + 60 + 8 + 60.
     let l3 = pkt.l3_off & 0x1f;
@@ -224,7 +232,7 @@ fn try_translate_icmp(
         .cast_mut();
     // SAFETY: checked by ptr_at.
     unsafe { *check = updated(u16::from_ne_bytes(*check), icmp_diff).to_ne_bytes() };
-    crate::forward::rewrite_macs(ctx, *mac).map_err(|_| ())
+    crate::forward::send(ctx, *mac, arm).map_err(|_| ())
 }
 
 /// Replace an IPv6 header's addresses; the checksum change.
@@ -260,7 +268,8 @@ pub fn reply(ctx: &XdpContext, pkt: &Packet) -> usize {
         return exit::PASS_NAT_NO_ENTRY;
     }
     touch(e, pkt, true);
-    if !translate(ctx, pkt, &e.to, &e.mac) {
+    let how = translate(ctx, pkt, &e.to, &e.mac, e.arm);
+    if how == FAILED {
         return exit::ABORTED;
     }
     // Counted against the slot while it still serves the flow's VIP (a
@@ -271,7 +280,7 @@ pub fn reply(ctx: &XdpContext, pkt: &Packet) -> usize {
     {
         crate::stats::count_reply(e.vip_id, e.backend, frame_len(ctx));
     }
-    exit::TX_NAT_REPLY
+    exit::TX_NAT_REPLY | how
 }
 
 /// Scratch space for building a new flow's entries: a per-CPU map value,
@@ -340,6 +349,7 @@ pub fn new_flow(ctx: &XdpContext, pkt: &Packet, hash: u32, vip: &VipMeta) -> usi
     );
     // SAFETY: checked by ptr_at.
     r.mac = unsafe { (*eth).src };
+    r.arm = crate::forward::ingress_arm(ctx);
     r.flags = flags | nat_flags::REPLY;
     r.tcp = 0;
     set_common(r, seen, index, vip.id);
@@ -363,6 +373,7 @@ pub fn new_flow(ctx: &XdpContext, pkt: &Packet, hash: u32, vip: &VipMeta) -> usi
         f.proto,
     );
     w.mac = backend.mac;
+    w.arm = backend.arm;
     w.flags = flags;
     w.tcp = tcp_seen(0, pkt.tcp_flags, false);
     set_common(w, seen, index, vip.id);
@@ -388,11 +399,12 @@ pub fn new_flow(ctx: &XdpContext, pkt: &Packet, hash: u32, vip: &VipMeta) -> usi
     if FLOW_EVENTS_ON.load() != 0 {
         emit_event(s, pkt, vip);
     }
-    if !translate(ctx, pkt, &s.fwd.to, &backend.mac) {
+    let how = translate(ctx, pkt, &s.fwd.to, &backend.mac, backend.arm);
+    if how == FAILED {
         return exit::ABORTED;
     }
     crate::stats::count_traffic(vip.id, index, frame_len(ctx), true);
-    exit::TX_NAT
+    exit::TX_NAT | how
 }
 
 /// Tell connection sync about the flow just recorded (`s` holds its
@@ -424,7 +436,8 @@ fn emit_event(s: &mut NatScratch, pkt: &Packet, vip: &VipMeta) {
     e.backend = s.fwd.backend;
     e.vip_id = vip.id;
     e.vip_generation = vip.generation;
-    e.pad = 0;
+    e.client_arm = s.reply.arm;
+    e.pad = [0; 3];
     if FLOW_EVENTS.output_untyped::<NatEvent>(&s.event, 0).is_err() {
         crate::stats::count_event_lost();
     }
@@ -446,7 +459,7 @@ fn set_common(e: &mut NatEntry, seen: u32, backend: u32, vip_id: u32) {
     e.seen = seen;
     e.backend = backend;
     e.vip_id = vip_id;
-    e.pad = 0;
+    e.pad = [0; 3];
 }
 
 /// Insert the reply entry (`s.reply`) under the forward translation's
@@ -554,20 +567,27 @@ unsafe fn swap_word(p: *mut [u8; 4], new: u32) -> u64 {
     }
 }
 
-/// Rewrite the packet to `to` and send it to `mac` from the MAC it came
-/// to (ours). A subprogram of its own, so its registers spill into its
-/// own frame, not its callers'.
+/// Rewrite the packet to `to` and send it to `mac` on arm `arm`
+/// (`forward::send`): 0 (`XDP_TX`), `exit::REDIRECTED`, or [`FAILED`]. A
+/// subprogram of its own, so its registers spill into its own frame, not
+/// its callers'.
 #[inline(never)]
 #[allow(
     clippy::trivially_copy_pass_by_ref,
     reason = "the MAC stays in its map value: a subprogram argument, one register"
 )]
-fn translate(ctx: &XdpContext, pkt: &Packet, to: &FlowKey, mac: &[u8; 6]) -> bool {
-    try_translate(ctx, pkt, to, mac).is_ok()
+fn translate(ctx: &XdpContext, pkt: &Packet, to: &FlowKey, mac: &[u8; 6], arm: u8) -> usize {
+    try_translate(ctx, pkt, to, mac, arm).unwrap_or(FAILED)
 }
 
 #[inline(always)]
-fn try_translate(ctx: &XdpContext, pkt: &Packet, to: &FlowKey, mac: &[u8; 6]) -> Result<(), ()> {
+fn try_translate(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    to: &FlowKey,
+    mac: &[u8; 6],
+    arm: u8,
+) -> Result<usize, ()> {
     // The mask bounds the offset for the verifier (it is 14 or 18).
     let l3_off = pkt.l3_off & 0x1f;
     let words = to.words();
@@ -597,7 +617,7 @@ fn try_translate(ctx: &XdpContext, pkt: &Packet, to: &FlowKey, mac: &[u8; 6]) ->
         }
     };
     rewrite_l4(ctx, pkt, to, addr_diff)?;
-    crate::forward::rewrite_macs(ctx, *mac).map_err(|_| ())
+    crate::forward::send(ctx, *mac, arm).map_err(|_| ())
 }
 
 /// New ports and TCP / UDP checksum (`addr_diff`: the pseudo-header's

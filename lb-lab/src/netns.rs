@@ -431,6 +431,48 @@ impl Lan {
         Ok(&self.hosts.last().expect("just pushed").1)
     }
 
+    /// Plug host `host` (of another LAN) into this one as well: interface
+    /// `ifname` on this bridge, with the given addresses (a two-armed
+    /// host, such as a load balancer between a client and a server LAN).
+    /// The link goes with either namespace.
+    ///
+    /// # Errors
+    /// [`NetnsError`].
+    pub fn add_port(
+        &mut self,
+        host: &Netns,
+        ifname: &str,
+        ipv4: &str,
+        ipv6: &str,
+    ) -> Result<(), NetnsError> {
+        self.ports += 1;
+        let port = format!("p{}", self.ports);
+        self.bridge.ip(&[
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            ifname,
+            "netns",
+            host.name(),
+        ])?;
+        self.bridge
+            .ip(&["link", "set", &port, "master", "br0", "up"])?;
+        host.ip(&["link", "set", ifname, "up"])?;
+        host.ip(&["addr", "add", ipv4, "dev", ifname])?;
+        host.ip(&["-6", "addr", "add", ipv6, "dev", ifname, "nodad"])?;
+        Ok(())
+    }
+
+    /// The host added as `role`, if there is one.
+    #[must_use]
+    pub fn find_host(&self, role: &str) -> Option<&Host> {
+        self.hosts.iter().find(|(r, _)| r == role).map(|(_, h)| h)
+    }
+
     /// The host added as `role`.
     ///
     /// # Panics

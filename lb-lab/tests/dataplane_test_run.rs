@@ -89,6 +89,7 @@ fn service(
             mac: mac(m),
             port: 0,
             snat: None,
+            arm: 0,
         })
         .collect();
     balancer.set_backends(&key, &specs).unwrap();
@@ -786,6 +787,7 @@ fn connection_table_keeps_flows_and_weight_zero_drains() {
             mac: mac(0x41),
             port: 0,
             snat: None,
+            arm: 0,
         },
         BackendSpec {
             addr: ip4("198.18.1.42"),
@@ -793,6 +795,7 @@ fn connection_table_keeps_flows_and_weight_zero_drains() {
             mac: mac(0x42),
             port: 0,
             snat: None,
+            arm: 0,
         },
         BackendSpec {
             addr: ip4("198.18.1.43"),
@@ -800,6 +803,7 @@ fn connection_table_keeps_flows_and_weight_zero_drains() {
             mac: mac(0x43),
             port: 0,
             snat: None,
+            arm: 0,
         },
     ];
     lab.balancer.set_backends(&key, &specs).unwrap();
@@ -1154,6 +1158,7 @@ fn a_reused_slot_or_id_starts_from_zero_and_keeps_no_old_flows() {
         mac: mac(0x62),
         port: 0,
         snat: None,
+        arm: 0,
     }];
     lab.balancer.set_backends(&http, &specs).unwrap();
     let other = service(
@@ -1241,6 +1246,7 @@ fn backend_pairs_sizes_the_backend_maps() {
                 mac: [2, 0, 0, 0, 2, i],
                 port: 0,
                 snat: None,
+                arm: 0,
             })
             .collect()
     };

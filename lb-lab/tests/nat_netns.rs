@@ -60,6 +60,7 @@ static LBD: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| lb_lab::b
 static LBCTL: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| lb_lab::bin("lbctl"));
 
 const VIP: &str = "198.18.0.100";
+const VIP6: &str = "2001:db8::100";
 const LB_INSIDE: &str = "198.18.2.1";
 const BACKENDS: [(&str, &str); 3] = [
     ("b1", "198.18.2.11"),
@@ -104,6 +105,9 @@ fn add_servers(lan: &mut Lan, via_lb: bool) {
 
 struct Lab {
     lan: Lan,
+    /// Two-armed: the servers' LAN, behind the LB's `eth1` (else the
+    /// servers are on `lan`).
+    inside: Option<Lan>,
     dir: PathBuf,
     lbd: Option<Daemon>,
     mode: Mode,
@@ -127,14 +131,58 @@ impl Lab {
         std::fs::create_dir_all(&dir).unwrap();
         Self {
             lan,
+            inside: None,
             dir,
             lbd: None,
             mode,
         }
     }
 
+    /// Two LANs: the client and the LB's `eth0` (198.18.0.2, the VIPs) on
+    /// one, the servers and the LB's `eth1` (198.18.2.1, 2001:db8:2::1)
+    /// on the other, their default route via the LB (as `nat` needs).
+    fn two_arm() -> Self {
+        let mut lan = Lan::new().expect("create LAN (run as root)");
+        lan.add_host("client", "198.18.0.1/24", "2001:db8::1/64")
+            .unwrap();
+        lan.add_host("lb", "198.18.0.2/24", "2001:db8::2/64")
+            .unwrap();
+        let mut inside = Lan::new().unwrap();
+        add_servers(&mut inside, true);
+        let lb = &lan.host("lb").ns;
+        inside
+            .add_port(lb, "eth1", &format!("{LB_INSIDE}/24"), "2001:db8:2::1/64")
+            .unwrap();
+        for vip in [format!("{VIP}/32"), format!("{VIP6}/128")] {
+            lb.ip(&["addr", "add", &vip, "dev", "eth0"]).unwrap();
+        }
+        for (name, _) in BACKENDS {
+            inside
+                .host(name)
+                .ns
+                .ip(&["-6", "route", "add", "default", "via", "2001:db8:2::1"])
+                .unwrap();
+        }
+        lan.prepare_xdp("client").unwrap();
+        // GRO on the inside ports too: frames redirected into `eth1` in
+        // native mode need NAPI on its peer.
+        inside.prepare_xdp(BACKENDS[0].0).unwrap();
+        let dir = std::env::temp_dir().join(format!("{}nat", lan.prefix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            lan,
+            inside: Some(inside),
+            dir,
+            lbd: None,
+            mode: Mode::Fullnat,
+        }
+    }
+
     fn ns(&self, role: &str) -> &Netns {
-        &self.lan.host(role).ns
+        match self.inside.as_ref().and_then(|l| l.find_host(role)) {
+            Some(h) => &h.ns,
+            None => &self.lan.host(role).ns,
+        }
     }
 
     /// lbd's file for `services`.
@@ -146,9 +194,16 @@ impl Lab {
                 control_socket: self.dir.join("run/lbd.sock"),
                 metrics_listen: None,
             },
+            // Two-armed in native mode: XDP_REDIRECT between veths as
+            // between NICs.
             dataplane: Some(Dataplane {
-                xdp_mode: XdpMode::Generic,
+                xdp_mode: if self.inside.is_some() {
+                    XdpMode::Native
+                } else {
+                    XdpMode::Generic
+                },
                 conntrack_entries: 65_536,
+                backend_interface: self.inside.as_ref().map(|_| "eth1".to_owned()),
                 ..Dataplane::new("eth0")
             }),
             service,
@@ -495,6 +550,191 @@ fn nat_backends_see_the_client_and_answer_through_the_lb() {
         flows.contains(" nat ") || flows.contains("nat  "),
         "{flows}"
     );
+}
+
+/// Peers of `lab`'s servers' established connections to the server port,
+/// counted by address.
+fn peer_addresses(lab: &Lab) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for (name, _) in BACKENDS {
+        for p in lab.peers(name) {
+            *seen.entry(p.ip().to_string()).or_default() += 1;
+        }
+    }
+    seen
+}
+
+/// The two-armed lab's services: fullnat TCP and UDP and nat TCP on the
+/// IPv4 VIP, fullnat TCP on the IPv6 one, over the three servers.
+fn two_arm_config(lab: &Lab) -> String {
+    let list = |port: u16, v6: bool| -> Vec<BackendConfig> {
+        BACKENDS
+            .iter()
+            .map(|(_, a)| {
+                let addr = if v6 {
+                    format!("2001:db8:2::{}", &a[9..])
+                } else {
+                    (*a).to_owned()
+                };
+                BackendConfig {
+                    port: Some(port),
+                    ..BackendConfig::new(addr.parse().unwrap())
+                }
+            })
+            .collect()
+    };
+    let tcp = Health {
+        kind: HealthKind::Tcp,
+        interval: Dur(Duration::from_millis(200)),
+        ..Health::default()
+    };
+    let none = Health {
+        kind: HealthKind::None,
+        ..Health::default()
+    };
+    let service = |vip: &str, port, mode, protocol, backends, health: &Health| Service {
+        mode,
+        protocol,
+        health: health.clone(),
+        ..Service::new(vip.parse().unwrap(), port, backends)
+    };
+    lab.config_of(vec![
+        service(
+            VIP,
+            80,
+            Mode::Fullnat,
+            Protocol::Tcp,
+            list(SERVER_PORT, false),
+            &tcp,
+        ),
+        service(
+            VIP,
+            81,
+            Mode::Nat,
+            Protocol::Tcp,
+            list(SERVER_PORT, false),
+            &tcp,
+        ),
+        service(
+            VIP,
+            UDP_PORT,
+            Mode::Fullnat,
+            Protocol::Udp,
+            list(UDP_PORT, false),
+            &none,
+        ),
+        service(
+            VIP6,
+            80,
+            Mode::Fullnat,
+            Protocol::Tcp,
+            list(SERVER_PORT, true),
+            &tcp,
+        ),
+    ])
+}
+
+/// Ten IPv6 connections and ten UDP exchanges through the two-armed lab.
+fn ipv6_and_udp_across(lab: &Lab) {
+    let target6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+    for i in 0..10 {
+        let answer = lab.ns("client").run(|| ask(target6)).unwrap();
+        assert!(answer.is_some(), "IPv6 connection {i}\n{}", lab.log());
+    }
+    let target: SocketAddr = format!("{VIP}:{UDP_PORT}").parse().unwrap();
+    for i in 0..10 {
+        let s = lab
+            .ns("client")
+            .run(|| UdpSocket::bind("198.18.0.1:0").unwrap())
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let ask = format!("datagram {i}");
+        s.send_to(ask.as_bytes(), target).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, from) = s
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("datagram {i}: {e}"));
+        assert_eq!(from, target);
+        assert!(String::from_utf8_lossy(&buf[..n]).ends_with(&ask));
+    }
+}
+
+#[test]
+fn two_arms_forward_between_interfaces_through_a_crash() {
+    let _serial = serial();
+    let mut lab = Lab::two_arm();
+    let _servers = echo_servers(&lab);
+    let stop = Arc::new(AtomicBool::new(false));
+    let udp: Vec<_> = BACKENDS
+        .iter()
+        .map(|(name, _)| udp_echo(lab.ns(name), name, Arc::clone(&stop)))
+        .collect();
+    let config = two_arm_config(&lab);
+    std::fs::write(lab.dir.join("lb.toml"), config).unwrap();
+    lab.run_lbd();
+    lab.wait_serving();
+    let log = lab.log();
+    assert!(
+        log.contains("to eth1 (ifindex") && log.contains("in native mode"),
+        "attached to both interfaces, natively\n{log}"
+    );
+
+    // fullnat and nat side by side, both under traffic.
+    let opts = Options {
+        long_lived: 20,
+        new_per_sec: 10,
+        ..Options::default()
+    };
+    let fullnat =
+        Traffic::start(lab.ns("client"), format!("{VIP}:80").parse().unwrap(), opts).unwrap();
+    let nat = Traffic::start(lab.ns("client"), format!("{VIP}:81").parse().unwrap(), opts).unwrap();
+    fullnat.wait_lines(5, Duration::from_secs(10)).unwrap();
+    nat.wait_lines(5, Duration::from_secs(10)).unwrap();
+    // The servers see the SNAT address (fullnat) and the client (nat).
+    let seen = peer_addresses(&lab);
+    println!("the servers' peers: {seen:?}");
+    assert!(seen.get(LB_INSIDE).copied().unwrap_or(0) >= 20, "{seen:?}");
+    assert!(
+        seen.get("198.18.0.1").copied().unwrap_or(0) >= 20,
+        "{seen:?}"
+    );
+
+    // lbd dies and comes back: the program stays on both interfaces, the
+    // new lbd adopts both links.
+    lab.lbd.as_mut().unwrap().kill().unwrap();
+    fullnat.wait_lines(5, Duration::from_secs(10)).unwrap();
+    nat.wait_lines(5, Duration::from_secs(10)).unwrap();
+    lab.run_lbd();
+    let log = lab.log();
+    assert!(
+        log.contains("adopted the data plane") && log.contains("and on the backend interface eth1"),
+        "{log}"
+    );
+
+    ipv6_and_udp_across(&lab);
+    fullnat.wait_lines(5, Duration::from_secs(10)).unwrap();
+    let (fullnat, nat) = (fullnat.stop(), nat.stop());
+    println!("two arms, fullnat: {fullnat}");
+    println!("two arms, nat: {nat}");
+    for report in [&fullnat, &nat] {
+        assert_eq!(report.long_lived.len(), 20);
+        assert_eq!(report.kept(), 20, "{report}\n{}", lab.log());
+        assert_eq!(report.new_failed(), 0, "{report}");
+        assert!(report.new_ok() > 0, "{report}");
+    }
+    // Every forwarded frame crossed interfaces: redirected, none sent back
+    // out of the interface it came in on.
+    let pins = PathBuf::from(format!("/sys/fs/bpf/{}lb", lab.lan.prefix()));
+    let stats = lb_user::dataplane::stats::proto_stats_pinned(&pins).unwrap();
+    println!("{}", lb_user::dataplane::stats::format_proto_stats(&stats));
+    let total = |f: fn(&lb_common::stats::VerdictCounters) -> u64| stats.iter().map(f).sum::<u64>();
+    assert!(total(|c| c.redirect) > 1000, "redirected");
+    assert_eq!(total(|c| c.tx), 0, "nothing sent back out of its interface");
+    assert_eq!(total(|c| c.aborted), 0);
+    stop.store(true, Ordering::Relaxed);
+    for t in udp {
+        t.join().unwrap();
+    }
 }
 
 /// Two LB nodes with VRRP and connection sync in front of the fullnat

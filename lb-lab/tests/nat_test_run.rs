@@ -169,6 +169,7 @@ fn backends_of(svc: &Svc) -> Vec<BackendSpec> {
         mac: BACKEND_MAC,
         port: svc.backend_port,
         snat: (svc.mode == Mode::Fullnat).then(|| ip(svc.snat)),
+        arm: 0,
     }]
 }
 
@@ -754,6 +755,7 @@ fn a_synced_flow_is_carried_with_this_node_s_slot() {
         backend: sa("198.18.2.10:8080"),
         source: sa("198.18.2.1:41000"),
         client_mac: CLIENT_MAC,
+        client_arm: 0,
     };
     let translation = lab.balancer.translation();
     {

@@ -64,7 +64,8 @@ fn on_link_backend_resolves_to_its_own_mac() {
             src: Some(src),
         };
         // First call: nothing in the table, so it probes and polls.
-        let hop = block_on_in(lb, || neigh::resolve(dest, Some(eth0), TIMEOUT))
+        let oifs = [eth0];
+        let hop = block_on_in(lb, || neigh::resolve(dest, Some(&oifs), TIMEOUT))
             .unwrap_or_else(|e| panic!("resolve {dest}: {e}"));
         assert_eq!(hop, expected, "{dest}");
         // Second call: straight from the table, also without `oif`.
@@ -149,9 +150,10 @@ fn route_out_of_another_interface_is_refused() {
     let lb = &lan.host("lb").ns;
     let eth0 = eth0(lb);
     let lo = 1;
-    match block_on_in(lb, || neigh::resolve(B1_V4, Some(lo), TIMEOUT)) {
+    let oifs = [lo, 0];
+    match block_on_in(lb, || neigh::resolve(B1_V4, Some(&oifs), TIMEOUT)) {
         Err(NeighError::WrongInterface { dest, want, got }) => {
-            assert_eq!((dest, want, got), (B1_V4, lo, eth0));
+            assert_eq!((dest, want, got), (B1_V4, vec![lo], eth0));
         }
         other => panic!("expected WrongInterface, got {other:?}"),
     }

@@ -215,6 +215,7 @@ fn topology(mode: Mode, attach: AttachMode) -> Topology {
         backend_pairs: lb_common::backend::MAX_BACKENDS,
         nat_flows: 1024,
         flow_events: false,
+        backend_iface: None,
     };
     let mut dataplane = lb
         .run(|| rt().block_on(Dataplane::start(&opts)))
@@ -236,7 +237,7 @@ fn topology(mode: Mode, attach: AttachMode) -> Topology {
             .run(|| {
                 rt().block_on(neigh::resolve(
                     addr.parse().unwrap(),
-                    Some(ifindex),
+                    Some(&[ifindex]),
                     Duration::from_secs(3),
                 ))
             })
@@ -293,6 +294,7 @@ fn set_pool(t: &mut Topology, pool: &[(&'static str, u32)]) {
                 mac: t.macs[name],
                 port: 0,
                 snat: None,
+                arm: 0,
             }
         })
         .collect();

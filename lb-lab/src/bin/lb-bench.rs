@@ -82,6 +82,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             mac: [2, 0, 0, 0, 1, i],
             port: 0,
             snat: None,
+            arm: 0,
         })
         .collect();
     let snat: IpAddr = [198, 18, 2, 1].into();
@@ -90,6 +91,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         .map(|b| BackendSpec {
             port: 8080,
             snat: Some(snat),
+            arm: 0,
             ..*b
         })
         .collect();

@@ -281,6 +281,7 @@ fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
             mac: [2, 0, 0, 0, 0, i],
             port: 0,
             snat: None,
+            arm: 0,
         })
         .collect();
     let spec = ServiceSpec {

@@ -224,6 +224,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 backend_pairs: lb_common::backend::MAX_BACKENDS,
                 flow_events: false,
                 nat_flows: lb_common::nat::DEFAULT_NAT_FLOWS,
+                backend_iface: None,
             });
             startup
         }

@@ -576,6 +576,11 @@ pub struct Dataplane {
     /// "fragmentation needed" / "packet too big". Default 1500.
     #[serde(default = "default_mtu")]
     pub mtu: u16,
+    /// A second interface, where backends sit (two-arm): the program runs
+    /// on both and forwards between them with `XDP_REDIRECT`. Backends
+    /// are reached through whichever of the two the kernel's route to
+    /// them leaves by. Default: none (one arm, `XDP_TX`).
+    pub backend_interface: Option<String>,
 }
 
 fn default_mtu() -> u16 {
@@ -599,6 +604,7 @@ impl Dataplane {
             ipip_source_v4: None,
             ipip_source_v6: None,
             mtu: default_mtu(),
+            backend_interface: None,
         }
     }
 }

@@ -151,6 +151,7 @@ impl Startup {
                 nat_flows: config
                     .as_ref()
                     .map_or(lb_common::nat::DEFAULT_NAT_FLOWS, |c| c.nat.flows),
+                backend_iface: from_file.and_then(|d| d.backend_interface.clone()),
             });
         Ok(Self {
             config_path,
@@ -467,7 +468,7 @@ async fn start_controller(
     } else {
         Balancer::new(maps)
     };
-    let dp_cfg = match &c.dataplane {
+    let mut dp_cfg = match &c.dataplane {
         Some(d) => controller::dataplane_config(d, &c.nat, ifindex)
             .await
             .map_err(Error::DataplaneSettings)?,
@@ -476,11 +477,23 @@ async fn start_controller(
             ..Default::default()
         },
     };
+    // The source MACs of frames redirected to the other interface.
+    if let Some((arm1, _, _)) = dp.backend_interface() {
+        for (mac, iface) in dp_cfg.arm_mac.iter_mut().zip([dp.interface().0, arm1]) {
+            *mac = crate::sys::interface::mac_address(iface).map_err(|source| {
+                Error::DataplaneSettings(controller::DataplaneConfigError::Mac {
+                    iface: iface.to_owned(),
+                    source,
+                })
+            })?;
+        }
+    }
     balancer.set_config(&dp_cfg)?;
+    let arm1 = dp.backend_interface().map_or(0, |(_, index, _)| index);
     Ok(Some(Controller::new(
         balancer,
         NeighLookup::default(),
-        ifindex,
+        [ifindex, arm1],
     )))
 }
 

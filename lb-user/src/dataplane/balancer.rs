@@ -192,6 +192,9 @@ pub struct BackendSpec {
     /// `fullnat`: the source address of translated flows towards this
     /// backend.
     pub snat: Option<IpAddr>,
+    /// The interface its next hop is on: 0 the data plane's, 1 the
+    /// backend interface (`lb_common::config::Config::arm_mac`).
+    pub arm: u8,
 }
 
 /// Why a change was refused. Nothing was written when this is returned,
@@ -462,6 +465,7 @@ impl<M: Maps> Balancer<M> {
                         mac: be.mac,
                         port: u16::from_be(be.port_be),
                         snat: (mode == Mode::Fullnat).then(|| addr_of(&be.snat, be.family)),
+                        arm: be.arm,
                     };
                     b.slots.insert(
                         (service_key, spec.addr),
@@ -894,6 +898,7 @@ impl<M: Maps> Balancer<M> {
             flags: backend_flags::ACTIVE,
             vip_id: id,
             port_be: b.port.to_be(),
+            arm: b.arm,
             pad: 0,
             snat: b.snat.map_or([0; 16], addr16),
         };
@@ -1401,6 +1406,7 @@ mod tests {
             mac: [2, 0, 0, 0, 0, last],
             port: 0,
             snat: None,
+            arm: 0,
         }
     }
     /// The table the kernel reads for `key`, via the VIP record.
@@ -1806,6 +1812,7 @@ mod tests {
             mac: [0; 6],
             port: 0,
             snat: None,
+            arm: 0,
         };
         assert!(matches!(
             b.set_backends(&key(100), &[v6]),

@@ -53,6 +53,8 @@ pub const DECAP_PROGRAM: &str = "lb_decap";
 pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/lb";
 /// Name of the pinned XDP link in the pin directory.
 pub const LINK_PIN: &str = "link";
+/// Pin of the balancer's link on the backend interface, beside [`LINK_PIN`].
+pub const LINK_BACKEND_PIN: &str = "link-backend";
 /// Default pin directory of the decapsulator.
 pub const DEFAULT_DECAP_PIN_PATH: &str = "/sys/fs/bpf/lb-decap";
 
@@ -112,16 +114,22 @@ pub struct Options {
     pub flow_events: bool,
     /// NAT flows (`[dataplane] nat_flows`).
     pub nat_flows: u32,
+    /// A second interface, where backends sit (`[dataplane]
+    /// backend_interface`): the balancer is attached there too, and
+    /// forwards between the two with `XDP_REDIRECT`.
+    pub backend_iface: Option<String>,
 }
 
 impl Options {
-    /// The table sizes these options ask for.
+    /// What these options ask the object to be loaded with, the backend
+    /// interface being `arm1_ifindex` (0: none).
     #[must_use]
-    pub const fn sizes(&self) -> Sizes {
+    pub const fn sizes(&self, arm1_ifindex: u32) -> Sizes {
         Sizes {
             flow_entries: self.flow_entries,
             backend_pairs: self.backend_pairs,
             nat_flows: self.nat_flows,
+            arm1_ifindex,
         }
     }
 }
@@ -177,6 +185,9 @@ pub enum LoadError {
     /// The program is missing from the object (a build problem).
     #[error("the BPF object has no program {0}")]
     NoProgram(&'static str),
+    /// Writing map `arms` (the interfaces by arm) failed.
+    #[error("writing the interfaces into map arms: {0}")]
+    Arms(String),
     /// A data plane pinned by an earlier lbd cannot be adopted by this one.
     #[error(
         "the data plane pinned at {path} cannot be adopted: {reason}. \
@@ -238,6 +249,15 @@ pub enum Origin {
     },
 }
 
+/// The second interface the balancer runs on (`backend_interface`).
+struct BackendArm {
+    iface: String,
+    ifindex: u32,
+    mode: XdpMode,
+    /// Pinned at [`LINK_BACKEND_PIN`].
+    link: Option<Attachment>,
+}
+
 /// A running data plane: program attached, maps pinned.
 pub struct Dataplane {
     ebpf: Ebpf,
@@ -246,6 +266,7 @@ pub struct Dataplane {
     iface: String,
     ifindex: u32,
     mode: XdpMode,
+    backend: Option<BackendArm>,
     pin_dir: PathBuf,
     pins: Vec<PathBuf>,
     created_dir: bool,
@@ -297,7 +318,8 @@ pub fn load_object(flow_entries: u32, backend_pairs: u32) -> Result<Ebpf, aya::E
     load_object_with(&sizes, false, None)
 }
 
-/// The table sizes chosen at load.
+/// The table sizes chosen at load, and the backend interface the
+/// program is built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sizes {
     /// Connection-table flows (`[dataplane] conntrack_entries`).
@@ -307,6 +329,9 @@ pub struct Sizes {
     /// NAT flows (`[dataplane] nat_flows`; the NAT table holds two
     /// entries per flow).
     pub nat_flows: u32,
+    /// `backend_interface`'s index (`lb_common::config::ARM1_IFINDEX_SYMBOL`),
+    /// 0 for none.
+    pub arm1_ifindex: u32,
 }
 
 impl Default for Sizes {
@@ -315,6 +340,7 @@ impl Default for Sizes {
             flow_entries: lb_common::flow::DEFAULT_FLOW_ENTRIES,
             backend_pairs: lb_common::backend::MAX_BACKENDS,
             nat_flows: lb_common::nat::DEFAULT_NAT_FLOWS,
+            arm1_ifindex: 0,
         }
     }
 }
@@ -343,7 +369,12 @@ pub fn load_object_with(
         .map_max_entries(STATS_BACKEND_MAP, backend_pairs)
         .map_max_entries(lb_common::nat::NAT_MAP, 2 * nat_flows)
         .override_global(lb_common::flow::FLOW_SET_MASK_SYMBOL, &mask, true)
-        .override_global(lb_common::flow::FLOW_EVENTS_SYMBOL, &events_on, true);
+        .override_global(lb_common::flow::FLOW_EVENTS_SYMBOL, &events_on, true)
+        .override_global(
+            lb_common::config::ARM1_IFINDEX_SYMBOL,
+            &sizes.arm1_ifindex,
+            true,
+        );
     if let Some(dir) = pin_dir {
         for (name, _) in &names {
             loader.map_pin_path(name.as_str(), dir.join(name));
@@ -417,20 +448,32 @@ impl Dataplane {
         created_dir: bool,
     ) -> Result<Self, LoadError> {
         let link_path = opts.pin_path.join(LINK_PIN);
+        let arm1 = backend_interface(opts, ifindex)?;
         if opts.role == Role::Balancer && link_path.exists() {
-            return Self::adopt(opts, ifindex, lock, link_path).await;
+            return Self::adopt(opts, ifindex, arm1, lock, link_path).await;
         }
-        free_interface(opts, ifindex).await?;
+        free_interface(&opts.iface, ifindex, opts.replace).await?;
+        if let Some((iface, index)) = &arm1 {
+            free_interface(iface, *index, opts.replace).await?;
+        }
+        let arm1_ifindex = arm1.as_ref().map_or(0, |a| a.1);
 
         let name = opts.role.program();
-        let ebpf = match opts.role {
+        let mut ebpf = match opts.role {
             Role::Balancer => {
                 remove_stale_pins(&opts.pin_path)?;
-                load_object_with(&opts.sizes(), opts.flow_events, Some(&opts.pin_path))
+                load_object_with(
+                    &opts.sizes(arm1_ifindex),
+                    opts.flow_events,
+                    Some(&opts.pin_path),
+                )
             }
             Role::Decap => Ebpf::load(crate::DECAP_OBJ),
         }
         .map_err(LoadError::Load)?;
+        if opts.role == Role::Balancer {
+            write_arms(&mut ebpf, ifindex, arm1_ifindex)?;
+        }
         // From here on, dropping `dataplane` undoes what was done.
         let mut dataplane = Self {
             ebpf,
@@ -439,6 +482,7 @@ impl Dataplane {
             iface: opts.iface.clone(),
             ifindex,
             mode: XdpMode::Default,
+            backend: None,
             pin_dir: opts.pin_path.clone(),
             pins: Vec::new(),
             created_dir,
@@ -458,8 +502,14 @@ impl Dataplane {
             what: "loading".into(),
             source,
         })?;
-        let (link, mode) = attach(program, opts)?;
+        let (link, mode) = attach(program, &opts.iface, opts)?;
         let prog_id = program.info().map(|i| i.id()).unwrap_or_default();
+        // The backend interface: attached the same way, its link pinned
+        // beside the first.
+        let backend = match &arm1 {
+            Some((iface, index)) => Some(attach_backend(program, iface, *index, opts)?),
+            None => None,
+        };
         // Ok: the balancer's link as an fd link (None: attached by netlink);
         // Err: the decapsulator's, owned by the program.
         let fd_link = if opts.role == Role::Balancer {
@@ -473,18 +523,19 @@ impl Dataplane {
         dataplane.mode = mode;
         match fd_link {
             Ok(Some(fd_link)) => {
-                // The stamp before the link's pin: a pinned link always has
-                // its stamp beside it.
-                dataplane.write_layout(opts, ifindex, mode)?;
-                let pinned = fd_link.pin(&link_path).map_err(|source| LoadError::Pin {
-                    what: "the XDP link".into(),
-                    path: link_path.clone(),
-                    source,
-                })?;
-                dataplane.link = Some(Attachment::Pinned {
-                    link: pinned.into(),
-                    path: link_path,
-                });
+                // The stamp before the links' pins: a pinned link always
+                // has its stamp beside it. The backend interface's link
+                // first: a pinned `link` means the whole data plane is.
+                let arm1_stamp = backend
+                    .as_ref()
+                    .map_or((0, 0), |(b, _)| (b.ifindex, mode_flags(b.mode)));
+                dataplane.write_layout(opts, ifindex, mode, arm1_stamp)?;
+                if let Some((mut arm, fd_link)) = backend {
+                    let path = opts.pin_path.join(LINK_BACKEND_PIN);
+                    arm.link = Some(pin_link(fd_link, path)?);
+                    dataplane.backend = Some(arm);
+                }
+                dataplane.link = Some(pin_link(fd_link, link_path)?);
             }
             Ok(None) => {
                 // aya fell back to netlink: this kernel has no XDP links.
@@ -509,13 +560,28 @@ impl Dataplane {
     async fn adopt(
         opts: &Options,
         ifindex: u32,
+        arm1: Option<(String, u32)>,
         lock: File,
         link_path: PathBuf,
     ) -> Result<Self, LoadError> {
-        let (stamp, fd_link, previous_prog_id) = check_pinned(opts, ifindex, &link_path).await?;
+        let arm1_ifindex = arm1.as_ref().map_or(0, |a| a.1);
+        let (stamp, fd_link, previous_prog_id) =
+            check_pinned(opts, ifindex, arm1_ifindex, &link_path).await?;
+        let backend_path = opts.pin_path.join(LINK_BACKEND_PIN);
+        let backend_link = match &arm1 {
+            Some((iface, index)) => {
+                Some(check_link(opts, iface, *index, &backend_path, previous_prog_id).await?)
+            }
+            None => None,
+        };
         let name = Role::Balancer.program();
-        let mut ebpf = load_object_with(&opts.sizes(), opts.flow_events, Some(&opts.pin_path))
-            .map_err(LoadError::Load)?;
+        let mut ebpf = load_object_with(
+            &opts.sizes(arm1_ifindex),
+            opts.flow_events,
+            Some(&opts.pin_path),
+        )
+        .map_err(LoadError::Load)?;
+        write_arms(&mut ebpf, ifindex, arm1_ifindex)?;
         let program_err = |what: &str| {
             let what = what.to_owned();
             move |source| LoadError::Program {
@@ -532,23 +598,26 @@ impl Dataplane {
             .try_into()
             .map_err(program_err("loading"))?;
         program.load().map_err(program_err("loading"))?;
-        let xdp_link = XdpLink::try_from(fd_link).map_err(|source| LoadError::Link {
-            path: link_path.clone(),
-            source,
-        })?;
-        // One syscall swaps the program under the link: every packet runs
-        // either the old program or ours.
-        let id = program
-            .attach_to_link(xdp_link)
-            .map_err(program_err("swapping into the pinned link"))?;
+        // One syscall per link swaps the program under it: every packet
+        // runs either the old program or ours. The backend interface's
+        // first: its replies then already go the new program's way.
+        let backend = match (arm1, backend_link) {
+            (Some((iface, index)), Some(fd_link)) => {
+                let link = swap_into(program, fd_link, &backend_path)?;
+                Some(BackendArm {
+                    iface,
+                    ifindex: index,
+                    mode: mode_of_flags(stamp.backend_xdp_flags),
+                    link: Some(Attachment::Pinned {
+                        link,
+                        path: backend_path,
+                    }),
+                })
+            }
+            _ => None,
+        };
+        let link = swap_into(program, fd_link, &link_path)?;
         let prog_id = program.info().map(|i| i.id()).unwrap_or_default();
-        let link = program
-            .take_link(id)
-            .map_err(program_err("taking the link"))?;
-        let link = FdLink::try_from(link).map_err(|source| LoadError::Link {
-            path: link_path.clone(),
-            source,
-        })?;
         let mode = mode_of_flags(stamp.xdp_flags);
         info!(
             "adopted the data plane pinned at {} (maps and connection table kept); \
@@ -557,6 +626,14 @@ impl Dataplane {
             opts.iface,
             mode_name(mode)
         );
+        if let Some(b) = &backend {
+            info!(
+                "and on the backend interface {} (ifindex {}) in {} mode",
+                b.iface,
+                b.ifindex,
+                mode_name(b.mode)
+            );
+        }
         let mut pins: Vec<PathBuf> = object_maps(crate::EBPF_OBJ)
             .into_iter()
             .map(|(n, _)| opts.pin_path.join(n))
@@ -572,6 +649,7 @@ impl Dataplane {
             iface: opts.iface.clone(),
             ifindex,
             mode,
+            backend,
             pin_dir: opts.pin_path.clone(),
             pins,
             // A clean stop removes the directory, whoever created it.
@@ -599,6 +677,7 @@ impl Dataplane {
         opts: &Options,
         ifindex: u32,
         mode: XdpMode,
+        (backend_ifindex, backend_xdp_flags): (u32, u32),
     ) -> Result<(), LoadError> {
         let path = self.pin_dir.join(LAYOUT_MAP);
         let stamp = Layout {
@@ -609,6 +688,8 @@ impl Dataplane {
             ifindex,
             xdp_flags: mode_flags(mode),
             nat_flows: opts.nat_flows,
+            backend_ifindex,
+            backend_xdp_flags,
         };
         let stamp_err = |e: aya::maps::MapError| LoadError::PinDir {
             path: path.clone(),
@@ -660,6 +741,15 @@ impl Dataplane {
         (&self.iface, self.ifindex)
     }
 
+    /// The backend interface we are attached to as well, if any: name,
+    /// index and attach mode.
+    #[must_use]
+    pub fn backend_interface(&self) -> Option<(&str, u32, &'static str)> {
+        self.backend
+            .as_ref()
+            .map(|b| (b.iface.as_str(), b.ifindex, mode_name(b.mode)))
+    }
+
     /// Attach mode in effect ("native" or "generic").
     #[must_use]
     pub fn mode(&self) -> &'static str {
@@ -688,6 +778,7 @@ impl Dataplane {
         }
         if let Some(Attachment::Pinned { link, path }) = self.link.take() {
             drop(link);
+            drop(self.backend.take());
             self.pins.clear();
             self.created_dir = false;
             info!(
@@ -709,21 +800,19 @@ fn log_attached(name: &str, prog_id: u32, iface: &str, ifindex: u32, mode: XdpMo
 impl Drop for Dataplane {
     fn drop(&mut self) {
         let name = self.program;
+        // The backend interface first: detached there, the balancer then
+        // leaves the client side.
+        if let Some(BackendArm {
+            iface,
+            link: Some(Attachment::Pinned { link, path }),
+            ..
+        }) = self.backend.take()
+        {
+            release_pinned(name, &iface, link, &path);
+        }
         match self.link.take() {
             Some(Attachment::Pinned { link, path }) => {
-                // The pin goes first; closing our descriptor then releases
-                // the link, which detaches the program.
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {
-                        drop(link);
-                        info!("detached {name} from {}", self.iface);
-                    }
-                    Err(e) => warn!(
-                        "removing the link pin {} failed ({e}): {name} stays attached to {}",
-                        path.display(),
-                        self.iface
-                    ),
-                }
+                release_pinned(name, &self.iface, link, &path);
             }
             Some(Attachment::Owned(link)) => {
                 let detached = self
@@ -758,24 +847,141 @@ impl Drop for Dataplane {
     }
 }
 
+/// Attach the balancer (loaded) to the backend interface as well.
+fn attach_backend(
+    program: &mut Xdp,
+    iface: &str,
+    ifindex: u32,
+    opts: &Options,
+) -> Result<(BackendArm, FdLink), LoadError> {
+    let (link, mode) = attach(program, iface, opts)?;
+    let fd_link = program
+        .take_link(link)
+        .ok()
+        .and_then(|l| FdLink::try_from(l).ok())
+        .ok_or_else(|| LoadError::NoLinks {
+            iface: iface.to_owned(),
+        })?;
+    let prog_id = program.info().map(|i| i.id()).unwrap_or_default();
+    log_attached(opts.role.program(), prog_id, iface, ifindex, mode);
+    Ok((
+        BackendArm {
+            iface: iface.to_owned(),
+            ifindex,
+            mode,
+            link: None,
+        },
+        fd_link,
+    ))
+}
+
+/// Detach the program of a pinned link: the pin goes first; closing our
+/// descriptor then releases the link, which detaches the program.
+fn release_pinned(name: &str, iface: &str, link: FdLink, path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            drop(link);
+            info!("detached {name} from {iface}");
+        }
+        Err(e) => warn!(
+            "removing the link pin {} failed ({e}): {name} stays attached to {iface}",
+            path.display()
+        ),
+    }
+}
+
+/// Pin `link` at `path`.
+fn pin_link(link: FdLink, path: PathBuf) -> Result<Attachment, LoadError> {
+    let pinned = link.pin(&path).map_err(|source| LoadError::Pin {
+        what: "the XDP link".into(),
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Attachment::Pinned {
+        link: pinned.into(),
+        path,
+    })
+}
+
+/// Swap `program` (loaded) into the pinned link `fd_link` (pinned at
+/// `path`): one `BPF_LINK_UPDATE`.
+fn swap_into(program: &mut Xdp, fd_link: FdLink, path: &Path) -> Result<FdLink, LoadError> {
+    let name = Role::Balancer.program();
+    let program_err = |what: &str| {
+        let what = what.to_owned();
+        move |source| LoadError::Program {
+            program: name,
+            what,
+            source,
+        }
+    };
+    let link_err = |source| LoadError::Link {
+        path: path.to_owned(),
+        source,
+    };
+    let xdp_link = XdpLink::try_from(fd_link).map_err(link_err)?;
+    let id = program
+        .attach_to_link(xdp_link)
+        .map_err(program_err("swapping into the pinned link"))?;
+    let link = program
+        .take_link(id)
+        .map_err(program_err("taking the link"))?;
+    FdLink::try_from(link).map_err(link_err)
+}
+
+/// `[dataplane] backend_interface`, if set: its name and index. Refused
+/// when it is the client-side interface itself.
+fn backend_interface(opts: &Options, ifindex: u32) -> Result<Option<(String, u32)>, LoadError> {
+    let Some(iface) = opts.backend_iface.as_ref() else {
+        return Ok(None);
+    };
+    let index = preflight::ifindex(iface)?;
+    if index == ifindex {
+        return Err(PreflightError::SameInterface {
+            iface: iface.clone(),
+        }
+        .into());
+    }
+    Ok(Some((iface.clone(), index)))
+}
+
+/// Fill map `arms` (`lb_common::config::ARMS_MAP`): arm 0 the client-side
+/// interface, arm 1 the backend interface (none: left empty).
+fn write_arms(ebpf: &mut Ebpf, ifindex: u32, arm1_ifindex: u32) -> Result<(), LoadError> {
+    use lb_common::config::ARMS_MAP;
+    if arm1_ifindex == 0 {
+        return Ok(());
+    }
+    let map = ebpf
+        .map_mut(ARMS_MAP)
+        .ok_or_else(|| LoadError::Arms(format!("the object has no map {ARMS_MAP}")))?;
+    let mut arms: aya::maps::DevMap<&mut MapData> =
+        aya::maps::DevMap::try_from(map).map_err(|e| LoadError::Arms(e.to_string()))?;
+    for (arm, index) in [(0, ifindex), (1, arm1_ifindex)] {
+        arms.set(arm, index, None, 0)
+            .map_err(|e| LoadError::Arms(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Refuse an interface that already runs an XDP program, or detach it
 /// with `--replace`.
-async fn free_interface(opts: &Options, ifindex: u32) -> Result<(), LoadError> {
-    if let Some(existing) = preflight::attached_xdp(&opts.iface, ifindex).await? {
+async fn free_interface(iface: &str, ifindex: u32, replace: bool) -> Result<(), LoadError> {
+    if let Some(existing) = preflight::attached_xdp(iface, ifindex).await? {
         let prog_name = preflight::program_name(existing.prog_id);
-        if !opts.replace {
+        if !replace {
             return Err(PreflightError::XdpBusy {
-                iface: opts.iface.clone(),
+                iface: iface.to_owned(),
                 prog_id: existing.prog_id,
                 prog_name,
                 mode: existing.mode,
             }
             .into());
         }
-        preflight::detach_xdp(&opts.iface, ifindex, existing.mode_flags).await?;
+        preflight::detach_xdp(iface, ifindex, existing.mode_flags).await?;
         info!(
-            "--replace: detached XDP program {} ({prog_name}) from {}",
-            existing.prog_id, opts.iface
+            "--replace: detached XDP program {} ({prog_name}) from {iface}",
+            existing.prog_id
         );
     }
     Ok(())
@@ -786,6 +992,7 @@ async fn free_interface(opts: &Options, ifindex: u32) -> Result<(), LoadError> {
 async fn check_pinned(
     opts: &Options,
     ifindex: u32,
+    arm1_ifindex: u32,
     link_path: &Path,
 ) -> Result<(Layout, FdLink, u32), LoadError> {
     let refuse = |reason: String, hint: &str| LoadError::Adopt {
@@ -794,8 +1001,26 @@ async fn check_pinned(
         hint: hint.to_owned(),
     };
     let stamp = read_layout(&opts.pin_path).map_err(|reason| refuse(reason, ""))?;
-    check_layout(&stamp, opts, ifindex).map_err(|(reason, hint)| refuse(reason, hint))?;
+    check_layout(&stamp, opts, ifindex, arm1_ifindex)
+        .map_err(|(reason, hint)| refuse(reason, hint))?;
     check_shapes(&opts.pin_path, opts).map_err(|reason| refuse(reason, ""))?;
+    let (fd_link, previous_prog_id) = open_link(opts, &opts.iface, ifindex, link_path).await?;
+    Ok((stamp, fd_link, previous_prog_id))
+}
+
+/// The pinned link at `link_path` on `iface`, checked to be attached
+/// there still, and its program's id.
+async fn open_link(
+    opts: &Options,
+    iface: &str,
+    ifindex: u32,
+    link_path: &Path,
+) -> Result<(FdLink, u32), LoadError> {
+    let refuse = |reason: String| LoadError::Adopt {
+        path: opts.pin_path.clone(),
+        reason,
+        hint: String::new(),
+    };
     let pinned = PinnedLink::from_pin(link_path).map_err(|source| LoadError::Link {
         path: link_path.to_owned(),
         source,
@@ -805,35 +1030,53 @@ async fn check_pinned(
         path: link_path.to_owned(),
         source,
     })?;
-    let previous_prog_id = info.program_id();
+    let prog_id = info.program_id();
     // The link still attached where it was? (A deleted and re-created
     // interface leaves it defunct.)
-    let attached = preflight::attached_xdp(&opts.iface, ifindex).await?;
-    match attached {
-        Some(a) if a.prog_id == previous_prog_id => {}
-        Some(a) => {
-            return Err(refuse(
-                format!(
-                    "{} runs XDP program {} ({}), not the pinned link's program {previous_prog_id}",
-                    opts.iface,
-                    a.prog_id,
-                    preflight::program_name(a.prog_id)
-                ),
-                "",
-            ));
-        }
-        None => {
-            return Err(refuse(
-                format!(
-                    "its link is no longer attached to {} (the interface was re-created?)",
-                    opts.iface
-                ),
-                "",
-            ));
-        }
+    match preflight::attached_xdp(iface, ifindex).await? {
+        Some(a) if a.prog_id == prog_id => Ok((fd_link, prog_id)),
+        Some(a) => Err(refuse(format!(
+            "{iface} runs XDP program {} ({}), not the pinned link's program {prog_id}",
+            a.prog_id,
+            preflight::program_name(a.prog_id)
+        ))),
+        None => Err(refuse(format!(
+            "its link is no longer attached to {iface} (the interface was re-created?)"
+        ))),
     }
+}
 
-    Ok((stamp, fd_link, previous_prog_id))
+/// The backend interface's pinned link, checked as the first one is, and
+/// to run the same program (`prog_id`).
+async fn check_link(
+    opts: &Options,
+    iface: &str,
+    ifindex: u32,
+    link_path: &Path,
+    prog_id: u32,
+) -> Result<FdLink, LoadError> {
+    if !link_path.exists() {
+        return Err(LoadError::Adopt {
+            path: opts.pin_path.clone(),
+            reason: format!(
+                "it has no link on the backend interface {iface} ({} is missing)",
+                link_path.display()
+            ),
+            hint: String::new(),
+        });
+    }
+    let (fd_link, id) = open_link(opts, iface, ifindex, link_path).await?;
+    if id != prog_id {
+        return Err(LoadError::Adopt {
+            path: opts.pin_path.clone(),
+            reason: format!(
+                "its link on {iface} runs program {id}, the one on {} program {prog_id}",
+                opts.iface
+            ),
+            hint: String::new(),
+        });
+    }
+    Ok(fd_link)
 }
 
 /// The stamp of the data plane pinned in `dir`.
@@ -859,6 +1102,7 @@ fn check_layout(
     stamp: &Layout,
     opts: &Options,
     ifindex: u32,
+    arm1_ifindex: u32,
 ) -> Result<(), (String, &'static str)> {
     if stamp.magic != LAYOUT_MAGIC {
         return Err(("its layout stamp is empty or not lb's".into(), ""));
@@ -908,6 +1152,20 @@ fn check_layout(
                 stamp.ifindex, opts.iface
             ),
             ", or give this lbd its own --pin-path",
+        ));
+    }
+    if stamp.backend_ifindex != arm1_ifindex {
+        let was = match stamp.backend_ifindex {
+            0 => "no backend interface".to_owned(),
+            i => format!("backend interface index {i}"),
+        };
+        let now = match (&opts.backend_iface, arm1_ifindex) {
+            (Some(name), i) if i != 0 => format!("{name} (index {i})"),
+            _ => "none".to_owned(),
+        };
+        return Err((
+            format!("it runs with {was}, the configuration's backend_interface is {now}"),
+            ", or set backend_interface back",
         ));
     }
     let want = match opts.mode {
@@ -1020,7 +1278,9 @@ pub fn detach_pinned(dir: &Path) -> Result<Vec<PathBuf>, DetachError> {
     let mut removed = Vec::new();
     // The link first: removing its pin detaches the program (nothing else
     // holds it), so no packet meets half-removed maps.
-    let names = std::iter::once(LINK_PIN.to_owned())
+    let names = [LINK_BACKEND_PIN, LINK_PIN]
+        .into_iter()
+        .map(str::to_owned)
         .chain(object_maps(crate::EBPF_OBJ).into_iter().map(|(n, _)| n));
     for name in names {
         let path = dir.join(name);
@@ -1036,15 +1296,19 @@ pub fn detach_pinned(dir: &Path) -> Result<Vec<PathBuf>, DetachError> {
     Ok(removed)
 }
 
-/// Attach in the requested mode; `auto` tries native first.
-fn attach(program: &mut Xdp, opts: &Options) -> Result<(XdpLinkId, XdpMode), LoadError> {
+/// Attach to `iface` in the requested mode; `auto` tries native first.
+fn attach(
+    program: &mut Xdp,
+    iface: &str,
+    opts: &Options,
+) -> Result<(XdpLinkId, XdpMode), LoadError> {
     let try_mode = |program: &mut Xdp, mode: XdpMode| {
         program
-            .attach(&opts.iface, mode)
+            .attach(iface, mode)
             .map(|link| (link, mode))
             .map_err(|source| LoadError::Program {
                 program: opts.role.program(),
-                what: format!("attaching to {} in {} mode", opts.iface, mode_name(mode)),
+                what: format!("attaching to {iface} in {} mode", mode_name(mode)),
                 source,
             })
     };
@@ -1054,8 +1318,7 @@ fn attach(program: &mut Xdp, opts: &Options) -> Result<(XdpLinkId, XdpMode), Loa
         AttachMode::Auto => try_mode(program, XdpMode::Driver).or_else(|native_err| {
             let attached = try_mode(program, XdpMode::Skb)?;
             info!(
-                "native XDP unavailable on {} ({}); using generic mode",
-                opts.iface,
+                "native XDP unavailable on {iface} ({}); using generic mode",
                 error_chain(&native_err)
             );
             Ok(attached)

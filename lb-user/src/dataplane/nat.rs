@@ -218,6 +218,9 @@ pub struct NatRecord {
     pub source: SocketAddr,
     /// Where replies go: the client's (or its router's) MAC.
     pub client_mac: [u8; 6],
+    /// The interface the client is on (0 the data plane's, 1 the
+    /// backend interface: `lb_common::config::Config::arm_mac`).
+    pub client_arm: u8,
 }
 
 impl NatRecord {
@@ -234,6 +237,7 @@ impl NatRecord {
             backend: socket(&to.dst, to.dst_port_be),
             source: socket(&to.src, to.src_port_be),
             client_mac: flow.reply.map_or([0; 6], |r| r.mac),
+            client_arm: flow.reply.map_or(0, |r| r.arm),
         }
     }
 
@@ -253,6 +257,7 @@ impl NatRecord {
             },
             reply: Some(NatEntry {
                 mac: e.client_mac,
+                arm: e.client_arm,
                 ..NatEntry::default()
             }),
         };
@@ -311,6 +316,7 @@ impl NatRecord {
                 NatEntry {
                     to: reversed(&key),
                     mac: self.client_mac,
+                    arm: self.client_arm,
                     flags: flags | nat_flags::REPLY,
                     tcp: self.tcp.1,
                     ..common
@@ -642,11 +648,13 @@ mod tests {
             backend: 17,
             vip_id: 3,
             vip_generation: 9,
-            pad: 0,
+            client_arm: 1,
+            pad: [0; 3],
         };
         let from_event = NatRecord::of_event(&event, &translation()).unwrap();
         assert_eq!(from_event.source, r.source);
         assert_eq!(from_event.client_mac, [2, 0, 0, 0, 0, 1]);
+        assert_eq!(from_event.client_arm, 1);
         let stale = NatEvent {
             vip_generation: 8,
             ..event

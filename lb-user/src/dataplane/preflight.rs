@@ -94,6 +94,15 @@ pub enum PreflightError {
         /// "native", "generic", "offload" or "multiple".
         mode: &'static str,
     },
+    /// `backend_interface` names the interface clients arrive on.
+    #[error(
+        "backend_interface {iface} is the data plane's interface itself; name the second \
+         interface the backends sit behind, or leave backend_interface out (one arm)"
+    )]
+    SameInterface {
+        /// The interface.
+        iface: String,
+    },
     /// Talking to the kernel over rtnetlink failed.
     #[error("rtnetlink request about interface {iface} failed")]
     Netlink {

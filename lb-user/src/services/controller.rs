@@ -87,6 +87,14 @@ pub enum DataplaneConfigError {
         /// What is wrong with it (the configuration parser's message).
         reason: String,
     },
+    /// The MAC of an interface of a two-armed data plane cannot be read.
+    #[error("reading the MAC address of {iface}")]
+    Mac {
+        /// The interface.
+        iface: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// What the controller's background tasks report; the daemon's loop hands
@@ -112,13 +120,13 @@ pub struct NextHopEvent {
 
 /// Finds next hops for the controller without blocking it.
 pub trait NextHops {
-    /// Start finding the next hop to `backend` out of interface `oif`
+    /// Start finding the next hop to `backend` out of one of `oifs`
     /// (for `service`); send the answer to `done` as [`Event::NextHop`].
     fn lookup(
         &mut self,
         service: ServiceKey,
         backend: IpAddr,
-        oif: u32,
+        oifs: [u32; 2],
         done: mpsc::UnboundedSender<Event>,
     );
 }
@@ -151,7 +159,7 @@ impl NextHops for NeighLookup {
         &mut self,
         service: ServiceKey,
         backend: IpAddr,
-        oif: u32,
+        oifs: [u32; 2],
         done: mpsc::UnboundedSender<Event>,
     ) {
         let permits = self.permits.clone();
@@ -159,7 +167,7 @@ impl NextHops for NeighLookup {
             // Never closed: the semaphore lives as long as any lookup.
             let _permit = permits.acquire_owned().await;
             let result =
-                crate::sys::neigh::resolve(backend, Some(oif), Duration::from_secs(1)).await;
+                crate::sys::neigh::resolve(backend, Some(&oifs), Duration::from_secs(1)).await;
             let _ = done.send(Event::NextHop(NextHopEvent {
                 service,
                 backend,
@@ -228,6 +236,8 @@ struct Backend {
     /// The address the kernel sends from towards the backend (the default
     /// SNAT address of `fullnat`).
     src: Option<IpAddr>,
+    /// The arm its next hop is on (`BackendSpec::arm`).
+    arm: u8,
     checker: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -258,7 +268,9 @@ struct Service {
 pub struct Controller<M: Maps = EbpfMaps, R: NextHops = NeighLookup> {
     balancer: Balancer<M>,
     next_hops: R,
-    oif: u32,
+    /// The data plane's interfaces by arm (`[1]`: the backend interface,
+    /// 0 for none): next hops must be reachable through one of them.
+    oifs: [u32; 2],
     services: BTreeMap<ServiceKey, Service>,
     vrrp: HashMap<String, State>,
     events: mpsc::UnboundedSender<Event>,
@@ -326,21 +338,22 @@ fn gate_of(config: &Config, svc: &config::Service) -> Option<String> {
 
 impl<M: Maps, R: NextHops> Controller<M, R> {
     /// A controller over `balancer`, finding next hops with `next_hops`;
-    /// `oif` is the data plane's interface (next hops must be reachable
-    /// through it). Health results and next-hop answers arrive on the
+    /// `oifs` are the data plane's interfaces by arm, the second 0 without
+    /// a backend interface (next hops must be reachable through one of
+    /// them). Health results and next-hop answers arrive on the
     /// receiver returned; feed them to [`Controller::handle`].
     #[must_use]
     pub fn new(
         balancer: Balancer<M>,
         next_hops: R,
-        oif: u32,
+        oifs: [u32; 2],
     ) -> (Self, mpsc::UnboundedReceiver<Event>) {
         let (events, rx) = mpsc::unbounded_channel();
         (
             Self {
                 balancer,
                 next_hops,
-                oif,
+                oifs,
                 services: BTreeMap::new(),
                 looking_up: std::collections::HashSet::new(),
                 vrrp: HashMap::new(),
@@ -406,7 +419,8 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                 }
                 None => {
                     // In the maps already: an adopted data plane. It stays
-                    // active, and its backends keep the MACs the maps hold,
+                    // active, and its backends keep the MACs (and arms) the
+                    // maps hold,
                     // so the first sync writes the same pool (fresh lookups
                     // would leave it empty until they answer).
                     let adopted = self.balancer.backends(&key);
@@ -428,6 +442,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                                 });
                                 backend.mac = held.map(|(spec, _)| spec.mac);
                                 backend.src = held.and_then(|(spec, _)| spec.snat);
+                                backend.arm = held.map_or(0, |(spec, _)| spec.arm);
                                 backend
                             })
                             .collect(),
@@ -517,6 +532,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                 None
             }
         };
+        let arm1 = self.oifs[1];
         let mut waiting = Vec::new();
         for (key, svc) in &mut self.services {
             let mode = svc.spec.mode;
@@ -534,6 +550,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                     Some(hop) => {
                         b.mac = Some(hop.mac);
                         b.src = hop.src;
+                        b.arm = u8::from(arm1 != 0 && hop.ifindex == arm1);
                     }
                     None => {}
                 }
@@ -658,7 +675,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                 continue;
             }
             self.next_hops
-                .lookup(*key, b.cfg.address, self.oif, self.events.clone());
+                .lookup(*key, b.cfg.address, self.oifs, self.events.clone());
         }
     }
 
@@ -709,6 +726,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                     mac: b.mac?,
                     port: if mode.is_nat() { b.port } else { 0 },
                     snat,
+                    arm: b.arm,
                 })
             })
             .collect();
@@ -727,6 +745,7 @@ fn new_backend(b: &config::BackendConfig, port: u16) -> Backend {
         drained: false,
         mac: None,
         src: None,
+        arm: 0,
         checker: None,
     }
 }
@@ -979,20 +998,22 @@ mod tests {
             &mut self,
             service: ServiceKey,
             backend: IpAddr,
-            oif: u32,
+            oifs: [u32; 2],
             _: mpsc::UnboundedSender<Event>,
         ) {
-            assert_eq!(oif, OIF);
+            assert_eq!(oifs, [OIF, ARM1]);
             self.asked.push((service, backend));
         }
     }
 
     const OIF: u32 = 7;
+    /// The backend interface.
+    const ARM1: u32 = 8;
 
     type Ctl = Controller<NullMaps, FakeHops>;
 
     fn controller() -> Ctl {
-        Controller::new(Balancer::new(NullMaps), FakeHops::default(), OIF).0
+        Controller::new(Balancer::new(NullMaps), FakeHops::default(), [OIF, ARM1]).0
     }
 
     /// A data plane on eth0 balancing `services`, validated as a file is.
@@ -1084,6 +1105,61 @@ mod tests {
             up,
             reason: "test".into(),
         }));
+    }
+
+    #[tokio::test]
+    async fn a_backend_behind_the_backend_interface_is_sent_there() {
+        let mut ctl = controller();
+        ctl.reload(&config([service(80, &[(11, 1), (12, 1)], false)]));
+        for (service, backend) in std::mem::take(&mut ctl.next_hops.asked) {
+            let IpAddr::V4(a) = backend else {
+                panic!("v4 only")
+            };
+            let last = a.octets()[3];
+            ctl.handle(Event::NextHop(NextHopEvent {
+                service,
+                backend,
+                result: Ok(NextHop {
+                    ifindex: if last == 12 { ARM1 } else { OIF },
+                    gateway: None,
+                    mac: mac(last),
+                    src: None,
+                }),
+            }));
+        }
+        let arms: Vec<(IpAddr, u8)> = ctl
+            .balancer()
+            .backends(&key(80))
+            .unwrap()
+            .iter()
+            .map(|(s, _)| (s.addr, s.arm))
+            .collect();
+        assert_eq!(arms, vec![(be(11), 0), (be(12), 1)]);
+    }
+
+    #[tokio::test]
+    async fn an_adopted_pool_keeps_its_backends_arms() {
+        // The maps as an earlier lbd left them: be(12) behind arm 1.
+        let cfg = config([service(80, &[(12, 1)], false)]);
+        let mut balancer = Balancer::new(NullMaps);
+        balancer
+            .upsert_service(key(80), spec_of(&cfg.service[0]))
+            .unwrap();
+        let held = BackendSpec {
+            addr: be(12),
+            weight: 1,
+            mac: mac(12),
+            port: 0,
+            snat: None,
+            arm: 1,
+        };
+        balancer.set_backends(&key(80), &[held]).unwrap();
+        let mut ctl = Controller::new(balancer, FakeHops::default(), [OIF, ARM1]).0;
+        ctl.reload(&cfg);
+        assert!(ctl.next_hops.asked.is_empty(), "the MAC was held");
+        let pool = ctl.balancer().backends(&key(80)).unwrap();
+        assert_eq!(pool.len(), 1);
+        assert_eq!((pool[0].0.addr, pool[0].0.arm), (be(12), 1));
     }
 
     #[tokio::test]

@@ -19,7 +19,8 @@
 //! A flow record (56 bytes): protocol, family, 2 bytes zero, VIP address
 //! (16, IPv4 v4-mapped), VIP port, client port, client address (16),
 //! backend address (16). A NAT record (88 bytes): protocol, family, flags
-//! (bit 0: fullnat), the forward and reply TCP flags, 3 bytes zero, VIP
+//! (bit 0: fullnat), the forward and reply TCP flags, the client's arm
+//! (0, or 1: behind the backend interface), 2 bytes zero, VIP
 //! address (16), VIP port, client port, client address (16), backend
 //! address (16), backend port, source port, source address (16: what the
 //! backend sees, the SNAT address or the client), the client's MAC (6), 2
@@ -214,7 +215,8 @@ fn emit_nat(r: &NatRecord, out: &mut Vec<u8>) {
     out.push(u8::from(r.fullnat));
     out.push(r.tcp.0);
     out.push(r.tcp.1);
-    out.extend_from_slice(&[0; 3]);
+    out.push(r.client_arm);
+    out.extend_from_slice(&[0; 2]);
     out.extend_from_slice(&addr16(r.vip.ip()));
     out.extend_from_slice(&r.vip.port().to_be_bytes());
     out.extend_from_slice(&r.client.port().to_be_bytes());
@@ -236,7 +238,7 @@ fn parse_nat(b: &[u8]) -> Result<NatRecord, WireError> {
         6 => false,
         _ => return Err(WireError::Record),
     };
-    if b[2] > 1 {
+    if b[2] > 1 || b[5] > 1 {
         return Err(WireError::Record);
     }
     Ok(NatRecord {
@@ -248,6 +250,7 @@ fn parse_nat(b: &[u8]) -> Result<NatRecord, WireError> {
         backend: socket_of(&b[44..60], &b[60..62], v4)?,
         source: socket_of(&b[64..80], &b[62..64], v4)?,
         client_mac: b[80..86].try_into().map_err(|_| WireError::Record)?,
+        client_arm: b[5],
     })
 }
 
@@ -399,6 +402,7 @@ mod tests {
                 backend: sa("[2001:db8:2::11]:5353"),
                 source: sa(&format!("[2001:db8::1]:{}", 5000 + i)),
                 client_mac: [2, 0, 0, 0, 0, 1],
+                client_arm: 1,
             }
         } else {
             NatRecord {
@@ -410,6 +414,7 @@ mod tests {
                 backend: sa("198.18.2.11:8080"),
                 source: sa(&format!("198.18.2.1:{}", 1024 + i)),
                 client_mac: [2, 0, 0, 0, 0, 1],
+                client_arm: 0,
             }
         }
     }

@@ -1,4 +1,4 @@
-//! Network interfaces by name: index and link flags, in the calling
+//! Network interfaces by name: index, link flags and MAC, in the calling
 //! thread's network namespace.
 
 use std::ffi::{CString, c_char, c_int};
@@ -51,6 +51,38 @@ pub fn interface_up(name: &str) -> io::Result<bool> {
 }
 
 fn interface_flags(name: &str) -> io::Result<c_int> {
+    let req = ifreq_ioctl(name, libc::SIOCGIFFLAGS)?;
+    // SAFETY: SIOCGIFFLAGS filled in `ifru_flags`.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    Ok(c_int::from(u16::from_ne_bytes(flags.to_ne_bytes())))
+}
+
+/// The MAC address of interface `name` (`ioctl(SIOCGIFHWADDR)`), in the
+/// calling thread's network namespace.
+///
+/// # Errors
+/// As [`interface_up`]; an interface whose hardware address is not
+/// Ethernet's is [`io::ErrorKind::Unsupported`].
+pub fn mac_address(name: &str) -> io::Result<[u8; 6]> {
+    let req = ifreq_ioctl(name, libc::SIOCGIFHWADDR)?;
+    // SAFETY: SIOCGIFHWADDR filled in `ifru_hwaddr`.
+    let addr = unsafe { req.ifr_ifru.ifru_hwaddr };
+    if addr.sa_family != libc::ARPHRD_ETHER {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{name} is not an Ethernet interface"),
+        ));
+    }
+    let mut mac = [0; 6];
+    for (dst, &src) in mac.iter_mut().zip(&addr.sa_data) {
+        *dst = u8::from_ne_bytes(src.to_ne_bytes());
+    }
+    Ok(mac)
+}
+
+/// `ioctl(request)` about interface `name` on a datagram socket: the
+/// `ifreq` the kernel filled in.
+fn ifreq_ioctl(name: &str, request: libc::c_ulong) -> io::Result<libc::ifreq> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
         return Err(io::Error::new(
@@ -72,15 +104,13 @@ fn interface_flags(name: &str) -> io::Result<c_int> {
     for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
         *dst = c_char::from_ne_bytes([src]);
     }
-    // SAFETY: `req` is a valid `ifreq` that SIOCGIFFLAGS reads the name of
-    // and writes the flags into.
-    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &raw mut req) };
+    // SAFETY: `req` is a valid `ifreq` that these requests read the name
+    // of and write their answer into.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), request, &raw mut req) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: SIOCGIFFLAGS filled in `ifru_flags`.
-    let flags = unsafe { req.ifr_ifru.ifru_flags };
-    Ok(c_int::from(u16::from_ne_bytes(flags.to_ne_bytes())))
+    Ok(req)
 }
 
 #[cfg(test)]
@@ -104,6 +134,18 @@ mod tests {
             let error = interface_up(name).unwrap_err();
             assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{name:?}");
         }
+    }
+
+    #[test]
+    fn loopback_has_no_mac_and_nothing_has_none() {
+        assert_eq!(
+            mac_address("lo").unwrap_err().kind(),
+            io::ErrorKind::Unsupported
+        );
+        assert_eq!(
+            mac_address("lbtrk-nonexist").unwrap_err().raw_os_error(),
+            Some(libc::ENODEV)
+        );
     }
 
     #[test]

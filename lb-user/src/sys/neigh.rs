@@ -96,17 +96,18 @@ pub enum NeighError {
         /// The route type the kernel reported.
         kind: RouteType,
     },
-    /// The route leaves through another interface than the one the caller
-    /// requires (XDP transmits out of the interface it received from).
+    /// The route leaves through another interface than the ones the
+    /// caller allows (XDP sends out of the interfaces it runs on).
     #[error(
-        "the route to {dest} leaves through ifindex {got}, not ifindex {want} where the \
-         load balancer runs; XDP can only forward out of the receiving interface"
+        "the route to {dest} leaves through ifindex {got}, not {want:?} where the \
+         load balancer runs (a backend behind another interface needs it as \
+         [dataplane] backend_interface)"
     )]
     WrongInterface {
         /// The destination looked up.
         dest: IpAddr,
-        /// The interface the caller required.
-        want: u32,
+        /// The interfaces the caller allows.
+        want: Vec<u32>,
         /// The interface the kernel's route uses.
         got: u32,
     },
@@ -156,7 +157,8 @@ pub enum NeighError {
 
 /// Find the interface, gateway and MAC that packets to `dest` must use.
 ///
-/// If `oif` is given, the route must leave through that interface. The
+/// If `oif` is given, the route must leave through one of those
+/// interfaces (zeros in it stand for none). The
 /// neighbour table is consulted first; when the entry is missing or failed,
 /// a probe makes the kernel resolve it, and the table is polled for up to
 /// `timeout`. Runs in the network namespace of the calling thread.
@@ -164,8 +166,8 @@ pub enum NeighError {
 /// # Errors
 /// - [`NeighError::NoRoute`] / [`NeighError::NotUnicast`] when the kernel
 ///   has no usable route to `dest`;
-/// - [`NeighError::WrongInterface`] when the route leaves through another
-///   interface than `oif`;
+/// - [`NeighError::WrongInterface`] when the route leaves through none of
+///   `oif`;
 /// - [`NeighError::Unresolved`] when no usable neighbour entry appears
 ///   within `timeout`;
 /// - [`NeighError::NotEthernet`] when the interface is not Ethernet;
@@ -173,7 +175,7 @@ pub enum NeighError {
 ///   failures.
 pub async fn resolve(
     dest: IpAddr,
-    oif: Option<u32>,
+    oif: Option<&[u32]>,
     timeout: Duration,
 ) -> Result<NextHop, NeighError> {
     let (conn, handle, _) =
@@ -187,16 +189,16 @@ pub async fn resolve(
 async fn resolve_with(
     handle: &Handle,
     dest: IpAddr,
-    oif: Option<u32>,
+    oif: Option<&[u32]>,
     timeout: Duration,
 ) -> Result<NextHop, NeighError> {
     let route = lookup_route(handle, dest).await?;
     if let Some(want) = oif
-        && want != route.ifindex
+        && !want.contains(&route.ifindex)
     {
         return Err(NeighError::WrongInterface {
             dest,
-            want,
+            want: want.iter().copied().filter(|&i| i != 0).collect(),
             got: route.ifindex,
         });
     }
