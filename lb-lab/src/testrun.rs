@@ -17,6 +17,24 @@ use lb_user::dataplane::{loader::PROGRAM, stats};
 /// test setup.
 #[must_use]
 pub fn run(ebpf: &Ebpf, frame: &[u8]) -> (u32, Vec<u8>) {
+    run_on(ebpf, frame, 0)
+}
+
+/// [`run`], the frame received on interface `ingress_ifindex` (0: none;
+/// else an interface of the calling thread's network namespace): what
+/// the program reads as `xdp_md.ingress_ifindex`.
+///
+/// # Panics
+/// As [`run`].
+#[must_use]
+pub fn run_on(ebpf: &Ebpf, frame: &[u8], ingress_ifindex: u32) -> (u32, Vec<u8>) {
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+    // rx_queue_index, egress_ifindex (u32 each); the kernel wants
+    // data_end to be the frame's length.
+    let mut ctx = [0u8; 24];
+    let len = u32::try_from(frame.len()).expect("a frame fits a u32");
+    ctx[4..8].copy_from_slice(&len.to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ingress_ifindex.to_ne_bytes());
     let program: &Xdp = ebpf
         .program(PROGRAM)
         .expect("the balancer program")
@@ -27,6 +45,7 @@ pub fn run(ebpf: &Ebpf, frame: &[u8]) -> (u32, Vec<u8>) {
         .test_run(TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
+            ctx_in: (ingress_ifindex != 0).then_some(&ctx[..]),
             ..TestRunOptions::default()
         })
         .expect("BPF_PROG_TEST_RUN");

@@ -10,6 +10,9 @@
 //! ones kept), a reply without an entry, TCP state from SYN to FIN and
 //! RST, a backend leaving the pool (TCP flows keep their translation, UDP
 //! ones move), and truncated input through the NAT paths. The NAT table is read back as `lbd` reads it.
+//! Two arms (`backend_interface`): frames redirected to the other
+//! interface from its MAC, or sent back out of the one they came in on,
+//! in every mode.
 //!
 //! Needs root (BPF). `cargo xtask test` refuses to run without it.
 
@@ -21,14 +24,14 @@ use aya::{
     programs::Xdp,
 };
 use lb_common::{
-    config::Config,
+    config::{ARMS_MAP, Config},
     flow::FlowKey,
     nat::{NAT_MAP, NatEntry, NatState, nat_flags, reversed},
     stats::{ExitCounters, TrafficCounters},
     v4_mapped,
 };
 use lb_lab::testpkt::{CLIENT_MAC, FrameSpec, L4, LB_MAC};
-use lb_lab::testrun::{exit_delta, run};
+use lb_lab::testrun::{exit_delta, run, run_on};
 use lb_user::dataplane::{
     balancer::{
         BackendSpec, Balancer, EbpfMaps, Mode, NoBackend, Protocol, ServiceKey, ServiceSpec,
@@ -45,6 +48,9 @@ const RING: u32 = 251;
 const SNAT_MIN: u16 = 40_000;
 const SNAT_PORTS: u16 = 1000;
 const BACKEND_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 0x10];
+const XDP_REDIRECT: u32 = 4;
+/// The MACs of the program's two interfaces (`Config::arm_mac`).
+const ARM_MACS: [[u8; 6]; 2] = [[0x02, 0xa0, 0, 0, 0, 1], [0x02, 0xa1, 0, 0, 0, 2]];
 
 const CLIENT4: &str = "198.18.0.1";
 const CLIENT6: &str = "2001:db8::1";
@@ -174,22 +180,38 @@ fn backends_of(svc: &Svc) -> Vec<BackendSpec> {
 }
 
 fn lab(nat_flows: u32, snat_ports: u16) -> Lab {
+    lab_with(nat_flows, snat_ports, None)
+}
+
+/// [`lab`], with `arms` the program's two interfaces (arm 0, arm 1):
+/// every backend is then behind arm 1.
+fn lab_with(nat_flows: u32, snat_ports: u16, arms: Option<[u32; 2]>) -> Lab {
     let sizes = Sizes {
         nat_flows,
+        arm1_ifindex: arms.map_or(0, |a| a[1]),
         ..Sizes::default()
     };
     let mut ebpf = load_object_with(&sizes, false, None).expect("load BPF object (run as root)");
     let program: &mut Xdp = ebpf.program_mut(PROGRAM).unwrap().try_into().unwrap();
     program.load().expect("verifier accepts the program");
+    if let Some(arms) = arms {
+        let mut map: aya::maps::DevMap<&mut MapData> =
+            aya::maps::DevMap::try_from(ebpf.map_mut(ARMS_MAP).unwrap()).unwrap();
+        for (arm, ifindex) in (0..).zip(arms) {
+            map.set(arm, ifindex, None, 0).unwrap();
+        }
+    }
     let mut balancer = Balancer::new(EbpfMaps::take(&mut ebpf).unwrap());
     balancer
         .set_config(&Config {
             mtu: 1500,
             snat_port_min: SNAT_MIN,
             snat_ports,
+            arm_mac: ARM_MACS,
             ..Config::default()
         })
         .unwrap();
+    let arm = u8::from(arms.is_some());
     for svc in &SERVICES {
         let key = key_of(svc);
         balancer
@@ -202,7 +224,11 @@ fn lab(nat_flows: u32, snat_ports: u16) -> Lab {
                 },
             )
             .unwrap();
-        balancer.set_backends(&key, &backends_of(svc)).unwrap();
+        let backends: Vec<BackendSpec> = backends_of(svc)
+            .into_iter()
+            .map(|b| BackendSpec { arm, ..b })
+            .collect();
+        balancer.set_backends(&key, &backends).unwrap();
     }
     Lab { ebpf, balancer }
 }
@@ -365,6 +391,139 @@ fn round_trip(lab: &Lab, svc: &Svc, cport: u16) {
         Protocol::Udp => NatState::Udp,
     };
     assert_eq!(state(lab, &key), want_state, "{name}");
+}
+
+/// Run `input` received on interface `ifindex`, expecting `verdict` and
+/// exactly one exit reason `why`.
+fn expect_on(lab: &Lab, input: &[u8], ifindex: u32, verdict: u32, why: &str) -> Vec<u8> {
+    let before = exits(lab);
+    let (v, out) = run_on(&lab.ebpf, input, ifindex);
+    assert_eq!(v, verdict, "verdict ({why})");
+    assert_eq!(exit_delta(&before, &exits(lab)), vec![why]);
+    out
+}
+
+/// Two arms: a client's packet arriving on arm 0 for a backend behind
+/// arm 1 is redirected there from arm 1's MAC; the reply arriving on arm
+/// 1 is redirected back from arm 0's MAC; a packet that leaves by the
+/// interface it came in on is sent with `XDP_TX`, from the MAC it came
+/// to. Every mode: `fullnat` and `nat` (whole frames), `dsr` and `ipip`.
+#[test]
+fn two_arms_redirect_across_and_transmit_back() {
+    let lan = lb_lab::netns::Lan::new().expect("a namespace (run as root)");
+    let ns = lan.bridge();
+    // Two interfaces (a veth pair: any two will do).
+    ns.ip(&[
+        "link", "add", "arm0", "type", "veth", "peer", "name", "arm1",
+    ])
+    .unwrap();
+    for name in ["arm0", "arm1"] {
+        ns.ip(&["link", "set", name, "up"]).unwrap();
+    }
+    // The devmap and the run's ingress interface are looked up in the
+    // calling thread's network namespace.
+    ns.run(|| {
+        let index = |n| lb_user::sys::interface::ifindex(n).unwrap();
+        let arms = [index("arm0"), index("arm1")];
+        let lab = lab_with(1024, SNAT_PORTS, Some(arms));
+        for (i, svc) in [SERVICES[0], SERVICES[2], SERVICES[5]].iter().enumerate() {
+            let name = format!("{:?} {} {}", svc.mode, svc.proto, svc.vip);
+            let cport = 7000 + u16::try_from(i).unwrap();
+            let syn = frame(
+                svc.proto,
+                svc.client,
+                cport,
+                svc.vip,
+                svc.port,
+                TcpFlags::SYN,
+            );
+            let out = expect_on(&lab, &syn, arms[0], XDP_REDIRECT, "tx_nat");
+            let (src, sport) = if svc.mode == Mode::Fullnat {
+                (svc.snat, sport_of(&out))
+            } else {
+                (svc.client, cport)
+            };
+            let want = frame(
+                svc.proto,
+                src,
+                sport,
+                svc.backend,
+                svc.backend_port,
+                TcpFlags::SYN,
+            );
+            assert_eq!(out, macs(want, BACKEND_MAC, ARM_MACS[1]), "{name}: forward");
+            let flags = TcpFlags::SYN | TcpFlags::ACK;
+            let reply = frame(svc.proto, svc.backend, svc.backend_port, src, sport, flags);
+            let out = expect_on(&lab, &reply, arms[1], XDP_REDIRECT, "tx_nat_reply");
+            let want = frame(svc.proto, svc.vip, svc.port, svc.client, cport, flags);
+            assert_eq!(
+                out,
+                macs(want.clone(), CLIENT_MAC, ARM_MACS[0]),
+                "{name}: reply"
+            );
+            // The same reply arriving on the client's side (hairpin): it
+            // leaves by the interface it came in on.
+            let out = expect_on(&lab, &reply, arms[0], XDP_TX, "tx_nat_reply");
+            assert_eq!(
+                out,
+                macs(want, CLIENT_MAC, LB_MAC),
+                "{name}: reply sent back"
+            );
+        }
+        // Each entry records its arm: the reply's is the client's.
+        let table = nat_table(&lab);
+        assert_eq!(table.len(), 6);
+        for (_, e) in &table {
+            let want = u8::from(e.flags & nat_flags::REPLY == 0);
+            assert_eq!(e.arm, want, "{e:?}");
+        }
+        two_arms_dsr_and_ipip(lab, arms);
+    })
+    .unwrap();
+}
+
+/// `dsr` and `ipip` services whose backend is behind arm 1: redirected.
+fn two_arms_dsr_and_ipip(mut lab: Lab, arms: [u32; 2]) {
+    for (mode, vip) in [(Mode::Dsr, "198.18.0.210"), (Mode::Ipip, "198.18.0.211")] {
+        let key = ServiceKey {
+            vip: ip(vip),
+            port: 80,
+            proto: Protocol::Tcp,
+        };
+        let spec = ServiceSpec {
+            mode,
+            ring_size: RING,
+            on_no_backend: NoBackend::Drop,
+        };
+        lab.balancer.upsert_service(key, spec).unwrap();
+        let backend = BackendSpec {
+            addr: ip("198.18.2.20"),
+            weight: 1,
+            mac: BACKEND_MAC,
+            port: 0,
+            snat: None,
+            arm: 1,
+        };
+        lab.balancer.set_backends(&key, &[backend]).unwrap();
+        let syn = frame(Protocol::Tcp, CLIENT4, 7100, vip, 80, TcpFlags::SYN);
+        let why = if mode == Mode::Dsr {
+            "tx_dsr"
+        } else {
+            "tx_ipip"
+        };
+        let out = expect_on(&lab, &syn, arms[0], XDP_REDIRECT, why);
+        assert_eq!(
+            out[..12],
+            macs(syn.clone(), BACKEND_MAC, ARM_MACS[1])[..12],
+            "{mode:?}"
+        );
+        if mode == Mode::Dsr {
+            assert_eq!(out[12..], syn[12..], "dsr leaves the IP packet alone");
+        }
+        // Received on arm 1 itself: sent back out of it.
+        let out = expect_on(&lab, &syn, arms[1], XDP_TX, why);
+        assert_eq!(out[..12], macs(syn, BACKEND_MAC, LB_MAC)[..12], "{mode:?}");
+    }
 }
 
 #[test]
