@@ -710,6 +710,16 @@ fn two_arms_forward_between_interfaces_through_a_crash() {
         log.contains("adopted the data plane") && log.contains("and on the backend interface eth1"),
         "{log}"
     );
+    lab.lbd
+        .as_ref()
+        .unwrap()
+        .wait_log("control socket at", Duration::from_secs(5))
+        .unwrap();
+    let status = lab.lbctl(&["status"]);
+    assert!(
+        status.contains("data plane: eth0 (native mode), backends behind eth1 (native mode)"),
+        "{status}"
+    );
 
     ipv6_and_udp_across(&lab);
     fullnat.wait_lines(5, Duration::from_secs(10)).unwrap();
@@ -725,9 +735,13 @@ fn two_arms_forward_between_interfaces_through_a_crash() {
     // Every forwarded frame crossed interfaces: redirected, none sent back
     // out of the interface it came in on.
     let pins = PathBuf::from(format!("/sys/fs/bpf/{}lb", lab.lan.prefix()));
-    let stats = lb_user::dataplane::stats::proto_stats_pinned(&pins).unwrap();
-    println!("{}", lb_user::dataplane::stats::format_proto_stats(&stats));
-    let total = |f: fn(&lb_common::stats::VerdictCounters) -> u64| stats.iter().map(f).sum::<u64>();
+    let verdicts = lb_user::dataplane::stats::proto_stats_pinned(&pins).unwrap();
+    println!(
+        "{}",
+        lb_user::dataplane::stats::format_proto_stats(&verdicts)
+    );
+    let total =
+        |f: fn(&lb_common::stats::VerdictCounters) -> u64| verdicts.iter().map(f).sum::<u64>();
     assert!(total(|c| c.redirect) > 1000, "redirected");
     assert_eq!(total(|c| c.tx), 0, "nothing sent back out of its interface");
     assert_eq!(total(|c| c.aborted), 0);

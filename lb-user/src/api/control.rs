@@ -185,6 +185,10 @@ pub struct DataPlaneStatus {
     pub interface: String,
     /// `native` or `generic`.
     pub mode: String,
+    /// The second interface it runs on, where backends sit
+    /// (`backend_interface`), and its mode.
+    #[serde(default)]
+    pub backend_interface: Option<(String, String)>,
     /// Where its maps are pinned.
     pub pin_path: std::path::PathBuf,
     /// How full the connection table is (absent if it cannot be read).

@@ -275,8 +275,13 @@ fn status(s: &StatusReply) -> String {
     let mut out = format!("lbd {} (pid {})\n", s.router_id, s.pid);
     match &s.data_plane {
         Some(dp) => {
+            let backend_side = dp
+                .backend_interface
+                .as_ref()
+                .map(|(name, mode)| format!(", backends behind {name} ({mode} mode)"))
+                .unwrap_or_default();
             out.push_str(&format!(
-                "data plane: {} ({} mode), maps under {}\n",
+                "data plane: {} ({} mode){backend_side}, maps under {}\n",
                 dp.interface,
                 dp.mode,
                 dp.pin_path.display()

@@ -210,6 +210,13 @@ fn golden_errors_for_broken_files() {
             "lb.toml:3: dataplane.backend_pairs: 16 is out of range: 64 to 1048576 (48 bytes each, plus 48 per CPU)",
         ),
         (
+            s.replace(
+                "interface = \"eth0\"\n\n[[vrrp",
+                "interface = \"eth0\"\nbackend_interface = \"eth0\"\n\n[[vrrp",
+            ),
+            "lb.toml:3: dataplane.backend_interface: \"eth0\" is the interface itself",
+        ),
+        (
             format!(
                 "{s}\n[[vrrp_instance]]\nname = \"VI_2\"\ninterface = \"eth0\"\nvirtual_router_id = 50\nvirtual_ipaddress = [\"198.18.0.101\"]\n"
             ),

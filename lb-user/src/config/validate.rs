@@ -422,6 +422,16 @@ fn check_dataplane(dp: &Dataplane) -> Result<(), Invalid> {
             format!("{} is too small: at least 1280", dp.mtu),
         ));
     }
+    if dp.backend_interface.as_ref() == Some(&dp.interface) {
+        return Err(err(
+            "backend_interface",
+            format!(
+                "{:?} is the interface itself: name the second interface the backends sit \
+                 behind, or leave backend_interface out",
+                dp.interface
+            ),
+        ));
+    }
     check_flow_entries(dp.conntrack_entries)
         .map_err(|e| err("conntrack_entries", e.to_string()))?;
     check_backend_pairs(dp.backend_pairs).map_err(|e| err("backend_pairs", e.to_string()))

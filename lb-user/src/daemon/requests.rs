@@ -50,6 +50,9 @@ impl Daemon {
             data_plane: self.dataplane.as_ref().map(|d| DataPlaneStatus {
                 interface: d.interface().0.to_owned(),
                 mode: d.mode().to_owned(),
+                backend_interface: d
+                    .backend_interface()
+                    .map(|(name, _, mode)| (name.to_owned(), mode.to_owned())),
                 pin_path: d.pin_dir().to_owned(),
                 connection_table: crate::dataplane::stats::flow_table_usage(d.ebpf()).ok(),
                 nat_table: self.nat_census().map(|c| {
