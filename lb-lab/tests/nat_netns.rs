@@ -27,6 +27,12 @@
 //!   node that takes over, on its server (without sync, a third of them
 //!   would be balanced to the new server and reset).
 //!
+//! - two arms: the servers on a second LAN behind the LB's `eth1`
+//!   (`backend_interface`, native mode), fullnat and nat side by side
+//!   under traffic, lbd SIGKILLed and started again (it adopts both
+//!   links): every connection kept, every forwarded frame redirected
+//!   across, IPv6 and UDP too.
+//!
 //! Every host that sends through the XDP program has transmit checksum
 //! offload off (`ethtool -K eth0 tx off`): a veth otherwise hands XDP a
 //! packet whose checksum is only partial (a NIC's receive path never
