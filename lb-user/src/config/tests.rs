@@ -210,13 +210,6 @@ fn golden_errors_for_broken_files() {
             "lb.toml:3: dataplane.backend_pairs: 16 is out of range: 64 to 1048576 (48 bytes each, plus 48 per CPU)",
         ),
         (
-            s.replace(
-                "interface = \"eth0\"\n\n[[vrrp",
-                "interface = \"eth0\"\nbackend_interface = \"eth0\"\n\n[[vrrp",
-            ),
-            "lb.toml:3: dataplane.backend_interface: \"eth0\" is the interface itself",
-        ),
-        (
             format!(
                 "{s}\n[[vrrp_instance]]\nname = \"VI_2\"\ninterface = \"eth0\"\nvirtual_router_id = 50\nvirtual_ipaddress = [\"198.18.0.101\"]\n"
             ),
@@ -225,6 +218,32 @@ fn golden_errors_for_broken_files() {
     ];
     assert_errors(cases, str::starts_with);
     assert!(parse(s).is_ok(), "the base file is valid");
+}
+
+#[test]
+fn backend_interface_is_a_second_interface() {
+    let one_arm = WITH_SERVICE;
+    // The first `interface` is [dataplane]'s.
+    let two = one_arm.replacen(
+        "interface = \"eth0\"\n",
+        "interface = \"eth0\"\nbackend_interface = \"eth1\"\n",
+        1,
+    );
+    let dp = parse(&two).unwrap().dataplane.unwrap();
+    assert_eq!(dp.backend_interface.as_deref(), Some("eth1"));
+    assert_eq!(
+        parse(one_arm).unwrap().dataplane.unwrap().backend_interface,
+        None
+    );
+    let same = two.replace(
+        "backend_interface = \"eth1\"",
+        "backend_interface = \"eth0\"",
+    );
+    let err = parse(&same).unwrap_err();
+    assert!(
+        err.starts_with("lb.toml:3: dataplane.backend_interface: \"eth0\" is the interface itself"),
+        "{err}"
+    );
 }
 
 /// Every keyword value reads back from its `Display`, and serde writes
