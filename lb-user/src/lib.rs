@@ -83,6 +83,7 @@ mod tests {
         assert_eq!(
             maps,
             set(&[
+                "arms",
                 "backends",
                 "config",
                 "flow_events",
