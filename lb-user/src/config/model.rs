@@ -452,8 +452,8 @@ impl From<XdpMode> for crate::dataplane::loader::AttachMode {
     }
 }
 
-/// `health = { ... }` of a service.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+/// `health = { ... }` of a service (or of a backend).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Health {
     /// `tcp` (connect), `http` (GET, status), `exec` (exit 0), `none`.
@@ -506,6 +506,16 @@ pub struct BackendConfig {
     /// Relative share of new flows; 0 = drained. Default 1.
     #[serde(default = "one")]
     pub weight: u32,
+    /// Its own health checks, in place of the service's `health`: one
+    /// table (`health = { kind = "http", path = "/ready" }`) or several
+    /// (`[[service.backend.health]]`), every one of which has to pass for
+    /// the backend to be up. Default: the service's `health`.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub health: Vec<Health>,
 }
 
 impl BackendConfig {
@@ -517,8 +527,45 @@ impl BackendConfig {
             address,
             port: None,
             weight: one(),
+            health: Vec::new(),
         }
     }
+
+    /// The checks this backend runs: its own, else the service's
+    /// `default` (a `none` check: always up, no task).
+    #[must_use]
+    pub fn checks<'a>(&'a self, default: &'a Health) -> &'a [Health] {
+        if self.health.is_empty() {
+            std::slice::from_ref(default)
+        } else {
+            &self.health
+        }
+    }
+}
+
+/// A backend's `health`: one table or an array of them.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Health>, D::Error> {
+    struct Checks;
+    impl<'de> serde::de::Visitor<'de> for Checks {
+        type Value = Vec<Health>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a health table or an array of health tables")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            Health::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(|h| vec![h])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(h) = seq.next_element()? {
+                out.push(h);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Checks)
 }
 
 /// `[global]`.

@@ -220,6 +220,46 @@ fn golden_errors_for_broken_files() {
     assert!(parse(s).is_ok(), "the base file is valid");
 }
 
+/// A backend's own `health`: one table or several, each of any kind;
+/// without one, the service's. Checked as the service's is.
+#[test]
+fn a_backend_may_carry_its_own_checks() {
+    let text = WITH_SERVICE.replace(
+        "  { address = \"198.18.0.12\", weight = 2 },\n]",
+        "  { address = \"198.18.0.12\", weight = 2, health = { kind = \"tcp\", port = 8080 } },\n]\n\
+         [[service.backend]]\naddress = \"198.18.0.13\"\n\
+         [[service.backend.health]]\nkind = \"exec\"\ncommand = \"true\"\n\
+         [[service.backend.health]]\nkind = \"http\"\npath = \"/ready\"\n",
+    );
+    // An inline array of tables and [[service.backend]] do not mix in
+    // one service: write the whole list one way.
+    let text = text.replace("backend = [\n", "[[service.backend]]\n").replace(
+        "  { address = \"198.18.0.11\" },\n  { address = \"198.18.0.12\", weight = 2, health = { kind = \"tcp\", port = 8080 } },\n]\n",
+        "address = \"198.18.0.11\"\n[[service.backend]]\naddress = \"198.18.0.12\"\nweight = 2\nhealth = { kind = \"tcp\", port = 8080 }\n",
+    );
+    let c = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let svc = &c.service[0];
+    let b = &svc.backend;
+    assert!(b[0].health.is_empty());
+    assert_eq!(b[0].checks(&svc.health), std::slice::from_ref(&svc.health));
+    assert_eq!(b[1].health.len(), 1);
+    assert_eq!(
+        (b[1].health[0].kind, b[1].health[0].port),
+        (HealthKind::Tcp, Some(8080))
+    );
+    let kinds: Vec<HealthKind> = b[2].health.iter().map(|h| h.kind).collect();
+    assert_eq!(kinds, [HealthKind::Exec, HealthKind::Http]);
+    assert_eq!(b[2].checks(&svc.health).len(), 2);
+    // Written out and read back: the same.
+    assert_eq!(parse(&c.to_toml().unwrap()).unwrap(), c);
+    let bad = text.replace("command = \"true\"\n", "");
+    let err = parse(&bad).unwrap_err();
+    assert!(
+        err.contains("service[0].backend: 198.18.0.13: health: kind = \"exec\" needs command"),
+        "{err}"
+    );
+}
+
 #[test]
 fn backend_interface_is_a_second_interface() {
     let one_arm = WITH_SERVICE;

@@ -313,17 +313,23 @@ fn check_instance_peers(
 
 /// The `i`-th service's `health`.
 fn check_health(i: usize, h: &Health) -> Result<(), Invalid> {
-    let err = |message: &str| Invalid::new("service", Some(i), "health", message.into());
+    health_problem(h).map_or(Ok(()), |m| {
+        Err(Invalid::new("service", Some(i), "health", m.into()))
+    })
+}
+
+/// What is wrong with a `health` table, if anything.
+fn health_problem(h: &Health) -> Option<&'static str> {
     if h.kind == HealthKind::Exec && h.command.is_none() {
-        return Err(err("kind = \"exec\" needs command = \"...\""));
+        return Some("kind = \"exec\" needs command = \"...\"");
     }
     if h.rise == 0 || h.fall == 0 {
-        return Err(err("rise and fall must be at least 1"));
+        return Some("rise and fall must be at least 1");
     }
     if h.interval.0.is_zero() || h.timeout.0.is_zero() {
-        return Err(err("interval and timeout must be more than 0"));
+        return Some("interval and timeout must be more than 0");
     }
-    Ok(())
+    None
 }
 
 /// The `i`-th service's backends.
@@ -351,6 +357,9 @@ fn check_backends(i: usize, svc: &Service) -> Result<(), Invalid> {
         }
         if !seen.insert(b.address) {
             return Err(err(format!("{} is listed twice", b.address)));
+        }
+        if let Some(m) = b.health.iter().find_map(health_problem) {
+            return Err(err(format!("{}: health: {m}", b.address)));
         }
         if let Some(p) = b.port
             && p != svc.port

@@ -184,6 +184,9 @@ pub struct HealthEvent {
     pub service: ServiceKey,
     /// The backend.
     pub backend: IpAddr,
+    /// Which of the backend's checks (its index in
+    /// `BackendConfig::checks`).
+    pub check: usize,
     /// New state.
     pub up: bool,
     /// Why (the last check's result).
@@ -229,6 +232,9 @@ pub struct ServiceStatus {
 struct Backend {
     cfg: config::BackendConfig,
     port: u16,
+    /// Each of its checks' verdict and why; the backend is healthy when
+    /// every one is up.
+    checks: Vec<(bool, String)>,
     healthy: bool,
     reason: String,
     drained: bool,
@@ -238,12 +244,13 @@ struct Backend {
     src: Option<IpAddr>,
     /// The arm its next hop is on (`BackendSpec::arm`).
     arm: u8,
-    checker: Option<tokio::task::JoinHandle<()>>,
+    /// One task per check.
+    checkers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        if let Some(c) = self.checker.take() {
+        for c in self.checkers.drain(..) {
             c.abort();
         }
     }
@@ -396,18 +403,22 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
             match self.services.get_mut(&key) {
                 Some(svc) if svc.cfg == *cfg && svc.gate == gate && svc.snat == snat => continue,
                 Some(svc) => {
-                    let health_changed = svc.cfg.health != cfg.health;
                     let mut old: Vec<Backend> = std::mem::take(&mut svc.backends);
                     let mut backends = Vec::new();
                     for b in &cfg.backend {
                         let port = b.port.unwrap_or(cfg.port);
+                        // Kept, with its health state and checks running,
+                        // unless its port or its checks changed.
+                        let same = |o: &Backend| {
+                            o.port == port && o.cfg.checks(&svc.cfg.health) == b.checks(&cfg.health)
+                        };
                         match old.iter().position(|o| o.cfg.address == b.address) {
-                            Some(i) if !health_changed && old[i].port == port => {
+                            Some(i) if same(&old[i]) => {
                                 let mut kept = old.remove(i);
                                 kept.cfg = b.clone();
                                 backends.push(kept);
                             }
-                            _ => backends.push(new_backend(b, port)),
+                            _ => backends.push(new_backend(b, port, &cfg.health)),
                         }
                     }
                     svc.cfg = cfg.clone();
@@ -436,7 +447,8 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                             .backend
                             .iter()
                             .map(|b| {
-                                let mut backend = new_backend(b, b.port.unwrap_or(cfg.port));
+                                let mut backend =
+                                    new_backend(b, b.port.unwrap_or(cfg.port), &cfg.health);
                                 let held = adopted.and_then(|pool| {
                                     pool.iter().find(|(spec, _)| spec.addr == b.address)
                                 });
@@ -503,14 +515,42 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         else {
             return;
         };
-        b.healthy = event.up;
-        b.reason.clone_from(&event.reason);
-        if event.up {
-            info!(service = %event.service, backend = %event.backend, "backend up: {}", event.reason);
-        } else {
-            warn!(service = %event.service, backend = %event.backend, "backend down: {}", event.reason);
+        let n = b.checks.len();
+        let Some(check) = b.checks.get_mut(event.check) else {
+            return; // from checks replaced meanwhile
+        };
+        *check = (event.up, event.reason.clone());
+        let named = |i: usize, reason: &str| {
+            if n > 1 {
+                let kind = b.cfg.checks(&svc.cfg.health)[i].kind;
+                format!("check {} of {n} ({kind}): {reason}", i + 1)
+            } else {
+                reason.to_owned()
+            }
+        };
+        let was = b.healthy;
+        b.healthy = b.checks.iter().all(|(up, _)| *up);
+        // A down backend shows its first failing check; an up one, the
+        // check that brought it up.
+        b.reason = match b.checks.iter().position(|(up, _)| !up) {
+            Some(i) => named(i, &b.checks[i].1),
+            None => named(event.check, &event.reason),
+        };
+        let service = &event.service;
+        let backend = &event.backend;
+        if n > 1 && b.healthy == was {
+            let verdict = if event.up { "up" } else { "down" };
+            let state = if b.healthy { "up" } else { "down" };
+            let what = named(event.check, &format!("{verdict}: {}", event.reason));
+            info!(%service, %backend, "{what}; the backend stays {state}");
+            return;
         }
-        if event.up {
+        if b.healthy {
+            info!(%service, %backend, "backend up: {}", b.reason);
+        } else {
+            warn!(%service, %backend, "backend down: {}", b.reason);
+        }
+        if b.healthy {
             self.resolve_macs(&event.service);
         }
         self.sync(&event.service);
@@ -651,16 +691,17 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         let Some(svc) = self.services.get_mut(key) else {
             return;
         };
-        let spec = check_of(&svc.cfg.health);
-        let port_override = svc.cfg.health.port;
         for b in &mut svc.backends {
-            if b.checker.is_some() {
+            if !b.checkers.is_empty() {
                 continue;
             }
-            let tx = self.events.clone();
             let addr = b.cfg.address;
-            let port = port_override.unwrap_or(b.port);
-            b.checker = Some(tokio::spawn(run_checks(*key, addr, port, spec.clone(), tx)));
+            for (i, h) in b.cfg.checks(&svc.cfg.health).iter().enumerate() {
+                let tx = self.events.clone();
+                let port = h.port.unwrap_or(b.port);
+                let task = run_checks(*key, addr, i, port, check_of(h), tx);
+                b.checkers.push(tokio::spawn(task));
+            }
         }
     }
 
@@ -736,25 +777,30 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
     }
 }
 
-fn new_backend(b: &config::BackendConfig, port: u16) -> Backend {
+/// A backend of a service whose default check is `default`.
+fn new_backend(b: &config::BackendConfig, port: u16, default: &config::Health) -> Backend {
+    let checks = b.checks(default).len();
     Backend {
         cfg: b.clone(),
         port,
+        checks: vec![(true, "starting".to_owned()); checks],
         healthy: true,
         reason: "starting".into(),
         drained: false,
         mac: None,
         src: None,
         arm: 0,
-        checker: None,
+        checkers: Vec::new(),
     }
 }
 
-/// One backend's check loop: [`Checker`] scheduling, [`health::probe`]
-/// under the timeout, a [`HealthEvent`] on each state change.
+/// One check's loop (check `check` of a backend): [`Checker`]
+/// scheduling, [`health::probe`] under the timeout, a [`HealthEvent`] on
+/// each state change.
 async fn run_checks(
     service: ServiceKey,
     backend: IpAddr,
+    check: usize,
     port: u16,
     spec: CheckSpec,
     tx: mpsc::UnboundedSender<Event>,
@@ -785,6 +831,7 @@ async fn run_checks(
                 .send(Event::Health(HealthEvent {
                     service,
                     backend,
+                    check,
                     up,
                     reason,
                 }))
@@ -1102,6 +1149,7 @@ mod tests {
         ctl.handle(Event::Health(HealthEvent {
             service: key(port),
             backend: be(last),
+            check: 0,
             up,
             reason: "test".into(),
         }));
@@ -1135,6 +1183,72 @@ mod tests {
             .map(|(s, _)| (s.addr, s.arm))
             .collect();
         assert_eq!(arms, vec![(be(11), 0), (be(12), 1)]);
+    }
+
+    /// be(12) checked two ways (`none` kinds: the test sends the results).
+    fn two_checks() -> Config {
+        let mut svc = service(80, &[(11, 1), (12, 1)], false);
+        let none = |port| config::Health {
+            kind: HealthKind::None,
+            port: Some(port),
+            ..config::Health::default()
+        };
+        svc.backend[1].health = vec![none(8080), none(8081)];
+        config([svc])
+    }
+
+    fn check(ctl: &mut Ctl, last: u8, check: usize, up: bool) {
+        ctl.handle(Event::Health(HealthEvent {
+            service: key(80),
+            backend: be(last),
+            check,
+            up,
+            reason: "test".into(),
+        }));
+    }
+
+    #[tokio::test]
+    async fn a_backend_with_several_checks_is_up_only_while_all_pass() {
+        let mut ctl = controller();
+        ctl.reload(&two_checks());
+        answer_all(&mut ctl);
+        let both = Some(vec![(be(11), 1, mac(11)), (be(12), 1, mac(12))]);
+        assert_eq!(pool(&ctl, &key(80)), both);
+        // One of its two checks fails: out; the other backend stays.
+        check(&mut ctl, 12, 1, false);
+        assert_eq!(pool(&ctl, &key(80)), Some(vec![(be(11), 1, mac(11))]));
+        let status = &ctl.status()[0].backends[1];
+        assert!(!status.healthy);
+        assert_eq!(status.reason, "check 2 of 2 (none): test");
+        // The other fails too, then comes back: still out.
+        check(&mut ctl, 12, 0, false);
+        check(&mut ctl, 12, 0, true);
+        assert_eq!(pool(&ctl, &key(80)), Some(vec![(be(11), 1, mac(11))]));
+        // Both pass: back in.
+        check(&mut ctl, 12, 1, true);
+        assert_eq!(pool(&ctl, &key(80)), both);
+        // A result of a check it no longer has is ignored.
+        check(&mut ctl, 12, 2, false);
+        assert_eq!(pool(&ctl, &key(80)), both);
+    }
+
+    #[tokio::test]
+    async fn a_reload_restarts_only_the_backends_whose_checks_changed() {
+        let mut ctl = controller();
+        ctl.reload(&two_checks());
+        answer_all(&mut ctl);
+        health(&mut ctl, 80, 11, false);
+        check(&mut ctl, 12, 0, false);
+        assert_eq!(pool(&ctl, &key(80)), Some(vec![]));
+        // be(12) gets one check instead of two: it starts afresh (up);
+        // be(11)'s checks are the same: it stays down.
+        let mut cfg = two_checks();
+        cfg.service[0].backend[1].health.pop();
+        ctl.reload(&cfg);
+        answer_all(&mut ctl);
+        let status = ctl.status();
+        let healthy: Vec<bool> = status[0].backends.iter().map(|b| b.healthy).collect();
+        assert_eq!(healthy, [false, true]);
     }
 
     #[tokio::test]

@@ -46,9 +46,12 @@
 //!   when the scheduler's meaning differs). `lb_kind`/`lvs_method` `NAT`
 //!   (keepalived's default when none is given) → `nat`, `DR` → `dsr`,
 //!   `TUN` → `ipip`; a real server on another port than the virtual
-//!   server's is accepted in `nat` only. The health check comes from the real servers' checkers,
-//!   which must all be the same (lb checks all backends of a service one
-//!   way): `TCP_CHECK` → `tcp`, `HTTP_GET` (first `url`) → `http`,
+//!   server's is accepted in `nat` only. Health checks come from the real
+//!   servers' checkers: the service's `health` when every real server has
+//!   the same single checker, else each backend's own `health` list (a
+//!   real server with several checkers is up when all pass; one with none
+//!   is always up, as in keepalived): `TCP_CHECK` → `tcp`, `HTTP_GET`
+//!   (first `url`) → `http`,
 //!   `MISC_CHECK` → `exec` (the real server's address in `misc_path` becomes
 //!   `$BACKEND`). `delay_loop` (default 60s) → interval; `connect_timeout`
 //!   (default 5s) or `misc_timeout` (default: `delay_loop`) → timeout;

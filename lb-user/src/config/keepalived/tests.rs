@@ -308,32 +308,104 @@ virtual_server 198.18.0.100 53 {{
     round_trip(&text, Path::new("keepalived.conf"));
 }
 
+/// Real servers checked differently (as keepalived allows) each keep
+/// their own checks: an LVS-DR service with HTTP_GET on one, TCP_CHECK on
+/// another, MISC_CHECK on a third, two checkers on a fourth, none on a
+/// fifth; the service's own check is then `none`. The TOML reads back the
+/// same.
 #[test]
-fn checkers_must_agree() {
+fn each_real_server_keeps_its_own_checkers() {
     let text = format!(
         "{VRRP}
 virtual_server 198.18.0.100 80 {{
   lb_kind DR
+  delay_loop 3
   real_server 198.18.1.11 80 {{
-    TCP_CHECK {{
+    HTTP_GET {{
+      url {{
+        path /ready
+        status_code 200
+      }}
+      retry 2
     }}
   }}
   real_server 198.18.1.12 80 {{
+    TCP_CHECK {{
+      connect_timeout 2
+    }}
+  }}
+  real_server 198.18.1.13 80 {{
+    MISC_CHECK {{
+      misc_path \"/bin/true\"
+    }}
+  }}
+  real_server 198.18.1.14 80 {{
+    TCP_CHECK {{
+      connect_port 8080
+    }}
     HTTP_GET {{
       url {{
-        path /
-        status_code 200
+        path /health
       }}
     }}
+  }}
+  real_server 198.18.1.15 80 {{
   }}
 }}
 "
     );
-    let e = conv(&text).unwrap_err();
-    assert!(
-            e.starts_with("keepalived.conf:21: virtual_server 198.18.0.100 80 real_server 198.18.1.12 80: lb checks all backends of a service the same way"),
-            "{e}"
-        );
+    let (c, w) = conv(&text).unwrap();
+    let s = &c.service[0];
+    assert_eq!(s.health.kind, HealthKind::None, "no one check for all");
+    let kinds: Vec<Vec<HealthKind>> = s
+        .backend
+        .iter()
+        .map(|b| b.health.iter().map(|h| h.kind).collect())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            vec![HealthKind::Http],
+            vec![HealthKind::Tcp],
+            vec![HealthKind::Exec],
+            vec![HealthKind::Tcp, HealthKind::Http],
+            vec![],
+        ]
+    );
+    let b = &s.backend;
+    assert_eq!(b[0].health[0].path, "/ready");
+    assert_eq!(b[0].health[0].fall, 3, "retry 2");
+    assert_eq!(b[0].health[0].interval.0, Duration::from_secs(3));
+    assert_eq!(b[1].health[0].timeout.0, Duration::from_secs(2));
+    assert_eq!(b[3].health[0].port, Some(8080));
+    assert_eq!(b[3].health[1].path, "/health");
+    // Only the url without a status_code is worth a notice.
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("no status_code"), "{w:?}");
+    round_trip(&text, Path::new("keepalived.conf"));
+}
+
+/// Two HTTP_GETs that differ only in `retry`: per backend too. Every
+/// real server with the same single checker: the service's `health`.
+#[test]
+fn checkers_alike_become_the_service_s_health() {
+    let server = |last: u8, retry: u8| {
+        format!(
+            "  real_server 198.18.1.{last} 80 {{\n    HTTP_GET {{\n      url {{\n        path /\n      }}\n      retry {retry}\n    }}\n  }}\n"
+        )
+    };
+    let vs = |servers: String| {
+        format!("{VRRP}\nvirtual_server 198.18.0.100 80 {{\n  lb_kind DR\n{servers}}}\n")
+    };
+    let (c, _) = conv(&vs(server(11, 1) + &server(12, 4))).unwrap();
+    let s = &c.service[0];
+    assert_eq!(s.health.kind, HealthKind::None);
+    let falls: Vec<u32> = s.backend.iter().map(|b| b.health[0].fall).collect();
+    assert_eq!(falls, vec![2, 5]);
+    let (c, _) = conv(&vs(server(11, 1) + &server(12, 1))).unwrap();
+    let s = &c.service[0];
+    assert_eq!((s.health.kind, s.health.fall), (HealthKind::Http, 2));
+    assert!(s.backend.iter().all(|b| b.health.is_empty()));
 }
 
 #[test]

@@ -46,9 +46,9 @@ struct RsCheck {
     loc: Loc,
 }
 
-/// A real server's check (if any), its label (`real_server IP PORT`) and
-/// line.
-type Checked = (Option<RsCheck>, String, Loc);
+/// A real server's checks (none, one or several), its label
+/// (`real_server IP PORT`) and line.
+type Checked = (Vec<RsCheck>, String, Loc);
 
 /// `virtual_server VIP PORT { ... }`.
 pub(super) fn virtual_server(
@@ -81,7 +81,7 @@ pub(super) fn virtual_server(
     for rs in servers {
         checks.push(vs.real_server(ctx, rs, d)?);
     }
-    vs.finish(ctx, &checks)
+    Ok(vs.finish(&checks))
 }
 
 /// The `VIP PORT` after `virtual_server` (`fwmark` and `group` are refused).
@@ -214,30 +214,41 @@ impl ServerReader {
     }
 
     /// The end of the block: the forwarding method (keepalived's default,
-    /// NAT, when none is given), and the real servers' checks become the
-    /// service's one health check.
-    fn finish(mut self, ctx: &Ctx, checks: &[Checked]) -> Result<(Service, Origin), ConfigError> {
-        let sec = &self.sec;
+    /// NAT, when none is given), and the real servers' checks: the
+    /// service's `health` when every real server has the same one check
+    /// (the usual file, and the shortest TOML); else each backend carries
+    /// its own, every one of which has to pass, and a real server without
+    /// a checker is up (as in keepalived).
+    fn finish(mut self, checks: &[Checked]) -> (Service, Origin) {
         // keepalived's default forwarding method is NAT.
         self.svc.mode = self.mode.map_or(Mode::Nat, |(m, _)| m);
         self.svc.scheduler = Scheduler::Maglev;
-        match one_check(ctx, sec, checks)? {
-            Some(c) => {
+        let none = Health {
+            kind: HealthKind::None,
+            interval: self
+                .inherit
+                .delay_loop
+                .unwrap_or(Dur(Duration::from_mins(1))),
+            ..Health::default()
+        };
+        let alike = |a: &Checked, b: &Checked| {
+            a.0.len() == b.0.len() && a.0.iter().zip(&b.0).all(|(x, y)| x.health == y.health)
+        };
+        let shared = checks.windows(2).all(|w| alike(&w[0], &w[1]))
+            && checks.first().is_none_or(|c| c.0.len() <= 1);
+        match checks.first().and_then(|c| c.0.first()) {
+            Some(c) if shared => {
                 self.o.fields.insert("health", (c.loc, c.checker.clone()));
-                self.svc.health = c.health;
+                self.svc.health = c.health.clone();
             }
-            None => {
-                self.svc.health = Health {
-                    kind: HealthKind::None,
-                    interval: self
-                        .inherit
-                        .delay_loop
-                        .unwrap_or(Dur(Duration::from_mins(1))),
-                    ..Health::default()
-                };
+            _ => {
+                self.svc.health = none;
+                for (backend, (rs_checks, _, _)) in self.svc.backend.iter_mut().zip(checks) {
+                    backend.health = rs_checks.iter().map(|c| c.health.clone()).collect();
+                }
             }
         }
-        Ok((self.svc, self.o))
+        (self.svc, self.o)
     }
 }
 
@@ -252,45 +263,6 @@ fn scheduler_notice(kw: &str, s: &str) -> String {
             _ => "may differ from this scheduler",
         }
     )
-}
-
-/// One health check for the service: every real server's must agree
-/// (an error naming the first that differs); the first one's, if any.
-fn one_check(ctx: &Ctx, sec: &str, checks: &[Checked]) -> Result<Option<RsCheck>, ConfigError> {
-    let Some((first_check, first_label, _)) = checks.first() else {
-        return Ok(None);
-    };
-    for (check, label, loc) in &checks[1..] {
-        let same = match (first_check, check) {
-            (None, None) => true,
-            (Some(a), Some(b)) => a.health == b.health,
-            _ => false,
-        };
-        if !same {
-            let what = |c: &Option<RsCheck>| {
-                c.as_ref()
-                    .map_or_else(|| "no checker".to_owned(), |c| c.checker.clone())
-            };
-            let detail = match (first_check, check) {
-                (Some(a), Some(b)) if a.checker == b.checker => format!(
-                    "{label}'s {} differs from {first_label}'s in {}",
-                    b.checker,
-                    health_diff(&a.health, &b.health)
-                ),
-                _ => format!(
-                    "{label} has {}, {first_label} has {}",
-                    what(check),
-                    what(first_check)
-                ),
-            };
-            return Err(ctx.err(
-                check.as_ref().map_or(*loc, |c| c.loc),
-                format!("{sec} {label}"),
-                format!("lb checks all backends of a service the same way: {detail}"),
-            ));
-        }
-    }
-    Ok(first_check.clone())
 }
 
 /// `lb_kind` / `lvs_method` (any case): `NAT`, `DR` or `TUN`.
@@ -308,8 +280,8 @@ fn lvs_method(ctx: &mut Ctx, c: &Node, field: &str) -> Result<Mode, ConfigError>
     }
 }
 
-/// A backend, its check, and the forwarding method it names (if any).
-type RealServer = (BackendConfig, Option<RsCheck>, Option<(Mode, Loc)>);
+/// A backend, its checks, and the forwarding method it names (if any).
+type RealServer = (BackendConfig, Vec<RsCheck>, Option<(Mode, Loc)>);
 
 /// `real_server IP [PORT] { ... }` of the virtual server `vs`.
 fn real_server(
@@ -349,28 +321,13 @@ fn real_server(
             _ => ctx.ignored(c, &sec),
         }
     }
-    if checkers.len() > 1 {
-        return Err(ctx.err(
-            checkers[1].loc(),
-            format!("{sec} {}", checkers[1].kw()),
-            format!(
-                "lb runs one health check per backend: keep one of {}",
-                checkers
-                    .iter()
-                    .map(|c| c.kw())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
-    let check = match checkers.first() {
-        Some(c) => {
-            let target = (address, port.unwrap_or(vs_port));
-            Some(checker(ctx, c, &sec, &inherit, target, d)?)
-        }
-        None => None,
-    };
-    Ok((backend, check, mode))
+    // Several checkers: every one has to pass, as in keepalived.
+    let target = (address, port.unwrap_or(vs_port));
+    let checks = checkers
+        .into_iter()
+        .map(|c| checker(ctx, c, &sec, &inherit, target, d))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((backend, checks, mode))
 }
 
 /// The `IP [PORT]` after `real_server` (`field` names it in errors).
@@ -527,36 +484,6 @@ fn misc_path(
         );
     }
     Ok(with_backend)
-}
-
-/// Names of the fields where two checks differ (in keepalived terms).
-fn health_diff(a: &Health, b: &Health) -> String {
-    let mut d = Vec::new();
-    if a.interval != b.interval {
-        d.push("delay_loop");
-    }
-    if a.timeout != b.timeout {
-        d.push("timeout");
-    }
-    if a.fall != b.fall {
-        d.push("retry");
-    }
-    if a.path != b.path {
-        d.push("url path");
-    }
-    if a.expect_status != b.expect_status {
-        d.push("status_code");
-    }
-    if a.command != b.command {
-        d.push("misc_path");
-    }
-    if a.user != b.user {
-        d.push("user");
-    }
-    if a.port != b.port {
-        d.push("connect_port");
-    }
-    d.join(", ")
 }
 
 /// `text` with `addr` replaced by `with` where it stands alone (not part
