@@ -9,7 +9,10 @@
 //!   connection continues; `lbctl enable` undoes it;
 //! - SIGHUP with a changed backend list: established connections continue;
 //!   SIGHUP with a broken file: the error is logged, the old config serves;
-//! - every lbctl command, human and `--json`.
+//! - every lbctl command, human and `--json`;
+//! - checks per backend (HTTP on one, TCP on another, a command and HTTP
+//!   on the third): each failure takes exactly its backend out while the
+//!   others serve, each repair brings it back.
 //!
 //! Needs root; `cargo xtask test` refuses to run without it.
 
@@ -186,6 +189,12 @@ impl Drop for Lab {
 }
 
 fn lab() -> Lab {
+    let all: Vec<&str> = BACKENDS.iter().map(|(_, a)| *a).collect();
+    lab_with(|lab| lab.config(&all))
+}
+
+/// The lab with lbd started on the file `config` writes.
+fn lab_with(config: impl FnOnce(&Lab) -> String) -> Lab {
     let lan = Lan::client_lb_backends(&BACKENDS).expect("create LAN (run as root)");
     let dir = std::env::temp_dir().join(format!("{}daemon", lan.prefix()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -201,8 +210,7 @@ fn lab() -> Lab {
         nginx,
         lbd: None,
     };
-    let all: Vec<&str> = BACKENDS.iter().map(|(_, a)| *a).collect();
-    lab.write_config(&lab.config(&all));
+    lab.write_config(&config(&lab));
     let mut cmd = lab.ns("lb").command(&*LBD);
     cmd.arg("--config").arg(lab.dir.join("lb.toml"));
     let lbd = Daemon::spawn("lbd", &mut cmd, lab.dir.join("lbd.log")).unwrap();
@@ -290,13 +298,123 @@ fn spread(lab: &Lab, n: usize) -> HashMap<String, usize> {
 }
 
 fn in_pool(lab: &Lab, backend: &str) -> bool {
+    pool(lab).contains(&backend.to_owned())
+}
+
+/// The backends in the pool (addresses), and every backend's reason.
+fn pool_and_reasons(lab: &Lab) -> (Vec<String>, HashMap<String, String>) {
     let out = lab.lbctl_ok(&["--json", "backends"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["data"][0]["backends"]
-        .as_array()
-        .unwrap()
+    let backends = v["data"][0]["backends"].as_array().unwrap();
+    let name = |b: &serde_json::Value| b["address"].as_str().unwrap_or_default().to_owned();
+    let pool = backends
         .iter()
-        .any(|b| b["address"] == backend && b["in_pool"] == true)
+        .filter(|b| b["in_pool"] == true)
+        .map(name)
+        .collect();
+    let reasons = backends
+        .iter()
+        .map(|b| (name(b), b["reason"].as_str().unwrap_or_default().to_owned()))
+        .collect();
+    (pool, reasons)
+}
+
+fn pool(lab: &Lab) -> Vec<String> {
+    pool_and_reasons(lab).0
+}
+
+/// Every backend its own checks: b1 HTTP on `/ready`, b2 TCP, b3 a
+/// command (a file exists) and HTTP. Each failure takes exactly its
+/// backend out, while requests keep being served by the others; each
+/// repair brings it back.
+#[test]
+fn per_backend_checks_take_out_exactly_the_failing_backend() {
+    let ms = |ms| Dur(Duration::from_millis(ms));
+    let check = |kind| Health {
+        kind,
+        interval: ms(INTERVAL_MS),
+        timeout: ms(150),
+        rise: RISE,
+        fall: FALL,
+        ..Health::default()
+    };
+    let mut lab = lab_with(|lab| {
+        let ok_file = lab.dir.join("b3/ok");
+        std::fs::write(lab.dir.join("b1/html/ready"), "ready").unwrap();
+        std::fs::write(&ok_file, "").unwrap();
+        let mut config = Config::parse(&lab.config(&[]), std::path::Path::new("lb.toml")).unwrap();
+        let own = [
+            vec![Health {
+                path: "/ready".into(),
+                ..check(HealthKind::Http)
+            }],
+            vec![check(HealthKind::Tcp)],
+            vec![
+                Health {
+                    command: Some(format!("test -e {}", ok_file.display())),
+                    ..check(HealthKind::Exec)
+                },
+                check(HealthKind::Http),
+            ],
+        ];
+        config.service[0].backend = BACKENDS
+            .iter()
+            .zip(own)
+            .map(|((_, addr), health)| BackendConfig {
+                health,
+                ..BackendConfig::new(addr.parse().unwrap())
+            })
+            .collect();
+        config.to_toml().unwrap()
+    });
+    let settled = |lab: &Lab, want: &[&str]| {
+        let got = wait_for(Duration::from_secs(5), || {
+            let mut p = pool(lab);
+            p.sort();
+            (p == want).then_some(())
+        });
+        assert!(
+            got.is_some(),
+            "pool {:?}, want {want:?}\n{}",
+            pool(lab),
+            lab.log()
+        );
+        let counts = spread(lab, 30);
+        let mut served: Vec<&str> = counts.keys().map(String::as_str).collect();
+        served.sort_unstable();
+        let names: Vec<&str> = BACKENDS
+            .iter()
+            .filter(|(_, a)| want.contains(a))
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(served, names, "{counts:?}");
+    };
+    settled(&lab, &["198.18.0.11", "198.18.0.12", "198.18.0.13"]);
+
+    // b1's HTTP check fails (404 on /ready; its TCP port still answers).
+    std::fs::remove_file(lab.dir.join("b1/html/ready")).unwrap();
+    settled(&lab, &["198.18.0.12", "198.18.0.13"]);
+    std::fs::write(lab.dir.join("b1/html/ready"), "ready").unwrap();
+    settled(&lab, &["198.18.0.11", "198.18.0.12", "198.18.0.13"]);
+
+    // b2's TCP check fails: its nginx stops.
+    lab.nginx.get_mut("b2").unwrap().stop();
+    settled(&lab, &["198.18.0.11", "198.18.0.13"]);
+    let ns = &lab.lan.host("b2").ns;
+    lab.nginx.get_mut("b2").unwrap().run(ns);
+    settled(&lab, &["198.18.0.11", "198.18.0.12", "198.18.0.13"]);
+
+    // b3's command fails; its HTTP check still passes, and the reason
+    // says which of its two checks took it out.
+    std::fs::remove_file(lab.dir.join("b3/ok")).unwrap();
+    settled(&lab, &["198.18.0.11", "198.18.0.12"]);
+    let (_, reasons) = pool_and_reasons(&lab);
+    assert!(
+        reasons["198.18.0.13"].starts_with("check 1 of 2 (exec)"),
+        "{reasons:?}"
+    );
+    std::fs::write(lab.dir.join("b3/ok"), "").unwrap();
+    settled(&lab, &["198.18.0.11", "198.18.0.12", "198.18.0.13"]);
 }
 
 #[test]
