@@ -10,6 +10,8 @@
 //! - SIGHUP with a changed backend list: established connections continue;
 //!   SIGHUP with a broken file: the error is logged, the old config serves;
 //! - every lbctl command, human and `--json`;
+//! - a sorry server answers while no backend is up, and stops when one
+//!   returns, under a steady stream of requests;
 //! - checks per backend (HTTP on one, TCP on another, a command and HTTP
 //!   on the third): each failure takes exactly its backend out while the
 //!   others serve, each repair brings it back.
@@ -31,7 +33,7 @@ use lb_lab::{
 };
 use lb_user::config::{
     BackendConfig, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, Protocol, Service,
-    VrrpInstance, XdpMode,
+    SorryServer, VrrpInstance, XdpMode,
 };
 
 static LBD: std::sync::LazyLock<std::path::PathBuf> =
@@ -321,6 +323,106 @@ fn pool_and_reasons(lab: &Lab) -> (Vec<String>, HashMap<String, String>) {
 
 fn pool(lab: &Lab) -> Vec<String> {
     pool_and_reasons(lab).0
+}
+
+/// Sets its flag when dropped: stops a request thread however the scope
+/// around it ends (a failed assertion included), so the scope can join it.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A sorry server (b3) behind b1 and b2: requests go on (fresh
+/// connections every 50 ms) while both backends' nginx stop and one
+/// starts again; once the checks have seen it, every request is answered
+/// by the sorry server, and then by b1 alone.
+#[test]
+fn a_sorry_server_stands_in_while_no_backend_is_up() {
+    let mut lab = lab_with(|lab| {
+        let mut config = Config::parse(
+            &lab.config(&["198.18.0.11", "198.18.0.12"]),
+            std::path::Path::new("lb.toml"),
+        )
+        .unwrap();
+        config.service[0].sorry_server = Some(SorryServer {
+            address: "198.18.0.13".parse().unwrap(),
+            port: None,
+            inhibit: false,
+        });
+        config.to_toml().unwrap()
+    });
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // Out of the lab while the request thread borrows it; back after.
+    let mut nginx = std::mem::take(&mut lab.nginx);
+    let (log, steps) = std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
+        let requests = scope.spawn(|| {
+            let mut log = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                log.push((Instant::now(), get(lab.ns("client"))));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            log
+        });
+        let wait_pool = |want: &[&str]| {
+            let got = wait_for(Duration::from_secs(5), || {
+                let mut p = pool(&lab);
+                p.sort();
+                (p == want).then_some(())
+            });
+            assert!(
+                got.is_some(),
+                "pool {:?}, want {want:?}\n{}",
+                pool(&lab),
+                lab.log()
+            );
+            Instant::now()
+        };
+        let start = wait_pool(&["198.18.0.11", "198.18.0.12"]);
+        std::thread::sleep(Duration::from_millis(500));
+        for name in ["b1", "b2"] {
+            nginx.get_mut(name).unwrap().stop();
+        }
+        let sorry = wait_pool(&["198.18.0.13"]);
+        std::thread::sleep(Duration::from_secs(1));
+        nginx.get_mut("b1").unwrap().run(&lab.lan.host("b1").ns);
+        let back = wait_pool(&["198.18.0.11"]);
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (requests.join().unwrap(), [start, sorry, back])
+    });
+    lab.nginx = nginx;
+    let [start, sorry, back] = steps;
+    // Who answered in each settled window (a request in flight when the
+    // pool changed may go either way: 200 ms of slack).
+    let slack = Duration::from_millis(200);
+    let answered = |from: Instant, to: Instant| {
+        let mut who: HashMap<String, usize> = HashMap::new();
+        for (at, r) in &log {
+            if *at > from + slack && *at < to {
+                let name = r.clone().unwrap_or_else(|e| format!("failed: {e}"));
+                *who.entry(name).or_default() += 1;
+            }
+        }
+        who
+    };
+    let before = answered(start, start + Duration::from_millis(500));
+    let on_sorry = answered(sorry, back);
+    let after = answered(back, log.last().unwrap().0 + slack);
+    println!("before {before:?}, on the sorry server {on_sorry:?}, after {after:?}");
+    assert!(
+        before.keys().all(|k| k == "b1" || k == "b2") && !before.is_empty(),
+        "{before:?}"
+    );
+    assert_eq!(on_sorry.keys().collect::<Vec<_>>(), ["b3"], "{on_sorry:?}");
+    assert_eq!(after.keys().collect::<Vec<_>>(), ["b1"], "{after:?}");
+    assert!(
+        lab.log()
+            .contains("new flows go to the sorry server 198.18.0.13")
+    );
 }
 
 /// Every backend its own checks: b1 HTTP on `/ready`, b2 TCP, b3 a

@@ -424,6 +424,7 @@ mod tests {
                     drained: false,
                     in_pool: false,
                     mac: None,
+                    sorry_server: false,
                 }],
             }],
             traffic: vec![ServiceTraffic {

@@ -196,8 +196,45 @@ pub struct Service {
     /// Health check; default `{ kind = "tcp" }`.
     #[serde(default)]
     pub health: Health,
+    /// Backends start down, and join the pool once their checks pass
+    /// (keepalived's `alpha`); default false: they start up, and leave
+    /// when their checks fail.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub start_down: bool,
+    /// A backend whose checks fail stays in the pool with weight 0
+    /// (keepalived's `inhibit_on_failure`): its established flows go on,
+    /// new ones go elsewhere. Default false: it leaves the pool. A
+    /// backend's own `inhibit_on_failure` wins.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inhibit_on_failure: bool,
+    /// Where new flows go while no backend is up (keepalived's
+    /// `sorry_server`). Default: none (`on_no_backend` applies).
+    pub sorry_server: Option<SorryServer>,
     /// Backends. Required (may be empty).
     pub backend: Vec<BackendConfig>,
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// `sorry_server = { address = "...", port = 80 }` of a service.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SorryServer {
+    /// Address. Required.
+    pub address: IpAddr,
+    /// Port; default: the service's (only nat and fullnat can change it).
+    pub port: Option<u16>,
+    /// Keep it in the pool with weight 0 while backends are up, so the
+    /// flows it took go on when they return (keepalived's
+    /// `sorry_server_inhibit`); default false: it leaves the pool.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inhibit: bool,
 }
 
 fn default_ring() -> u32 {
@@ -221,6 +258,9 @@ impl Service {
             vrrp_instance: None,
             active_active: false,
             health: Health::default(),
+            start_down: false,
+            inhibit_on_failure: false,
+            sorry_server: None,
             backend,
         }
     }
@@ -516,6 +556,9 @@ pub struct BackendConfig {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub health: Vec<Health>,
+    /// Whether it stays in the pool with weight 0 when its checks fail;
+    /// default: the service's `inhibit_on_failure`.
+    pub inhibit_on_failure: Option<bool>,
 }
 
 impl BackendConfig {
@@ -528,6 +571,7 @@ impl BackendConfig {
             port: None,
             weight: one(),
             health: Vec::new(),
+            inhibit_on_failure: None,
         }
     }
 

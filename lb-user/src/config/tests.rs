@@ -131,7 +131,7 @@ fn golden_errors_for_broken_files() {
         ),
         (
             s.replace("port = 80", "port = 80\nbackends = []"),
-            "lb.toml:13: unknown field `backends`, expected one of `vip`, `port`, `protocol`, `mode`, `snat_address`, `scheduler`, `ring_size`, `on_no_backend`, `vrrp_instance`, `active_active`, `health`, `backend`",
+            "lb.toml:13: unknown field `backends`, expected one of `vip`, `port`, `protocol`, `mode`, `snat_address`, `scheduler`, `ring_size`, `on_no_backend`, `vrrp_instance`, `active_active`, `health`, `start_down`, `inhibit_on_failure`, `sorry_server`, `backend`",
         ),
         (
             format!("{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 80\nbackend = []\n"),
@@ -258,6 +258,38 @@ fn a_backend_may_carry_its_own_checks() {
         err.contains("service[0].backend: 198.18.0.13: health: kind = \"exec\" needs command"),
         "{err}"
     );
+}
+
+/// A sorry server: of the VIP's family, not one of the backends, on the
+/// service's port unless the service translates it.
+#[test]
+fn sorry_server_is_checked() {
+    let with = |sorry: &str| {
+        WITH_SERVICE.replace(
+            "ring_size = 65537\n",
+            &format!("ring_size = 65537\nsorry_server = {sorry}\n"),
+        )
+    };
+    let ok = parse(&with("{ address = \"198.18.0.99\", inhibit = true }")).unwrap();
+    let s = ok.service[0].sorry_server.as_ref().unwrap();
+    assert!(s.inhibit && s.port.is_none());
+    for (sorry, want) in [
+        (
+            "{ address = \"2001:db8::99\" }",
+            "service[0].sorry_server: 2001:db8::99 is not of the VIP's address family",
+        ),
+        (
+            "{ address = \"198.18.0.11\" }",
+            "service[0].sorry_server: 198.18.0.11 is also a backend",
+        ),
+        (
+            "{ address = \"198.18.0.99\", port = 8080 }",
+            "service[0].sorry_server: port 8080 differs from the service's 80",
+        ),
+    ] {
+        let err = parse(&with(sorry)).unwrap_err();
+        assert!(err.contains(want), "{sorry}: {err}");
+    }
 }
 
 #[test]

@@ -375,6 +375,35 @@ fn check_backends(i: usize, svc: &Service) -> Result<(), Invalid> {
             return Err(err(format!("{}: port 0 is not a port", b.address)));
         }
     }
+    if let Some(s) = &svc.sorry_server {
+        let err = |message| Invalid::new("service", Some(i), "sorry_server", message);
+        if s.address.is_ipv6() != svc.vip.is_ipv6() {
+            return Err(err(format!(
+                "{} is not of the VIP's address family",
+                s.address
+            )));
+        }
+        if seen.contains(&s.address) {
+            return Err(err(format!(
+                "{} is also a backend: a sorry server stands in for all of them",
+                s.address
+            )));
+        }
+        match s.port {
+            Some(0) => return Err(err("port 0 is not a port".into())),
+            Some(p)
+                if p != svc.port
+                    && svc.port != 0
+                    && !matches!(svc.mode, Mode::Nat | Mode::Fullnat) =>
+            {
+                return Err(err(format!(
+                    "port {p} differs from the service's {}: dsr and ipip forward to the same port (nat and fullnat may change it)",
+                    svc.port
+                )));
+            }
+            _ => {}
+        }
+    }
     Ok(())
 }
 

@@ -195,6 +195,10 @@ pub struct HealthEvent {
 
 /// One backend as the controller sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "a status record: each flag answers its own question, in JSON as in the table"
+)]
 pub struct BackendStatus {
     /// Address.
     pub address: IpAddr,
@@ -212,6 +216,9 @@ pub struct BackendStatus {
     pub in_pool: bool,
     /// MAC the data plane sends to.
     pub mac: Option<String>,
+    /// The service's sorry server: in the pool while no backend is up.
+    #[serde(default)]
+    pub sorry_server: bool,
 }
 
 /// One service as the controller sees it.
@@ -244,6 +251,9 @@ struct Backend {
     src: Option<IpAddr>,
     /// The arm its next hop is on (`BackendSpec::arm`).
     arm: u8,
+    /// The service's sorry server (no checks; in the pool while no
+    /// backend is up).
+    sorry: bool,
     /// One task per check.
     checkers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -268,6 +278,9 @@ struct Service {
     active: bool,
     /// Its state has been logged once.
     written: bool,
+    /// Its sorry server takes the new flows (no backend is up).
+    sorry_in_use: bool,
+    /// The backends, then the sorry server if it has one.
     backends: Vec<Backend>,
 }
 
@@ -325,6 +338,7 @@ fn check_of(h: &config::Health) -> CheckSpec {
         timeout: h.timeout.0,
         rise: h.rise,
         fall: h.fall,
+        starts_down: false,
     }
 }
 
@@ -403,24 +417,8 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
             match self.services.get_mut(&key) {
                 Some(svc) if svc.cfg == *cfg && svc.gate == gate && svc.snat == snat => continue,
                 Some(svc) => {
-                    let mut old: Vec<Backend> = std::mem::take(&mut svc.backends);
-                    let mut backends = Vec::new();
-                    for b in &cfg.backend {
-                        let port = b.port.unwrap_or(cfg.port);
-                        // Kept, with its health state and checks running,
-                        // unless its port or its checks changed.
-                        let same = |o: &Backend| {
-                            o.port == port && o.cfg.checks(&svc.cfg.health) == b.checks(&cfg.health)
-                        };
-                        match old.iter().position(|o| o.cfg.address == b.address) {
-                            Some(i) if same(&old[i]) => {
-                                let mut kept = old.remove(i);
-                                kept.cfg = b.clone();
-                                backends.push(kept);
-                            }
-                            _ => backends.push(new_backend(b, port, &cfg.health)),
-                        }
-                    }
+                    let old = std::mem::take(&mut svc.backends);
+                    let backends = changed_backends(&svc.cfg, old, cfg);
                     svc.cfg = cfg.clone();
                     svc.spec = spec_of(cfg);
                     svc.gate = gate;
@@ -443,18 +441,30 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                         gate,
                         active: adopted.is_some(),
                         written: false,
+                        sorry_in_use: false,
                         backends: cfg
                             .backend
                             .iter()
-                            .map(|b| {
-                                let mut backend =
-                                    new_backend(b, b.port.unwrap_or(cfg.port), &cfg.health);
+                            .map(|b| new_backend(b, cfg))
+                            .chain(sorry_backend(cfg))
+                            .map(|mut backend| {
                                 let held = adopted.and_then(|pool| {
-                                    pool.iter().find(|(spec, _)| spec.addr == b.address)
+                                    pool.iter()
+                                        .find(|(spec, _)| spec.addr == backend.cfg.address)
                                 });
                                 backend.mac = held.map(|(spec, _)| spec.mac);
                                 backend.src = held.and_then(|(spec, _)| spec.snat);
                                 backend.arm = held.map_or(0, |(spec, _)| spec.arm);
+                                // In the pool the last lbd left: up, even
+                                // with start_down (a restart takes nothing
+                                // out), until its checks say otherwise.
+                                if held.is_some() && !backend.healthy {
+                                    backend.healthy = true;
+                                    backend.reason = "in the adopted pool".into();
+                                    for c in &mut backend.checks {
+                                        *c = (true, backend.reason.clone());
+                                    }
+                                }
                                 backend
                             })
                             .collect(),
@@ -661,13 +671,15 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                         healthy: b.healthy,
                         reason: b.reason.clone(),
                         drained: b.drained,
-                        in_pool: b.healthy && b.mac.is_some(),
+                        in_pool: b.mac.is_some()
+                            && if b.sorry { s.sorry_in_use } else { b.healthy },
                         mac: b.mac.map(|m| {
                             m.iter()
                                 .map(|x| format!("{x:02x}"))
                                 .collect::<Vec<_>>()
                                 .join(":")
                         }),
+                        sorry_server: b.sorry,
                     })
                     .collect(),
             })
@@ -692,14 +704,18 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
             return;
         };
         for b in &mut svc.backends {
-            if !b.checkers.is_empty() {
+            if !b.checkers.is_empty() || b.sorry {
                 continue;
             }
             let addr = b.cfg.address;
             for (i, h) in b.cfg.checks(&svc.cfg.health).iter().enumerate() {
                 let tx = self.events.clone();
                 let port = h.port.unwrap_or(b.port);
-                let task = run_checks(*key, addr, i, port, check_of(h), tx);
+                let spec = CheckSpec {
+                    starts_down: !b.checks[i].0,
+                    ..check_of(h)
+                };
+                let task = run_checks(*key, addr, i, port, spec, tx);
                 b.checkers.push(tokio::spawn(task));
             }
         }
@@ -752,18 +768,50 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         svc.active = master;
         svc.written = true;
         let (mode, snat) = (svc.spec.mode, svc.snat);
+        let cfg = &svc.cfg;
+        let weight_of = |b: &Backend| if b.drained { 0 } else { b.cfg.weight };
+        // The sorry server stands in while no backend can take a new flow.
+        let sorry = !svc
+            .backends
+            .iter()
+            .any(|b| !b.sorry && b.healthy && b.mac.is_some() && weight_of(b) > 0);
+        if let Some(s) = svc.backends.iter().find(|b| b.sorry)
+            && sorry != svc.sorry_in_use
+        {
+            svc.sorry_in_use = sorry;
+            let addr = s.cfg.address;
+            if sorry {
+                warn!(service = %key, "no backend is up: new flows go to the sorry server {addr}");
+            } else {
+                info!(service = %key, "a backend is up: the sorry server {addr} takes no new flows");
+            }
+        }
         let pool: Vec<BackendSpec> = svc
             .backends
             .iter()
-            .filter(|b| b.healthy)
             .filter_map(|b| {
+                // Weight 0: in the pool for the flows it has, none new.
+                let weight = if b.sorry {
+                    let inhibit = cfg.sorry_server.as_ref().is_some_and(|s| s.inhibit);
+                    match (sorry, inhibit) {
+                        (true, _) => 1,
+                        (false, true) => 0,
+                        (false, false) => return None,
+                    }
+                } else if b.healthy {
+                    weight_of(b)
+                } else if b.cfg.inhibit_on_failure.unwrap_or(cfg.inhibit_on_failure) {
+                    0
+                } else {
+                    return None;
+                };
                 let snat = match mode {
                     Mode::Fullnat => Some(snat.or(b.src)?),
                     _ => None,
                 };
                 Some(BackendSpec {
                     addr: b.cfg.address,
-                    weight: if b.drained { 0 } else { b.cfg.weight },
+                    weight,
                     mac: b.mac?,
                     port: if mode.is_nat() { b.port } else { 0 },
                     snat,
@@ -777,21 +825,82 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
     }
 }
 
-/// A backend of a service whose default check is `default`.
-fn new_backend(b: &config::BackendConfig, port: u16, default: &config::Health) -> Backend {
-    let checks = b.checks(default).len();
+/// The backends of `cfg` (a service that was `was`), keeping those of
+/// `old` whose port, role and checks did not change, with their health
+/// state and checks running.
+fn changed_backends(
+    was: &config::Service,
+    mut old: Vec<Backend>,
+    cfg: &config::Service,
+) -> Vec<Backend> {
+    let wanted = cfg
+        .backend
+        .iter()
+        .map(|b| new_backend(b, cfg))
+        .chain(sorry_backend(cfg));
+    let mut backends = Vec::new();
+    for b in wanted {
+        let same = |o: &Backend| {
+            o.port == b.port
+                && o.sorry == b.sorry
+                && (b.sorry || o.cfg.checks(&was.health) == b.cfg.checks(&cfg.health))
+        };
+        match old.iter().position(|o| o.cfg.address == b.cfg.address) {
+            Some(i) if same(&old[i]) => {
+                let mut kept = old.remove(i);
+                kept.cfg = b.cfg.clone();
+                backends.push(kept);
+            }
+            _ => backends.push(b),
+        }
+    }
+    backends
+}
+
+/// A backend of service `svc`, up unless it starts down.
+fn new_backend(b: &config::BackendConfig, svc: &config::Service) -> Backend {
+    let up = !svc.start_down;
+    let reason = if up {
+        "starting"
+    } else {
+        "starting down (start_down): up once its checks pass"
+    };
+    let checks = b.checks(&svc.health).len();
     Backend {
         cfg: b.clone(),
-        port,
-        checks: vec![(true, "starting".to_owned()); checks],
-        healthy: true,
-        reason: "starting".into(),
+        port: b.port.unwrap_or(svc.port),
+        checks: vec![(up, reason.to_owned()); checks],
+        healthy: up,
+        reason: reason.into(),
         drained: false,
         mac: None,
         src: None,
         arm: 0,
+        sorry: false,
         checkers: Vec::new(),
     }
+}
+
+/// The sorry server of `svc`, if it has one: never checked, always up.
+fn sorry_backend(svc: &config::Service) -> Option<Backend> {
+    let s = svc.sorry_server.as_ref()?;
+    let cfg = config::BackendConfig {
+        port: s.port,
+        ..config::BackendConfig::new(s.address)
+    };
+    Some(Backend {
+        cfg,
+        port: s.port.unwrap_or(svc.port),
+        checks: Vec::new(),
+        healthy: true,
+        reason: "sorry server".into(),
+        drained: false,
+        mac: None,
+        src: None,
+        arm: 0,
+        sorry: true,
+        checkers: Vec::new(),
+    })
 }
 
 /// One check's loop (check `check` of a backend): [`Checker`]
@@ -1249,6 +1358,100 @@ mod tests {
         let status = ctl.status();
         let healthy: Vec<bool> = status[0].backends.iter().map(|b| b.healthy).collect();
         assert_eq!(healthy, [false, true]);
+    }
+
+    /// The pool with weights, the sorry server (be(13)) included.
+    fn weights(ctl: &Ctl) -> Vec<(IpAddr, u32)> {
+        ctl.balancer()
+            .backends(&key(80))
+            .unwrap()
+            .iter()
+            .map(|(s, _)| (s.addr, s.weight))
+            .collect()
+    }
+
+    fn with_sorry(inhibit: bool) -> Config {
+        let mut svc = service(80, &[(11, 1), (12, 1)], false);
+        svc.sorry_server = Some(config::SorryServer {
+            address: be(13),
+            port: None,
+            inhibit,
+        });
+        config([svc])
+    }
+
+    #[tokio::test]
+    async fn the_sorry_server_takes_new_flows_while_no_backend_is_up() {
+        let mut ctl = controller();
+        ctl.reload(&with_sorry(false));
+        answer_all(&mut ctl);
+        assert_eq!(weights(&ctl), [(be(11), 1), (be(12), 1)]);
+        health(&mut ctl, 80, 11, false);
+        assert_eq!(weights(&ctl), [(be(12), 1)]);
+        // The last one goes: the sorry server stands in.
+        health(&mut ctl, 80, 12, false);
+        assert_eq!(weights(&ctl), [(be(13), 1)]);
+        assert!(ctl.status()[0].backends[2].sorry_server);
+        // A drained backend takes no new flows either.
+        ctl.set_drained(&key(80), be(12), true).unwrap();
+        health(&mut ctl, 80, 12, true);
+        assert_eq!(weights(&ctl), [(be(12), 0), (be(13), 1)]);
+        // One back: the sorry server leaves.
+        health(&mut ctl, 80, 11, true);
+        assert_eq!(weights(&ctl), [(be(11), 1), (be(12), 0)]);
+        // With sorry_server_inhibit it stays, with weight 0.
+        ctl.reload(&with_sorry(true));
+        assert_eq!(weights(&ctl), [(be(11), 1), (be(12), 0), (be(13), 0)]);
+    }
+
+    #[tokio::test]
+    async fn inhibit_on_failure_keeps_a_failed_backend_with_weight_0() {
+        let mut ctl = controller();
+        let mut cfg = config([service(80, &[(11, 1), (12, 3)], false)]);
+        cfg.service[0].inhibit_on_failure = true;
+        ctl.reload(&cfg);
+        answer_all(&mut ctl);
+        health(&mut ctl, 80, 12, false);
+        assert_eq!(weights(&ctl), [(be(11), 1), (be(12), 0)]);
+        health(&mut ctl, 80, 12, true);
+        assert_eq!(weights(&ctl), [(be(11), 1), (be(12), 3)]);
+        // A backend's own setting wins over the service's.
+        cfg.service[0].backend[1].inhibit_on_failure = Some(false);
+        ctl.reload(&cfg);
+        health(&mut ctl, 80, 12, false);
+        assert_eq!(weights(&ctl), [(be(11), 1)]);
+    }
+
+    #[tokio::test]
+    async fn start_down_keeps_backends_out_until_their_checks_pass() {
+        let mut cfg = config([service(80, &[(11, 1), (12, 1)], false)]);
+        cfg.service[0].start_down = true;
+        let mut ctl = controller();
+        ctl.reload(&cfg);
+        // Down: nothing to look up, nothing in the pool.
+        assert!(ctl.next_hops.asked.is_empty());
+        assert_eq!(weights(&ctl), []);
+        health(&mut ctl, 80, 12, true);
+        answer_all(&mut ctl);
+        assert_eq!(weights(&ctl), [(be(12), 1)]);
+        // An adopted pool is not emptied by a restart: what the maps hold
+        // starts up.
+        let mut balancer = Balancer::new(NullMaps);
+        balancer
+            .upsert_service(key(80), spec_of(&cfg.service[0]))
+            .unwrap();
+        let held = BackendSpec {
+            addr: be(11),
+            weight: 1,
+            mac: mac(11),
+            port: 0,
+            snat: None,
+            arm: 0,
+        };
+        balancer.set_backends(&key(80), &[held]).unwrap();
+        let mut ctl = Controller::new(balancer, FakeHops::default(), [OIF, ARM1]).0;
+        ctl.reload(&cfg);
+        assert_eq!(weights(&ctl), [(be(11), 1)]);
     }
 
     #[tokio::test]

@@ -34,6 +34,9 @@ pub struct CheckSpec {
     pub rise: u32,
     /// Consecutive failures to go down.
     pub fall: u32,
+    /// The backend starts down (`start_down`): its first passing check
+    /// brings it up.
+    pub starts_down: bool,
 }
 
 /// The probe of a check.
@@ -94,7 +97,8 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// A checker whose first check is due at `now`; the backend starts up.
+    /// A checker whose first check is due at `now`; the backend starts up
+    /// (down with `spec.starts_down`).
     #[must_use]
     pub fn new(spec: &CheckSpec, now: Instant) -> Self {
         Self {
@@ -102,7 +106,7 @@ impl Checker {
             timeout: spec.timeout,
             rise: spec.rise.max(1),
             fall: spec.fall.max(1),
-            up: true,
+            up: !spec.starts_down,
             first: true,
             streak: 0,
             next_start: now,
@@ -370,6 +374,7 @@ mod tests {
             timeout: Duration::from_millis(300),
             rise,
             fall,
+            starts_down: false,
         }
     }
 

@@ -171,14 +171,6 @@ const IGNORED: &[(&[&str], Why)] = {
             Unsupported("run lbd inside the namespace instead"),
         ),
         (
-            &[
-                "sorry_server",
-                "sorry_server_inhibit",
-                "sorry_server_lvs_method",
-            ],
-            Unsupported("with no backend up, new flows follow on_no_backend (drop)"),
-        ),
-        (
             &["quorum", "hysteresis", "quorum_up", "quorum_down"],
             Unsupported("lb has no quorum for services"),
         ),
@@ -199,11 +191,11 @@ const IGNORED: &[(&[&str], Why)] = {
         (&["warmup"], Unsupported("lb starts every check at once")),
         (
             &["alpha"],
-            Unsupported("lb starts every backend up, as keepalived without alpha"),
+            Unsupported("lb applies alpha to a whole virtual_server (start_down)"),
         ),
         (
             &["inhibit_on_failure"],
-            Unsupported("a failed backend leaves the pool; its established flows continue"),
+            Unsupported("lb applies inhibit_on_failure to a virtual_server or a real_server"),
         ),
         (
             &["virtualhost"],

@@ -58,7 +58,9 @@
 //!   keepalived takes a server down after `retry` retries following a
 //!   failure, so `fall = retry + 1` (retry defaults: 1, `MISC_CHECK` 0) and
 //!   `rise = 1`; `connect_port` → `health.port` when it is not the real
-//!   server's port.
+//!   server's port. `alpha` (on the virtual server) → `start_down`;
+//!   `inhibit_on_failure` → the service's or the backend's own;
+//!   `sorry_server IP PORT` (with `sorry_server_inhibit`) → `sorry_server`.
 //!
 //! Anything else is reported as a [`Warning`] with its file and line, never
 //! silently dropped.

@@ -408,6 +408,64 @@ fn checkers_alike_become_the_service_s_health() {
     assert!(s.backend.iter().all(|b| b.health.is_empty()));
 }
 
+/// `alpha`, `inhibit_on_failure` (virtual and real server), the sorry
+/// server with `sorry_server_inhibit`: honoured, and the TOML reads back.
+#[test]
+fn alpha_inhibit_and_sorry_server() {
+    let text = format!(
+        "{VRRP}
+virtual_server 198.18.0.100 80 {{
+  lb_kind NAT
+  alpha
+  sorry_server 198.18.1.99 8080
+  sorry_server_inhibit
+  sorry_server_lvs_method DR
+  real_server 198.18.1.11 80 {{
+    inhibit_on_failure
+    TCP_CHECK {{
+    }}
+  }}
+  real_server 198.18.1.12 80 {{
+    TCP_CHECK {{
+    }}
+  }}
+}}
+virtual_server 198.18.0.100 443 {{
+  lb_kind NAT
+  inhibit_on_failure
+  sorry_server 198.18.1.99 443
+  real_server 198.18.1.11 443 {{
+  }}
+}}
+"
+    );
+    let (c, w) = conv(&text).unwrap();
+    let s = &c.service[0];
+    assert!(s.start_down && !s.inhibit_on_failure);
+    assert_eq!(
+        s.sorry_server,
+        Some(crate::config::SorryServer {
+            address: "198.18.1.99".parse().unwrap(),
+            port: Some(8080),
+            inhibit: true,
+        })
+    );
+    assert_eq!(s.backend[0].inhibit_on_failure, Some(true));
+    assert_eq!(s.backend[1].inhibit_on_failure, None);
+    let s = &c.service[1];
+    assert!(!s.start_down && s.inhibit_on_failure);
+    let sorry = s.sorry_server.as_ref().unwrap();
+    assert_eq!(
+        (sorry.port, sorry.inhibit),
+        (None, false),
+        "the service's port"
+    );
+    // Only the sorry server's own forwarding method is worth a notice.
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("sorry_server_lvs_method"), "{w:?}");
+    round_trip(&text, Path::new("keepalived.conf"));
+}
+
 #[test]
 fn nat_is_keepalived_default_and_real_servers_may_change_the_port() {
     let text = format!(

@@ -1,6 +1,6 @@
 //! `virtual_server` (with its `real_server`s and their checkers) →
-//! `[[service]]`: the forwarding method, the protocol, the backends, and
-//! the one health check lb runs for all of them.
+//! `[[service]]`: the forwarding method, the protocol, the backends and
+//! their checks, `alpha`, `inhibit_on_failure` and the sorry server.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use super::lexer::{Loc, Node};
 use super::{Ctx, Origin};
 use crate::config::{
     BackendConfig, ConfigError, Dur, Health, HealthKind, Mode, Protocol, Scheduler, Service,
+    SorryServer,
 };
 
 /// Check parameters a virtual server passes to its real servers and they to
@@ -30,8 +31,9 @@ impl Inherit {
             "delay_loop" => self.delay_loop = Some(ctx.secs(n, &field)?),
             "retry" | "nb_get_retry" => self.retry = Some(ctx.int(n, &field, "of at least 0")?),
             "connect_timeout" => self.connect_timeout = Some(ctx.secs(n, &field)?),
-            "delay_before_retry" | "warmup" | "alpha" | "inhibit_on_failure" | "virtualhost"
-            | "smtp_alert" => ctx.ignored(n, sec),
+            "delay_before_retry" | "warmup" | "virtualhost" | "smtp_alert" => {
+                ctx.ignored(n, sec);
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -65,6 +67,8 @@ pub(super) fn virtual_server(
         svc: Service::new(vip, port, Vec::new()),
         inherit: Inherit::default(),
         mode: None,
+        sorry_inhibit: false,
+        sorry_mode: None,
     };
     let mut servers = Vec::new();
     for c in ctx.block(n, &vs.sec)? {
@@ -81,7 +85,7 @@ pub(super) fn virtual_server(
     for rs in servers {
         checks.push(vs.real_server(ctx, rs, d)?);
     }
-    Ok(vs.finish(&checks))
+    Ok(vs.finish(ctx, &checks))
 }
 
 /// The `VIP PORT` after `virtual_server` (`fwmark` and `group` are refused).
@@ -124,6 +128,10 @@ struct ServerReader {
     inherit: Inherit,
     /// The forwarding method and where it was set.
     mode: Option<(Mode, Loc)>,
+    /// `sorry_server_inhibit` was given.
+    sorry_inhibit: bool,
+    /// `sorry_server_lvs_method` and where.
+    sorry_mode: Option<(Mode, Loc)>,
 }
 
 impl ServerReader {
@@ -143,6 +151,31 @@ impl ServerReader {
                 let m = lvs_method(ctx, c, &field)?;
                 self.o.field("mode", c);
                 self.mode = Some((m, c.loc()));
+            }
+            "alpha" => {
+                self.svc.start_down = true;
+                self.o.field("start_down", c);
+            }
+            "inhibit_on_failure" => {
+                self.svc.inhibit_on_failure = true;
+                self.o.field("inhibit_on_failure", c);
+            }
+            "sorry_server" => {
+                let (address, port) = address_and_port(ctx, c, &field)?;
+                let inhibit = self.svc.sorry_server.as_ref().is_some_and(|s| s.inhibit);
+                self.svc.sorry_server = Some(SorryServer {
+                    address,
+                    port: port.filter(|&p| p != self.port),
+                    inhibit,
+                });
+                self.o.field("sorry_server", c);
+            }
+            "sorry_server_inhibit" => {
+                self.sorry_inhibit = true;
+            }
+            "sorry_server_lvs_method" => {
+                let m = lvs_method(ctx, c, &field)?;
+                self.sorry_mode = Some((m, c.loc()));
             }
             "protocol" => {
                 let p = ctx.value(c, &field)?;
@@ -219,9 +252,23 @@ impl ServerReader {
     /// (the usual file, and the shortest TOML); else each backend carries
     /// its own, every one of which has to pass, and a real server without
     /// a checker is up (as in keepalived).
-    fn finish(mut self, checks: &[Checked]) -> (Service, Origin) {
+    fn finish(mut self, ctx: &mut Ctx, checks: &[Checked]) -> (Service, Origin) {
         // keepalived's default forwarding method is NAT.
         self.svc.mode = self.mode.map_or(Mode::Nat, |(m, _)| m);
+        if let Some(s) = &mut self.svc.sorry_server {
+            s.inhibit = self.sorry_inhibit;
+        }
+        if let Some((m, loc)) = self.sorry_mode
+            && m != self.svc.mode
+        {
+            ctx.warn(
+                loc,
+                format!(
+                    "notice: sorry_server_lvs_method {m}: lb forwards to the sorry server as to the real servers ({})",
+                    self.svc.mode
+                ),
+            );
+        }
         self.svc.scheduler = Scheduler::Maglev;
         let none = Health {
             kind: HealthKind::None,
@@ -308,6 +355,7 @@ fn real_server(
         }
         match c.kw() {
             "weight" => backend.weight = ctx.int(c, &field, "of at least 0")?,
+            "inhibit_on_failure" => backend.inhibit_on_failure = Some(true),
             "lvs_method" | "lb_kind" => mode = Some((lvs_method(ctx, c, &field)?, c.loc())),
             "TCP_CHECK" | "HTTP_GET" | "MISC_CHECK" => checkers.push(c),
             "SSL_GET" | "SMTP_CHECK" | "DNS_CHECK" | "BFD_CHECK" | "PING_CHECK" | "UDP_CHECK"
