@@ -58,9 +58,11 @@ pub fn rewrite_macs(ctx: &XdpContext, mac: [u8; 6]) -> Result<(), Failed> {
 #[inline(always)]
 pub fn ingress_arm(ctx: &XdpContext) -> u8 {
     let arm1 = ARM1_IFINDEX.load();
+    if arm1 == 0 {
+        return 0;
+    }
     // SAFETY: reads the context's ingress ifindex.
-    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    u8::from(arm1 != 0 && ifindex == arm1)
+    u8::from(unsafe { (*ctx.ctx).ingress_ifindex } == arm1)
 }
 
 /// A frame whose MACs are set as for the interface it came in on, made

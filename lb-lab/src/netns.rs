@@ -401,25 +401,7 @@ impl Lan {
     /// Never: the host returned is the one just added.
     pub fn add_host(&mut self, role: &str, ipv4: &str, ipv6: &str) -> Result<&Host, NetnsError> {
         let ns = Netns::create(&format!("{}{role}", self.prefix))?;
-        self.ports += 1;
-        let port = format!("p{}", self.ports);
-        self.bridge.ip(&[
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns.name(),
-        ])?;
-        self.bridge
-            .ip(&["link", "set", &port, "master", "br0", "up"])?;
-        ns.ip(&["link", "set", "eth0", "up"])?;
-        ns.ip(&["addr", "add", ipv4, "dev", "eth0"])?;
-        ns.ip(&["-6", "addr", "add", ipv6, "dev", "eth0", "nodad"])?;
+        self.add_port(&ns, "eth0", ipv4, ipv6)?;
         self.hosts.push((
             role.to_owned(),
             Host {
@@ -431,10 +413,10 @@ impl Lan {
         Ok(&self.hosts.last().expect("just pushed").1)
     }
 
-    /// Plug host `host` (of another LAN) into this one as well: interface
-    /// `ifname` on this bridge, with the given addresses (a two-armed
-    /// host, such as a load balancer between a client and a server LAN).
-    /// The link goes with either namespace.
+    /// Plug namespace `host` (a host of this LAN, or of another: a
+    /// two-armed host such as a load balancer between a client and a
+    /// server LAN) into this LAN: interface `ifname` on this bridge, with
+    /// the given addresses. The link goes with either namespace.
     ///
     /// # Errors
     /// [`NetnsError`].

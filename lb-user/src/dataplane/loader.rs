@@ -582,14 +582,6 @@ impl Dataplane {
         )
         .map_err(LoadError::Load)?;
         write_arms(&mut ebpf, ifindex, arm1_ifindex)?;
-        let program_err = |what: &str| {
-            let what = what.to_owned();
-            move |source| LoadError::Program {
-                program: name,
-                what,
-                source,
-            }
-        };
         // Until the swap below succeeds, nothing of the running data plane
         // is touched: an error leaves it forwarding as it was.
         let program: &mut Xdp = ebpf
@@ -903,18 +895,19 @@ fn pin_link(link: FdLink, path: PathBuf) -> Result<Attachment, LoadError> {
     })
 }
 
+/// The error of the balancer program's step `what`.
+fn program_err(what: &str) -> impl FnOnce(aya::programs::ProgramError) -> LoadError {
+    let what = what.to_owned();
+    move |source| LoadError::Program {
+        program: Role::Balancer.program(),
+        what,
+        source,
+    }
+}
+
 /// Swap `program` (loaded) into the pinned link `fd_link` (pinned at
 /// `path`): one `BPF_LINK_UPDATE`.
 fn swap_into(program: &mut Xdp, fd_link: FdLink, path: &Path) -> Result<FdLink, LoadError> {
-    let name = Role::Balancer.program();
-    let program_err = |what: &str| {
-        let what = what.to_owned();
-        move |source| LoadError::Program {
-            program: name,
-            what,
-            source,
-        }
-    };
     let link_err = |source| LoadError::Link {
         path: path.to_owned(),
         source,
