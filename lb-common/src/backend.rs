@@ -30,6 +30,10 @@ pub mod backend_flags {
     /// service's pool (or the service goes): connection-table entries
     /// pointing at an inactive slot are treated as misses and re-balanced.
     pub const ACTIVE: u8 = 1 << 0;
+    /// Weight 0 (drained, or failed with `inhibit_on_failure`): in no
+    /// Maglev table, so it takes no new flows; a persistence template
+    /// naming it is not followed either (`crate::persist`).
+    pub const DRAINED: u8 = 1 << 1;
 }
 
 /// Value of the backend map.

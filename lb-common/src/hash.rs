@@ -53,6 +53,17 @@ pub const fn flow_hash(key: &FlowKey) -> u32 {
     multilinear(key.words(), &K)
 }
 
+/// Hash of a client address alone (the `source_hash` scheduler): the
+/// flow hash's constants over the address's four words.
+#[inline(always)]
+#[must_use]
+pub const fn source_hash(addr: &[u8; 16]) -> u32 {
+    multilinear(
+        &[word(addr, 0), word(addr, 1), word(addr, 2), word(addr, 3)],
+        &K,
+    )
+}
+
 /// A flow's slot in a Maglev table of `ring_size` entries: the hash scaled
 /// into `0..ring_size` with one multiply (Lemire's fast range reduction)
 /// instead of a division, which costs tens of cycles. It takes the hash's

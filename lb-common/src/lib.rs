@@ -16,6 +16,7 @@ pub mod flow;
 pub mod hash;
 pub mod layout;
 pub mod nat;
+pub mod persist;
 pub mod stats;
 pub mod vip;
 

@@ -52,6 +52,9 @@ pub mod nat_flags {
     /// it on the entry's first packet. Sync refreshes only entries without
     /// it (this node's live flows) and overwrites only entries with it.
     pub const SYNCED: u8 = 1 << 2;
+    /// The flow's service keeps client templates (`crate::persist`): the
+    /// flow's packets refresh its client's.
+    pub const PERSIST: u8 = 1 << 3;
 }
 
 /// TCP header flags, as [`NatEntry::tcp`] records them.

@@ -113,6 +113,13 @@ pub mod vip_flags {
     /// With `NO_BACKEND`: hand new flows to the local stack instead of
     /// dropping them.
     pub const PASS_NO_BACKEND: u8 = 1 << 1;
+    /// Maglev hashes the client's address only (`source_hash`
+    /// scheduler, keepalived's `lb_algo sh`): every flow of a client goes
+    /// to one backend, without state.
+    pub const SOURCE_HASH: u8 = 1 << 2;
+    /// Client affinity (`crate::persist`): a client's new flows follow its
+    /// template while it holds.
+    pub const PERSIST: u8 = 1 << 3;
 }
 
 /// Value of the VIP map.
@@ -129,12 +136,23 @@ pub struct VipMeta {
     pub flags: u8,
     /// Which of the VIP's two tables is live: 0 or 1.
     pub active_table: u8,
-    /// Explicit padding, always 0.
-    pub pad: u8,
+    /// With `vip_flags::PERSIST`: the client address bits a template
+    /// covers (of the 16-byte form: an IPv4 `/24` is 120), for reading
+    /// back; the program uses `persist_mask`.
+    pub persist_prefix: u8,
     /// Generation of this id's current VIP: never 0 for a live VIP, new
     /// each time the id is given to a VIP. Flows record it.
     pub generation: u32,
+    /// With `vip_flags::PERSIST`: how long a template holds after its
+    /// client was last seen, in seconds.
+    pub persist_timeout_s: u32,
+    /// With `vip_flags::PERSIST`: `persist_prefix` as a mask over the
+    /// 16-byte address (`crate::persist::prefix_mask`), precomputed so the
+    /// program cuts an address with two ANDs and no branch.
+    pub persist_mask: [u8; 16],
 }
+
+const _: () = assert!(core::mem::size_of::<VipMeta>() == 36);
 
 impl VipMeta {
     /// Outer `maglev_tables` index of table copy `which` (0 or 1).

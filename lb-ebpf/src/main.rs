@@ -176,7 +176,8 @@ fn vip_packet(ctx: &XdpContext, pkt: &parse::Packet, bits: u8) -> usize {
             if pkt.icmp_too_big {
                 return exit::PASS_NOT_VIP;
             }
-            let reason = nat::new_flow(ctx, pkt, hash, vip);
+            let index = select::choose(vip, pkt, hash);
+            let reason = nat::new_flow(ctx, pkt, hash, vip, index);
             if reason == nat::RACED {
                 // Another CPU recorded the flow first: follow its entries.
                 let reason = nat::forward(ctx, pkt);
@@ -188,7 +189,8 @@ fn vip_packet(ctx: &XdpContext, pkt: &parse::Packet, bits: u8) -> usize {
             }
             return reason;
         }
-        if !select::new_flow(vip, pkt, hash, &mut chosen) {
+        let index = select::choose(vip, pkt, hash);
+        if !select::new_flow(vip, pkt, hash, index, &mut chosen) {
             return if vip.flags & vip_flags::PASS_NO_BACKEND != 0 {
                 exit::PASS_NO_BACKEND
             } else {

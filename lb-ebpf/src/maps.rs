@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     Global,
-    btf_maps::{Array, ArrayOfMaps, DevMap, HashMap, PerCpuArray, RingBuf},
+    btf_maps::{Array, ArrayOfMaps, DevMap, HashMap, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use lb_common::{
@@ -13,6 +13,7 @@ use lb_common::{
     flow::{DEFAULT_FLOW_ENTRIES, FLOW_EVENTS_BYTES, FlowKey, FlowSet, flow_sets},
     layout::Layout,
     nat::{DEFAULT_NAT_FLOWS, NatEntry},
+    persist::{PERSIST_ENTRIES, PersistKey, Persisted},
     stats::{ExitCounters, FlowCounters, ProtoClass, TrafficCounters, VerdictCounters},
     vip::{
         BPF_F_MMAPABLE, DEFAULT_RING_SIZE, FILTER_BUCKETS, MAX_VIPS, TABLE_FLAGS, VIP_INDEX_SLOTS,
@@ -116,6 +117,27 @@ pub static FLOW_EVENTS_ON: Global<u32> = Global::new(0);
 /// nat_flows`, times two).
 #[btf_map(name = "nat")]
 pub static NAT: HashMap<FlowKey, NatEntry, { 2 * DEFAULT_NAT_FLOWS as usize }> = HashMap::new();
+
+/// Client affinity templates (`lb_common::persist`) of services with
+/// `persistence_timeout`: least recently used evicted when full.
+#[btf_map(name = "persist")]
+pub static PERSIST: LruHashMap<PersistKey, Persisted, { PERSIST_ENTRIES as usize }> =
+    LruHashMap::new();
+
+/// Where a client's template key and value are built for the map
+/// helpers (`select::choose`, `select::keep_template`), off the stack.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct PersistScratch {
+    /// The template's key.
+    pub key: PersistKey,
+    /// A value to write.
+    pub value: Persisted,
+}
+
+/// Per-CPU scratch space for client templates.
+#[btf_map(name = "persist_scratch")]
+pub static PERSIST_SCRATCH: PerCpuArray<PersistScratch, 1> = PerCpuArray::new();
 
 /// Per-CPU scratch space where a new NAT flow's entries are built.
 #[btf_map(name = "nat_scratch")]

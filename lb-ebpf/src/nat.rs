@@ -24,7 +24,6 @@ use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, programs
 use lb_common::{
     backend::backend_flags,
     flow::{FlowKey, flow_seen},
-    hash::maglev_slot,
     nat::{NatEntry, NatEvent, SNAT_PORT_TRIES, nat_flags, reversed, snat_port, tcp_seen},
     stats::exit,
     vip::{VipMeta, mode, vip_flags},
@@ -32,7 +31,7 @@ use lb_common::{
 
 use crate::{
     csum::fold,
-    maps::{BACKENDS, CONFIG, FLOW_EVENTS, FLOW_EVENTS_ON, MAGLEV_TABLES, NAT, NAT_SCRATCH},
+    maps::{BACKENDS, CONFIG, FLOW_EVENTS, FLOW_EVENTS_ON, NAT, NAT_SCRATCH, VIP_IDS},
     parse::{EthHdr, IPPROTO_TCP, IPPROTO_UDP, Ipv4Hdr, Ipv6Hdr, Packet, load4, ptr_at},
 };
 
@@ -78,6 +77,13 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> usize {
         return MISS;
     }
     touch(e, pkt, false);
+    if e.flags & nat_flags::PERSIST != 0
+        && let Some(vip) = VIP_IDS.get(e.vip_id)
+    {
+        // SAFETY: a helper without arguments.
+        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        crate::select::keep_template(vip, &pkt.flow.src, e.backend, now);
+    }
     // The slot's MAC is the freshest (the neighbour may have moved); a
     // flow of a removed backend keeps the one it started with (a synced
     // copy learns it here, on its first packet).
@@ -297,6 +303,9 @@ pub struct NatScratch {
     pub event: NatEvent,
 }
 
+// `new_flow` copies the VIP's PERSIST bit into its entries as it is.
+const _: () = assert!(vip_flags::PERSIST == nat_flags::PERSIST);
+
 /// Returned by [`new_flow`] when another CPU recorded the flow first: the
 /// caller follows that flow's entries ([`forward`]).
 pub const RACED: usize = usize::MAX - 1;
@@ -304,27 +313,15 @@ pub const RACED: usize = usize::MAX - 1;
 /// A client's first packet to `vip` (a `nat` / `fullnat` VIP; flow hash
 /// `hash`): pick the backend, record both entries, translate.
 #[inline(never)]
-pub fn new_flow(ctx: &XdpContext, pkt: &Packet, hash: u32, vip: &VipMeta) -> usize {
+pub fn new_flow(ctx: &XdpContext, pkt: &Packet, hash: u32, vip: &VipMeta, index: u32) -> usize {
     let no_backend = if vip.flags & vip_flags::PASS_NO_BACKEND != 0 {
         exit::PASS_NO_BACKEND
     } else {
         exit::DROP_NO_BACKEND
     };
-    if vip.flags & vip_flags::NO_BACKEND != 0 || vip.ring_size == 0 {
-        return no_backend;
-    }
-    let slot = maglev_slot(hash, vip.ring_size);
-    let table = VipMeta::table_slot(vip.id, vip.active_table);
-    let Some(index) = MAGLEV_TABLES.get_value(table, &slot) else {
+    let Some(backend) = crate::select::backend_at(index, vip.id) else {
         return no_backend;
     };
-    let index = *index;
-    let Some(backend) = BACKENDS.get(index) else {
-        return no_backend;
-    };
-    if backend.flags & backend_flags::ACTIVE == 0 || backend.vip_id != vip.id {
-        return no_backend;
-    }
     let Ok(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return exit::ABORTED;
     };
@@ -334,7 +331,10 @@ pub fn new_flow(ctx: &XdpContext, pkt: &Packet, hash: u32, vip: &VipMeta) -> usi
     // SAFETY: this CPU's slot of a per-CPU array, valid for the run.
     let s = unsafe { &mut *scratch };
     let fullnat = vip.mode == mode::FULLNAT;
-    let flags = if fullnat { nat_flags::FULLNAT } else { 0 };
+    // The VIP's PERSIST bit is the entry's (same bit, asserted below),
+    // copied without a branch: a branch here doubled the verifier's
+    // states on every path that follows.
+    let flags = (if fullnat { nat_flags::FULLNAT } else { 0 }) | (vip.flags & vip_flags::PERSIST);
     // SAFETY: a helper without arguments.
     let seen = flow_seen(unsafe { bpf_ktime_get_coarse_ns() });
     let f = &pkt.flow;

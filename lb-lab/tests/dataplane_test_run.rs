@@ -78,6 +78,7 @@ fn service(
                 mode,
                 ring_size: RING,
                 on_no_backend: on_none,
+                ..ServiceSpec::default()
             },
         )
         .unwrap();
@@ -1237,6 +1238,7 @@ fn backend_pairs_sizes_the_backend_maps() {
         mode: Mode::Dsr,
         ring_size: 251,
         on_no_backend: NoBackend::Drop,
+        ..ServiceSpec::default()
     };
     let backends = |n: u8| -> Vec<BackendSpec> {
         (0..n)

@@ -16,7 +16,10 @@
 //!   within the failover window; the old master returns and preempts only
 //!   after its bulk sync: nothing broken either;
 //! - sync under load: new UDP flows at a high rate for 10 s; the backup's
-//!   table holds every flow the master made.
+//!   table holds every flow the master made;
+//! - client affinity (`persistence_timeout`) in a pair: one client's
+//!   connections reach one backend, other clients spread, and every
+//!   client keeps its backend through the master's SIGKILL.
 //!
 //! Needs root; `cargo xtask test` refuses to run without it.
 
@@ -73,6 +76,8 @@ struct Lab {
     lbd: Vec<Option<Daemon>>,
     /// lbd nodes in this lab (1 or 2).
     nodes: usize,
+    /// The service keeps client templates (`persistence_timeout`).
+    persistent: bool,
 }
 
 impl Lab {
@@ -113,6 +118,7 @@ impl Lab {
             _echo: echo,
             lbd: (0..nodes).map(|_| None).collect(),
             nodes,
+            persistent: false,
         }
     }
 
@@ -175,6 +181,7 @@ impl Lab {
                     timeout: ms(150),
                     ..Health::default()
                 },
+                persistence_timeout: self.persistent.then(|| Dur(Duration::from_mins(5))),
                 ..Service::new(VIP.parse().unwrap(), PORT, backends)
             }],
             sync: pair.then(|| Sync::new(SECRET, vec![LBS[1 - node].1.parse::<IpAddr>().unwrap()])),
@@ -534,7 +541,13 @@ fn wait_master(lab: &Lab, node: usize, timeout: Duration) -> Instant {
 /// A VRRP pair with sync over the first three backends (`proto`): lb1
 /// master, lb2 backup with lb1's table (bulk sync done).
 fn pair(name: &str, proto: Protocol) -> Lab {
+    pair_with(name, proto, false)
+}
+
+/// [`pair`], the service `persistent` or not.
+fn pair_with(name: &str, proto: Protocol, persistent: bool) -> Lab {
     let mut lab = Lab::new(2, name);
+    lab.persistent = persistent;
     let three: Vec<&str> = BACKENDS[..3].iter().map(|(_, a)| *a).collect();
     for node in 0..2 {
         lab.write_config(node, &lab.config(node, &three, &[], proto));
@@ -670,6 +683,128 @@ fn pair_failover(change: PoolChange, then_return: bool) {
     let sync = &lab.status(0)["sync"];
     println!("lb1 sync after its return: {sync}");
     assert_eq!(sync["bulk"], "done");
+}
+
+/// One connection from `src` (an address of the client): the name of the
+/// backend that answered.
+fn ask(lab: &Lab, src: &str) -> Result<String, String> {
+    use std::io::{BufRead as _, Write as _};
+    let src: IpAddr = src.parse().unwrap();
+    let target: SocketAddr = format!("{VIP}:{PORT}").parse().unwrap();
+    lab.ns("client")
+        .run(move || {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .map_err(|e| e.to_string())?;
+            s.bind(&SocketAddr::new(src, 0).into())
+                .map_err(|e| format!("bind {src}: {e}"))?;
+            s.connect_timeout(&target.into(), Duration::from_secs(2))
+                .map_err(|e| format!("connect from {src}: {e}"))?;
+            let mut stream: std::net::TcpStream = s.into();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(3)))
+                .map_err(|e| e.to_string())?;
+            stream
+                .write_all(b"who\n")
+                .map_err(|e| format!("send from {src}: {e}"))?;
+            let mut line = String::new();
+            std::io::BufReader::new(stream)
+                .read_line(&mut line)
+                .map_err(|e| format!("answer to {src}: {e}"))?;
+            line.split_whitespace()
+                .next()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("empty answer to {src}"))
+        })
+        .unwrap()
+}
+
+/// Client affinity (`persistence_timeout`) through a failover: a client's
+/// 20 connections reach one backend while 16 other clients spread; with
+/// 40 long-lived connections and 20 new ones a second from a client
+/// flowing, the master is SIGKILLed, and afterwards every client's new
+/// connections still reach its backend: the backup wrote the clients'
+/// templates from the synced flows. The traffic client's every connection,
+/// long-lived or new, before, during and after, reaches one backend.
+#[test]
+fn persistence_keeps_clients_on_their_backends_across_a_failover() {
+    let _serial = serial();
+    let mut lab = pair_with("persist", Protocol::Tcp, true);
+    let clients: Vec<String> = (40..57).map(|n| format!("198.18.0.{n}")).collect();
+    for c in &clients {
+        lab.ns("client")
+            .ip(&["addr", "add", &format!("{c}/24"), "dev", "eth0"])
+            .unwrap();
+    }
+    let traffic = lab.traffic();
+    traffic.wait_lines(3, Duration::from_secs(10)).unwrap();
+
+    let first = ask(&lab, &clients[0]).unwrap();
+    for i in 1..20 {
+        let b = ask(&lab, &clients[0]).unwrap();
+        assert_eq!(
+            b, first,
+            "connection {i} of {} kept its backend",
+            clients[0]
+        );
+    }
+    let mut chosen = std::collections::BTreeMap::new();
+    for c in &clients {
+        chosen.insert(c.clone(), ask(&lab, c).unwrap());
+    }
+    assert_eq!(chosen[&clients[0]], first);
+    let spread: BTreeSet<&String> = chosen.values().collect();
+    assert!(spread.len() >= 2, "17 clients over 3 backends: {chosen:?}");
+    println!("persistence: clients to backends before the failover: {chosen:?}");
+    // The backup has written templates for the clients' flows.
+    let written = wait_for(Duration::from_secs(5), || {
+        let n = lab.status(1)["sync"]["templates_written"]
+            .as_u64()
+            .unwrap_or(0);
+        (n >= clients.len() as u64 + 20).then_some(n)
+    });
+    assert!(
+        written.is_some(),
+        "templates on the backup: {}",
+        lab.status(1)["sync"]
+    );
+
+    let killed = lab.kill(0);
+    let took_over = wait_master(&lab, 1, Duration::from_secs(5));
+    traffic
+        .wait_lines(10, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("traffic stalled after the failover: {e}\n{}", lab.logs()));
+    let (mut kept, mut moved) = (0, Vec::new());
+    for c in &clients {
+        for _ in 0..3 {
+            let b = ask(&lab, c).unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+            if b == chosen[c] {
+                kept += 1;
+            } else {
+                moved.push(format!("{c}: {} -> {b}", chosen[c]));
+            }
+        }
+    }
+    println!(
+        "persistence: after the failover ({} ms), {kept} connections kept their client's backend, {} moved",
+        took_over.duration_since(killed).as_millis(),
+        moved.len()
+    );
+    assert!(moved.is_empty(), "clients moved: {moved:?}\n{}", lab.logs());
+    let report = traffic.stop();
+    println!("persistence: {report}");
+    assert_all_kept(&report, &lab.logs());
+    let window = killed..took_over + Duration::from_secs(1);
+    assert!(
+        report.failures_outside(window).is_empty(),
+        "new connections fail only within the failover window: {report}"
+    );
+    let servers = report.new_per_server();
+    assert_eq!(
+        servers.len(),
+        1,
+        "every new connection of the traffic client reached one backend: {servers:?}"
+    );
+    assert_eq!(report.long_lived_per_server().len(), 1, "{report}");
 }
 
 /// New UDP flows at a high rate for 10 s through the master: the backup's

@@ -221,6 +221,7 @@ fn lab_with(nat_flows: u32, snat_ports: u16, arms: Option<[u32; 2]>) -> Lab {
                     mode: svc.mode,
                     ring_size: RING,
                     on_no_backend: NoBackend::Drop,
+                    ..ServiceSpec::default()
                 },
             )
             .unwrap();
@@ -494,6 +495,7 @@ fn two_arms_dsr_and_ipip(mut lab: Lab, arms: [u32; 2]) {
             mode,
             ring_size: RING,
             on_no_backend: NoBackend::Drop,
+            ..ServiceSpec::default()
         };
         lab.balancer.upsert_service(key, spec).unwrap();
         let backend = BackendSpec {

@@ -262,6 +262,7 @@ fn topology(mode: Mode, attach: AttachMode) -> Topology {
                 mode,
                 ring_size: 65_537,
                 on_no_backend: NoBackend::Drop,
+                ..ServiceSpec::default()
             },
         )
         .unwrap();

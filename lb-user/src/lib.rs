@@ -92,6 +92,8 @@ mod tests {
                 "maglev_tables",
                 "nat",
                 "nat_scratch",
+                "persist",
+                "persist_scratch",
                 "stats_backend",
                 "stats_exit",
                 "stats_flows",

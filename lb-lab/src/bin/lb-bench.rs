@@ -105,6 +105,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             mode,
             ring_size: lb_common::vip::DEFAULT_RING_SIZE,
             on_no_backend: NoBackend::Drop,
+            ..ServiceSpec::default()
         };
         balancer.upsert_service(key, spec)?;
         let pool = if mode == Mode::Fullnat {
@@ -406,6 +407,7 @@ fn sync_event_cost(backends: &[BackendSpec]) -> Result<(f64, f64), Box<dyn std::
                 mode: Mode::Dsr,
                 ring_size: lb_common::vip::DEFAULT_RING_SIZE,
                 on_no_backend: NoBackend::Drop,
+                ..ServiceSpec::default()
             },
         )?;
         balancer.set_backends(&key, backends)?;

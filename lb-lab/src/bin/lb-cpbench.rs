@@ -288,6 +288,7 @@ fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
         mode: Mode::Dsr,
         ring_size: RING,
         on_no_backend: NoBackend::Drop,
+        ..ServiceSpec::default()
     };
     let rss_before = status_kib("self", "VmRSS")?;
     let (kern_before, _, _, _) = map_memlock()?;

@@ -224,6 +224,11 @@ fn sync_metrics(r: &mut Registry, s: &crate::sync::node::SyncStatus) {
             s.flows_applied,
         ),
         (
+            "lb_sync_templates_written",
+            "Client templates of persistent services written from received flows",
+            s.templates_written,
+        ),
+        (
             "lb_sync_flows_dropped_no_service",
             "Received flows for a service not running here",
             s.dropped_no_service,
@@ -413,6 +418,7 @@ mod tests {
             services: vec![ServiceStatus {
                 service: "198.18.0.100:80/tcp".into(),
                 mode: "dsr".into(),
+                scheduler: "maglev".into(),
                 vrrp_instance: Some("VI_1".into()),
                 active: true,
                 backends: vec![BackendStatus {

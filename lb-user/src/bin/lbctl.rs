@@ -322,7 +322,7 @@ fn status(s: &StatusReply) -> String {
     }
     if let Some(sync) = &s.sync {
         out.push_str(&format!(
-            "sync: bulk {}; sent {} flows (+{} in bulk answers), received {}, applied {}, dropped {} (no service) {} (no backend); lag {} us (max {}); datagrams lost {}, auth failures {}\n",
+            "sync: bulk {}; sent {} flows (+{} in bulk answers), received {}, applied {}, dropped {} (no service) {} (no backend), client templates {}; lag {} us (max {}); datagrams lost {}, auth failures {}\n",
             sync.bulk,
             sync.flows_sent,
             sync.bulk_flows_sent,
@@ -330,6 +330,7 @@ fn status(s: &StatusReply) -> String {
             sync.flows_applied,
             sync.dropped_no_service,
             sync.dropped_no_backend,
+            sync.templates_written,
             sync.lag_last_us,
             sync.lag_max_us,
             sync.datagrams_lost,
@@ -413,13 +414,17 @@ fn services(list: &[ServiceStatus]) -> String {
             vec![
                 s.service.clone(),
                 s.mode.clone(),
+                s.scheduler.clone(),
                 or_dash(s.vrrp_instance.as_ref()),
                 yes_no(s.active),
                 format!("{in_pool}/{}", s.backends.len()),
             ]
         })
         .collect();
-    table(&["SERVICE", "MODE", "VRRP", "ACTIVE", "IN POOL"], &rows)
+    table(
+        &["SERVICE", "MODE", "SCHEDULER", "VRRP", "ACTIVE", "IN POOL"],
+        &rows,
+    )
 }
 
 fn backends(list: &[ServiceStatus]) -> String {

@@ -177,7 +177,9 @@ pub struct Service {
     /// `[nat] snat_address`, else the address the kernel would send from
     /// towards each backend (`ip route get BACKEND`'s `src`).
     pub snat_address: Option<IpAddr>,
-    /// Only `maglev` (default); other names are refused.
+    /// `maglev` (default): Maglev over the whole 5-tuple; `source_hash`:
+    /// Maglev over the client's address only (keepalived's `lb_algo sh`),
+    /// so every flow of a client goes to one backend, without state.
     #[serde(default)]
     pub scheduler: Scheduler,
     /// Maglev table size, a prime; default 65537.
@@ -210,6 +212,16 @@ pub struct Service {
     /// Where new flows go while no backend is up (keepalived's
     /// `sorry_server`). Default: none (`on_no_backend` applies).
     pub sorry_server: Option<SorryServer>,
+    /// Client affinity (keepalived's `persistence_timeout`): a client's
+    /// new flows go to the backend its last ones went to, while it was
+    /// seen less than this long ago. Default: none (each flow balanced on
+    /// its own).
+    pub persistence_timeout: Option<Dur>,
+    /// With `persistence_timeout`: how many leading bits of the client's
+    /// address count (keepalived's `persistence_granularity`): clients in
+    /// one such prefix share a backend. Default: the whole address (32,
+    /// or 128 for IPv6).
+    pub persistence_prefix: Option<u8>,
     /// Backends. Required (may be empty).
     pub backend: Vec<BackendConfig>,
 }
@@ -261,6 +273,8 @@ impl Service {
             start_down: false,
             inhibit_on_failure: false,
             sorry_server: None,
+            persistence_timeout: None,
+            persistence_prefix: None,
             backend,
         }
     }
@@ -383,14 +397,16 @@ impl From<Mode> for crate::dataplane::balancer::Mode {
 
 /// `scheduler` of a `[[service]]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Scheduler {
-    /// `maglev` (default, and the only one): Maglev consistent hashing.
+    /// `maglev` (default): Maglev consistent hashing of the 5-tuple.
     #[default]
     Maglev,
+    /// `source_hash`: Maglev consistent hashing of the client's address.
+    SourceHash,
 }
 
-keyword!(Scheduler { Maglev => "maglev" }, |value, allowed| {
+keyword!(Scheduler { Maglev => "maglev", SourceHash => "source_hash" }, |value, allowed| {
     ValueError::NotA {
         value,
         what: "scheduler",

@@ -131,7 +131,7 @@ fn golden_errors_for_broken_files() {
         ),
         (
             s.replace("port = 80", "port = 80\nbackends = []"),
-            "lb.toml:13: unknown field `backends`, expected one of `vip`, `port`, `protocol`, `mode`, `snat_address`, `scheduler`, `ring_size`, `on_no_backend`, `vrrp_instance`, `active_active`, `health`, `start_down`, `inhibit_on_failure`, `sorry_server`, `backend`",
+            "lb.toml:13: unknown field `backends`, expected one of `vip`, `port`, `protocol`, `mode`, `snat_address`, `scheduler`, `ring_size`, `on_no_backend`, `vrrp_instance`, `active_active`, `health`, `start_down`, `inhibit_on_failure`, `sorry_server`, `persistence_timeout`, `persistence_prefix`, `backend`",
         ),
         (
             format!("{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 80\nbackend = []\n"),
@@ -293,6 +293,41 @@ fn sorry_server_is_checked() {
 }
 
 #[test]
+fn persistence_is_checked() {
+    let with = |extra: &str| {
+        WITH_SERVICE.replace(
+            "ring_size = 65537\n",
+            &format!("ring_size = 65537\n{extra}\n"),
+        )
+    };
+    let ok = parse(&with(
+        "persistence_timeout = \"5m\"\npersistence_prefix = 24\nscheduler = \"source_hash\"",
+    ))
+    .unwrap();
+    let svc = &ok.service[0];
+    assert_eq!(svc.persistence_timeout, Some(Dur(Duration::from_mins(5))));
+    assert_eq!(svc.persistence_prefix, Some(24));
+    assert_eq!(svc.scheduler, Scheduler::SourceHash);
+    for (extra, want) in [
+        (
+            "persistence_prefix = 24",
+            "service[0].persistence_prefix: needs persistence_timeout",
+        ),
+        (
+            "persistence_timeout = \"5m\"\npersistence_prefix = 33",
+            "service[0].persistence_prefix: 33 is longer than a client address of this service (32 bits)",
+        ),
+        (
+            "persistence_timeout = \"500ms\"",
+            "service[0].persistence_timeout: 500ms is out of range: from 1s",
+        ),
+    ] {
+        let err = parse(&with(extra)).unwrap_err();
+        assert!(err.contains(want), "{extra}: {err}");
+    }
+}
+
+#[test]
 fn backend_interface_is_a_second_interface() {
     let one_arm = WITH_SERVICE;
     // The first `interface` is [dataplane]'s.
@@ -336,7 +371,7 @@ fn keywords_parse_and_display_their_spelling() {
     }
     check(Protocol::ALL, &["tcp", "udp"]);
     check(Mode::ALL, &["dsr", "ipip", "nat", "fullnat"]);
-    check(Scheduler::ALL, &["maglev"]);
+    check(Scheduler::ALL, &["maglev", "source_hash"]);
     check(NoBackend::ALL, &["drop", "pass"]);
     check(HealthKind::ALL, &["tcp", "http", "exec", "none"]);
     check(XdpMode::ALL, &["auto", "native", "generic"]);
@@ -437,7 +472,7 @@ fn golden_errors_for_keywords() {
         ),
         (
             svc("scheduler = \"rr\""),
-            "lb.toml:14: service[0].scheduler: \"rr\" is not a scheduler: maglev",
+            "lb.toml:14: service[0].scheduler: \"rr\" is not a scheduler: maglev or source_hash",
         ),
         (
             svc("on_no_backend = \"reject\""),

@@ -209,9 +209,39 @@ impl Config {
             }
             check_health(i, &svc.health)?;
             check_backends(i, svc)?;
+            check_persistence(i, svc)?;
         }
         Ok(())
     }
+}
+
+/// The `i`-th service's `persistence_timeout` and `persistence_prefix`.
+fn check_persistence(i: usize, svc: &Service) -> Result<(), Invalid> {
+    let err = |field, message| Invalid::new("service", Some(i), field, message);
+    if let Some(Dur(t)) = svc.persistence_timeout
+        && (t < std::time::Duration::from_secs(1) || t.as_secs() > u64::from(u32::MAX))
+    {
+        return Err(err(
+            "persistence_timeout",
+            format!("{} is out of range: from 1s", crate::config::Dur(t)),
+        ));
+    }
+    if let Some(p) = svc.persistence_prefix {
+        let max = if svc.vip.is_ipv4() { 32 } else { 128 };
+        if svc.persistence_timeout.is_none() {
+            return Err(err(
+                "persistence_prefix",
+                "needs persistence_timeout (it says which clients share a template)".into(),
+            ));
+        }
+        if p > max {
+            return Err(err(
+                "persistence_prefix",
+                format!("{p} is longer than a client address of this service ({max} bits)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The `i`-th `[[vrrp_script]]`'s values.

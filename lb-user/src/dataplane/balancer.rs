@@ -175,6 +175,36 @@ pub struct ServiceSpec {
     pub ring_size: u32,
     /// New flows when no backend can take them.
     pub on_no_backend: NoBackend,
+    /// Maglev hashes the client's address only, not the whole 5-tuple
+    /// (the `source_hash` scheduler).
+    pub source_hash: bool,
+    /// Client affinity: a client's new flows go where its last ones went.
+    pub persistence: Option<Persistence>,
+}
+
+impl Default for ServiceSpec {
+    /// `dsr`, the default ring, drop new flows without backends, 5-tuple
+    /// hashing, no persistence.
+    fn default() -> Self {
+        Self {
+            mode: Mode::Dsr,
+            ring_size: lb_common::vip::DEFAULT_RING_SIZE,
+            on_no_backend: NoBackend::Drop,
+            source_hash: false,
+            persistence: None,
+        }
+    }
+}
+
+/// Client affinity of a service (`lb_common::persist`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Persistence {
+    /// How long a client keeps its backend after it was last seen, in
+    /// seconds (at least 1).
+    pub timeout_s: u32,
+    /// The client address bits that count, of the 16-byte form (an IPv4
+    /// `/24` is 120; 128: the whole address).
+    pub prefix: u8,
 }
 
 /// A backend of a service, with the MAC to send to already resolved (the
@@ -429,8 +459,8 @@ impl<M: Maps> Balancer<M> {
     /// services and setting the same pools finds the same ids and slots
     /// and changes nothing the kernel sees: established flows, which name
     /// a VIP id, generation and backend slot, keep matching. A backend's
-    /// weight is not in the maps; the pool read back carries weight 1
-    /// until the controller sets the real pool.
+    /// weight is not in the maps; the pool read back carries weight 1 (0
+    /// for a drained slot) until the controller sets the real pool.
     ///
     /// Records that make no sense to this build (unknown protocol or mode)
     /// are left out, and removed with the services the configuration no
@@ -461,7 +491,7 @@ impl<M: Maps> Balancer<M> {
                 .map(|&(index, be)| {
                     let spec = BackendSpec {
                         addr: addr_of(&be.addr, be.family),
-                        weight: 1,
+                        weight: u32::from(be.flags & backend_flags::DRAINED == 0),
                         mac: be.mac,
                         port: u16::from_be(be.port_be),
                         snat: (mode == Mode::Fullnat).then(|| addr_of(&be.snat, be.family)),
@@ -491,6 +521,13 @@ impl<M: Maps> Balancer<M> {
                         } else {
                             NoBackend::Drop
                         },
+                        source_hash: meta.flags & vip_flags::SOURCE_HASH != 0,
+                        persistence: (meta.flags & vip_flags::PERSIST != 0).then_some(
+                            Persistence {
+                                timeout_s: meta.persist_timeout_s,
+                                prefix: meta.persist_prefix,
+                            },
+                        ),
                     },
                     active_table: meta.active_table,
                     flags: meta.flags,
@@ -587,14 +624,20 @@ impl<M: Maps> Balancer<M> {
     /// slots.
     #[must_use]
     pub fn translation(&self) -> super::flows::Translation {
-        super::flows::Translation::build(self.services.iter().map(|(k, s)| {
+        let mut t = super::flows::Translation::build(self.services.iter().map(|(k, s)| {
             (
                 *k,
                 s.id,
                 s.generation,
                 s.backends.iter().map(|(b, i)| (b.addr, *i)).collect(),
             )
-        }))
+        }));
+        for s in self.services.values() {
+            if let Some(p) = s.spec.persistence {
+                t.set_persistence(s.id, lb_common::persist::prefix_mask(p.prefix));
+            }
+        }
+        t
     }
 
     /// A number that changes whenever services, VIP ids or backend slots
@@ -672,7 +715,7 @@ impl<M: Maps> Balancer<M> {
             generation,
             spec,
             active_table: 0,
-            flags: vip_flags::NO_BACKEND | no_backend_flag(spec.on_no_backend),
+            flags: vip_flags::NO_BACKEND | spec_flags(&spec),
             backends: Vec::new(),
         };
         if let Err(e) = self.maps.set_vip(&key.map_key(), &meta(&service)) {
@@ -839,7 +882,7 @@ impl<M: Maps> Balancer<M> {
             generation: service.generation,
             spec,
             active_table: service.active_table,
-            flags: no_backend_flag(spec.on_no_backend),
+            flags: spec_flags(&spec),
             backends: backends
                 .iter()
                 .copied()
@@ -895,7 +938,11 @@ impl<M: Maps> Balancer<M> {
             addr: addr16(b.addr),
             mac: b.mac,
             family: if b.addr.is_ipv4() { 4 } else { 6 },
-            flags: backend_flags::ACTIVE,
+            flags: if b.weight == 0 {
+                backend_flags::ACTIVE | backend_flags::DRAINED
+            } else {
+                backend_flags::ACTIVE
+            },
             vip_id: id,
             port_be: b.port.to_be(),
             arm: b.arm,
@@ -960,11 +1007,19 @@ impl<M: Maps> Balancer<M> {
     }
 }
 
-const fn no_backend_flag(policy: NoBackend) -> u8 {
-    match policy {
+/// The VIP flags a spec sets (`NO_BACKEND` follows the pool).
+const fn spec_flags(spec: &ServiceSpec) -> u8 {
+    let mut flags = match spec.on_no_backend {
         NoBackend::Drop => 0,
         NoBackend::Pass => vip_flags::PASS_NO_BACKEND,
+    };
+    if spec.source_hash {
+        flags |= vip_flags::SOURCE_HASH;
     }
+    if spec.persistence.is_some() {
+        flags |= vip_flags::PERSIST;
+    }
+    flags
 }
 
 fn meta(service: &Service) -> VipMeta {
@@ -979,8 +1034,13 @@ fn meta(service: &Service) -> VipMeta {
         },
         flags: service.flags,
         active_table: service.active_table,
-        pad: 0,
+        persist_prefix: service.spec.persistence.map_or(0, |p| p.prefix),
         generation: service.generation,
+        persist_timeout_s: service.spec.persistence.map_or(0, |p| p.timeout_s),
+        persist_mask: service
+            .spec
+            .persistence
+            .map_or([0; 16], |p| lb_common::persist::prefix_mask(p.prefix)),
     }
 }
 
@@ -1397,6 +1457,7 @@ mod tests {
             mode: Mode::Dsr,
             ring_size: 251,
             on_no_backend: NoBackend::Drop,
+            ..ServiceSpec::default()
         }
     }
     fn be(last: u8, weight: u32) -> BackendSpec {
@@ -1610,6 +1671,51 @@ mod tests {
     }
 
     #[test]
+    fn persistence_and_source_hash_reach_the_vip_record_and_read_back() {
+        let mut b = Balancer::new(Fake::default());
+        let persistent = ServiceSpec {
+            source_hash: true,
+            persistence: Some(Persistence {
+                timeout_s: 300,
+                prefix: 96 + 24,
+            }),
+            ..spec()
+        };
+        b.upsert_service(key(100), persistent).unwrap();
+        b.set_backends(&key(100), &[be(11, 1)]).unwrap();
+        let meta = b.maps().vips[&key(100).map_key()];
+        assert_eq!(
+            meta.flags & (vip_flags::SOURCE_HASH | vip_flags::PERSIST),
+            vip_flags::SOURCE_HASH | vip_flags::PERSIST
+        );
+        assert_eq!(meta.persist_timeout_s, 300);
+        assert_eq!(meta.persist_prefix, 120);
+        assert_eq!(meta.persist_mask[11..], [0xff, 0xff, 0xff, 0xff, 0]);
+        assert!(b.translation().persistent(meta.id));
+        // Turned off by an upsert (a reload): the record follows.
+        b.upsert_service(key(100), spec()).unwrap();
+        let meta = b.maps().vips[&key(100).map_key()];
+        assert_eq!(
+            meta.flags & (vip_flags::SOURCE_HASH | vip_flags::PERSIST),
+            0
+        );
+        assert!(!b.translation().persistent(meta.id));
+        b.upsert_service(key(100), persistent).unwrap();
+        b.set_backends(&key(100), &[be(11, 1), be(12, 0)]).unwrap();
+        // An adopting lbd reads the spec back, drained slots as weight 0.
+        let b = Balancer::adopt(b.into_maps()).unwrap();
+        let (_, spec, _) = b.services().next().unwrap();
+        assert_eq!(*spec, persistent);
+        let weights: Vec<u32> = b
+            .backends(&key(100))
+            .unwrap()
+            .iter()
+            .map(|(s, _)| s.weight)
+            .collect();
+        assert_eq!(weights, [1, 0]);
+    }
+
+    #[test]
     fn writes_backends_then_inactive_table_then_flips() {
         let mut b = Balancer::new(Fake::default());
         b.upsert_service(key(100), spec()).unwrap();
@@ -1765,9 +1871,10 @@ mod tests {
         b.set_backends(&key(100), &[be(11, 0), be(12, 1)]).unwrap();
         assert_eq!(
             b.maps().backends[&0].flags,
-            backend_flags::ACTIVE,
-            "drained slot stays active"
+            backend_flags::ACTIVE | backend_flags::DRAINED,
+            "drained slot stays active, marked drained"
         );
+        assert_eq!(b.maps().backends[&1].flags, backend_flags::ACTIVE);
         assert!(live_table(&b, &key(100)).iter().all(|&i| i == 1));
         b.set_backends(&key(100), &[be(11, 0), be(12, 0)]).unwrap();
         let meta = b.maps().vips[&key(100).map_key()];

@@ -23,6 +23,7 @@ use lb_common::{
         FLOW_SEEN_UNIT_NS, FLOW_WAYS, FlowEvent, FlowKey, FlowSet, FlowTable, flow_age, flow_seen,
     },
     hash::flow_hash,
+    persist::{PersistKey, Persisted, client_prefix},
 };
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,8 @@ pub struct Translation {
     slots: HashMap<u32, (u32, IpAddr)>,
     /// (VIP id, backend address) -> slot.
     slot_of: HashMap<(u32, IpAddr), u32>,
+    /// VIP id -> client prefix mask, for services with persistence.
+    persist: HashMap<u32, [u8; 16]>,
 }
 
 /// Why a record was not written.
@@ -86,6 +89,47 @@ impl Translation {
             }
         }
         t
+    }
+
+    /// VIP `id` keeps client templates, clients cut by `mask`
+    /// (`lb_common::persist::prefix_mask`).
+    pub fn set_persistence(&mut self, id: u32, mask: [u8; 16]) {
+        self.persist.insert(id, mask);
+    }
+
+    /// Whether VIP `id` keeps client templates.
+    #[must_use]
+    pub fn persistent(&self, id: u32) -> bool {
+        self.persist.contains_key(&id)
+    }
+
+    /// The client template a synced flow implies on this node at `now_ns`
+    /// (the program's clock): for a flow of a persistent service, its
+    /// client (cut to the service's prefix) goes to the flow's backend
+    /// slot. `None` for other services, or when the record does not place
+    /// here.
+    #[must_use]
+    pub fn template(&self, r: &FlowRecord, now_ns: u64) -> Option<(PersistKey, Persisted)> {
+        let (id, generation, slot) = self.place(r).ok()?;
+        let mask = self.persist.get(&id)?;
+        Some((
+            PersistKey {
+                client: client_prefix(&addr16(r.client), mask),
+                vip_id: id,
+                generation,
+            },
+            Persisted {
+                backend: slot,
+                pad: 0,
+                last_ns: now_ns,
+            },
+        ))
+    }
+
+    /// A service's VIP id and generation on this node.
+    #[must_use]
+    pub fn service_id(&self, key: &ServiceKey) -> Option<(u32, u32)> {
+        self.by_service.get(key).copied()
     }
 
     /// Services known.
@@ -363,6 +407,32 @@ mod tests {
             client_port,
             backend: be(backend),
         }
+    }
+
+    /// A synced flow of a persistent service implies its client's
+    /// template on the receiver, in the receiver's ids and slots; other
+    /// services' flows imply none.
+    #[test]
+    fn synced_flows_of_persistent_services_imply_client_templates() {
+        let mut t = Translation::build([
+            (svc(100, 80), 4, 9, vec![(be(11), 7)]),
+            (svc(101, 80), 5, 2, vec![(be(11), 8)]),
+        ]);
+        t.set_persistence(4, lb_common::persist::prefix_mask(96 + 24));
+        let (key, value) = t.template(&record(40_000, 11), 1234).expect("persistent");
+        assert_eq!(key.client, lb_common::v4_mapped([198, 18, 0, 0]));
+        assert_eq!((key.vip_id, key.generation), (4, 9));
+        assert_eq!((value.backend, value.last_ns), (7, 1234));
+        let other = FlowRecord {
+            vip: IpAddr::from([198, 18, 0, 101]),
+            ..record(40_000, 11)
+        };
+        assert_eq!(t.template(&other, 1234), None, "not persistent");
+        assert_eq!(
+            t.template(&record(40_000, 12), 1234),
+            None,
+            "no such backend here"
+        );
     }
 
     /// The sender's and the receiver's ids and slots differ; records carry

@@ -268,7 +268,9 @@ impl NatRecord {
 
     /// The connection-table terms of the record, to find this node's VIP
     /// id and backend slot.
-    fn flow_record(&self) -> FlowRecord {
+    /// The flow as a connection-table record (client, VIP, backend).
+    #[must_use]
+    pub fn flow_record(&self) -> FlowRecord {
         FlowRecord {
             proto: self.proto,
             vip: self.vip.ip(),
@@ -294,7 +296,10 @@ impl NatRecord {
         let (vip_id, _, backend) = t.place(&self.flow_record())?;
         let key = tuple(self.client, self.vip, self.proto);
         let to = tuple(self.source, self.backend, self.proto);
-        let flags = nat_flags::SYNCED | if self.fullnat { nat_flags::FULLNAT } else { 0 };
+        let mut flags = nat_flags::SYNCED | if self.fullnat { nat_flags::FULLNAT } else { 0 };
+        if t.persistent(vip_id) {
+            flags |= nat_flags::PERSIST;
+        }
         let common = NatEntry {
             seen: now,
             backend,

@@ -34,7 +34,7 @@ use tracing::{info, warn};
 
 use crate::config::{self, Config, HealthKind};
 use crate::dataplane::balancer::{
-    BackendSpec, Balancer, EbpfMaps, Maps, Mode, ServiceKey, ServiceSpec,
+    BackendSpec, Balancer, EbpfMaps, Maps, Mode, Persistence, ServiceKey, ServiceSpec,
 };
 use crate::services::health::{self, Change, CheckSpec, Checker, Due};
 use crate::sys::neigh::{NeighError, NextHop};
@@ -226,8 +226,12 @@ pub struct BackendStatus {
 pub struct ServiceStatus {
     /// `VIP:PORT/PROTO`.
     pub service: String,
-    /// `dsr` or `ipip`.
+    /// `dsr`, `ipip`, `nat` or `fullnat`.
     pub mode: String,
+    /// How new flows are spread: `maglev` or `source_hash`, and the
+    /// client affinity if any (`maglev, persistent 10m0s /24`).
+    #[serde(default)]
+    pub scheduler: String,
     /// Gating instance, if any.
     pub vrrp_instance: Option<String>,
     /// Forwarding here now.
@@ -309,13 +313,37 @@ pub fn key_of(s: &config::Service) -> ServiceKey {
     }
 }
 
+/// `maglev` or `source_hash`, with the client affinity if any.
+fn scheduling(s: &config::Service) -> String {
+    match s.persistence_timeout {
+        None => s.scheduler.to_string(),
+        Some(t) => {
+            let bits = if s.vip.is_ipv4() { 32 } else { 128 };
+            format!(
+                "{}, persistent {t} /{}",
+                s.scheduler,
+                s.persistence_prefix.unwrap_or(bits)
+            )
+        }
+    }
+}
+
 fn spec_of(s: &config::Service) -> ServiceSpec {
-    // `scheduler` has one value, Maglev: the only one the data plane has.
-    let config::Scheduler::Maglev = s.scheduler;
     ServiceSpec {
         mode: s.mode.into(),
         ring_size: s.ring_size,
         on_no_backend: s.on_no_backend.into(),
+        source_hash: s.scheduler == config::Scheduler::SourceHash,
+        // Validated: at least a second, at most u32::MAX seconds; the
+        // prefix within the family's address.
+        persistence: s.persistence_timeout.map(|t| {
+            let family_bits = if s.vip.is_ipv4() { 32 } else { 128 };
+            let prefix = s.persistence_prefix.unwrap_or(family_bits);
+            Persistence {
+                timeout_s: u32::try_from(t.0.as_secs()).unwrap_or(u32::MAX),
+                prefix: 128 - (family_bits - prefix),
+            }
+        }),
     }
 }
 
@@ -659,6 +687,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
             .map(|s| ServiceStatus {
                 service: s.key.to_string(),
                 mode: s.cfg.mode.to_string(),
+                scheduler: scheduling(&s.cfg),
                 vrrp_instance: s.gate.clone(),
                 active: s.active,
                 backends: s

@@ -13,6 +13,11 @@
 //! flow lives, and stop being refreshed once it has ended here. A copy
 //! never overwrites a flow the receiving node uses itself.
 //!
+//! Client templates of persistent services (`lb_common::persist`) are not
+//! sent: each flow written here also writes its client's template (the
+//! client goes to that flow's backend), so a client keeps its backend when
+//! this node takes over.
+//!
 //! One task on lbd's runtime. The connection table is written through its
 //! memory mapping (`flows` is `BPF_F_MMAPABLE`), as the XDP program writes
 //! it (`super::table`). Answers to bulk requests run as their own tasks,
@@ -31,6 +36,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use lb_common::{
     flow::{FLOW_EVENTS_MAP, FlowEvent, FlowKey, FlowSet},
     nat::{NAT_MAP, NatEntry, NatEvent},
+    persist::{PERSIST_MAP, PersistKey, Persisted},
 };
 use serde::{Deserialize, Serialize};
 use tokio::{io::unix::AsyncFd, net::UdpSocket, sync::watch};
@@ -48,6 +54,9 @@ use crate::dataplane::{
 /// The NAT table, shared by the task and its bulk answers and refreshes
 /// (never across an await).
 type NatMap = Arc<Mutex<BpfHashMap<MapData, FlowKey, NatEntry>>>;
+
+/// The client templates of persistent services.
+type Templates = Mutex<BpfHashMap<MapData, PersistKey, Persisted>>;
 
 /// How often a slice of this node's live NAT flows is sent again, and in
 /// how many slices: every live flow reaches the peers once a minute, so
@@ -149,7 +158,11 @@ pub struct SyncStatus {
     pub dropped_no_service: u64,
     /// Flows to a backend this node's pool lacks.
     pub dropped_no_backend: u64,
+    /// NAT flows not written: this node uses the flow itself, its reply
+    /// tuple is another flow's, or the table is full.
     pub nat_not_written: u64,
+    /// Client templates of persistent services written from synced flows.
+    pub templates_written: u64,
     /// Datagrams whose authentication failed.
     pub auth_failures: u64,
     /// Datagrams that were not valid sync datagrams.
@@ -237,7 +250,8 @@ pub fn start(
 ) -> Result<Sync, SyncError> {
     let ring = open_ring(ebpf)?;
     let table = open_table(ebpf)?;
-    let nat_map = open_nat(ebpf)?;
+    let nat_map = open_hash(ebpf, NAT_MAP)?;
+    let persist = open_hash(ebpf, PERSIST_MAP)?;
     let bind = SocketAddr::new(
         spec.listen
             .unwrap_or_else(|| std::net::Ipv6Addr::UNSPECIFIED.into()),
@@ -297,6 +311,7 @@ pub fn start(
         batch: Vec::with_capacity(MAX_RECORDS),
         nat_batch: Vec::with_capacity(MAX_NAT_RECORDS),
         nat: Arc::new(Mutex::new(nat_map)),
+        persist: Mutex::new(persist),
         refresh_pass: 0,
         started: Instant::now(),
     };
@@ -331,18 +346,16 @@ fn open_ring(ebpf: &mut aya::Ebpf) -> Result<AsyncFd<RingBuf<MapData>>, SyncErro
     Ok(ring)
 }
 
-/// The NAT table, taken out of `ebpf` (expiry and `lbctl flows` open it
-/// by its pin).
-fn open_nat(ebpf: &mut aya::Ebpf) -> Result<BpfHashMap<MapData, FlowKey, NatEntry>, SyncError> {
-    let err = |source| SyncError::Map {
-        map: NAT_MAP,
-        source,
-    };
-    let map = ebpf.take_map(NAT_MAP).ok_or_else(|| {
-        err(aya::maps::MapError::InvalidName {
-            name: NAT_MAP.into(),
-        })
-    })?;
+/// A hash map (the NAT table, the client templates), taken out of `ebpf`
+/// (expiry and `lbctl flows` open the NAT table by its pin).
+fn open_hash<K: aya::Pod, V: aya::Pod>(
+    ebpf: &mut aya::Ebpf,
+    name: &'static str,
+) -> Result<BpfHashMap<MapData, K, V>, SyncError> {
+    let err = |source| SyncError::Map { map: name, source };
+    let map = ebpf
+        .take_map(name)
+        .ok_or_else(|| err(aya::maps::MapError::InvalidName { name: name.into() }))?;
     BpfHashMap::try_from(map).map_err(err)
 }
 
@@ -437,6 +450,7 @@ struct Node {
     batch: Vec<FlowRecord>,
     nat_batch: Vec<NatRecord>,
     nat: NatMap,
+    persist: Templates,
     /// Refresh passes run (which slice is next).
     refresh_pass: u32,
     started: Instant,
@@ -761,6 +775,7 @@ impl Node {
                 }
             }
         }
+        self.write_templates(&translation, flows.iter().copied(), now);
         self.stat(|s| {
             s.flows_received += flows.len() as u64;
             s.flows_applied += applied;
@@ -784,6 +799,12 @@ impl Node {
                 }
             }
         }
+        let clock = crate::dataplane::stats::coarse_now_ns();
+        self.write_templates(
+            &translation,
+            records.iter().map(NatRecord::flow_record),
+            clock,
+        );
         self.stat(|s| {
             s.flows_received += records.len() as u64;
             s.flows_applied += applied;
@@ -791,6 +812,30 @@ impl Node {
             s.dropped_no_backend += no_backend;
             s.nat_not_written += kept;
         });
+    }
+
+    /// The client templates that synced `flows` imply (persistent
+    /// services only), written at `now_ns`: the latest flow of a client
+    /// decides, as on the node that balanced it.
+    fn write_templates(
+        &self,
+        translation: &Translation,
+        flows: impl Iterator<Item = FlowRecord>,
+        now_ns: u64,
+    ) {
+        let mut written = 0u64;
+        if let Ok(mut map) = self.persist.lock() {
+            for r in flows {
+                if let Some((key, value)) = translation.template(&r, now_ns)
+                    && map.insert(key, value, 0).is_ok()
+                {
+                    written += 1;
+                }
+            }
+        }
+        if written > 0 {
+            self.stat(|s| s.templates_written += written);
+        }
     }
 
     fn bulk_end(&mut self, i: usize, total: u64) {

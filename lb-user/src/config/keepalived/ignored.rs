@@ -175,14 +175,8 @@ const IGNORED: &[(&[&str], Why)] = {
             Unsupported("lb has no quorum for services"),
         ),
         (
-            &[
-                "persistence_timeout",
-                "persistence_granularity",
-                "persistence_engine",
-            ],
-            Unsupported(
-                "established flows stay on their backend through the connection table; new connections are spread by Maglev hashing of the 5-tuple",
-            ),
+            &["persistence_engine"],
+            Unsupported("lb's persistence is by client address (persistence_timeout) only"),
         ),
         (
             &["delay_before_retry"],

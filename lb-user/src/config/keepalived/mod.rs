@@ -42,8 +42,10 @@
 //!   ignored.
 //! - `virtual_server VIP PORT` → `[[service]]`, and a `[dataplane]` on the
 //!   interface of the instance holding the first service's VIP (or of the
-//!   first instance). Every `lb_algo`/`lvs_sched` becomes Maglev (a notice
-//!   when the scheduler's meaning differs). `lb_kind`/`lvs_method` `NAT`
+//!   first instance). `lb_algo`/`lvs_sched` `sh` becomes `source_hash`,
+//!   every other one Maglev (a notice when the scheduler's meaning
+//!   differs); `persistence_timeout` and `persistence_granularity` become
+//!   `persistence_timeout` and `persistence_prefix`. `lb_kind`/`lvs_method` `NAT`
 //!   (keepalived's default when none is given) → `nat`, `DR` → `dsr`,
 //!   `TUN` → `ipip`; a real server on another port than the virtual
 //!   server's is accepted in `nat` only. Health checks come from the real

@@ -467,6 +467,38 @@ virtual_server 198.18.0.100 443 {{
 }
 
 #[test]
+fn persistence_and_source_hashing() {
+    let (c, w) = fixture("lvs_nat_persistence.conf");
+    let cart = &c.service[0];
+    assert_eq!(cart.persistence_timeout, Some(Dur(Duration::from_mins(10))));
+    assert_eq!(cart.persistence_prefix, Some(24));
+    assert_eq!(cart.scheduler, Scheduler::Maglev);
+    let cache = &c.service[1];
+    assert_eq!(cache.scheduler, Scheduler::SourceHash);
+    assert_eq!(cache.persistence_timeout, None);
+    // Only wlc is worth a notice (Maglev does not count connections).
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].to_string().contains("wlc"), "{w:?}");
+    for (g, v4, want) in [
+        ("255.255.0.0", true, Some(16)),
+        ("255.255.255.255", true, Some(32)),
+        ("24", true, Some(24)),
+        ("64", false, Some(64)),
+        ("33", true, None),
+        ("255.0.255.0", true, None),
+        ("255.255.255.0", false, None),
+        ("wide", true, None),
+    ] {
+        assert_eq!(super::virtual_server::granularity(g, v4), want, "{g}");
+    }
+    let off = format!(
+        "{VRRP}\nvirtual_server 198.18.0.100 80 {{\n  lb_kind DR\n  persistence_timeout 0\n  real_server 198.18.1.11 80 {{\n  }}\n}}\n"
+    );
+    let (c, _) = conv(&off).unwrap();
+    assert_eq!(c.service[0].persistence_timeout, None, "0: off");
+}
+
+#[test]
 fn nat_is_keepalived_default_and_real_servers_may_change_the_port() {
     let text = format!(
         "{VRRP}

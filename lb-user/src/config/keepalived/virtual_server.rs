@@ -143,9 +143,32 @@ impl ServerReader {
             "lb_algo" | "lvs_sched" => {
                 let s = ctx.value(c, &field)?.text.clone();
                 self.o.field("scheduler", c);
-                if s != "mh" {
+                if s == "sh" {
+                    self.svc.scheduler = Scheduler::SourceHash;
+                } else if s != "mh" {
                     ctx.warn(c.loc(), scheduler_notice(c.kw(), &s));
                 }
+            }
+            "persistence_timeout" => {
+                // keepalived takes whole seconds; 0 turns persistence off.
+                let secs: u32 = ctx.int(c, &field, "of at least 0 (seconds)")?;
+                self.svc.persistence_timeout =
+                    (secs > 0).then(|| Dur(Duration::from_secs(u64::from(secs))));
+                self.o.field("persistence_timeout", c);
+            }
+            "persistence_granularity" => {
+                let v = ctx.value(c, &field)?.text.clone();
+                let prefix = granularity(&v, self.svc.vip.is_ipv4()).ok_or_else(|| {
+                    ctx.err(
+                        c.loc(),
+                        &field,
+                        format!(
+                            "{v:?} is not a netmask (255.255.255.0) or a prefix length of this service's family"
+                        ),
+                    )
+                })?;
+                self.svc.persistence_prefix = Some(prefix);
+                self.o.field("persistence_prefix", c);
             }
             "lb_kind" | "lvs_method" => {
                 let m = lvs_method(ctx, c, &field)?;
@@ -269,7 +292,6 @@ impl ServerReader {
                 ),
             );
         }
-        self.svc.scheduler = Scheduler::Maglev;
         let none = Health {
             kind: HealthKind::None,
             interval: self
@@ -299,12 +321,26 @@ impl ServerReader {
     }
 }
 
-/// The notice for `lb_algo S` (`kw`) other than `mh`: how Maglev differs.
+/// `persistence_granularity`: an IPv4 netmask (`255.255.255.0`) or a
+/// prefix length, as a prefix length within the service's family.
+pub(super) fn granularity(v: &str, ipv4: bool) -> Option<u8> {
+    let max = if ipv4 { 32 } else { 128 };
+    if let Ok(p) = v.parse::<u8>() {
+        return (p <= max).then_some(p);
+    }
+    let mask = u32::from(v.parse::<std::net::Ipv4Addr>().ok().filter(|_| ipv4)?);
+    let ones = mask.leading_ones();
+    // Contiguous: the ones, then only zeros.
+    (mask.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8)
+}
+
+/// The notice for `lb_algo S` (`kw`) other than `mh` and `sh`: how Maglev
+/// differs.
 fn scheduler_notice(kw: &str, s: &str) -> String {
     format!(
         "notice: `{kw} {s}`: lb balances with Maglev consistent hashing of the flow (weighted), which {}",
         match s {
-            "sh" | "dh" => "hashes the whole 5-tuple, not only the source or destination address",
+            "dh" => "hashes the whole 5-tuple, not only the destination address",
             "rr" | "wrr" => "spreads flows by hash, not in turn",
             "lc" | "wlc" | "lblc" | "lblcr" | "sed" | "nq" => "does not count connections",
             _ => "may differ from this scheduler",
