@@ -644,7 +644,7 @@ fn daemon_health_drain_reload_and_lbctl() {
     let services = lab.lbctl_ok(&["services"]);
     assert!(
         services.starts_with("SERVICE")
-            && services.contains("198.18.0.100:80/tcp  dsr   VI_1  yes     2/2"),
+            && services.contains("198.18.0.100:80/tcp  dsr   maglev     VI_1  yes     2/2"),
         "{services}"
     );
     let backends = lab.lbctl_ok(&["backends"]);
