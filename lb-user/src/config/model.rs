@@ -532,6 +532,15 @@ pub struct Health {
     pub user: Option<String>,
     /// Port to check; default: the backend's.
     pub port: Option<u16>,
+    /// After a failed check while the backend is still up, the next one
+    /// starts this long after it (keepalived's `delay_before_retry`);
+    /// default: `interval`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_interval: Option<Dur>,
+    /// The first check starts after a random delay of up to this long
+    /// (keepalived's `warmup`); default: at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<Dur>,
 }
 
 impl Default for Health {
@@ -547,6 +556,8 @@ impl Default for Health {
             command: None,
             user: None,
             port: None,
+            retry_interval: None,
+            warmup: None,
         }
     }
 }

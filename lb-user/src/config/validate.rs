@@ -359,6 +359,9 @@ fn health_problem(h: &Health) -> Option<&'static str> {
     if h.interval.0.is_zero() || h.timeout.0.is_zero() {
         return Some("interval and timeout must be more than 0");
     }
+    if h.retry_interval.is_some_and(|d| d.0.is_zero()) {
+        return Some("retry_interval must be more than 0");
+    }
     None
 }
 

@@ -367,6 +367,8 @@ fn check_of(h: &config::Health) -> CheckSpec {
         rise: h.rise,
         fall: h.fall,
         starts_down: false,
+        retry_interval: h.retry_interval.map(|d| d.0),
+        warmup: h.warmup.map_or(Duration::ZERO, |d| d.0),
     }
 }
 
@@ -943,7 +945,7 @@ async fn run_checks(
     spec: CheckSpec,
     tx: mpsc::UnboundedSender<Event>,
 ) {
-    let mut checker = Checker::new(&spec, Instant::now());
+    let mut checker = Checker::new(&spec, Instant::now() + health::warmup_delay(spec.warmup));
     loop {
         tokio::time::sleep_until(checker.next_deadline().into()).await;
         let now = Instant::now();

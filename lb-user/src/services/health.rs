@@ -37,6 +37,27 @@ pub struct CheckSpec {
     /// The backend starts down (`start_down`): its first passing check
     /// brings it up.
     pub starts_down: bool,
+    /// After a failed check of a backend that is still up (counting
+    /// towards `fall`), the next one starts this long after the failed
+    /// one started instead of `interval` (keepalived's
+    /// `delay_before_retry`); `None`: `interval`.
+    pub retry_interval: Option<Duration>,
+    /// The first check starts after a random delay of up to this long
+    /// (keepalived's `warmup`), so many backends' checks do not start
+    /// together; the driver picks the delay ([`warmup_delay`]).
+    pub warmup: Duration,
+}
+
+/// A random delay in `0..upto` (zero for zero), for [`CheckSpec::warmup`].
+#[must_use]
+pub fn warmup_delay(upto: Duration) -> Duration {
+    use std::hash::BuildHasher as _;
+    if upto.is_zero() {
+        return Duration::ZERO;
+    }
+    // std's randomly keyed hasher: random enough to spread start times.
+    let r = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    upto.mul_f64((r >> 11) as f64 / (1u64 << 53) as f64)
 }
 
 /// The probe of a check.
@@ -87,6 +108,7 @@ pub struct Checker {
     timeout: Duration,
     rise: u32,
     fall: u32,
+    retry_interval: Option<Duration>,
     up: bool,
     /// No result yet: the first one decides alone.
     first: bool,
@@ -97,8 +119,8 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// A checker whose first check is due at `now`; the backend starts up
-    /// (down with `spec.starts_down`).
+    /// A checker whose first check is due at `now` (the driver adds the
+    /// warmup delay); the backend starts up (down with `spec.starts_down`).
     #[must_use]
     pub fn new(spec: &CheckSpec, now: Instant) -> Self {
         Self {
@@ -106,6 +128,7 @@ impl Checker {
             timeout: spec.timeout,
             rise: spec.rise.max(1),
             fall: spec.fall.max(1),
+            retry_interval: spec.retry_interval,
             up: !spec.starts_down,
             first: true,
             streak: 0,
@@ -149,7 +172,7 @@ impl Checker {
     /// Returns the state change it caused, if any. A result arriving when
     /// no check runs (a late answer after a timeout) is ignored.
     pub fn finished(&mut self, ok: bool) -> Option<Change> {
-        self.running_since.take()?;
+        let since = self.running_since.take()?;
         if std::mem::take(&mut self.first) && ok != self.up {
             self.up = ok;
             self.streak = 0;
@@ -162,6 +185,11 @@ impl Checker {
         self.streak += 1;
         let needed = if self.up { self.fall } else { self.rise };
         if self.streak < needed {
+            if self.up
+                && let Some(retry) = self.retry_interval
+            {
+                self.next_start = since + retry;
+            }
             return None;
         }
         self.up = ok;
@@ -375,6 +403,8 @@ mod tests {
             rise,
             fall,
             starts_down: false,
+            retry_interval: None,
+            warmup: Duration::ZERO,
         }
     }
 
@@ -451,6 +481,46 @@ mod tests {
         c.started(t0 + ms(5000));
         assert_eq!(c.finished(true), Some(Change::Up));
         assert_eq!(c.next_deadline(), t0 + ms(6000));
+    }
+
+    #[test]
+    fn a_failing_backend_is_retried_after_the_retry_interval_until_it_is_down() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        let mut c = Checker::new(
+            &CheckSpec {
+                retry_interval: Some(ms(200)),
+                ..spec(2, 3)
+            },
+            t0,
+        );
+        assert_eq!(check(&mut c, t0, true), None);
+        assert_eq!(c.next_deadline(), t0 + s, "a pass: the interval");
+        // Failures while up: retried 200 ms after each started.
+        assert_eq!(check(&mut c, t0 + s, false), None);
+        assert_eq!(c.next_deadline(), t0 + s + ms(200));
+        assert_eq!(check(&mut c, t0 + s + ms(200), false), None);
+        assert_eq!(c.next_deadline(), t0 + s + ms(400));
+        assert_eq!(
+            check(&mut c, t0 + s + ms(400), false),
+            Some(Change::Down),
+            "the third failure in a row"
+        );
+        // Down: back to the interval while it counts towards rise.
+        assert_eq!(c.next_deadline(), t0 + 2 * s + ms(400));
+        assert_eq!(check(&mut c, t0 + 2 * s + ms(400), false), None);
+        assert_eq!(c.next_deadline(), t0 + 3 * s + ms(400));
+    }
+
+    #[test]
+    fn warmup_delays_stay_within_the_warmup() {
+        assert_eq!(warmup_delay(Duration::ZERO), Duration::ZERO);
+        let upto = Duration::from_secs(5);
+        let delays: Vec<Duration> = (0..50).map(|_| warmup_delay(upto)).collect();
+        assert!(delays.iter().all(|d| *d < upto), "{delays:?}");
+        let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
+        assert!(distinct.len() > 40, "random: {delays:?}");
     }
 
     #[test]

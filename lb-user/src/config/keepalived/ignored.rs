@@ -179,11 +179,6 @@ const IGNORED: &[(&[&str], Why)] = {
             Unsupported("lb's persistence is by client address (persistence_timeout) only"),
         ),
         (
-            &["delay_before_retry"],
-            Unsupported("lb retries a failed check after delay_loop"),
-        ),
-        (&["warmup"], Unsupported("lb starts every check at once")),
-        (
             &["alpha"],
             Unsupported("lb applies alpha to a whole virtual_server (start_down)"),
         ),

@@ -467,6 +467,50 @@ virtual_server 198.18.0.100 443 {{
 }
 
 #[test]
+fn retries_follow_delay_before_retry_and_warmup() {
+    let text = format!(
+        "{VRRP}
+virtual_server 198.18.0.100 80 {{
+  lb_kind DR
+  delay_loop 30
+  real_server 198.18.1.11 80 {{
+    TCP_CHECK {{
+      retry 2
+      delay_before_retry 3
+      warmup 5
+    }}
+  }}
+  real_server 198.18.1.12 80 {{
+    TCP_CHECK {{
+      retry 3
+    }}
+  }}
+  real_server 198.18.1.13 80 {{
+    MISC_CHECK {{
+      misc_path \"/bin/true\"
+    }}
+  }}
+}}
+"
+    );
+    let (c, w) = conv(&text).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let s = &c.service[0];
+    let secs = |n| Some(Dur(Duration::from_secs(n)));
+    let h = &s.backend[0].health[0];
+    assert_eq!((h.fall, h.retry_interval, h.warmup), (3, secs(3), secs(5)));
+    let h = &s.backend[1].health[0];
+    assert_eq!(
+        (h.fall, h.retry_interval, h.warmup),
+        (4, secs(1), None),
+        "keepalived's default delay_before_retry: 1 s"
+    );
+    let h = &s.backend[2].health[0];
+    assert_eq!((h.fall, h.retry_interval), (1, None), "no retry, no delay");
+    round_trip(&text, Path::new("keepalived.conf"));
+}
+
+#[test]
 fn persistence_and_source_hashing() {
     let (c, w) = fixture("lvs_nat_persistence.conf");
     let cart = &c.service[0];

@@ -20,6 +20,8 @@ struct Inherit {
     delay_loop: Option<Dur>,
     retry: Option<u32>,
     connect_timeout: Option<Dur>,
+    delay_before_retry: Option<Dur>,
+    warmup: Option<Dur>,
 }
 
 impl Inherit {
@@ -31,7 +33,9 @@ impl Inherit {
             "delay_loop" => self.delay_loop = Some(ctx.secs(n, &field)?),
             "retry" | "nb_get_retry" => self.retry = Some(ctx.int(n, &field, "of at least 0")?),
             "connect_timeout" => self.connect_timeout = Some(ctx.secs(n, &field)?),
-            "delay_before_retry" | "warmup" | "virtualhost" | "smtp_alert" => {
+            "delay_before_retry" => self.delay_before_retry = Some(ctx.secs(n, &field)?),
+            "warmup" => self.warmup = Some(ctx.secs(n, &field)?),
+            "virtualhost" | "smtp_alert" => {
                 ctx.ignored(n, sec);
             }
             _ => return Ok(false),
@@ -506,6 +510,17 @@ fn checker(
     h.rise = 1;
     h.fall = inherit.retry.unwrap_or(u32::from(!exec)).saturating_add(1);
     h.port = connect_port.filter(|&p| p != rs_port);
+    // keepalived retries a failing server after delay_before_retry
+    // (default 1 s), not after delay_loop; its 0 (retry at once) becomes
+    // lb's shortest, 1 ms. A warmup of 0 is none.
+    h.retry_interval = (h.fall > 1).then(|| {
+        inherit
+            .delay_before_retry
+            .map_or(Dur(Duration::from_secs(1)), |d| {
+                Dur(d.0.max(Duration::from_millis(1)))
+            })
+    });
+    h.warmup = inherit.warmup.filter(|d| !d.0.is_zero());
     if exec {
         h.user = user;
     }
