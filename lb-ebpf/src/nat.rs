@@ -3,7 +3,8 @@
 //!
 //! - [`forward`]: a client's packet of a flow the table holds, rewritten
 //!   towards its backend.
-//! - [`new_flow`]: a client's first packet: Maglev picks the backend, the
+//! - [`new_flow`]: a client's first packet: `select::choose` has picked
+//!   the backend (a client template, or Maglev), the
 //!   reply entry is inserted first (for `fullnat` that is what takes a
 //!   free SNAT port), then the forward entry.
 //! - [`reply`]: a backend's packet (its source address is a NAT backend's),

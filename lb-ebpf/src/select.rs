@@ -2,8 +2,9 @@
 //!
 //! Fast path: an established flow's connection-table entry names its VIP by
 //! id and generation, checked against the `vip_ids` array (no hash lookup
-//! of the VIP). Slow path: find the VIP through `vip_index`, take Maglev's
-//! choice and record it. The connection table's rules (ways, check word, eviction)
+//! of the VIP). Slow path: find the VIP through `vip_index`, take the
+//! client's template (`lb_common::persist`) or Maglev's choice ([`choose`])
+//! and record it. The connection table's rules (ways, check word, eviction)
 //! live in `lb_common::flow`, shared with user space's unit tests.
 
 #![allow(

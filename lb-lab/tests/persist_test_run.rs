@@ -202,7 +202,8 @@ fn a_client_keeps_its_backend_across_connections_while_others_spread() {
 
     // Without persistence the same client's connections spread (the
     // 5-tuple is hashed): the check above is not a property of Maglev.
-    let (mut lab, mut spread) = (lab, BTreeSet::new());
+    let mut lab = lab;
+    let mut spread = BTreeSet::new();
     let mut spec = *lab
         .balancer
         .services()
