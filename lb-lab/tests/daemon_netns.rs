@@ -33,7 +33,7 @@ use lb_lab::{
 };
 use lb_user::config::{
     BackendConfig, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, Protocol, Service,
-    SorryServer, VrrpInstance, XdpMode,
+    SorryServer, Url, VrrpInstance, XdpMode,
 };
 
 static LBD: std::sync::LazyLock<std::path::PathBuf> =
@@ -132,7 +132,7 @@ impl Lab {
                 health: Health {
                     kind: HealthKind::Http,
                     path: "/".into(),
-                    expect_status: 200,
+                    expect_status: lb_user::config::Statuses::one(200),
                     interval: ms(INTERVAL_MS),
                     timeout: ms(150),
                     rise: RISE,
@@ -428,6 +428,226 @@ fn a_sorry_server_stands_in_while_no_backend_is_up() {
     );
 }
 
+/// Wait (up to 5 s) until the pool is exactly `want`, then check that
+/// requests are served by exactly those backends.
+fn settled(lab: &Lab, want: &[&str]) {
+    let got = wait_for(Duration::from_secs(5), || {
+        let mut p = pool(lab);
+        p.sort();
+        (p == want).then_some(())
+    });
+    assert!(
+        got.is_some(),
+        "pool {:?}, want {want:?}\n{}",
+        pool_and_reasons(lab),
+        lab.log()
+    );
+    let counts = spread(lab, 30);
+    let mut served: Vec<&str> = counts.keys().map(String::as_str).collect();
+    served.sort_unstable();
+    let names: Vec<&str> = BACKENDS
+        .iter()
+        .filter(|(_, a)| want.contains(a))
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(served, names, "{counts:?}");
+}
+
+/// A test CA and a certificate for `b.lb.test` it signed, made with
+/// `openssl` under `dir`: (CA file, certificate, key).
+fn test_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = |f: &str| dir.join(f).display().to_string();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                &p("ca.key"),
+                "-out",
+                &p("ca.pem"),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=lb test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                &p("b.key"),
+                "-out",
+                &p("b.csr"),
+                "-subj",
+                "/CN=b.lb.test",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("b.ext"),
+        "subjectAltName=DNS:b.lb.test\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("b.csr"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &p("b.ext"),
+        "-out",
+        &p("b.pem"),
+    ]);
+    (dir.join("ca.pem"), dir.join("b.pem"), dir.join("b.key"))
+}
+
+/// nginx serving `site`'s `html` over TLS on port 443 (beside the site's
+/// own nginx on 80), with `cert` and `key`.
+fn tls_nginx(
+    ns: &Netns,
+    site: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Nginx {
+    let dir = site.with_extension("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    let conf = format!(
+        "master_process off;\nuser root;\ndaemon off;\nerror_log {d}/error.log;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         server {{ listen 443 ssl; ssl_certificate {}; ssl_certificate_key {};\n\
+         root {}/html; location / {{ default_type text/plain; }} }}\n}}\n",
+        cert.display(),
+        key.display(),
+        site.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let mut nginx = Nginx { dir, process: None };
+    nginx.run(ns);
+    nginx
+}
+
+/// `https` checks (keepalived's SSL_GET) against nginx with certificates
+/// the test made: b1 unverified (as keepalived) with two URLs, one with a
+/// body digest; b2 verified against the test CA under its name; b3
+/// verified under a name its certificate does not have, so it never
+/// passes. A changed body takes b1 out and its old body brings it back;
+/// b2's TLS server stopping takes it out (its plain HTTP still answers).
+#[test]
+fn https_checks_judge_urls_digests_and_certificates() {
+    let ms = |ms| Dur(Duration::from_millis(ms));
+    let mut tls = Vec::new();
+    let lab = lab_with(|lab| {
+        let (ca, cert, key) = test_certificates(&lab.dir.join("pki"));
+        for (name, _) in BACKENDS {
+            let site = lab.dir.join(name);
+            tls.push(tls_nginx(lab.ns(name), &site, &cert, &key));
+        }
+        std::fs::write(lab.dir.join("b1/html/d.txt"), "hello").unwrap();
+        let mut config = Config::parse(&lab.config(&[]), std::path::Path::new("lb.toml")).unwrap();
+        let https = |virtualhost: Option<&str>, ca: Option<&std::path::Path>| Health {
+            kind: HealthKind::Https,
+            port: Some(443),
+            interval: ms(INTERVAL_MS),
+            timeout: ms(500),
+            rise: RISE,
+            fall: FALL,
+            virtualhost: virtualhost.map(str::to_owned),
+            tls_ca: ca.map(std::path::Path::to_path_buf),
+            ..Health::default()
+        };
+        let b1 = Health {
+            urls: vec![
+                Url {
+                    path: "/".into(),
+                    expect_status: Some("200-299".parse().unwrap()),
+                    digest: None,
+                },
+                Url {
+                    path: "/d.txt".into(),
+                    expect_status: None,
+                    // MD5 of "hello".
+                    digest: Some("5d41402abc4b2a76b9719d911017c592".into()),
+                },
+            ],
+            ..https(None, None)
+        };
+        let own = [
+            b1,
+            https(Some("b.lb.test"), Some(&ca)),
+            https(Some("wrong.lb.test"), Some(&ca)),
+        ];
+        config.service[0].backend = BACKENDS
+            .iter()
+            .zip(own)
+            .map(|((_, addr), health)| BackendConfig {
+                health: vec![health],
+                ..BackendConfig::new(addr.parse().unwrap())
+            })
+            .collect();
+        config.to_toml().unwrap()
+    });
+    settled(&lab, &["198.18.0.11", "198.18.0.12"]);
+    let (_, reasons) = pool_and_reasons(&lab);
+    let b3 = &reasons["198.18.0.13"];
+    assert!(
+        b3.starts_with("TLS: ") && b3.contains("certificate"),
+        "{reasons:?}"
+    );
+
+    // b1's body changes: its digest no longer matches.
+    std::fs::write(lab.dir.join("b1/html/d.txt"), "changed").unwrap();
+    settled(&lab, &["198.18.0.12"]);
+    let (_, reasons) = pool_and_reasons(&lab);
+    assert!(
+        reasons["198.18.0.11"].contains("GET /d.txt: body digest"),
+        "{reasons:?}"
+    );
+    std::fs::write(lab.dir.join("b1/html/d.txt"), "hello").unwrap();
+    settled(&lab, &["198.18.0.11", "198.18.0.12"]);
+
+    // b2's TLS server stops; its plain nginx (the traffic's) still runs.
+    tls[1].stop();
+    settled(&lab, &["198.18.0.11"]);
+    tls[1].run(lab.ns("b2"));
+    settled(&lab, &["198.18.0.11", "198.18.0.12"]);
+    drop(tls);
+}
+
 /// Every backend its own checks: b1 HTTP on `/ready`, b2 TCP, b3 a
 /// command (a file exists) and HTTP. Each failure takes exactly its
 /// backend out, while requests keep being served by the others; each
@@ -472,28 +692,6 @@ fn per_backend_checks_take_out_exactly_the_failing_backend() {
             .collect();
         config.to_toml().unwrap()
     });
-    let settled = |lab: &Lab, want: &[&str]| {
-        let got = wait_for(Duration::from_secs(5), || {
-            let mut p = pool(lab);
-            p.sort();
-            (p == want).then_some(())
-        });
-        assert!(
-            got.is_some(),
-            "pool {:?}, want {want:?}\n{}",
-            pool(lab),
-            lab.log()
-        );
-        let counts = spread(lab, 30);
-        let mut served: Vec<&str> = counts.keys().map(String::as_str).collect();
-        served.sort_unstable();
-        let names: Vec<&str> = BACKENDS
-            .iter()
-            .filter(|(_, a)| want.contains(a))
-            .map(|(n, _)| *n)
-            .collect();
-        assert_eq!(served, names, "{counts:?}");
-    };
     settled(&lab, &["198.18.0.11", "198.18.0.12", "198.18.0.13"]);
 
     // b1's HTTP check fails (404 on /ready; its TCP port still answers).

@@ -439,15 +439,21 @@ impl From<NoBackend> for crate::dataplane::balancer::NoBackend {
 }
 
 /// `kind` of a service's `health`; the kind-specific fields (`path`,
-/// `expect_status`, `command`, `user`) stay in [`Health`].
+/// `expect_status`, `urls`, `dns_name`, `command`, ...) stay in
+/// [`Health`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthKind {
     /// `tcp` (default): connect.
     #[default]
     Tcp,
-    /// `http`: GET `path`, expect `expect_status`.
+    /// `http`: GET `path` (or each of `urls`), expect `expect_status`.
     Http,
+    /// `https`: as `http`, over TLS (keepalived's `SSL_GET`).
+    Https,
+    /// `dns`: a query (`dns_name`, `dns_type`) over UDP, answered
+    /// without error.
+    Dns,
     /// `exec`: run `command`, exit 0 = up.
     Exec,
     /// `none`: always up.
@@ -455,7 +461,7 @@ pub enum HealthKind {
 }
 
 keyword!(
-    HealthKind { Tcp => "tcp", Http => "http", Exec => "exec", None => "none" },
+    HealthKind { Tcp => "tcp", Http => "http", Https => "https", Dns => "dns", Exec => "exec", None => "none" },
     |value, allowed| ValueError::NotAHealthKind { value, allowed }
 );
 
@@ -512,7 +518,8 @@ impl From<XdpMode> for crate::dataplane::loader::AttachMode {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Health {
-    /// `tcp` (connect), `http` (GET, status), `exec` (exit 0), `none`.
+    /// `tcp` (connect), `http`/`https` (GET, status), `dns` (query),
+    /// `exec` (exit 0), `none`.
     pub kind: HealthKind,
     /// Time between checks.
     pub interval: Dur,
@@ -522,14 +529,47 @@ pub struct Health {
     pub rise: u32,
     /// Consecutive failures to go down.
     pub fall: u32,
-    /// `http`: the path requested.
+    /// `http`/`https`: the path requested.
     pub path: String,
-    /// `http`: the status expected.
-    pub expect_status: u16,
+    /// `http`/`https`: the status codes that pass: `200`, `"200-299"`,
+    /// or a list (`[200, "300-399"]`).
+    pub expect_status: Statuses,
+    /// `http`/`https`: the MD5 (32 hex digits) the body must have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// `http`/`https`: several URLs, each with its own `path` (and
+    /// `expect_status`, `digest`; default the check's), all of which have
+    /// to pass; in place of `path`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<Url>,
+    /// `http`/`https`: the `Host` header (and TLS server name); default
+    /// the backend's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtualhost: Option<String>,
+    /// `https`: verify the server's certificate against the CA
+    /// certificates (PEM) of this file; default: not verified (as
+    /// keepalived's `SSL_GET`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// `dns`: the name queried; default `"."`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_name: Option<String>,
+    /// `dns`: the record type (`A`, `NS`, `CNAME`, `SOA`, `MX`, `TXT`,
+    /// `AAAA`); default `SOA`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_type: Option<String>,
     /// `exec`: command line (`/bin/sh -c`), with `$BACKEND` and `$PORT` set.
     pub command: Option<String>,
     /// `exec`: run as this user.
     pub user: Option<String>,
+    /// `exec`: exit codes 2–255 pass and set the backend's weight to the
+    /// code − 2 (keepalived's `misc_dynamic`); default: they fail.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dynamic_weight: bool,
+    /// The source address of the check's connections (keepalived's
+    /// `bindto`); default: the kernel's choice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<IpAddr>,
     /// Port to check; default: the backend's.
     pub port: Option<u16>,
     /// After a failed check while the backend is still up, the next one
@@ -552,13 +592,109 @@ impl Default for Health {
             rise: 2,
             fall: 3,
             path: "/".into(),
-            expect_status: 200,
+            expect_status: Statuses::one(200),
+            digest: None,
+            urls: Vec::new(),
+            virtualhost: None,
+            tls_ca: None,
+            dns_name: None,
+            dns_type: None,
             command: None,
             user: None,
+            dynamic_weight: false,
+            bind: None,
             port: None,
             retry_interval: None,
             warmup: None,
         }
+    }
+}
+
+/// One of the `urls` of an `http`/`https` check.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Url {
+    /// The path requested. Required.
+    pub path: String,
+    /// Status codes that pass; default the check's `expect_status`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<Statuses>,
+    /// MD5 of the body; default the check's `digest`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// The `expect_status` of a check: HTTP status codes and ranges, written
+/// `200`, `"200-299"`, `"200-299, 404"` or `[200, "300-399"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statuses(pub crate::services::health::http::StatusCodes);
+
+impl Statuses {
+    /// Exactly `code`.
+    #[must_use]
+    pub fn one(code: u16) -> Self {
+        Self(crate::services::health::http::StatusCodes::one(code))
+    }
+}
+
+impl fmt::Display for Statuses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for Statuses {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse().map(Self)
+    }
+}
+
+impl Serialize for Statuses {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.ranges() {
+            [(lo, hi)] if lo == hi => s.serialize_u16(*lo),
+            _ => s.serialize_str(&self.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Statuses {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use crate::services::health::http::StatusCodes;
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Statuses;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a status code (200), a range (\"200-299\"), or a list of them")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Statuses, E> {
+                let code =
+                    u16::try_from(v).map_err(|_| E::custom(format!("{v} is not a status code")))?;
+                StatusCodes::new(vec![(code, code)])
+                    .map(Statuses)
+                    .map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Statuses, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Statuses, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Statuses, A::Error> {
+                let mut ranges = Vec::new();
+                while let Some(one) = seq.next_element::<Statuses>()? {
+                    ranges.extend_from_slice(one.0.ranges());
+                }
+                StatusCodes::new(ranges)
+                    .map(Statuses)
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -327,6 +327,94 @@ fn persistence_is_checked() {
     }
 }
 
+/// The fields of `https`, `dns` and dynamic `exec` checks: read (status
+/// codes as a number, a range or a list), written back, and refused where
+/// they do not belong.
+#[test]
+fn check_kinds_and_their_fields() {
+    let with = |health: &str| {
+        WITH_SERVICE.replace(
+            "health = { kind = \"http\", interval = \"1s\" }",
+            &format!("health = {{ {health} }}"),
+        )
+    };
+    let ok = parse(&with(
+        r#"kind = "https", expect_status = [200, "300-302"], virtualhost = "www.example.test", tls_ca = "/etc/lb/ca.pem", bind = "198.18.0.2", urls = [{ path = "/a" }, { path = "/b", expect_status = 204, digest = "d41d8cd98f00b204e9800998ecf8427e" }]"#,
+    ))
+    .unwrap();
+    let h = &ok.service[0].health;
+    assert_eq!(h.kind, HealthKind::Https);
+    assert_eq!(h.expect_status.to_string(), "200, 300-302");
+    assert_eq!(h.urls.len(), 2);
+    assert_eq!(h.urls[1].expect_status.as_ref().unwrap().to_string(), "204");
+    let text = toml::to_string(&ok).unwrap();
+    assert_eq!(parse(&text).unwrap(), ok, "written back: {text}");
+    let dns = parse(&with(
+        r#"kind = "dns", dns_name = "lb.example.test", dns_type = "AAAA""#,
+    ))
+    .unwrap();
+    assert_eq!(dns.service[0].health.dns_type.as_deref(), Some("AAAA"));
+    assert!(
+        parse(&with(
+            r#"kind = "exec", command = "true", dynamic_weight = true"#
+        ))
+        .is_ok()
+    );
+    for (health, want) in [
+        (
+            r#"kind = "tcp", urls = [{ path = "/" }]"#,
+            "urls, digest and virtualhost is for kind = \"http\" and \"https\" only",
+        ),
+        (
+            r#"kind = "http", tls_ca = "/ca.pem""#,
+            "tls_ca is for kind = \"https\" only",
+        ),
+        (
+            r#"kind = "tcp", dns_name = "x""#,
+            "dns_name and dns_type is for kind = \"dns\" only",
+        ),
+        (
+            r#"kind = "tcp", dynamic_weight = true"#,
+            "dynamic_weight is for kind = \"exec\" only",
+        ),
+        (
+            r#"kind = "http", bind = "2001:db8::1""#,
+            "bind must be of the VIP's address family",
+        ),
+        (
+            r#"kind = "http", path = "/x", urls = [{ path = "/" }]"#,
+            "give the paths in urls = [...] or path, not both",
+        ),
+        (
+            r#"kind = "http", digest = "abc""#,
+            "digest: \"abc\" is not an MD5 digest (32 hex digits)",
+        ),
+        (
+            r#"kind = "http", path = "ready""#,
+            "path \"ready\" must start with /",
+        ),
+        (
+            r#"kind = "http", expect_status = "299-200""#,
+            "299-200 is backwards",
+        ),
+        (
+            r#"kind = "http", expect_status = 42"#,
+            "42-42 is not within 100-999",
+        ),
+        (
+            r#"kind = "dns", dns_type = "PTR""#,
+            "dns_type \"PTR\" is not one of A, NS, CNAME, SOA, MX, TXT, AAAA",
+        ),
+        (
+            r#"kind = "dns", dns_name = "a..b""#,
+            "dns_name: \"a..b\" has an empty label",
+        ),
+    ] {
+        let err = parse(&with(health)).unwrap_err();
+        assert!(err.contains(want), "{health}: {err}");
+    }
+}
+
 #[test]
 fn backend_interface_is_a_second_interface() {
     let one_arm = WITH_SERVICE;
@@ -373,7 +461,10 @@ fn keywords_parse_and_display_their_spelling() {
     check(Mode::ALL, &["dsr", "ipip", "nat", "fullnat"]);
     check(Scheduler::ALL, &["maglev", "source_hash"]);
     check(NoBackend::ALL, &["drop", "pass"]);
-    check(HealthKind::ALL, &["tcp", "http", "exec", "none"]);
+    check(
+        HealthKind::ALL,
+        &["tcp", "http", "https", "dns", "exec", "none"],
+    );
     check(XdpMode::ALL, &["auto", "native", "generic"]);
     assert_eq!(Protocol::default(), Protocol::Tcp);
     assert_eq!(Mode::default(), Mode::Dsr);
@@ -480,7 +571,7 @@ fn golden_errors_for_keywords() {
         ),
         (
             s.replace("kind = \"http\"", "kind = \"icmp\""),
-            "lb.toml:15: service[0].health: kind \"icmp\": tcp, http, exec or none",
+            "lb.toml:15: service[0].health: kind \"icmp\": tcp, http, https, dns, exec or none",
         ),
         (
             dp("xdp_mode = \"fast\""),
@@ -506,7 +597,7 @@ fn golden_errors_for_keywords() {
             format!(
                 "{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 81\nbackend = []\n\n[service.health]\nkind = \"ping\"\n"
             ),
-            "lb.toml:27: service[1].health: kind \"ping\": tcp, http, exec or none",
+            "lb.toml:27: service[1].health: kind \"ping\": tcp, http, https, dns, exec or none",
         ),
     ];
     assert_errors(cases, |got, want| got == want);

@@ -207,7 +207,7 @@ impl Config {
                 let message = format!("no [[vrrp_instance]] named {name:?}");
                 return Err(err("vrrp_instance", message));
             }
-            check_health(i, &svc.health)?;
+            check_health(i, &svc.health, svc.vip.is_ipv6())?;
             check_backends(i, svc)?;
             check_persistence(i, svc)?;
         }
@@ -341,26 +341,77 @@ fn check_instance_peers(
     Ok(())
 }
 
-/// The `i`-th service's `health`.
-fn check_health(i: usize, h: &Health) -> Result<(), Invalid> {
-    health_problem(h).map_or(Ok(()), |m| {
-        Err(Invalid::new("service", Some(i), "health", m.into()))
+/// The `i`-th service's `health` (of a service whose VIP is IPv6 when
+/// `v6`).
+fn check_health(i: usize, h: &Health, v6: bool) -> Result<(), Invalid> {
+    health_problem(h, v6).map_or(Ok(()), |m| {
+        Err(Invalid::new("service", Some(i), "health", m))
     })
 }
 
-/// What is wrong with a `health` table, if anything.
-fn health_problem(h: &Health) -> Option<&'static str> {
+/// What is wrong with a `health` table, if anything (`v6`: the
+/// service's family).
+fn health_problem(h: &Health, v6: bool) -> Option<String> {
+    use crate::services::health::{dns, http};
+    let web = matches!(h.kind, HealthKind::Http | HealthKind::Https);
+    let only = |field: &str, kinds: &str| Some(format!("{field} is for kind = {kinds} only"));
     if h.kind == HealthKind::Exec && h.command.is_none() {
-        return Some("kind = \"exec\" needs command = \"...\"");
+        return Some("kind = \"exec\" needs command = \"...\"".into());
     }
     if h.rise == 0 || h.fall == 0 {
-        return Some("rise and fall must be at least 1");
+        return Some("rise and fall must be at least 1".into());
     }
     if h.interval.0.is_zero() || h.timeout.0.is_zero() {
-        return Some("interval and timeout must be more than 0");
+        return Some("interval and timeout must be more than 0".into());
     }
     if h.retry_interval.is_some_and(|d| d.0.is_zero()) {
-        return Some("retry_interval must be more than 0");
+        return Some("retry_interval must be more than 0".into());
+    }
+    if !web && (!h.urls.is_empty() || h.digest.is_some() || h.virtualhost.is_some()) {
+        return only("urls, digest and virtualhost", "\"http\" and \"https\"");
+    }
+    if h.kind != HealthKind::Https && h.tls_ca.is_some() {
+        return only("tls_ca", "\"https\"");
+    }
+    if h.kind != HealthKind::Dns && (h.dns_name.is_some() || h.dns_type.is_some()) {
+        return only("dns_name and dns_type", "\"dns\"");
+    }
+    if h.kind != HealthKind::Exec && h.dynamic_weight {
+        return only("dynamic_weight", "\"exec\"");
+    }
+    if !matches!(h.kind, HealthKind::Exec | HealthKind::None)
+        && h.bind.is_some_and(|b| b.is_ipv6() != v6)
+    {
+        return Some("bind must be of the VIP's address family".into());
+    }
+    if !h.urls.is_empty() && h.path != "/" {
+        return Some("give the paths in urls = [...] or path, not both".into());
+    }
+    let digests = h
+        .digest
+        .iter()
+        .chain(h.urls.iter().filter_map(|u| u.digest.as_ref()));
+    for d in digests {
+        if let Err(e) = http::parse_digest(d) {
+            return Some(format!("digest: {e}"));
+        }
+    }
+    if let Some(u) = h.urls.iter().find(|u| !u.path.starts_with('/')) {
+        return Some(format!("urls: path {:?} must start with /", u.path));
+    }
+    if web && h.urls.is_empty() && !h.path.starts_with('/') {
+        return Some(format!("path {:?} must start with /", h.path));
+    }
+    if let Some(t) = &h.dns_type
+        && dns::type_code(t).is_none()
+    {
+        let known: Vec<&str> = dns::TYPES.iter().map(|(n, _)| *n).collect();
+        return Some(format!("dns_type {t:?} is not one of {}", known.join(", ")));
+    }
+    if let Some(n) = &h.dns_name
+        && let Err(e) = dns::encode_name(n)
+    {
+        return Some(format!("dns_name: {e}"));
     }
     None
 }
@@ -391,7 +442,11 @@ fn check_backends(i: usize, svc: &Service) -> Result<(), Invalid> {
         if !seen.insert(b.address) {
             return Err(err(format!("{} is listed twice", b.address)));
         }
-        if let Some(m) = b.health.iter().find_map(health_problem) {
+        if let Some(m) = b
+            .health
+            .iter()
+            .find_map(|h| health_problem(h, svc.vip.is_ipv6()))
+        {
             return Err(err(format!("{}: health: {m}", b.address)));
         }
         if let Some(p) = b.port

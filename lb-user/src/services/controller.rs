@@ -191,6 +191,9 @@ pub struct HealthEvent {
     pub up: bool,
     /// Why (the last check's result).
     pub reason: String,
+    /// The weight a `dynamic_weight` check set (exit code − 2), reported
+    /// when it changes, with or without a change of state.
+    pub weight: Option<u32>,
 }
 
 /// One backend as the controller sees it.
@@ -249,6 +252,9 @@ struct Backend {
     healthy: bool,
     reason: String,
     drained: bool,
+    /// The weight its `dynamic_weight` check set, in place of the
+    /// configured one.
+    dynamic_weight: Option<u32>,
     mac: Option<[u8; 6]>,
     /// The address the kernel sends from towards the backend (the default
     /// SNAT address of `fullnat`).
@@ -348,20 +354,50 @@ fn spec_of(s: &config::Service) -> ServiceSpec {
 }
 
 fn check_of(h: &config::Health) -> CheckSpec {
+    use health::{dns, http};
+    // Validated: digests parse, DNS types are known.
+    let digest = |d: Option<&String>| d.and_then(|d| http::parse_digest(d).ok());
+    let web = |tls| {
+        let url =
+            |path: &str, status: Option<&config::Statuses>, d: Option<&String>| http::UrlCheck {
+                path: path.to_owned(),
+                status: status.unwrap_or(&h.expect_status).0.clone(),
+                digest: digest(d.or(h.digest.as_ref())),
+            };
+        let urls = if h.urls.is_empty() {
+            vec![url(&h.path, None, None)]
+        } else {
+            h.urls
+                .iter()
+                .map(|u| url(&u.path, u.expect_status.as_ref(), u.digest.as_ref()))
+                .collect()
+        };
+        health::Kind::Http(http::HttpCheck {
+            tls,
+            urls,
+            virtualhost: h.virtualhost.clone(),
+        })
+    };
     CheckSpec {
         kind: match h.kind {
             HealthKind::Tcp => health::Kind::Tcp,
-            HealthKind::Http => health::Kind::Http {
-                path: h.path.clone(),
-                expect_status: h.expect_status,
-            },
+            HealthKind::Http => web(None),
+            HealthKind::Https => web(Some(http::Tls {
+                ca_file: h.tls_ca.clone(),
+            })),
+            HealthKind::Dns => health::Kind::Dns(dns::DnsCheck {
+                name: h.dns_name.clone().unwrap_or_else(|| ".".into()),
+                qtype: h.dns_type.as_deref().and_then(dns::type_code).unwrap_or(6),
+            }),
             // Validation refuses `exec` without a command.
             HealthKind::Exec => health::Kind::Exec {
                 command: h.command.clone().unwrap_or_default(),
                 user: h.user.clone(),
+                dynamic_weight: h.dynamic_weight,
             },
             HealthKind::None => health::Kind::None,
         },
+        bind: h.bind,
         interval: h.interval.0,
         timeout: h.timeout.0,
         rise: h.rise,
@@ -559,7 +595,22 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         let Some(check) = b.checks.get_mut(event.check) else {
             return; // from checks replaced meanwhile
         };
+        let check_changed = check.0 != event.up;
         *check = (event.up, event.reason.clone());
+        let service = &event.service;
+        let backend = &event.backend;
+        let reweighed = event
+            .weight
+            .filter(|&w| b.dynamic_weight.replace(w) != Some(w));
+        if let Some(w) = reweighed {
+            info!(%service, %backend, "weight {w} (configured {}), set by its check's exit code", b.cfg.weight);
+        }
+        if !check_changed {
+            if reweighed.is_some() {
+                self.sync(service);
+            }
+            return;
+        }
         let named = |i: usize, reason: &str| {
             if n > 1 {
                 let kind = b.cfg.checks(&svc.cfg.health)[i].kind;
@@ -576,13 +627,14 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
             Some(i) => named(i, &b.checks[i].1),
             None => named(event.check, &event.reason),
         };
-        let service = &event.service;
-        let backend = &event.backend;
         if n > 1 && b.healthy == was {
             let verdict = if event.up { "up" } else { "down" };
             let state = if b.healthy { "up" } else { "down" };
             let what = named(event.check, &format!("{verdict}: {}", event.reason));
             info!(%service, %backend, "{what}; the backend stays {state}");
+            if reweighed.is_some() {
+                self.sync(service);
+            }
             return;
         }
         if b.healthy {
@@ -698,7 +750,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                     .map(|b| BackendStatus {
                         address: b.cfg.address,
                         port: b.port,
-                        weight: b.cfg.weight,
+                        weight: b.dynamic_weight.unwrap_or(b.cfg.weight),
                         healthy: b.healthy,
                         reason: b.reason.clone(),
                         drained: b.drained,
@@ -800,7 +852,13 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         svc.written = true;
         let (mode, snat) = (svc.spec.mode, svc.snat);
         let cfg = &svc.cfg;
-        let weight_of = |b: &Backend| if b.drained { 0 } else { b.cfg.weight };
+        let weight_of = |b: &Backend| {
+            if b.drained {
+                0
+            } else {
+                b.dynamic_weight.unwrap_or(b.cfg.weight)
+            }
+        };
         // The sorry server stands in while no backend can take a new flow.
         let sorry = !svc
             .backends
@@ -904,6 +962,7 @@ fn new_backend(b: &config::BackendConfig, svc: &config::Service) -> Backend {
         healthy: up,
         reason: reason.into(),
         drained: false,
+        dynamic_weight: None,
         mac: None,
         src: None,
         arm: 0,
@@ -926,6 +985,7 @@ fn sorry_backend(svc: &config::Service) -> Option<Backend> {
         healthy: true,
         reason: "sorry server".into(),
         drained: false,
+        dynamic_weight: None,
         mac: None,
         src: None,
         arm: 0,
@@ -946,6 +1006,8 @@ async fn run_checks(
     tx: mpsc::UnboundedSender<Event>,
 ) {
     let mut checker = Checker::new(&spec, Instant::now() + health::warmup_delay(spec.warmup));
+    // The last weight a dynamic_weight check set.
+    let mut weight = None;
     loop {
         tokio::time::sleep_until(checker.next_deadline().into()).await;
         let now = Instant::now();
@@ -953,32 +1015,38 @@ async fn run_checks(
             continue;
         }
         checker.started(now);
-        let result =
-            tokio::time::timeout(spec.timeout, health::probe(&spec.kind, backend, port)).await;
-        let (ok, reason) = match result {
-            Ok(Ok(())) => (true, "check passed".to_owned()),
-            Ok(Err(e)) => (false, e.to_string()),
-            Err(_) => (false, format!("check timed out after {:?}", spec.timeout)),
+        let probe = health::probe(&spec.kind, spec.bind, backend, port);
+        let result = tokio::time::timeout(spec.timeout, probe).await;
+        let (ok, reason, set) = match result {
+            Ok(Ok(passed)) => (true, "check passed".to_owned(), passed.weight),
+            Ok(Err(e)) => (false, e.to_string(), None),
+            Err(_) => (
+                false,
+                format!("check timed out after {:?}", spec.timeout),
+                None,
+            ),
         };
-        if let Some(change) = checker.finished(ok) {
-            let up = change == Change::Up;
-            let reason = if up {
-                format!("{reason} ({} in a row)", spec.rise)
-            } else {
-                format!("{reason} ({} in a row)", spec.fall)
-            };
-            if tx
-                .send(Event::Health(HealthEvent {
-                    service,
-                    backend,
-                    check,
-                    up,
-                    reason,
-                }))
-                .is_err()
-            {
-                return;
-            }
+        let reweighed = set.filter(|&w| weight.replace(w) != Some(w));
+        let change = checker.finished(ok);
+        if change.is_none() && reweighed.is_none() {
+            continue;
+        }
+        let up = checker.is_up();
+        let reason = match change {
+            Some(Change::Up) => format!("{reason} ({} in a row)", spec.rise),
+            Some(Change::Down) => format!("{reason} ({} in a row)", spec.fall),
+            None => reason,
+        };
+        let event = HealthEvent {
+            service,
+            backend,
+            check,
+            up,
+            reason,
+            weight: reweighed,
+        };
+        if tx.send(Event::Health(event)).is_err() {
+            return;
         }
     }
 }
@@ -1292,6 +1360,7 @@ mod tests {
             check: 0,
             up,
             reason: "test".into(),
+            weight: None,
         }));
     }
 
@@ -1344,6 +1413,7 @@ mod tests {
             check,
             up,
             reason: "test".into(),
+            weight: None,
         }));
     }
 
@@ -1451,6 +1521,39 @@ mod tests {
         ctl.reload(&cfg);
         health(&mut ctl, 80, 12, false);
         assert_eq!(weights(&ctl), [(be(11), 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_dynamic_check_sets_the_weight_until_it_sets_another() {
+        let mut ctl = controller();
+        ctl.reload(&config([service(80, &[(11, 1), (12, 3)], false)]));
+        answer_all(&mut ctl);
+        let weighed = |ctl: &mut Ctl, up: bool, weight: Option<u32>| {
+            ctl.handle(Event::Health(HealthEvent {
+                service: key(80),
+                backend: be(12),
+                check: 0,
+                up,
+                reason: "check passed".into(),
+                weight,
+            }));
+        };
+        // Exit 7 while up: weight 5, no change of state.
+        weighed(&mut ctl, true, Some(5));
+        assert_eq!(weights(&ctl), [(be(11), 1), (be(12), 5)]);
+        let status = ctl.status();
+        assert_eq!(
+            status[0].backends[1].weight, 5,
+            "lbctl shows the weight in use"
+        );
+        // Exit 2: weight 0, in the pool for its flows, none new.
+        weighed(&mut ctl, true, Some(0));
+        assert_eq!(weights(&ctl), [(be(11), 1), (be(12), 0)]);
+        // Down and up again: the last weight set stays.
+        health(&mut ctl, 80, 12, false);
+        assert_eq!(weights(&ctl), [(be(11), 1)]);
+        weighed(&mut ctl, true, Some(9));
+        assert_eq!(weights(&ctl), [(be(11), 1), (be(12), 9)]);
     }
 
     #[tokio::test]

@@ -187,10 +187,22 @@ const IGNORED: &[(&[&str], Why)] = {
             Unsupported("lb applies inhibit_on_failure to a virtual_server or a real_server"),
         ),
         (
-            &["virtualhost"],
-            Unsupported("HTTP checks send the backend's address as Host"),
+            &["connect_ip", "bind_port", "bind_if", "fwmark"],
+            Unsupported(
+                "lb's checks connect to the real server's address, from `bindto` if given, on a port the kernel picks",
+            ),
         ),
-        (&["digest"], Unsupported("lb checks the status code only")),
+        (
+            &[
+                "regex",
+                "regex_no_match",
+                "regex_options",
+                "regex_stack",
+                "regex_min_offset",
+                "regex_max_offset",
+            ],
+            Unsupported("lb judges an answer by its status codes and digest, not by a regex"),
+        ),
         (
             &["notify_up", "notify_down", "uthreshold", "lthreshold"],
             Unsupported("lb has no per-backend hooks or connection limits"),

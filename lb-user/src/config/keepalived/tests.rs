@@ -248,8 +248,12 @@ virtual_server 198.18.0.100 8080 {{
     assert_eq!(s.protocol, Protocol::Tcp);
     let h = &s.health;
     assert_eq!(
-        (h.kind, h.path.as_str(), h.expect_status),
-        (HealthKind::Http, "/healthz", 204)
+        (
+            h.kind,
+            h.path.as_str(),
+            h.expect_status.to_string().as_str()
+        ),
+        (HealthKind::Http, "/healthz", "204")
     );
     assert_eq!(
         h.interval.0,
@@ -379,10 +383,125 @@ virtual_server 198.18.0.100 80 {{
     assert_eq!(b[1].health[0].timeout.0, Duration::from_secs(2));
     assert_eq!(b[3].health[0].port, Some(8080));
     assert_eq!(b[3].health[1].path, "/health");
-    // Only the url without a status_code is worth a notice.
-    assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].contains("no status_code"), "{w:?}");
+    // A url without a status_code accepts any 2xx, as in keepalived.
+    assert_eq!(b[3].health[1].expect_status.to_string(), "200-299");
+    assert!(w.is_empty(), "{w:?}");
     round_trip(&text, Path::new("keepalived.conf"));
+}
+
+/// SSL_GET with several urls (status code lists and ranges, digests, a
+/// virtual host from the virtual_server), bindto, DNS_CHECK, MISC_CHECK
+/// with misc_dynamic: each becomes its lb check, and the TOML reads back.
+#[test]
+fn ssl_get_dns_check_and_misc_dynamic() {
+    let text = format!(
+        "{VRRP}
+virtual_server 198.18.0.100 443 {{
+  lb_kind DR
+  virtualhost www.example.test
+  real_server 198.18.1.11 443 {{
+    SSL_GET {{
+      url {{
+        path /
+        digest FF20AD2481F97B1754EF3E12ECD3A9CC
+      }}
+      url {{
+        path /ready
+        status_code 200 204
+        status_code 300-399
+      }}
+      bindto 198.18.0.2
+      connect_timeout 3
+      enable_sni
+    }}
+  }}
+  real_server 198.18.1.12 443 {{
+    MISC_CHECK {{
+      misc_path \"/usr/local/bin/load-weight\"
+      misc_dynamic
+    }}
+  }}
+}}
+virtual_server 198.18.0.100 53 {{
+  lb_kind DR
+  protocol UDP
+  real_server 198.18.1.11 53 {{
+    DNS_CHECK {{
+      type a
+      name lb.example.test
+    }}
+  }}
+}}
+"
+    );
+    let (c, w) = conv(&text).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let b = &c.service[0].backend;
+    let ssl = &b[0].health[0];
+    assert_eq!(ssl.kind, HealthKind::Https);
+    assert_eq!(ssl.virtualhost.as_deref(), Some("www.example.test"));
+    assert_eq!(ssl.bind, Some("198.18.0.2".parse().unwrap()));
+    let urls: Vec<(String, Option<String>, Option<String>)> = ssl
+        .urls
+        .iter()
+        .map(|u| {
+            (
+                u.path.clone(),
+                u.expect_status.as_ref().map(ToString::to_string),
+                u.digest.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            (
+                "/".to_owned(),
+                None,
+                Some("ff20ad2481f97b1754ef3e12ecd3a9cc".to_owned())
+            ),
+            (
+                "/ready".to_owned(),
+                Some("200, 204, 300-399".to_owned()),
+                None
+            ),
+        ]
+    );
+    assert_eq!(
+        ssl.expect_status.to_string(),
+        "200-299",
+        "the urls' default"
+    );
+    let misc = &b[1].health[0];
+    assert!(misc.dynamic_weight && misc.kind == HealthKind::Exec);
+    let dns = &c.service[1].health;
+    assert_eq!(dns.kind, HealthKind::Dns);
+    assert_eq!(
+        (dns.dns_type.as_deref(), dns.dns_name.as_deref()),
+        (Some("A"), Some("lb.example.test"))
+    );
+    assert_eq!(dns.fall, 4, "DNS_CHECK retries 3 times by default");
+    round_trip(&text, Path::new("keepalived.conf"));
+}
+
+/// Bad checker values are errors with their line.
+#[test]
+fn bad_checker_values_are_errors() {
+    let bad = |checker: &str| {
+        let t = format!(
+            "{VRRP}\nvirtual_server 198.18.0.100 80 {{\n  lb_kind DR\n  real_server 198.18.1.11 80 {{\n{checker}\n  }}\n}}\n"
+        );
+        conv(&t).unwrap_err()
+    };
+    let e = bad("    SSL_GET {\n      url {\n        path /\n        digest 1234\n      }\n    }");
+    assert!(e.contains("is not an MD5 digest"), "{e}");
+    let e =
+        bad("    HTTP_GET {\n      url {\n        path /\n        status_code 2xx\n      }\n    }");
+    assert!(e.contains("\"2xx\" is not a status code"), "{e}");
+    let e = bad("    DNS_CHECK {\n      type PTR\n    }");
+    assert!(e.contains("\"PTR\" is not a type lb queries"), "{e}");
+    let e = bad("    TCP_CHECK {\n      bindto eth0\n    }");
+    assert!(e.contains("\"eth0\" is not an IP address"), "{e}");
 }
 
 /// Two HTTP_GETs that differ only in `retry`: per backend too. Every
@@ -508,6 +627,75 @@ virtual_server 198.18.0.100 80 {{
     let h = &s.backend[2].health[0];
     assert_eq!((h.fall, h.retry_interval), (1, None), "no retry, no delay");
     round_trip(&text, Path::new("keepalived.conf"));
+}
+
+/// The LVS-DR fixture with mixed checkers: every real server keeps its
+/// own, with their keywords honoured, and nothing is warned about.
+#[test]
+fn mixed_checkers_fixture() {
+    let (c, w) = fixture("lvs_dr_mixed_checkers.conf");
+    // The one notice: the address in misc_path became $BACKEND.
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].message.contains("written as $BACKEND"), "{w:?}");
+    let web = &c.service[0];
+    let kinds: Vec<Vec<HealthKind>> = web
+        .backend
+        .iter()
+        .map(|b| b.health.iter().map(|h| h.kind).collect())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            vec![HealthKind::Http],
+            vec![HealthKind::Tcp],
+            vec![HealthKind::Exec],
+            vec![HealthKind::Tcp, HealthKind::Http],
+        ]
+    );
+    let b = &web.backend;
+    assert_eq!(b[0].health[0].urls.len(), 2);
+    assert_eq!(
+        b[0].health[0].urls[1]
+            .expect_status
+            .as_ref()
+            .unwrap()
+            .to_string(),
+        "200-299, 304"
+    );
+    assert_eq!(b[1].health[0].bind, Some("198.18.30.2".parse().unwrap()));
+    assert!(b[2].health[0].dynamic_weight);
+    assert_eq!(
+        b[2].health[0].command.as_deref(),
+        Some("/usr/local/bin/check_load $BACKEND")
+    );
+    assert_eq!(b[3].health[1].port, Some(8081));
+    let tls = &c.service[1];
+    assert_eq!(tls.health.kind, HealthKind::None, "two different SSL_GETs");
+    let ssl = &tls.backend[0].health[0];
+    assert_eq!(ssl.kind, HealthKind::Https);
+    assert_eq!(ssl.virtualhost.as_deref(), Some("www.example.test"));
+    assert_eq!(
+        ssl.urls[1].digest.as_deref(),
+        Some("9b3a0c85a887a256d6939da88aabd8cd")
+    );
+    assert_eq!(ssl.fall, 4);
+    assert_eq!(tls.backend[1].health[0].expect_status.to_string(), "200");
+}
+
+/// The resolver fixture: DNS_CHECK on the UDP service, its type and name.
+#[test]
+fn dns_check_fixture() {
+    let (c, w) = fixture("udp_dns_check.conf");
+    assert!(w.is_empty(), "{w:?}");
+    let udp = &c.service[0];
+    assert_eq!(udp.protocol, Protocol::Udp);
+    let h = &udp.health;
+    assert_eq!(h.kind, HealthKind::Dns, "one check for every resolver");
+    assert_eq!(
+        (h.dns_type.as_deref(), h.dns_name.as_deref(), h.fall),
+        (Some("A"), Some("resolver-check.example.test"), 3)
+    );
+    assert_eq!(c.service[1].health.kind, HealthKind::Tcp);
 }
 
 #[test]

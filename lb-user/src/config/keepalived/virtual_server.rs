@@ -10,7 +10,7 @@ use super::lexer::{Loc, Node};
 use super::{Ctx, Origin};
 use crate::config::{
     BackendConfig, ConfigError, Dur, Health, HealthKind, Mode, Protocol, Scheduler, Service,
-    SorryServer,
+    SorryServer, Statuses, Url,
 };
 
 /// Check parameters a virtual server passes to its real servers and they to
@@ -22,6 +22,8 @@ struct Inherit {
     connect_timeout: Option<Dur>,
     delay_before_retry: Option<Dur>,
     warmup: Option<Dur>,
+    /// `virtualhost`: the Host of HTTP_GET and SSL_GET checks.
+    virtualhost: Option<String>,
 }
 
 impl Inherit {
@@ -35,7 +37,8 @@ impl Inherit {
             "connect_timeout" => self.connect_timeout = Some(ctx.secs(n, &field)?),
             "delay_before_retry" => self.delay_before_retry = Some(ctx.secs(n, &field)?),
             "warmup" => self.warmup = Some(ctx.secs(n, &field)?),
-            "virtualhost" | "smtp_alert" => {
+            "virtualhost" => self.virtualhost = Some(ctx.value(n, &field)?.text.clone()),
+            "smtp_alert" => {
                 ctx.ignored(n, sec);
             }
             _ => return Ok(false),
@@ -397,12 +400,11 @@ fn real_server(
             "weight" => backend.weight = ctx.int(c, &field, "of at least 0")?,
             "inhibit_on_failure" => backend.inhibit_on_failure = Some(true),
             "lvs_method" | "lb_kind" => mode = Some((lvs_method(ctx, c, &field)?, c.loc())),
-            "TCP_CHECK" | "HTTP_GET" | "MISC_CHECK" => checkers.push(c),
-            "SSL_GET" | "SMTP_CHECK" | "DNS_CHECK" | "BFD_CHECK" | "PING_CHECK" | "UDP_CHECK"
-            | "FILE_CHECK" => ctx.warn(
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "DNS_CHECK" | "MISC_CHECK" => checkers.push(c),
+            "SMTP_CHECK" | "BFD_CHECK" | "PING_CHECK" | "UDP_CHECK" | "FILE_CHECK" => ctx.warn(
                 c.loc(),
                 format!(
-                    "unsupported checker `{}` in {sec}, ignored: lb checks with TCP_CHECK, HTTP_GET or MISC_CHECK",
+                    "unsupported checker `{}` in {sec}, ignored: lb checks with TCP_CHECK, HTTP_GET, SSL_GET, DNS_CHECK or MISC_CHECK",
                     c.kw()
                 ),
             ),
@@ -445,8 +447,8 @@ fn address_and_port(
     Ok((address, port))
 }
 
-/// A checker block (`TCP_CHECK`, `HTTP_GET` or `MISC_CHECK`) of the real
-/// server `rs` at `(address, port)`.
+/// A checker block (`TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `DNS_CHECK` or
+/// `MISC_CHECK`) of the real server `rs` at `(address, port)`.
 fn checker(
     ctx: &mut Ctx,
     n: &Node,
@@ -462,13 +464,16 @@ fn checker(
         kind: match kind.as_str() {
             "TCP_CHECK" => HealthKind::Tcp,
             "HTTP_GET" => HealthKind::Http,
+            "SSL_GET" => HealthKind::Https,
+            "DNS_CHECK" => HealthKind::Dns,
             _ => HealthKind::Exec,
         },
         ..Health::default()
     };
+    let web = matches!(h.kind, HealthKind::Http | HealthKind::Https);
     let mut connect_port = None;
     let mut misc_timeout = None;
-    let mut url = false;
+    let mut urls = Vec::new();
     let mut user = d.script_user.clone();
     for c in n.block.as_deref().unwrap_or_default() {
         let field = format!("{sec} {}", c.kw());
@@ -476,19 +481,40 @@ fn checker(
             continue;
         }
         match (kind.as_str(), c.kw()) {
-            ("TCP_CHECK" | "HTTP_GET", "connect_port") => {
+            (_, "connect_port") if kind != "MISC_CHECK" => {
                 connect_port = Some(ctx.int::<u16>(c, &field, "from 1 to 65535")?);
             }
-            ("HTTP_GET", "url") if url => ctx.warn(
-                c.loc(),
-                "this `url` is not checked: lb checks the first url of an HTTP_GET only",
-            ),
-            ("HTTP_GET", "url") => {
-                url = true;
-                http_url(ctx, c, &field, &sec, &mut h)?;
+            (_, "bindto") if kind != "MISC_CHECK" => {
+                let v = ctx.value(c, &field)?;
+                h.bind = Some(v.text.parse().map_err(|_| {
+                    ctx.err(
+                        c.loc(),
+                        &field,
+                        format!("{:?} is not an IP address", v.text),
+                    )
+                })?);
             }
+            ("HTTP_GET" | "SSL_GET", "url") => urls.push(http_url(ctx, c, &field, &sec)?),
+            // lb speaks HTTP/1.1 (with `Connection: close`) and sends the
+            // virtual host as SNI whenever it is a name.
+            ("HTTP_GET" | "SSL_GET", "http_protocol" | "enable_sni") => {}
+            ("DNS_CHECK", "type") => {
+                let t = ctx.value(c, &field)?.text.to_ascii_uppercase();
+                if crate::services::health::dns::type_code(&t).is_none() {
+                    return Err(ctx.err(
+                        c.loc(),
+                        &field,
+                        format!(
+                            "{t:?} is not a type lb queries (A, NS, CNAME, SOA, MX, TXT, AAAA)"
+                        ),
+                    ));
+                }
+                h.dns_type = Some(t);
+            }
+            ("DNS_CHECK", "name") => h.dns_name = Some(ctx.value(c, &field)?.text.clone()),
             ("MISC_CHECK", "misc_path") => h.command = Some(misc_path(ctx, c, field, address)?),
             ("MISC_CHECK", "misc_timeout") => misc_timeout = Some(ctx.secs(c, &field)?),
+            ("MISC_CHECK", "misc_dynamic") => h.dynamic_weight = true,
             ("MISC_CHECK", "user") => {
                 user = Some(ctx.value(c, &field)?.text.clone());
             }
@@ -499,6 +525,26 @@ fn checker(
     if exec && h.command.is_none() {
         return Err(ctx.err(n.loc(), sec, "MISC_CHECK needs `misc_path \"COMMAND\"`"));
     }
+    if web {
+        web_urls(ctx, n, &sec, urls, &mut h);
+        h.virtualhost = h.virtualhost.take().or(inherit.virtualhost.clone());
+    }
+    timing(&mut h, &inherit, &kind, misc_timeout);
+    h.port = connect_port.filter(|&p| p != rs_port);
+    if exec {
+        h.user = user;
+    }
+    Ok(RsCheck {
+        health: h,
+        checker: kind,
+        loc: n.loc(),
+    })
+}
+
+/// The schedule of a `kind` checker (interval, timeout, retries, retry
+/// delay, warmup) from what it inherited, with keepalived's defaults.
+fn timing(h: &mut Health, inherit: &Inherit, kind: &str, misc_timeout: Option<Dur>) {
+    let exec = kind == "MISC_CHECK";
     h.interval = inherit.delay_loop.unwrap_or(Dur(Duration::from_mins(1)));
     h.timeout = if exec {
         misc_timeout.unwrap_or(h.interval)
@@ -508,8 +554,14 @@ fn checker(
             .unwrap_or(Dur(Duration::from_secs(5)))
     };
     h.rise = 1;
-    h.fall = inherit.retry.unwrap_or(u32::from(!exec)).saturating_add(1);
-    h.port = connect_port.filter(|&p| p != rs_port);
+    // keepalived's default retries: 1 for the connecting checkers, 3 for
+    // DNS_CHECK, none for MISC_CHECK.
+    let retries = match kind {
+        "MISC_CHECK" => 0,
+        "DNS_CHECK" => 3,
+        _ => 1,
+    };
+    h.fall = inherit.retry.unwrap_or(retries).saturating_add(1);
     // keepalived retries a failing server after delay_before_retry
     // (default 1 s), not after delay_loop; its 0 (retry at once) becomes
     // lb's shortest, 1 ms. A warmup of 0 is none.
@@ -521,44 +573,92 @@ fn checker(
             })
     });
     h.warmup = inherit.warmup.filter(|d| !d.0.is_zero());
-    if exec {
-        h.user = user;
-    }
-    Ok(RsCheck {
-        health: h,
-        checker: kind,
-        loc: n.loc(),
-    })
 }
 
-/// The first `url { path ...; status_code ... }` of an `HTTP_GET` (`sec`)
-/// into `h`.
-fn http_url(
-    ctx: &mut Ctx,
-    c: &Node,
-    field: &str,
-    sec: &str,
-    h: &mut Health,
-) -> Result<(), ConfigError> {
-    let mut status = false;
+/// One `url { ... }` block as read: the URL and its `virtualhost`.
+type UrlBlock = (Url, Option<String>, Loc);
+
+/// The `url` blocks of an `HTTP_GET`/`SSL_GET` (`n`, `sec`) into `h`: one
+/// as its `path` (and `expect_status`, `digest`), several as `urls`. A
+/// URL without `status_code` passes with any 2xx, as in keepalived.
+fn web_urls(ctx: &mut Ctx, n: &Node, sec: &str, urls: Vec<UrlBlock>, h: &mut Health) {
+    let any_2xx = || Statuses("200-299".parse().expect("a valid range"));
+    let mut hosts = urls
+        .iter()
+        .filter_map(|(_, host, loc)| Some((host.clone()?, *loc)));
+    if let Some((first, _)) = hosts.next() {
+        if let Some((_, loc)) = hosts.find(|(other, _)| *other != first) {
+            ctx.warn(
+                loc,
+                format!(
+                    "notice: lb sends one virtual host per check: {first} for every url of {sec}"
+                ),
+            );
+        }
+        h.virtualhost = Some(first);
+    }
+    match <[UrlBlock; 1]>::try_from(urls) {
+        Ok([(url, _, _)]) => {
+            h.path = url.path;
+            h.expect_status = url.expect_status.unwrap_or_else(any_2xx);
+            h.digest = url.digest;
+        }
+        Err(urls) if urls.is_empty() => {
+            ctx.warn(
+                n.loc(),
+                format!("notice: {sec} has no `url`: lb asks for / and accepts any 2xx"),
+            );
+            h.expect_status = any_2xx();
+        }
+        Err(urls) => {
+            h.expect_status = any_2xx();
+            h.urls = urls.into_iter().map(|(u, _, _)| u).collect();
+        }
+    }
+}
+
+/// `url { path ...; status_code ...; digest ...; virtualhost ... }` of an
+/// `HTTP_GET` or `SSL_GET` (`sec`).
+fn http_url(ctx: &mut Ctx, c: &Node, field: &str, sec: &str) -> Result<UrlBlock, ConfigError> {
+    let mut url = Url {
+        path: String::new(),
+        expect_status: None,
+        digest: None,
+    };
+    let mut ranges = Vec::new();
+    let mut host = None;
     for u in ctx.block(c, field)? {
         let f = format!("{field} {}", u.kw());
         match u.kw() {
-            "path" => h.path.clone_from(&ctx.value(u, &f)?.text),
+            "path" => url.path.clone_from(&ctx.value(u, &f)?.text),
+            // Several codes and ranges, on one line or several.
             "status_code" => {
-                h.expect_status = ctx.int(u, &f, "(lb expects one status code)")?;
-                status = true;
+                let words: Vec<&str> = u.args.iter().map(|a| a.text.as_str()).collect();
+                let codes: Statuses = words.join(" ").parse().map_err(|e: String| {
+                    ctx.err(u.loc(), &f, format!("{e} (write 200, 200-299, or several)"))
+                })?;
+                ranges.extend_from_slice(codes.0.ranges());
             }
+            "digest" => {
+                let d = ctx.value(u, &f)?.text.clone();
+                crate::services::health::http::parse_digest(&d)
+                    .map_err(|e| ctx.err(u.loc(), &f, e))?;
+                url.digest = Some(d.to_ascii_lowercase());
+            }
+            "virtualhost" => host = Some(ctx.value(u, &f)?.text.clone()),
             _ => ctx.ignored(u, &format!("{sec} url")),
         }
     }
-    if !status {
-        ctx.warn(
-            c.loc(),
-            "notice: no status_code: keepalived accepts any 2xx, lb expects 200",
-        );
+    if url.path.is_empty() {
+        return Err(ctx.err(c.loc(), field, "a url needs `path /PATH`"));
     }
-    Ok(())
+    if !ranges.is_empty() {
+        url.expect_status = Some(Statuses(
+            crate::services::health::http::StatusCodes::new(ranges)
+                .map_err(|e| ctx.err(c.loc(), field, e))?,
+        ));
+    }
+    Ok((url, host, c.loc()))
 }
 
 /// `misc_path COMMAND` of a `MISC_CHECK`, the real server's `address` in it

@@ -6,8 +6,12 @@
 //! injected `now`, unit-tested without sleeping.
 //!
 //! Effects ([`probe`]): one check of one backend: `tcp` (connect), `http`
-//! (GET, expected status), `exec` (exit 0 = healthy, run as a configured
-//! user, killed with its process group on timeout), `none` (always up).
+//! and `https` (GET of one or more URLs, status codes, body digest:
+//! [`http`]), `dns` (a query over UDP: [`dns`]), `exec` (exit 0 = healthy,
+//! with `dynamic_weight` exit codes 2–255 setting the weight; run as a
+//! configured user, killed with its process group on timeout), `none`
+//! (always up). Connections of `tcp`, `http`, `https` and `dns` leave from
+//! the check's `bind` address when it has one (keepalived's `bindto`).
 //!
 //! A backend starts **up** (keepalived's checkers do the same): restarting
 //! lbd must not take a working pool out of service while the first checks
@@ -19,13 +23,17 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+pub mod dns;
+pub mod http;
 
 /// What to check and how often.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckSpec {
     /// The probe.
     pub kind: Kind,
+    /// The source address of the check's connections (keepalived's
+    /// `bindto`); `None`: the kernel's choice.
+    pub bind: Option<IpAddr>,
     /// Time between the starts of two checks.
     pub interval: Duration,
     /// A check still running after this long fails.
@@ -51,13 +59,17 @@ pub struct CheckSpec {
 /// A random delay in `0..upto` (zero for zero), for [`CheckSpec::warmup`].
 #[must_use]
 pub fn warmup_delay(upto: Duration) -> Duration {
-    use std::hash::BuildHasher as _;
     if upto.is_zero() {
         return Duration::ZERO;
     }
-    // std's randomly keyed hasher: random enough to spread start times.
-    let r = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
-    upto.mul_f64((r >> 11) as f64 / (1u64 << 53) as f64)
+    upto.mul_f64((random_u64() >> 11) as f64 / (1u64 << 53) as f64)
+}
+
+/// 64 random bits from std's randomly keyed hasher: enough to spread
+/// start times and pick DNS query ids, not for secrets.
+fn random_u64() -> u64 {
+    use std::hash::BuildHasher as _;
+    std::collections::hash_map::RandomState::new().hash_one(Instant::now())
 }
 
 /// The probe of a check.
@@ -65,19 +77,20 @@ pub fn warmup_delay(upto: Duration) -> Duration {
 pub enum Kind {
     /// TCP connect to the port.
     Tcp,
-    /// HTTP/1.0 GET `path`; healthy when the status is `expect_status`.
-    Http {
-        /// Request path.
-        path: String,
-        /// Expected status code.
-        expect_status: u16,
-    },
+    /// GET each URL (over TLS for `https`); every one has to answer with
+    /// one of its status codes (and its digest).
+    Http(http::HttpCheck),
+    /// A DNS query over UDP, answered without error.
+    Dns(dns::DnsCheck),
     /// `/bin/sh -c command` with `BACKEND` and `PORT` set; exit 0 = healthy.
     Exec {
         /// Command line.
         command: String,
         /// Run as this user.
         user: Option<String>,
+        /// Exit codes 2–255 pass and set the backend's weight to the
+        /// code − 2 (keepalived's `misc_dynamic`); without it they fail.
+        dynamic_weight: bool,
     },
     /// No check: always healthy.
     None,
@@ -216,30 +229,83 @@ pub enum CheckError {
         #[source]
         source: std::io::Error,
     },
-    /// Writing the HTTP request failed.
-    #[error("send request: {source}")]
-    SendRequest {
-        /// The socket error.
+    /// The TLS handshake of an `https` check failed.
+    #[error("TLS: {source}")]
+    Tls {
+        /// The handshake error (rustls's, through the stream).
         #[source]
         source: std::io::Error,
     },
-    /// Reading the HTTP response failed.
-    #[error("read response: {source}")]
-    ReadResponse {
-        /// The socket error.
+    /// The TLS client could not be set up.
+    #[error("TLS setup: {source}")]
+    TlsConfig {
+        /// rustls's error.
         #[source]
-        source: std::io::Error,
+        source: tokio_rustls::rustls::Error,
     },
-    /// The answer does not begin with an HTTP/1.x status line.
-    #[error("no HTTP status line")]
-    NoStatusLine,
-    /// The HTTP status is not the expected one.
-    #[error("HTTP status {status}, expected {expected}")]
+    /// The `https` check's CA file cannot be used.
+    #[error("CA file {}: {reason}", path.display())]
+    CaFile {
+        /// The configured `tls_ca`.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The HTTP exchange failed (connection closed, not HTTP, ...).
+    #[error("HTTP: {source}")]
+    Http {
+        /// hyper's error.
+        #[source]
+        source: hyper::Error,
+    },
+    /// The request could not be built from the configured path.
+    #[error("request {path:?}: {reason}")]
+    BadRequest {
+        /// The configured path (or DNS name).
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Reading the body failed, or it is longer than [`http::MAX_BODY`].
+    #[error("read body: {reason}")]
+    Body {
+        /// Why.
+        reason: String,
+    },
+    /// The HTTP status is not one of the expected ones.
+    #[error("GET {path}: HTTP status {status}, expected {expected}")]
     HttpStatus {
+        /// The URL's path.
+        path: String,
         /// The status the backend answered.
         status: u16,
-        /// The configured `expect_status`.
-        expected: u16,
+        /// The expected codes (`200-299, 304`).
+        expected: String,
+    },
+    /// The body's MD5 is not the configured digest.
+    #[error("GET {path}: body digest {got}, expected {expected}")]
+    Digest {
+        /// The URL's path.
+        path: String,
+        /// MD5 of the body, hex.
+        got: String,
+        /// The configured digest, hex.
+        expected: String,
+    },
+    /// The `dns` check's socket failed.
+    #[error("DNS {addr}: {source}")]
+    Dns {
+        /// The backend's address and checked port.
+        addr: SocketAddr,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The DNS answer has an error code (3: NXDOMAIN, 5: REFUSED, ...).
+    #[error("DNS answer with RCODE {rcode}")]
+    DnsRcode {
+        /// The answer's RCODE.
+        rcode: u8,
     },
     /// The `exec` check's user does not resolve.
     #[error("user {user}: {source}")]
@@ -273,91 +339,83 @@ pub enum CheckError {
     },
 }
 
-/// Run one check of `addr:port`; `Ok(())` = healthy. The caller enforces
-/// the timeout (this future is dropped, and an `exec` check's process group
-/// killed, when it fires).
+/// The result of a check that passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Passed {
+    /// The weight a `dynamic_weight` exec check set (exit code − 2);
+    /// `None`: the weight stays as it is.
+    pub weight: Option<u32>,
+}
+
+/// Run one check of `addr:port`, from `bind` if set; `Ok` = healthy. The
+/// caller enforces the timeout (this future is dropped, and an `exec`
+/// check's process group killed, when it fires).
 ///
 /// # Errors
 /// Why the backend is unhealthy ([`CheckError`]), for the log and
-/// `lbctl backends`: the connection failed, the HTTP answer is not the
-/// expected status, or the command could not run or exited non-zero.
-pub async fn probe(kind: &Kind, addr: IpAddr, port: u16) -> Result<(), CheckError> {
-    let sa = SocketAddr::new(addr, port);
+/// `lbctl backends`: the connection failed, an HTTP answer is not an
+/// expected status or digest, the DNS answer has an error, or the command
+/// could not run or exited with a failing code.
+pub async fn probe(
+    kind: &Kind,
+    bind: Option<IpAddr>,
+    addr: IpAddr,
+    port: u16,
+) -> Result<Passed, CheckError> {
     match kind {
-        Kind::None => Ok(()),
-        Kind::Tcp => tokio::net::TcpStream::connect(sa)
+        Kind::None => Ok(Passed::default()),
+        Kind::Tcp => connect(bind, SocketAddr::new(addr, port))
             .await
-            .map(drop)
-            .map_err(|source| CheckError::Connect { addr: sa, source }),
-        Kind::Http {
-            path,
-            expect_status,
-        } => {
-            let mut s = tokio::net::TcpStream::connect(sa)
-                .await
-                .map_err(|source| CheckError::Connect { addr: sa, source })?;
-            let host = match addr {
-                IpAddr::V4(a) => a.to_string(),
-                IpAddr::V6(a) => format!("[{a}]"),
-            };
-            let req = format!(
-                "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: lbd-health\r\nConnection: close\r\n\r\n"
-            );
-            s.write_all(req.as_bytes())
-                .await
-                .map_err(|source| CheckError::SendRequest { source })?;
-            let mut buf = [0u8; 64];
-            let mut got = 0;
-            while got < 12 {
-                let n = s
-                    .read(&mut buf[got..])
-                    .await
-                    .map_err(|source| CheckError::ReadResponse { source })?;
-                if n == 0 {
-                    break;
-                }
-                got += n;
-            }
-            let status = parse_status(&buf[..got]).ok_or(CheckError::NoStatusLine)?;
-            if status == *expect_status {
-                Ok(())
-            } else {
-                Err(CheckError::HttpStatus {
-                    status,
-                    expected: *expect_status,
-                })
-            }
-        }
-        Kind::Exec { command, user } => run_exec(command, user.as_deref(), addr, port).await,
+            .map(|_| Passed::default()),
+        Kind::Http(check) => http::probe(check, bind, addr, port)
+            .await
+            .map(|()| Passed::default()),
+        Kind::Dns(check) => dns::probe(check, bind, addr, port)
+            .await
+            .map(|()| Passed::default()),
+        Kind::Exec {
+            command,
+            user,
+            dynamic_weight,
+        } => run_exec(command, user.as_deref(), addr, port, *dynamic_weight).await,
     }
 }
 
-/// The status code of an HTTP/1.x status line.
-fn parse_status(bytes: &[u8]) -> Option<u16> {
-    let line = std::str::from_utf8(bytes).ok()?;
-    let mut parts = line.split_whitespace();
-    let version = parts.next()?;
-    if !version.starts_with("HTTP/1.") {
-        return None;
+/// A TCP connection to `to`, from `bind` (port chosen by the kernel) if
+/// set.
+///
+/// # Errors
+/// [`CheckError::Connect`].
+async fn connect(
+    bind: Option<IpAddr>,
+    to: SocketAddr,
+) -> Result<tokio::net::TcpStream, CheckError> {
+    let err = |source| CheckError::Connect { addr: to, source };
+    let Some(from) = bind else {
+        return tokio::net::TcpStream::connect(to).await.map_err(err);
+    };
+    let socket = match to {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
     }
-    let code = parts.next()?;
-    if code.len() != 3 {
-        return None;
-    }
-    code.parse().ok()
+    .map_err(err)?;
+    socket.bind(SocketAddr::new(from, 0)).map_err(err)?;
+    socket.connect(to).await.map_err(err)
 }
 
 /// `/bin/sh -c command` as `user`, in a process group of its own.
 ///
 /// # Errors
 /// [`CheckError::User`], [`CheckError::Spawn`], [`CheckError::Wait`], or
-/// [`CheckError::ExitStatus`] when the command does not exit 0.
+/// [`CheckError::ExitStatus`] when the command does not exit 0 (nor 2–255
+/// with `dynamic_weight`).
 async fn run_exec(
     command: &str,
     user: Option<&str>,
     addr: IpAddr,
     port: u16,
-) -> Result<(), CheckError> {
+    dynamic_weight: bool,
+) -> Result<Passed, CheckError> {
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(command)
@@ -384,10 +442,22 @@ async fn run_exec(
         .await
         .map_err(|source| CheckError::Wait { source })?;
     group.disarm();
-    if status.success() {
-        Ok(())
-    } else {
-        Err(CheckError::ExitStatus { status })
+    exit_verdict(status, dynamic_weight)
+}
+
+/// What an exec check's exit status means: 0 passes; with
+/// `dynamic_weight`, 2–255 pass and set the weight to the code − 2; any
+/// other code, or a signal, fails.
+fn exit_verdict(
+    status: std::process::ExitStatus,
+    dynamic_weight: bool,
+) -> Result<Passed, CheckError> {
+    match status.code() {
+        Some(0) => Ok(Passed::default()),
+        Some(code @ 2..=255) if dynamic_weight => Ok(Passed {
+            weight: Some(code as u32 - 2),
+        }),
+        _ => Err(CheckError::ExitStatus { status }),
     }
 }
 
@@ -398,6 +468,7 @@ mod tests {
     fn spec(rise: u32, fall: u32) -> CheckSpec {
         CheckSpec {
             kind: Kind::Tcp,
+            bind: None,
             interval: Duration::from_secs(1),
             timeout: Duration::from_millis(300),
             rise,
@@ -524,12 +595,121 @@ mod tests {
     }
 
     #[test]
-    fn http_status_lines() {
-        assert_eq!(parse_status(b"HTTP/1.1 200 OK\r\n"), Some(200));
-        assert_eq!(parse_status(b"HTTP/1.0 503 Service Unavailable"), Some(503));
-        assert_eq!(parse_status(b"SSH-2.0-OpenSSH"), None);
-        assert_eq!(parse_status(b"HTTP/1.1 20"), None);
-        assert_eq!(parse_status(b""), None);
+    fn exit_codes_pass_fail_or_set_the_weight() {
+        use std::os::unix::process::ExitStatusExt as _;
+        let exit = |code: i32| std::process::ExitStatus::from_raw(code << 8);
+        assert_eq!(exit_verdict(exit(0), false).unwrap(), Passed::default());
+        assert_eq!(exit_verdict(exit(0), true).unwrap(), Passed::default());
+        assert!(exit_verdict(exit(1), true).is_err(), "1 fails");
+        assert!(
+            exit_verdict(exit(5), false).is_err(),
+            "without dynamic_weight"
+        );
+        assert_eq!(exit_verdict(exit(2), true).unwrap().weight, Some(0));
+        assert_eq!(exit_verdict(exit(12), true).unwrap().weight, Some(10));
+        assert_eq!(exit_verdict(exit(255), true).unwrap().weight, Some(253));
+        // Killed by a signal (SIGKILL): a failure.
+        assert!(exit_verdict(std::process::ExitStatus::from_raw(9), true).is_err());
+    }
+
+    fn url(path: &str, status: &str) -> http::UrlCheck {
+        http::UrlCheck {
+            path: path.into(),
+            status: status.parse().unwrap(),
+            digest: None,
+        }
+    }
+
+    /// A server answering each connection's request with the status its
+    /// path asks for (`/204` → 204), counting requests and recording the
+    /// Host headers and the peers' addresses.
+    async fn http_server(
+        lo: IpAddr,
+    ) -> (
+        u16,
+        tokio::task::JoinHandle<()>,
+        std::sync::Arc<std::sync::Mutex<Vec<(String, IpAddr)>>>,
+    ) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind((lo, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let (mut s, peer) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 1024];
+                let n = s.read(&mut buf).await.unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = req.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let host = req
+                    .lines()
+                    .find_map(|l| l.strip_prefix("host: ").or(l.strip_prefix("Host: ")))
+                    .unwrap_or("")
+                    .to_owned();
+                log.lock().unwrap().push((host, peer.ip()));
+                let status = path.trim_start_matches('/').parse::<u16>().unwrap_or(200);
+                let resp = format!("HTTP/1.1 {status} X\r\nContent-Length: 5\r\n\r\nhello");
+                s.write_all(resp.as_bytes()).await.unwrap();
+            }
+        });
+        (port, task, seen)
+    }
+
+    #[tokio::test]
+    async fn http_checks_every_url_with_its_status_codes_and_digest() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let (port, server, seen) = http_server(lo).await;
+        let check = |urls| {
+            Kind::Http(http::HttpCheck {
+                tls: None,
+                urls,
+                virtualhost: None,
+            })
+        };
+        assert!(
+            probe(
+                &check(vec![url("/", "200"), url("/204", "200-299")]),
+                None,
+                lo,
+                port
+            )
+            .await
+            .is_ok()
+        );
+        let e = probe(
+            &check(vec![url("/", "200"), url("/503", "200-299, 404")]),
+            None,
+            lo,
+            port,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "GET /503: HTTP status 503, expected 200-299, 404"
+        );
+        // The digest of "hello" (md5sum), and a wrong one.
+        let mut u = url("/", "200");
+        u.digest = Some(http::parse_digest("5d41402abc4b2a76b9719d911017c592").unwrap());
+        assert!(probe(&check(vec![u.clone()]), None, lo, port).await.is_ok());
+        u.digest = Some([0; 16]);
+        assert!(matches!(
+            probe(&check(vec![u]), None, lo, port).await.unwrap_err(),
+            CheckError::Digest { .. }
+        ));
+        // A virtual host is the Host header; bind sets the source address.
+        let vhost = Kind::Http(http::HttpCheck {
+            tls: None,
+            urls: vec![url("/", "200")],
+            virtualhost: Some("www.example".into()),
+        });
+        let from: IpAddr = "127.0.0.2".parse().unwrap();
+        assert!(probe(&vhost, Some(from), lo, port).await.is_ok());
+        let last = seen.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(last, ("www.example".to_owned(), from));
+        assert_eq!(seen.lock().unwrap()[0], ("127.0.0.1".to_owned(), lo));
+        server.abort();
     }
 
     #[tokio::test]
@@ -537,49 +717,39 @@ mod tests {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let listener = tokio::net::TcpListener::bind((lo, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(async move {
-            for status in ["200 OK", "404 Not Found"] {
-                let (mut s, _) = listener.accept().await.unwrap();
-                let mut buf = [0u8; 256];
-                let _ = s.read(&mut buf).await;
-                let resp = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
-                s.write_all(resp.as_bytes()).await.unwrap();
-            }
-        });
-        let http = Kind::Http {
-            path: "/".into(),
-            expect_status: 200,
-        };
-        assert!(probe(&http, lo, port).await.is_ok());
-        let refused = probe(&http, lo, port).await.unwrap_err();
-        assert!(matches!(
-            refused,
-            CheckError::HttpStatus {
-                status: 404,
-                expected: 200
-            }
-        ));
-        assert_eq!(refused.to_string(), "HTTP status 404, expected 200");
-        server.await.unwrap();
-        // Nothing listens any more: tcp and http fail, none passes.
-        assert!(probe(&Kind::Tcp, lo, port).await.is_err());
-        assert!(probe(&Kind::None, lo, port).await.is_ok());
-        let exec = |command: &str| Kind::Exec {
+        assert!(probe(&Kind::Tcp, None, lo, port).await.is_ok());
+        drop(listener);
+        // Nothing listens any more: tcp fails, none passes.
+        assert!(probe(&Kind::Tcp, None, lo, port).await.is_err());
+        assert!(probe(&Kind::None, None, lo, port).await.is_ok());
+        let exec = |command: &str, dynamic_weight| Kind::Exec {
             command: command.into(),
             user: None,
+            dynamic_weight,
         };
         assert!(
-            probe(&exec("test \"$BACKEND:$PORT\" = 127.0.0.1:81"), lo, 81)
-                .await
-                .is_ok()
+            probe(
+                &exec("test \"$BACKEND:$PORT\" = 127.0.0.1:81", false),
+                None,
+                lo,
+                81
+            )
+            .await
+            .is_ok()
         );
-        assert!(probe(&exec("exit 3"), lo, 81).await.is_err());
         assert_eq!(
-            probe(&exec("exit 3"), lo, 81)
+            probe(&exec("exit 3", false), None, lo, 81)
                 .await
                 .unwrap_err()
                 .to_string(),
             "command exit status: 3"
+        );
+        assert_eq!(
+            probe(&exec("exit 7", true), None, lo, 81)
+                .await
+                .unwrap()
+                .weight,
+            Some(5)
         );
     }
 }
