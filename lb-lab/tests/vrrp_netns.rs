@@ -854,10 +854,16 @@ fn sync_group_fails_over_together_when_one_interface_goes_down() {
     wait_holder_on(&[a, b], 1, "eth0", VIP, Duration::from_secs(5));
     wait_holder_on(&[a, b], 1, "eth1", gw, Duration::from_secs(5));
     let took = start.elapsed();
-    da.wait_log("sync group VG_NAT: another member is in FAULT", Duration::from_secs(1))
-        .unwrap();
-    db.wait_log("VRRP sync group transition: to=MASTER", Duration::from_secs(1))
-        .unwrap();
+    da.wait_log(
+        "sync group VG_NAT: another member is in FAULT",
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    db.wait_log(
+        "VRRP sync group transition: to=MASTER",
+        Duration::from_secs(1),
+    )
+    .unwrap();
 
     a.ip(&["link", "set", "eth1", "up"]).unwrap();
     wait_holder_on(&[a, b], 0, "eth0", VIP, Duration::from_secs(5));
@@ -866,12 +872,26 @@ fn sync_group_fails_over_together_when_one_interface_goes_down() {
     let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
     let want_a = "GROUP VG_NAT BACKUP\nGROUP VG_NAT MASTER\nfault-hook\nGROUP VG_NAT FAULT\n\
                   GROUP VG_NAT BACKUP\nGROUP VG_NAT MASTER\n";
-    let ok = wait_for(Duration::from_secs(2), || (read(&log_a) == want_a).then_some(()));
-    assert!(ok.is_some(), "A's group notify log: {:?}\n{}", read(&log_a), da.log());
+    let ok = wait_for(Duration::from_secs(2), || {
+        (read(&log_a) == want_a).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "A's group notify log: {:?}\n{}",
+        read(&log_a),
+        da.log()
+    );
     // B: backup, master while A was in fault, backup again.
     let want_b = "GROUP VG_NAT BACKUP\nGROUP VG_NAT MASTER\nGROUP VG_NAT BACKUP\n";
-    let ok = wait_for(Duration::from_secs(2), || (read(&log_b) == want_b).then_some(()));
-    assert!(ok.is_some(), "B's group notify log: {:?}\n{}", read(&log_b), db.log());
+    let ok = wait_for(Duration::from_secs(2), || {
+        (read(&log_b) == want_b).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "B's group notify log: {:?}\n{}",
+        read(&log_b),
+        db.log()
+    );
     assert!(took < Duration::from_secs(3), "failover took {took:?}");
     let _ = std::fs::remove_file(&log_a);
     let _ = std::fs::remove_file(&log_b);
@@ -917,7 +937,11 @@ fn track_process_follows_a_process() {
     drop(daemon);
     wait_holder(&[a, b], 1, VIP, Duration::from_secs(5));
     da.wait_log("to=FAULT", Duration::from_secs(1)).unwrap();
-    assert!(da.log().contains("0 running, quorum at least 1"), "{}", da.log());
+    assert!(
+        da.log().contains("0 running, quorum at least 1"),
+        "{}",
+        da.log()
+    );
 
     let _daemon = run();
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));

@@ -34,8 +34,9 @@ pub use error::{ConfigError, ValueError};
 pub use model::{
     BackendConfig, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, Nat, NoBackend,
     ParamMatch, Protocol, Scheduler, Service, SorryServer, Sync, TrackInterface, TrackScript,
-    VrrpInstance, VrrpScript, VrrpSyncGroup, VrrpTrackFile, VrrpTrackProcess, XdpMode, check_backend_pairs, check_flow_entries, format_duration, parse_cidr,
-    parse_duration, parse_port_range,
+    VrrpInstance, VrrpScript, VrrpSyncGroup, VrrpTrackFile, VrrpTrackProcess, XdpMode,
+    check_backend_pairs, check_flow_entries, format_duration, parse_cidr, parse_duration,
+    parse_port_range,
 };
 use spans::{Spans, line_of};
 pub(crate) use validate::Invalid;

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use super::{
     Config, ConfigError, Dataplane, Dur, Health, HealthKind, Mode, Service, TrackScript,
-    VrrpInstance, VrrpScript, VrrpTrackFile, VrrpTrackProcess, check_backend_pairs, check_flow_entries, parse_cidr,
+    VrrpInstance, VrrpScript, VrrpTrackFile, VrrpTrackProcess, check_backend_pairs,
+    check_flow_entries, parse_cidr,
 };
 use crate::vrrp::machine;
 use crate::vrrp::wire::Version;
@@ -141,13 +142,19 @@ impl Config {
                 "track_process",
                 &v.track_process,
                 "vrrp_track_process",
-                self.vrrp_track_process.iter().map(|p| p.name.as_str()).collect(),
+                self.vrrp_track_process
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect(),
             ),
             (
                 "track_file",
                 &v.track_file,
                 "vrrp_track_file",
-                self.vrrp_track_file.iter().map(|f| f.name.as_str()).collect(),
+                self.vrrp_track_file
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect(),
             ),
         ];
         for (field, tracks, table, known) in lists {
@@ -174,7 +181,10 @@ impl Config {
         for (i, g) in self.vrrp_sync_group.iter().enumerate() {
             let err = |field, message| Invalid::new("vrrp_sync_group", Some(i), field, message);
             if !names.insert(g.name.as_str()) {
-                return Err(err("name", format!("duplicate sync group name {:?}", g.name)));
+                return Err(err(
+                    "name",
+                    format!("duplicate sync group name {:?}", g.name),
+                ));
             }
             if g.instances.is_empty() {
                 return Err(err(
@@ -184,7 +194,10 @@ impl Config {
             }
             for name in &g.instances {
                 if !self.vrrp_instance.iter().any(|v| v.name == *name) {
-                    return Err(err("instances", format!("no [[vrrp_instance]] named {name:?}")));
+                    return Err(err(
+                        "instances",
+                        format!("no [[vrrp_instance]] named {name:?}"),
+                    ));
                 }
                 if let Some(other) = member_of.insert(name, &g.name) {
                     let message = if other == g.name {

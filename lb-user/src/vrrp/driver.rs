@@ -910,7 +910,13 @@ fn deps_of(config: &crate::config::Config, inst: &crate::config::VrrpInstance) -
         scripts: inst
             .track_script
             .iter()
-            .filter_map(|t| config.vrrp_script.iter().find(|s| s.name == t.name).cloned())
+            .filter_map(|t| {
+                config
+                    .vrrp_script
+                    .iter()
+                    .find(|s| s.name == t.name)
+                    .cloned()
+            })
             .collect(),
         processes: inst
             .track_process
@@ -926,7 +932,13 @@ fn deps_of(config: &crate::config::Config, inst: &crate::config::VrrpInstance) -
         files: inst
             .track_file
             .iter()
-            .filter_map(|t| config.vrrp_track_file.iter().find(|f| f.name == t.name).cloned())
+            .filter_map(|t| {
+                config
+                    .vrrp_track_file
+                    .iter()
+                    .find(|f| f.name == t.name)
+                    .cloned()
+            })
             .collect(),
         group: group_of(config, &inst.name).cloned(),
     }
@@ -1242,7 +1254,10 @@ fn spawn_trackers(
             quorum: p.quorum,
             quorum_max: p.quorum_max,
             fork_delay: p.fork_delay.or(p.delay).map_or(Duration::ZERO, |d| d.0),
-            terminate_delay: p.terminate_delay.or(p.delay).map_or(Duration::ZERO, |d| d.0),
+            terminate_delay: p
+                .terminate_delay
+                .or(p.delay)
+                .map_or(Duration::ZERO, |d| d.0),
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         trackers.push(super::track::spawn_process(spec, super::track::POLL, tx));
@@ -1457,21 +1472,37 @@ fn instance_tracks(
     };
     for t in &inst.track_script {
         let own = config.vrrp_script.iter().find(|s| s.name == t.name);
-        push(TrackKind::Script, &t.name, t.weight.unwrap_or(own.map_or(0, |s| s.weight)));
+        push(
+            TrackKind::Script,
+            &t.name,
+            t.weight.unwrap_or(own.map_or(0, |s| s.weight)),
+        );
     }
     for t in &inst.track_interface {
         push(TrackKind::Interface, &t.name, t.weight);
     }
-    if !inst.track_interface.iter().any(|t| t.name == inst.interface) {
+    if !inst
+        .track_interface
+        .iter()
+        .any(|t| t.name == inst.interface)
+    {
         push(TrackKind::Interface, &inst.interface, 0);
     }
     for t in &inst.track_process {
         let own = config.vrrp_track_process.iter().find(|p| p.name == t.name);
-        push(TrackKind::Process, &t.name, t.weight.unwrap_or(own.map_or(0, |p| p.weight)));
+        push(
+            TrackKind::Process,
+            &t.name,
+            t.weight.unwrap_or(own.map_or(0, |p| p.weight)),
+        );
     }
     for t in &inst.track_file {
         let own = config.vrrp_track_file.iter().find(|f| f.name == t.name);
-        push(TrackKind::File, &t.name, t.weight.unwrap_or(own.map_or(0, |f| f.weight)));
+        push(
+            TrackKind::File,
+            &t.name,
+            t.weight.unwrap_or(own.map_or(0, |f| f.weight)),
+        );
     }
     if let Some(group) = group_of(config, &inst.name).filter(|g| !g.tracking_weight) {
         let weighted: Vec<&str> = tracks

@@ -244,7 +244,10 @@ mod tests {
         // A second member faulting by itself changes nothing yet.
         assert_eq!(g.report(1, State::Fault, true), Decision::default());
         // The first recovers; the second still holds the group in FAULT.
-        assert_eq!(g.report(2, State::Backup, false), decision(&[(2, SyncOrder::Fault)], &[]));
+        assert_eq!(
+            g.report(2, State::Backup, false),
+            decision(&[(2, SyncOrder::Fault)], &[])
+        );
         assert_eq!(g.report(2, State::Fault, false), Decision::default());
         // The second recovers (to BACKUP): everyone forced recovers.
         assert_eq!(
@@ -296,7 +299,13 @@ mod tests {
 
     /// Feed `event` to machine `i`, then every report and order it causes
     /// until the group is quiet; the group states entered.
-    fn run(g: &mut SyncGroup, ms: &mut [Machine], i: usize, event: Event, now: Instant) -> Vec<State> {
+    fn run(
+        g: &mut SyncGroup,
+        ms: &mut [Machine],
+        i: usize,
+        event: Event,
+        now: Instant,
+    ) -> Vec<State> {
         let mut entered = Vec::new();
         let mut queue = vec![(i, event)];
         while let Some((i, event)) = queue.pop() {
@@ -330,12 +339,18 @@ mod tests {
         assert_eq!(run(&mut g, &mut ms, 1, Event::Startup, t0), []);
         // Member 0's timer runs out first: both become master.
         let later = t0 + Duration::from_secs(4);
-        assert_eq!(run(&mut g, &mut ms, 0, Event::Timer, later), [State::Master]);
+        assert_eq!(
+            run(&mut g, &mut ms, 0, Event::Timer, later),
+            [State::Master]
+        );
         assert_eq!(ms[1].state(), State::Master);
 
         // Member 0's interface goes down: both in FAULT, member 1 released
         // its VIPs with a priority-0 advert.
-        let down = Event::Track { index: 0, up: false };
+        let down = Event::Track {
+            index: 0,
+            up: false,
+        };
         assert_eq!(run(&mut g, &mut ms, 0, down, later), [State::Fault]);
         assert_eq!((ms[0].state(), ms[1].state()), (State::Fault, State::Fault));
         assert!(!ms[1].own_fault());
@@ -347,7 +362,10 @@ mod tests {
         // Back up: both leave FAULT for BACKUP.
         let up = Event::Track { index: 0, up: true };
         assert_eq!(run(&mut g, &mut ms, 0, up, later), [State::Backup]);
-        assert_eq!((ms[0].state(), ms[1].state()), (State::Backup, State::Backup));
+        assert_eq!(
+            (ms[0].state(), ms[1].state()),
+            (State::Backup, State::Backup)
+        );
     }
 
     #[test]

@@ -451,7 +451,10 @@ pub fn scan_proc(root: &Path, cmdline: bool) -> Vec<ProcInfo> {
     let mut out = Vec::new();
     for entry in dir.flatten() {
         let name = entry.file_name();
-        if !name.to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) {
+        if !name
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
             continue;
         }
         let path = entry.path();
@@ -682,8 +685,12 @@ pub fn spawn_file(
             && (overwrite || !spec.file.exists())
         {
             match std::fs::write(&spec.file, format!("{value}\n")) {
-                Ok(()) => info!(track_file = %spec.name, file = %spec.file.display(), value, "init_file written"),
-                Err(error) => warn!(track_file = %spec.name, file = %spec.file.display(), %error, "init_file could not be written"),
+                Ok(()) => {
+                    info!(track_file = %spec.name, file = %spec.file.display(), value, "init_file written")
+                }
+                Err(error) => {
+                    warn!(track_file = %spec.name, file = %spec.file.display(), %error, "init_file could not be written")
+                }
             }
         }
         let mut ticker = tokio::time::interval(period.max(Duration::from_millis(1)));
@@ -1095,11 +1102,21 @@ mod tests {
             &scratch,
             &[
                 (1, "init", &["/sbin/init"], 'S'),
-                (10, "nginx", &["nginx: master process", "-g", "daemon off;"], 'S'),
+                (
+                    10,
+                    "nginx",
+                    &["nginx: master process", "-g", "daemon off;"],
+                    'S',
+                ),
                 (11, "nginx", &["nginx: worker process"], 'S'),
                 (12, "nginx", &["nginx"], 'Z'),
                 (13, "nginx-exporter", &["nginx-exporter"], 'R'),
-                (14, "averyveryverylo", &["/usr/bin/averyveryverylongname"], 'S'),
+                (
+                    14,
+                    "averyveryverylo",
+                    &["/usr/bin/averyveryverylongname"],
+                    'S',
+                ),
             ],
         );
         let procs = scan_proc(&root, true);
@@ -1172,7 +1189,10 @@ mod tests {
         // Up again before the delay: nothing, and the delay restarts.
         assert_eq!(d.observe(true, t0 + ms(250), ms(100), ms(300)), None);
         assert_eq!(d.observe(false, t0 + ms(400), ms(100), ms(300)), None);
-        assert_eq!(d.observe(false, t0 + ms(700), ms(100), ms(300)), Some(false));
+        assert_eq!(
+            d.observe(false, t0 + ms(700), ms(100), ms(300)),
+            Some(false)
+        );
         // Up, fork_delay 100 ms.
         assert_eq!(d.observe(true, t0 + ms(800), ms(100), ms(300)), None);
         assert_eq!(d.observe(true, t0 + ms(900), ms(100), ms(300)), Some(true));

@@ -151,11 +151,7 @@ pub(super) fn vrrp_track_process(
         }
     }
     if !process {
-        return Err(ctx.err(
-            n.loc(),
-            sec,
-            "a vrrp_track_process needs `process NAME`",
-        ));
+        return Err(ctx.err(n.loc(), sec, "a vrrp_track_process needs `process NAME`"));
     }
     Ok((p, o))
 }
