@@ -398,15 +398,7 @@ pub async fn run_instance(
     sync: Option<SyncMember>,
 ) -> Result<Report, DriverError> {
     let (mut inst, conn) = Instance::open(spec, board, changes).await?;
-    let (orders_tx, mut orders) = tokio::sync::mpsc::unbounded_channel();
-    if let Some(member) = &sync {
-        let _ = member.tx.send(GroupMsg::Attach {
-            index: member.index,
-            orders: orders_tx,
-        });
-    } else {
-        drop(orders_tx);
-    }
+    let mut orders = attach(sync.as_ref());
     let mut reported: Option<(State, bool)> = None;
     inst.sweep_stale().await;
     let held = *preempt_hold.borrow_and_update();
@@ -419,16 +411,10 @@ pub async fn run_instance(
     let actions = inst.machine.handle(Event::Startup, Instant::now());
     inst.apply(actions).await;
     loop {
-        if let Some(member) = &sync {
-            let now = (inst.machine.state(), inst.machine.own_fault());
-            if reported != Some(now) {
-                reported = Some(now);
-                let _ = member.tx.send(GroupMsg::State {
-                    index: member.index,
-                    state: now.0,
-                    own_fault: now.1,
-                });
-            }
+        let now = (inst.machine.state(), inst.machine.own_fault());
+        if reported != Some(now) {
+            reported = Some(now);
+            report_to_group(sync.as_ref(), now.0, now.1);
         }
         let deadline = [inst.machine.next_deadline(), inst.garp.next_deadline()]
             .into_iter()
@@ -469,16 +455,7 @@ pub async fn run_instance(
             }
             event = tracks.recv() => match event {
                 Ok(event) => {
-                    let index = inst.spec.tracks.iter().position(|(k, n)| *k == event.kind && *n == event.name);
-                    if let Some(index) = index {
-                        debug!(instance = %inst.spec.name, track = %event.name, up = event.up, value = ?event.value, reason = %event.reason, "tracked object changed");
-                        let event = match event.value {
-                            Some(value) => Event::TrackValue { index, value },
-                            None => Event::Track { index, up: event.up },
-                        };
-                        let actions = inst.machine.handle(event, Instant::now());
-                        inst.apply(actions).await;
-                    }
+                    inst.tracked(&event).await;
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     warn!(instance = %inst.spec.name, missed = n, "tracking updates lagged");
@@ -510,13 +487,7 @@ pub async fn run_instance(
     }
     let last_state = inst.machine.state();
     inst.release().await;
-    if let Some(member) = &sync {
-        let _ = member.tx.send(GroupMsg::State {
-            index: member.index,
-            state: State::Initialize,
-            own_fault: false,
-        });
-    }
+    report_to_group(sync.as_ref(), State::Initialize, false);
     conn.abort();
     let report = Report {
         name: inst.spec.name.clone(),
@@ -528,7 +499,52 @@ pub async fn run_instance(
     Ok(report)
 }
 
+/// Attach to the sync group of `sync`, if any: the receiver of its orders
+/// (closed at once without a group).
+fn attach(sync: Option<&SyncMember>) -> tokio::sync::mpsc::UnboundedReceiver<SyncOrder> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    if let Some(member) = sync {
+        let _ = member.tx.send(GroupMsg::Attach {
+            index: member.index,
+            orders: tx,
+        });
+    }
+    rx
+}
+
+/// Tell the sync group of `sync`, if any, the member's state.
+fn report_to_group(sync: Option<&SyncMember>, state: State, own_fault: bool) {
+    if let Some(member) = sync {
+        let _ = member.tx.send(GroupMsg::State {
+            index: member.index,
+            state,
+            own_fault,
+        });
+    }
+}
+
 impl Instance {
+    /// A tracked object changed: the machine hears of it if it is ours.
+    async fn tracked(&mut self, event: &TrackEvent) {
+        let index = self
+            .spec
+            .tracks
+            .iter()
+            .position(|(k, n)| *k == event.kind && *n == event.name);
+        if let Some(index) = index {
+            debug!(instance = %self.spec.name, track = %event.name, up = event.up, value = ?event.value, reason = %event.reason, "tracked object changed");
+            let event = match event.value {
+                Some(value) => Event::TrackValue { index, value },
+                None => Event::Track {
+                    index,
+                    up: event.up,
+                },
+            };
+            let actions = self.machine.handle(event, Instant::now());
+            self.apply(actions).await;
+        }
+    }
+
     /// Set up instance `spec`: its netlink connection (the connection's
     /// task is returned, to abort when done), VRRP socket, interface MAC,
     /// frame sender (without one, a warning) and machine.

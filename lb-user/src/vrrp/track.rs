@@ -686,10 +686,10 @@ pub fn spawn_file(
         {
             match std::fs::write(&spec.file, format!("{value}\n")) {
                 Ok(()) => {
-                    info!(track_file = %spec.name, file = %spec.file.display(), value, "init_file written")
+                    info!(track_file = %spec.name, file = %spec.file.display(), value, "init_file written");
                 }
                 Err(error) => {
-                    warn!(track_file = %spec.name, file = %spec.file.display(), %error, "init_file could not be written")
+                    warn!(track_file = %spec.name, file = %spec.file.display(), %error, "init_file could not be written");
                 }
             }
         }

@@ -892,23 +892,35 @@ fn seconds_and_addresses() {
 fn sync_group_nat_fixture() {
     let (c, w) = fixture("sync_group_nat.conf");
     assert!(w.is_empty(), "{w:?}");
-    let g = &c.vrrp_sync_group[0];
-    assert_eq!(g.name, "VG_NAT");
-    assert_eq!(g.instances, ["VI_EXT", "VI_GW"]);
-    assert_eq!(g.notify_master.as_deref(), Some("/etc/lb/notify.sh master"));
-    assert_eq!(g.notify_backup.as_deref(), Some("/etc/lb/notify.sh backup"));
-    assert_eq!(g.notify_fault.as_deref(), Some("/etc/lb/notify.sh fault"));
-    assert_eq!(g.notify.as_deref(), Some("/etc/lb/notify-all.sh"));
-    assert!(!g.tracking_weight);
-    let p = &c.vrrp_track_process[0];
-    assert_eq!((p.name.as_str(), p.process.as_str()), ("nginx_up", "nginx"));
-    assert_eq!((p.quorum, p.weight), (1, 0));
-    assert_eq!(p.fork_delay, Some(Dur(Duration::from_secs(2))));
-    assert_eq!(p.terminate_delay, Some(Dur(Duration::from_secs(2))));
-    let f = &c.vrrp_track_file[0];
-    assert_eq!(f.file, Path::new("/run/lb/maintenance"));
+    let group = &c.vrrp_sync_group[0];
+    assert_eq!(group.name, "VG_NAT");
+    assert_eq!(group.instances, ["VI_EXT", "VI_GW"]);
     assert_eq!(
-        (f.weight, f.init_file, f.init_overwrite),
+        group.notify_master.as_deref(),
+        Some("/etc/lb/notify.sh master")
+    );
+    assert_eq!(
+        group.notify_backup.as_deref(),
+        Some("/etc/lb/notify.sh backup")
+    );
+    assert_eq!(
+        group.notify_fault.as_deref(),
+        Some("/etc/lb/notify.sh fault")
+    );
+    assert_eq!(group.notify.as_deref(), Some("/etc/lb/notify-all.sh"));
+    assert!(!group.tracking_weight);
+    let process = &c.vrrp_track_process[0];
+    assert_eq!(
+        (process.name.as_str(), process.process.as_str()),
+        ("nginx_up", "nginx")
+    );
+    assert_eq!((process.quorum, process.weight), (1, 0));
+    assert_eq!(process.fork_delay, Some(Dur(Duration::from_secs(2))));
+    assert_eq!(process.terminate_delay, Some(Dur(Duration::from_secs(2))));
+    let file = &c.vrrp_track_file[0];
+    assert_eq!(file.file, Path::new("/run/lb/maintenance"));
+    assert_eq!(
+        (file.weight, file.init_file, file.init_overwrite),
         (0, Some(0), false)
     );
     assert_eq!(c.vrrp_instance[0].track_file[0].name, "maintenance");
@@ -980,22 +992,28 @@ fn track_process_and_track_file_keywords() {
     );
     let (c, w) = conv(&text).unwrap();
     assert!(w.is_empty(), "{w:?}");
-    let p = &c.vrrp_track_process[0];
-    assert_eq!(p.process, "/usr/sbin/haproxy");
-    assert_eq!(p.parameters, ["-f", "/etc/hap roxy.cfg"]);
-    assert_eq!(p.param_match, Some(crate::config::ParamMatch::Partial));
-    assert_eq!((p.quorum, p.quorum_max, p.weight), (2, Some(4), -20));
-    assert_eq!(p.fork_delay, Some(Dur(Duration::from_millis(500))));
-    assert_eq!(p.terminate_delay, Some(Dur(Duration::from_secs(1))));
-    let f = &c.vrrp_track_file[0];
+    let process = &c.vrrp_track_process[0];
+    assert_eq!(process.process, "/usr/sbin/haproxy");
+    assert_eq!(process.parameters, ["-f", "/etc/hap roxy.cfg"]);
+    assert_eq!(
+        process.param_match,
+        Some(crate::config::ParamMatch::Partial)
+    );
+    assert_eq!(
+        (process.quorum, process.quorum_max, process.weight),
+        (2, Some(4), -20)
+    );
+    assert_eq!(process.fork_delay, Some(Dur(Duration::from_millis(500))));
+    assert_eq!(process.terminate_delay, Some(Dur(Duration::from_secs(1))));
+    let file = &c.vrrp_track_file[0];
     // weight defaults to 1, as keepalived's.
     assert_eq!(
-        (f.weight, f.init_file, f.init_overwrite),
+        (file.weight, file.init_file, file.init_overwrite),
         (1, Some(5), true)
     );
-    let v = &c.vrrp_instance[0];
-    assert_eq!(v.track_process[0].weight, Some(-30));
-    assert_eq!(v.track_file[0].weight, None);
+    let inst = &c.vrrp_instance[0];
+    assert_eq!(inst.track_process[0].weight, Some(-30));
+    assert_eq!(inst.track_file[0].weight, None);
     round_trip(&text, Path::new("keepalived.conf"));
 
     // param_match alone: no arguments allowed.
