@@ -19,7 +19,10 @@ use lb_lab::{
     netns::{Lan, Netns, wait_for},
 };
 use lb_user::{
-    config::{Config, Dur, Global, TrackInterface, TrackScript, VrrpInstance, VrrpScript},
+    config::{
+        Config, Dur, Global, TrackInterface, TrackScript, VrrpInstance, VrrpScript, VrrpSyncGroup,
+        VrrpTrackFile, VrrpTrackProcess,
+    },
     vrrp::wire::{Auth, Family, Kind, Repr},
 };
 
@@ -783,4 +786,200 @@ fn seed_003_split_brain_script_stops_the_second_master() {
     assert!(db.log().contains("SIGTERM received"), "{}", db.log());
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(2));
     assert!(da.log().contains("to=MASTER"));
+}
+
+fn has_vip_on(ns: &Netns, dev: &str, vip: &str) -> bool {
+    let out = ns.ip(&["-br", "addr", "show", dev]).unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .any(|w| w.split('/').next() == Some(vip))
+}
+
+/// Wait until node `holder` of `nodes` alone has `vip` on `dev`.
+fn wait_holder_on(nodes: &[&Netns], holder: usize, dev: &str, vip: &str, timeout: Duration) {
+    let ok = wait_for(timeout, || {
+        nodes
+            .iter()
+            .enumerate()
+            .all(|(i, ns)| has_vip_on(ns, dev, vip) == (i == holder))
+            .then_some(())
+    });
+    let state: Vec<bool> = nodes.iter().map(|ns| has_vip_on(ns, dev, vip)).collect();
+    assert!(
+        ok.is_some(),
+        "expected node {holder} alone to hold {vip} on {dev} within {timeout:?}; holders: {state:?}"
+    );
+}
+
+/// Two LANs between two nodes (eth0 on 198.18.0.0/24, eth1 on
+/// 198.19.0.0/24), an external VIP on eth0 and an internal gateway VIP on
+/// eth1, the two instances in one sync group: when A's eth1 goes down,
+/// its internal instance goes to FAULT, the group takes the external one
+/// to FAULT too, and B takes both VIPs; when eth1 comes back, A takes both
+/// back. The group's notify script sees the transitions.
+#[test]
+fn sync_group_fails_over_together_when_one_interface_goes_down() {
+    let lan = two_nodes();
+    let mut inside = Lan::new().unwrap();
+    let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
+    inside
+        .add_port(a, "eth1", "198.19.0.1/24", "2001:db8:1::1/64")
+        .unwrap();
+    inside
+        .add_port(b, "eth1", "198.19.0.2/24", "2001:db8:1::2/64")
+        .unwrap();
+    let gw = "198.19.0.254";
+    let conf = |priority, log: &PathBuf| Config {
+        vrrp_sync_group: vec![VrrpSyncGroup {
+            notify: Some(format!("echo >> {}", log.display())),
+            notify_fault: Some(format!("echo fault-hook >> {}", log.display())),
+            ..VrrpSyncGroup::new("VG_NAT", vec!["VI_EXT".into(), "VI_INT".into()])
+        }],
+        ..vrrp([
+            fast("VI_EXT", 101, priority, &[VIP]),
+            VrrpInstance {
+                interface: "eth1".into(),
+                ..fast("VI_INT", 102, priority, &[gw])
+            },
+        ])
+    };
+    let (log_a, log_b) = (tmp("group-a"), tmp("group-b"));
+    let da = lbd(a, "group-a", conf(150, &log_a));
+    let db = lbd(b, "group-b", conf(100, &log_b));
+    wait_holder_on(&[a, b], 0, "eth0", VIP, Duration::from_secs(5));
+    wait_holder_on(&[a, b], 0, "eth1", gw, Duration::from_secs(5));
+
+    let start = Instant::now();
+    a.ip(&["link", "set", "eth1", "down"]).unwrap();
+    wait_holder_on(&[a, b], 1, "eth0", VIP, Duration::from_secs(5));
+    wait_holder_on(&[a, b], 1, "eth1", gw, Duration::from_secs(5));
+    let took = start.elapsed();
+    da.wait_log(
+        "sync group VG_NAT: another member is in FAULT",
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    db.wait_log(
+        "VRRP sync group transition: to=MASTER",
+        Duration::from_secs(1),
+    )
+    .unwrap();
+
+    a.ip(&["link", "set", "eth1", "up"]).unwrap();
+    wait_holder_on(&[a, b], 0, "eth0", VIP, Duration::from_secs(5));
+    wait_holder_on(&[a, b], 0, "eth1", gw, Duration::from_secs(5));
+
+    let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+    let want_a = "GROUP VG_NAT BACKUP\nGROUP VG_NAT MASTER\nfault-hook\nGROUP VG_NAT FAULT\n\
+                  GROUP VG_NAT BACKUP\nGROUP VG_NAT MASTER\n";
+    let ok = wait_for(Duration::from_secs(2), || {
+        (read(&log_a) == want_a).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "A's group notify log: {:?}\n{}",
+        read(&log_a),
+        da.log()
+    );
+    // B: backup, master while A was in fault, backup again.
+    let want_b = "GROUP VG_NAT BACKUP\nGROUP VG_NAT MASTER\nGROUP VG_NAT BACKUP\n";
+    let ok = wait_for(Duration::from_secs(2), || {
+        (read(&log_b) == want_b).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "B's group notify log: {:?}\n{}",
+        read(&log_b),
+        db.log()
+    );
+    assert!(took < Duration::from_secs(3), "failover took {took:?}");
+    let _ = std::fs::remove_file(&log_a);
+    let _ = std::fs::remove_file(&log_b);
+}
+
+/// A child process killed on drop (the test's tracked daemon).
+struct Tracked(std::process::Child);
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `track_process` with weight 0: A is master while a process named
+/// `lbtrackd` runs; killed, A goes to FAULT and B takes the VIP; started
+/// again, A preempts back.
+#[test]
+fn track_process_follows_a_process() {
+    let lan = two_nodes();
+    let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
+    let dir = tmp("trackproc");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("lbtrackd");
+    std::fs::copy("/bin/sleep", &exe).unwrap();
+    let run = || Tracked(a.command(&exe).arg("120").spawn().unwrap());
+    let daemon = run();
+    let conf_a = Config {
+        vrrp_track_process: vec![VrrpTrackProcess {
+            weight: 0,
+            ..VrrpTrackProcess::new("lbtrackd", "lbtrackd")
+        }],
+        ..vrrp([VrrpInstance {
+            track_process: vec![TrackScript::new("lbtrackd")],
+            ..fast("VI_1", 103, 150, &[VIP])
+        }])
+    };
+    let da = lbd(a, "tproc-a", conf_a);
+    let _db = lbd(b, "tproc-b", vrrp([fast("VI_1", 103, 100, &[VIP])]));
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
+
+    drop(daemon);
+    wait_holder(&[a, b], 1, VIP, Duration::from_secs(5));
+    da.wait_log("to=FAULT", Duration::from_secs(1)).unwrap();
+    assert!(
+        da.log().contains("0 running, quorum at least 1"),
+        "{}",
+        da.log()
+    );
+
+    let _daemon = run();
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `track_file` with weight 0: a non-zero value puts A in FAULT (B takes
+/// the VIP); 0 again and A preempts back.
+#[test]
+fn track_file_value_faults_and_recovers() {
+    let lan = two_nodes();
+    let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
+    let file = tmp("track-file");
+    let set = |v: &str| {
+        let t = file.with_extension("tmp");
+        std::fs::write(&t, v).unwrap();
+        std::fs::rename(&t, &file).unwrap();
+    };
+    set("0\n");
+    let conf_a = Config {
+        vrrp_track_file: vec![VrrpTrackFile {
+            weight: 0,
+            ..VrrpTrackFile::new("maint", &file)
+        }],
+        ..vrrp([VrrpInstance {
+            track_file: vec![TrackScript::new("maint")],
+            ..fast("VI_1", 104, 150, &[VIP])
+        }])
+    };
+    let da = lbd(a, "tfile-a", conf_a);
+    let _db = lbd(b, "tfile-b", vrrp([fast("VI_1", 104, 100, &[VIP])]));
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
+
+    set("1\n");
+    wait_holder(&[a, b], 1, VIP, Duration::from_secs(5));
+    da.wait_log("to=FAULT", Duration::from_secs(1)).unwrap();
+
+    set("0\n");
+    wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
+    let _ = std::fs::remove_file(&file);
 }

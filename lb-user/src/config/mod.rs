@@ -33,9 +33,10 @@ use std::path::Path;
 pub use error::{ConfigError, ValueError};
 pub use model::{
     BackendConfig, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, Nat, NoBackend,
-    Protocol, Scheduler, Service, SorryServer, Statuses, Sync, TrackInterface, TrackScript, Url,
-    VrrpInstance, VrrpScript, XdpMode, check_backend_pairs, check_flow_entries, format_duration,
-    parse_cidr, parse_duration, parse_port_range,
+    ParamMatch, Protocol, Scheduler, Service, SorryServer, Statuses, Sync, TrackInterface,
+    TrackScript, Url, VrrpInstance, VrrpScript, VrrpSyncGroup, VrrpTrackFile, VrrpTrackProcess,
+    XdpMode, check_backend_pairs, check_flow_entries, format_duration, parse_cidr, parse_duration,
+    parse_port_range,
 };
 use spans::{Spans, line_of};
 pub(crate) use validate::Invalid;

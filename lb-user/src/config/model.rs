@@ -27,6 +27,15 @@ pub struct Config {
     /// `[[vrrp_script]]`.
     #[serde(default)]
     pub vrrp_script: Vec<VrrpScript>,
+    /// `[[vrrp_track_process]]`: processes instances track.
+    #[serde(default)]
+    pub vrrp_track_process: Vec<VrrpTrackProcess>,
+    /// `[[vrrp_track_file]]`: files holding a number instances track.
+    #[serde(default)]
+    pub vrrp_track_file: Vec<VrrpTrackFile>,
+    /// `[[vrrp_sync_group]]`: instances that change state together.
+    #[serde(default)]
+    pub vrrp_sync_group: Vec<VrrpSyncGroup>,
     /// `[[service]]`: virtual services the data plane balances.
     #[serde(default)]
     pub service: Vec<Service>,
@@ -1018,13 +1027,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     })
 }
 
-/// `track_script` entry: a script by name, optionally overriding its weight.
+/// `track_script`, `track_process` or `track_file` entry: a
+/// `[[vrrp_script]]`, `[[vrrp_track_process]]` or `[[vrrp_track_file]]` by
+/// name, optionally overriding its weight.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TrackScript {
-    /// The `[[vrrp_script]]` name.
+    /// The `[[vrrp_script]]` (`[[vrrp_track_process]]`,
+    /// `[[vrrp_track_file]]`) name.
     pub name: String,
-    /// Overrides the script's weight for this instance.
+    /// Overrides the tracked object's weight for this instance.
     pub weight: Option<i32>,
 }
 
@@ -1110,6 +1122,12 @@ pub struct VrrpInstance {
     /// Interfaces tracked.
     #[serde(default)]
     pub track_interface: Vec<TrackInterface>,
+    /// Processes tracked (`[[vrrp_track_process]]` names).
+    #[serde(default)]
+    pub track_process: Vec<TrackScript>,
+    /// Files tracked (`[[vrrp_track_file]]` names).
+    #[serde(default)]
+    pub track_file: Vec<TrackScript>,
     /// Run on becoming master (`/bin/sh -c`).
     pub notify_master: Option<String>,
     /// Run on becoming backup.
@@ -1239,6 +1257,8 @@ impl VrrpInstance {
             unicast_peer: Vec::new(),
             track_script: Vec::new(),
             track_interface: Vec::new(),
+            track_process: Vec::new(),
+            track_file: Vec::new(),
             notify_master: None,
             notify_backup: None,
             notify_fault: None,
@@ -1280,5 +1300,166 @@ impl VrrpInstance {
             out.push(crate::sys::addr::Vip { addr, prefix });
         }
         Ok(out)
+    }
+}
+
+/// `[[vrrp_sync_group]]`: keepalived's `vrrp_sync_group`, instances that
+/// change state together (`crate::vrrp::sync`): one in FAULT puts the
+/// others in FAULT, one becoming MASTER takes the others to MASTER, one
+/// stepping down to BACKUP takes the others to BACKUP.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpSyncGroup {
+    /// The group's name (notify scripts get it).
+    pub name: String,
+    /// The `[[vrrp_instance]]` names; an instance is in one group at most.
+    pub instances: Vec<String>,
+    /// Run when the group becomes master (`/bin/sh -c`).
+    pub notify_master: Option<String>,
+    /// Run when the group becomes backup.
+    pub notify_backup: Option<String>,
+    /// Run when the group enters fault.
+    pub notify_fault: Option<String>,
+    /// Run on every group transition with `GROUP NAME STATE`.
+    pub notify: Option<String>,
+    /// Keep the members' tracking weights (keepalived
+    /// `sync_group_tracking_weight`). Default false: as keepalived, every
+    /// object a member tracks counts with weight 0 (down = FAULT), so the
+    /// members' priorities stay alike.
+    #[serde(default)]
+    pub tracking_weight: bool,
+}
+
+impl VrrpSyncGroup {
+    /// Group `name` of `instances`, every other field as when the file
+    /// leaves it out.
+    #[must_use]
+    pub fn new(name: impl Into<String>, instances: Vec<String>) -> Self {
+        Self {
+            name: name.into(),
+            instances,
+            notify_master: None,
+            notify_backup: None,
+            notify_fault: None,
+            notify: None,
+            tracking_weight: false,
+        }
+    }
+}
+
+/// How a `[[vrrp_track_process]]`'s `parameters` match a command line's
+/// arguments (keepalived `param_match`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamMatch {
+    /// The arguments are exactly the parameters (default).
+    #[default]
+    Exact,
+    /// The first arguments are the parameters; more may follow.
+    Partial,
+    /// As `partial`, and the last parameter may be the start of its
+    /// argument.
+    Initial,
+}
+
+/// `[[vrrp_track_process]]`: keepalived's `vrrp_track_process`, whether
+/// enough processes of a name run (`crate::vrrp::track`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpTrackProcess {
+    /// Name used by `track_process`.
+    pub name: String,
+    /// The process name (`/proc/PID/comm`, at most 15 characters
+    /// compared); with `parameters`, `param_match` or `full_command`, the
+    /// first word of the command line (`/proc/PID/cmdline`).
+    pub process: String,
+    /// Arguments the command line must have (see `param_match`).
+    #[serde(default)]
+    pub parameters: Vec<String>,
+    /// How `parameters` match; set without parameters, the command must
+    /// have no arguments (`exact`).
+    pub param_match: Option<ParamMatch>,
+    /// Match the command line even without parameters (keepalived
+    /// `full_command`).
+    #[serde(default)]
+    pub full_command: bool,
+    /// Fewest matching processes for OK; default 1.
+    #[serde(default = "one")]
+    pub quorum: u32,
+    /// Most matching processes for OK; default: no limit.
+    pub quorum_max: Option<u32>,
+    /// -253..=253; default 1 (keepalived's). 0: too few (or too many)
+    /// processes put tracking instances in FAULT; positive: added to the
+    /// priority while OK; negative: added while not OK.
+    #[serde(default = "one_i32")]
+    pub weight: i32,
+    /// Sets both `fork_delay` and `terminate_delay`.
+    pub delay: Option<Dur>,
+    /// How long the quorum must hold before it counts as gained.
+    pub fork_delay: Option<Dur>,
+    /// How long the quorum must be lost before it counts as lost.
+    pub terminate_delay: Option<Dur>,
+}
+
+fn one_i32() -> i32 {
+    1
+}
+
+impl VrrpTrackProcess {
+    /// Track `name` watching processes named `process`, every other field
+    /// as when the file leaves it out.
+    #[must_use]
+    pub fn new(name: impl Into<String>, process: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            process: process.into(),
+            parameters: Vec::new(),
+            param_match: None,
+            full_command: false,
+            quorum: one(),
+            quorum_max: None,
+            weight: one_i32(),
+            delay: None,
+            fork_delay: None,
+            terminate_delay: None,
+        }
+    }
+}
+
+/// `[[vrrp_track_file]]`: keepalived's `track_file` (`vrrp_track_file`), a
+/// file holding an integer (`crate::vrrp::track`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpTrackFile {
+    /// Name used by `track_file`.
+    pub name: String,
+    /// The file. A missing or unreadable file reads as 0.
+    pub file: PathBuf,
+    /// -253..=253; default 1 (keepalived's). 0: a non-zero value puts
+    /// tracking instances in FAULT; otherwise `value * weight` is added to
+    /// the priority, and a product below -253 is FAULT.
+    #[serde(default = "one_i32")]
+    pub weight: i32,
+    /// Write this value to the file at start if it does not exist
+    /// (keepalived `init_file VALUE`).
+    pub init_file: Option<i64>,
+    /// With `init_file`: write it even over an existing file (keepalived
+    /// `init_file VALUE overwrite`).
+    #[serde(default)]
+    pub init_overwrite: bool,
+}
+
+impl VrrpTrackFile {
+    /// Track `name` reading `file`, every other field as when the file
+    /// leaves it out.
+    #[must_use]
+    pub fn new(name: impl Into<String>, file: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            file: file.into(),
+            weight: one_i32(),
+            init_file: None,
+            init_overwrite: false,
+        }
     }
 }

@@ -895,3 +895,121 @@ fn sync_needs_a_secret_peers_and_a_data_plane() {
     ];
     assert_errors(cases.iter().map(|(t, w)| (t.clone(), *w)), str::starts_with);
 }
+
+const TRACKING: &str = r#"[[vrrp_track_process]]
+name = "web"
+process = "nginx"
+weight = 0
+
+[[vrrp_track_file]]
+name = "maint"
+file = "/run/lb/maint"
+
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 50
+virtual_ipaddress = ["198.18.0.100/24"]
+track_process = [{ name = "web" }]
+track_file = [{ name = "maint", weight = -10 }]
+
+[[vrrp_instance]]
+name = "VI_2"
+interface = "eth1"
+virtual_router_id = 51
+virtual_ipaddress = ["198.18.1.100/24"]
+
+[[vrrp_sync_group]]
+name = "VG_1"
+instances = ["VI_1", "VI_2"]
+notify = "/etc/lb/group.sh"
+"#;
+
+/// `[[vrrp_sync_group]]`, `[[vrrp_track_process]]`, `[[vrrp_track_file]]`:
+/// defaults, and golden errors naming the line and field.
+#[test]
+fn sync_groups_and_tracked_processes_and_files() {
+    let c = parse(TRACKING).unwrap();
+    let p = &c.vrrp_track_process[0];
+    assert_eq!((p.quorum, p.quorum_max, p.param_match), (1, None, None));
+    assert_eq!(c.vrrp_track_file[0].weight, 1);
+    assert_eq!(c.vrrp_instance[0].track_file[0].weight, Some(-10));
+    assert!(!c.vrrp_sync_group[0].tracking_weight);
+    assert_eq!(parse(&c.to_toml().unwrap()).unwrap(), c);
+    assert_eq!(
+        VrrpSyncGroup::new("VG_1", vec!["VI_1".into(), "VI_2".into()]),
+        VrrpSyncGroup {
+            notify: None,
+            ..c.vrrp_sync_group[0].clone()
+        }
+    );
+    assert_eq!(
+        VrrpTrackProcess {
+            weight: 0,
+            ..VrrpTrackProcess::new("web", "nginx")
+        },
+        *p
+    );
+    assert_eq!(
+        VrrpTrackFile::new("maint", "/run/lb/maint"),
+        c.vrrp_track_file[0]
+    );
+    let t = TRACKING;
+    let cases = [
+        (
+            t.replace(r#"["VI_1", "VI_2"]"#, r#"["VI_1", "VI_3"]"#),
+            "lb.toml:26: vrrp_sync_group[0].instances: no [[vrrp_instance]] named \"VI_3\"",
+        ),
+        (
+            t.replace(r#"["VI_1", "VI_2"]"#, r#"["VI_1", "VI_1"]"#),
+            "lb.toml:26: vrrp_sync_group[0].instances: \"VI_1\" is listed twice",
+        ),
+        (
+            t.replace(r#"["VI_1", "VI_2"]"#, "[]"),
+            "lb.toml:26: vrrp_sync_group[0].instances: list the [[vrrp_instance]] names that change state together",
+        ),
+        (
+            format!("{t}\n[[vrrp_sync_group]]\nname = \"VG_2\"\ninstances = [\"VI_2\"]\n"),
+            "lb.toml:31: vrrp_sync_group[1].instances: \"VI_2\" is already in sync group \"VG_1\": an instance is in one group at most",
+        ),
+        (
+            format!("{t}\n[[vrrp_sync_group]]\nname = \"VG_1\"\ninstances = [\"VI_3\"]\n"),
+            "lb.toml:30: vrrp_sync_group[1].name: duplicate sync group name \"VG_1\"",
+        ),
+        (
+            t.replace("weight = 0", "weight = 0\nquorum = 2\nquorum_max = 1"),
+            "lb.toml:6: vrrp_track_process[0].quorum_max: must be at least quorum (2)",
+        ),
+        (
+            t.replace("weight = 0", "weight = 300"),
+            "lb.toml:4: vrrp_track_process[0].weight: 300 is out of range: -253..=253",
+        ),
+        (
+            t.replace(
+                "weight = 0",
+                "weight = 0\ndelay = \"1s\"\nfork_delay = \"2s\"",
+            ),
+            "lb.toml:5: vrrp_track_process[0].delay: delay sets fork_delay and terminate_delay: give delay, or those two",
+        ),
+        (
+            t.replace("weight = 0", "param_match = \"fuzzy\""),
+            "lb.toml:4: unknown variant `fuzzy`, expected one of `exact`, `partial`, `initial`",
+        ),
+        (
+            t.replace(
+                "file = \"/run/lb/maint\"",
+                "file = \"/run/lb/maint\"\ninit_overwrite = true",
+            ),
+            "lb.toml:9: vrrp_track_file[0].init_overwrite: needs init_file (the value to write)",
+        ),
+        (
+            t.replace("{ name = \"web\" }", "{ name = \"db\" }"),
+            "lb.toml:15: vrrp_instance[0].track_process: no [[vrrp_track_process]] named \"db\"",
+        ),
+        (
+            t.replace("weight = -10", "weight = -300"),
+            "lb.toml:16: vrrp_instance[0].track_file: maint: -300 is out of range: -253..=253",
+        ),
+    ];
+    assert_errors(cases, |got, want| got == want);
+}

@@ -9,8 +9,9 @@ use std::fmt;
 use std::path::Path;
 
 use super::{
-    Config, ConfigError, Dataplane, Dur, Health, HealthKind, Mode, Service, VrrpInstance,
-    VrrpScript, check_backend_pairs, check_flow_entries, parse_cidr,
+    Config, ConfigError, Dataplane, Dur, Health, HealthKind, Mode, Service, TrackScript,
+    VrrpInstance, VrrpScript, VrrpTrackFile, VrrpTrackProcess, check_backend_pairs,
+    check_flow_entries, parse_cidr,
 };
 use crate::vrrp::machine;
 use crate::vrrp::wire::Version;
@@ -82,7 +83,8 @@ impl Config {
     ///
     /// # Errors
     /// The first field that fails, in the order of the file's sections:
-    /// scripts, instances, services, data plane.
+    /// scripts, tracked processes and files, instances, sync groups,
+    /// services, data plane.
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
         let mut names = HashSet::new();
         for (i, s) in self.vrrp_script.iter().enumerate() {
@@ -91,6 +93,22 @@ impl Config {
                 return Err(Invalid::new("vrrp_script", Some(i), "name", message));
             }
             check_script(i, s)?;
+        }
+        let mut names = HashSet::new();
+        for (i, p) in self.vrrp_track_process.iter().enumerate() {
+            if !names.insert(p.name.as_str()) {
+                let message = format!("duplicate track process name {:?}", p.name);
+                return Err(Invalid::new("vrrp_track_process", Some(i), "name", message));
+            }
+            check_track_process(i, p)?;
+        }
+        let mut names = HashSet::new();
+        for (i, f) in self.vrrp_track_file.iter().enumerate() {
+            if !names.insert(f.name.as_str()) {
+                let message = format!("duplicate track file name {:?}", f.name);
+                return Err(Invalid::new("vrrp_track_file", Some(i), "name", message));
+            }
+            check_track_file(i, f)?;
         }
         let scripts: HashSet<&str> = self.vrrp_script.iter().map(|s| s.name.as_str()).collect();
         let mut names = HashSet::new();
@@ -102,7 +120,9 @@ impl Config {
             }
             let v6 = check_instance(i, v, &mut vrids)?;
             check_instance_peers(i, v, v6, &scripts)?;
+            self.check_instance_tracking(i, v)?;
         }
+        self.check_sync_groups()?;
         self.validate_services()?;
         if let Some(dp) = &self.dataplane {
             check_dataplane(dp)?;
@@ -111,6 +131,87 @@ impl Config {
             self.check_sync(sync)?;
         }
         check_nat(&self.nat)
+    }
+
+    /// The `i`-th instance's `track_process` and `track_file`: each names
+    /// a `[[vrrp_track_process]]` / `[[vrrp_track_file]]`, with a weight
+    /// in range.
+    fn check_instance_tracking(&self, i: usize, v: &VrrpInstance) -> Result<(), Invalid> {
+        let lists: [(&'static str, &[TrackScript], &'static str, Vec<&str>); 2] = [
+            (
+                "track_process",
+                &v.track_process,
+                "vrrp_track_process",
+                self.vrrp_track_process
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect(),
+            ),
+            (
+                "track_file",
+                &v.track_file,
+                "vrrp_track_file",
+                self.vrrp_track_file
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect(),
+            ),
+        ];
+        for (field, tracks, table, known) in lists {
+            let err = |message| Invalid::new("vrrp_instance", Some(i), field, message);
+            for t in tracks {
+                if !known.contains(&t.name.as_str()) {
+                    return Err(err(format!("no [[{table}]] named {:?}", t.name)));
+                }
+                if let Some(w) = t.weight
+                    && let Err(e) = machine::check_weight(&t.name, w)
+                {
+                    return Err(err(format!("{}: {}", t.name, vrrp_message(&e).1)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `[[vrrp_sync_group]]`s: unique names, some instances, each an
+    /// existing instance in one group at most.
+    fn check_sync_groups(&self) -> Result<(), Invalid> {
+        let mut names = HashSet::new();
+        let mut member_of: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        for (i, g) in self.vrrp_sync_group.iter().enumerate() {
+            let err = |field, message| Invalid::new("vrrp_sync_group", Some(i), field, message);
+            if !names.insert(g.name.as_str()) {
+                return Err(err(
+                    "name",
+                    format!("duplicate sync group name {:?}", g.name),
+                ));
+            }
+            if g.instances.is_empty() {
+                return Err(err(
+                    "instances",
+                    "list the [[vrrp_instance]] names that change state together".into(),
+                ));
+            }
+            for name in &g.instances {
+                if !self.vrrp_instance.iter().any(|v| v.name == *name) {
+                    return Err(err(
+                        "instances",
+                        format!("no [[vrrp_instance]] named {name:?}"),
+                    ));
+                }
+                if let Some(other) = member_of.insert(name, &g.name) {
+                    let message = if other == g.name {
+                        format!("{name:?} is listed twice")
+                    } else {
+                        format!(
+                            "{name:?} is already in sync group {other:?}: an instance is in one group at most"
+                        )
+                    };
+                    return Err(err("instances", message));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The peers `[sync]` sends to: its own list, else every VRRP
@@ -257,6 +358,50 @@ fn check_script(i: usize, s: &VrrpScript) -> Result<(), Invalid> {
     }
     if s.interval.is_some_and(|d| d.0.is_zero()) {
         return Err(err("interval", "must be more than 0".into()));
+    }
+    Ok(())
+}
+
+/// The `i`-th `[[vrrp_track_process]]`'s values.
+fn check_track_process(i: usize, p: &VrrpTrackProcess) -> Result<(), Invalid> {
+    let err = |field, message| Invalid::new("vrrp_track_process", Some(i), field, message);
+    if let Err(e) = machine::check_weight(&p.name, p.weight) {
+        let (field, message) = vrrp_message(&e);
+        return Err(err(field, message));
+    }
+    if p.process.is_empty() {
+        return Err(err("process", "name the process (e.g. \"nginx\")".into()));
+    }
+    if p.quorum_max.is_some_and(|max| max < p.quorum) {
+        return Err(err(
+            "quorum_max",
+            format!("must be at least quorum ({})", p.quorum),
+        ));
+    }
+    if p.delay.is_some() && (p.fork_delay.is_some() || p.terminate_delay.is_some()) {
+        return Err(err(
+            "delay",
+            "delay sets fork_delay and terminate_delay: give delay, or those two".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The `i`-th `[[vrrp_track_file]]`'s values.
+fn check_track_file(i: usize, f: &VrrpTrackFile) -> Result<(), Invalid> {
+    let err = |field, message| Invalid::new("vrrp_track_file", Some(i), field, message);
+    if let Err(e) = machine::check_weight(&f.name, f.weight) {
+        let (field, message) = vrrp_message(&e);
+        return Err(err(field, message));
+    }
+    if f.file.as_os_str().is_empty() {
+        return Err(err("file", "name the file (e.g. \"/run/lb/prio\")".into()));
+    }
+    if f.init_overwrite && f.init_file.is_none() {
+        return Err(err(
+            "init_overwrite",
+            "needs init_file (the value to write)".into(),
+        ));
     }
     Ok(())
 }

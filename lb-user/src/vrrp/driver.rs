@@ -8,6 +8,14 @@
 //! sent, VIPs added or removed with rtnetlink ([`super::addr`]),
 //! announcements scheduled, notify hooks run, transitions logged.
 //!
+//! Sync groups (`vrrp_sync_group`): one task per group ([`run_group`])
+//! owns the pure [`super::sync::SyncGroup`]; its members report their
+//! state to it and carry out its orders ([`Event::Sync`]); it runs the
+//! group's notify scripts.
+//!
+//! Every instance tracks its own interface with weight 0 (down or not
+//! running = FAULT), as keepalived does unless `dont_track_primary`.
+//!
 //! Logging: one line per transition with its cause; one warning per
 //! rejection cause per instance (the first), later ones counted only; a
 //! summary of the counters when the instance stops.
@@ -21,7 +29,7 @@ use tokio::sync::{broadcast, watch};
 use tracing::{debug, info, warn};
 
 use super::garp::{self, FrameSender, GarpConfig, GarpSchedule};
-use super::machine::{Action, Event, Machine, State};
+use super::machine::{Action, Event, Machine, State, SyncOrder};
 use super::net::{Dropped, Endpoint, Received, VrrpSocket};
 use crate::dataplane::loader::error_chain;
 use crate::sys::addr::{self, Added, Vip};
@@ -149,8 +157,12 @@ pub enum SpecError {
 pub enum TrackKind {
     /// A `vrrp_script`.
     Script,
-    /// A `track_interface`.
+    /// A `track_interface` (or the instance's own interface).
     Interface,
+    /// A `vrrp_track_process`.
+    Process,
+    /// A `track_file`: its updates carry a value.
+    File,
 }
 
 /// A tracked object changed (sent to every instance; each picks its own).
@@ -160,10 +172,45 @@ pub struct TrackEvent {
     pub kind: TrackKind,
     /// Its name.
     pub name: String,
-    /// Whether it is now up.
+    /// Whether it is now up (valued objects: whether the value is 0).
     pub up: bool,
+    /// A `track_file`'s value (`None` for up/down objects).
+    pub value: Option<i64>,
     /// What caused the change.
     pub reason: String,
+}
+
+/// A message to a sync group's task ([`run_group`]).
+#[derive(Debug, Clone)]
+pub enum GroupMsg {
+    /// Member `index` (re)started: its orders go to `orders`.
+    Attach {
+        /// Index in the group's `instances`.
+        index: usize,
+        /// Where its orders go.
+        orders: tokio::sync::mpsc::UnboundedSender<SyncOrder>,
+    },
+    /// Member `index` is now in `state`; `own_fault`: its own tracking
+    /// faults it.
+    State {
+        /// Index in the group's `instances`.
+        index: usize,
+        /// Its state.
+        state: State,
+        /// Whether its own tracking puts it in FAULT.
+        own_fault: bool,
+    },
+}
+
+/// An instance's place in its sync group.
+#[derive(Debug, Clone)]
+pub struct SyncMember {
+    /// The group's name.
+    pub group: String,
+    /// Index in the group's `instances`.
+    pub index: usize,
+    /// The group task's inbox.
+    pub tx: tokio::sync::mpsc::UnboundedSender<GroupMsg>,
 }
 
 /// keepalived's notify hooks of one instance (`/bin/sh -c` command lines).
@@ -348,8 +395,11 @@ pub async fn run_instance(
     mut preempt_hold: watch::Receiver<bool>,
     board: StatusBoard,
     changes: Option<tokio::sync::mpsc::UnboundedSender<StateChange>>,
+    sync: Option<SyncMember>,
 ) -> Result<Report, DriverError> {
     let (mut inst, conn) = Instance::open(spec, board, changes).await?;
+    let mut orders = attach(sync.as_ref());
+    let mut reported: Option<(State, bool)> = None;
     inst.sweep_stale().await;
     let held = *preempt_hold.borrow_and_update();
     if held {
@@ -361,6 +411,11 @@ pub async fn run_instance(
     let actions = inst.machine.handle(Event::Startup, Instant::now());
     inst.apply(actions).await;
     loop {
+        let now = (inst.machine.state(), inst.machine.own_fault());
+        if reported != Some(now) {
+            reported = Some(now);
+            report_to_group(sync.as_ref(), now.0, now.1);
+        }
         let deadline = [inst.machine.next_deadline(), inst.garp.next_deadline()]
             .into_iter()
             .flatten()
@@ -400,12 +455,7 @@ pub async fn run_instance(
             }
             event = tracks.recv() => match event {
                 Ok(event) => {
-                    let index = inst.spec.tracks.iter().position(|(k, n)| *k == event.kind && *n == event.name);
-                    if let Some(index) = index {
-                        debug!(instance = %inst.spec.name, track = %event.name, up = event.up, reason = %event.reason, "tracked object changed");
-                        let actions = inst.machine.handle(Event::Track { index, up: event.up }, Instant::now());
-                        inst.apply(actions).await;
-                    }
+                    inst.tracked(&event).await;
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     warn!(instance = %inst.spec.name, missed = n, "tracking updates lagged");
@@ -415,6 +465,12 @@ pub async fn run_instance(
                     tracks = broadcast::channel(1).1;
                 }
             },
+            Some(order) = orders.recv() => {
+                let group = sync.as_ref().map(|m| m.group.clone()).unwrap_or_default();
+                debug!(instance = %inst.spec.name, %group, ?order, "sync group order");
+                let actions = inst.machine.handle(Event::Sync { group, order }, Instant::now());
+                inst.apply(actions).await;
+            }
             hold_changed = preempt_hold.changed(), if hold_open => {
                 if hold_changed.is_err() {
                     // The sync task is gone: nothing holds preemption.
@@ -431,6 +487,7 @@ pub async fn run_instance(
     }
     let last_state = inst.machine.state();
     inst.release().await;
+    report_to_group(sync.as_ref(), State::Initialize, false);
     conn.abort();
     let report = Report {
         name: inst.spec.name.clone(),
@@ -442,7 +499,52 @@ pub async fn run_instance(
     Ok(report)
 }
 
+/// Attach to the sync group of `sync`, if any: the receiver of its orders
+/// (closed at once without a group).
+fn attach(sync: Option<&SyncMember>) -> tokio::sync::mpsc::UnboundedReceiver<SyncOrder> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    if let Some(member) = sync {
+        let _ = member.tx.send(GroupMsg::Attach {
+            index: member.index,
+            orders: tx,
+        });
+    }
+    rx
+}
+
+/// Tell the sync group of `sync`, if any, the member's state.
+fn report_to_group(sync: Option<&SyncMember>, state: State, own_fault: bool) {
+    if let Some(member) = sync {
+        let _ = member.tx.send(GroupMsg::State {
+            index: member.index,
+            state,
+            own_fault,
+        });
+    }
+}
+
 impl Instance {
+    /// A tracked object changed: the machine hears of it if it is ours.
+    async fn tracked(&mut self, event: &TrackEvent) {
+        let index = self
+            .spec
+            .tracks
+            .iter()
+            .position(|(k, n)| *k == event.kind && *n == event.name);
+        if let Some(index) = index {
+            debug!(instance = %self.spec.name, track = %event.name, up = event.up, value = ?event.value, reason = %event.reason, "tracked object changed");
+            let event = match event.value {
+                Some(value) => Event::TrackValue { index, value },
+                None => Event::Track {
+                    index,
+                    up: event.up,
+                },
+            };
+            let actions = self.machine.handle(event, Instant::now());
+            self.apply(actions).await;
+        }
+    }
+
     /// Set up instance `spec`: its netlink connection (the connection's
     /// task is returned, to abort when done), VRRP socket, interface MAC,
     /// frame sender (without one, a warning) and machine.
@@ -774,13 +876,30 @@ pub struct Running {
     changes: Option<tokio::sync::mpsc::UnboundedSender<StateChange>>,
     instances: Vec<RunningInstance>,
     trackers: Vec<tokio::task::JoinHandle<()>>,
+    groups: Vec<RunningGroup>,
+}
+
+/// A sync group's task.
+struct RunningGroup {
+    cfg: crate::config::VrrpSyncGroup,
+    tx: tokio::sync::mpsc::UnboundedSender<GroupMsg>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// What an instance depends on besides its own table: a change restarts it.
+#[derive(Debug, Clone, PartialEq)]
+struct Deps {
+    scripts: Vec<crate::config::VrrpScript>,
+    processes: Vec<crate::config::VrrpTrackProcess>,
+    files: Vec<crate::config::VrrpTrackFile>,
+    group: Option<crate::config::VrrpSyncGroup>,
 }
 
 struct RunningInstance {
     name: String,
     cfg: crate::config::VrrpInstance,
-    /// The scripts it tracks, as configured (a changed script restarts it).
-    scripts: Vec<crate::config::VrrpScript>,
+    /// What it depends on, as configured (a change restarts it).
+    deps: Deps,
     shutdown: watch::Sender<bool>,
     handle: tokio::task::JoinHandle<Result<Report, DriverError>>,
 }
@@ -802,20 +921,106 @@ impl RunningInstance {
     }
 }
 
-fn scripts_of(
-    config: &crate::config::Config,
-    inst: &crate::config::VrrpInstance,
-) -> Vec<crate::config::VrrpScript> {
-    inst.track_script
+fn deps_of(config: &crate::config::Config, inst: &crate::config::VrrpInstance) -> Deps {
+    Deps {
+        scripts: inst
+            .track_script
+            .iter()
+            .filter_map(|t| {
+                config
+                    .vrrp_script
+                    .iter()
+                    .find(|s| s.name == t.name)
+                    .cloned()
+            })
+            .collect(),
+        processes: inst
+            .track_process
+            .iter()
+            .filter_map(|t| {
+                config
+                    .vrrp_track_process
+                    .iter()
+                    .find(|p| p.name == t.name)
+                    .cloned()
+            })
+            .collect(),
+        files: inst
+            .track_file
+            .iter()
+            .filter_map(|t| {
+                config
+                    .vrrp_track_file
+                    .iter()
+                    .find(|f| f.name == t.name)
+                    .cloned()
+            })
+            .collect(),
+        group: group_of(config, &inst.name).cloned(),
+    }
+}
+
+/// The sync group instance `name` is in.
+fn group_of<'c>(
+    config: &'c crate::config::Config,
+    name: &str,
+) -> Option<&'c crate::config::VrrpSyncGroup> {
+    config
+        .vrrp_sync_group
         .iter()
-        .filter_map(|t| {
-            config
-                .vrrp_script
-                .iter()
-                .find(|s| s.name == t.name)
-                .cloned()
-        })
-        .collect()
+        .find(|g| g.instances.iter().any(|i| i == name))
+}
+
+/// Run sync group `cfg`: hear its members' states, send them the
+/// group's orders ([`super::sync::SyncGroup`]), log the group's
+/// transitions and run its notify scripts (`notify` with `GROUP NAME
+/// STATE`). Ends when every sender of `rx` is gone.
+pub async fn run_group(
+    cfg: crate::config::VrrpSyncGroup,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<GroupMsg>,
+) {
+    let mut group = super::sync::SyncGroup::new(cfg.instances.len());
+    let mut members: Vec<Option<tokio::sync::mpsc::UnboundedSender<SyncOrder>>> =
+        vec![None; cfg.instances.len()];
+    while let Some(msg) = rx.recv().await {
+        let (index, state, own_fault) = match msg {
+            GroupMsg::Attach { index, orders } => {
+                if let Some(slot) = members.get_mut(index) {
+                    *slot = Some(orders);
+                }
+                continue;
+            }
+            GroupMsg::State {
+                index,
+                state,
+                own_fault,
+            } => (index, state, own_fault),
+        };
+        let decision = group.report(index, state, own_fault);
+        for to in decision.entered {
+            let member = cfg.instances.get(index).map_or("?", String::as_str);
+            info!(group = %cfg.name, %member, member_state = %state, own_fault, "VRRP sync group transition: to={to}");
+            let hook = match to {
+                State::Master => &cfg.notify_master,
+                State::Backup => &cfg.notify_backup,
+                State::Fault => &cfg.notify_fault,
+                State::Initialize => &None,
+            };
+            if let Some(cmd) = hook {
+                run_hook(&cfg.name, cmd, &[]);
+            }
+            if let Some(cmd) = &cfg.notify {
+                run_hook(&cfg.name, cmd, &["GROUP", &cfg.name, state_word(to)]);
+            }
+        }
+        for (to, order) in decision.orders {
+            let member = cfg.instances.get(to).map_or("?", String::as_str);
+            info!(group = %cfg.name, %member, "sync group order: {order}");
+            if let Some(Some(tx)) = members.get(to) {
+                let _ = tx.send(order);
+            }
+        }
+    }
 }
 
 impl Running {
@@ -860,6 +1065,9 @@ impl Running {
         for t in self.trackers {
             t.abort();
         }
+        for g in self.groups {
+            g.handle.abort();
+        }
         reports
     }
 
@@ -879,11 +1087,11 @@ impl Running {
         let mut start = Vec::new();
         let mut keep = Vec::new();
         for inst in &config.vrrp_instance {
-            let scripts = scripts_of(config, inst);
+            let scripts = deps_of(config, inst);
             let unchanged = self
                 .instances
                 .iter()
-                .any(|r| r.cfg == *inst && r.scripts == scripts);
+                .any(|r| r.cfg == *inst && r.deps == scripts);
             if unchanged {
                 keep.push(inst.name.clone());
                 continue;
@@ -914,6 +1122,7 @@ impl Running {
             }
             inst.stop().await;
         }
+        self.apply_groups(config);
         let receivers: Vec<_> = start.iter().map(|_| self.events.subscribe()).collect();
         if !start.is_empty() {
             // Fresh trackers send every object's current state first, which
@@ -924,8 +1133,17 @@ impl Running {
             }
             self.trackers = spawn_trackers(config, &self.events);
         }
-        for ((spec, cfg, scripts), rx) in start.into_iter().zip(receivers) {
+        for ((spec, cfg, deps), rx) in start.into_iter().zip(receivers) {
             let name = spec.name.clone();
+            let sync = deps.group.as_ref().and_then(|g| {
+                let index = g.instances.iter().position(|i| *i == name)?;
+                let running = self.groups.iter().find(|r| r.cfg.name == g.name)?;
+                Some(SyncMember {
+                    group: g.name.clone(),
+                    index,
+                    tx: running.tx.clone(),
+                })
+            });
             info!(
                 instance = %name,
                 interface = %spec.endpoint.iface,
@@ -943,16 +1161,46 @@ impl Running {
                 self.preempt_hold.clone(),
                 self.board.clone(),
                 self.changes.clone(),
+                sync,
             ));
             self.instances.push(RunningInstance {
                 name,
                 cfg,
-                scripts,
+                deps,
                 shutdown,
                 handle,
             });
         }
         Ok(())
+    }
+}
+
+impl Running {
+    /// Keep the sync group tasks whose configuration is unchanged, stop
+    /// the others, start the new ones. (A changed group changes its
+    /// members' [`Deps`], so they restart and attach to the new task.)
+    fn apply_groups(&mut self, config: &crate::config::Config) {
+        let (keep, stop): (Vec<_>, Vec<_>) = std::mem::take(&mut self.groups)
+            .into_iter()
+            .partition(|r| config.vrrp_sync_group.contains(&r.cfg));
+        for g in stop {
+            info!(group = %g.cfg.name, "stopping VRRP sync group (removed or changed)");
+            g.handle.abort();
+        }
+        self.groups = keep;
+        for cfg in &config.vrrp_sync_group {
+            if self.groups.iter().any(|r| r.cfg == *cfg) {
+                continue;
+            }
+            info!(group = %cfg.name, instances = ?cfg.instances, "starting VRRP sync group");
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let handle = tokio::spawn(run_group(cfg.clone(), rx));
+            self.groups.push(RunningGroup {
+                cfg: cfg.clone(),
+                tx,
+                handle,
+            });
+        }
     }
 }
 
@@ -975,6 +1223,7 @@ pub async fn start(
         changes,
         instances: Vec::new(),
         trackers: Vec::new(),
+        groups: Vec::new(),
     };
     running.apply(config).await?;
     Ok(running)
@@ -987,17 +1236,72 @@ fn spawn_trackers(
     let mut trackers = Vec::new();
     let mut scripts: Vec<&str> = Vec::new();
     let mut interfaces: Vec<&str> = Vec::new();
+    let mut processes: Vec<&str> = Vec::new();
+    let mut files: Vec<&str> = Vec::new();
     for inst in &config.vrrp_instance {
-        for t in &inst.track_script {
-            if !scripts.contains(&t.name.as_str()) {
-                scripts.push(&t.name);
+        let own = std::iter::once(inst.interface.as_str());
+        for name in own.chain(inst.track_interface.iter().map(|t| t.name.as_str())) {
+            if !interfaces.contains(&name) {
+                interfaces.push(name);
             }
         }
-        for t in &inst.track_interface {
-            if !interfaces.contains(&t.name.as_str()) {
-                interfaces.push(&t.name);
+        for (list, tracks) in [
+            (&mut scripts, &inst.track_script),
+            (&mut processes, &inst.track_process),
+            (&mut files, &inst.track_file),
+        ] {
+            for t in tracks {
+                if !list.contains(&t.name.as_str()) {
+                    list.push(&t.name);
+                }
             }
         }
+    }
+    for name in processes {
+        let Some(p) = config.vrrp_track_process.iter().find(|p| p.name == name) else {
+            continue; // validation guarantees it exists
+        };
+        let spec = super::track::ProcessSpec {
+            name: p.name.clone(),
+            process: p.process.clone(),
+            parameters: p.parameters.clone(),
+            param_match: p.param_match,
+            full_command: p.full_command,
+            quorum: p.quorum,
+            quorum_max: p.quorum_max,
+            fork_delay: p.fork_delay.or(p.delay).map_or(Duration::ZERO, |d| d.0),
+            terminate_delay: p
+                .terminate_delay
+                .or(p.delay)
+                .map_or(Duration::ZERO, |d| d.0),
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        trackers.push(super::track::spawn_process(spec, super::track::POLL, tx));
+        trackers.push(forward(rx, TrackKind::Process, events.clone()));
+    }
+    for name in files {
+        let Some(f) = config.vrrp_track_file.iter().find(|f| f.name == name) else {
+            continue; // validation guarantees it exists
+        };
+        let spec = super::track::FileSpec {
+            name: f.name.clone(),
+            file: f.file.clone(),
+            init: f.init_file.map(|v| (v, f.init_overwrite)),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<super::track::ValueUpdate>();
+        trackers.push(super::track::spawn_file(spec, super::track::POLL, tx));
+        let events = events.clone();
+        trackers.push(tokio::spawn(async move {
+            while let Some(u) = rx.recv().await {
+                let _ = events.send(TrackEvent {
+                    kind: TrackKind::File,
+                    name: u.name,
+                    up: u.value == 0,
+                    value: Some(u.value),
+                    reason: u.reason,
+                });
+            }
+        }));
     }
     for name in scripts {
         let Some(s) = config.vrrp_script.iter().find(|s| s.name == name) else {
@@ -1041,6 +1345,7 @@ fn forward(
                 kind,
                 name: u.name,
                 up: u.up,
+                value: None,
                 reason: u.reason,
             });
         }
@@ -1161,9 +1466,12 @@ async fn source_address(
         })
 }
 
-/// Instance `inst`'s tracked objects, scripts then interfaces: each with
-/// its weight (a script's own weight unless the instance sets one) for the
-/// machine, and with its kind and name for the driver.
+/// Instance `inst`'s tracked objects, scripts, interfaces (its own
+/// included, weight 0, unless listed), processes then files: each with
+/// its weight (the object's own unless the instance sets one) for the
+/// machine, and with its kind and name for the driver. In a sync group
+/// without `tracking_weight`, every weight is 0 (keepalived: members'
+/// tracking weights are ignored, so their priorities stay alike).
 fn instance_tracks(
     config: &crate::config::Config,
     inst: &crate::config::VrrpInstance,
@@ -1171,24 +1479,59 @@ fn instance_tracks(
     use super::machine::Track;
     let mut tracks = Vec::new();
     let mut kinds = Vec::new();
-    for t in &inst.track_script {
-        let script_weight = config
-            .vrrp_script
-            .iter()
-            .find(|s| s.name == t.name)
-            .map_or(0, |s| s.weight);
+    let mut push = |kind, name: &str, weight| {
         tracks.push(Track {
-            name: t.name.clone(),
-            weight: t.weight.unwrap_or(script_weight),
+            name: name.to_owned(),
+            weight,
         });
-        kinds.push((TrackKind::Script, t.name.clone()));
+        kinds.push((kind, name.to_owned()));
+    };
+    for t in &inst.track_script {
+        let own = config.vrrp_script.iter().find(|s| s.name == t.name);
+        push(
+            TrackKind::Script,
+            &t.name,
+            t.weight.unwrap_or(own.map_or(0, |s| s.weight)),
+        );
     }
     for t in &inst.track_interface {
-        tracks.push(Track {
-            name: t.name.clone(),
-            weight: t.weight,
-        });
-        kinds.push((TrackKind::Interface, t.name.clone()));
+        push(TrackKind::Interface, &t.name, t.weight);
+    }
+    if !inst
+        .track_interface
+        .iter()
+        .any(|t| t.name == inst.interface)
+    {
+        push(TrackKind::Interface, &inst.interface, 0);
+    }
+    for t in &inst.track_process {
+        let own = config.vrrp_track_process.iter().find(|p| p.name == t.name);
+        push(
+            TrackKind::Process,
+            &t.name,
+            t.weight.unwrap_or(own.map_or(0, |p| p.weight)),
+        );
+    }
+    for t in &inst.track_file {
+        let own = config.vrrp_track_file.iter().find(|f| f.name == t.name);
+        push(
+            TrackKind::File,
+            &t.name,
+            t.weight.unwrap_or(own.map_or(0, |f| f.weight)),
+        );
+    }
+    if let Some(group) = group_of(config, &inst.name).filter(|g| !g.tracking_weight) {
+        let weighted: Vec<&str> = tracks
+            .iter()
+            .filter(|t| t.weight != 0)
+            .map(|t| t.name.as_str())
+            .collect();
+        if !weighted.is_empty() {
+            info!(instance = %inst.name, group = %group.name, tracks = ?weighted, "in a sync group: tracking weights count as 0 (set tracking_weight to keep them)");
+        }
+        for t in &mut tracks {
+            t.weight = 0;
+        }
     }
     (tracks, kinds)
 }

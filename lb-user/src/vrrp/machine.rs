@@ -37,11 +37,18 @@ pub const PRIORITY_OWNER: u8 = 255;
 /// Largest tracking weight magnitude (keepalived: -253..=253).
 pub const MAX_WEIGHT: i32 = 253;
 
-/// A tracked object (keepalived `track_script` / `track_interface`).
+/// A tracked object (keepalived `track_script`, `track_interface`,
+/// `track_process`, `track_file`).
 ///
-/// Weight 0: the object failing puts the instance in [`State::Fault`].
-/// Weight > 0: added to the priority while the object is up. Weight < 0:
-/// added (so subtracted) while the object is down.
+/// Up/down objects ([`Event::Track`]): weight 0: the object failing puts
+/// the instance in [`State::Fault`]; weight > 0: added to the priority
+/// while the object is up; weight < 0: added (so subtracted) while the
+/// object is down.
+///
+/// Valued objects (`track_file`, [`Event::TrackValue`]): weight 0: a
+/// non-zero value is a fault; otherwise `value * weight` is added to the
+/// priority, and a product below -253 is a fault (keepalived's
+/// `track_file`). Until its first value, a valued object counts as up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Track {
     /// Name for logs and transition reasons (script or interface name).
@@ -329,6 +336,21 @@ pub enum Event {
         /// Whether the object is now in its good state.
         up: bool,
     },
+    /// Tracked object `index` (into [`Config::tracks`]) now has the value
+    /// `value` (keepalived `track_file`). Unknown indices are ignored.
+    TrackValue {
+        /// Index into [`Config::tracks`].
+        index: usize,
+        /// The value read.
+        value: i64,
+    },
+    /// An order of the instance's sync group ([`super::sync`]).
+    Sync {
+        /// The group's name (for the transition's reason).
+        group: String,
+        /// What the group asks.
+        order: SyncOrder,
+    },
     /// Stop the instance: a master releases (priority-0 advert) and removes
     /// its addresses.
     Shutdown,
@@ -337,6 +359,36 @@ pub enum Event {
     /// (`crate::sync`), so a returning master does not take the VIPs with a
     /// cold table. A master that falls silent is still replaced.
     PreemptHold(bool),
+}
+
+/// What a sync group asks of one of its members (keepalived
+/// `vrrp_sync.c`); [`super::sync::SyncGroup`] decides when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncOrder {
+    /// Another member is in FAULT: go to FAULT too (a master releases
+    /// with a priority-0 advert and removes its addresses) and stay there
+    /// until [`SyncOrder::Recover`].
+    Fault,
+    /// No member is in FAULT of its own any more: leave a FAULT forced by
+    /// [`SyncOrder::Fault`] (to BACKUP, or MASTER for an address owner),
+    /// unless the instance's own tracking still puts it in FAULT.
+    Recover,
+    /// Another member became MASTER: a BACKUP becomes MASTER at once.
+    Master,
+    /// Another member left MASTER for BACKUP: a MASTER steps down to
+    /// BACKUP.
+    Backup,
+}
+
+impl fmt::Display for SyncOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SyncOrder::Fault => "another member is in FAULT",
+            SyncOrder::Recover => "no member is in FAULT any more",
+            SyncOrder::Master => "another member became MASTER",
+            SyncOrder::Backup => "another member became BACKUP",
+        })
+    }
 }
 
 /// Why an advert was rejected.
@@ -452,6 +504,13 @@ pub enum Reason {
     },
     /// Fault → Backup or Master: every weight-0 tracked object is up again.
     TrackRecovered,
+    /// Ordered by the sync group `group` ([`Event::Sync`]).
+    Sync {
+        /// The group.
+        group: String,
+        /// The order.
+        order: SyncOrder,
+    },
     /// → Initialize: [`Event::Shutdown`].
     Shutdown,
 }
@@ -476,6 +535,7 @@ impl fmt::Display for Reason {
             }
             Reason::TrackDown { track } => write!(f, "tracked {track} is down"),
             Reason::TrackRecovered => f.write_str("tracked objects recovered"),
+            Reason::Sync { group, order } => write!(f, "sync group {group}: {order}"),
             Reason::Shutdown => f.write_str("shutdown"),
         }
     }
@@ -576,13 +636,49 @@ enum DownCause {
     LowerMaster(Peer),
 }
 
+/// A tracked object's last state as the machine knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrackStatus {
+    /// An up/down object ([`Event::Track`]).
+    Up(bool),
+    /// A valued object ([`Event::TrackValue`]).
+    Value(i64),
+}
+
+impl TrackStatus {
+    /// What the object adds to the priority with `weight`.
+    fn contribution(self, weight: i32) -> i32 {
+        match self {
+            TrackStatus::Up(true) if weight > 0 => weight,
+            TrackStatus::Up(false) if weight < 0 => weight,
+            TrackStatus::Value(v) if weight != 0 => {
+                let product = v.saturating_mul(i64::from(weight));
+                // Clamped to one priority's span: the sum stays in range.
+                i32::try_from(product.clamp(-254, 254)).unwrap_or(0)
+            }
+            TrackStatus::Up(_) | TrackStatus::Value(_) => 0,
+        }
+    }
+
+    /// Whether the object with `weight` puts the instance in FAULT.
+    fn is_fault(self, weight: i32) -> bool {
+        match self {
+            TrackStatus::Up(up) => weight == 0 && !up,
+            TrackStatus::Value(v) if weight == 0 => v != 0,
+            TrackStatus::Value(v) => v.saturating_mul(i64::from(weight)) < -i64::from(MAX_WEIGHT),
+        }
+    }
+}
+
 /// The VRRP state machine of one instance.
 #[derive(Debug, Clone)]
 pub struct Machine {
     config: Config,
     auth: Auth,
     state: State,
-    tracks_up: Vec<bool>,
+    tracks_up: Vec<TrackStatus>,
+    /// FAULT forced by this sync group ([`SyncOrder::Fault`]).
+    sync_fault: Option<String>,
     effective_priority: u8,
     master_adver_interval: Duration,
     adver_deadline: Option<Instant>,
@@ -611,7 +707,8 @@ impl Machine {
         let mut machine = Machine {
             auth,
             state: State::Initialize,
-            tracks_up: vec![true; config.tracks.len()],
+            tracks_up: vec![TrackStatus::Up(true); config.tracks.len()],
+            sync_fault: None,
             effective_priority: config.priority,
             master_adver_interval: config.advert_interval,
             adver_deadline: None,
@@ -634,7 +731,13 @@ impl Machine {
             Event::Startup => self.startup(now, &mut out),
             Event::Advert { source, advert } => self.on_advert(source, &advert, now, &mut out),
             Event::Timer => self.on_timer(now, &mut out),
-            Event::Track { index, up } => self.on_track(index, up, now, &mut out),
+            Event::Track { index, up } => {
+                self.on_track(index, TrackStatus::Up(up), now, &mut out);
+            }
+            Event::TrackValue { index, value } => {
+                self.on_track(index, TrackStatus::Value(value), now, &mut out);
+            }
+            Event::Sync { group, order } => self.on_sync(group, order, now, &mut out),
             Event::Shutdown => self.shutdown(&mut out),
             Event::PreemptHold(hold) => self.preempt_hold = hold,
         }
@@ -753,11 +856,7 @@ impl Machine {
             .tracks
             .iter()
             .zip(&self.tracks_up)
-            .map(|(track, &up)| match (track.weight, up) {
-                (w, true) if w > 0 => w,
-                (w, false) if w < 0 => w,
-                _ => 0,
-            })
+            .map(|(track, status)| status.contribution(track.weight))
             .sum();
         let priority = (i32::from(base) + delta).clamp(1, 254);
         u8::try_from(priority).unwrap_or(254)
@@ -769,7 +868,7 @@ impl Machine {
             .tracks
             .iter()
             .zip(&self.tracks_up)
-            .find(|(track, up)| track.weight == 0 && !**up)
+            .find(|(track, status)| status.is_fault(track.weight))
             .map(|(track, _)| track.name.as_str())
     }
 
@@ -780,12 +879,34 @@ impl Machine {
         self.enter_running(now, Reason::Startup, out);
     }
 
-    /// Startup and leaving Fault: Fault if a weight-0 track is down, Master
-    /// if we own the addresses, else Backup.
-    fn enter_running(&mut self, now: Instant, reason: Reason, out: &mut Vec<Action>) {
+    /// Whether the instance's own tracking puts it in FAULT (a weight-0
+    /// object down, or a valued one out of range): what its sync group
+    /// needs to know, as opposed to a FAULT the group forced.
+    #[must_use]
+    pub fn own_fault(&self) -> bool {
+        self.fault_track().is_some()
+    }
+
+    /// Why the instance must be in FAULT now, if it must: its own tracking
+    /// first, then its sync group.
+    fn fault_reason(&self) -> Option<Reason> {
         if let Some(track) = self.fault_track() {
-            let track = track.to_owned();
-            self.enter_fault(Reason::TrackDown { track }, out);
+            return Some(Reason::TrackDown {
+                track: track.to_owned(),
+            });
+        }
+        self.sync_fault.as_ref().map(|group| Reason::Sync {
+            group: group.clone(),
+            order: SyncOrder::Fault,
+        })
+    }
+
+    /// Startup and leaving Fault: Fault if a weight-0 track is down (or the
+    /// sync group holds the instance in FAULT), Master if we own the
+    /// addresses, else Backup.
+    fn enter_running(&mut self, now: Instant, reason: Reason, out: &mut Vec<Action>) {
+        if let Some(reason) = self.fault_reason() {
+            self.enter_fault(reason, out);
         } else if self.effective_priority == PRIORITY_OWNER {
             let reason = if reason == Reason::Startup {
                 Reason::AddressOwner
@@ -924,9 +1045,9 @@ impl Machine {
         }
     }
 
-    fn on_track(&mut self, index: usize, up: bool, now: Instant, out: &mut Vec<Action>) {
+    fn on_track(&mut self, index: usize, status: TrackStatus, now: Instant, out: &mut Vec<Action>) {
         match self.tracks_up.get_mut(index) {
-            Some(state) if *state != up => *state = up,
+            Some(state) if *state != status => *state = status,
             _ => return,
         }
         let before = self.effective_priority;
@@ -942,10 +1063,37 @@ impl Machine {
                 let track = track.to_owned();
                 self.enter_fault(Reason::TrackDown { track }, out);
             }
-            (State::Fault, None) => self.enter_running(now, Reason::TrackRecovered, out),
+            (State::Fault, None) if self.sync_fault.is_none() => {
+                self.enter_running(now, Reason::TrackRecovered, out);
+            }
             // A running master advertises the new priority from its next
             // advert on; a backup's new skew applies from the next reset.
             _ => {}
+        }
+    }
+
+    /// An order of the sync group `group`.
+    fn on_sync(&mut self, group: String, order: SyncOrder, now: Instant, out: &mut Vec<Action>) {
+        let reason = Reason::Sync {
+            group: group.clone(),
+            order,
+        };
+        match (order, self.state) {
+            (SyncOrder::Fault, _) => {
+                self.sync_fault = Some(group);
+                if matches!(self.state, State::Backup | State::Master) {
+                    self.enter_fault(reason, out);
+                }
+            }
+            (SyncOrder::Recover, _) => {
+                self.sync_fault = None;
+                if self.state == State::Fault && self.fault_track().is_none() {
+                    self.enter_running(now, reason, out);
+                }
+            }
+            (SyncOrder::Master, State::Backup) => self.become_master(now, reason, out),
+            (SyncOrder::Backup, State::Master) => self.become_backup(now, reason, None, out),
+            (SyncOrder::Master | SyncOrder::Backup, _) => {}
         }
     }
 
@@ -1835,6 +1983,54 @@ mod tests {
                 )
                 .is_empty()
         );
+    }
+
+    /// keepalived `track_file`: `value * weight` adds to the priority; a
+    /// product below -253, or any non-zero value with weight 0, is FAULT.
+    #[test]
+    fn track_values_weigh_or_fault() {
+        let mut cfg = config(1, 100);
+        cfg.tracks = vec![
+            Track {
+                name: "weighted".into(),
+                weight: 10,
+            },
+            Track {
+                name: "zero".into(),
+                weight: 0,
+            },
+        ];
+        let mut m = Machine::new(cfg).unwrap();
+        let t0 = Instant::now();
+        m.handle(Event::Startup, t0);
+        let value = |index, value| Event::TrackValue { index, value };
+        assert_eq!(
+            m.handle(value(0, 3), t0),
+            [Action::PriorityChanged { from: 110, to: 130 }]
+        );
+        assert_eq!(
+            m.handle(value(0, -5), t0),
+            [Action::PriorityChanged { from: 130, to: 50 }]
+        );
+        // Clamped to 1.
+        m.handle(value(0, -25), t0);
+        assert_eq!(m.effective_priority(), 1);
+        assert_eq!(m.state(), State::Backup);
+        // -26 * 10 < -253: FAULT.
+        let actions = m.handle(value(0, -26), t0);
+        assert_eq!(m.state(), State::Fault, "{actions:?}");
+        assert!(m.own_fault());
+        m.handle(value(0, 0), t0);
+        assert_eq!((m.state(), m.effective_priority()), (State::Backup, 100));
+        // Weight 0: zero is fine, anything else is FAULT.
+        assert!(m.handle(value(1, 0), t0).is_empty());
+        m.handle(value(1, 7), t0);
+        assert_eq!(m.state(), State::Fault);
+        m.handle(value(1, -1), t0);
+        assert_eq!(m.state(), State::Fault);
+        m.handle(value(1, 0), t0);
+        assert_eq!(m.state(), State::Backup);
+        assert_eq!(m.effective_priority(), 100);
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //!   keepalived's preempt, `preempt_delay`, tracking and fault semantics),
 //!   events and an injected `now` in, actions out.
 //!
+//! - [`sync`]: keepalived's `vrrp_sync_group`: which orders a group gives
+//!   its members when one of them changes state;
+//! - [`track`]: tracked scripts, interfaces, processes and files.
+//!
 //! Sockets, netlink (adding/removing VIPs), gratuitous ARP / unsolicited NA
 //! and notify hooks sit at the edge and drive these.
 
@@ -17,10 +21,12 @@ pub mod driver;
 pub mod garp;
 pub mod machine;
 pub mod net;
+pub mod sync;
 pub mod track;
 pub mod wire;
 
 pub use machine::{
-    Action, Config, ConfigError, Event, Machine, Reason, RejectCause, State, Stats, Track,
+    Action, Config, ConfigError, Event, Machine, Reason, RejectCause, State, Stats, SyncOrder,
+    Track,
 };
 pub use wire::{Auth, Family, Kind, Repr};

@@ -7,7 +7,16 @@
 //!   its whole process group when it exceeds `timeout`, and report state
 //!   flips as [`TrackUpdate`]s;
 //! - [`interface_up`] / [`spawn_interface`]: `IFF_UP` and `IFF_RUNNING` of an
-//!   interface, polled with `SIOCGIFFLAGS`, reported the same way.
+//!   interface, polled with `SIOCGIFFLAGS`, reported the same way;
+//! - [`ProcessSpec`] / [`scan_proc`] / [`spawn_process`]: keepalived's
+//!   `vrrp_track_process`, the number of processes matching a name (and
+//!   arguments) against a quorum, with `fork_delay` / `terminate_delay`
+//!   ([`Debounce`]). keepalived follows processes with the netlink process
+//!   connector; here `/proc` is polled ([`POLL`]), so a change is seen
+//!   within one poll;
+//! - [`parse_value`] / [`spawn_file`]: keepalived's `track_file`, an
+//!   integer read from a file, polled ([`POLL`]) and reported as a
+//!   [`ValueUpdate`] (keepalived uses inotify).
 //!
 //! The updates feed [`super::Event::Track`] (looked up by name with
 //! [`super::Machine::track_index`]). Each task sends one update with its
@@ -15,8 +24,9 @@
 //! is dropped.
 
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 use tokio::sync::mpsc::UnboundedSender;
@@ -24,6 +34,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
+use crate::config::ParamMatch;
 use crate::sys::interface::interface_up;
 use crate::sys::process::{GroupGuard, lookup_user};
 
@@ -330,6 +341,388 @@ pub fn spawn_interface(
             let update = TrackUpdate {
                 name: name.clone(),
                 up,
+                reason,
+            };
+            if tx.send(update).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// How often tracked processes and files are polled.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// One process as `/proc` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProcInfo {
+    /// `/proc/PID/comm`: the name, at most 15 bytes.
+    pub comm: String,
+    /// `/proc/PID/cmdline`, split at the NULs (empty when not read).
+    pub cmdline: Vec<String>,
+}
+
+/// One `vrrp_track_process`: what to match, and how many make it OK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSpec {
+    /// The `vrrp_track_process` name, used in updates and logs.
+    pub name: String,
+    /// The process name; the first command-line word when matching the
+    /// command line ([`ProcessSpec::uses_cmdline`]).
+    pub process: String,
+    /// Arguments to match (see `param_match`).
+    pub parameters: Vec<String>,
+    /// How the arguments match; `Some` without parameters: none allowed.
+    pub param_match: Option<ParamMatch>,
+    /// Match the command line even without parameters.
+    pub full_command: bool,
+    /// Fewest matching processes for OK.
+    pub quorum: u32,
+    /// Most matching processes for OK.
+    pub quorum_max: Option<u32>,
+    /// How long OK must last before it is reported.
+    pub fork_delay: Duration,
+    /// How long not OK must last before it is reported.
+    pub terminate_delay: Duration,
+}
+
+impl ProcessSpec {
+    /// Whether the command line is matched (else the name, `comm`).
+    #[must_use]
+    pub fn uses_cmdline(&self) -> bool {
+        self.full_command || !self.parameters.is_empty() || self.param_match.is_some()
+    }
+
+    /// Whether process `p` is one of ours: its name (the first 15 bytes,
+    /// the kernel's `TASK_COMM_LEN` - 1) equals `process`; or, matching
+    /// the command line, its first word equals `process` and its
+    /// arguments match `parameters` as `param_match` says.
+    #[must_use]
+    pub fn matches(&self, p: &ProcInfo) -> bool {
+        if !self.uses_cmdline() {
+            let wanted = self.process.as_bytes();
+            return p.comm.as_bytes() == &wanted[..wanted.len().min(15)];
+        }
+        let Some((argv0, args)) = p.cmdline.split_first() else {
+            return false;
+        };
+        if *argv0 != self.process {
+            return false;
+        }
+        let params = &self.parameters;
+        match self.param_match {
+            None if params.is_empty() => true,
+            None | Some(ParamMatch::Exact) => args == params.as_slice(),
+            Some(ParamMatch::Partial) => args.starts_with(params),
+            Some(ParamMatch::Initial) => match params.split_last() {
+                None => true,
+                Some((last, init)) => {
+                    args.len() >= params.len()
+                        && args.starts_with(init)
+                        && args[init.len()].starts_with(last.as_str())
+                }
+            },
+        }
+    }
+
+    /// Whether `count` matching processes are OK: `quorum..=quorum_max`.
+    #[must_use]
+    pub fn ok(&self, count: usize) -> bool {
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        count >= u64::from(self.quorum) && self.quorum_max.is_none_or(|max| count <= u64::from(max))
+    }
+
+    /// How many of `procs` match.
+    #[must_use]
+    pub fn count(&self, procs: &[ProcInfo]) -> usize {
+        procs.iter().filter(|p| self.matches(p)).count()
+    }
+}
+
+/// The processes under `root` (normally `/proc`): every numeric directory
+/// whose process is not a zombie (keepalived does not count zombies),
+/// with its `comm`, and its `cmdline` when `cmdline` is set. Processes
+/// that vanish while being read are skipped.
+#[must_use]
+pub fn scan_proc(root: &Path, cmdline: bool) -> Vec<ProcInfo> {
+    let Ok(dir) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        if !name
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let path = entry.path();
+        let zombie = std::fs::read_to_string(path.join("stat")).is_ok_and(|stat| {
+            stat.rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next())
+                .is_some_and(|s| s == "Z")
+        });
+        if zombie {
+            continue;
+        }
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        let cmdline = if cmdline {
+            std::fs::read(path.join("cmdline"))
+                .map(|raw| {
+                    raw.split(|&b| b == 0)
+                        .map(|w| String::from_utf8_lossy(w).into_owned())
+                        .collect::<Vec<_>>()
+                })
+                .map(|mut words| {
+                    if words.last().is_some_and(String::is_empty) {
+                        words.pop();
+                    }
+                    words
+                })
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        out.push(ProcInfo {
+            comm: comm.trim_end_matches('\n').to_owned(),
+            cmdline,
+        });
+    }
+    out
+}
+
+/// A state that must hold for a delay before it is reported
+/// (`fork_delay` / `terminate_delay`): pure, time injected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Debounce {
+    reported: bool,
+    pending: Option<(bool, Instant)>,
+}
+
+impl Debounce {
+    /// Reporting `initial`.
+    #[must_use]
+    pub fn new(initial: bool) -> Self {
+        Self {
+            reported: initial,
+            pending: None,
+        }
+    }
+
+    /// The state seen at `now`; `Some(new)` when the reported state flips:
+    /// to up once it was seen up for `up_delay`, to down once seen down
+    /// for `down_delay` (zero: at once). Seeing the reported state again
+    /// cancels a pending flip.
+    pub fn observe(
+        &mut self,
+        ok: bool,
+        now: Instant,
+        up_delay: Duration,
+        down_delay: Duration,
+    ) -> Option<bool> {
+        if ok == self.reported {
+            self.pending = None;
+            return None;
+        }
+        let due = match self.pending {
+            Some((state, due)) if state == ok => due,
+            _ => {
+                let due = now + if ok { up_delay } else { down_delay };
+                self.pending = Some((ok, due));
+                due
+            }
+        };
+        (now >= due).then(|| {
+            self.pending = None;
+            self.reported = ok;
+            ok
+        })
+    }
+}
+
+/// Poll `/proc` every `period`; send a [`TrackUpdate`] (name = the
+/// `vrrp_track_process` name) with the first count's state right away,
+/// then on each flip after the spec's delays. Ends when the receiver is
+/// dropped.
+#[must_use = "the task runs until the receiver is dropped or it is aborted"]
+pub fn spawn_process(
+    spec: ProcessSpec,
+    period: Duration,
+    tx: UnboundedSender<TrackUpdate>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period.max(Duration::from_millis(1)));
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let root = Path::new("/proc");
+        let mut filter: Option<Debounce> = None;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = tx.closed() => return,
+            }
+            let count = spec.count(&scan_proc(root, spec.uses_cmdline()));
+            let ok = spec.ok(count);
+            let quorum = match spec.quorum_max {
+                Some(max) => format!("{}..={max}", spec.quorum),
+                None => format!("at least {}", spec.quorum),
+            };
+            let reason = format!("{count} running, quorum {quorum}");
+            let flipped = match &mut filter {
+                None => {
+                    filter = Some(Debounce::new(ok));
+                    info!(track_process = %spec.name, up = ok, reason, "track_process initial state");
+                    Some(ok)
+                }
+                Some(f) => {
+                    let flipped =
+                        f.observe(ok, Instant::now(), spec.fork_delay, spec.terminate_delay);
+                    if let Some(up) = flipped {
+                        info!(track_process = %spec.name, up, reason, "track_process state changed");
+                    }
+                    flipped
+                }
+            };
+            if let Some(up) = flipped {
+                let update = TrackUpdate {
+                    name: spec.name.clone(),
+                    up,
+                    reason,
+                };
+                if tx.send(update).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// A tracked file's new value, sent initially and on every change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueUpdate {
+    /// The `vrrp_track_file` name.
+    pub name: String,
+    /// The value now.
+    pub value: i64,
+    /// Where it came from, e.g. `"read 5"`, `"no such file (counts as 0)"`.
+    pub reason: String,
+}
+
+/// One `track_file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    /// The `vrrp_track_file` name.
+    pub name: String,
+    /// The file.
+    pub file: PathBuf,
+    /// `init_file`: written at start if the file does not exist (or always,
+    /// with `overwrite`).
+    pub init: Option<(i64, bool)>,
+}
+
+/// A track file's text as keepalived reads it (`strtol` with base 0): the
+/// first word, an optional sign, then decimal, `0x` hexadecimal or
+/// `0`-prefixed octal digits; an empty file is 0.
+///
+/// # Errors
+/// The first word is not such a number (keepalived ignores the file's
+/// value then; so does [`spawn_file`], keeping the last one).
+pub fn parse_value(text: &str) -> Result<i64, String> {
+    let Some(word) = text.split_whitespace().next() else {
+        return Ok(0);
+    };
+    let bad = || format!("{word:?} is not a number");
+    let (negative, digits) = match word.as_bytes().first() {
+        Some(b'-') => (true, &word[1..]),
+        Some(b'+') => (false, &word[1..]),
+        _ => (false, word),
+    };
+    let (radix, digits) = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        (16, hex)
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        (8, &digits[1..])
+    } else {
+        (10, digits)
+    };
+    if digits.is_empty() || digits.starts_with(['+', '-']) {
+        return Err(bad());
+    }
+    let magnitude = i64::from_str_radix(digits, radix).map_err(|_| bad())?;
+    Ok(if negative { -magnitude } else { magnitude })
+}
+
+/// The value of `path` now: a missing or unreadable file is 0 (as if
+/// nothing were wrong: the file is how an operator asks for a change, and
+/// no file means no request); `Err` when its text is not a number.
+fn read_file_value(path: &Path) -> Result<(i64, String), String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_value(&text).map(|v| (v, format!("read {v}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok((0, "no such file (counts as 0)".to_owned()))
+        }
+        Err(e) => Ok((0, format!("unreadable, counts as 0: {e}"))),
+    }
+}
+
+/// Write `init_file`'s value if asked, then poll `spec.file` every `period`
+/// and send a [`ValueUpdate`] with the first value right away, then on
+/// each change. A text that is not a number is logged (once until the
+/// file changes) and the last value kept. Ends when the receiver is
+/// dropped.
+#[must_use = "the task runs until the receiver is dropped or it is aborted"]
+pub fn spawn_file(
+    spec: FileSpec,
+    period: Duration,
+    tx: UnboundedSender<ValueUpdate>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Some((value, overwrite)) = spec.init
+            && (overwrite || !spec.file.exists())
+        {
+            match std::fs::write(&spec.file, format!("{value}\n")) {
+                Ok(()) => {
+                    info!(track_file = %spec.name, file = %spec.file.display(), value, "init_file written");
+                }
+                Err(error) => {
+                    warn!(track_file = %spec.name, file = %spec.file.display(), %error, "init_file could not be written");
+                }
+            }
+        }
+        let mut ticker = tokio::time::interval(period.max(Duration::from_millis(1)));
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last: Option<i64> = None;
+        let mut bad: Option<String> = None;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = tx.closed() => return,
+            }
+            let (value, reason) = match read_file_value(&spec.file) {
+                Ok(read) => {
+                    bad = None;
+                    read
+                }
+                Err(error) => {
+                    if bad.as_ref() != Some(&error) {
+                        warn!(track_file = %spec.name, file = %spec.file.display(), %error, "track_file value ignored, keeping the last one");
+                        bad = Some(error);
+                    }
+                    continue;
+                }
+            };
+            if last == Some(value) {
+                continue;
+            }
+            info!(track_file = %spec.name, value, reason, "track_file value");
+            last = Some(value);
+            let update = ValueUpdate {
+                name: spec.name.clone(),
+                value,
                 reason,
             };
             if tx.send(update).is_err() {
@@ -666,6 +1059,228 @@ mod tests {
             .await
             .expect("task still running")
             .unwrap();
+    }
+
+    // ---- track_process (pure, against a fake /proc) ----
+
+    fn proc_spec(process: &str) -> ProcessSpec {
+        ProcessSpec {
+            name: "p".into(),
+            process: process.into(),
+            parameters: Vec::new(),
+            param_match: None,
+            full_command: false,
+            quorum: 1,
+            quorum_max: None,
+            fork_delay: Duration::ZERO,
+            terminate_delay: Duration::ZERO,
+        }
+    }
+
+    /// A fake /proc: `(pid, comm, cmdline, state)`.
+    fn fake_proc(scratch: &Scratch, procs: &[(u32, &str, &[&str], char)]) -> PathBuf {
+        let root = scratch.path("proc");
+        for (pid, comm, cmdline, state) in procs {
+            let dir = root.join(pid.to_string());
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("comm"), format!("{comm}\n")).unwrap();
+            let mut raw = cmdline.join("\0");
+            raw.push('\0');
+            fs::write(dir.join("cmdline"), raw).unwrap();
+            fs::write(dir.join("stat"), format!("{pid} ({comm}) {state} 1 1 1")).unwrap();
+        }
+        // Not processes.
+        fs::create_dir_all(root.join("net")).unwrap();
+        fs::write(root.join("uptime"), "1.0 1.0\n").unwrap();
+        root
+    }
+
+    #[test]
+    fn processes_match_by_name_and_zombies_do_not_count() {
+        let scratch = Scratch::new("fakeproc");
+        let root = fake_proc(
+            &scratch,
+            &[
+                (1, "init", &["/sbin/init"], 'S'),
+                (
+                    10,
+                    "nginx",
+                    &["nginx: master process", "-g", "daemon off;"],
+                    'S',
+                ),
+                (11, "nginx", &["nginx: worker process"], 'S'),
+                (12, "nginx", &["nginx"], 'Z'),
+                (13, "nginx-exporter", &["nginx-exporter"], 'R'),
+                (
+                    14,
+                    "averyveryverylo",
+                    &["/usr/bin/averyveryverylongname"],
+                    'S',
+                ),
+            ],
+        );
+        let procs = scan_proc(&root, true);
+        assert_eq!(procs.len(), 5, "{procs:?}");
+        let nginx = proc_spec("nginx");
+        assert_eq!(nginx.count(&procs), 2);
+        // Exact names: no prefix match (pgrep "^nginx$").
+        assert_eq!(proc_spec("ngin").count(&procs), 0);
+        // comm holds 15 bytes: a longer configured name matches on those.
+        assert_eq!(proc_spec("averyveryverylongname").count(&procs), 1);
+        // quorum and quorum_max.
+        assert!(nginx.ok(2) && !nginx.ok(0));
+        let two = ProcessSpec {
+            quorum: 2,
+            quorum_max: Some(2),
+            ..proc_spec("nginx")
+        };
+        assert!(!two.ok(1) && two.ok(2) && !two.ok(3));
+        let none = ProcessSpec {
+            quorum: 0,
+            quorum_max: Some(0),
+            ..proc_spec("nginx")
+        };
+        assert!(none.ok(0) && !none.ok(1));
+        // Without cmdline reading, names still match.
+        assert_eq!(nginx.count(&scan_proc(&root, false)), 2);
+        assert!(scan_proc(&scratch.path("nowhere"), false).is_empty());
+    }
+
+    #[test]
+    fn processes_match_by_command_line() {
+        let p = |cmdline: &[&str]| ProcInfo {
+            comm: "x".into(),
+            cmdline: cmdline.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let spec = |params: &[&str], m| ProcessSpec {
+            parameters: params.iter().map(|s| (*s).to_owned()).collect(),
+            param_match: m,
+            ..proc_spec("/usr/sbin/haproxy")
+        };
+        let run = p(&["/usr/sbin/haproxy", "-f", "/etc/haproxy.cfg", "-D"]);
+        assert!(spec(&["-f", "/etc/haproxy.cfg", "-D"], None).matches(&run));
+        assert!(!spec(&["-f", "/etc/haproxy.cfg"], None).matches(&run));
+        assert!(spec(&["-f", "/etc/haproxy.cfg"], Some(ParamMatch::Partial)).matches(&run));
+        assert!(!spec(&["-f", "/etc/hap"], Some(ParamMatch::Partial)).matches(&run));
+        assert!(spec(&["-f", "/etc/hap"], Some(ParamMatch::Initial)).matches(&run));
+        assert!(!spec(&["-x"], Some(ParamMatch::Initial)).matches(&run));
+        // param_match without parameters: no arguments allowed.
+        assert!(!spec(&[], Some(ParamMatch::Exact)).matches(&run));
+        assert!(spec(&[], Some(ParamMatch::Exact)).matches(&p(&["/usr/sbin/haproxy"])));
+        // full_command alone: the first word, any arguments.
+        let full = ProcessSpec {
+            full_command: true,
+            ..proc_spec("/usr/sbin/haproxy")
+        };
+        assert!(full.matches(&run));
+        assert!(!full.matches(&p(&["haproxy"])));
+        assert!(!full.matches(&p(&[])));
+    }
+
+    #[test]
+    fn debounce_waits_for_the_delays() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut d = Debounce::new(true);
+        assert_eq!(d.observe(true, t0, ms(100), ms(300)), None);
+        // Down seen, terminate_delay 300 ms.
+        assert_eq!(d.observe(false, t0, ms(100), ms(300)), None);
+        assert_eq!(d.observe(false, t0 + ms(200), ms(100), ms(300)), None);
+        // Up again before the delay: nothing, and the delay restarts.
+        assert_eq!(d.observe(true, t0 + ms(250), ms(100), ms(300)), None);
+        assert_eq!(d.observe(false, t0 + ms(400), ms(100), ms(300)), None);
+        assert_eq!(
+            d.observe(false, t0 + ms(700), ms(100), ms(300)),
+            Some(false)
+        );
+        // Up, fork_delay 100 ms.
+        assert_eq!(d.observe(true, t0 + ms(800), ms(100), ms(300)), None);
+        assert_eq!(d.observe(true, t0 + ms(900), ms(100), ms(300)), Some(true));
+        // Zero delays: at once.
+        assert_eq!(d.observe(false, t0 + ms(900), ms(0), ms(0)), Some(false));
+    }
+
+    #[test]
+    fn file_values_parse_as_keepalived_reads_them() {
+        assert_eq!(parse_value(""), Ok(0));
+        assert_eq!(parse_value("  \n"), Ok(0));
+        assert_eq!(parse_value("5\n"), Ok(5));
+        assert_eq!(parse_value("-12"), Ok(-12));
+        assert_eq!(parse_value("+7 trailing words"), Ok(7));
+        assert_eq!(parse_value("0x1f"), Ok(31));
+        assert_eq!(parse_value("-0X10"), Ok(-16));
+        assert_eq!(parse_value("010"), Ok(8));
+        assert_eq!(parse_value("0"), Ok(0));
+        for bad in ["abc", "5x", "0x", "--1", "09", "-"] {
+            assert!(parse_value(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn spawn_file_reports_values_and_writes_init_file() {
+        let scratch = Scratch::new("file");
+        let path = scratch.path("prio");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = spawn_file(
+            FileSpec {
+                name: "f".into(),
+                file: path.clone(),
+                init: Some((3, false)),
+            },
+            Duration::from_millis(20),
+            tx,
+        );
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((first.name.as_str(), first.value), ("f", 3));
+        assert_eq!(fs::read_to_string(&path).unwrap(), "3\n");
+        set_atomically(&path, "not a number");
+        set_atomically(&path, "-4\n");
+        let next = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.value, -4);
+        fs::remove_file(&path).unwrap();
+        let gone = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(gone.value, 0);
+        assert_eq!(gone.reason, "no such file (counts as 0)");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn spawn_process_follows_a_real_process() {
+        let scratch = Scratch::new("proc");
+        // A sleep under a name of its own.
+        let exe = scratch.path("lbtrk-sleeper");
+        fs::copy("/bin/sleep", &exe).unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = spawn_process(proc_spec("lbtrk-sleeper"), Duration::from_millis(20), tx);
+        let initial = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!initial.up, "{initial:?}");
+        let mut child = std::process::Command::new(&exe).arg("30").spawn().unwrap();
+        let up = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(up.up);
+        assert_eq!(up.reason, "1 running, quorum at least 1");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let down = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!down.up);
+        task.abort();
     }
 
     #[tokio::test]

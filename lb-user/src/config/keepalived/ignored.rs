@@ -138,10 +138,6 @@ const IGNORED: &[(&[&str], Why)] = {
             Unsupported("lb sends from the interface's own MAC address"),
         ),
         (
-            &["vrrp_sync_group"],
-            Unsupported("its instances fail over independently in lb"),
-        ),
-        (
             &["virtual_ipaddress_excluded"],
             Unsupported("these addresses are not added or removed by lb"),
         ),
@@ -156,15 +152,10 @@ const IGNORED: &[(&[&str], Why)] = {
             Unsupported("lb manages no routes, rules or static addresses"),
         ),
         (
-            &[
-                "track_file",
-                "track_bfd",
-                "track_process",
-                "vrrp_track_file",
-                "vrrp_track_process",
-                "bfd_instance",
-            ],
-            Unsupported("lb tracks scripts and interfaces only (use a vrrp_script)"),
+            &["track_bfd", "bfd_instance"],
+            Unsupported(
+                "lb tracks scripts, interfaces, processes and files only (use a vrrp_script)",
+            ),
         ),
         (
             &["net_namespace"],

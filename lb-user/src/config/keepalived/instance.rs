@@ -66,8 +66,9 @@ pub(super) fn global_defs(
     Ok(())
 }
 
-/// The name after `vrrp_script` / `vrrp_instance`.
-fn name_of(ctx: &Ctx, n: &Node) -> Result<String, ConfigError> {
+/// The name after `vrrp_script`, `vrrp_instance` and the other named
+/// blocks.
+pub(super) fn name_of(ctx: &Ctx, n: &Node) -> Result<String, ConfigError> {
     n.args
         .first()
         .map(|t| t.text.clone())
@@ -205,6 +206,14 @@ impl InstanceReader {
             "unicast_peer" => self.peers(ctx, c, &field)?,
             "track_script" => self.track_scripts(ctx, c, &field)?,
             "track_interface" => self.track_interfaces(ctx, c, &field)?,
+            "track_process" => {
+                self.o.field("track_process", c);
+                self.v.track_process = tracked(ctx, c, &field, "track_process", &mut self.o)?;
+            }
+            "track_file" => {
+                self.o.field("track_file", c);
+                self.v.track_file = tracked(ctx, c, &field, "track_file", &mut self.o)?;
+            }
             "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" | "notify" => {
                 self.notify(ctx, c, field)?;
             }
@@ -515,7 +524,29 @@ impl InstanceReader {
     }
 }
 
-/// `NAME [weight N]` of track_script / track_interface.
+/// `track_process { NAME [weight N] ... }` or `track_file { ... }`: the
+/// entries, each recorded in `o` under the lb field `lb`.
+fn tracked(
+    ctx: &mut Ctx,
+    c: &Node,
+    field: &str,
+    lb: &'static str,
+    o: &mut Origin,
+) -> Result<Vec<TrackScript>, ConfigError> {
+    let mut out = Vec::new();
+    for a in ctx.block(c, field)? {
+        let weight = track_weight(ctx, a, field)?;
+        out.push(TrackScript {
+            name: a.kw().to_owned(),
+            weight,
+        });
+        o.item(lb, a.kw().to_owned(), a);
+    }
+    Ok(out)
+}
+
+/// `NAME [weight N]` of track_script / track_interface / track_process /
+/// track_file.
 fn track_weight(ctx: &mut Ctx, a: &Node, field: &str) -> Result<Option<i32>, ConfigError> {
     match a.args.as_slice() {
         [] => Ok(None),

@@ -40,6 +40,20 @@
 //!   scripts: lb runs them with `/bin/sh -c` (keepalived splits the words
 //!   itself); a `username [groupname]` after the script is reported and
 //!   ignored.
+//!   `track_process` and `track_file` entries (`NAME [weight N]`) keep
+//!   their names and weights.
+//! - `vrrp_sync_group` → `[[vrrp_sync_group]]`: `group { ... }` →
+//!   `instances`, its notify scripts (`notify` gets `GROUP NAME STATE`),
+//!   `sync_group_tracking_weight` → `tracking_weight`. Tracking on the
+//!   group itself is reported and ignored (track in the members).
+//! - `vrrp_track_process` → `[[vrrp_track_process]]`: `process NAME
+//!   [PARAMS...]` → `process` and `parameters`, `param_match`,
+//!   `full_command`, `quorum`, `quorum_max`, `weight` (default 1, as
+//!   keepalived), `delay` → `fork_delay` and `terminate_delay`.
+//! - `track_file` (or the old `vrrp_track_file`) → `[[vrrp_track_file]]`:
+//!   `file`, `weight` (default 1), `init_file [VALUE] [overwrite]` →
+//!   `init_file` and `init_overwrite`. `weight ... reverse` is an error
+//!   everywhere.
 //! - `virtual_server VIP PORT` → `[[service]]`, and a `[dataplane]` on the
 //!   interface of the instance holding the first service's VIP (or of the
 //!   first instance). `lb_algo`/`lvs_sched` `sh` becomes `source_hash`,
@@ -69,6 +83,7 @@
 //!
 //! The reader, by file: `lexer` (text → a tree of keyword nodes),
 //! `instance` (`global_defs`, `vrrp_script`, `vrrp_instance`),
+//! `tracking` (`vrrp_sync_group`, `vrrp_track_process`, `track_file`),
 //! `virtual_server` (services, real servers, checkers), `ignored`
 //! (keywords accepted without effect, and why), `tidy` (the layout of
 //! [`to_toml`]'s output); here: the entry points, the shared context
@@ -81,6 +96,7 @@ mod lexer;
 #[cfg(test)]
 mod tests;
 mod tidy;
+mod tracking;
 mod virtual_server;
 
 use std::collections::HashMap;
@@ -128,6 +144,7 @@ const TOP_KEYWORDS: &[&str] = &[
     "static_rules",
     "garp_group",
     "vrrp_track_file",
+    "track_file",
     "vrrp_track_process",
     "bfd_instance",
     "net_namespace",
@@ -400,6 +417,9 @@ impl Origin {
 struct SourceMap {
     vrrp_instance: Vec<Origin>,
     vrrp_script: Vec<Origin>,
+    vrrp_track_process: Vec<Origin>,
+    vrrp_track_file: Vec<Origin>,
+    vrrp_sync_group: Vec<Origin>,
     service: Vec<Origin>,
     dataplane: Option<Origin>,
 }
@@ -416,6 +436,9 @@ impl SourceMap {
         let origin = match table {
             "vrrp_instance" => index.and_then(|i| self.vrrp_instance.get(i)),
             "vrrp_script" => index.and_then(|i| self.vrrp_script.get(i)),
+            "vrrp_track_process" => index.and_then(|i| self.vrrp_track_process.get(i)),
+            "vrrp_track_file" => index.and_then(|i| self.vrrp_track_file.get(i)),
+            "vrrp_sync_group" => index.and_then(|i| self.vrrp_sync_group.get(i)),
             "service" => self.service.get(index.unwrap_or(0)),
             "dataplane" => self.dataplane.as_ref(),
             _ => None,
@@ -473,6 +496,21 @@ fn build(ctx: &mut Ctx, text: &str) -> Result<(Config, SourceMap), ConfigError> 
                 let (s, o) = vrrp_script(ctx, n, &defaults)?;
                 config.vrrp_script.push(s);
                 map.vrrp_script.push(o);
+            }
+            "vrrp_track_process" => {
+                let (p, o) = tracking::vrrp_track_process(ctx, n)?;
+                config.vrrp_track_process.push(p);
+                map.vrrp_track_process.push(o);
+            }
+            "track_file" | "vrrp_track_file" => {
+                let (f, o) = tracking::track_file(ctx, n)?;
+                config.vrrp_track_file.push(f);
+                map.vrrp_track_file.push(o);
+            }
+            "vrrp_sync_group" => {
+                let (g, o) = tracking::vrrp_sync_group(ctx, n)?;
+                config.vrrp_sync_group.push(g);
+                map.vrrp_sync_group.push(o);
             }
             "vrrp_instance" => {
                 let (v, o) = vrrp_instance(ctx, n, &defaults)?;

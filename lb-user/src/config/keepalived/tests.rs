@@ -51,7 +51,7 @@ fn every_seed_fixture_loads_without_warnings_and_round_trips() {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(looks_like_keepalived(&text), "{name}");
         let (c, w) = fixture(&name);
-        if name.starts_with("seed_") {
+        if name.starts_with("seed_") || name == "sync_group_nat.conf" {
             assert!(w.is_empty(), "{name}: {w:?}");
         }
         assert!(!c.vrrp_instance.is_empty(), "{name}");
@@ -1072,4 +1072,189 @@ fn seconds_and_addresses() {
         "chk $B 10.0.0.12 x10.0.0.1"
     );
     assert!(wildcard(&['*', '.', 'c'], &['a', '.', 'c']));
+}
+
+/// The two-NIC LVS-NAT director: both instances in one sync group with its
+/// notify scripts, a tracked process and a track file.
+#[test]
+fn sync_group_nat_fixture() {
+    let (c, w) = fixture("sync_group_nat.conf");
+    assert!(w.is_empty(), "{w:?}");
+    let group = &c.vrrp_sync_group[0];
+    assert_eq!(group.name, "VG_NAT");
+    assert_eq!(group.instances, ["VI_EXT", "VI_GW"]);
+    assert_eq!(
+        group.notify_master.as_deref(),
+        Some("/etc/lb/notify.sh master")
+    );
+    assert_eq!(
+        group.notify_backup.as_deref(),
+        Some("/etc/lb/notify.sh backup")
+    );
+    assert_eq!(
+        group.notify_fault.as_deref(),
+        Some("/etc/lb/notify.sh fault")
+    );
+    assert_eq!(group.notify.as_deref(), Some("/etc/lb/notify-all.sh"));
+    assert!(!group.tracking_weight);
+    let process = &c.vrrp_track_process[0];
+    assert_eq!(
+        (process.name.as_str(), process.process.as_str()),
+        ("nginx_up", "nginx")
+    );
+    assert_eq!((process.quorum, process.weight), (1, 0));
+    assert_eq!(process.fork_delay, Some(Dur(Duration::from_secs(2))));
+    assert_eq!(process.terminate_delay, Some(Dur(Duration::from_secs(2))));
+    let file = &c.vrrp_track_file[0];
+    assert_eq!(file.file, Path::new("/run/lb/maintenance"));
+    assert_eq!(
+        (file.weight, file.init_file, file.init_overwrite),
+        (0, Some(0), false)
+    );
+    assert_eq!(c.vrrp_instance[0].track_file[0].name, "maintenance");
+    assert_eq!(c.vrrp_instance[1].interface, "eth1");
+    assert_eq!(c.vrrp_instance[1].track_process[0].name, "nginx_up");
+    // Port remapping: the real servers listen on 8080 behind port 80.
+    let svc = &c.service[0];
+    assert_eq!((svc.port, svc.mode), (80, Mode::Nat));
+    assert!(svc.backend.iter().all(|b| b.port == Some(8080)));
+    assert_eq!(svc.health.kind, HealthKind::Tcp);
+}
+
+#[test]
+fn sync_group_keywords() {
+    let two = format!(
+        "{VRRP}vrrp_instance VI_2 {{\n  interface eth1\n  virtual_router_id 51\n  virtual_ipaddress {{\n    198.18.1.100/24\n  }}\n}}\n"
+    );
+    let group = |body: &str| format!("{two}vrrp_sync_group VG {{\n{body}}}\n");
+    // One per line or several on a line; sync_group_tracking_weight.
+    let (c, w) = conv(&group(
+        "  group {\n    VI_1 VI_2\n  }\n  sync_group_tracking_weight\n  notify \"/bin/n.sh x\" root\n",
+    ))
+    .unwrap();
+    let g = &c.vrrp_sync_group[0];
+    assert_eq!(g.instances, ["VI_1", "VI_2"]);
+    assert!(g.tracking_weight);
+    assert_eq!(g.notify.as_deref(), Some("/bin/n.sh x"));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("the user of `notify` is ignored"), "{w:?}");
+    // Group-level tracking: a warning; it is not honoured.
+    let (_, w) = conv(&group(
+        "  group {\n    VI_1\n    VI_2\n  }\n  track_script {\n    chk\n  }\n",
+    ))
+    .unwrap();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("keepalived.conf:25: unsupported keyword `track_script` in vrrp_sync_group VG, ignored: track the objects in each member"),
+        "{w:?}"
+    );
+    // Errors from lb's validation, on the group's lines.
+    let e = conv(&group("  group {\n    VI_1\n    VI_9\n  }\n")).unwrap_err();
+    assert_eq!(
+        e,
+        "keepalived.conf:23: vrrp_sync_group VG instances: no [[vrrp_instance]] named \"VI_9\" (lb: vrrp_sync_group[0].instances)"
+    );
+    let e = conv(&format!(
+        "{}vrrp_sync_group VG2 {{\n  group {{\n    VI_2\n  }}\n}}\n",
+        group("  group {\n    VI_1\n    VI_2\n  }\n")
+    ))
+    .unwrap_err();
+    assert!(
+        e.starts_with("keepalived.conf:28: vrrp_sync_group VG2 instances: \"VI_2\" is already in sync group \"VG\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn track_process_and_track_file_keywords() {
+    let with = |blocks: &str, tracks: &str| {
+        format!(
+            "{blocks}\n{}",
+            VRRP.replace("  priority 150\n", &format!("  priority 150\n{tracks}"))
+        )
+    };
+    let text = with(
+        "vrrp_track_process haproxy {\n  process /usr/sbin/haproxy -f \"/etc/hap roxy.cfg\"\n  param_match partial\n  quorum 2\n  quorum_max 4\n  weight -20\n  fork_delay 0.5\n  terminate_delay 1\n}\n\
+         vrrp_track_file old_name {\n  file /run/prio\n  init_file 5 overwrite\n}\n",
+        "  track_process {\n    haproxy weight -30\n  }\n  track_file {\n    old_name\n  }\n",
+    );
+    let (c, w) = conv(&text).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let process = &c.vrrp_track_process[0];
+    assert_eq!(process.process, "/usr/sbin/haproxy");
+    assert_eq!(process.parameters, ["-f", "/etc/hap roxy.cfg"]);
+    assert_eq!(
+        process.param_match,
+        Some(crate::config::ParamMatch::Partial)
+    );
+    assert_eq!(
+        (process.quorum, process.quorum_max, process.weight),
+        (2, Some(4), -20)
+    );
+    assert_eq!(process.fork_delay, Some(Dur(Duration::from_millis(500))));
+    assert_eq!(process.terminate_delay, Some(Dur(Duration::from_secs(1))));
+    let file = &c.vrrp_track_file[0];
+    // weight defaults to 1, as keepalived's.
+    assert_eq!(
+        (file.weight, file.init_file, file.init_overwrite),
+        (1, Some(5), true)
+    );
+    let inst = &c.vrrp_instance[0];
+    assert_eq!(inst.track_process[0].weight, Some(-30));
+    assert_eq!(inst.track_file[0].weight, None);
+    round_trip(&text, Path::new("keepalived.conf"));
+
+    // param_match alone: no arguments allowed.
+    let (c, _) = conv(&with(
+        "vrrp_track_process p {\n  process nginx\n  param_match\n}\n",
+        "",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.vrrp_track_process[0].param_match,
+        Some(crate::config::ParamMatch::Exact)
+    );
+    let cases = [
+        (
+            with("vrrp_track_process p {\n  quorum 1\n}\n", ""),
+            "keepalived.conf:1: vrrp_track_process p: a vrrp_track_process needs `process NAME`",
+        ),
+        (
+            with(
+                "vrrp_track_process p {\n  process x\n  weight 10 reverse\n}\n",
+                "",
+            ),
+            "keepalived.conf:3: vrrp_track_process p weight: `weight ... reverse` is not supported",
+        ),
+        (
+            with(
+                "vrrp_track_process p {\n  process x\n  param_match fuzzy\n}\n",
+                "",
+            ),
+            "keepalived.conf:3: vrrp_track_process p param_match: \"fuzzy\" is not a param_match",
+        ),
+        (
+            with(
+                "vrrp_track_process p {\n  process x\n  quorum 3\n  quorum_max 2\n}\n",
+                "",
+            ),
+            "keepalived.conf:4: vrrp_track_process p quorum_max: must be at least quorum (3)",
+        ),
+        (
+            with("track_file f {\n  weight 2\n}\n", ""),
+            "keepalived.conf:1: track_file f: a track_file needs `file PATH`",
+        ),
+        (
+            with("track_file f {\n  file /x\n  init_file many\n}\n", ""),
+            "keepalived.conf:3: track_file f init_file: \"many\" is not a number",
+        ),
+        (
+            with("", "  track_file {\n    nope\n  }\n"),
+            "keepalived.conf:11: vrrp_instance VI_1 track_file: no [[vrrp_track_file]] named \"nope\"",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = conv(&text).unwrap_err();
+        assert!(e.starts_with(want), "\n got: {e}\nwant: {want}");
+    }
 }
