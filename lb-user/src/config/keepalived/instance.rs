@@ -400,24 +400,7 @@ impl InstanceReader {
 
     /// `notify_master SCRIPT [USER [GROUP]]` and the other notify scripts.
     fn notify(&mut self, ctx: &mut Ctx, c: &Node, field: String) -> Result<(), ConfigError> {
-        let Some(first) = c.args.first() else {
-            return Err(ctx.err(c.loc(), field, format!("`{}` needs a script", c.kw())));
-        };
-        let cmd = ctx.command(c, std::slice::from_ref(first));
-        if c.args.len() > 1 {
-            ctx.warn(
-                c.loc(),
-                format!(
-                    "the user `{}` of `{}` is ignored: lb runs notify scripts as its own user",
-                    c.args[1..]
-                        .iter()
-                        .map(|t| t.text.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    c.kw()
-                ),
-            );
-        }
+        let cmd = notify_script(ctx, c, field)?;
         let v = &mut self.v;
         let slot = match c.kw() {
             "notify_master" => &mut v.notify_master,
@@ -580,4 +563,29 @@ fn track_weight(ctx: &mut Ctx, a: &Node, field: &str) -> Result<Option<i32>, Con
             Ok(None)
         }
     }
+}
+
+/// The script of `notify_master SCRIPT [USER [GROUP]]` (or another notify
+/// keyword `c`, of an instance or a sync group); a user is warned about:
+/// lb runs notify scripts as its own user.
+pub(super) fn notify_script(ctx: &mut Ctx, c: &Node, field: String) -> Result<String, ConfigError> {
+    let Some(first) = c.args.first() else {
+        return Err(ctx.err(c.loc(), field, format!("`{}` needs a script", c.kw())));
+    };
+    let cmd = ctx.command(c, std::slice::from_ref(first));
+    if c.args.len() > 1 {
+        ctx.warn(
+            c.loc(),
+            format!(
+                "the user `{}` of `{}` is ignored: lb runs notify scripts as its own user",
+                c.args[1..]
+                    .iter()
+                    .map(|t| t.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                c.kw()
+            ),
+        );
+    }
+    Ok(cmd)
 }

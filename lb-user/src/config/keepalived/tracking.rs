@@ -2,7 +2,7 @@
 //! (`vrrp_track_file`) → `[[vrrp_sync_group]]`, `[[vrrp_track_process]]`
 //! and `[[vrrp_track_file]]`.
 
-use super::instance::name_of;
+use super::instance::{name_of, notify_script};
 use super::lexer::Node;
 use super::{Ctx, Origin};
 use crate::config::{ConfigError, ParamMatch, VrrpSyncGroup, VrrpTrackFile, VrrpTrackProcess};
@@ -30,19 +30,7 @@ pub(super) fn vrrp_sync_group(
                 }
             }
             "notify_master" | "notify_backup" | "notify_fault" | "notify" => {
-                let Some(first) = c.args.first() else {
-                    return Err(ctx.err(c.loc(), field, format!("`{}` needs a script", c.kw())));
-                };
-                let cmd = ctx.command(c, std::slice::from_ref(first));
-                if c.args.len() > 1 {
-                    ctx.warn(
-                        c.loc(),
-                        format!(
-                            "the user of `{}` is ignored: lb runs notify scripts as its own user",
-                            c.kw()
-                        ),
-                    );
-                }
+                let cmd = notify_script(ctx, c, field)?;
                 let slot = match c.kw() {
                     "notify_master" => &mut g.notify_master,
                     "notify_backup" => &mut g.notify_backup,
