@@ -1137,7 +1137,10 @@ fn sync_group_keywords() {
     assert!(g.tracking_weight);
     assert_eq!(g.notify.as_deref(), Some("/bin/n.sh x"));
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].contains("the user `root` of `notify` is ignored"), "{w:?}");
+    assert!(
+        w[0].contains("the user `root` of `notify` is ignored"),
+        "{w:?}"
+    );
     // Group-level tracking: a warning; it is not honoured.
     let (_, w) = conv(&group(
         "  group {\n    VI_1\n    VI_2\n  }\n  track_script {\n    chk\n  }\n",
