@@ -10,8 +10,10 @@
 //! - SIGHUP with a changed backend list: established connections continue;
 //!   SIGHUP with a broken file: the error is logged, the old config serves;
 //! - every lbctl command, human and `--json`;
-//! - a sorry server answers while no backend is up, and stops when one
-//!   returns, under a steady stream of requests;
+//! - a sorry server answers while the quorum is lost (no backend up, or
+//!   too little weight), and stops when it is back, under a steady stream
+//!   of requests; the backends' and the quorum's notify commands run at
+//!   each change and when lbd stops (`notify_on_stop`);
 //! - checks per backend (HTTP on one, TCP on another, a command and HTTP
 //!   on the third): each failure takes exactly its backend out while the
 //!   others serve, each repair brings it back.
@@ -32,8 +34,8 @@ use lb_lab::{
     netns::{Lan, Netns, wait_for},
 };
 use lb_user::config::{
-    BackendConfig, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, Protocol, Service,
-    SorryServer, Url, VrrpInstance, XdpMode,
+    BackendConfig, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, Protocol, Quorum,
+    Service, SorryServer, Url, VrrpInstance, XdpMode,
 };
 
 static LBD: std::sync::LazyLock<std::path::PathBuf> =
@@ -335,23 +337,42 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
-/// A sorry server (b3) behind b1 and b2: requests go on (fresh
-/// connections every 50 ms) while both backends' nginx stop and one
-/// starts again; once the checks have seen it, every request is answered
-/// by the sorry server, and then by b1 alone.
+/// A sorry server (b3) behind b1 (weight 2) and b2 (weight 1), with a
+/// quorum of 2: requests go on (fresh connections every 50 ms) while both
+/// backends' nginx stop and b1 starts again; once the checks have seen it,
+/// every request is answered by the sorry server, and then by b1 alone
+/// (its weight alone makes the quorum). The backends' and the quorum's
+/// notify commands run at each change, and once more when lbd stops
+/// (`notify_on_stop`, keepalived's `omega`).
 #[test]
 fn a_sorry_server_stands_in_while_no_backend_is_up() {
+    let hooks = std::env::temp_dir().join(format!("lb-sorry-hooks-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&hooks);
+    let echo = |word: &str| Some(format!("echo {word} >> {}", hooks.display()));
     let mut lab = lab_with(|lab| {
         let mut config = Config::parse(
             &lab.config(&["198.18.0.11", "198.18.0.12"]),
             std::path::Path::new("lb.toml"),
         )
         .unwrap();
-        config.service[0].sorry_server = Some(SorryServer {
+        let svc = &mut config.service[0];
+        svc.sorry_server = Some(SorryServer {
             address: "198.18.0.13".parse().unwrap(),
             port: None,
             inhibit: false,
         });
+        svc.quorum = Some(Quorum {
+            weight: 2,
+            hysteresis: 0,
+            notify_up: echo("quorum-up"),
+            notify_down: echo("quorum-down"),
+        });
+        svc.notify_on_stop = true;
+        for (b, name) in svc.backend.iter_mut().zip(["b1", "b2"]) {
+            b.weight = if name == "b1" { 2 } else { 1 };
+            b.notify_up = echo(&format!("{name}-up"));
+            b.notify_down = echo(&format!("{name}-down"));
+        }
         config.to_toml().unwrap()
     });
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -425,6 +446,45 @@ fn a_sorry_server_stands_in_while_no_backend_is_up() {
     assert!(
         lab.log()
             .contains("new flows go to the sorry server 198.18.0.13")
+    );
+    hooks_ran_and_run_on_stop(&mut lab, &hooks);
+    let _ = std::fs::remove_file(&hooks);
+}
+
+/// The notify commands of the sorry-server test ran, each once per change
+/// (`hooks` is their log), and run once more when lbd stops.
+fn hooks_ran_and_run_on_stop(lab: &mut Lab, hooks: &std::path::Path) {
+    // The hooks (each in the background: the two of one change may land
+    // in either order).
+    let lines = |n: usize| {
+        let got = wait_for(Duration::from_secs(3), || {
+            let text = std::fs::read_to_string(hooks).unwrap_or_default();
+            let mut l: Vec<String> = text.lines().map(str::to_owned).collect();
+            (l.len() >= n).then(|| {
+                l.sort();
+                l
+            })
+        });
+        got.unwrap_or_else(|| panic!("{:?}", std::fs::read_to_string(hooks)))
+    };
+    assert_eq!(
+        lines(5),
+        ["b1-down", "b1-up", "b2-down", "quorum-down", "quorum-up"]
+    );
+    assert!(lab.log().contains("quorum lost: the up backends weigh"));
+    // lbd stops: b1's notify_down and the quorum's run once more.
+    drop(lab.lbd.take());
+    assert_eq!(
+        lines(7),
+        [
+            "b1-down",
+            "b1-down",
+            "b1-up",
+            "b2-down",
+            "quorum-down",
+            "quorum-down",
+            "quorum-up"
+        ]
     );
 }
 

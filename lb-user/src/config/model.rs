@@ -169,6 +169,10 @@ impl Sync {
 }
 
 /// `[[service]]`.
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "each is a key of the file, independent of the others"
+)]
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
@@ -231,8 +235,40 @@ pub struct Service {
     /// one such prefix share a backend. Default: the whole address (32,
     /// or 128 for IPv6).
     pub persistence_prefix: Option<u8>,
+    /// When the service counts as up, and the commands run when it
+    /// changes (keepalived's `quorum`, `hysteresis`, `quorum_up`,
+    /// `quorum_down`). Default: up while the up backends' weights add up
+    /// to at least 1, no commands.
+    pub quorum: Option<Quorum>,
+    /// When lbd stops (not on a restart that leaves the data plane
+    /// forwarding), run the `notify_down` of every backend that is up and
+    /// the quorum's `notify_down` (keepalived's `omega`). Default false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub notify_on_stop: bool,
     /// Backends. Required (may be empty).
     pub backend: Vec<BackendConfig>,
+}
+
+/// `quorum = { weight = 3, hysteresis = 1, notify_up = "...", notify_down
+/// = "..." }` of a service (keepalived's quorum): the service has its
+/// quorum while the weights of its up backends add up to at least
+/// `weight`. With `hysteresis`, it gains the quorum at `weight +
+/// hysteresis` and loses it below `weight - hysteresis` (or at 0).
+/// Without the quorum, the sorry server (if any) takes the new flows and
+/// the up backends keep only the flows they have.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Quorum {
+    /// The weight that makes the quorum; default 1.
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Default 0.
+    #[serde(default)]
+    pub hysteresis: u32,
+    /// `/bin/sh -c` command run when the service gains its quorum.
+    pub notify_up: Option<String>,
+    /// `/bin/sh -c` command run when the service loses it.
+    pub notify_down: Option<String>,
 }
 
 #[allow(
@@ -284,6 +320,8 @@ impl Service {
             sorry_server: None,
             persistence_timeout: None,
             persistence_prefix: None,
+            quorum: None,
+            notify_on_stop: false,
             backend,
         }
     }
@@ -731,6 +769,11 @@ pub struct BackendConfig {
     /// Whether it stays in the pool with weight 0 when its checks fail;
     /// default: the service's `inhibit_on_failure`.
     pub inhibit_on_failure: Option<bool>,
+    /// `/bin/sh -c` command run when it comes up (keepalived's real server
+    /// `notify_up`).
+    pub notify_up: Option<String>,
+    /// `/bin/sh -c` command run when it goes down (`notify_down`).
+    pub notify_down: Option<String>,
 }
 
 impl BackendConfig {
@@ -744,6 +787,8 @@ impl BackendConfig {
             weight: one(),
             health: Vec::new(),
             inhibit_on_failure: None,
+            notify_up: None,
+            notify_down: None,
         }
     }
 

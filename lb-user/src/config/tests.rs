@@ -131,7 +131,7 @@ fn golden_errors_for_broken_files() {
         ),
         (
             s.replace("port = 80", "port = 80\nbackends = []"),
-            "lb.toml:13: unknown field `backends`, expected one of `vip`, `port`, `protocol`, `mode`, `snat_address`, `scheduler`, `ring_size`, `on_no_backend`, `vrrp_instance`, `active_active`, `health`, `start_down`, `inhibit_on_failure`, `sorry_server`, `persistence_timeout`, `persistence_prefix`, `backend`",
+            "lb.toml:13: unknown field `backends`, expected one of `vip`, `port`, `protocol`, `mode`, `snat_address`, `scheduler`, `ring_size`, `on_no_backend`, `vrrp_instance`, `active_active`, `health`, `start_down`, `inhibit_on_failure`, `sorry_server`, `persistence_timeout`, `persistence_prefix`, `quorum`, `notify_on_stop`, `backend`",
         ),
         (
             format!("{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 80\nbackend = []\n"),
@@ -289,6 +289,63 @@ fn sorry_server_is_checked() {
     ] {
         let err = parse(&with(sorry)).unwrap_err();
         assert!(err.contains(want), "{sorry}: {err}");
+    }
+}
+
+#[test]
+fn quorum_and_notify_commands_are_checked() {
+    let with = |extra: &str, backend: &str| {
+        WITH_SERVICE
+            .replace(
+                "ring_size = 65537\n",
+                &format!("ring_size = 65537\n{extra}\n"),
+            )
+            .replace(
+                "{ address = \"198.18.0.11\" }",
+                &format!("{{ address = \"198.18.0.11\"{backend} }}"),
+            )
+    };
+    let ok = parse(&with(
+        "notify_on_stop = true\nquorum = { weight = 2, hysteresis = 1, notify_down = \"logger down\" }",
+        ", notify_up = \"logger up\"",
+    ))
+    .unwrap();
+    let svc = &ok.service[0];
+    let q = svc.quorum.as_ref().unwrap();
+    assert_eq!(
+        (q.weight, q.hysteresis, q.notify_up.as_deref()),
+        (2, 1, None)
+    );
+    assert!(svc.notify_on_stop);
+    assert_eq!(svc.backend[0].notify_up.as_deref(), Some("logger up"));
+    // The defaults: weight 1, hysteresis 0.
+    let ok = parse(&with("quorum = {}", "")).unwrap();
+    let q = ok.service[0].quorum.as_ref().unwrap();
+    assert_eq!((q.weight, q.hysteresis), (1, 0));
+    for (extra, backend, want) in [
+        (
+            "quorum = { weight = 0 }",
+            "",
+            "service[0].quorum: weight 0 is out of range: from 1",
+        ),
+        (
+            "quorum = { notify_up = \" \" }",
+            "",
+            "service[0].quorum: a notify command is empty",
+        ),
+        (
+            "",
+            ", notify_down = \"\"",
+            "service[0].backend: 198.18.0.11: a notify command is empty",
+        ),
+        (
+            "quorum = { weigth = 2 }",
+            "",
+            "unknown field `weigth`, expected one of `weight`, `hysteresis`, `notify_up`, `notify_down`",
+        ),
+    ] {
+        let err = parse(&with(extra, backend)).unwrap_err();
+        assert!(err.contains(want), "{extra} {backend}: {err}");
     }
 }
 

@@ -311,9 +311,40 @@ impl Config {
             check_health(i, &svc.health, svc.vip.is_ipv6())?;
             check_backends(i, svc)?;
             check_persistence(i, svc)?;
+            check_quorum_and_hooks(i, svc)?;
         }
         Ok(())
     }
+}
+
+/// The `i`-th service's `quorum`, and its notify commands and its
+/// backends'.
+fn check_quorum_and_hooks(i: usize, svc: &Service) -> Result<(), Invalid> {
+    let empty = |cmd: &Option<String>| cmd.as_ref().is_some_and(|c| c.trim().is_empty());
+    if let Some(q) = &svc.quorum {
+        let err = |message: &str| Invalid::new("service", Some(i), "quorum", message.to_owned());
+        if q.weight == 0 {
+            return Err(err(
+                "weight 0 is out of range: from 1 (the up backends' weights add up to at least it)",
+            ));
+        }
+        if empty(&q.notify_up) || empty(&q.notify_down) {
+            return Err(err("a notify command is empty"));
+        }
+    }
+    if let Some(b) = svc
+        .backend
+        .iter()
+        .find(|b| empty(&b.notify_up) || empty(&b.notify_down))
+    {
+        return Err(Invalid::new(
+            "service",
+            Some(i),
+            "backend",
+            format!("{}: a notify command is empty", b.address),
+        ));
+    }
+    Ok(())
 }
 
 /// The `i`-th service's `persistence_timeout` and `persistence_prefix`.

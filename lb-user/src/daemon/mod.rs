@@ -568,6 +568,9 @@ impl Daemon {
         }
         drop(self.sync);
         drop(self.nat_gc);
+        if let (Some(ctl), Exit::Stop) = (&self.controller, exit) {
+            ctl.run_stop_hooks();
+        }
         drop(self.controller);
         if let Some(dataplane) = self.dataplane {
             match stats::proto_stats_of(dataplane.ebpf()) {

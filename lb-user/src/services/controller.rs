@@ -38,6 +38,7 @@ use crate::dataplane::balancer::{
 };
 use crate::services::health::{self, Change, CheckSpec, Checker, Due};
 use crate::sys::neigh::{NeighError, NextHop};
+use crate::sys::process::run_hook;
 use crate::vrrp::machine::State;
 
 /// What [`Controller::set_drained`] refuses: the service or backend named
@@ -288,8 +289,11 @@ struct Service {
     active: bool,
     /// Its state has been logged once.
     written: bool,
-    /// Its sorry server takes the new flows (no backend is up).
+    /// Its sorry server takes the new flows (no quorum, or no backend can
+    /// take them).
     sorry_in_use: bool,
+    /// It has its quorum (`config::Quorum`); `None` until first judged.
+    quorum: Option<bool>,
     /// The backends, then the sorry server if it has one.
     backends: Vec<Backend>,
 }
@@ -508,6 +512,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                         active: adopted.is_some(),
                         written: false,
                         sorry_in_use: false,
+                        quorum: None,
                         backends: cfg
                             .backend
                             .iter()
@@ -642,6 +647,14 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         } else {
             warn!(%service, %backend, "backend down: {}", b.reason);
         }
+        let hook = if b.healthy {
+            &b.cfg.notify_up
+        } else {
+            &b.cfg.notify_down
+        };
+        if let Some(cmd) = hook {
+            run_hook(&format!("{service} backend {backend}"), cmd, &[]);
+        }
         if b.healthy {
             self.resolve_macs(&event.service);
         }
@@ -731,6 +744,26 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         info!(service = %key, %backend, "backend {}", if drain { "drained by operator" } else { "enabled by operator" });
         self.sync(key);
         Ok(())
+    }
+
+    /// lbd is stopping (not restarting): for each service with
+    /// `notify_on_stop` (keepalived's `omega`), run the `notify_down` of
+    /// every backend that is up, then the quorum's `notify_down` (as
+    /// keepalived does on shutdown, whatever the quorum was).
+    pub fn run_stop_hooks(&self) {
+        for svc in self.services.values().filter(|s| s.cfg.notify_on_stop) {
+            let key = svc.key.to_string();
+            for b in svc.backends.iter().filter(|b| !b.sorry && b.healthy) {
+                if let Some(cmd) = &b.cfg.notify_down {
+                    info!(service = %key, backend = %b.cfg.address, "stopping: the backend's notify_down (notify_on_stop)");
+                    run_hook(&format!("{key} backend {}", b.cfg.address), cmd, &[]);
+                }
+            }
+            if let Some(cmd) = svc.cfg.quorum.as_ref().and_then(|q| q.notify_down.as_ref()) {
+                info!(service = %key, "stopping: the quorum's notify_down (notify_on_stop)");
+                run_hook(&key, cmd, &[]);
+            }
+        }
     }
 
     /// Status of every service.
@@ -859,18 +892,31 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                 b.dynamic_weight.unwrap_or(b.cfg.weight)
             }
         };
-        // The sorry server stands in while no backend can take a new flow.
-        let sorry = !svc
+        let live: u64 = svc
             .backends
             .iter()
-            .any(|b| !b.sorry && b.healthy && b.mac.is_some() && weight_of(b) > 0);
+            .filter(|b| !b.sorry && b.healthy)
+            .map(|b| u64::from(weight_of(b)))
+            .sum();
+        let quorum = judge_quorum(key, svc.quorum, live, cfg.quorum.as_ref());
+        svc.quorum = Some(quorum);
+        // The sorry server stands in without the quorum, or while no
+        // backend can take a new flow; the up backends then keep only the
+        // flows they have (keepalived takes them out of the pool).
+        let sorry_exists = svc.backends.iter().any(|b| b.sorry);
+        let sorry = sorry_exists
+            && (!quorum
+                || !svc
+                    .backends
+                    .iter()
+                    .any(|b| !b.sorry && b.healthy && b.mac.is_some() && weight_of(b) > 0));
         if let Some(s) = svc.backends.iter().find(|b| b.sorry)
             && sorry != svc.sorry_in_use
         {
             svc.sorry_in_use = sorry;
             let addr = s.cfg.address;
             if sorry {
-                warn!(service = %key, "no backend is up: new flows go to the sorry server {addr}");
+                warn!(service = %key, "no backend can take new flows (or no quorum): new flows go to the sorry server {addr}");
             } else {
                 info!(service = %key, "a backend is up: the sorry server {addr} takes no new flows");
             }
@@ -888,7 +934,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                         (false, false) => return None,
                     }
                 } else if b.healthy {
-                    weight_of(b)
+                    if sorry { 0 } else { weight_of(b) }
                 } else if b.cfg.inhibit_on_failure.unwrap_or(cfg.inhibit_on_failure) {
                     0
                 } else {
@@ -912,6 +958,49 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
             warn!(service = %key, "writing pool: {e}");
         }
     }
+}
+
+/// Whether service `key` has its quorum now that its up backends weigh
+/// `live`, having had it (`was`; `None`: first judged), by keepalived's
+/// rule (check/ipwrapper.c): gained at `weight + hysteresis`, lost below
+/// `weight - hysteresis` or at 0. A change is logged and runs the
+/// quorum's command; the first judgement runs none.
+fn judge_quorum(
+    key: &ServiceKey,
+    was: Option<bool>,
+    live: u64,
+    q: Option<&config::Quorum>,
+) -> bool {
+    let (weight, hysteresis) = q.map_or((1, 0), |q| (u64::from(q.weight), u64::from(q.hysteresis)));
+    let now = if was == Some(true) {
+        live > 0 && live >= weight.saturating_sub(hysteresis)
+    } else {
+        live >= weight + hysteresis
+    };
+    match was {
+        Some(was) if was != now => {
+            let hook = q.and_then(|q| {
+                if now {
+                    q.notify_up.as_ref()
+                } else {
+                    q.notify_down.as_ref()
+                }
+            });
+            if now {
+                info!(service = %key, "quorum gained: the up backends weigh {live} (quorum {weight}, hysteresis {hysteresis})");
+            } else {
+                warn!(service = %key, "quorum lost: the up backends weigh {live} (quorum {weight}, hysteresis {hysteresis})");
+            }
+            if let Some(cmd) = hook {
+                run_hook(&key.to_string(), cmd, &[]);
+            }
+        }
+        None if !now && live > 0 => {
+            warn!(service = %key, "starting without quorum: the up backends weigh {live} (quorum {weight}, hysteresis {hysteresis})");
+        }
+        _ => {}
+    }
+    now
 }
 
 /// The backends of `cfg` (a service that was `was`), keeping those of
@@ -1503,6 +1592,84 @@ mod tests {
         // With sorry_server_inhibit it stays, with weight 0.
         ctl.reload(&with_sorry(true));
         assert_eq!(weights(&ctl), [(be(11), 1), (be(12), 0), (be(13), 0)]);
+    }
+
+    /// The lines the notify commands appended to `log`, once there are
+    /// `n` (they run in the background).
+    async fn hook_lines(log: &std::path::Path, n: usize) -> Vec<String> {
+        for _ in 0..200 {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if text.lines().count() >= n {
+                return text.lines().map(str::to_owned).collect();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("fewer than {n} lines in {}", log.display());
+    }
+
+    #[tokio::test]
+    async fn quorum_with_hysteresis_brings_the_sorry_server_and_runs_the_hooks() {
+        let log = std::env::temp_dir().join(format!("lb-quorum-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let echo = |word: &str| Some(format!("echo {word} >> {}", log.display()));
+        let mut cfg = with_sorry(false);
+        let svc = &mut cfg.service[0];
+        svc.backend = vec![
+            config::BackendConfig {
+                weight: 1,
+                notify_up: echo("b11-up"),
+                notify_down: echo("b11-down"),
+                ..config::BackendConfig::new(be(11))
+            },
+            config::BackendConfig {
+                weight: 2,
+                ..config::BackendConfig::new(be(12))
+            },
+            config::BackendConfig {
+                weight: 2,
+                ..config::BackendConfig::new(be(15))
+            },
+        ];
+        svc.quorum = Some(config::Quorum {
+            weight: 3,
+            hysteresis: 1,
+            notify_up: echo("quorum-up"),
+            notify_down: echo("quorum-down"),
+        });
+        svc.notify_on_stop = true;
+        let mut ctl = controller();
+        ctl.reload(&checked(cfg));
+        answer_all(&mut ctl);
+        // 5 up: the quorum (gained at 3 + 1) is there from the start.
+        assert_eq!(weights(&ctl), [(be(11), 1), (be(12), 2), (be(15), 2)]);
+        // 3 left: not below 3 - 1, kept.
+        health(&mut ctl, 80, 15, false);
+        assert_eq!(weights(&ctl), [(be(11), 1), (be(12), 2)]);
+        // 1 left: lost. The sorry server takes new flows; b11 keeps its own.
+        health(&mut ctl, 80, 12, false);
+        assert_eq!(weights(&ctl), [(be(11), 0), (be(13), 1)]);
+        assert_eq!(hook_lines(&log, 1).await, ["quorum-down"]);
+        // 3: not yet 3 + 1.
+        health(&mut ctl, 80, 12, true);
+        assert_eq!(weights(&ctl), [(be(11), 0), (be(12), 0), (be(13), 1)]);
+        // 5: gained; the sorry server leaves.
+        health(&mut ctl, 80, 15, true);
+        assert_eq!(weights(&ctl), [(be(11), 1), (be(12), 2), (be(15), 2)]);
+        assert_eq!(hook_lines(&log, 2).await, ["quorum-down", "quorum-up"]);
+        // A backend's own hooks.
+        health(&mut ctl, 80, 11, false);
+        let _ = hook_lines(&log, 3).await;
+        health(&mut ctl, 80, 11, true);
+        assert_eq!(
+            hook_lines(&log, 4).await,
+            ["quorum-down", "quorum-up", "b11-down", "b11-up"]
+        );
+        // Stopping (notify_on_stop): the up backends' notify_down, then
+        // the quorum's.
+        ctl.run_stop_hooks();
+        let lines = hook_lines(&log, 6).await;
+        assert_eq!(lines[4..], ["b11-down", "quorum-down"]);
+        let _ = std::fs::remove_file(&log);
     }
 
     #[tokio::test]

@@ -127,6 +127,36 @@ impl Drop for GroupGuard {
     }
 }
 
+/// Run a notify hook in the background: `/bin/sh -c CMD` with `args`
+/// appended as the command's arguments (keepalived appends them to the
+/// script's). `owner` (the VRRP instance, sync group, service or backend)
+/// names it in the logs. A failure is logged; the hook is not killed when
+/// lbd exits (stop hooks outlive it).
+pub fn run_hook(owner: &str, cmd: &str, args: &[&str]) {
+    let script = if args.is_empty() {
+        cmd.to_owned()
+    } else {
+        format!("{cmd} \"$@\"")
+    };
+    let mut command = tokio::process::Command::new("/bin/sh");
+    command.arg("-c").arg(&script).arg("lbd-notify").args(args);
+    command.kill_on_drop(false);
+    let owner = owner.to_owned();
+    let cmd = cmd.to_owned();
+    match command.spawn() {
+        Ok(mut child) => {
+            tokio::spawn(async move {
+                match child.wait().await {
+                    Ok(status) if status.success() => {}
+                    Ok(status) => warn!(%owner, hook = %cmd, %status, "notify hook failed"),
+                    Err(e) => warn!(%owner, hook = %cmd, error = %e, "notify hook failed"),
+                }
+            });
+        }
+        Err(e) => warn!(%owner, hook = %cmd, error = %e, "cannot run notify hook"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,7 @@ use super::net::{Dropped, Endpoint, Received, VrrpSocket};
 use crate::dataplane::loader::error_chain;
 use crate::sys::addr::{self, Added, Vip};
 use crate::sys::interface::NoSuchInterface;
+use crate::sys::process::run_hook;
 
 /// Why VRRP instances could not be started or changed, or why a running
 /// instance stopped by itself.
@@ -812,33 +813,6 @@ fn state_word(state: State) -> &'static str {
         State::Backup => "BACKUP",
         State::Fault => "FAULT",
         State::Initialize => "STOP",
-    }
-}
-
-/// Run a hook in the background: `/bin/sh -c CMD` with `args` appended as
-/// the command's arguments (keepalived appends them to the script's).
-fn run_hook(instance: &str, cmd: &str, args: &[&str]) {
-    let script = if args.is_empty() {
-        cmd.to_owned()
-    } else {
-        format!("{cmd} \"$@\"")
-    };
-    let mut command = tokio::process::Command::new("/bin/sh");
-    command.arg("-c").arg(&script).arg("lbd-notify").args(args);
-    command.kill_on_drop(false);
-    let instance = instance.to_owned();
-    let cmd = cmd.to_owned();
-    match command.spawn() {
-        Ok(mut child) => {
-            tokio::spawn(async move {
-                match child.wait().await {
-                    Ok(status) if status.success() => {}
-                    Ok(status) => warn!(%instance, hook = %cmd, %status, "notify hook failed"),
-                    Err(e) => warn!(%instance, hook = %cmd, error = %e, "notify hook failed"),
-                }
-            });
-        }
-        Err(e) => warn!(%instance, hook = %cmd, error = %e, "cannot run notify hook"),
     }
 }
 

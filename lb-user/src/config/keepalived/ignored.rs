@@ -162,10 +162,6 @@ const IGNORED: &[(&[&str], Why)] = {
             Unsupported("run lbd inside the namespace instead"),
         ),
         (
-            &["quorum", "hysteresis", "quorum_up", "quorum_down"],
-            Unsupported("lb has no quorum for services"),
-        ),
-        (
             &["persistence_engine"],
             Unsupported("lb's persistence is by client address (persistence_timeout) only"),
         ),
@@ -195,8 +191,8 @@ const IGNORED: &[(&[&str], Why)] = {
             Unsupported("lb judges an answer by its status codes and digest, not by a regex"),
         ),
         (
-            &["notify_up", "notify_down", "uthreshold", "lthreshold"],
-            Unsupported("lb has no per-backend hooks or connection limits"),
+            &["uthreshold", "lthreshold"],
+            Unsupported("lb has no per-backend connection limits"),
         ),
     ]
 };

@@ -62,7 +62,12 @@
 //!   `persistence_timeout` and `persistence_prefix`. `lb_kind`/`lvs_method` `NAT`
 //!   (keepalived's default when none is given) → `nat`, `DR` → `dsr`,
 //!   `TUN` → `ipip`; a real server on another port than the virtual
-//!   server's is accepted in `nat` only. Health checks come from the real
+//!   server's is accepted in `nat` only. `virtual_server group NAME`
+//!   (with its `virtual_server_group NAME`) → one `[[service]]` per VIP
+//!   and port of the group (see `group`). `quorum`, `hysteresis`,
+//!   `quorum_up`, `quorum_down` → `quorum`; `omega` → `notify_on_stop`;
+//!   a real server's `notify_up`/`notify_down` → its backend's. Health
+//!   checks come from the real
 //!   servers' checkers: the service's `health` when every real server has
 //!   the same single checker, else each backend's own `health` list (a
 //!   real server with several checkers is up when all pass; one with none
@@ -84,12 +89,14 @@
 //! The reader, by file: `lexer` (text → a tree of keyword nodes),
 //! `instance` (`global_defs`, `vrrp_script`, `vrrp_instance`),
 //! `tracking` (`vrrp_sync_group`, `vrrp_track_process`, `track_file`),
-//! `virtual_server` (services, real servers, checkers), `ignored`
+//! `virtual_server` (services, real servers, checkers), `group`
+//! (`virtual_server_group`), `ignored`
 //! (keywords accepted without effect, and why), `tidy` (the layout of
 //! [`to_toml`]'s output); here: the entry points, the shared context
 //! (`Ctx`) and the map from the built configuration back to keepalived
 //! lines (`SourceMap`).
 
+mod group;
 mod ignored;
 mod instance;
 mod lexer;
@@ -377,7 +384,7 @@ fn seconds(s: &str) -> Result<Duration, ValueError> {
 
 /// Where one item (`[[vrrp_instance]]`, `[[service]]`, ...) of the built
 /// configuration came from.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Origin {
     /// `vrrp_instance VI_1`, `virtual_server 10.0.0.3 80`, ...
     label: String,
@@ -489,6 +496,7 @@ fn build(ctx: &mut Ctx, text: &str) -> Result<(Config, SourceMap), ConfigError> 
         global_defs(ctx, n, &mut config, &mut defaults)?;
     }
     let mut servers = Vec::new();
+    let mut groups = group::Groups::new();
     for n in &tree {
         match n.kw() {
             "global_defs" => {}
@@ -518,19 +526,15 @@ fn build(ctx: &mut Ctx, text: &str) -> Result<(Config, SourceMap), ConfigError> 
                 map.vrrp_instance.push(o);
             }
             "virtual_server" => servers.push(n),
-            "virtual_server_group" => {
-                ctx.warn(
-                    n.loc(),
-                    "unsupported keyword `virtual_server_group`, ignored: write one virtual_server per VIP and port",
-                );
-            }
+            "virtual_server_group" => group::virtual_server_group(ctx, n, &mut groups)?,
             _ => ctx.ignored(n, "the top level"),
         }
     }
     for n in servers {
-        let (s, o) = virtual_server(ctx, n, &defaults)?;
-        config.service.push(s);
-        map.service.push(o);
+        for (s, o) in virtual_server(ctx, n, &defaults, &groups)? {
+            config.service.push(s);
+            map.service.push(o);
+        }
     }
     if !config.service.is_empty() {
         let (dp, origin) = dataplane(ctx, &config, &map)?;

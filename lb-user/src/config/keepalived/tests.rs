@@ -1261,3 +1261,111 @@ fn track_process_and_track_file_keywords() {
         assert!(e.starts_with(want), "\n got: {e}\nwant: {want}");
     }
 }
+
+/// A virtual_server_group: one service per VIP, each with the group's
+/// real servers (ports remapped), sorry server, quorum, omega and the
+/// real servers' notify scripts.
+#[test]
+fn vs_group_sorry_quorum_fixture() {
+    let (c, w) = fixture("vs_group_sorry_quorum.conf");
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.service.len(), 2);
+    for (s, vip) in c.service.iter().zip(["198.18.10.80", "198.18.10.81"]) {
+        assert_eq!((s.vip.to_string().as_str(), s.port), (vip, 80));
+        assert_eq!((s.mode, s.scheduler), (Mode::Nat, Scheduler::SourceHash));
+        let q = s.quorum.as_ref().unwrap();
+        assert_eq!((q.weight, q.hysteresis), (2, 1));
+        assert_eq!(
+            q.notify_down.as_deref(),
+            Some("/etc/keepalived/web-quorum.sh down")
+        );
+        assert!(s.notify_on_stop);
+        let sorry = s.sorry_server.as_ref().unwrap();
+        assert_eq!((sorry.port, sorry.inhibit), (Some(8080), true));
+        let b = &s.backend[0];
+        assert_eq!((b.port, b.weight), (Some(8080), 2));
+        assert_eq!(
+            b.notify_up.as_deref(),
+            Some("/etc/keepalived/rs.sh up 198.18.20.11")
+        );
+        assert_eq!(s.health.kind, HealthKind::Http);
+    }
+}
+
+#[test]
+fn virtual_server_groups_expand_and_errors_name_their_lines() {
+    let text = |group: &str, vs: &str| {
+        format!(
+            "{VRRP}
+virtual_server_group G {{
+{group}
+}}
+virtual_server {vs} {{
+  lb_kind NAT
+  real_server 198.18.1.11 8080 {{
+  }}
+  real_server 198.18.1.12 {{
+  }}
+}}
+"
+        )
+    };
+    let (c, w) = conv(&text(
+        "  198.18.0.100 80\n  198.18.0.101-102 443\n  fwmark 7\n",
+        "group G",
+    ))
+    .unwrap();
+    let got: Vec<_> = c
+        .service
+        .iter()
+        .map(|s| {
+            (
+                s.vip.to_string(),
+                s.port,
+                s.backend.iter().map(|b| b.port).collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    // A real server without a port follows each entry's.
+    let want = [
+        ("198.18.0.100", 80, [Some(8080), None]),
+        ("198.18.0.101", 443, [Some(8080), None]),
+        ("198.18.0.102", 443, [Some(8080), None]),
+    ];
+    assert_eq!(got.len(), want.len());
+    for (g, (vip, port, ports)) in got.iter().zip(want) {
+        assert_eq!((g.0.as_str(), g.1, g.2.as_slice()), (vip, port, &ports[..]));
+    }
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("keepalived.conf:17: unsupported `fwmark 7`"),
+        "{w:?}"
+    );
+    for (group, vs, want) in [
+        (
+            "  198.18.0.100 80\n",
+            "group H",
+            "keepalived.conf:18: virtual_server group H: no virtual_server_group named \"H\"",
+        ),
+        (
+            "  198.18.0.100-99 80\n",
+            "group G",
+            "keepalived.conf:15: virtual_server_group G 198.18.0.100-99 80: \"198.18.0.100-99\": the range end is not above its start",
+        ),
+        ("  198.18.0.100 http\n", "group G", "\"http\" is not a port"),
+        (
+            "  fwmark 1\n",
+            "group G",
+            "the group has no `IP PORT` entry",
+        ),
+        (
+            "  198.18.0.100 80\n  198.18.0.100 80\n",
+            "group G",
+            "keepalived.conf:16: virtual_server group G (198.18.0.100 80): duplicate service",
+        ),
+        ("  198.18.0.100 80\n", "fwmark 1", "not firewall marks"),
+    ] {
+        let err = conv(&text(group, vs)).unwrap_err();
+        assert!(err.contains(want), "{group} {vs}: {err}");
+    }
+}

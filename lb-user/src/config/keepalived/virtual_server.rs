@@ -1,16 +1,18 @@
 //! `virtual_server` (with its `real_server`s and their checkers) →
 //! `[[service]]`: the forwarding method, the protocol, the backends and
-//! their checks, `alpha`, `inhibit_on_failure` and the sorry server.
+//! their checks, `alpha`, `omega`, `inhibit_on_failure`, the quorum, the
+//! notify scripts and the sorry server.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::instance::Defaults;
+use super::group::{Entry, Groups};
+use super::instance::{Defaults, notify_script};
 use super::lexer::{Loc, Node};
 use super::{Ctx, Origin};
 use crate::config::{
-    BackendConfig, ConfigError, Dur, Health, HealthKind, Mode, Protocol, Scheduler, Service,
-    SorryServer, Statuses, Url,
+    BackendConfig, ConfigError, Dur, Health, HealthKind, Mode, Protocol, Quorum, Scheduler,
+    Service, SorryServer, Statuses, Url,
 };
 
 /// Check parameters a virtual server passes to its real servers and they to
@@ -59,14 +61,20 @@ struct RsCheck {
 /// (`real_server IP PORT`) and line.
 type Checked = (Vec<RsCheck>, String, Loc);
 
-/// `virtual_server VIP PORT { ... }`.
+/// `virtual_server VIP PORT { ... }`, or `virtual_server group NAME { ...
+/// }`: a service for each VIP and port of the group (`groups`).
 pub(super) fn virtual_server(
     ctx: &mut Ctx,
     n: &Node,
     d: &Defaults,
-) -> Result<(Service, Origin), ConfigError> {
-    let (vip, port) = vip_and_port(ctx, n)?;
-    let sec = format!("virtual_server {vip} {port}");
+    groups: &Groups,
+) -> Result<Vec<(Service, Origin)>, ConfigError> {
+    let (group, entries) = targets(ctx, n, groups)?;
+    let Entry { vip, port, .. } = entries[0];
+    let sec = match &group {
+        Some(name) => format!("virtual_server group {name}"),
+        None => format!("virtual_server {vip} {port}"),
+    };
     let mut vs = ServerReader {
         o: Origin::new(sec.clone(), n.loc()),
         sec,
@@ -76,6 +84,8 @@ pub(super) fn virtual_server(
         mode: None,
         sorry_inhibit: false,
         sorry_mode: None,
+        ports: Vec::new(),
+        sorry_port: None,
     };
     let mut servers = Vec::new();
     for c in ctx.block(n, &vs.sec)? {
@@ -92,21 +102,57 @@ pub(super) fn virtual_server(
     for rs in servers {
         checks.push(vs.real_server(ctx, rs, d)?);
     }
-    Ok(vs.finish(ctx, &checks))
+    let (ports, sorry_port) = (vs.ports.clone(), vs.sorry_port);
+    let (svc, o) = vs.finish(ctx, &checks);
+    if group.is_none() {
+        return Ok(vec![(svc, o)]);
+    }
+    // The group's other VIP:ports: the same service elsewhere. A real
+    // server given without a port follows each entry's.
+    Ok(entries
+        .iter()
+        .map(|e| {
+            let mut s = svc.clone();
+            s.vip = e.vip;
+            s.port = e.port;
+            for (b, p) in s.backend.iter_mut().zip(&ports) {
+                b.port = p.filter(|&p| p != e.port);
+            }
+            if let Some(sorry) = &mut s.sorry_server {
+                sorry.port = sorry_port.filter(|&p| p != e.port);
+            }
+            let mut o = o.clone();
+            o.label = format!("{} ({} {})", o.label, e.vip, e.port);
+            // An error of the service as a whole (a duplicate, ...) points
+            // at its entry.
+            o.header = e.loc;
+            (s, o)
+        })
+        .collect())
 }
 
-/// The `VIP PORT` after `virtual_server` (`fwmark` and `group` are refused).
-fn vip_and_port(ctx: &Ctx, n: &Node) -> Result<(IpAddr, u16), ConfigError> {
+/// What `virtual_server` serves: `VIP PORT`, or the entries of `group
+/// NAME` (and the name). `fwmark` is refused.
+fn targets(
+    ctx: &Ctx,
+    n: &Node,
+    groups: &Groups,
+) -> Result<(Option<String>, Vec<Entry>), ConfigError> {
     let field0 = n.words();
     match n.args.as_slice() {
-        [kind, ..] if kind.is("fwmark") || kind.is("group") => Err(ctx.err(
+        [kind, ..] if kind.is("fwmark") => Err(ctx.err(
             n.loc(),
             field0,
-            format!(
-                "`virtual_server {} ...` is not supported: lb balances VIP PORT services, write one virtual_server per VIP and port",
-                kind.text
-            ),
+            "`virtual_server fwmark ...` is not supported: lb balances addresses and ports, not firewall marks; write a virtual_server (or a virtual_server_group) of VIP PORT",
         )),
+        [kind, name, ..] if kind.is("group") => match groups.get(&name.text) {
+            Some(entries) => Ok((Some(name.text.clone()), entries.clone())),
+            None => Err(ctx.err(
+                n.loc(),
+                field0,
+                format!("no virtual_server_group named {:?}", name.text),
+            )),
+        },
         [ip, port, ..] => {
             let vip: IpAddr = ip.text.parse().map_err(|_| {
                 ctx.err(
@@ -119,9 +165,20 @@ fn vip_and_port(ctx: &Ctx, n: &Node) -> Result<(IpAddr, u16), ConfigError> {
                 .text
                 .parse()
                 .map_err(|_| ctx.err(n.loc(), &field0, format!("{:?} is not a port", port.text)))?;
-            Ok((vip, port))
+            Ok((
+                None,
+                vec![Entry {
+                    vip,
+                    port,
+                    loc: n.loc(),
+                }],
+            ))
         }
-        _ => Err(ctx.err(n.loc(), field0, "write `virtual_server IP PORT { ... }`")),
+        _ => Err(ctx.err(
+            n.loc(),
+            field0,
+            "write `virtual_server IP PORT { ... }` or `virtual_server group NAME { ... }`",
+        )),
     }
 }
 
@@ -139,6 +196,10 @@ struct ServerReader {
     sorry_inhibit: bool,
     /// `sorry_server_lvs_method` and where.
     sorry_mode: Option<(Mode, Loc)>,
+    /// Each real server's port as written (`None`: none given).
+    ports: Vec<Option<u16>>,
+    /// The sorry server's port as written.
+    sorry_port: Option<u16>,
 }
 
 impl ServerReader {
@@ -192,6 +253,7 @@ impl ServerReader {
             }
             "sorry_server" => {
                 let (address, port) = address_and_port(ctx, c, &field)?;
+                self.sorry_port = port;
                 let inhibit = self.svc.sorry_server.as_ref().is_some_and(|s| s.inhibit);
                 self.svc.sorry_server = Some(SorryServer {
                     address,
@@ -202,6 +264,25 @@ impl ServerReader {
             }
             "sorry_server_inhibit" => {
                 self.sorry_inhibit = true;
+            }
+            "quorum" | "hysteresis" | "quorum_up" | "quorum_down" => {
+                let q = self.svc.quorum.get_or_insert(Quorum {
+                    weight: 1,
+                    hysteresis: 0,
+                    notify_up: None,
+                    notify_down: None,
+                });
+                match c.kw() {
+                    "quorum" => q.weight = ctx.int(c, &field, "from 1")?,
+                    "hysteresis" => q.hysteresis = ctx.int(c, &field, "of at least 0")?,
+                    "quorum_up" => q.notify_up = Some(notify_script(ctx, c, field)?),
+                    _ => q.notify_down = Some(notify_script(ctx, c, field)?),
+                }
+                self.o.field("quorum", c);
+            }
+            "omega" => {
+                self.svc.notify_on_stop = true;
+                self.o.field("notify_on_stop", c);
             }
             "sorry_server_lvs_method" => {
                 let m = lvs_method(ctx, c, &field)?;
@@ -269,6 +350,7 @@ impl ServerReader {
             rs.loc(),
             label.clone(),
         ));
+        self.ports.push(backend.port);
         self.svc.backend.push(BackendConfig {
             port: backend.port.filter(|&p| p != port),
             ..backend
@@ -399,6 +481,8 @@ fn real_server(
         match c.kw() {
             "weight" => backend.weight = ctx.int(c, &field, "of at least 0")?,
             "inhibit_on_failure" => backend.inhibit_on_failure = Some(true),
+            "notify_up" => backend.notify_up = Some(notify_script(ctx, c, field)?),
+            "notify_down" => backend.notify_down = Some(notify_script(ctx, c, field)?),
             "lvs_method" | "lb_kind" => mode = Some((lvs_method(ctx, c, &field)?, c.loc())),
             "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "DNS_CHECK" | "MISC_CHECK" => checkers.push(c),
             "SMTP_CHECK" | "BFD_CHECK" | "PING_CHECK" | "UDP_CHECK" | "FILE_CHECK" => ctx.warn(
