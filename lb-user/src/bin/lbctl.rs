@@ -86,11 +86,20 @@ enum Command {
     Reload,
     /// Print a keepalived.conf as lb's TOML (does not contact lbd).
     ///
-    /// What lb ignores or does differently is reported on stderr with its
-    /// file and line; exit status 1 when the file does not convert.
+    /// The output starts with the file's keywords, classified: honoured,
+    /// not honoured, unknown. What lb ignores or does differently is
+    /// reported on stderr with its file and line and why; exit status 1
+    /// when the file does not convert. `--keywords` prints the table of
+    /// every keepalived keyword lb knows instead (docs/keepalived.md).
     Convert {
         /// The keepalived.conf.
-        file: PathBuf,
+        #[arg(required_unless_present = "keywords")]
+        file: Option<PathBuf>,
+        /// Print every keepalived keyword lb knows, by block: honoured
+        /// (the lb field, any difference in meaning, the tests that show
+        /// it) or not (why), as Markdown.
+        #[arg(long, conflicts_with = "file")]
+        keywords: bool,
     },
 }
 
@@ -133,7 +142,17 @@ fn main() -> ExitCode {
             }
         }
         Command::Reload => Request::Reload,
-        Command::Convert { file } => return convert(file),
+        Command::Convert { keywords: true, .. } => {
+            print!("{}", lb_user::config::keepalived::keywords::table());
+            return ExitCode::SUCCESS;
+        }
+        Command::Convert {
+            file: Some(file), ..
+        } => return convert(file),
+        Command::Convert { file: None, .. } => {
+            eprintln!("lbctl: convert needs a keepalived.conf (or --keywords)");
+            return ExitCode::from(2);
+        }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -184,15 +203,22 @@ fn main() -> ExitCode {
 /// `lbctl convert FILE`: keepalived.conf → TOML on stdout, warnings on
 /// stderr.
 fn convert(file: &std::path::Path) -> ExitCode {
-    match lb_user::config::keepalived::load(file) {
+    use lb_user::config::keepalived;
+    match keepalived::load(file) {
         Ok((config, warnings)) => {
             for w in &warnings {
                 eprintln!("lbctl: {w}");
             }
-            match lb_user::config::keepalived::to_toml(&config) {
+            // It loaded: it reads again (the classification parses only).
+            let classified = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|text| keepalived::keywords::classify(&text, file).ok())
+                .map(|c| c.comments())
+                .unwrap_or_default();
+            match keepalived::to_toml(&config) {
                 Ok(text) => {
                     print!(
-                        "# converted from {} by lbctl convert\n\n{text}",
+                        "# converted from {} by lbctl convert\n# its keepalived keywords (every one: lbctl convert --keywords):\n{classified}\n{text}",
                         file.display()
                     );
                     ExitCode::SUCCESS

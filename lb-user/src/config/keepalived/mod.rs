@@ -99,6 +99,7 @@
 mod group;
 mod ignored;
 mod instance;
+pub mod keywords;
 mod lexer;
 #[cfg(test)]
 mod tests;

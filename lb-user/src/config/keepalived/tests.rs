@@ -1369,3 +1369,166 @@ virtual_server {vs} {{
         assert!(err.contains(want), "{group} {vs}: {err}");
     }
 }
+
+#[test]
+fn aliases_and_notify_keywords() {
+    let text = "
+global_defs {
+  lvs_id lb07
+}
+vrrp_instance VI_1 {
+  interface eth0
+  virtual_router_id 50
+  priority 150
+  mcast_src_ip 198.18.0.2
+  virtual_ipaddress {
+    198.18.0.100/24
+  }
+  notify_backup /etc/keepalived/backup.sh
+  notify_fault \"/etc/keepalived/fault.sh VI_1\"
+  notify_stop /etc/keepalived/stop.sh
+}
+virtual_server 198.18.0.100 443 {
+  lb_kind DR
+  real_server 198.18.0.11 443 {
+    SSL_GET {
+      url {
+        path /
+      }
+      http_protocol 1.1
+      enable_sni
+    }
+  }
+}
+";
+    let (c, w) = conv(text).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.global.router_id.as_deref(), Some("lb07"));
+    let v = &c.vrrp_instance[0];
+    assert_eq!(v.unicast_src_ip, Some("198.18.0.2".parse().unwrap()));
+    assert_eq!(
+        v.notify_backup.as_deref(),
+        Some("/etc/keepalived/backup.sh")
+    );
+    assert_eq!(
+        v.notify_fault.as_deref(),
+        Some("/etc/keepalived/fault.sh VI_1")
+    );
+    assert_eq!(v.notify_stop.as_deref(), Some("/etc/keepalived/stop.sh"));
+    assert_eq!(c.service[0].health.kind, HealthKind::Https);
+}
+
+/// `docs/keepalived.md` holds the keyword table as `keywords::table`
+/// writes it (`lbctl convert --keywords` prints the same).
+#[test]
+fn docs_keepalived_md_is_the_keyword_table() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/keepalived.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let (begin, end) = ("<!-- keywords: begin -->\n", "<!-- keywords: end -->");
+    let from = doc.find(begin).expect("begin marker") + begin.len();
+    let to = doc.find(end).expect("end marker");
+    let want = keywords::table();
+    assert!(
+        doc[from..to].trim() == want.trim(),
+        "docs/keepalived.md's table differs from keywords::table(): write it with `lbctl convert --keywords`\n{want}"
+    );
+}
+
+/// Each test the table cites exists.
+#[test]
+fn the_tests_the_keyword_table_cites_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = |place: &str| -> Vec<std::path::PathBuf> {
+        let src = root.join("src");
+        match place {
+            "keepalived" => vec![src.join("config/keepalived/tests.rs")],
+            "group" => vec![src.join("config/keepalived/group.rs")],
+            "config" => vec![src.join("config/tests.rs")],
+            "controller" => vec![src.join("services/controller.rs")],
+            "health" => ["mod.rs", "http.rs", "dns.rs"]
+                .iter()
+                .map(|f| src.join("services/health").join(f))
+                .collect(),
+            "track" | "sync" | "machine" => vec![src.join(format!("vrrp/{place}.rs"))],
+            lab => vec![root.join(format!("../lb-lab/tests/{lab}.rs"))],
+        }
+    };
+    let mut cited = 0;
+    for k in keywords::KEYWORDS {
+        if let keywords::Support::Honoured { tests, .. } = k.support {
+            assert!(!tests.is_empty(), "{:?} cites no test", k.names);
+            for t in tests {
+                let (place, name) = t.split_once("::").expect("FILE::NAME");
+                let found = files(place).iter().any(|f| {
+                    std::fs::read_to_string(f)
+                        .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+                        .contains(&format!("fn {name}("))
+                });
+                assert!(found, "{t} (cited for {:?}) not found", k.names);
+                cited += 1;
+            }
+        }
+    }
+    assert!(cited > 50, "{cited}");
+}
+
+/// Each keyword the table calls honoured is one the reader handles, and
+/// each it does not honour is a warning naming it where the table puts
+/// it.
+#[test]
+fn the_keyword_table_matches_the_reader() {
+    let sources = [
+        include_str!("mod.rs"),
+        include_str!("instance.rs"),
+        include_str!("tracking.rs"),
+        include_str!("virtual_server.rs"),
+        include_str!("group.rs"),
+        include_str!("lexer.rs"),
+    ];
+    let plain = |n: &str| n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    for k in keywords::KEYWORDS {
+        for name in k.names.iter().filter(|n| plain(n)) {
+            let honoured = matches!(k.support, keywords::Support::Honoured { .. });
+            if honoured {
+                let quoted = format!("\"{name}\"");
+                assert!(
+                    sources.iter().any(|s| s.contains(&quoted)),
+                    "{name} ({}) is not in the reader",
+                    k.block
+                );
+                continue;
+            }
+            let line = format!("  {name} 1\n");
+            let vs = |vs_line: &str, rs_line: &str, check_line: &str| {
+                format!(
+                    "{VRRP}virtual_server 198.18.0.100 80 {{\n  lb_kind DR\n{vs_line}  real_server 198.18.0.11 80 {{\n{rs_line}    TCP_CHECK {{\n{check_line}    }}\n  }}\n}}\n"
+                )
+            };
+            let text = match k.block {
+                "top level" => format!("{VRRP}{name} 1\n"),
+                "global_defs" => format!("global_defs {{\n{line}}}\n{VRRP}"),
+                "vrrp_instance" => {
+                    VRRP.replace("  priority 150\n", &format!("  priority 150\n{line}"))
+                }
+                "vrrp_sync_group" => format!(
+                    "{VRRP}vrrp_instance VI_2 {{\n  interface eth1\n  virtual_router_id 51\n  priority 150\n  virtual_ipaddress {{\n    198.18.1.100/24\n  }}\n}}\nvrrp_sync_group G {{\n  group {{\n    VI_1\n    VI_2\n  }}\n{line}}}\n"
+                ),
+                "virtual_server" => vs(&line, "", ""),
+                "real_server" => vs("", &line, ""),
+                "checkers" => vs("", "", &line),
+                "virtual_server_group" => format!(
+                    "{VRRP}virtual_server_group G {{\n  198.18.0.100 80\n{line}}}\nvirtual_server group G {{\n  lb_kind DR\n  real_server 198.18.0.11 80 {{\n  }}\n}}\n"
+                ),
+                other => panic!("no template for block {other}"),
+            };
+            let (_, w) =
+                conv(&text).unwrap_or_else(|e| panic!("{name} in {}: {e}\n{text}", k.block));
+            assert!(
+                w.iter()
+                    .any(|w| w.contains(&format!("`{name}")) || w.contains(&format!("`{name} 1`"))),
+                "{name} in {}: {w:?}",
+                k.block
+            );
+        }
+    }
+}
