@@ -907,26 +907,29 @@ impl Drop for Tracked {
     }
 }
 
-/// `track_process` with weight 0: A is master while a process named
-/// `lbtrackd` runs; killed, A goes to FAULT and B takes the VIP; started
-/// again, A preempts back.
+/// `track_process` with weight 0 on an nginx (seed 003's `ps -C nginx`
+/// check, as keepalived's native tracker): A is master while its nginx
+/// runs; stopped, A goes to FAULT and B takes the VIP; started again, A
+/// preempts back. The nginx binary runs under the name `lbnginx`, so the
+/// tracker counts this nginx only (/proc is shared with the machine's).
 #[test]
-fn track_process_follows_a_process() {
+fn track_process_follows_an_nginx_process() {
     let lan = two_nodes();
     let (a, b) = (&lan.host("a").ns, &lan.host("b").ns);
     let dir = tmp("trackproc");
     std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("lbtrackd");
-    std::fs::copy("/bin/sleep", &exe).unwrap();
-    let run = || Tracked(a.command(&exe).arg("120").spawn().unwrap());
-    let daemon = run();
+    let exe = dir.join("lbnginx");
+    std::fs::copy("/usr/sbin/nginx", &exe).expect("nginx (apt-get install nginx)");
+    let conf = lb_lab::netns::nginx_site(&dir.join("site"), "a").unwrap();
+    let run = || Tracked(a.command(&exe).arg("-c").arg(&conf).spawn().unwrap());
+    let nginx = run();
     let conf_a = Config {
         vrrp_track_process: vec![VrrpTrackProcess {
             weight: 0,
-            ..VrrpTrackProcess::new("lbtrackd", "lbtrackd")
+            ..VrrpTrackProcess::new("nginx", "lbnginx")
         }],
         ..vrrp([VrrpInstance {
-            track_process: vec![TrackScript::new("lbtrackd")],
+            track_process: vec![TrackScript::new("nginx")],
             ..fast("VI_1", 103, 150, &[VIP])
         }])
     };
@@ -934,7 +937,7 @@ fn track_process_follows_a_process() {
     let _db = lbd(b, "tproc-b", vrrp([fast("VI_1", 103, 100, &[VIP])]));
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
 
-    drop(daemon);
+    drop(nginx);
     wait_holder(&[a, b], 1, VIP, Duration::from_secs(5));
     da.wait_log("to=FAULT", Duration::from_secs(1)).unwrap();
     assert!(
@@ -943,7 +946,7 @@ fn track_process_follows_a_process() {
         da.log()
     );
 
-    let _daemon = run();
+    let _nginx = run();
     wait_holder(&[a, b], 0, VIP, Duration::from_secs(5));
     let _ = std::fs::remove_dir_all(&dir);
 }

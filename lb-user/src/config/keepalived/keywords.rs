@@ -412,7 +412,7 @@ pub const KEYWORDS: &[Keyword] = &[
         "`track_process`, `track_file` (`NAME [weight N]`)",
         &[
             "keepalived::track_process_and_track_file_keywords",
-            "vrrp_netns::track_process_follows_a_process",
+            "vrrp_netns::track_process_follows_an_nginx_process",
             "vrrp_netns::track_file_value_faults_and_recovers",
         ],
     ),
@@ -517,7 +517,7 @@ pub const KEYWORDS: &[Keyword] = &[
         &[
             "keepalived::track_process_and_track_file_keywords",
             "track::debounce_waits_for_the_delays",
-            "vrrp_netns::track_process_follows_a_process",
+            "vrrp_netns::track_process_follows_an_nginx_process",
         ],
     ),
     // ---- track_file
