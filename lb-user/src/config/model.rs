@@ -501,6 +501,9 @@ pub enum HealthKind {
     /// `dns`: a query (`dns_name`, `dns_type`) over UDP, answered
     /// without error.
     Dns,
+    /// `smtp`: a greeting (220) and `HELO smtp_helo` (250), as
+    /// keepalived's `SMTP_CHECK`.
+    Smtp,
     /// `exec`: run `command`, exit 0 = up.
     Exec,
     /// `none`: always up.
@@ -508,7 +511,7 @@ pub enum HealthKind {
 }
 
 keyword!(
-    HealthKind { Tcp => "tcp", Http => "http", Https => "https", Dns => "dns", Exec => "exec", None => "none" },
+    HealthKind { Tcp => "tcp", Http => "http", Https => "https", Dns => "dns", Smtp => "smtp", Exec => "exec", None => "none" },
     |value, allowed| ValueError::NotAHealthKind { value, allowed }
 );
 
@@ -605,6 +608,10 @@ pub struct Health {
     /// `AAAA`); default `SOA`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_type: Option<String>,
+    /// `smtp`: the name sent with `HELO`; default
+    /// `smtpchecker.keepalived.org` (keepalived's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_helo: Option<String>,
     /// `exec`: command line (`/bin/sh -c`), with `$BACKEND` and `$PORT` set.
     pub command: Option<String>,
     /// `exec`: run as this user.
@@ -646,6 +653,7 @@ impl Default for Health {
             tls_ca: None,
             dns_name: None,
             dns_type: None,
+            smtp_helo: None,
             command: None,
             user: None,
             dynamic_weight: false,

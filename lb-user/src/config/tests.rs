@@ -411,6 +411,11 @@ fn check_kinds_and_their_fields() {
     ))
     .unwrap();
     assert_eq!(dns.service[0].health.dns_type.as_deref(), Some("AAAA"));
+    let smtp = parse(&with(r#"kind = "smtp", smtp_helo = "lb1.example.test""#)).unwrap();
+    assert_eq!(
+        smtp.service[0].health.smtp_helo.as_deref(),
+        Some("lb1.example.test")
+    );
     assert!(
         parse(&with(
             r#"kind = "exec", command = "true", dynamic_weight = true"#
@@ -429,6 +434,14 @@ fn check_kinds_and_their_fields() {
         (
             r#"kind = "tcp", dns_name = "x""#,
             "dns_name and dns_type is for kind = \"dns\" only",
+        ),
+        (
+            r#"kind = "tcp", smtp_helo = "x""#,
+            "smtp_helo is for kind = \"smtp\" only",
+        ),
+        (
+            r#"kind = "smtp", smtp_helo = "two words""#,
+            "smtp_helo \"two words\" is not a name",
         ),
         (
             r#"kind = "tcp", dynamic_weight = true"#,
@@ -520,7 +533,7 @@ fn keywords_parse_and_display_their_spelling() {
     check(NoBackend::ALL, &["drop", "pass"]);
     check(
         HealthKind::ALL,
-        &["tcp", "http", "https", "dns", "exec", "none"],
+        &["tcp", "http", "https", "dns", "smtp", "exec", "none"],
     );
     check(XdpMode::ALL, &["auto", "native", "generic"]);
     assert_eq!(Protocol::default(), Protocol::Tcp);
@@ -628,7 +641,7 @@ fn golden_errors_for_keywords() {
         ),
         (
             s.replace("kind = \"http\"", "kind = \"icmp\""),
-            "lb.toml:15: service[0].health: kind \"icmp\": tcp, http, https, dns, exec or none",
+            "lb.toml:15: service[0].health: kind \"icmp\": tcp, http, https, dns, smtp, exec or none",
         ),
         (
             dp("xdp_mode = \"fast\""),
@@ -654,7 +667,7 @@ fn golden_errors_for_keywords() {
             format!(
                 "{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 81\nbackend = []\n\n[service.health]\nkind = \"ping\"\n"
             ),
-            "lb.toml:27: service[1].health: kind \"ping\": tcp, http, https, dns, exec or none",
+            "lb.toml:27: service[1].health: kind \"ping\": tcp, http, https, dns, smtp, exec or none",
         ),
     ];
     assert_errors(cases, |got, want| got == want);

@@ -552,6 +552,16 @@ fn health_problem(h: &Health, v6: bool) -> Option<String> {
     if h.kind != HealthKind::Dns && (h.dns_name.is_some() || h.dns_type.is_some()) {
         return only("dns_name and dns_type", "\"dns\"");
     }
+    if h.kind != HealthKind::Smtp && h.smtp_helo.is_some() {
+        return only("smtp_helo", "\"smtp\"");
+    }
+    if let Some(helo) = &h.smtp_helo
+        && (helo.is_empty() || helo.len() > 255 || !helo.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Some(format!(
+            "smtp_helo {helo:?} is not a name (printable ASCII, no spaces, up to 255 bytes)"
+        ));
+    }
     if h.kind != HealthKind::Exec && h.dynamic_weight {
         return only("dynamic_weight", "\"exec\"");
     }

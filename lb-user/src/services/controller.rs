@@ -358,7 +358,7 @@ fn spec_of(s: &config::Service) -> ServiceSpec {
 }
 
 fn check_of(h: &config::Health) -> CheckSpec {
-    use health::{dns, http};
+    use health::{dns, http, smtp};
     // Validated: digests parse, DNS types are known.
     let digest = |d: Option<&String>| d.and_then(|d| http::parse_digest(d).ok());
     let web = |tls| {
@@ -392,6 +392,12 @@ fn check_of(h: &config::Health) -> CheckSpec {
             HealthKind::Dns => health::Kind::Dns(dns::DnsCheck {
                 name: h.dns_name.clone().unwrap_or_else(|| ".".into()),
                 qtype: h.dns_type.as_deref().and_then(dns::type_code).unwrap_or(6),
+            }),
+            HealthKind::Smtp => health::Kind::Smtp(smtp::SmtpCheck {
+                helo: h
+                    .smtp_helo
+                    .clone()
+                    .unwrap_or_else(|| smtp::DEFAULT_HELO.into()),
             }),
             // Validation refuses `exec` without a command.
             HealthKind::Exec => health::Kind::Exec {

@@ -733,9 +733,10 @@ pub const KEYWORDS: &[Keyword] = &[
             "HTTP_GET",
             "SSL_GET",
             "DNS_CHECK",
+            "SMTP_CHECK",
             "MISC_CHECK",
         ],
-        "the backend's `health` (`tcp`, `http`, `https`, `dns`, `exec`); the service's `health` when every real server has the same one; several on a real server must all pass, none = always up",
+        "the backend's `health` (`tcp`, `http`, `https`, `dns`, `smtp`, `exec`); the service's `health` when every real server has the same one; several on a real server must all pass, none = always up",
         &[
             "keepalived::each_real_server_keeps_its_own_checkers",
             "keepalived::mixed_checkers_fixture",
@@ -745,14 +746,8 @@ pub const KEYWORDS: &[Keyword] = &[
     ),
     unsupported(
         RS,
-        &[
-            "SMTP_CHECK",
-            "BFD_CHECK",
-            "PING_CHECK",
-            "UDP_CHECK",
-            "FILE_CHECK",
-        ],
-        "warned about and ignored (the real server has the other checkers, or none): lb checks with TCP_CHECK, HTTP_GET, SSL_GET, DNS_CHECK or MISC_CHECK",
+        &["BFD_CHECK", "PING_CHECK", "UDP_CHECK", "FILE_CHECK"],
+        "warned about and ignored (the real server has the other checkers, or none): lb checks with TCP_CHECK, HTTP_GET, SSL_GET, DNS_CHECK, SMTP_CHECK or MISC_CHECK",
     ),
     unsupported(
         RS,
@@ -830,6 +825,12 @@ pub const KEYWORDS: &[Keyword] = &[
             "keepalived::ssl_get_dns_check_and_misc_dynamic",
             "health::probes_a_local_server",
         ],
+    ),
+    ok(
+        CHECK,
+        &["helo_name"],
+        "SMTP_CHECK: `smtp_helo` (default keepalived's, `smtpchecker.keepalived.org`); `host` sub-blocks (deprecated in keepalived) are warned about",
+        &["keepalived::smtp_check", "health::greeting_helo_and_quit"],
     ),
     ok(
         CHECK,

@@ -1445,7 +1445,7 @@ fn the_tests_the_keyword_table_cites_exist() {
             "group" => vec![src.join("config/keepalived/group.rs")],
             "config" => vec![src.join("config/tests.rs")],
             "controller" => vec![src.join("services/controller.rs")],
-            "health" => ["mod.rs", "http.rs", "dns.rs"]
+            "health" => ["mod.rs", "http.rs", "dns.rs", "smtp.rs"]
                 .iter()
                 .map(|f| src.join("services/health").join(f))
                 .collect(),
@@ -1531,4 +1531,39 @@ fn the_keyword_table_matches_the_reader() {
             );
         }
     }
+}
+
+#[test]
+fn smtp_check() {
+    let text = format!(
+        "{VRRP}
+virtual_server 198.18.0.100 25 {{
+  lb_kind DR
+  delay_loop 10
+  real_server 198.18.1.11 25 {{
+    SMTP_CHECK {{
+      connect_timeout 4
+      retry 2
+      helo_name mx-check.example.test
+    }}
+  }}
+  real_server 198.18.1.12 25 {{
+    SMTP_CHECK {{
+      connect_timeout 4
+      retry 2
+    }}
+  }}
+}}
+"
+    );
+    let (c, w) = conv(&text).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let s = &c.service[0];
+    // Two different checks: each backend keeps its own.
+    let h = &s.backend[0].health[0];
+    assert_eq!(h.kind, HealthKind::Smtp);
+    assert_eq!(h.smtp_helo.as_deref(), Some("mx-check.example.test"));
+    assert_eq!((h.fall, h.timeout.0), (3, Duration::from_secs(4)));
+    assert_eq!(s.backend[1].health[0].smtp_helo, None);
+    round_trip(&text, Path::new("keepalived.conf"));
 }

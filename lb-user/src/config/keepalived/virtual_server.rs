@@ -484,11 +484,13 @@ fn real_server(
             "notify_up" => backend.notify_up = Some(notify_script(ctx, c, field)?),
             "notify_down" => backend.notify_down = Some(notify_script(ctx, c, field)?),
             "lvs_method" | "lb_kind" => mode = Some((lvs_method(ctx, c, &field)?, c.loc())),
-            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "DNS_CHECK" | "MISC_CHECK" => checkers.push(c),
-            "SMTP_CHECK" | "BFD_CHECK" | "PING_CHECK" | "UDP_CHECK" | "FILE_CHECK" => ctx.warn(
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "DNS_CHECK" | "SMTP_CHECK" | "MISC_CHECK" => {
+                checkers.push(c);
+            }
+            "BFD_CHECK" | "PING_CHECK" | "UDP_CHECK" | "FILE_CHECK" => ctx.warn(
                 c.loc(),
                 format!(
-                    "unsupported checker `{}` in {sec}, ignored: lb checks with TCP_CHECK, HTTP_GET, SSL_GET, DNS_CHECK or MISC_CHECK",
+                    "unsupported checker `{}` in {sec}, ignored: lb checks with TCP_CHECK, HTTP_GET, SSL_GET, DNS_CHECK, SMTP_CHECK or MISC_CHECK",
                     c.kw()
                 ),
             ),
@@ -531,8 +533,8 @@ fn address_and_port(
     Ok((address, port))
 }
 
-/// A checker block (`TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `DNS_CHECK` or
-/// `MISC_CHECK`) of the real server `rs` at `(address, port)`.
+/// A checker block (`TCP_CHECK`, `HTTP_GET`, `SSL_GET`, `DNS_CHECK`,
+/// `SMTP_CHECK` or `MISC_CHECK`) of the real server `rs` at `(address, port)`.
 fn checker(
     ctx: &mut Ctx,
     n: &Node,
@@ -550,6 +552,7 @@ fn checker(
             "HTTP_GET" => HealthKind::Http,
             "SSL_GET" => HealthKind::Https,
             "DNS_CHECK" => HealthKind::Dns,
+            "SMTP_CHECK" => HealthKind::Smtp,
             _ => HealthKind::Exec,
         },
         ..Health::default()
@@ -596,6 +599,7 @@ fn checker(
                 h.dns_type = Some(t);
             }
             ("DNS_CHECK", "name") => h.dns_name = Some(ctx.value(c, &field)?.text.clone()),
+            ("SMTP_CHECK", "helo_name") => h.smtp_helo = Some(ctx.value(c, &field)?.text.clone()),
             ("MISC_CHECK", "misc_path") => h.command = Some(misc_path(ctx, c, field, address)?),
             ("MISC_CHECK", "misc_timeout") => misc_timeout = Some(ctx.secs(c, &field)?),
             ("MISC_CHECK", "misc_dynamic") => h.dynamic_weight = true,

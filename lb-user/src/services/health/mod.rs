@@ -7,10 +7,11 @@
 //!
 //! Effects ([`probe`]): one check of one backend: `tcp` (connect), `http`
 //! and `https` (GET of one or more URLs, status codes, body digest:
-//! [`http`]), `dns` (a query over UDP: [`dns`]), `exec` (exit 0 = healthy,
+//! [`http`]), `dns` (a query over UDP: [`dns`]), `smtp` (greeting and
+//! `HELO`: [`smtp`]), `exec` (exit 0 = healthy,
 //! with `dynamic_weight` exit codes 2–255 setting the weight; run as a
 //! configured user, killed with its process group on timeout), `none`
-//! (always up). Connections of `tcp`, `http`, `https` and `dns` leave from
+//! (always up). Connections of `tcp`, `http`, `https`, `dns` and `smtp` leave from
 //! the check's `bind` address when it has one (keepalived's `bindto`).
 //!
 //! A backend starts **up** (keepalived's checkers do the same): restarting
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 
 pub mod dns;
 pub mod http;
+pub mod smtp;
 
 /// What to check and how often.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +84,8 @@ pub enum Kind {
     Http(http::HttpCheck),
     /// A DNS query over UDP, answered without error.
     Dns(dns::DnsCheck),
+    /// An SMTP greeting and `HELO`, answered 220 and 250.
+    Smtp(smtp::SmtpCheck),
     /// `/bin/sh -c command` with `BACKEND` and `PORT` set; exit 0 = healthy.
     Exec {
         /// Command line.
@@ -307,6 +311,24 @@ pub enum CheckError {
         /// The answer's RCODE.
         rcode: u8,
     },
+    /// The SMTP server's answer at `step` (greeting, HELO) is not the
+    /// expected one.
+    #[error("SMTP {step}: {reply}")]
+    Smtp {
+        /// `greeting` or `HELO`.
+        step: &'static str,
+        /// The reply's last line, or what was wrong with it.
+        reply: String,
+    },
+    /// The SMTP connection failed at `step`.
+    #[error("SMTP {step}: {source}")]
+    SmtpIo {
+        /// `greeting`, `HELO` or `QUIT`.
+        step: &'static str,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The `exec` check's user does not resolve.
     #[error("user {user}: {source}")]
     User {
@@ -371,6 +393,9 @@ pub async fn probe(
             .await
             .map(|()| Passed::default()),
         Kind::Dns(check) => dns::probe(check, bind, addr, port)
+            .await
+            .map(|()| Passed::default()),
+        Kind::Smtp(check) => smtp::probe(check, bind, addr, port)
             .await
             .map(|()| Passed::default()),
         Kind::Exec {
