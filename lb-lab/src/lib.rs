@@ -19,6 +19,7 @@
 //! and demo in `src/bin/lb-lab.rs` (`cargo xtask demo | lab`), and the
 //! benchmarks in the other `src/bin/lb-*.rs` (`cargo xtask bench`).
 
+pub mod cpu;
 pub mod daemon;
 pub mod netns;
 pub mod testpkt;

@@ -16,6 +16,10 @@ use crate::{
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Which benchmark:
+    /// `nic-like`: ns/frame and Mpps per core on a NIC-like path (live
+    /// frames injected on the LB's interface, delivery counted at the
+    /// receiver): lb's modes against XDP_DROP, a minimal XDP_TX forwarder,
+    /// kernel forwarding and nftables DNAT;
     /// `dataplane`: BPF_PROG_TEST_RUN ns/packet per path;
     /// `paths`: packets/s, LB CPU per packet and HTTP rps/latency through
     /// direct, lb dsr, lb ipip, nftables DNAT and HAProxy;
@@ -40,7 +44,11 @@ pub struct BenchArgs {
 }
 
 /// The benchmarks, in the order `all` runs them: name, report title.
-const BENCHES: [(&str, &str); 5] = [
+const BENCHES: [(&str, &str); 6] = [
+    (
+        "nic-like",
+        "NIC-like path: ns/frame and Mpps per core, lb against XDP floors and nftables",
+    ),
     ("dataplane", "Data plane: BPF_PROG_TEST_RUN ns/packet"),
     (
         "paths",
@@ -79,6 +87,7 @@ pub fn run(tc: &BpfToolchain, args: &BenchArgs) -> anyhow::Result<()> {
             "lbd",
             "lbctl",
             "lb-bench",
+            "lb-nicbench",
             "lb-pathbench",
             "lb-cpbench",
             "lb-failover",
@@ -122,6 +131,7 @@ pub fn run(tc: &BpfToolchain, args: &BenchArgs) -> anyhow::Result<()> {
 fn command(root: &Path, name: &str, args: &BenchArgs) -> Command {
     let release = root.join("target/release");
     let mut cmd = match name {
+        "nic-like" => Command::new(release.join("lb-nicbench")),
         "dataplane" => {
             let mut c = Command::new(release.join("lb-bench"));
             c.arg("--repeat").arg(args.repeat.to_string());
@@ -152,7 +162,7 @@ fn command(root: &Path, name: &str, args: &BenchArgs) -> Command {
             c
         }
     };
-    if name != "dataplane" && name != "flows" {
+    if !matches!(name, "dataplane" | "flows" | "nic-like") {
         cmd.arg("--lbd").arg(release.join("lbd"));
     }
     cmd

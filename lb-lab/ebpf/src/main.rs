@@ -11,6 +11,17 @@
 //!   `XDP_PASS`: what the kernel's LRU would cost the new-flow path on its
 //!   own, measured by `cargo xtask bench dataplane` next to lb's own
 //!   connection table.
+//! - The NIC-like benchmark's programs (`lb-nicbench`, `cargo xtask bench
+//!   nic-like`): `nic_inject` runs first on every frame the kernel injects
+//!   (`BPF_PROG_TEST_RUN` with live frames): it writes the frame template
+//!   (`nic_template`) over the frame, since live mode recycles pages with
+//!   what the previous run left in them, gives it its flow (the client
+//!   port and the low 16 bits of its address from a run counter, modulo
+//!   the template's flow count; the IPv4 checksum redone), and tail-calls
+//!   the program under test (`nic_next[0]`). `nic_drop` (`XDP_DROP`: the
+//!   injection floor) and `nic_tx` (swap the MAC addresses, `XDP_TX`: the
+//!   least a forwarder does) are the in-run references; `nic_sink` counts
+//!   and drops what arrives at the receiving end.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -18,7 +29,7 @@ use core::mem::MaybeUninit;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    btf_maps::LruHashMap,
+    btf_maps::{Array, LruHashMap, PerCpuArray, ProgramArray},
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
@@ -68,6 +79,122 @@ pub fn lb_bench_insert(_ctx: XdpContext) -> u32 {
     let key: &FlowKey = &key;
     let _evicted_or_failed = BENCH_LRU.insert(key, state, 0);
     xdp_action::XDP_PASS
+}
+
+/// Bytes of every NIC-like frame (IPv4 or IPv6 UDP, a short payload).
+pub const NIC_FRAME: usize = 64;
+
+/// The frame `nic_inject` writes, and how many flows to spread it over.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NicTemplate {
+    /// Flows: the run counter modulo this gives the flow (0 or 1: one
+    /// flow; `u32::MAX`: a new flow for every frame).
+    pub flows: u32,
+    /// 4 (IPv4) or 6 (IPv6).
+    pub family: u32,
+    /// The frame.
+    pub frame: [u8; NIC_FRAME],
+}
+
+#[btf_map(name = "nic_template")]
+static NIC_TEMPLATE: Array<NicTemplate, 1> = Array::new();
+
+#[btf_map(name = "nic_next")]
+static NIC_NEXT: ProgramArray<1> = ProgramArray::new();
+
+/// `nic_sink`'s counts: frames, bytes.
+#[btf_map(name = "nic_count")]
+static NIC_COUNT: PerCpuArray<u64, 2> = PerCpuArray::new();
+
+/// Runs of `nic_inject` so far.
+static mut NIC_RUNS: u32 = 0;
+
+/// The frame template, this run's flow, then the program under test.
+#[xdp]
+#[allow(clippy::needless_pass_by_value, reason = "the signature #[xdp] wants")]
+pub fn nic_inject(ctx: XdpContext) -> u32 {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if data + NIC_FRAME > end {
+        return xdp_action::XDP_ABORTED;
+    }
+    let Some(t) = NIC_TEMPLATE.get(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // SAFETY: NIC_FRAME bytes from `data` are inside the frame (checked).
+    let frame = unsafe { &mut *(data as *mut [u8; NIC_FRAME]) };
+    *frame = t.frame;
+    // SAFETY: a .bss global; XDP does not run re-entrantly on one CPU and
+    // the bench injects on one.
+    let n = unsafe {
+        let n = core::ptr::read_volatile(&raw const NIC_RUNS).wrapping_add(1);
+        core::ptr::write_volatile(&raw mut NIC_RUNS, n);
+        n
+    };
+    if t.flows > 1 {
+        let k = n % t.flows;
+        let port = (1024 + (k & 0x7fff)) as u16;
+        let host = (k >> 15) as u16;
+        if t.family == 4 {
+            frame[34..36].copy_from_slice(&port.to_be_bytes());
+            frame[28..30].copy_from_slice(&host.to_be_bytes());
+            frame[24] = 0;
+            frame[25] = 0;
+            let mut sum: u32 = 0;
+            let mut i = 14;
+            while i < 34 {
+                sum += u32::from(u16::from_be_bytes([frame[i], frame[i + 1]]));
+                i += 2;
+            }
+            sum = (sum & 0xffff) + (sum >> 16);
+            sum = (sum & 0xffff) + (sum >> 16);
+            frame[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        } else {
+            frame[54..56].copy_from_slice(&port.to_be_bytes());
+            frame[36..38].copy_from_slice(&host.to_be_bytes());
+        }
+    }
+    // SAFETY: on success the tail call does not return.
+    unsafe { NIC_NEXT.tail_call(&ctx, 0) };
+    xdp_action::XDP_ABORTED
+}
+
+/// The injection floor.
+#[xdp]
+pub fn nic_drop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
+}
+
+/// The least a forwarder does: swap the MAC addresses, send it back out.
+#[xdp]
+#[allow(clippy::needless_pass_by_value, reason = "the signature #[xdp] wants")]
+pub fn nic_tx(ctx: XdpContext) -> u32 {
+    let (data, end) = (ctx.data(), ctx.data_end());
+    if data + 12 > end {
+        return xdp_action::XDP_ABORTED;
+    }
+    // SAFETY: 12 bytes from `data` are inside the frame (checked).
+    let macs = unsafe { &mut *(data as *mut [u8; 12]) };
+    let dst = [macs[0], macs[1], macs[2], macs[3], macs[4], macs[5]];
+    macs.copy_within(6..12, 0);
+    macs[6..12].copy_from_slice(&dst);
+    xdp_action::XDP_TX
+}
+
+/// Count and drop (the receiving end of the NIC-like benchmark).
+#[xdp]
+#[allow(clippy::needless_pass_by_value, reason = "the signature #[xdp] wants")]
+pub fn nic_sink(ctx: XdpContext) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    if let Some(frames) = NIC_COUNT.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot of a per-CPU array.
+        unsafe { *frames += 1 };
+    }
+    if let Some(bytes) = NIC_COUNT.get_ptr_mut(1) {
+        // SAFETY: as above.
+        unsafe { *bytes += len };
+    }
+    xdp_action::XDP_DROP
 }
 
 #[cfg(not(target_arch = "bpf"))]
