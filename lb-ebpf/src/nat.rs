@@ -23,7 +23,7 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use lb_common::{
-    backend::backend_flags,
+    backend::{Backend, backend_flags},
     flow::{FlowKey, flow_seen},
     nat::{NatEntry, NatEvent, SNAT_PORT_TRIES, nat_flags, reversed, snat_port, tcp_seen},
     stats::exit,
@@ -49,8 +49,8 @@ const EEXIST: i32 = -17;
 /// A forward packet (client -> VIP) of a flow in the table, translated.
 /// [`MISS`] when the table has no forward entry.
 ///
-/// A flow whose backend slot no longer serves its VIP (the backend was
-/// removed, or failed its health check) keeps its translation if it is
+/// A flow whose backend slot no longer serves its VIP and backend (the
+/// backend was removed, or failed its health check) keeps its translation if it is
 /// TCP: the server may well be alive (a backend taken out of the
 /// configuration), and a connection cannot move anyway; as in IPVS, it
 /// ends when its state times out. A UDP flow is deleted instead and the
@@ -66,9 +66,7 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> usize {
     if e.flags & nat_flags::REPLY != 0 {
         return MISS;
     }
-    let live = BACKENDS
-        .get(e.backend)
-        .filter(|b| b.flags & backend_flags::ACTIVE != 0 && b.vip_id == e.vip_id);
+    let live = serving(e.backend, e.vip_id, &e.to.dst);
     // A synced copy carries no MAC of its own (the slot's is used): with
     // the slot gone it cannot be sent on, and is balanced again as UDP is.
     if live.is_none() && (pkt.flow.proto != IPPROTO_TCP || is_zero(&e.mac)) {
@@ -105,6 +103,32 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> usize {
     exit::TX_NAT | how
 }
 
+/// Backend slot `slot` if it still serves the flow of VIP `vip_id` to
+/// `backend` (the forward entry's translated destination): active, for
+/// that VIP, and for that backend. A slot freed when its backend left the
+/// pool may serve another backend of the same VIP by now; a flow must not
+/// follow it there (it would reach that backend's MAC with its own
+/// backend's address).
+#[inline(always)]
+fn serving(slot: u32, vip_id: u32, backend: &[u8; 16]) -> Option<&'static Backend> {
+    BACKENDS.get(slot).filter(|b| {
+        b.flags & backend_flags::ACTIVE != 0 && b.vip_id == vip_id && same_addr(&b.addr, backend)
+    })
+}
+
+/// Whether two addresses are equal, byte by byte: `==` on arrays may
+/// become a `memcmp` with its buffers on the stack, and `forward`'s
+/// call chain has no stack to spare (verifier: "combined stack size of
+/// 3 calls is 528").
+#[inline(always)]
+fn same_addr(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let mut diff = 0;
+    for i in 0..16 {
+        diff |= a[i] ^ b[i];
+    }
+    diff == 0
+}
+
 /// An ICMP error about a NAT flow (`pkt.flow` is the embedded packet's
 /// 5-tuple reversed, which is the key of the entry for the direction the
 /// error travels): sent on like that direction's packets, the embedded
@@ -122,10 +146,7 @@ pub fn icmp_error(ctx: &XdpContext, pkt: &Packet) -> usize {
     let (mac, arm) = if e.flags & nat_flags::REPLY != 0 {
         (&e.mac, e.arm)
     } else {
-        match BACKENDS
-            .get(e.backend)
-            .filter(|b| b.flags & backend_flags::ACTIVE != 0 && b.vip_id == e.vip_id)
-        {
+        match serving(e.backend, e.vip_id, &e.to.dst) {
             Some(b) => (&b.mac, b.arm),
             None => (&e.mac, e.arm),
         }
@@ -279,11 +300,11 @@ pub fn reply(ctx: &XdpContext, pkt: &Packet) -> usize {
     if how == FAILED {
         return exit::ABORTED;
     }
-    // Counted against the slot while it still serves the flow's VIP (a
-    // freed slot may serve another pair by now).
+    // Counted against the slot while it still serves the flow's VIP and
+    // backend (a freed slot may serve another pair by now).
     if BACKENDS
         .get(e.backend)
-        .is_some_and(|b| b.vip_id == e.vip_id)
+        .is_some_and(|b| b.vip_id == e.vip_id && same_addr(&b.addr, &pkt.flow.src))
     {
         crate::stats::count_reply(e.vip_id, e.backend, frame_len(ctx));
     }

@@ -32,6 +32,16 @@
 //!   under traffic, lbd SIGKILLed and started again (it adopts both
 //!   links): every connection kept, every forwarded frame redirected
 //!   across, IPv6 and UDP too.
+//! - a `vrrp_sync_group` in nat (issue 14): two two-armed nodes, the
+//!   external VIP (`VI_EXT`, eth0) and the servers' gateway 198.18.2.1
+//!   (`VI_INT`, eth1) in one group, the servers routing through the
+//!   gateway, connection sync over the clients' LAN; under traffic, lb1's
+//!   eth1 goes down and lb2 takes both VIPs: every connection kept, new
+//!   ones fail only during the failover, lb2 forwards both directions.
+//!   While lb2 serves, 20 more connections open and a third server joins
+//!   (lb1 keeps their synced flows waiting for its servers); eth1 comes
+//!   back and lb1 takes both VIPs back: every connection kept, old and
+//!   new.
 //!
 //! Every host that sends through the XDP program has transmit checksum
 //! offload off (`ethtool -K eth0 tx off`): a veth otherwise hands XDP a
@@ -59,7 +69,7 @@ use lb_lab::{
 };
 use lb_user::config::{
     BackendConfig, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, Nat, Protocol,
-    Service, Sync, VrrpInstance, XdpMode,
+    Service, Sync, VrrpInstance, VrrpSyncGroup, XdpMode,
 };
 
 static LBD: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| lb_lab::bin("lbd"));
@@ -314,24 +324,7 @@ impl Lab {
     /// Peers of the established connections to the server port in `name`
     /// (IPv4 as IPv4).
     fn peers(&self, name: &str) -> Vec<SocketAddr> {
-        let out = self
-            .ns(name)
-            .exec(
-                "ss",
-                &[
-                    "-Htn",
-                    "state",
-                    "established",
-                    &format!("( sport = :{SERVER_PORT} )"),
-                ],
-            )
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_whitespace().last()?.parse::<SocketAddr>().ok())
-            // The servers listen on [::]: IPv4 peers show v4-mapped.
-            .map(|p| SocketAddr::new(p.ip().to_canonical(), p.port()))
-            .collect()
+        server_peers(self.ns(name))
     }
 
     /// Wait until a connection through the VIP reaches a server.
@@ -342,6 +335,28 @@ impl Lab {
         });
         assert!(ok.is_some(), "no answer through the VIP\n{}", self.log());
     }
+}
+
+/// Peers of the established connections to the server port in `ns`
+/// (IPv4 as IPv4).
+fn server_peers(ns: &Netns) -> Vec<SocketAddr> {
+    let out = ns
+        .exec(
+            "ss",
+            &[
+                "-Htn",
+                "state",
+                "established",
+                &format!("( sport = :{SERVER_PORT} )"),
+            ],
+        )
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last()?.parse::<SocketAddr>().ok())
+        // The servers listen on [::]: IPv4 peers show v4-mapped.
+        .map(|p| SocketAddr::new(p.ip().to_canonical(), p.port()))
+        .collect()
 }
 
 /// One line through a fresh connection to `target`: the answer.
@@ -1008,6 +1023,401 @@ fn fullnat_connections_survive_the_master_s_death() {
     );
     assert_eq!(report.kept(), 40, "{report}\n{}", pair.logs());
     assert!(report.failures_outside(window).is_empty(), "{report}");
+}
+
+/// Two LB nodes, each with two arms: `eth0` on the clients' LAN
+/// (198.18.0.0/24, the external VIP in instance `VI_EXT`), `eth1` on the
+/// servers' LAN (198.18.2.0/24, the servers' gateway 198.18.2.1 in
+/// instance `VI_INT`), both instances in one sync group: the LVS-NAT
+/// two-NIC setup. The service is `nat`: the servers' default route is the
+/// gateway VIP, so their replies go through whichever node holds it.
+/// Connection sync runs over the clients' LAN.
+struct GroupPair {
+    outside: Lan,
+    inside: Lan,
+    dir: PathBuf,
+    lbd: Vec<Option<Daemon>>,
+}
+
+/// (name, `eth0` address, `eth1` address) of the sync-group pair's nodes.
+const GROUP_PAIR: [(&str, &str, &str); 2] = [
+    ("lb1", "198.18.0.2", "198.18.2.2"),
+    ("lb2", "198.18.0.3", "198.18.2.3"),
+];
+
+impl GroupPair {
+    fn new() -> Self {
+        let mut outside = Lan::new().expect("create LAN (run as root)");
+        outside
+            .add_host("client", "198.18.0.1/24", "2001:db8::1/64")
+            .unwrap();
+        let mut inside = Lan::new().unwrap();
+        add_servers(&mut inside, true);
+        for (i, (lb, addr, inner)) in GROUP_PAIR.iter().enumerate() {
+            let host = outside
+                .add_host(
+                    lb,
+                    &format!("{addr}/24"),
+                    &format!("2001:db8::{}/64", 2 + i),
+                )
+                .unwrap();
+            inside
+                .add_port(
+                    &host.ns,
+                    "eth1",
+                    &format!("{inner}/24"),
+                    &format!("2001:db8:2::{}/64", 2 + i),
+                )
+                .unwrap();
+        }
+        // GRO on every bridge port of both LANs: frames redirected into a
+        // veth in native mode need NAPI on its peer.
+        outside.prepare_xdp("client").unwrap();
+        inside.prepare_xdp(BACKENDS[0].0).unwrap();
+        let dir = std::env::temp_dir().join(format!("{}natgroup", outside.prefix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            outside,
+            inside,
+            dir,
+            lbd: vec![None, None],
+        }
+    }
+
+    fn ns(&self, role: &str) -> &Netns {
+        match self.inside.find_host(role) {
+            Some(h) => &h.ns,
+            None => &self.outside.host(role).ns,
+        }
+    }
+
+    fn pin_path(&self, node: usize) -> PathBuf {
+        format!(
+            "/sys/fs/bpf/{}{}",
+            self.outside.prefix(),
+            GROUP_PAIR[node].0
+        )
+        .into()
+    }
+
+    fn socket(&self, node: usize) -> PathBuf {
+        self.dir.join(format!("{}.sock", GROUP_PAIR[node].0))
+    }
+
+    /// Node `node`'s file with the first `backends` of [`BACKENDS`]: lb1
+    /// has the higher priority in both instances.
+    fn config(&self, node: usize, backends: usize) -> String {
+        let ms = |ms| Dur(Duration::from_millis(ms));
+        // `preempt_delay`: a node back from FAULT lets its health checks
+        // bring its servers back (2 x 200 ms) before it preempts. Without
+        // it, it takes the VIPs back in about 400 ms, before its pool is
+        // whole, and the peer's flows still waiting for a server here
+        // (`sync::parked`) are balanced afresh meanwhile.
+        let instance = |name: &str, interface: &str, vrid, vip: &str| VrrpInstance {
+            priority: if node == 0 { 150 } else { 100 },
+            advert_interval: ms(100),
+            preempt_delay: Some(ms(1000)),
+            ..VrrpInstance::new(name, interface, vrid, vec![format!("{vip}/24")])
+        };
+        let backends = BACKENDS[..backends]
+            .iter()
+            .map(|(_, a)| BackendConfig {
+                port: Some(SERVER_PORT),
+                ..BackendConfig::new(a.parse().unwrap())
+            })
+            .collect();
+        Config {
+            global: Global {
+                router_id: Some(GROUP_PAIR[node].0.into()),
+                bpf_pin_path: self.pin_path(node),
+                control_socket: self.socket(node),
+                metrics_listen: None,
+            },
+            dataplane: Some(Dataplane {
+                xdp_mode: XdpMode::Native,
+                conntrack_entries: 65_536,
+                backend_interface: Some("eth1".into()),
+                ..Dataplane::new("eth0")
+            }),
+            vrrp_instance: vec![
+                instance("VI_EXT", "eth0", 61, VIP),
+                instance("VI_INT", "eth1", 62, LB_INSIDE),
+            ],
+            vrrp_sync_group: vec![VrrpSyncGroup::new(
+                "VG_NAT",
+                vec!["VI_EXT".into(), "VI_INT".into()],
+            )],
+            service: vec![Service {
+                mode: Mode::Nat,
+                health: Health {
+                    kind: HealthKind::Tcp,
+                    interval: ms(200),
+                    timeout: ms(150),
+                    ..Health::default()
+                },
+                ..Service::new(VIP.parse().unwrap(), 80, backends)
+            }],
+            sync: Some(Sync::new(
+                "a test secret, 16+ characters",
+                vec![GROUP_PAIR[1 - node].1.parse().unwrap()],
+            )),
+            nat: Nat {
+                flows: 4096,
+                ..Nat::default()
+            },
+            ..Config::default()
+        }
+        .to_toml()
+        .unwrap()
+    }
+
+    fn write_config(&self, node: usize, backends: usize) -> PathBuf {
+        let path = self.dir.join(format!("{}.toml", GROUP_PAIR[node].0));
+        std::fs::write(&path, self.config(node, backends)).unwrap();
+        path
+    }
+
+    /// Both nodes reload with the first `backends` servers.
+    fn reload(&self, backends: usize) {
+        for node in 0..2 {
+            self.write_config(node, backends);
+            let lbd = self.lbd[node].as_ref().unwrap();
+            lbd.signal(libc::SIGHUP).unwrap();
+            lbd.wait_log("applied", Duration::from_secs(5)).unwrap();
+        }
+    }
+
+    fn start(&mut self, node: usize, ready: &str) {
+        let lb = GROUP_PAIR[node].0;
+        let path = self.write_config(node, 2);
+        let mut cmd = self.ns(lb).command(&*LBD);
+        cmd.arg("--config").arg(&path);
+        let lbd = Daemon::spawn(lb, &mut cmd, self.dir.join(format!("{lb}.log"))).unwrap();
+        if let Err(e) = lbd.wait_log(ready, Duration::from_secs(15)) {
+            panic!("{lb}: {e}\n{}", lbd.log());
+        }
+        self.lbd[node] = Some(lbd);
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for d in self.lbd.iter().flatten() {
+            out.push_str(&format!("== {}\n{}", d.name(), d.log()));
+        }
+        out
+    }
+
+    /// Whether `node` holds the external VIP and the servers' gateway.
+    fn holds(&self, node: usize) -> (bool, bool) {
+        let ns = self.ns(GROUP_PAIR[node].0);
+        (
+            ns.has_address("eth0", VIP),
+            ns.has_address("eth1", LB_INSIDE),
+        )
+    }
+
+    /// Wait until `node` holds both VIPs and the other neither: when.
+    fn wait_both_on(&self, node: usize, timeout: Duration) -> Instant {
+        let done = wait_for(timeout, || {
+            (self.holds(node) == (true, true) && self.holds(1 - node) == (false, false))
+                .then(Instant::now)
+        });
+        done.unwrap_or_else(|| {
+            panic!(
+                "{} does not hold both VIPs alone within {timeout:?}: lb1 {:?}, lb2 {:?}\n{}",
+                GROUP_PAIR[node].0,
+                self.holds(0),
+                self.holds(1),
+                self.logs()
+            )
+        })
+    }
+
+    /// Frames `node`'s program has redirected from one arm to the other
+    /// (every forwarded frame of a two-armed node, both directions).
+    fn redirected(&self, node: usize) -> u64 {
+        let stats = lb_user::dataplane::stats::proto_stats_pinned(&self.pin_path(node)).unwrap();
+        stats.iter().map(|c| c.redirect).sum()
+    }
+
+    /// nat: the servers see the client itself; lb2 holds lb1's flows.
+    fn check_nat_and_sync(&self) {
+        let mut peers = 0;
+        for (name, _) in BACKENDS {
+            for p in server_peers(self.ns(name)) {
+                assert_eq!(p.ip().to_string(), "198.18.0.1", "{name} sees {p}");
+                peers += 1;
+            }
+        }
+        assert!(peers >= 40, "the long-lived connections are on the servers");
+        let synced = self.sync_status(1)["flows_applied"].as_u64().unwrap_or(0);
+        assert!(
+            synced >= 40,
+            "lb2 holds lb1's NAT flows: {synced}\nlb1 sync: {}\nlb2 sync: {}\n{}",
+            self.sync_status(0),
+            self.sync_status(1),
+            self.logs()
+        );
+    }
+
+    /// While lb2 serves and lb1's `eth1` is down: 20 long-lived
+    /// connections opened on lb2. lb1 has no server in its pool (its
+    /// checks fail), so their synced flows wait there for one. Then a
+    /// third server joins on both nodes: Maglev would now send about a
+    /// third of these flows to it, so only the synced entries can keep
+    /// them on lb1 once it takes over again.
+    fn open_while_lb2_serves(&self, target: SocketAddr) -> Traffic {
+        let opts = Options {
+            long_lived: 20,
+            new_per_sec: 0,
+            ..Options::default()
+        };
+        let opened = Traffic::start(self.ns("client"), target, opts).unwrap();
+        opened.wait_lines(3, Duration::from_secs(10)).unwrap();
+        self.reload(3);
+        opened.wait_lines(3, Duration::from_secs(10)).unwrap();
+        let waiting = self.sync_status(0)["waiting_for_backend"]
+            .as_u64()
+            .unwrap_or(0);
+        println!("nat sync group: lb1 holds {waiting} synced flows waiting for their servers");
+        assert!(waiting >= 20, "lb1 keeps lb2's new flows: {waiting}");
+        opened
+    }
+
+    fn sync_status(&self, node: usize) -> serde_json::Value {
+        let out = self
+            .ns(GROUP_PAIR[node].0)
+            .command(&*LBCTL)
+            .arg("--socket")
+            .arg(self.socket(node))
+            .args(["--json", "status"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["data"]["sync"].clone()
+    }
+}
+
+impl Drop for GroupPair {
+    fn drop(&mut self) {
+        for lbd in &mut self.lbd {
+            drop(lbd.take());
+        }
+        for node in 0..2 {
+            let _ = lb_user::dataplane::loader::detach_pinned(&self.pin_path(node));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Issue 14's setup under traffic: a sync group of the external VIP's
+/// instance and the servers' gateway's, `nat` through two-armed nodes.
+/// lb1's `eth1` goes down: its internal instance faults, the group takes
+/// the external one along, and lb2 takes both VIPs; with the NAT flows
+/// synced, every connection is kept. While lb2 serves, more connections
+/// open (lb1, its servers down for it, keeps their synced flows waiting)
+/// and a third server joins on both nodes, so that balancing them afresh
+/// would move a third of them. `eth1` comes back: lb1 takes both VIPs
+/// back (preempt), and keeps every connection, old and new.
+#[test]
+fn nat_sync_group_keeps_connections_when_an_interface_goes_down() {
+    let _serial = serial();
+    let mut pair = GroupPair::new();
+    let _servers: Vec<EchoServer> = BACKENDS
+        .iter()
+        .map(|(name, _)| EchoServer::start(pair.ns(name), name, SERVER_PORT).unwrap())
+        .collect();
+    pair.start(0, "service active");
+    pair.start(1, "service standby");
+    pair.lbd[1]
+        .as_ref()
+        .unwrap()
+        .wait_log("bulk sync complete", Duration::from_secs(10))
+        .unwrap();
+    pair.wait_both_on(0, Duration::from_secs(5));
+
+    let target: SocketAddr = format!("{VIP}:80").parse().unwrap();
+    let opts = Options {
+        long_lived: 40,
+        new_per_sec: 15,
+        ..Options::default()
+    };
+    let traffic = Traffic::start(pair.ns("client"), target, opts).unwrap();
+    traffic.wait_lines(5, Duration::from_secs(10)).unwrap();
+    pair.check_nat_and_sync();
+
+    // lb1 loses its servers' LAN: the whole group moves to lb2.
+    let lb2_before = pair.redirected(1);
+    let down = Instant::now();
+    pair.ns("lb1").ip(&["link", "set", "eth1", "down"]).unwrap();
+    let took_over = pair.wait_both_on(1, Duration::from_secs(5));
+    traffic
+        .wait_lines(10, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("traffic stalled after the failover: {e}\n{}", pair.logs()));
+    let report = traffic.snapshot();
+    let lb2_carried = pair.redirected(1) - lb2_before;
+    println!(
+        "nat sync group: lb1 eth1 down at +{} ms, lb2 holds both VIPs {} ms later \
+         ({lb2_carried} frames forwarded by lb2 since): {report}",
+        report.ms(down),
+        took_over.duration_since(down).as_millis()
+    );
+    // Both directions of 10 lines on each of 40 connections went through
+    // lb2, the replies too (it holds the servers' gateway).
+    assert!(lb2_carried >= 800, "lb2 forwarded {lb2_carried} frames");
+    assert_eq!(report.kept(), 40, "{report}\n{}", pair.logs());
+    let window = down..took_over + Duration::from_secs(1);
+    let failed = report.failures_outside(window.clone());
+    assert!(failed.is_empty(), "{report}\n{failed:?}");
+    let before_return = report.new.len();
+
+    // Nothing reaches lb1 any more: the clients and the servers have
+    // both learnt lb2's addresses.
+    let lb1_idle = pair.redirected(0);
+    traffic.wait_lines(5, Duration::from_secs(10)).unwrap();
+    assert_eq!(pair.redirected(0), lb1_idle, "lb1 forwards nothing");
+
+    let opened = pair.open_while_lb2_serves(target);
+
+    // eth1 back: lb1 preempts both instances.
+    let up = Instant::now();
+    pair.ns("lb1").ip(&["link", "set", "eth1", "up"]).unwrap();
+    let back = pair.wait_both_on(0, Duration::from_secs(5));
+    traffic
+        .wait_lines(10, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("traffic stalled after the return: {e}\n{}", pair.logs()));
+    opened.wait_lines(5, Duration::from_secs(10)).unwrap();
+    let (report, during) = (traffic.stop(), opened.stop());
+    let lb1_carried = pair.redirected(0) - lb1_idle;
+    println!(
+        "nat sync group: lb1 eth1 up at +{} ms, lb1 holds both VIPs again {} ms later \
+         ({lb1_carried} frames forwarded by lb1 since): {report}",
+        report.ms(up),
+        back.duration_since(up).as_millis()
+    );
+    println!(
+        "nat sync group: {} new connections since the return; opened on lb2, by server: {:?}: \
+         {during}",
+        report.new.len() - before_return,
+        during.long_lived_per_server()
+    );
+    let status = pair.sync_status(0);
+    assert_eq!(
+        status["waiting_for_backend"].as_u64(),
+        Some(0),
+        "lb1 wrote the waiting flows: {status}"
+    );
+    assert!(lb1_carried >= 800, "lb1 forwarded {lb1_carried} frames");
+    assert_eq!(report.kept(), 40, "{report}\n{}", pair.logs());
+    assert_eq!(during.kept(), 20, "{during}\n{}", pair.logs());
+    let returned = up..back + Duration::from_secs(1);
+    let failed: Vec<_> = report
+        .failures_outside(window)
+        .into_iter()
+        .filter(|f| !f.overlaps(returned.start, returned.end))
+        .collect();
+    assert!(failed.is_empty(), "{report}\n{failed:?}");
+    assert!(report.new_ok() > 0, "{report}");
 }
 
 /// MariaDB as Debian installs it (`mariadb-server`), one server in a

@@ -720,6 +720,52 @@ fn a_backend_leaving_the_pool_keeps_tcp_flows_and_moves_udp_ones() {
     assert_eq!(out, macs(want, BACKEND_MAC, LB_MAC));
 }
 
+/// A backend that left the pool frees its slot, and another backend of
+/// the same service may take it: the established TCP flows of the first
+/// still go to the first (its MAC, as they started), and are not counted
+/// against the newcomer.
+#[test]
+fn a_flow_whose_slot_went_to_another_backend_stays_on_its_own() {
+    const OTHER_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 0x20];
+    let mut lab = lab(1024, SNAT_PORTS);
+    let tcp = SERVICES[2];
+    let key = key_of(&tcp);
+    let syn = frame(tcp.proto, CLIENT4, 9200, tcp.vip, tcp.port, TcpFlags::SYN);
+    expect(&lab, &syn, XDP_TX, "tx_nat");
+    let (_, slot) = lab.balancer.backends(&key).unwrap()[0];
+    // The backend fails its check; another one comes in its place.
+    lab.balancer.set_backends(&key, &[]).unwrap();
+    let other = BackendSpec {
+        addr: ip("198.18.2.20"),
+        mac: OTHER_MAC,
+        ..backends_of(&tcp)[0]
+    };
+    lab.balancer.set_backends(&key, &[other]).unwrap();
+    let (_, reused) = lab.balancer.backends(&key).unwrap()[0];
+    assert_eq!(reused, slot, "the newcomer has the freed slot");
+    let before = backend_counters(&lab, &tcp);
+    let ack = frame(tcp.proto, CLIENT4, 9200, tcp.vip, tcp.port, TcpFlags::ACK);
+    let out = expect(&lab, &ack, XDP_TX, "tx_nat");
+    let want = frame(tcp.proto, CLIENT4, 9200, tcp.backend, 80, TcpFlags::ACK);
+    assert_eq!(
+        out,
+        macs(want, BACKEND_MAC, LB_MAC),
+        "to its own backend's MAC"
+    );
+    let reply = frame(tcp.proto, tcp.backend, 80, CLIENT4, 9200, TcpFlags::ACK);
+    expect(&lab, &reply, XDP_TX, "tx_nat_reply");
+    assert_eq!(
+        backend_counters(&lab, &tcp),
+        before,
+        "the newcomer's counters"
+    );
+    // A new connection goes to the newcomer.
+    let syn = frame(tcp.proto, CLIENT4, 9201, tcp.vip, tcp.port, TcpFlags::SYN);
+    let out = expect(&lab, &syn, XDP_TX, "tx_nat");
+    let want = frame(tcp.proto, CLIENT4, 9201, "198.18.2.20", 80, TcpFlags::SYN);
+    assert_eq!(out, macs(want, OTHER_MAC, LB_MAC));
+}
+
 #[test]
 fn truncated_and_garbage_input_never_translates() {
     let lab = lab(1024, SNAT_PORTS);

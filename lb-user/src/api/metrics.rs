@@ -235,7 +235,7 @@ fn sync_metrics(r: &mut Registry, s: &crate::sync::node::SyncStatus) {
         ),
         (
             "lb_sync_flows_dropped_no_backend",
-            "Received flows to a backend not in the pool here",
+            "Received flows dropped: their backend did not join the pool here within a minute",
             s.dropped_no_backend,
         ),
         (

@@ -348,7 +348,7 @@ fn status(s: &StatusReply) -> String {
     }
     if let Some(sync) = &s.sync {
         out.push_str(&format!(
-            "sync: bulk {}; sent {} flows (+{} in bulk answers), received {}, applied {}, dropped {} (no service) {} (no backend), client templates {}; lag {} us (max {}); datagrams lost {}, auth failures {}\n",
+            "sync: bulk {}; sent {} flows (+{} in bulk answers), received {}, applied {}, dropped {} (no service) {} (no backend, {} waiting for it), client templates {}; lag {} us (max {}); datagrams lost {}, auth failures {}\n",
             sync.bulk,
             sync.flows_sent,
             sync.bulk_flows_sent,
@@ -356,6 +356,7 @@ fn status(s: &StatusReply) -> String {
             sync.flows_applied,
             sync.dropped_no_service,
             sync.dropped_no_backend,
+            sync.waiting_for_backend,
             sync.templates_written,
             sync.lag_last_us,
             sync.lag_max_us,

@@ -18,7 +18,9 @@
 //!
 //! - [`wire`]: the datagrams (HMAC-SHA256 over a shared secret);
 //! - records in and out of the connection table: `crate::dataplane::flows`;
-//! - [`node`]: the task: ring buffer, sockets, batching, bulk sync, counters.
+//! - [`node`]: the task: ring buffer, sockets, batching, bulk sync, counters;
+//! - [`parked`]: peers' flows waiting for their backend to join a pool here.
 
 pub mod node;
+pub mod parked;
 pub mod wire;

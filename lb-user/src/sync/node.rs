@@ -13,6 +13,10 @@
 //! flow lives, and stop being refreshed once it has ended here. A copy
 //! never overwrites a flow the receiving node uses itself.
 //!
+//! A flow whose backend is not in this node's pool (down here, e.g. while
+//! this node's interface towards the servers is down) waits up to a
+//! minute for it ([`super::parked`]) and is written when the pools change.
+//!
 //! Client templates of persistent services (`lb_common::persist`) are not
 //! sent: each flow written here also writes its client's template (the
 //! client goes to that flow's backend), so a client keeps its backend when
@@ -42,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use tokio::{io::unix::AsyncFd, net::UdpSocket, sync::watch};
 use tracing::{info, warn};
 
+use super::parked::Parked;
 use super::wire::{
     Datagram, FlowRecord, Kind, MAX_DATAGRAM, MAX_NAT_RECORDS, MAX_RECORDS, NatRecord, WireError,
 };
@@ -156,8 +161,13 @@ pub struct SyncStatus {
     pub flows_applied: u64,
     /// Flows for a service this node does not run (or not now).
     pub dropped_no_service: u64,
-    /// Flows to a backend this node's pool lacks.
+    /// Flows dropped for want of their backend here: it did not join this
+    /// node's pool within a minute of the flow's arrival (or too many
+    /// were waiting).
     pub dropped_no_backend: u64,
+    /// Flows waiting for their backend to join this node's pool, written
+    /// when it does (into `flows_applied`).
+    pub waiting_for_backend: u64,
     /// NAT flows not written: this node uses the flow itself, its reply
     /// tuple is another flow's, or the table is full.
     pub nat_not_written: u64,
@@ -314,6 +324,8 @@ pub fn start(
         persist: Mutex::new(persist),
         refresh_pass: 0,
         started: Instant::now(),
+        parked: Parked::default(),
+        parked_nat: Parked::default(),
     };
     let task = tokio::spawn(node.run(ring, ready_rx));
     Ok(Sync {
@@ -454,6 +466,9 @@ struct Node {
     /// Refresh passes run (which slice is next).
     refresh_pass: u32,
     started: Instant,
+    /// Peers' flows whose backend is not in a pool here yet.
+    parked: Parked<FlowRecord>,
+    parked_nat: Parked<NatRecord>,
 }
 
 /// An IPv4 peer as the dual-stack socket reports it.
@@ -514,7 +529,12 @@ impl Node {
                     }
                 },
                 _ = retry.tick(), if *self.hold.borrow() => self.bulk_timer().await,
-                _ = refresh.tick() => self.refresh().await,
+                _ = refresh.tick() => {
+                    self.expire_parked();
+                    self.refresh().await;
+                }
+                // A pool changed: a flow waiting for its backend may fit now.
+                Ok(()) = self.translation.changed() => self.retry_parked(),
             }
         }
     }
@@ -761,56 +781,122 @@ impl Node {
         });
     }
 
-    fn apply(&self, flows: &[FlowRecord]) {
+    fn apply(&mut self, flows: &[FlowRecord]) {
+        let now = Instant::now();
+        self.stat(|s| s.flows_received += flows.len() as u64);
+        self.write_flows(flows.iter().map(|r| (*r, now)));
+    }
+
+    /// Write peers' flows into the connection table; those whose backend
+    /// is not here wait ([`Parked`]) from the time given with each.
+    fn write_flows(&mut self, flows: impl Iterator<Item = (FlowRecord, Instant)>) {
         let translation = Arc::clone(&self.translation.borrow());
         let now = crate::dataplane::stats::coarse_now_ns();
         let (mut applied, mut no_service, mut no_backend) = (0u64, 0u64, 0u64);
+        let mut written = Vec::new();
         if let Ok(mut table) = self.table.lock() {
             let sets = table.sets();
-            for r in flows {
-                match table::apply(sets, &translation, r, now) {
-                    Ok(()) => applied += 1,
+            for (r, since) in flows {
+                match table::apply(sets, &translation, &r, now) {
+                    Ok(()) => {
+                        applied += 1;
+                        written.push(r);
+                    }
                     Err(Unapplied::NoService) => no_service += 1,
-                    Err(Unapplied::NoBackend) => no_backend += 1,
+                    Err(Unapplied::NoBackend) => {
+                        if !self.parked.park(table::key_of(&r), r, since) {
+                            no_backend += 1;
+                        }
+                    }
                 }
             }
         }
-        self.write_templates(&translation, flows.iter().copied(), now);
-        self.stat(|s| {
-            s.flows_received += flows.len() as u64;
-            s.flows_applied += applied;
-            s.dropped_no_service += no_service;
-            s.dropped_no_backend += no_backend;
-        });
+        self.write_templates(&translation, written.into_iter(), now);
+        self.count_written(applied, no_service, no_backend, 0);
     }
 
     /// Write a peer's NAT flows into this node's NAT table.
-    fn apply_nat(&self, records: &[NatRecord]) {
+    fn apply_nat(&mut self, records: &[NatRecord]) {
+        let now = Instant::now();
+        self.stat(|s| s.flows_received += records.len() as u64);
+        self.write_nat(records.iter().map(|r| (*r, now)));
+    }
+
+    /// Write peers' NAT flows; those whose backend is not here wait
+    /// ([`Parked`]) from the time given with each.
+    fn write_nat(&mut self, records: impl Iterator<Item = (NatRecord, Instant)>) {
         let translation = Arc::clone(&self.translation.borrow());
         let now = lb_common::flow::flow_seen(crate::dataplane::stats::coarse_now_ns());
         let (mut applied, mut no_service, mut no_backend, mut kept) = (0u64, 0u64, 0u64, 0u64);
+        let mut written = Vec::new();
         if let Ok(mut map) = self.nat.lock() {
-            for r in records {
-                match nat::write(&mut map, r, &translation, now) {
-                    Ok(()) => applied += 1,
+            for (r, since) in records {
+                match nat::write(&mut map, &r, &translation, now) {
+                    Ok(()) => {
+                        applied += 1;
+                        written.push(r.flow_record());
+                    }
                     Err(NotWritten::Unapplied(Unapplied::NoService)) => no_service += 1,
-                    Err(NotWritten::Unapplied(Unapplied::NoBackend)) => no_backend += 1,
-                    Err(NotWritten::Live | NotWritten::Taken | NotWritten::Full) => kept += 1,
+                    Err(NotWritten::Unapplied(Unapplied::NoBackend)) => {
+                        let key = table::key_of(&r.flow_record());
+                        if !self.parked_nat.park(key, r, since) {
+                            no_backend += 1;
+                        }
+                    }
+                    Err(NotWritten::Live | NotWritten::Taken | NotWritten::Full) => {
+                        kept += 1;
+                        written.push(r.flow_record());
+                    }
                 }
             }
         }
         let clock = crate::dataplane::stats::coarse_now_ns();
-        self.write_templates(
-            &translation,
-            records.iter().map(NatRecord::flow_record),
-            clock,
-        );
+        self.write_templates(&translation, written.into_iter(), clock);
+        self.count_written(applied, no_service, no_backend, kept);
+    }
+
+    /// Count what one write pass did (`no_backend`: refused by a full
+    /// [`Parked`]).
+    fn count_written(&self, applied: u64, no_service: u64, no_backend: u64, kept: u64) {
+        let waiting = (self.parked.len() + self.parked_nat.len()) as u64;
         self.stat(|s| {
-            s.flows_received += records.len() as u64;
             s.flows_applied += applied;
             s.dropped_no_service += no_service;
             s.dropped_no_backend += no_backend;
             s.nat_not_written += kept;
+            s.waiting_for_backend = waiting;
+        });
+    }
+
+    /// The pools changed: try the waiting flows again.
+    fn retry_parked(&mut self) {
+        if self.parked.is_empty() && self.parked_nat.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let (flows, old) = self.parked.take(now);
+        let (nat, old_nat) = self.parked_nat.take(now);
+        let before = flows.len() + nat.len();
+        self.stat(|s| s.dropped_no_backend += (old + old_nat) as u64);
+        self.write_flows(flows.into_iter().map(|(_, r, since)| (r, since)));
+        self.write_nat(nat.into_iter().map(|(_, r, since)| (r, since)));
+        let still = self.parked.len() + self.parked_nat.len();
+        if still < before {
+            info!(
+                "sync: {} peers' flows written now that their backends are in the pool here ({still} still waiting)",
+                before - still
+            );
+        }
+    }
+
+    /// Forget waiting flows that waited too long.
+    fn expire_parked(&mut self) {
+        let now = Instant::now();
+        let old = self.parked.expire(now) + self.parked_nat.expire(now);
+        let waiting = (self.parked.len() + self.parked_nat.len()) as u64;
+        self.stat(|s| {
+            s.dropped_no_backend += old as u64;
+            s.waiting_for_backend = waiting;
         });
     }
 

@@ -312,15 +312,8 @@ pub fn spawn_interface(
     tx: UnboundedSender<TrackUpdate>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        // `interval` panics on zero.
-        let mut ticker = tokio::time::interval(period.max(Duration::from_millis(1)));
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last = None;
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                () = tx.closed() => return,
-            }
+        poll(period, tx, move || {
             let (up, reason) = match interface_up(&name) {
                 Ok(true) => (true, "up and running".to_owned()),
                 Ok(false) => (false, "down or not running".to_owned()),
@@ -330,7 +323,7 @@ pub fn spawn_interface(
                 Err(error) => (false, format!("SIOCGIFFLAGS failed: {error}")),
             };
             if last == Some(up) {
-                continue;
+                return None;
             }
             if last.is_some() {
                 info!(interface = %name, up, reason, "track_interface state changed");
@@ -338,16 +331,34 @@ pub fn spawn_interface(
                 info!(interface = %name, up, reason, "track_interface initial state");
             }
             last = Some(up);
-            let update = TrackUpdate {
+            Some(TrackUpdate {
                 name: name.clone(),
                 up,
                 reason,
-            };
-            if tx.send(update).is_err() {
-                return;
-            }
-        }
+            })
+        })
+        .await;
     })
+}
+
+/// Call `read` now and then every `period` (at least 1 ms; a late tick
+/// delays the next ones), sending each `Some` it returns, until `tx`'s
+/// receiver is dropped: the loop of every polled tracker.
+async fn poll<T>(period: Duration, tx: UnboundedSender<T>, mut read: impl FnMut() -> Option<T>) {
+    // `interval` panics on zero.
+    let mut ticker = tokio::time::interval(period.max(Duration::from_millis(1)));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = tx.closed() => return,
+        }
+        if let Some(update) = read()
+            && tx.send(update).is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// How often tracked processes and files are polled.
@@ -554,15 +565,9 @@ pub fn spawn_process(
     tx: UnboundedSender<TrackUpdate>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(period.max(Duration::from_millis(1)));
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let root = Path::new("/proc");
         let mut filter: Option<Debounce> = None;
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                () = tx.closed() => return,
-            }
+        poll(period, tx, move || {
             let count = spec.count(&scan_proc(root, spec.uses_cmdline()));
             let ok = spec.ok(count);
             let quorum = match spec.quorum_max {
@@ -585,17 +590,13 @@ pub fn spawn_process(
                     flipped
                 }
             };
-            if let Some(up) = flipped {
-                let update = TrackUpdate {
-                    name: spec.name.clone(),
-                    up,
-                    reason,
-                };
-                if tx.send(update).is_err() {
-                    return;
-                }
-            }
-        }
+            flipped.map(|up| TrackUpdate {
+                name: spec.name.clone(),
+                up,
+                reason,
+            })
+        })
+        .await;
     })
 }
 
@@ -693,15 +694,9 @@ pub fn spawn_file(
                 }
             }
         }
-        let mut ticker = tokio::time::interval(period.max(Duration::from_millis(1)));
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last: Option<i64> = None;
         let mut bad: Option<String> = None;
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                () = tx.closed() => return,
-            }
+        poll(period, tx, move || {
             let (value, reason) = match read_file_value(&spec.file) {
                 Ok(read) => {
                     bad = None;
@@ -712,23 +707,21 @@ pub fn spawn_file(
                         warn!(track_file = %spec.name, file = %spec.file.display(), %error, "track_file value ignored, keeping the last one");
                         bad = Some(error);
                     }
-                    continue;
+                    return None;
                 }
             };
             if last == Some(value) {
-                continue;
+                return None;
             }
             info!(track_file = %spec.name, value, reason, "track_file value");
             last = Some(value);
-            let update = ValueUpdate {
+            Some(ValueUpdate {
                 name: spec.name.clone(),
                 value,
                 reason,
-            };
-            if tx.send(update).is_err() {
-                return;
-            }
-        }
+            })
+        })
+        .await;
     })
 }
 
