@@ -125,3 +125,22 @@ pub fn threaded_napi(ns: &Netns, dev: &str) -> Result<u32, String> {
         )),
     }
 }
+
+/// Run task `tid` under `SCHED_FIFO` at `priority` (1-99): a receiving
+/// NAPI thread that other tasks on its CPU cannot delay, so the ring in
+/// front of it does not overflow while it waits for the CPU.
+///
+/// # Errors
+/// `sched_setscheduler` fails (no such task, not permitted).
+pub fn set_fifo(tid: u32, priority: i32) -> io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: a valid sched_param for the call's duration.
+    let rc = unsafe { libc::sched_setscheduler(tid as i32, libc::SCHED_FIFO, &raw const param) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -37,7 +37,7 @@ use aya::{
 use clap::Parser;
 use lb_common::config::Config;
 use lb_lab::{
-    cpu::{set_affinity, set_affinity_all, threaded_napi},
+    cpu::{set_affinity, set_affinity_all, set_fifo, threaded_napi},
     netns::{Netns, run as run_cmd},
     testpkt::{FrameSpec, L4},
 };
@@ -307,6 +307,7 @@ impl Rig {
         // The sink's receive work on the other CPU.
         let napi = threaded_napi(&sink, "eth0")?;
         set_affinity_all(napi, &[SINK_CPU]);
+        set_fifo(napi, 50)?;
         Ok(Self {
             lb,
             _sink: sink,
@@ -336,6 +337,17 @@ impl Rig {
             }
             last = now;
         }
+    }
+
+    /// The sum of the LB's eth0 `ethtool -S` counters named `names`.
+    fn lb_stat(&self, names: &[&str]) -> Res<u64> {
+        let out = self.lb.exec("ethtool", &["-S", "eth0"])?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().split_once(": "))
+            .filter(|(k, _)| names.contains(k))
+            .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+            .sum())
     }
 
     fn nft(&self, load: bool) -> Res<()> {
@@ -440,7 +452,12 @@ fn load_lb(sink_mac: [u8; 6]) -> Res<(Ebpf, Balancer<EbpfMaps>)> {
 struct Sample {
     ns: f64,
     delivered: u64,
+    /// Frames the veth refused to pass to the receiver (its ring full).
+    xmit_errors: u64,
 }
+
+/// The veth counters of frames it could not hand to its peer.
+const XMIT_ERRORS: &[&str] = &["tx_queue_0_xdp_xmit_errors", "rx_queue_0_xdp_tx_errors"];
 
 /// A label as a figure's name part: `lb dsr` -> `lb_dsr`.
 fn key(label: &str) -> String {
@@ -528,6 +545,7 @@ fn run(cli: &Cli) -> Res<()> {
                 template.set(0, rig.template(path, flows), 0)?;
                 rig.nft(path.nft)?;
                 let before = rig.settled_arrived()?;
+                let errors_before = rig.lb_stat(XMIT_ERRORS)?;
                 let frame = rig.template(path, flows)[8..].to_vec();
                 let ns = rig.lb.run(|| -> Res<f64> {
                     set_affinity(0, &[LB_CPU])?;
@@ -541,14 +559,19 @@ fn run(cli: &Cli) -> Res<()> {
                     Ok(r.duration.as_secs_f64() * 1e9)
                 })??;
                 let delivered = rig.settled_arrived()? - before;
+                let xmit_errors = rig.lb_stat(XMIT_ERRORS)? - errors_before;
                 rig.nft(false)?;
-                samples[i].push(Sample { ns, delivered });
+                samples[i].push(Sample {
+                    ns,
+                    delivered,
+                    xmit_errors,
+                });
             }
         }
         println!("\n{shape}:");
         println!(
-            "{:<34} {:>10} {:>15} {:>10} {:>10}",
-            "path", "ns/frame", "(min-max)", "Mpps/core", "delivered"
+            "{:<34} {:>10} {:>15} {:>10} {:>10} {:>12}",
+            "path", "ns/frame", "(min-max)", "Mpps/core", "delivered", "veth refused"
         );
         let medians: Vec<f64> = samples
             .iter()
@@ -560,18 +583,21 @@ fn run(cli: &Cli) -> Res<()> {
             });
             let delivered: u64 = s.iter().map(|x| x.delivered).sum();
             let injected = u64::from(cli.frames) * s.len() as u64;
-            let share = if path.target == Target::Drop {
-                "-".to_owned()
+            let refused: u64 = s.iter().map(|x| x.xmit_errors).sum();
+            let pct = |n: u64| format!("{:.1}%", 100.0 * n as f64 / injected as f64);
+            let (share, refused) = if path.target == Target::Drop {
+                ("-".to_owned(), "-".to_owned())
             } else {
-                format!("{:.1}%", 100.0 * delivered as f64 / injected as f64)
+                (pct(delivered), pct(refused))
             };
             println!(
-                "{:<34} {:>10.0} {:>15} {:>10.2} {:>10}",
+                "{:<34} {:>10.0} {:>15} {:>10.2} {:>10} {:>12}",
                 path.label,
                 m,
                 format!("({lo:.0}-{hi:.0})"),
                 1000.0 / m,
-                share
+                share,
+                refused
             );
             figures.push(format!(
                 "FIGURE niclike_{}_{}={m:.1} unit=ns",
