@@ -61,6 +61,10 @@ struct Cli {
     /// Frames per batch the kernel injects (`batch_size`).
     #[arg(long, default_value_t = 64)]
     batch: u32,
+    /// Only the paths whose label contains this (e.g. `lb dsr`, to profile
+    /// one path with `perf record -C 0` while it runs).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -532,7 +536,18 @@ fn run(cli: &Cli) -> Res<()> {
         } else {
             "flows256"
         };
-        let paths: Vec<&Path> = PATHS.iter().filter(|p| labels.contains(&p.label)).collect();
+        let paths: Vec<&Path> = PATHS
+            .iter()
+            .filter(|p| labels.contains(&p.label))
+            .filter(|p| {
+                cli.only
+                    .as_ref()
+                    .is_none_or(|o| p.label.contains(o.as_str()))
+            })
+            .collect();
+        if paths.is_empty() {
+            continue;
+        }
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); paths.len()];
         for _ in 0..cli.rounds {
             for (i, path) in paths.iter().enumerate() {
