@@ -343,15 +343,20 @@ impl Rig {
         }
     }
 
-    /// The sum of the LB's eth0 `ethtool -S` counters named `names`.
+    /// Frames the LB's eth0 could not hand to the receiver so far: its
+    /// `ethtool -S` counters named `names` (XDP frames) and its
+    /// `tx_dropped` (packets from the stack).
     fn lb_stat(&self, names: &[&str]) -> Res<u64> {
         let out = self.lb.exec("ethtool", &["-S", "eth0"])?;
-        Ok(String::from_utf8_lossy(&out.stdout)
+        let xdp: u64 = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.trim().split_once(": "))
             .filter(|(k, _)| names.contains(k))
             .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
-            .sum())
+            .sum();
+        let out = self.lb.exec("cat", &["/sys/class/net/eth0/statistics/tx_dropped"])?;
+        let stack: u64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+        Ok(xdp + stack)
     }
 
     fn nft(&self, load: bool) -> Res<()> {
