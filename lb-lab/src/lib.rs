@@ -22,6 +22,7 @@
 pub mod cpu;
 pub mod daemon;
 pub mod netns;
+pub mod nic;
 pub mod testpkt;
 pub mod testrun;
 pub mod traffic;

@@ -96,6 +96,26 @@ pub fn run(cmd: &mut Command) -> Result<Output, NetnsError> {
     }
 }
 
+/// A veth pair between namespaces `a` and `b`, `eth0` in each (up, no
+/// addresses): a point-to-point link with nothing else on it.
+///
+/// # Errors
+/// [`NetnsError`] when an `ip` command fails.
+pub fn veth_between(left: &Netns, right: &Netns) -> Result<(), NetnsError> {
+    // Temporary names in the root namespace: unique to this process and
+    // call, within the 15 characters an interface name may have.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let serial = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tag = format!("v{}x{serial}", std::process::id() % 1_000_000);
+    let (one, other) = (format!("{tag}a"), format!("{tag}b"));
+    ip(&["link", "add", &one, "type", "veth", "peer", "name", &other])?;
+    ip(&["link", "set", &one, "netns", left.name(), "name", "eth0"])?;
+    ip(&["link", "set", &other, "netns", right.name(), "name", "eth0"])?;
+    left.ip(&["link", "set", "eth0", "up"])?;
+    right.ip(&["link", "set", "eth0", "up"])?;
+    Ok(())
+}
+
 fn ip(args: &[&str]) -> Result<Output, NetnsError> {
     run(Command::new("ip").args(args))
 }

@@ -21,7 +21,9 @@
 //!   the program under test (`nic_next[0]`). `nic_drop` (`XDP_DROP`: the
 //!   injection floor) and `nic_tx` (swap the MAC addresses, `XDP_TX`: the
 //!   least a forwarder does) are the in-run references; `nic_sink` counts
-//!   and drops what arrives at the receiving end.
+//!   and drops what arrives at the receiving end. `lbgen` injects the same
+//!   way with `nic_out` (`XDP_TX` as it is) behind `nic_inject`: a traffic
+//!   generator, TCP and UDP checksums kept right.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -81,11 +83,13 @@ pub fn lb_bench_insert(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
-/// Bytes of every NIC-like frame (IPv4 or IPv6 UDP, a short payload).
+/// Bytes of a short frame (IPv4 or IPv6 UDP, IPv4 TCP: the NIC-like
+/// benchmark's), and of a long one (room for IPv6 TCP).
 pub const NIC_FRAME: usize = 64;
-const _: () = assert!(NIC_FRAME == 8 * 8, "nic_inject copies eight u64");
+pub const NIC_FRAME_LONG: usize = 96;
+const _: () = assert!(NIC_FRAME == 8 * 8 && NIC_FRAME_LONG == NIC_FRAME + 4 * 8);
 
-/// The frame `nic_inject` writes, and how many flows to spread it over.
+/// The frame `nic_inject` writes, and how to vary it.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct NicTemplate {
@@ -94,8 +98,13 @@ pub struct NicTemplate {
     pub flows: u32,
     /// 4 (IPv4) or 6 (IPv6).
     pub family: u32,
-    /// The frame.
-    pub frame: [u8; NIC_FRAME],
+    /// The frame's length: `NIC_FRAME` or `NIC_FRAME_LONG`.
+    pub len: u32,
+    /// Offset of the TCP or UDP checksum, kept right as the flow changes;
+    /// 0: none (IPv4 UDP without a checksum).
+    pub csum_off: u32,
+    /// The frame (the first `len` bytes).
+    pub frame: [u8; NIC_FRAME_LONG],
 }
 
 #[btf_map(name = "nic_template")]
@@ -111,6 +120,30 @@ static NIC_COUNT: PerCpuArray<u64, 2> = PerCpuArray::new();
 /// Runs of `nic_inject` so far.
 static mut NIC_RUNS: u32 = 0;
 
+/// Copy `N` 8-byte words from `src` to `dst`, one load and store each (a
+/// plain array copy becomes a call to a memmove subprogram, which costs
+/// more than the rest of `nic_inject`).
+///
+/// # Safety
+/// `8 * N` bytes at both are valid.
+#[inline(always)]
+unsafe fn copy_words<const N: usize>(dst: *mut u64, src: *const u64) {
+    for i in 0..N {
+        // SAFETY: the caller's promise; unaligned access is allowed in XDP.
+        unsafe { dst.add(i).write_unaligned(src.add(i).read_unaligned()) };
+    }
+}
+
+/// One's-complement checksum `c` with 16-bit word `old` replaced by `new`
+/// (RFC 1624: `~(~c + ~old + new)`).
+#[inline(always)]
+fn csum_replace(c: u16, old: u16, new: u16) -> u16 {
+    let mut sum = u32::from(!c) + u32::from(!old) + u32::from(new);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
 /// The frame template, this run's flow, then the program under test.
 #[xdp]
 #[allow(clippy::needless_pass_by_value, reason = "the signature #[xdp] wants")]
@@ -122,26 +155,23 @@ pub fn nic_inject(ctx: XdpContext) -> u32 {
     let Some(t) = NIC_TEMPLATE.get(0) else {
         return xdp_action::XDP_ABORTED;
     };
-    // Eight 8-byte stores: `*frame = t.frame` becomes a call to a
-    // memmove subprogram, which cost more than the rest of this program.
+    #[allow(clippy::cast_ptr_alignment, reason = "read with read_unaligned")]
     let src = t.frame.as_ptr().cast::<u64>();
-    let dst = data as *mut u64;
-    // SAFETY: NIC_FRAME (64) bytes from `data` are inside the frame
-    // (checked) and in the template; unaligned access is allowed in XDP.
-    unsafe {
-        dst.write_unaligned(src.read_unaligned());
-        dst.add(1).write_unaligned(src.add(1).read_unaligned());
-        dst.add(2).write_unaligned(src.add(2).read_unaligned());
-        dst.add(3).write_unaligned(src.add(3).read_unaligned());
-        dst.add(4).write_unaligned(src.add(4).read_unaligned());
-        dst.add(5).write_unaligned(src.add(5).read_unaligned());
-        dst.add(6).write_unaligned(src.add(6).read_unaligned());
-        dst.add(7).write_unaligned(src.add(7).read_unaligned());
+    // SAFETY: NIC_FRAME bytes from `data` are inside the frame (checked)
+    // and in the template.
+    unsafe { copy_words::<8>(data as *mut u64, src) };
+    if t.len as usize == NIC_FRAME_LONG {
+        if data + NIC_FRAME_LONG > end {
+            return xdp_action::XDP_ABORTED;
+        }
+        // SAFETY: the long frame's other 32 bytes (checked), and the
+        // template's.
+        unsafe { copy_words::<4>((data + NIC_FRAME) as *mut u64, src.add(8)) };
     }
     // SAFETY: as above.
     let frame = unsafe { &mut *(data as *mut [u8; NIC_FRAME]) };
     // SAFETY: a .bss global; XDP does not run re-entrantly on one CPU and
-    // the bench injects on one.
+    // the injection runs on one.
     let n = unsafe {
         let n = core::ptr::read_volatile(&raw const NIC_RUNS).wrapping_add(1);
         core::ptr::write_volatile(&raw mut NIC_RUNS, n);
@@ -151,28 +181,38 @@ pub fn nic_inject(ctx: XdpContext) -> u32 {
         let k = n % t.flows;
         let port = (1024 + (k & 0x7fff)) as u16;
         let host = (k >> 15) as u16;
+        // The client port and the low 16 bits of its address.
+        let (port_at, host_at) = if t.family == 4 { (34, 28) } else { (54, 36) };
+        let word = |f: &[u8; NIC_FRAME], at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
+        let (old_port, old_host) = (word(frame, port_at), word(frame, host_at));
+        frame[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+        frame[host_at..host_at + 2].copy_from_slice(&host.to_be_bytes());
         if t.family == 4 {
-            frame[34..36].copy_from_slice(&port.to_be_bytes());
-            frame[28..30].copy_from_slice(&host.to_be_bytes());
-            frame[24] = 0;
-            frame[25] = 0;
-            let mut sum: u32 = 0;
-            let mut i = 14;
-            while i < 34 {
-                sum += u32::from(u16::from_be_bytes([frame[i], frame[i + 1]]));
-                i += 2;
+            let c = csum_replace(word(frame, 24), old_host, host);
+            frame[24..26].copy_from_slice(&c.to_be_bytes());
+        }
+        let at = t.csum_off as usize;
+        if at != 0 {
+            if at + 2 > NIC_FRAME_LONG || data + at + 2 > end {
+                return xdp_action::XDP_ABORTED;
             }
-            sum = (sum & 0xffff) + (sum >> 16);
-            sum = (sum & 0xffff) + (sum >> 16);
-            frame[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-        } else {
-            frame[54..56].copy_from_slice(&port.to_be_bytes());
-            frame[36..38].copy_from_slice(&host.to_be_bytes());
+            // SAFETY: two bytes at `at` are inside the frame (checked).
+            let field = unsafe { &mut *((data + at) as *mut [u8; 2]) };
+            let c = u16::from_be_bytes(*field);
+            let c = csum_replace(csum_replace(c, old_port, port), old_host, host);
+            *field = c.to_be_bytes();
         }
     }
     // SAFETY: on success the tail call does not return.
     unsafe { NIC_NEXT.tail_call(&ctx, 0) };
     xdp_action::XDP_ABORTED
+}
+
+/// Send the frame out as it is (`lbgen`: the template is addressed
+/// already).
+#[xdp]
+pub fn nic_out(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_TX
 }
 
 /// The injection floor.

@@ -38,7 +38,7 @@ use clap::Parser;
 use lb_common::config::Config;
 use lb_lab::{
     cpu::{set_affinity, set_affinity_all, set_fifo, threaded_napi},
-    netns::{Netns, run as run_cmd},
+    netns::{Netns, veth_between},
     testpkt::{FrameSpec, L4},
 };
 use lb_user::dataplane::{
@@ -84,8 +84,6 @@ const BACKENDS: [Ipv4Addr; 4] = [
 ];
 /// Frame size (`lb_lab_ebpf`'s `NIC_FRAME`): Ethernet + IPv4 + UDP + 22.
 const FRAME: usize = 64;
-/// `nic_template`'s value: flows, family, frame.
-const TEMPLATE_SIZE: usize = 8 + FRAME;
 
 /// What runs behind `nic_inject`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,33 +242,9 @@ impl Rig {
         let tag = std::process::id() % 100_000;
         let lb = Netns::create(&format!("nicb-lb-{tag}"))?;
         let sink = Netns::create(&format!("nicb-sink-{tag}"))?;
-        let (a, b) = (format!("nicb{tag}a"), format!("nicb{tag}b"));
-        run_cmd(
-            std::process::Command::new("ip")
-                .args(["link", "add", &a, "type", "veth", "peer", "name", &b]),
-        )?;
-        run_cmd(std::process::Command::new("ip").args([
-            "link",
-            "set",
-            &a,
-            "netns",
-            lb.name(),
-            "name",
-            "eth0",
-        ]))?;
-        run_cmd(std::process::Command::new("ip").args([
-            "link",
-            "set",
-            &b,
-            "netns",
-            sink.name(),
-            "name",
-            "eth0",
-        ]))?;
+        veth_between(&lb, &sink)?;
         lb.ip(&["addr", "add", LB_ADDR, "dev", "eth0"])?;
         lb.ip(&["addr", "add", LB_INSIDE, "dev", "eth0"])?;
-        lb.ip(&["link", "set", "eth0", "up"])?;
-        sink.ip(&["link", "set", "eth0", "up"])?;
         let (lb_mac, sink_mac) = (mac_of(&lb, "eth0")?, mac_of(&sink, "eth0")?);
         let sink_mac_text = sink_mac.map(|b| format!("{b:02x}")).join(":");
         for b in BACKENDS {
@@ -354,8 +328,7 @@ impl Rig {
             .filter(|(k, _)| names.contains(k))
             .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
             .sum();
-        let out = self.lb.exec("cat", &["/sys/class/net/eth0/statistics/tx_dropped"])?;
-        let stack: u64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+        let stack = self.lb.run(|| lb_lab::nic::tx_dropped("eth0"))?;
         Ok(xdp + stack)
     }
 
@@ -379,9 +352,9 @@ impl Rig {
         Ok(())
     }
 
-    /// The frame template of `path` with `flows`, as `nic_template` holds
-    /// it.
-    fn template(&self, path: &Path, flows: u32) -> [u8; TEMPLATE_SIZE] {
+    /// The frame of `path`: from the receiver's MAC to the LB's, no UDP
+    /// checksum (IPv4 allows it; `nic_inject` then has none to keep).
+    fn frame(&self, path: &Path) -> Vec<u8> {
         let mut spec = FrameSpec::new(
             IpAddr::V4(CLIENT),
             IpAddr::V4(path.dst),
@@ -394,14 +367,9 @@ impl Rig {
         let mut frame = spec.build();
         frame[..6].copy_from_slice(&self.lb_mac);
         frame[6..12].copy_from_slice(&self.sink_mac);
-        // No UDP checksum (IPv4 allows it): nic_inject changes the port.
         frame[40] = 0;
         frame[41] = 0;
-        let mut t = [0u8; TEMPLATE_SIZE];
-        t[..4].copy_from_slice(&flows.to_ne_bytes());
-        t[4..8].copy_from_slice(&4u32.to_ne_bytes());
-        t[8..].copy_from_slice(&frame[..FRAME]);
-        t
+        frame
     }
 }
 
@@ -519,7 +487,7 @@ fn run(cli: &Cli) -> Res<()> {
         (Target::Lb, fd_of(&lb_ebpf, PROGRAM)?),
     ];
     let mut next = ProgramArray::try_from(tools.take_map("nic_next").ok_or("no nic_next")?)?;
-    let mut template: Array<_, [u8; TEMPLATE_SIZE]> =
+    let mut template: Array<_, lb_lab::nic::Template> =
         Array::try_from(tools.take_map("nic_template").ok_or("no nic_template")?)?;
     let inject: &Xdp = tools
         .program("nic_inject")
@@ -562,11 +530,11 @@ fn run(cli: &Cli) -> Res<()> {
                     .ok_or("target")?
                     .1;
                 next.set(0, fd, 0)?;
-                template.set(0, rig.template(path, flows), 0)?;
+                let frame = rig.frame(path);
+                template.set(0, lb_lab::nic::template(&frame, flows)?, 0)?;
                 rig.nft(path.nft)?;
                 let before = rig.settled_arrived()?;
                 let errors_before = rig.lb_stat(XMIT_ERRORS)?;
-                let frame = rig.template(path, flows)[8..].to_vec();
                 let ns = rig.lb.run(|| -> Res<f64> {
                     set_affinity(0, &[LB_CPU])?;
                     let r = inject.test_run(TestRunOptions {
