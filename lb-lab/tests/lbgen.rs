@@ -289,3 +289,92 @@ fn bad_options_say_what_is_wrong() {
         );
     }
 }
+
+/// lbgen against an lbd (dsr, XDP native on the receiving veth), reading
+/// its counters over its metrics endpoint: lbd forwarded every frame sent,
+/// and the report says so with its program's and CPUs' figures.
+#[test]
+fn lbgen_reads_what_a_remote_lbd_forwarded() {
+    use lb_user::config::{
+        BackendConfig, Config, Dataplane, Global, Health, HealthKind, Mode, Protocol, Service,
+        XdpMode,
+    };
+    let p = pair("m");
+    // The backend is the generator's host (lbd sends the frames back to it).
+    p.gen_ns
+        .ip(&["addr", "add", "198.18.0.11/24", "dev", "eth0"])
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("lbgen-lbd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = Config {
+        global: Global {
+            router_id: Some("lbgen-test".into()),
+            bpf_pin_path: format!("/sys/fs/bpf/lbgen{}", std::process::id()).into(),
+            control_socket: dir.join("lbd.sock"),
+            metrics_listen: Some("198.18.0.2:9680".parse().unwrap()),
+        },
+        dataplane: Some(Dataplane {
+            xdp_mode: XdpMode::Native,
+            ..Dataplane::new("eth0")
+        }),
+        service: vec![Service {
+            protocol: Protocol::Udp,
+            mode: Mode::Dsr,
+            health: Health {
+                kind: HealthKind::None,
+                ..Health::default()
+            },
+            ..Service::new(
+                "198.18.0.100".parse().unwrap(),
+                9000,
+                vec![BackendConfig::new("198.18.0.11".parse().unwrap())],
+            )
+        }],
+        ..Config::default()
+    };
+    let conf = dir.join("lb.toml");
+    std::fs::write(&conf, config.to_toml().unwrap()).unwrap();
+    let lbd_bin = lb_lab::bin("lbd");
+    let mut cmd = p.recv.command(&lbd_bin);
+    cmd.arg("--config").arg(&conf);
+    let lbd = lb_lab::daemon::Daemon::spawn("lbd", &mut cmd, dir.join("lbd.log")).unwrap();
+    lbd.wait_log("service active", Duration::from_secs(15))
+        .unwrap();
+    // Once the backend's MAC is known, it is in the pool.
+    let lbctl = lb_lab::bin("lbctl");
+    let in_pool = || {
+        let out = std::process::Command::new(&lbctl)
+            .arg("--socket")
+            .arg(dir.join("lbd.sock"))
+            .args(["--json", "backends"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .contains("\"in_pool\": true")
+            .then_some(())
+    };
+    let ok = lb_lab::netns::wait_for(Duration::from_secs(10), in_pool);
+    assert!(ok.is_some(), "{}", lbd.log());
+    let report = p.lbgen(&[
+        "--src",
+        "198.18.0.1",
+        "--dst",
+        "198.18.0.100",
+        "--dport",
+        "9000",
+        "--count",
+        "30000",
+        "--rate",
+        "60000",
+        "--metrics",
+        "http://198.18.0.2:9680/metrics",
+    ]);
+    assert!(
+        report.contains("lbd forwarded 30000 packets"),
+        "{report}\n{}",
+        lbd.log()
+    );
+    assert!(report.contains("% in softirq"), "{report}");
+    drop(lbd);
+    let _ = std::fs::remove_dir_all(&dir);
+}

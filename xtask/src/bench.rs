@@ -30,8 +30,18 @@ pub struct BenchArgs {
     /// `flows`: established flows kept across an LB failover, flows moved
     /// when one of three backends leaves (on the lab);
     /// `all`: every one, then docs/BENCHMARKS.md.
+    /// `nic` (not in `all`: it needs two hosts and a NIC): `lbgen` sends
+    /// frames out of a real interface at line rate towards an lbd on
+    /// another host, reading that lbd's counters over its metrics endpoint;
+    /// give lbgen's options after `--` (see docs/BENCHMARKS.md), e.g.
+    /// `cargo xtask bench nic -- --iface eth1 --dst-mac 52:54:00:12:34:56
+    /// --src 198.18.0.1 --dst 198.18.0.100 --dport 80 --metrics
+    /// http://198.18.0.2:9100/metrics`.
     #[arg(default_value = "all")]
     which: String,
+    /// `nic`: lbgen's options (after `--`).
+    #[arg(last = true)]
+    generator: Vec<String>,
     /// Runs per path (dataplane).
     #[arg(long, default_value_t = 1_000_000)]
     repeat: u32,
@@ -73,11 +83,29 @@ pub fn run(tc: &BpfToolchain, args: &BenchArgs) -> anyhow::Result<()> {
     if args.runs == 0 || args.seconds == 0 {
         bail!("--runs and --seconds must be at least 1");
     }
+    if args.which == "nic" {
+        if args.generator.is_empty() {
+            bail!(
+                "`cargo xtask bench nic` needs lbgen's options after `--`: at least --iface, --dst-mac, --src, --dst, --dport (and --metrics to read the remote lbd); see docs/BENCHMARKS.md"
+            );
+        }
+        crate::build::release_bins(tc, &["lbgen"])?;
+        let status = Command::new(workspace_root().join("target/release/lbgen"))
+            .args(&args.generator)
+            .status()?;
+        if !status.success() {
+            bail!("lbgen failed: {status}");
+        }
+        return Ok(());
+    }
+    if !args.generator.is_empty() {
+        bail!("options after `--` are for `cargo xtask bench nic` only");
+    }
     let which: Vec<&str> = match args.which.as_str() {
         "all" => BENCHES.iter().map(|(n, _)| *n).collect(),
         one if BENCHES.iter().any(|(n, _)| *n == one) => vec![one],
         other => bail!(
-            "unknown benchmark {other:?}; available: {}, all",
+            "unknown benchmark {other:?}; available: {}, all, nic",
             BENCHES.map(|(n, _)| n).join(", ")
         ),
     };

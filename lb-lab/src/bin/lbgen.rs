@@ -77,6 +77,12 @@ struct Cli {
     /// The CPU to send from.
     #[arg(long, default_value_t = 0)]
     cpu: usize,
+    /// lbd's Prometheus endpoint (`http://HOST:PORT/metrics`, its
+    /// `metrics_listen`): read before and after, to report what the
+    /// balancer forwarded, its program's ns per packet (with
+    /// `kernel.bpf_stats_enabled = 1` there) and its CPUs' load.
+    #[arg(long)]
+    metrics: Option<String>,
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -199,6 +205,8 @@ fn run(cli: &Cli) -> Res<()> {
     ctx[4..8].copy_from_slice(&u32::try_from(padded.len())?.to_ne_bytes());
     ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
 
+    let scrape = |url: &String| metrics::scrape(url).map_err(|e| format!("--metrics {url}: {e}"));
+    let lb_before = cli.metrics.as_ref().map(scrape).transpose()?;
     let refused_before = refused(&cli.iface);
     // Each kernel call costs tens of milliseconds of setup and teardown
     // (an RCU grace period) outside its timed part: calls of a million
@@ -242,5 +250,159 @@ fn run(cli: &Cli) -> Res<()> {
         kernel_ns / sent as f64,
         cli.iface,
     )?;
+    if let (Some(url), Some(before)) = (&cli.metrics, lb_before) {
+        let after = scrape(url)?;
+        writeln!(out, "{}", metrics::report(&before, &after))?;
+    }
     Ok(())
+}
+
+/// lbd's counters, read over its Prometheus endpoint.
+mod metrics {
+    use std::collections::BTreeMap;
+    use std::io::{Read as _, Write as _};
+    use std::time::{Duration, Instant};
+
+    /// The samples of one scrape (`name{labels}` -> value) and when.
+    pub struct Scrape {
+        pub at: Instant,
+        pub samples: BTreeMap<String, f64>,
+    }
+
+    /// `GET` the text exposition at `url` (`http://HOST:PORT/PATH`).
+    pub fn scrape(url: &str) -> Result<Scrape, String> {
+        let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
+        let (host, path) = rest.split_once('/').unwrap_or((rest, "metrics"));
+        let mut s = std::net::TcpStream::connect(host).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(|e| e.to_string())?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).map_err(|e| e.to_string())?;
+        let at = Instant::now();
+        let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP body")?;
+        if !head.starts_with("HTTP/1.") || head.split_whitespace().nth(1).is_none_or(|c| c != "200")
+        {
+            return Err(format!("answered {:?}", head.lines().next().unwrap_or("")));
+        }
+        Ok(Scrape {
+            at,
+            samples: parse(body),
+        })
+    }
+
+    /// `name{labels} value` lines.
+    pub fn parse(body: &str) -> BTreeMap<String, f64> {
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_owned(), v.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// The sum of the samples of metric `name` (every label set).
+    fn sum(s: &BTreeMap<String, f64>, name: &str) -> f64 {
+        s.iter()
+            .filter(|(k, _)| k.as_str() == name || k.starts_with(&format!("{name}{{")))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// What the balancer did between two scrapes.
+    pub fn report(a: &Scrape, b: &Scrape) -> String {
+        let secs = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
+        let delta = |name: &str| sum(&b.samples, name) - sum(&a.samples, name);
+        let packets = delta("lb_vip_packets_total");
+        let (runs, run_ns) = (
+            delta("lb_xdp_program_runs_total"),
+            delta("lb_xdp_program_run_nanoseconds_total"),
+        );
+        let mut out = format!(
+            "lbd forwarded {packets:.0} packets in {secs:.3} s: {:.3} Mpps",
+            packets / secs / 1e6
+        );
+        if runs > 0.0 {
+            out += &format!(
+                "; its program {:.0} ns per run ({runs:.0} runs)",
+                run_ns / runs
+            );
+        } else {
+            out += "; its program's run time is not counted (sysctl kernel.bpf_stats_enabled=1 on the LB)";
+        }
+        let softirq: f64 = b
+            .samples
+            .iter()
+            .filter(|(k, _)| k.starts_with("lb_cpu_softirq_nanoseconds_total{"))
+            .map(|(k, v)| v - a.samples.get(k).copied().unwrap_or(0.0))
+            .sum();
+        for (k, v) in b
+            .samples
+            .iter()
+            .filter(|(k, _)| k.starts_with("lb_cpu_busy_nanoseconds_total{"))
+        {
+            let busy = (v - a.samples.get(k).copied().unwrap_or(0.0)) / 1e9 / secs;
+            let cpu = k.trim_start_matches("lb_cpu_busy_nanoseconds_total");
+            let soft_key = format!("lb_cpu_softirq_nanoseconds_total{cpu}");
+            let soft = (b.samples.get(&soft_key).copied().unwrap_or(0.0)
+                - a.samples.get(&soft_key).copied().unwrap_or(0.0))
+                / 1e9
+                / secs;
+            out += &format!(
+                "\n  LB {cpu}: {:.0}% busy, {:.0}% in softirq",
+                busy * 100.0,
+                soft * 100.0
+            );
+        }
+        if softirq > 0.0 {
+            out += &format!(
+                "\n  {:.3} Mpps per LB core in softirq",
+                packets / (softirq / 1e9) / 1e6
+            );
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_report_from_two_scrapes() {
+            let text = |packets: u64, runs: u64, ns: u64, busy: u64, soft: u64| {
+                format!(
+                    "# HELP x\nlb_vip_packets_total{{service=\"a\"}} {packets}\nlb_vip_packets_total{{service=\"b\"}} 0\n\
+                     lb_xdp_program_runs_total {runs}\nlb_xdp_program_run_nanoseconds_total {ns}\n\
+                     lb_cpu_busy_nanoseconds_total{{cpu=\"0\"}} {busy}\nlb_cpu_softirq_nanoseconds_total{{cpu=\"0\"}} {soft}\n# EOF\n"
+                )
+            };
+            let t0 = Instant::now();
+            let a = Scrape {
+                at: t0,
+                samples: parse(&text(0, 0, 0, 0, 0)),
+            };
+            let b = Scrape {
+                at: t0 + Duration::from_secs(2),
+                samples: parse(&text(
+                    4_000_000,
+                    4_000_000,
+                    400_000_000,
+                    1_000_000_000,
+                    500_000_000,
+                )),
+            };
+            let r = report(&a, &b);
+            assert!(
+                r.contains("lbd forwarded 4000000 packets in 2.000 s: 2.000 Mpps"),
+                "{r}"
+            );
+            assert!(r.contains("its program 100 ns per run"), "{r}");
+            assert!(
+                r.contains("LB {cpu=\"0\"}: 50% busy, 25% in softirq"),
+                "{r}"
+            );
+            assert!(r.contains("8.000 Mpps per LB core in softirq"), "{r}");
+        }
+    }
 }

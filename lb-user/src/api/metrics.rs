@@ -16,6 +16,8 @@
 //! | `lb_vrrp_adverts_rejected_total` | instance, cause |
 //! | `lb_flows_evicted_total` (connection table) | age: `recent` (seen within ~1 s: grow `conntrack_entries`) or `idle` |
 //! | `lb_flows_capacity`, `lb_flows_in_use`, `lb_flows_recent` (seen in the last 10 s) | |
+//! | `lb_xdp_program_runs_total`, `lb_xdp_program_run_nanoseconds_total` (while `kernel.bpf_stats_enabled` = 1) | |
+//! | `lb_cpu_busy_nanoseconds_total`, `lb_cpu_softirq_nanoseconds_total` | cpu |
 
 use std::net::SocketAddr;
 
@@ -55,6 +57,10 @@ pub struct Snapshot {
     pub sync: Option<crate::sync::node::SyncStatus>,
     /// The NAT table's flows by state (none without a data plane).
     pub nat: Option<crate::dataplane::nat::Census>,
+    /// The balancer program's runs and time (none without a data plane).
+    pub program: Option<crate::dataplane::stats::ProgramRuns>,
+    /// The machine's CPU time, per CPU.
+    pub cpus: Vec<crate::dataplane::stats::CpuTime>,
 }
 
 fn counter_family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
@@ -82,6 +88,7 @@ pub fn render(s: &Snapshot) -> String {
     if let Some(sync) = &s.sync {
         sync_metrics(&mut r, sync);
     }
+    machine_metrics(&mut r, s.program.as_ref(), &s.cpus);
     if let Some(f) = &s.flows {
         flow_metrics(&mut r, f);
     }
@@ -319,6 +326,49 @@ fn nat_metrics(r: &mut Registry, c: &crate::dataplane::nat::Census) {
     );
 }
 
+/// The program's runs and time, and the CPUs' time: what a load test reads
+/// to report packets per second and CPU per core (`cargo xtask bench
+/// nic`).
+fn machine_metrics(
+    r: &mut Registry,
+    program: Option<&crate::dataplane::stats::ProgramRuns>,
+    cpus: &[crate::dataplane::stats::CpuTime],
+) {
+    if let Some(p) = program {
+        for (name, help, n) in [
+            (
+                "lb_xdp_program_runs",
+                "Runs of the balancer program (counted while kernel.bpf_stats_enabled = 1)",
+                p.runs,
+            ),
+            (
+                "lb_xdp_program_run_nanoseconds",
+                "Time in the balancer program, ns (counted while kernel.bpf_stats_enabled = 1)",
+                p.run_ns,
+            ),
+        ] {
+            let c = Counter::<u64>::default();
+            c.inc_by(n);
+            r.register(name, help, c);
+        }
+    }
+    let busy = counter_family(
+        r,
+        "lb_cpu_busy_nanoseconds",
+        "CPU time not idle, ns, by CPU",
+    );
+    let softirq = counter_family(
+        r,
+        "lb_cpu_softirq_nanoseconds",
+        "CPU time in softirq (where XDP runs on a NIC's receive path), ns, by CPU",
+    );
+    for c in cpus {
+        let l = labels(&[("cpu", &c.cpu.to_string())]);
+        busy.get_or_create(&l).inc_by(c.busy_ns);
+        softirq.get_or_create(&l).inc_by(c.softirq_ns);
+    }
+}
+
 /// The connection table's evictions and fill.
 fn flow_metrics(r: &mut Registry, f: &crate::dataplane::stats::FlowTableUsage) {
     let evicted = counter_family(
@@ -482,6 +532,8 @@ mod tests {
                 orphans: 1,
                 expired_total: 30,
             }),
+            program: None,
+            cpus: Vec::new(),
         };
         let text = render(&snap);
         for line in [
@@ -505,6 +557,30 @@ mod tests {
             "lb_backend_refused_total{service=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\"} 1",
             "lb_nat_flows_expired_total 30",
             "# EOF",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn renders_the_program_s_runs_and_cpu_time() {
+        let text = render(&Snapshot {
+            program: Some(crate::dataplane::stats::ProgramRuns {
+                runs: 1000,
+                run_ns: 150_000,
+            }),
+            cpus: vec![crate::dataplane::stats::CpuTime {
+                cpu: 1,
+                busy_ns: 5_000_000,
+                softirq_ns: 2_000_000,
+            }],
+            ..Snapshot::default()
+        });
+        for line in [
+            "lb_xdp_program_runs_total 1000",
+            "lb_xdp_program_run_nanoseconds_total 150000",
+            "lb_cpu_busy_nanoseconds_total{cpu=\"1\"} 5000000",
+            "lb_cpu_softirq_nanoseconds_total{cpu=\"1\"} 2000000",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

@@ -606,6 +606,11 @@ impl Daemon {
                 .and_then(|d| stats::flow_table_usage(d.ebpf()).ok()),
             sync: self.sync.as_ref().map(crate::sync::node::Sync::status),
             nat: self.nat_census(),
+            program: self
+                .dataplane
+                .as_ref()
+                .and_then(|d| stats::program_runs(d.ebpf())),
+            cpus: stats::cpu_times(),
         }
     }
 

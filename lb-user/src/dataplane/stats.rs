@@ -328,3 +328,93 @@ pub fn vip_stats_of(ebpf: &aya::Ebpf, id: u32) -> Result<TrafficCounters, StatsE
 pub fn backend_stats_of(ebpf: &aya::Ebpf, index: u32) -> Result<TrafficCounters, StatsError> {
     per_cpu_sum(ebpf, STATS_BACKEND_MAP, index, TrafficCounters::add)
 }
+
+/// The balancer program's own run statistics: runs and time in it, which
+/// the kernel keeps while `kernel.bpf_stats_enabled` is 1 (else they stay
+/// 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgramRuns {
+    /// Runs so far.
+    pub runs: u64,
+    /// Time in the program so far, ns.
+    pub run_ns: u64,
+}
+
+/// [`ProgramRuns`] of the balancer program in `ebpf`; `None` when the
+/// kernel does not say.
+#[must_use]
+pub fn program_runs(ebpf: &aya::Ebpf) -> Option<ProgramRuns> {
+    let program = ebpf.program(crate::dataplane::loader::PROGRAM)?;
+    let info = program.info().ok()?;
+    Some(ProgramRuns {
+        runs: info.run_count(),
+        run_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+    })
+}
+
+/// One CPU's time so far (`/proc/stat`), ns: busy (all but idle, iowait
+/// and steal) and in softirq (where XDP runs on a NIC's receive path).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    /// The CPU's number.
+    pub cpu: u32,
+    /// Busy, ns.
+    pub busy_ns: u64,
+    /// In softirq, ns.
+    pub softirq_ns: u64,
+}
+
+/// Every CPU's [`CpuTime`], from `/proc/stat` text.
+#[must_use]
+pub fn parse_cpu_times(text: &str, ticks_per_s: u64) -> Vec<CpuTime> {
+    let ns = |ticks: u64| ticks.saturating_mul(1_000_000_000) / ticks_per_s.max(1);
+    text.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let cpu: u32 = words.next()?.strip_prefix("cpu")?.parse().ok()?;
+            // user nice system idle iowait irq softirq steal ...
+            let v: Vec<u64> = words.take(8).filter_map(|w| w.parse().ok()).collect();
+            // Not busy: idle, iowait, steal.
+            let [user, nice, system, _idle, _iowait, irq, softirq, _steal] = v[..] else {
+                return None;
+            };
+            Some(CpuTime {
+                cpu,
+                busy_ns: ns(user + nice + system + irq + softirq),
+                softirq_ns: ns(softirq),
+            })
+        })
+        .collect()
+}
+
+/// This machine's [`CpuTime`]s (empty when `/proc/stat` cannot be read).
+#[must_use]
+pub fn cpu_times() -> Vec<CpuTime> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100);
+    std::fs::read_to_string("/proc/stat")
+        .map(|t| parse_cpu_times(&t, hz))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_times_from_proc_stat() {
+        let text = "cpu  100 0 50 1000 5 0 20 3 0 0\ncpu0 60 0 30 500 2 0 15 1 0 0\ncpu1 40 0 20 500 3 1 5 2 0 0\nintr 1\n";
+        let t = parse_cpu_times(text, 100);
+        assert_eq!(t.len(), 2);
+        // cpu1: user 40 + system 20 + irq 1 + softirq 5 = 66 ticks.
+        assert_eq!(
+            t[1],
+            CpuTime {
+                cpu: 1,
+                busy_ns: 660_000_000,
+                softirq_ns: 50_000_000
+            }
+        );
+        assert!(!cpu_times().is_empty());
+    }
+}
