@@ -11,6 +11,7 @@
 //! | `lb_vip_replies_total`; `lb_backend_replies_total`, `lb_backend_reply_bytes_total`, `lb_backend_refused_total` (`nat` / `fullnat`) | service; service, backend |
 //! | `lb_backend_healthy`, `lb_backend_in_pool`, `lb_backend_drained` (0/1) | service, backend |
 //! | `lb_service_active` (0/1) | service |
+//! | `lb_table_rewrites_total`, `lb_table_slots_changed_total`, `lb_table_slots_necessary_total` (Maglev table rewrites and the slots they moved: changed beyond necessary is disruption a failover without sync would show) | service |
 //! | `lb_vrrp_state` (1 for the current state) | instance, state |
 //! | `lb_vrrp_priority`, `lb_vrrp_transitions_total`, `lb_vrrp_adverts_accepted_total` | instance |
 //! | `lb_vrrp_adverts_rejected_total` | instance, cause |
@@ -164,10 +165,29 @@ fn service_metrics(r: &mut Registry, services: &[ServiceStatus]) {
     let in_pool = gauge_family(r, "lb_backend_in_pool", "In the data plane's pool (1 yes)");
     let drained = gauge_family(r, "lb_backend_drained", "Drained by the operator (1 yes)");
     let active = gauge_family(r, "lb_service_active", "Forwarding on this node (1 yes)");
+    let rewrites = counter_family(
+        r,
+        "lb_table_rewrites",
+        "Maglev table rewrites measured (both tables known)",
+    );
+    let changed = counter_family(
+        r,
+        "lb_table_slots_changed",
+        "Table slots whose backend a rewrite changed",
+    );
+    let necessary = counter_family(
+        r,
+        "lb_table_slots_necessary",
+        "Table slots a rewrite had to change (their backend left, or the new one is new)",
+    );
     for svc in services {
-        active
-            .get_or_create(&labels(&[("service", &svc.service)]))
-            .set(i64::from(svc.active));
+        let l = labels(&[("service", &svc.service)]);
+        active.get_or_create(&l).set(i64::from(svc.active));
+        rewrites.get_or_create(&l).inc_by(svc.table.rewrites);
+        changed.get_or_create(&l).inc_by(svc.table.slots_changed);
+        necessary
+            .get_or_create(&l)
+            .inc_by(svc.table.slots_necessary);
         for b in &svc.backends {
             let addr = b.address.to_string();
             let l = labels(&[("service", &svc.service), ("backend", &addr)]);
@@ -482,6 +502,7 @@ mod tests {
                     mac: None,
                     sorry_server: false,
                 }],
+                table: crate::dataplane::balancer::TableChurn::default(),
             }],
             traffic: vec![ServiceTraffic {
                 service: "198.18.0.100:80/tcp".into(),
@@ -563,8 +584,22 @@ mod tests {
     }
 
     #[test]
-    fn renders_the_program_s_runs_and_cpu_time() {
+    fn renders_the_program_s_runs_cpu_time_and_table_rewrites() {
         let text = render(&Snapshot {
+            services: vec![ServiceStatus {
+                service: "198.18.0.100:80/tcp".into(),
+                mode: "dsr".into(),
+                scheduler: "maglev".into(),
+                vrrp_instance: None,
+                active: true,
+                backends: Vec::new(),
+                table: crate::dataplane::balancer::TableChurn {
+                    rewrites: 2,
+                    slots_changed: 30,
+                    slots_necessary: 25,
+                    last: Some((100, 20, 20)),
+                },
+            }],
             program: Some(crate::dataplane::stats::ProgramRuns {
                 runs: 1000,
                 run_ns: 150_000,
@@ -581,6 +616,9 @@ mod tests {
             "lb_xdp_program_run_nanoseconds_total 150000",
             "lb_cpu_busy_nanoseconds_total{cpu=\"1\"} 5000000",
             "lb_cpu_softirq_nanoseconds_total{cpu=\"1\"} 2000000",
+            "lb_table_rewrites_total{service=\"198.18.0.100:80/tcp\"} 2",
+            "lb_table_slots_changed_total{service=\"198.18.0.100:80/tcp\"} 30",
+            "lb_table_slots_necessary_total{service=\"198.18.0.100:80/tcp\"} 25",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

@@ -445,11 +445,26 @@ fn services(list: &[ServiceStatus]) -> String {
                 or_dash(s.vrrp_instance.as_ref()),
                 yes_no(s.active),
                 format!("{in_pool}/{}", s.backends.len()),
+                match s.table.last {
+                    Some((size, changed, necessary)) if size > 0 => {
+                        let pct = |n: u32| 100.0 * f64::from(n) / f64::from(size);
+                        format!("{:.1}% ({:.1}% needed)", pct(changed), pct(necessary))
+                    }
+                    _ => "-".into(),
+                },
             ]
         })
         .collect();
     table(
-        &["SERVICE", "MODE", "SCHEDULER", "VRRP", "ACTIVE", "IN POOL"],
+        &[
+            "SERVICE",
+            "MODE",
+            "SCHEDULER",
+            "VRRP",
+            "ACTIVE",
+            "IN POOL",
+            "LAST REWRITE MOVED",
+        ],
         &rows,
     )
 }

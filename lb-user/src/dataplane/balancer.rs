@@ -25,10 +25,12 @@
 //!   continue, but gets no table entries, so no new flows.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     fmt,
     net::IpAddr,
 };
+
+use tracing::info;
 
 use aya::maps::{
     Array, ArrayOfMaps, HashMap as BpfHashMap, IterableMap as _, Map, MapData, MapError,
@@ -318,6 +320,11 @@ pub trait Maps {
     /// # Errors
     /// On map failure.
     fn write_table(&mut self, slot: u32, entries: &[u32]) -> Result<(), BalancerError>;
+    /// The table in outer slot `slot` as this process wrote it; `None`
+    /// when it wrote none there (or, in an adopted data plane, not yet).
+    fn read_table(&self, _slot: u32) -> Option<Vec<u32>> {
+        None
+    }
     /// Write backend slot `index`.
     ///
     /// # Errors
@@ -385,6 +392,53 @@ struct Service {
     flags: u8,
     /// Backends with their slot index, in the order given.
     backends: Vec<(BackendSpec, u32)>,
+    /// How its table rewrites moved slots.
+    churn: TableChurn,
+}
+
+/// How a service's Maglev table rewrites moved its slots between backends:
+/// the disruption a change causes (a slot whose owner changes sends its
+/// new flows elsewhere, and an established flow hashed there, pinned to
+/// its old backend, is one a failover without sync would break).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TableChurn {
+    /// Rewrites measured (both tables known).
+    pub rewrites: u64,
+    /// Slots whose owner changed, over those rewrites.
+    pub slots_changed: u64,
+    /// Slots that had to change, over those rewrites: the old owner left,
+    /// or the new owner is new (Maglev moves a few more).
+    pub slots_necessary: u64,
+    /// The last measured rewrite: table size, changed, necessary.
+    pub last: Option<(u32, u32, u32)>,
+}
+
+impl TableChurn {
+    /// Count the rewrite from `old` to `new` (backend slot per table
+    /// slot); `None` (not counted) when the sizes differ (a new ring
+    /// size moves everything, which says nothing).
+    pub fn record(&mut self, old: &[u32], new: &[u32]) -> Option<(u32, u32, u32)> {
+        if old.len() != new.len() || old.is_empty() {
+            return None;
+        }
+        let old_set: HashSet<u32> = old.iter().copied().collect();
+        let new_set: HashSet<u32> = new.iter().copied().collect();
+        let (mut changed, mut necessary) = (0u32, 0u32);
+        for (&o, &n) in old.iter().zip(new) {
+            if o != n {
+                changed += 1;
+                if !new_set.contains(&o) || !old_set.contains(&n) {
+                    necessary += 1;
+                }
+            }
+        }
+        let size = u32::try_from(old.len()).unwrap_or(u32::MAX);
+        self.rewrites += 1;
+        self.slots_changed += u64::from(changed);
+        self.slots_necessary += u64::from(necessary);
+        self.last = Some((size, changed, necessary));
+        self.last
+    }
 }
 
 /// A backend slot, serving one (service, backend address) pair.
@@ -532,6 +586,7 @@ impl<M: Maps> Balancer<M> {
                     active_table: meta.active_table,
                     flags: meta.flags,
                     backends,
+                    churn: TableChurn::default(),
                 },
             );
             used_ids.insert(meta.id);
@@ -661,6 +716,12 @@ impl<M: Maps> Balancer<M> {
         self.services.get(key).map(|s| s.backends.as_slice())
     }
 
+    /// How service `key`'s table rewrites have moved its slots.
+    #[must_use]
+    pub fn churn(&self, key: &ServiceKey) -> Option<TableChurn> {
+        self.services.get(key).map(|s| s.churn)
+    }
+
     /// Create a service, or change how an existing one forwards. A new
     /// service starts with no backends (new flows get `on_no_backend`)
     /// until [`Balancer::set_backends`].
@@ -717,6 +778,7 @@ impl<M: Maps> Balancer<M> {
             active_table: 0,
             flags: vip_flags::NO_BACKEND | spec_flags(&spec),
             backends: Vec::new(),
+            churn: TableChurn::default(),
         };
         if let Err(e) = self.maps.set_vip(&key.map_key(), &meta(&service)) {
             self.free_ids.push(id);
@@ -888,13 +950,18 @@ impl<M: Maps> Balancer<M> {
                 .copied()
                 .zip(acquired.iter().copied())
                 .collect(),
+            churn: service.churn,
         };
+        let had_table = service.flags & vip_flags::NO_BACKEND == 0;
         let written = if let Some(table) = &table {
             let entries: Vec<u32> = table
                 .entries()
                 .iter()
                 .map(|&i| acquired[i as usize])
                 .collect();
+            if had_table {
+                self.measure_churn(key, &mut next, &entries);
+            }
             let inactive = next.active_table ^ 1;
             self.maps
                 .write_table(VipMeta::table_slot(next.id, inactive), &entries)
@@ -923,6 +990,24 @@ impl<M: Maps> Balancer<M> {
             self.refresh_filters(new)?;
         }
         Ok(())
+    }
+
+    /// Count how the rewrite of `next`'s live table to `entries` moves
+    /// its slots (service `key`), and log a rewrite that moves any.
+    fn measure_churn(&self, key: &ServiceKey, next: &mut Service, entries: &[u32]) {
+        let live = VipMeta::table_slot(next.id, next.active_table);
+        if let Some(old) = self.maps.read_table(live)
+            && let Some((size, changed, necessary)) = next.churn.record(&old, entries)
+            && changed > 0
+        {
+            let pct = |n: u32| 100.0 * f64::from(n) / f64::from(size);
+            info!(
+                service = %key,
+                "table rewritten: {:.2}% of slots changed backend ({:.2}% had to: their backend left or is new)",
+                pct(changed),
+                pct(necessary)
+            );
+        }
     }
 
     /// Take a reference on the slot of `b` in service `key` (VIP id `id`),
@@ -1232,6 +1317,18 @@ impl Maps for EbpfMaps {
         Ok(())
     }
 
+    fn read_table(&self, slot: u32) -> Option<Vec<u32>> {
+        let table = self.inner.get(&slot)?;
+        Some(
+            table
+                .mem
+                .slice::<u64>(table.len)
+                .iter()
+                .map(|&e| e as u32)
+                .collect(),
+        )
+    }
+
     fn set_backend(&mut self, index: u32, backend: &Backend) -> Result<(), BalancerError> {
         self.backends
             .set(index, backend, 0)
@@ -1353,6 +1450,9 @@ mod tests {
             self.log.push(format!("table {slot}"));
             self.tables.insert(slot, entries.to_vec());
             Ok(())
+        }
+        fn read_table(&self, slot: u32) -> Option<Vec<u32>> {
+            self.tables.get(&slot).cloned()
         }
         fn set_backend(&mut self, index: u32, backend: &Backend) -> Result<(), BalancerError> {
             self.log.push(format!(
@@ -1532,6 +1632,49 @@ mod tests {
         .unwrap();
         assert_eq!(b.maps().config.vip_index, 1);
         assert_eq!(indexed(&b, &key(101)), Some(id(&b, key(101))));
+    }
+
+    #[test]
+    fn table_rewrites_count_the_slots_they_move() {
+        let mut b = Balancer::new(Fake::default());
+        let k = key(100);
+        b.upsert_service(k, spec()).unwrap();
+        let four = [be(1, 1), be(2, 1), be(3, 1), be(4, 1)];
+        b.set_backends(&k, &four).unwrap();
+        // The first table has nothing to compare with.
+        assert_eq!(b.churn(&k).unwrap().rewrites, 0);
+        // One of four leaves: its quarter of the slots has to move; Maglev
+        // moves those and hardly any more.
+        b.set_backends(&k, &four[..3]).unwrap();
+        let c = b.churn(&k).unwrap();
+        let (size, changed, necessary) = c.last.unwrap();
+        assert_eq!((c.rewrites, size), (1, 251));
+        assert!((55..=70).contains(&necessary), "{c:?}");
+        assert!(changed >= necessary && changed <= necessary + 10, "{c:?}");
+        // The same pool again moves nothing.
+        b.set_backends(&k, &four[..3]).unwrap();
+        assert_eq!(b.churn(&k).unwrap().last, Some((251, 0, 0)));
+        // It returns: its share comes back to it.
+        b.set_backends(&k, &four).unwrap();
+        let c = b.churn(&k).unwrap();
+        let (_, changed, necessary) = c.last.unwrap();
+        assert!((55..=70).contains(&necessary), "{c:?}");
+        assert!(changed >= necessary && changed <= necessary + 10, "{c:?}");
+        assert_eq!(c.rewrites, 3);
+        assert!(c.slots_changed >= c.slots_necessary && c.slots_necessary >= 110);
+        // A new ring size moves everything, which says nothing about
+        // disruption: that rewrite is not counted; the next one is.
+        let mut bigger = spec();
+        bigger.ring_size = 509;
+        b.upsert_service(k, bigger).unwrap();
+        b.set_backends(&k, &four).unwrap();
+        let after = b.churn(&k).unwrap();
+        assert_eq!(after.last.map(|l| l.0), Some(509), "{after:?}");
+        assert_eq!(
+            (after.slots_changed, after.slots_necessary),
+            (c.slots_changed, c.slots_necessary),
+            "only the same pool at the new size was compared: {after:?}"
+        );
     }
 
     #[test]

@@ -242,6 +242,9 @@ pub struct ServiceStatus {
     pub active: bool,
     /// Backends.
     pub backends: Vec<BackendStatus>,
+    /// How its Maglev table rewrites moved slots between backends.
+    #[serde(default)]
+    pub table: crate::dataplane::balancer::TableChurn,
 }
 
 struct Backend {
@@ -783,6 +786,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                 scheduler: scheduling(&s.cfg),
                 vrrp_instance: s.gate.clone(),
                 active: s.active,
+                table: self.balancer.churn(&s.key).unwrap_or_default(),
                 backends: s
                     .backends
                     .iter()
