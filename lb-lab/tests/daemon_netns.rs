@@ -837,6 +837,34 @@ fn daemon_health_drain_reload_and_lbctl() {
     for _ in 0..5 {
         assert_eq!(conn.get(), owner, "established connection continues");
     }
+    // The drain rewrote the table: the owner's third of the slots moved
+    // (no more than had to), and the keep-alive connection, pinned to it,
+    // is one of the recent flows the table no longer chooses.
+    let v: serde_json::Value = serde_json::from_str(&lab.lbctl_ok(&["--json", "stats"])).unwrap();
+    let (off, recent) = (
+        v["data"][0]["flows_off_table"].as_u64().unwrap(),
+        v["data"][0]["flows_recent"].as_u64().unwrap(),
+    );
+    assert!(
+        off >= 1 && off <= recent,
+        "off table {off} of {recent} recent"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&lab.lbctl_ok(&["--json", "services"])).unwrap();
+    let last = &v["data"][0]["table"]["last"];
+    let (size, changed, necessary) = (
+        last[0].as_u64().unwrap(),
+        last[1].as_u64().unwrap(),
+        last[2].as_u64().unwrap(),
+    );
+    let share = necessary as f64 / size as f64;
+    assert!(
+        (0.28..0.39).contains(&share) && changed >= necessary && changed <= necessary + size / 50,
+        "drain moved {changed} of {size} slots, {necessary} had to"
+    );
+    println!(
+        "drain: {changed} of {size} slots moved ({necessary} had to); {off} of {recent} recent flows off the table"
+    );
     let counts = spread(&lab, 40);
     assert!(
         !counts.contains_key(&owner),

@@ -11,6 +11,7 @@
 //! | `lb_vip_replies_total`; `lb_backend_replies_total`, `lb_backend_reply_bytes_total`, `lb_backend_refused_total` (`nat` / `fullnat`) | service; service, backend |
 //! | `lb_backend_healthy`, `lb_backend_in_pool`, `lb_backend_drained` (0/1) | service, backend |
 //! | `lb_service_active` (0/1) | service |
+//! | `lb_service_flows_recent`, `lb_service_flows_off_table` (flows pinned to another backend than the table would choose now) | service |
 //! | `lb_table_rewrites_total`, `lb_table_slots_changed_total`, `lb_table_slots_necessary_total` (Maglev table rewrites and the slots they moved: changed beyond necessary is disruption a failover without sync would show) | service |
 //! | `lb_vrrp_state` (1 for the current state) | instance, state |
 //! | `lb_vrrp_priority`, `lb_vrrp_transitions_total`, `lb_vrrp_adverts_accepted_total` | instance |
@@ -140,8 +141,24 @@ fn traffic_metrics(r: &mut Registry, traffic: &[ServiceTraffic]) {
         "lb_backend_refused",
         "nat / fullnat: new flows for the backend refused (no free SNAT port, NAT table full)",
     );
+    let recent = gauge_family(
+        r,
+        "lb_service_flows_recent",
+        "Connection-table flows of the service seen in the last 10 s (not NAT, not persistent)",
+    );
+    let off_table = gauge_family(
+        r,
+        "lb_service_flows_off_table",
+        "Of those, flows pinned to another backend than the table would choose now (a failover without sync would move them)",
+    );
     for t in traffic {
         let l = labels(&[("service", &t.service)]);
+        recent
+            .get_or_create(&l)
+            .set(i64::try_from(t.flows_recent).unwrap_or(i64::MAX));
+        off_table
+            .get_or_create(&l)
+            .set(i64::try_from(t.flows_off_table).unwrap_or(i64::MAX));
         vip_packets.get_or_create(&l).inc_by(t.total.packets);
         vip_bytes.get_or_create(&l).inc_by(t.total.bytes);
         vip_flows.get_or_create(&l).inc_by(t.total.new_flows);
@@ -524,6 +541,8 @@ mod tests {
                     },
                 )]
                 .into(),
+                flows_recent: 0,
+                flows_off_table: 0,
             }],
             vrrp: vec![InstanceStatus {
                 name: "VI_1".into(),
@@ -609,9 +628,18 @@ mod tests {
                 busy_ns: 5_000_000,
                 softirq_ns: 2_000_000,
             }],
+            traffic: vec![ServiceTraffic {
+                service: "198.18.0.100:80/tcp".into(),
+                total: Traffic::default(),
+                backends: std::collections::BTreeMap::new(),
+                flows_recent: 40,
+                flows_off_table: 3,
+            }],
             ..Snapshot::default()
         });
         for line in [
+            "lb_service_flows_recent{service=\"198.18.0.100:80/tcp\"} 40",
+            "lb_service_flows_off_table{service=\"198.18.0.100:80/tcp\"} 3",
             "lb_xdp_program_runs_total 1000",
             "lb_xdp_program_run_nanoseconds_total 150000",
             "lb_cpu_busy_nanoseconds_total{cpu=\"1\"} 5000000",

@@ -563,14 +563,20 @@ fn stats(list: &[ServiceTraffic]) -> String {
     };
     let mut rows = Vec::new();
     for s in list {
-        rows.push(row(s.service.clone(), "(all)".into(), &s.total));
+        let mut all = row(s.service.clone(), "(all)".into(), &s.total);
+        all.push(format!("{}/{}", s.flows_off_table, s.flows_recent));
+        rows.push(all);
         for (addr, t) in &s.backends {
-            rows.push(row(String::new(), addr.clone(), t));
+            let mut r = row(String::new(), addr.clone(), t);
+            r.push(String::new());
+            rows.push(r);
         }
     }
     let mut head = vec!["SERVICE", "BACKEND", "PACKETS", "BYTES", "NEW FLOWS"];
     if nat {
         head.extend(["REPLIES", "REPLY BYTES", "REFUSED"]);
     }
+    // Recent flows pinned to another backend than the table's choice now.
+    head.push("OFF TABLE/RECENT");
     table(&head, &rows)
 }

@@ -396,6 +396,19 @@ struct Service {
     churn: TableChurn,
 }
 
+/// A service's live Maglev table ([`Balancer::live_tables`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveTable {
+    /// The VIP id's generation (flows of an earlier owner do not count).
+    pub generation: u32,
+    /// Hashed on the client's address alone (`source_hash`).
+    pub source_hash: bool,
+    /// With client affinity: a template, not the table, may choose.
+    pub persistent: bool,
+    /// Backend slot per table slot.
+    pub entries: Vec<u32>,
+}
+
 /// How a service's Maglev table rewrites moved its slots between backends:
 /// the disruption a change causes (a slot whose owner changes sends its
 /// new flows elsewhere, and an established flow hashed there, pinned to
@@ -714,6 +727,30 @@ impl<M: Maps> Balancer<M> {
     #[must_use]
     pub fn backends(&self, key: &ServiceKey) -> Option<&[(BackendSpec, u32)]> {
         self.services.get(key).map(|s| s.backends.as_slice())
+    }
+
+    /// Each service's live table (as this process wrote it), by VIP id:
+    /// what a new flow of it would be given now.
+    #[must_use]
+    pub fn live_tables(&self) -> HashMap<u32, LiveTable> {
+        self.services
+            .values()
+            .filter(|s| s.flags & vip_flags::NO_BACKEND == 0)
+            .filter_map(|s| {
+                let entries = self
+                    .maps
+                    .read_table(VipMeta::table_slot(s.id, s.active_table))?;
+                Some((
+                    s.id,
+                    LiveTable {
+                        generation: s.generation,
+                        source_hash: s.spec.source_hash,
+                        persistent: s.spec.persistence.is_some(),
+                        entries,
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// How service `key`'s table rewrites have moved its slots.

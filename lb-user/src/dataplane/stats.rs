@@ -329,6 +329,54 @@ pub fn backend_stats_of(ebpf: &aya::Ebpf, index: u32) -> Result<TrafficCounters,
     per_cpu_sum(ebpf, STATS_BACKEND_MAP, index, TrafficCounters::add)
 }
 
+/// Flows seen in the last 10 s, and how many of them are pinned to a
+/// backend other than their service's table would choose for them now: the
+/// flows a failover to a node without connection sync would move (and
+/// reset). By VIP id; services with client affinity are left out (their
+/// templates, not the table, choose).
+///
+/// # Errors
+/// The connection table cannot be mapped.
+pub fn flows_off_table<S: std::hash::BuildHasher>(
+    ebpf: &aya::Ebpf,
+    tables: &std::collections::HashMap<u32, crate::dataplane::balancer::LiveTable, S>,
+) -> Result<std::collections::HashMap<u32, (u64, u64)>, StatsError> {
+    use lb_common::flow::{FLOW_SEEN_UNIT_NS, FlowSet, flow_age, flow_seen};
+    use lb_common::hash::{flow_hash, maglev_slot, source_hash};
+    let (mem, sets) = map_flow_sets(ebpf, false)?;
+    let now = flow_seen(coarse_now_ns());
+    let window = (FlowTableUsage::RECENT.as_nanos() as u64 / FLOW_SEEN_UNIT_NS) as u32;
+    let mut out = std::collections::HashMap::new();
+    for set in mem.slice::<FlowSet>(sets) {
+        for (i, way) in set.ways.iter().enumerate() {
+            if set.tags[i] == 0 || flow_age(now, set.seen[i]) > window {
+                continue;
+            }
+            let hash = flow_hash(&way.key);
+            let Some(state) = way.valid_state(hash) else {
+                continue;
+            };
+            let Some(t) = tables.get(&state.vip_id) else {
+                continue;
+            };
+            if t.generation != state.vip_generation || t.persistent || t.entries.is_empty() {
+                continue;
+            }
+            let h = if t.source_hash {
+                source_hash(&way.key.src)
+            } else {
+                hash
+            };
+            let size = u32::try_from(t.entries.len()).unwrap_or(u32::MAX);
+            let choice = t.entries.get(maglev_slot(h, size) as usize).copied();
+            let counts: &mut (u64, u64) = out.entry(state.vip_id).or_default();
+            counts.0 += 1;
+            counts.1 += u64::from(choice != Some(state.backend));
+        }
+    }
+    Ok(out)
+}
+
 /// The balancer program's own run statistics: runs and time in it, which
 /// the kernel keeps while `kernel.bpf_stats_enabled` is 1 (else they stay
 /// 0).

@@ -1245,6 +1245,14 @@ pub struct ServiceTraffic {
     pub total: Traffic,
     /// Per backend address: this service's traffic to it only.
     pub backends: BTreeMap<String, Traffic>,
+    /// Connection-table flows seen in the last 10 s (none for NAT
+    /// services and services with client affinity: not counted).
+    #[serde(default)]
+    pub flows_recent: u64,
+    /// Of those, flows pinned to another backend than the table would
+    /// choose now: what a failover without connection sync would move.
+    #[serde(default)]
+    pub flows_off_table: u64,
 }
 
 /// The data plane's counters per active service and, under each, per
@@ -1267,9 +1275,13 @@ pub fn traffic_stats<M: Maps, R: NextHops>(
         })
         .unwrap_or_default()
     };
+    let off = crate::dataplane::stats::flows_off_table(ebpf, &c.balancer.live_tables())
+        .unwrap_or_default();
     c.balancer
         .services()
         .map(|(key, _, id)| ServiceTraffic {
+            flows_recent: off.get(&id).map_or(0, |o| o.0),
+            flows_off_table: off.get(&id).map_or(0, |o| o.1),
             service: key.to_string(),
             total: t(crate::dataplane::stats::vip_stats_of(ebpf, id)),
             backends: c
