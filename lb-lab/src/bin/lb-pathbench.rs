@@ -385,6 +385,8 @@ struct PathResult {
     paced: Option<UdpResult>,
     conns: Option<ConnResult>,
     keepalive: Vec<WrkOut>,
+    /// HTTP at a fixed, unsaturated rate (wrk pausing between requests).
+    fixed_rate: Vec<WrkOut>,
     errors: Vec<String>,
 }
 
@@ -1118,23 +1120,40 @@ impl Bench {
         })
     }
 
-    fn wrk_script(&self) -> Res<PathBuf> {
-        let path = self.dir.join("direct.lua");
+    /// wrk's script: on the direct path, one thread per backend; with
+    /// `pause_ms`, each connection waits that long between requests (a
+    /// fixed rate, far below saturation).
+    fn wrk_script(&self, direct: bool, pause_ms: Option<u32>) -> Res<PathBuf> {
+        let path = self.dir.join(format!(
+            "wrk-{}-{}.lua",
+            if direct { "direct" } else { "vip" },
+            pause_ms.unwrap_or(0)
+        ));
         let hosts: Vec<String> = BACKENDS.iter().map(|(_, a)| format!("\"{a}\"")).collect();
-        std::fs::write(
-            &path,
-            format!(
+        let mut lua = String::new();
+        if direct {
+            lua += &format!(
                 "-- One thread per backend: the direct path spreads like the LB does.\n\
                  local hosts = {{ {} }}\nlocal n = 0\n\
                  function setup(thread)\n  n = n + 1\n  \
                  thread.addr = wrk.lookup(hosts[(n - 1) % #hosts + 1], \"80\")[1]\nend\n",
                 hosts.join(", ")
-            ),
-        )?;
+            );
+        }
+        if let Some(ms) = pause_ms {
+            lua += &format!("function delay()\n  return {ms}\nend\n");
+        }
+        std::fs::write(&path, lua)?;
         Ok(path)
     }
 
     fn http(&self, path: PathKind) -> Res<WrkOut> {
+        self.wrk(path, None)
+    }
+
+    /// wrk through `path`, each connection pausing `pause_ms` between
+    /// requests if given.
+    fn wrk(&self, path: PathKind, pause_ms: Option<u32>) -> Res<WrkOut> {
         let ns = self.ns("client");
         let mut cmd = ns.command("wrk");
         cmd.args([
@@ -1148,8 +1167,11 @@ impl Bench {
             "2s",
             "--latency",
         ]);
-        let url = if path == PathKind::Direct {
-            cmd.arg("-s").arg(self.wrk_script()?);
+        let direct = path == PathKind::Direct;
+        if direct || pause_ms.is_some() {
+            cmd.arg("-s").arg(self.wrk_script(direct, pause_ms)?);
+        }
+        let url = if direct {
             format!("http://{}/", BACKENDS[0].1)
         } else {
             format!("http://{VIP}/")
@@ -1277,6 +1299,22 @@ impl Bench {
             Err(e) => {
                 println!("   B keep-alive http: FAILED: {e}");
                 res.errors.push(format!("B keep-alive http: {e}"));
+            }
+        }
+        match self.wrk(path, Some(FIXED_RATE_PAUSE_MS)) {
+            Ok(h) => {
+                println!(
+                    "   B fixed-rate http: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
+                    h.rps,
+                    h.p50_ms,
+                    h.p99_ms,
+                    h.errors + h.non2xx
+                );
+                res.fixed_rate.push(h);
+            }
+            Err(e) => {
+                println!("   B fixed-rate http: FAILED: {e}");
+                res.errors.push(format!("B fixed-rate http: {e}"));
             }
         }
     }
@@ -1491,6 +1529,55 @@ fn report_tcp_conns(results: &[(PathKind, PathResult)], cli: &Cli) {
     }
 }
 
+/// Each wrk connection's pause between requests in the fixed-rate runs:
+/// with the default connections, about a thousand requests a second,
+/// far below what any path saturates at, so the latency is the path's own.
+const FIXED_RATE_PAUSE_MS: u32 = 20;
+
+/// (B2): HTTP at a fixed, unsaturated rate: the latency each path adds.
+fn report_fixed_rate(results: &[(PathKind, PathResult)], cli: &Cli) {
+    println!();
+    println!(
+        "(B2) HTTP at a fixed rate (wrk -c{}, each connection pausing {FIXED_RATE_PAUSE_MS} ms between requests, {} s per round); median of the rounds; added = over direct",
+        cli.connections, cli.seconds
+    );
+    println!(
+        "{:<9} {:>9} {:>8} {:>8} {:>11} {:>11} {:>7}",
+        "path", "req/s", "p50 ms", "p99 ms", "p50 added", "p99 added", "errors"
+    );
+    let med = |r: &PathResult, f: fn(&WrkOut) -> f64| median(r.fixed_rate.iter().map(f).collect());
+    let direct = result_of(results, PathKind::Direct);
+    let d50 = direct.and_then(|r| med(r, |w| w.p50_ms));
+    let d99 = direct.and_then(|r| med(r, |w| w.p99_ms));
+    for (p, r) in results {
+        let (Some(rps), Some(p50), Some(p99)) = (
+            med(r, |w| w.rps),
+            med(r, |w| w.p50_ms),
+            med(r, |w| w.p99_ms),
+        ) else {
+            println!("{:<9} failed", p.label());
+            continue;
+        };
+        let added = |v: f64, d: Option<f64>| d.map_or("-".to_owned(), |d| format!("{:+.3}", v - d));
+        println!(
+            "{:<9} {:>9.0} {:>8.3} {:>8.3} {:>11} {:>11} {:>7}",
+            p.label(),
+            rps,
+            p50,
+            p99,
+            added(p50, d50),
+            added(p99, d99),
+            r.fixed_rate
+                .iter()
+                .map(|h| h.errors + h.non2xx)
+                .sum::<u64>()
+        );
+        let k = p.key();
+        println!("FIGURE paths_http_fixed_rate_p50_{k}={p50:.3} unit=ms");
+        println!("FIGURE paths_http_fixed_rate_p99_{k}={p99:.3} unit=ms");
+    }
+}
+
 /// (B): HTTP keep-alive with wrk.
 fn report_http(results: &[(PathKind, PathResult)], cli: &Cli) {
     println!();
@@ -1697,6 +1784,7 @@ fn report(results: &[(PathKind, PathResult)], cli: &Cli) -> bool {
     report_udp_paced(results, cli);
     report_tcp_conns(results, cli);
     report_http(results, cli);
+    report_fixed_rate(results, cli);
     report_figures(results);
     report_targets(results);
     let mut complete = true;
