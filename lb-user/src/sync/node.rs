@@ -386,11 +386,40 @@ fn bind_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
         socket.set_only_v6(false)?;
     }
     socket.set_reuse_address(true)?;
-    // Best effort: the kernel caps it at net.core.rmem_max.
-    let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+    // A bulk sync arrives faster than it is applied at times: room for
+    // thousands of datagrams. SO_RCVBUFFORCE (lbd has CAP_NET_ADMIN) is not
+    // capped by net.core.rmem_max (4 MiB on Debian, where SO_RCVBUF stops);
+    // without the capability, the capped size is what we get.
+    if force_recv_buffer(&socket, RECV_BUFFER).is_err() {
+        let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
+}
+
+/// `SO_RCVBUFFORCE` of `bytes` on `socket`.
+///
+/// # Errors
+/// The call fails (no `CAP_NET_ADMIN`).
+fn force_recv_buffer(socket: &socket2::Socket, bytes: usize) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: an int option of its size on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&raw const size).cast(),
+            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn rand_u32() -> u32 {
