@@ -772,13 +772,109 @@ fn two_arms_forward_between_interfaces_through_a_crash() {
     }
 }
 
+/// What both VRRP pairs here share: their lbd processes, their files
+/// and pins (named after [`PAIR`]); dropping it stops the daemons and
+/// removes what a killed one left pinned.
+struct Nodes {
+    prefix: String,
+    dir: PathBuf,
+    lbd: Vec<Option<Daemon>>,
+}
+
+impl Nodes {
+    fn new(prefix: &str, what: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("{prefix}{what}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            prefix: prefix.to_owned(),
+            dir,
+            lbd: vec![None, None],
+        }
+    }
+
+    fn pin_path(&self, node: usize) -> PathBuf {
+        format!("/sys/fs/bpf/{}{}", self.prefix, PAIR[node].0).into()
+    }
+
+    fn socket(&self, node: usize) -> PathBuf {
+        self.dir.join(format!("{}.sock", PAIR[node].0))
+    }
+
+    fn write_config(&self, node: usize, text: &str) -> PathBuf {
+        let path = self.dir.join(format!("{}.toml", PAIR[node].0));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Start node `node`'s lbd in `ns` on `config`, and wait for `ready`
+    /// in its log.
+    fn start(&mut self, ns: &Netns, node: usize, config: &str, ready: &str) {
+        let lb = PAIR[node].0;
+        let path = self.write_config(node, config);
+        let mut cmd = ns.command(&*LBD);
+        cmd.arg("--config").arg(&path);
+        let lbd = Daemon::spawn(lb, &mut cmd, self.dir.join(format!("{lb}.log"))).unwrap();
+        if let Err(e) = lbd.wait_log(ready, Duration::from_secs(15)) {
+            panic!("{lb}: {e}\n{}", lbd.log());
+        }
+        self.lbd[node] = Some(lbd);
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for d in self.lbd.iter().flatten() {
+            out.push_str(&format!("== {}\n{}", d.name(), d.log()));
+        }
+        out
+    }
+
+    /// `lbctl status`'s sync part of node `node` (in `ns`).
+    fn sync_status(&self, ns: &Netns, node: usize) -> serde_json::Value {
+        let out = ns
+            .command(&*LBCTL)
+            .arg("--socket")
+            .arg(self.socket(node))
+            .args(["--json", "status"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["data"]["sync"].clone()
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for lbd in &mut self.lbd {
+            drop(lbd.take());
+        }
+        // A killed lbd's data plane stays pinned: remove it.
+        for node in 0..2 {
+            let _ = lb_user::dataplane::loader::detach_pinned(&self.pin_path(node));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Two LB nodes with VRRP and connection sync in front of the fullnat
 /// service: the VIP and the SNAT address (198.18.2.1) are both VRRP
 /// addresses, so the servers' replies follow the master.
 struct Pair {
+    /// First: dropped (daemons stopped) before the LAN.
+    nodes: Nodes,
     lan: Lan,
-    dir: PathBuf,
-    lbd: Vec<Option<Daemon>>,
+}
+
+impl std::ops::Deref for Pair {
+    type Target = Nodes;
+    fn deref(&self) -> &Nodes {
+        &self.nodes
+    }
+}
+
+impl std::ops::DerefMut for Pair {
+    fn deref_mut(&mut self) -> &mut Nodes {
+        &mut self.nodes
+    }
 }
 
 const PAIR: [(&str, &str, &str); 2] = [
@@ -805,21 +901,14 @@ impl Pair {
         }
         add_servers(&mut lan, false);
         lan.prepare_xdp("client").unwrap();
-        let dir = std::env::temp_dir().join(format!("{}natpair", lan.prefix()));
-        std::fs::create_dir_all(&dir).unwrap();
         Self {
+            nodes: Nodes::new(lan.prefix(), "natpair"),
             lan,
-            dir,
-            lbd: vec![None, None],
         }
     }
 
     fn ns(&self, role: &str) -> &Netns {
         &self.lan.host(role).ns
-    }
-
-    fn pin_path(&self, node: usize) -> PathBuf {
-        format!("/sys/fs/bpf/{}{}", self.lan.prefix(), PAIR[node].0).into()
     }
 
     /// Node `node`'s file with the first `backends` of [`BACKENDS`].
@@ -836,7 +925,7 @@ impl Pair {
             global: Global {
                 router_id: Some(PAIR[node].0.into()),
                 bpf_pin_path: self.pin_path(node),
-                control_socket: self.dir.join(format!("{}.sock", PAIR[node].0)),
+                control_socket: self.socket(node),
                 metrics_listen: None,
             },
             dataplane: Some(Dataplane {
@@ -880,29 +969,13 @@ impl Pair {
     }
 
     fn write_config(&self, node: usize, backends: usize) -> PathBuf {
-        let path = self.dir.join(format!("{}.toml", PAIR[node].0));
-        std::fs::write(&path, self.config(node, backends)).unwrap();
-        path
+        self.nodes.write_config(node, &self.config(node, backends))
     }
 
     fn start(&mut self, node: usize, ready: &str) {
-        let lb = PAIR[node].0;
-        let path = self.write_config(node, 2);
-        let mut cmd = self.ns(lb).command(&*LBD);
-        cmd.arg("--config").arg(&path);
-        let lbd = Daemon::spawn(lb, &mut cmd, self.dir.join(format!("{lb}.log"))).unwrap();
-        if let Err(e) = lbd.wait_log(ready, Duration::from_secs(15)) {
-            panic!("{lb}: {e}\n{}", lbd.log());
-        }
-        self.lbd[node] = Some(lbd);
-    }
-
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        for d in self.lbd.iter().flatten() {
-            out.push_str(&format!("== {}\n{}", d.name(), d.log()));
-        }
-        out
+        let config = self.config(node, 2);
+        let ns = &self.lan.host(PAIR[node].0).ns;
+        self.nodes.start(ns, node, &config, ready);
     }
 
     fn holds_vip(&self, node: usize) -> bool {
@@ -910,29 +983,7 @@ impl Pair {
     }
 
     fn sync_status(&self, node: usize) -> serde_json::Value {
-        let out = self
-            .ns(PAIR[node].0)
-            .command(&*LBCTL)
-            .arg("--socket")
-            .arg(self.dir.join(format!("{}.sock", PAIR[node].0)))
-            .args(["--json", "status"])
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v["data"]["sync"].clone()
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for lbd in &mut self.lbd {
-            drop(lbd.take());
-        }
-        // A killed lbd's data plane stays pinned: remove it.
-        for node in 0..2 {
-            let _ = lb_user::dataplane::loader::detach_pinned(&self.pin_path(node));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.nodes.sync_status(self.ns(PAIR[node].0), node)
     }
 }
 
@@ -1033,17 +1084,24 @@ fn fullnat_connections_survive_the_master_s_death() {
 /// gateway VIP, so their replies go through whichever node holds it.
 /// Connection sync runs over the clients' LAN.
 struct GroupPair {
+    /// First: dropped (daemons stopped) before the LANs.
+    nodes: Nodes,
     outside: Lan,
     inside: Lan,
-    dir: PathBuf,
-    lbd: Vec<Option<Daemon>>,
 }
 
-/// (name, `eth0` address, `eth1` address) of the sync-group pair's nodes.
-const GROUP_PAIR: [(&str, &str, &str); 2] = [
-    ("lb1", "198.18.0.2", "198.18.2.2"),
-    ("lb2", "198.18.0.3", "198.18.2.3"),
-];
+impl std::ops::Deref for GroupPair {
+    type Target = Nodes;
+    fn deref(&self) -> &Nodes {
+        &self.nodes
+    }
+}
+
+impl std::ops::DerefMut for GroupPair {
+    fn deref_mut(&mut self) -> &mut Nodes {
+        &mut self.nodes
+    }
+}
 
 impl GroupPair {
     fn new() -> Self {
@@ -1053,7 +1111,7 @@ impl GroupPair {
             .unwrap();
         let mut inside = Lan::new().unwrap();
         add_servers(&mut inside, true);
-        for (i, (lb, addr, inner)) in GROUP_PAIR.iter().enumerate() {
+        for (i, (lb, addr, inner)) in PAIR.iter().enumerate() {
             let host = outside
                 .add_host(
                     lb,
@@ -1074,13 +1132,10 @@ impl GroupPair {
         // veth in native mode need NAPI on its peer.
         outside.prepare_xdp("client").unwrap();
         inside.prepare_xdp(BACKENDS[0].0).unwrap();
-        let dir = std::env::temp_dir().join(format!("{}natgroup", outside.prefix()));
-        std::fs::create_dir_all(&dir).unwrap();
         Self {
+            nodes: Nodes::new(outside.prefix(), "natgroup"),
             outside,
             inside,
-            dir,
-            lbd: vec![None, None],
         }
     }
 
@@ -1089,19 +1144,6 @@ impl GroupPair {
             Some(h) => &h.ns,
             None => &self.outside.host(role).ns,
         }
-    }
-
-    fn pin_path(&self, node: usize) -> PathBuf {
-        format!(
-            "/sys/fs/bpf/{}{}",
-            self.outside.prefix(),
-            GROUP_PAIR[node].0
-        )
-        .into()
-    }
-
-    fn socket(&self, node: usize) -> PathBuf {
-        self.dir.join(format!("{}.sock", GROUP_PAIR[node].0))
     }
 
     /// Node `node`'s file with the first `backends` of [`BACKENDS`]: lb1
@@ -1128,7 +1170,7 @@ impl GroupPair {
             .collect();
         Config {
             global: Global {
-                router_id: Some(GROUP_PAIR[node].0.into()),
+                router_id: Some(PAIR[node].0.into()),
                 bpf_pin_path: self.pin_path(node),
                 control_socket: self.socket(node),
                 metrics_listen: None,
@@ -1159,7 +1201,7 @@ impl GroupPair {
             }],
             sync: Some(Sync::new(
                 "a test secret, 16+ characters",
-                vec![GROUP_PAIR[1 - node].1.parse().unwrap()],
+                vec![PAIR[1 - node].1.parse().unwrap()],
             )),
             nat: Nat {
                 flows: 4096,
@@ -1172,9 +1214,7 @@ impl GroupPair {
     }
 
     fn write_config(&self, node: usize, backends: usize) -> PathBuf {
-        let path = self.dir.join(format!("{}.toml", GROUP_PAIR[node].0));
-        std::fs::write(&path, self.config(node, backends)).unwrap();
-        path
+        self.nodes.write_config(node, &self.config(node, backends))
     }
 
     /// Both nodes reload with the first `backends` servers.
@@ -1188,28 +1228,14 @@ impl GroupPair {
     }
 
     fn start(&mut self, node: usize, ready: &str) {
-        let lb = GROUP_PAIR[node].0;
-        let path = self.write_config(node, 2);
-        let mut cmd = self.ns(lb).command(&*LBD);
-        cmd.arg("--config").arg(&path);
-        let lbd = Daemon::spawn(lb, &mut cmd, self.dir.join(format!("{lb}.log"))).unwrap();
-        if let Err(e) = lbd.wait_log(ready, Duration::from_secs(15)) {
-            panic!("{lb}: {e}\n{}", lbd.log());
-        }
-        self.lbd[node] = Some(lbd);
-    }
-
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        for d in self.lbd.iter().flatten() {
-            out.push_str(&format!("== {}\n{}", d.name(), d.log()));
-        }
-        out
+        let config = self.config(node, 2);
+        let ns = &self.outside.host(PAIR[node].0).ns;
+        self.nodes.start(ns, node, &config, ready);
     }
 
     /// Whether `node` holds the external VIP and the servers' gateway.
     fn holds(&self, node: usize) -> (bool, bool) {
-        let ns = self.ns(GROUP_PAIR[node].0);
+        let ns = self.ns(PAIR[node].0);
         (
             ns.has_address("eth0", VIP),
             ns.has_address("eth1", LB_INSIDE),
@@ -1225,7 +1251,7 @@ impl GroupPair {
         done.unwrap_or_else(|| {
             panic!(
                 "{} does not hold both VIPs alone within {timeout:?}: lb1 {:?}, lb2 {:?}\n{}",
-                GROUP_PAIR[node].0,
+                PAIR[node].0,
                 self.holds(0),
                 self.holds(1),
                 self.logs()
@@ -1285,28 +1311,7 @@ impl GroupPair {
     }
 
     fn sync_status(&self, node: usize) -> serde_json::Value {
-        let out = self
-            .ns(GROUP_PAIR[node].0)
-            .command(&*LBCTL)
-            .arg("--socket")
-            .arg(self.socket(node))
-            .args(["--json", "status"])
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v["data"]["sync"].clone()
-    }
-}
-
-impl Drop for GroupPair {
-    fn drop(&mut self) {
-        for lbd in &mut self.lbd {
-            drop(lbd.take());
-        }
-        for node in 0..2 {
-            let _ = lb_user::dataplane::loader::detach_pinned(&self.pin_path(node));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.nodes.sync_status(self.ns(PAIR[node].0), node)
     }
 }
 
