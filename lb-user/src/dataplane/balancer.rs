@@ -325,6 +325,11 @@ pub trait Maps {
     fn read_table(&self, _slot: u32) -> Option<Vec<u32>> {
         None
     }
+    /// Entry `index` of the table in outer slot `slot`, as this process
+    /// wrote it (without copying the table).
+    fn table_entry(&self, slot: u32, index: u32) -> Option<u32> {
+        self.read_table(slot)?.get(index as usize).copied()
+    }
     /// Write backend slot `index`.
     ///
     /// # Errors
@@ -405,8 +410,10 @@ pub struct LiveTable {
     pub source_hash: bool,
     /// With client affinity: a template, not the table, may choose.
     pub persistent: bool,
-    /// Backend slot per table slot.
-    pub entries: Vec<u32>,
+    /// Table size (the ring size).
+    pub size: u32,
+    /// Its outer slot in the table of tables.
+    pub slot: u32,
 }
 
 /// How a service's Maglev table rewrites moved its slots between backends:
@@ -737,20 +744,28 @@ impl<M: Maps> Balancer<M> {
             .values()
             .filter(|s| s.flags & vip_flags::NO_BACKEND == 0)
             .filter_map(|s| {
-                let entries = self
-                    .maps
-                    .read_table(VipMeta::table_slot(s.id, s.active_table))?;
+                let slot = VipMeta::table_slot(s.id, s.active_table);
+                // Written by this process (an adopted table is not mapped
+                // here until its first rewrite).
+                self.maps.table_entry(slot, 0)?;
                 Some((
                     s.id,
                     LiveTable {
                         generation: s.generation,
                         source_hash: s.spec.source_hash,
                         persistent: s.spec.persistence.is_some(),
-                        entries,
+                        size: s.spec.ring_size,
+                        slot,
                     },
                 ))
             })
             .collect()
+    }
+
+    /// Entry `index` of live table `t` (its backend slot).
+    #[must_use]
+    pub fn table_entry(&self, t: &LiveTable, index: u32) -> Option<u32> {
+        self.maps.table_entry(t.slot, index)
     }
 
     /// How service `key`'s table rewrites have moved its slots.
@@ -1364,6 +1379,15 @@ impl Maps for EbpfMaps {
                 .map(|&e| e as u32)
                 .collect(),
         )
+    }
+
+    fn table_entry(&self, slot: u32, index: u32) -> Option<u32> {
+        let table = self.inner.get(&slot)?;
+        table
+            .mem
+            .slice::<u64>(table.len)
+            .get(index as usize)
+            .map(|&e| e as u32)
     }
 
     fn set_backend(&mut self, index: u32, backend: &Backend) -> Result<(), BalancerError> {

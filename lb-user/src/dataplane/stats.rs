@@ -340,6 +340,7 @@ pub fn backend_stats_of(ebpf: &aya::Ebpf, index: u32) -> Result<TrafficCounters,
 pub fn flows_off_table<S: std::hash::BuildHasher>(
     ebpf: &aya::Ebpf,
     tables: &std::collections::HashMap<u32, crate::dataplane::balancer::LiveTable, S>,
+    entry: impl Fn(&crate::dataplane::balancer::LiveTable, u32) -> Option<u32>,
 ) -> Result<std::collections::HashMap<u32, (u64, u64)>, StatsError> {
     use lb_common::flow::{FLOW_SEEN_UNIT_NS, FlowSet, flow_age, flow_seen};
     use lb_common::hash::{flow_hash, maglev_slot, source_hash};
@@ -359,7 +360,7 @@ pub fn flows_off_table<S: std::hash::BuildHasher>(
             let Some(t) = tables.get(&state.vip_id) else {
                 continue;
             };
-            if t.generation != state.vip_generation || t.persistent || t.entries.is_empty() {
+            if t.generation != state.vip_generation || t.persistent || t.size == 0 {
                 continue;
             }
             let h = if t.source_hash {
@@ -367,8 +368,7 @@ pub fn flows_off_table<S: std::hash::BuildHasher>(
             } else {
                 hash
             };
-            let size = u32::try_from(t.entries.len()).unwrap_or(u32::MAX);
-            let choice = t.entries.get(maglev_slot(h, size) as usize).copied();
+            let choice = entry(t, maglev_slot(h, t.size));
             let counts: &mut (u64, u64) = out.entry(state.vip_id).or_default();
             counts.0 += 1;
             counts.1 += u64::from(choice != Some(state.backend));

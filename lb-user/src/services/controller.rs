@@ -1275,8 +1275,11 @@ pub fn traffic_stats<M: Maps, R: NextHops>(
         })
         .unwrap_or_default()
     };
-    let off = crate::dataplane::stats::flows_off_table(ebpf, &c.balancer.live_tables())
-        .unwrap_or_default();
+    let tables = c.balancer.live_tables();
+    let off = crate::dataplane::stats::flows_off_table(ebpf, &tables, |t, i| {
+        c.balancer.table_entry(t, i)
+    })
+    .unwrap_or_default();
     c.balancer
         .services()
         .map(|(key, _, id)| ServiceTraffic {
