@@ -65,3 +65,33 @@ pub fn exit_delta(before: &ExitCounters, after: &ExitCounters) -> Vec<&'static s
         .map(|(n, _)| *n)
         .collect()
 }
+
+/// The balancer program loaded (not attached) with its maps behind a
+/// [`Balancer`], and the global settings the benchmarks use (an `ipip`
+/// source range in 198.18.255.0/24, MTU 1500, the default SNAT ports).
+///
+/// # Errors
+/// The object does not load or the settings cannot be written.
+pub fn load_balancer() -> Result<
+    (
+        Ebpf,
+        lb_user::dataplane::balancer::Balancer<lb_user::dataplane::balancer::EbpfMaps>,
+    ),
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    use lb_user::dataplane::balancer::{Balancer, EbpfMaps};
+    let mut ebpf = Ebpf::load(lb_user::EBPF_OBJ)?;
+    let program: &mut Xdp = ebpf.program_mut(PROGRAM).ok_or("no program")?.try_into()?;
+    program.load()?;
+    let mut balancer = Balancer::new(EbpfMaps::take(&mut ebpf)?);
+    let (port_min, port_max) = lb_common::nat::DEFAULT_SNAT_PORTS;
+    balancer.set_config(&lb_common::config::Config {
+        ipip_src_v4_be: u32::from_ne_bytes([198, 18, 255, 0]),
+        ipip_src_v4_mask_be: u32::from_ne_bytes([0, 0, 0, 255]),
+        mtu: 1500,
+        snat_port_min: port_min,
+        snat_ports: port_max - port_min + 1,
+        ..lb_common::config::Config::default()
+    })?;
+    Ok((ebpf, balancer))
+}

@@ -61,14 +61,18 @@ fn pair(tag: &str) -> Pair {
 }
 
 impl Pair {
-    fn lbgen(&self, args: &[&str]) -> String {
-        let out = self
-            .gen_ns
+    /// lbgen in the generator's namespace, sending to the receiver.
+    fn command(&self, args: &[&str]) -> std::process::Output {
+        self.gen_ns
             .command(&*LBGEN)
             .args(["--iface", "eth0", "--dst-mac", &self.recv_mac])
             .args(args)
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    fn lbgen(&self, args: &[&str]) -> String {
+        let out = self.command(args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -275,13 +279,7 @@ fn bad_options_say_what_is_wrong() {
             "`new`",
         ),
     ] {
-        let out = p
-            .gen_ns
-            .command(&*LBGEN)
-            .args(["--iface", "eth0", "--dst-mac", &p.recv_mac])
-            .args(args)
-            .output()
-            .unwrap();
+        let out = p.command(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success() && stderr.contains(want),

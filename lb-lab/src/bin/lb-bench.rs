@@ -19,7 +19,6 @@ use aya::{
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
 use clap::Parser;
-use lb_common::config::Config;
 use lb_lab::testpkt::{FrameSpec, L4};
 use lb_user::{
     dataplane::balancer::{
@@ -59,22 +58,12 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
     // The reference LRU is small, so nearly every insert evicts (a busy
     // table is full).
-    let mut ebpf = Ebpf::load(lb_user::EBPF_OBJ)?;
+    let (ebpf, mut balancer) =
+        lb_lab::testrun::load_balancer().map_err(|e| -> Box<dyn std::error::Error> { e })?;
     let mut test_progs = EbpfLoader::new()
         .map_max_entries("bench_lru", 1 << 16)
         .load(lb_lab::TEST_OBJ)?;
     let mut decap_obj = Ebpf::load(lb_user::DECAP_OBJ)?;
-    let program: &mut Xdp = ebpf.program_mut(PROGRAM).ok_or("no program")?.try_into()?;
-    program.load()?;
-    let mut balancer = Balancer::new(EbpfMaps::take(&mut ebpf)?);
-    balancer.set_config(&Config {
-        ipip_src_v4_be: u32::from_ne_bytes([198, 18, 255, 0]),
-        ipip_src_v4_mask_be: u32::from_ne_bytes([0, 0, 0, 255]),
-        mtu: 1500,
-        snat_port_min: lb_common::nat::DEFAULT_SNAT_PORTS.0,
-        snat_ports: lb_common::nat::DEFAULT_SNAT_PORTS.1 - lb_common::nat::DEFAULT_SNAT_PORTS.0 + 1,
-        ..Config::default()
-    })?;
     let backends: Vec<BackendSpec> = (0..cli.backends)
         .map(|i| BackendSpec {
             addr: IpAddr::from([198, 18, 1, 10 + i]),

@@ -35,7 +35,6 @@ use aya::{
     programs::{ProgramFd, TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use clap::Parser;
-use lb_common::config::Config;
 use lb_lab::{
     cpu::{set_affinity, set_affinity_all, set_fifo, threaded_napi},
     netns::{Netns, veth_between},
@@ -375,18 +374,7 @@ impl Rig {
 
 /// lb's program with the four services, loaded.
 fn load_lb(sink_mac: [u8; 6]) -> Res<(Ebpf, Balancer<EbpfMaps>)> {
-    let mut ebpf = EbpfLoader::new().load(lb_user::EBPF_OBJ)?;
-    let program: &mut Xdp = ebpf.program_mut(PROGRAM).ok_or("no program")?.try_into()?;
-    program.load()?;
-    let mut balancer = Balancer::new(EbpfMaps::take(&mut ebpf)?);
-    balancer.set_config(&Config {
-        ipip_src_v4_be: u32::from_ne_bytes([198, 18, 255, 0]),
-        ipip_src_v4_mask_be: u32::from_ne_bytes([0, 0, 0, 255]),
-        mtu: 1500,
-        snat_port_min: lb_common::nat::DEFAULT_SNAT_PORTS.0,
-        snat_ports: lb_common::nat::DEFAULT_SNAT_PORTS.1 - lb_common::nat::DEFAULT_SNAT_PORTS.0 + 1,
-        ..Config::default()
-    })?;
+    let (ebpf, mut balancer) = lb_lab::testrun::load_balancer()?;
     for (port, mode) in [
         (80, Mode::Dsr),
         (81, Mode::Ipip),
