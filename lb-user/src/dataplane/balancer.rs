@@ -401,6 +401,14 @@ struct Service {
     churn: TableChurn,
 }
 
+/// The backend slots of `pool` that own table slots (weight above 0).
+fn table_owners(pool: &[(BackendSpec, u32)]) -> HashSet<u32> {
+    pool.iter()
+        .filter(|(b, _)| b.weight > 0)
+        .map(|&(_, i)| i)
+        .collect()
+}
+
 /// A service's live Maglev table ([`Balancer::live_tables`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveTable {
@@ -435,19 +443,24 @@ pub struct TableChurn {
 
 impl TableChurn {
     /// Count the rewrite from `old` to `new` (backend slot per table
-    /// slot); `None` (not counted) when the sizes differ (a new ring
-    /// size moves everything, which says nothing).
-    pub fn record(&mut self, old: &[u32], new: &[u32]) -> Option<(u32, u32, u32)> {
+    /// slot), the old pool's backend slots `was` and the new one's `is`;
+    /// `None` (not counted) when the sizes differ (a new ring size moves
+    /// everything, which says nothing).
+    pub fn record(
+        &mut self,
+        old: &[u32],
+        new: &[u32],
+        was: &HashSet<u32>,
+        is: &HashSet<u32>,
+    ) -> Option<(u32, u32, u32)> {
         if old.len() != new.len() || old.is_empty() {
             return None;
         }
-        let old_set: HashSet<u32> = old.iter().copied().collect();
-        let new_set: HashSet<u32> = new.iter().copied().collect();
         let (mut changed, mut necessary) = (0u32, 0u32);
         for (&o, &n) in old.iter().zip(new) {
             if o != n {
                 changed += 1;
-                if !new_set.contains(&o) || !old_set.contains(&n) {
+                if !is.contains(&o) || !was.contains(&n) {
                     necessary += 1;
                 }
             }
@@ -1012,7 +1025,8 @@ impl<M: Maps> Balancer<M> {
                 .map(|&i| acquired[i as usize])
                 .collect();
             if had_table {
-                self.measure_churn(key, &mut next, &entries);
+                let was = table_owners(&service.backends);
+                self.measure_churn(key, &mut next, &entries, &was);
             }
             let inactive = next.active_table ^ 1;
             self.maps
@@ -1046,10 +1060,18 @@ impl<M: Maps> Balancer<M> {
 
     /// Count how the rewrite of `next`'s live table to `entries` moves
     /// its slots (service `key`), and log a rewrite that moves any.
-    fn measure_churn(&self, key: &ServiceKey, next: &mut Service, entries: &[u32]) {
+    /// (`was`: the old pool's backend slots that own table slots).
+    fn measure_churn(
+        &self,
+        key: &ServiceKey,
+        next: &mut Service,
+        entries: &[u32],
+        was: &HashSet<u32>,
+    ) {
         let live = VipMeta::table_slot(next.id, next.active_table);
+        let is = table_owners(&next.backends);
         if let Some(old) = self.maps.read_table(live)
-            && let Some((size, changed, necessary)) = next.churn.record(&old, entries)
+            && let Some((size, changed, necessary)) = next.churn.record(&old, entries, was, &is)
             && changed > 0
         {
             let pct = |n: u32| 100.0 * f64::from(n) / f64::from(size);
