@@ -189,6 +189,14 @@ pub const fn flow_tag(hash: u32) -> u32 {
     hash | 1
 }
 
+/// The way where [`FlowSet::slot_for`] and [`FlowSet::find`] start their
+/// scans: the hash's top bits (the low ones pick the set).
+#[inline(always)]
+#[must_use]
+pub const fn first_way(hash: u32) -> usize {
+    (hash >> (32 - FLOW_WAYS.trailing_zeros())) as usize
+}
+
 /// The directory's time unit, 2^20 ns (about 1 ms, the coarse clock's
 /// own resolution): a busy flow writes its directory line at most once per
 /// unit, and ages compare correctly up to 2^32 units (50 days).
@@ -264,16 +272,18 @@ impl FlowEntry {
         let (a, b) = (self.key.words(), key.words());
         // Ports first (differ between a set's flows nearly always), then
         // the low words of the addresses (the IPv4 ones), then the rest.
-        read(&a[8]) == b[8]
-            && read(&a[3]) == b[3]
-            && read(&a[7]) == b[7]
-            && read(&a[9]) == b[9]
-            && read(&a[2]) == b[2]
-            && read(&a[6]) == b[6]
-            && read(&a[0]) == b[0]
-            && read(&a[1]) == b[1]
-            && read(&a[4]) == b[4]
-            && read(&a[5]) == b[5]
+        // `key`'s words are read in place too: hoisted out of a caller's
+        // loop over the ways, they were ten spills on the BPF stack.
+        read(&a[8]) == read(&b[8])
+            && read(&a[3]) == read(&b[3])
+            && read(&a[7]) == read(&b[7])
+            && read(&a[9]) == read(&b[9])
+            && read(&a[2]) == read(&b[2])
+            && read(&a[6]) == read(&b[6])
+            && read(&a[0]) == read(&b[0])
+            && read(&a[1]) == read(&b[1])
+            && read(&a[4]) == read(&b[4])
+            && read(&a[5]) == read(&b[5])
     }
 
     /// The state, if the check word vouches for it (`hash`: the key's).
@@ -293,12 +303,18 @@ impl FlowEntry {
 impl FlowSet {
     /// The way holding `key` (hash `hash`) with a valid check word: its
     /// index (below [`FLOW_WAYS`]) and state.
+    ///
+    /// The scan starts where [`FlowSet::slot_for`]'s does, at the way the
+    /// hash picks: a flow that found that way empty when it was recorded
+    /// (in a set less than full, most flows) is found at the first tag.
     #[inline(always)]
     #[must_use]
     pub fn find(&self, key: &FlowKey, hash: u32) -> Option<(usize, FlowState)> {
         let tag = flow_tag(hash);
-        let mut i = 0;
-        while i < FLOW_WAYS {
+        let start = first_way(hash);
+        let mut n = 0;
+        while n < FLOW_WAYS {
+            let i = (start + n) & (FLOW_WAYS - 1);
             if read(&self.tags[i]) == tag {
                 let way = &self.ways[i];
                 if way.has_key(key)
@@ -307,7 +323,7 @@ impl FlowSet {
                     return Some((i, state));
                 }
             }
-            i += 1;
+            n += 1;
         }
         None
     }
@@ -334,7 +350,7 @@ impl FlowSet {
     pub fn slot_for(&self, key: &FlowKey, hash: u32, now_ns: u64) -> (usize, Replaced) {
         let tag = flow_tag(hash);
         let now = flow_seen(now_ns);
-        let start = (hash >> 29) as usize;
+        let start = first_way(hash);
         let mut best = start;
         // Age in time units, plus one; an empty way ranks above any flow.
         let mut best_age = 0u64;
@@ -533,6 +549,18 @@ mod tests {
             .filter(|w| w.has_key(&key(1)))
             .count();
         assert_eq!(held, 1);
+    }
+
+    #[test]
+    fn a_flow_recorded_in_a_set_with_room_sits_where_find_looks_first() {
+        for n in 0..64 {
+            let mut set = FlowSet::default();
+            let (k, h) = (key(n), flow_hash(&key(n)));
+            let (way, replaced) = set.slot_for(&k, h, SEC);
+            assert_eq!((way, replaced), (first_way(h), Replaced::Nothing));
+            set.write(way, &k, h, 1, 0, 1, SEC);
+            assert_eq!(set.find(&k, h).map(|(i, _)| i), Some(way));
+        }
     }
 
     #[test]

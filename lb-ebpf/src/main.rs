@@ -19,6 +19,7 @@
 //! - `forward`: `dsr`, `ipip`, ICMP too-big;
 //! - `nat`: `nat` and `fullnat`, both directions;
 //! - `csum`: internet checksum;
+//! - `clock`: the coarse clock, read once per tick per CPU;
 //! - `stats`: per-CPU counters;
 //! - `maps`: every map the program uses.
 //!
@@ -27,6 +28,7 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+mod clock;
 mod csum;
 mod forward;
 mod maps;

@@ -139,6 +139,11 @@ pub struct PersistScratch {
 #[btf_map(name = "persist_scratch")]
 pub static PERSIST_SCRATCH: PerCpuArray<PersistScratch, 1> = PerCpuArray::new();
 
+/// Per-CPU: the coarse clock's last reading and the `jiffies` it was
+/// taken at (`crate::clock`).
+#[btf_map(name = "clock")]
+pub static CLOCK: PerCpuArray<crate::clock::ClockCache, 1> = PerCpuArray::new();
+
 /// Per-CPU scratch space where a new NAT flow's entries are built.
 #[btf_map(name = "nat_scratch")]
 pub static NAT_SCRATCH: PerCpuArray<crate::nat::NatScratch, 1> = PerCpuArray::new();

@@ -21,7 +21,7 @@
     reason = "keys and values go to the map helpers by reference: by value they would be copied onto the 512-byte BPF stack first"
 )]
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
+use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
 use lb_common::{
     backend::{Backend, backend_flags},
     flow::{FlowKey, flow_seen},
@@ -79,8 +79,7 @@ pub fn forward(ctx: &XdpContext, pkt: &Packet) -> usize {
     if e.flags & nat_flags::PERSIST != 0
         && let Some(vip) = VIP_IDS.get(e.vip_id)
     {
-        // SAFETY: a helper without arguments.
-        let now = unsafe { bpf_ktime_get_coarse_ns() };
+        let now = crate::clock::coarse_now_ns();
         crate::select::keep_template(vip, &pkt.flow.src, e.backend, now);
     }
     // The slot's MAC is the freshest (the neighbour may have moved); a
@@ -357,8 +356,7 @@ pub fn new_flow(ctx: &XdpContext, pkt: &Packet, hash: u32, vip: &VipMeta, index:
     // copied without a branch: a branch here doubled the verifier's
     // states on every path that follows.
     let flags = (if fullnat { nat_flags::FULLNAT } else { 0 }) | (vip.flags & vip_flags::PERSIST);
-    // SAFETY: a helper without arguments.
-    let seen = flow_seen(unsafe { bpf_ktime_get_coarse_ns() });
+    let seen = flow_seen(crate::clock::coarse_now_ns());
     let f = &pkt.flow;
     let r = &mut s.reply;
     set_key(
@@ -535,8 +533,7 @@ fn is_zero(mac: &[u8; 6]) -> bool {
 /// Mark the entry seen now, with the packet's TCP flags.
 #[inline(always)]
 fn touch(e: &mut NatEntry, pkt: &Packet, reply: bool) {
-    // SAFETY: a helper without arguments.
-    let now = flow_seen(unsafe { bpf_ktime_get_coarse_ns() });
+    let now = flow_seen(crate::clock::coarse_now_ns());
     if e.seen != now {
         e.seen = now;
     }

@@ -128,8 +128,7 @@ pub fn established(pkt: &Packet, hash: u32, out: &mut MaybeUninit<Chosen>) -> bo
     let Some(backend) = backend_at(index, vip.id) else {
         return false;
     };
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = crate::clock::coarse_now_ns();
     set.touch(way, now);
     if vip.flags & vip_flags::PERSIST != 0 {
         keep_template(vip, &pkt.flow.src, index, now);
@@ -155,8 +154,7 @@ pub fn new_flow(
     index: u32,
     out: &mut MaybeUninit<Chosen>,
 ) -> bool {
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let now = crate::clock::coarse_now_ns();
     let Some(backend) = backend_at(index, vip.id) else {
         return false;
     };

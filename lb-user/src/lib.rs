@@ -85,6 +85,7 @@ mod tests {
             set(&[
                 "arms",
                 "backends",
+                "clock",
                 "config",
                 "flow_events",
                 "flows",
