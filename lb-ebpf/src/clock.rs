@@ -19,6 +19,11 @@
 //! is more than a tick old and that reads in that moment keeps a value one
 //! tick behind until the next tick, as any reader of the coarse clock just
 //! before a tick gets.
+//!
+//! Only the per-packet paths of established flows use it (connection-table
+//! hit, NAT forward and reply): new flows call the helper themselves, as
+//! `select::choose` does anyway; the cache's branch in those paths cost
+//! the verifier more states than it saved time.
 
 use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 

@@ -21,7 +21,7 @@
     reason = "keys and values go to the map helpers by reference: by value they would be copied onto the 512-byte BPF stack first"
 )]
 
-use aya_ebpf::{bindings::BPF_NOEXIST, programs::XdpContext};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use lb_common::{
     backend::{Backend, backend_flags},
     flow::{FlowKey, flow_seen},
@@ -356,7 +356,8 @@ pub fn new_flow(ctx: &XdpContext, pkt: &Packet, hash: u32, vip: &VipMeta, index:
     // copied without a branch: a branch here doubled the verifier's
     // states on every path that follows.
     let flags = (if fullnat { nat_flags::FULLNAT } else { 0 }) | (vip.flags & vip_flags::PERSIST);
-    let seen = flow_seen(crate::clock::coarse_now_ns());
+    // SAFETY: a helper without arguments.
+    let seen = flow_seen(unsafe { bpf_ktime_get_coarse_ns() });
     let f = &pkt.flow;
     let r = &mut s.reply;
     set_key(

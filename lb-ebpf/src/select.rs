@@ -154,7 +154,8 @@ pub fn new_flow(
     index: u32,
     out: &mut MaybeUninit<Chosen>,
 ) -> bool {
-    let now = crate::clock::coarse_now_ns();
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let Some(backend) = backend_at(index, vip.id) else {
         return false;
     };
