@@ -260,6 +260,9 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
         "{} running; SIGINT or SIGTERM stops, SIGHUP reloads, SIGUSR2 exits leaving the data plane forwarding (restart)",
         d.name
     );
+    // Retired Maglev tables are freed a second after they went out of use.
+    let mut tidy = tokio::time::interval(std::time::Duration::from_secs(1));
+    tidy.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome = loop {
         let failed = async {
             match d.vrrp.as_mut() {
@@ -292,6 +295,11 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
             Some(event) = controller_event => {
                 if let Some(ctl) = d.controller.as_mut() {
                     ctl.handle(event);
+                }
+            }
+            _ = tidy.tick() => {
+                if let Some(ctl) = d.controller.as_mut() {
+                    ctl.tidy();
                 }
             }
             Some(reply) = scrape_rx.recv() => {

@@ -775,6 +775,12 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         }
     }
 
+    /// Free data-plane memory that went out of use (retired Maglev
+    /// tables); the daemon calls it every second.
+    pub fn tidy(&mut self) {
+        self.balancer.tidy();
+    }
+
     /// Status of every service.
     #[must_use]
     pub fn status(&self) -> Vec<ServiceStatus> {
@@ -1333,8 +1339,8 @@ mod tests {
         fn set_filter(&mut self, _: u32, _: u8) -> Result<(), BalancerError> {
             Ok(())
         }
-        fn write_table(&mut self, _: u32, _: &[u32]) -> Result<(), BalancerError> {
-            Ok(())
+        fn write_table(&mut self, _: &[u16], _: &[u32]) -> Result<u32, BalancerError> {
+            Ok(0)
         }
         fn set_backend(&mut self, _: u32, _: &Backend) -> Result<(), BalancerError> {
             Ok(())
