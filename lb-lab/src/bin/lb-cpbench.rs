@@ -285,15 +285,28 @@ fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
         mtu: 1500,
         ..Config::default()
     })?;
+    let spec_of = |addr: Ipv4Addr, i: u8| BackendSpec {
+        addr: IpAddr::V4(addr),
+        weight: 1,
+        mac: [2, 0, 0, 0, 0, i],
+        port: 0,
+        snat: None,
+        arm: 0,
+    };
+    // lbd keeps the last Maglev table it built: services with the same
+    // pool cost one build. The apply gives each service its own pool
+    // (addresses from 198.19.0.0/16 at 100 x its index, so consecutive
+    // services never share one); the shared pool comes after.
+    let own_pool = |service: u32| -> Vec<BackendSpec> {
+        (1..=BACKENDS)
+            .map(|i| {
+                let n = (service * u32::from(BACKENDS) + u32::from(i)) % 65_536;
+                spec_of(Ipv4Addr::from(0xc613_0000 | n), i)
+            })
+            .collect()
+    };
     let backends: Vec<BackendSpec> = (1..=BACKENDS)
-        .map(|i| BackendSpec {
-            addr: IpAddr::V4(backend_addr(i)),
-            weight: 1,
-            mac: [2, 0, 0, 0, 0, i],
-            port: 0,
-            snat: None,
-            arm: 0,
-        })
+        .map(|i| spec_of(backend_addr(i), i))
         .collect();
     let spec = ServiceSpec {
         mode: Mode::Dsr,
@@ -307,7 +320,7 @@ fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     for i in 0..n {
         let key = service_key(i);
         balancer.upsert_service(key, spec)?;
-        balancer.set_backends(&key, &backends)?;
+        balancer.set_backends(&key, &own_pool(i))?;
     }
     let took = t.elapsed().as_secs_f64();
     let rss_after = status_kib("self", "VmRSS")?;
@@ -325,7 +338,7 @@ fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     );
     report.add(
         "apply_total_s",
-        format!("apply {n} services x {BACKENDS} backends to the maps: total"),
+        format!("apply {n} services x {BACKENDS} backends (a pool each) to the maps: total"),
         took,
         "s",
     );
@@ -379,6 +392,18 @@ fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
         ),
         estimate_now as f64 / 1_048_576.0,
         "MiB",
+    );
+    // Every service to the one shared pool: a rewrite of each table, one
+    // Maglev build in all.
+    let t = Instant::now();
+    for i in 0..n {
+        balancer.set_backends(&service_key(i), &backends)?;
+    }
+    report.add(
+        "apply_shared_pool_s",
+        format!("rewrite all {n} services to one shared pool of {BACKENDS} (one Maglev build)"),
+        t.elapsed().as_secs_f64(),
+        "s",
     );
     flips(cli, &mut balancer, &backends, report)?;
     drop(balancer);
@@ -471,7 +496,9 @@ fn stop_lbd(lbd: &mut Daemon) -> Option<Duration> {
 /// Backend slots for `n` services over [`BACKENDS`] backends each (a
 /// backend in two services takes two slots).
 fn backend_pairs(n: u32) -> u32 {
-    (n * u32::from(BACKENDS)).max(lb_common::backend::MAX_BACKENDS)
+    // One pool more: moving a service to another pool takes the new slots
+    // before the old ones are released.
+    ((n + 1) * u32::from(BACKENDS)).max(lb_common::backend::MAX_BACKENDS)
 }
 
 /// lbd's file: `n` services on port 80 over the same [`BACKENDS`]

@@ -348,6 +348,15 @@ pub trait Maps {
     /// # Errors
     /// On map failure.
     fn set_backend(&mut self, index: u32, backend: &Backend) -> Result<(), BalancerError>;
+    /// Write several backend slots (one system call for the real maps).
+    ///
+    /// # Errors
+    /// On map failure; some may have been written.
+    fn set_backends_batch(&mut self, writes: &[(u32, Backend)]) -> Result<(), BalancerError> {
+        writes
+            .iter()
+            .try_for_each(|(index, backend)| self.set_backend(*index, backend))
+    }
     /// Zero the traffic counters (`stats_backend`) of backend slot `index`
     /// on every CPU. Called while the slot is inactive, before it serves a
     /// new (service, backend) pair.
@@ -509,6 +518,11 @@ pub struct Balancer<M> {
     /// Freed slot indices, reused oldest first so a freed slot's stale
     /// flows have long been re-balanced before it is reused.
     free_slots: std::collections::VecDeque<u32>,
+    /// The maps were created for us (not adopted): slots and ids never
+    /// handed out have all-zero counters.
+    pristine: bool,
+    /// The last Maglev table built, with its input ([`Self::build_table`]).
+    last_table: Option<(Vec<maglev::Backend>, u32, std::sync::Arc<maglev::Table>)>,
     next_slot: u32,
     /// Backend slots the maps hold.
     backend_capacity: u32,
@@ -545,6 +559,8 @@ impl<M: Maps> Balancer<M> {
             slots: HashMap::new(),
             pairs: HashMap::new(),
             free_slots: std::collections::VecDeque::new(),
+            pristine: true,
+            last_table: None,
             next_slot: 0,
             free_ids: Vec::new(),
             next_id: 0,
@@ -576,6 +592,7 @@ impl<M: Maps> Balancer<M> {
     pub fn adopt(maps: M) -> Result<Self, BalancerError> {
         let state = maps.read_back()?;
         let mut b = Self::new(maps);
+        b.pristine = false;
         b.config = state.config;
         let mut used_ids = std::collections::BTreeSet::new();
         for (key, meta) in &state.vips {
@@ -846,18 +863,18 @@ impl<M: Maps> Balancer<M> {
             }
             return Ok(());
         }
-        let id = match self.free_ids.pop() {
-            Some(id) => id,
+        let (id, fresh) = match self.free_ids.pop() {
+            Some(id) => (id, false),
             None if self.next_id < MAX_VIPS => {
                 self.next_id += 1;
-                self.next_id - 1
+                (self.next_id - 1, self.pristine)
             }
             None => return Err(BalancerError::TooManyServices),
         };
         // The id's counters may hold a removed service's traffic; the new
         // VIP is unreachable (not in the index, not in `vip_ids`) until
-        // after this.
-        if let Err(e) = self.maps.reset_vip_stats(id) {
+        // after this. An id never used since the maps were created has none.
+        if !fresh && let Err(e) = self.maps.reset_vip_stats(id) {
             self.free_ids.push(id);
             return Err(e);
         }
@@ -994,7 +1011,7 @@ impl<M: Maps> Balancer<M> {
             .iter()
             .map(|b| maglev::Backend::new(maglev::addr_key((b.addr, 0).into()), b.weight))
             .collect();
-        let table = match maglev::Table::build(&maglev_backends, spec.ring_size) {
+        let table = match self.build_table(maglev_backends, spec.ring_size) {
             Ok(t) => Some(t),
             Err(maglev::Error::NoBackends { .. }) => None,
             Err(source) => {
@@ -1007,13 +1024,23 @@ impl<M: Maps> Balancer<M> {
 
         // 1. Backend slots exist and are active before a table names them.
         let mut acquired = Vec::with_capacity(backends.len());
+        let mut writes = Vec::new();
         for b in backends {
-            match self.acquire(key, id, b) {
+            match self.acquire(key, id, b, &mut writes) {
                 Ok(index) => acquired.push(index),
                 Err(e) => {
                     self.release(acquired)?;
                     return Err(e);
                 }
+            }
+        }
+        if let Err(e) = self.maps.set_backends_batch(&writes) {
+            self.release(acquired)?;
+            return Err(e);
+        }
+        for (index, value) in writes {
+            if let Some(slot) = self.pairs.get(&index).and_then(|p| self.slots.get_mut(p)) {
+                slot.written = value;
             }
         }
         // 2. A spare table, completely; 3. the VIP record points at it.
@@ -1079,6 +1106,27 @@ impl<M: Maps> Balancer<M> {
         Ok(())
     }
 
+    /// The Maglev table of `backends` (keys and weights, in pool order)
+    /// with `ring` slots; the last one built is kept, so services with the
+    /// same pool (a `virtual_server_group`'s VIPs, one server set on
+    /// several ports, or a shared backend's health flip reaching them one
+    /// after another) cost one build.
+    fn build_table(
+        &mut self,
+        backends: Vec<maglev::Backend>,
+        ring: u32,
+    ) -> Result<std::sync::Arc<maglev::Table>, maglev::Error> {
+        if let Some((b, r, t)) = &self.last_table
+            && *r == ring
+            && *b == backends
+        {
+            return Ok(std::sync::Arc::clone(t));
+        }
+        let table = std::sync::Arc::new(maglev::Table::build(&backends, ring)?);
+        self.last_table = Some((backends, ring, std::sync::Arc::clone(&table)));
+        Ok(table)
+    }
+
     /// Count how the rewrite of `next`'s live table to `entries` moves
     /// its slots (service `key`), and log a rewrite that moves any.
     /// (`was`: the old pool's backend slots that own table slots).
@@ -1114,6 +1162,7 @@ impl<M: Maps> Balancer<M> {
         key: &ServiceKey,
         id: u32,
         b: &BackendSpec,
+        writes: &mut Vec<(u32, Backend)>,
     ) -> Result<u32, BalancerError> {
         let value = Backend {
             addr: addr16(b.addr),
@@ -1132,17 +1181,16 @@ impl<M: Maps> Balancer<M> {
         };
         if let Some(slot) = self.slots.get_mut(&(*key, b.addr)) {
             if slot.written != value {
-                self.maps.set_backend(slot.index, &value)?;
-                slot.written = value;
+                writes.push((slot.index, value));
             }
             slot.refs += 1;
             return Ok(slot.index);
         }
-        let index = match self.free_slots.pop_front() {
-            Some(i) => i,
+        let (index, fresh) = match self.free_slots.pop_front() {
+            Some(i) => (i, false),
             None if self.next_slot < self.backend_capacity => {
                 self.next_slot += 1;
-                self.next_slot - 1
+                (self.next_slot - 1, self.pristine)
             }
             None => {
                 return Err(BalancerError::TooManyBackends {
@@ -1151,21 +1199,20 @@ impl<M: Maps> Balancer<M> {
             }
         };
         // A reused slot's cell still holds its previous pair's traffic; the
-        // slot is inactive (no packet counts against it) until written.
-        if let Err(e) = self
-            .maps
-            .reset_backend_stats(index)
-            .and_then(|()| self.maps.set_backend(index, &value))
-        {
+        // slot is inactive (no packet counts against it) until written. A
+        // slot no one has used since the maps were created is all zeros.
+        if !fresh && let Err(e) = self.maps.reset_backend_stats(index) {
             self.free_slots.push_front(index);
             return Err(e);
         }
+        writes.push((index, value));
         self.slots.insert(
             (*key, b.addr),
             Slot {
                 index,
                 refs: 1,
-                written: value,
+                // Until the caller's batch write lands.
+                written: Backend::default(),
             },
         );
         self.pairs.insert(index, (*key, b.addr));
@@ -1452,7 +1499,7 @@ impl EbpfMaps {
             .iter()
             .map(|m| u32::try_from(m.map().fd().as_fd().as_raw_fd()).unwrap_or(u32::MAX))
             .collect();
-        crate::sys::map_batch::update_batch_u32(self.tables_data.fd().as_fd(), slots, &fds).map_err(
+        crate::sys::map_batch::update_batch(self.tables_data.fd().as_fd(), slots, &fds).map_err(
             |e| map_err(format!("installing {} Maglev tables", slots.len()))(MapError::IoError(e)),
         )
     }
@@ -1650,6 +1697,18 @@ impl Maps for EbpfMaps {
         self.backends
             .set(index, backend, 0)
             .map_err(map_err(format!("writing backend slot {index}")))
+    }
+
+    fn set_backends_batch(&mut self, writes: &[(u32, Backend)]) -> Result<(), BalancerError> {
+        use std::os::fd::AsFd as _;
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let (keys, values): (Vec<u32>, Vec<Backend>) = writes.iter().copied().unzip();
+        crate::sys::map_batch::update_batch(self.backends.map().fd().as_fd(), &keys, &values)
+            .map_err(|e| {
+                map_err(format!("writing {} backend slots", keys.len()))(MapError::IoError(e))
+            })
     }
 
     fn reset_backend_stats(&mut self, index: u32) -> Result<(), BalancerError> {
@@ -2195,9 +2254,7 @@ mod tests {
         assert_eq!(
             b.maps().log,
             [
-                "reset backend 0",
                 "backend 0 active=1",
-                "reset backend 1",
                 "backend 1 active=1",
                 "table 0",
                 "vip id=0 table=0 flags=0"
@@ -2210,7 +2267,6 @@ mod tests {
         assert_eq!(
             b.maps().log,
             [
-                "reset backend 2",
                 "backend 2 active=1",
                 "table 1",
                 "vip id=0 table=1 flags=0",

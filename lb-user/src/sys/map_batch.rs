@@ -8,8 +8,8 @@
 //! The walk is not atomic: an entry inserted or deleted meanwhile may be
 //! seen or not, as with any iteration of a live map.
 //!
-//! Also [`update_batch_u32`], which aya does not offer: installing many
-//! inner maps in an array of maps at once.
+//! Also [`update_batch`], which aya does not offer: writing many entries
+//! (inner maps of an array of maps, backend slots) at once.
 
 use std::{
     io,
@@ -91,13 +91,18 @@ pub fn lookup_all<K: Copy + Default, V: Copy + Default>(
 /// `BPF_MAP_UPDATE_BATCH` in `enum bpf_cmd`.
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 
-/// Set `keys[i]` to `values[i]` in map `fd` (4-byte keys and values: an
-/// array of maps takes inner map fds) with one system call: an array of
-/// maps waits for one RCU grace period per call, not per entry.
+/// Set `keys[i]` to `values[i]` in map `fd` with one system call (`K`
+/// and `V` plain data of exactly the map's key and value sizes; an array
+/// of maps takes inner map fds as `u32`): an array of maps waits for one
+/// RCU grace period per call, not per entry.
 ///
 /// # Errors
 /// The kernel refused; entries before the one it stopped at are set.
-pub fn update_batch_u32(fd: BorrowedFd<'_>, keys: &[u32], values: &[u32]) -> io::Result<()> {
+pub fn update_batch<K: Copy, V: Copy>(
+    fd: BorrowedFd<'_>,
+    keys: &[K],
+    values: &[V],
+) -> io::Result<()> {
     let count = keys.len().min(values.len());
     let mut attr = BatchAttr {
         keys: keys.as_ptr() as u64,
