@@ -1,11 +1,16 @@
 //! Virtual services: map `vips` (hash, [`VipKey`] -> [`VipMeta`]) and the
 //! Maglev lookup tables, map `maglev_tables` (array of maps).
 //!
-//! Table layout: VIP `id` owns outer slots `2 * id` and `2 * id + 1`; each
-//! holds an array of `ring_size` backend indices. `VipMeta::active_table`
-//! (0 or 1) says which copy the kernel reads. User space rewrites the other
-//! copy completely, then flips `active_table` with one map update, so the
-//! kernel never sees a half-written table.
+//! Table layout: `maglev_tables` is an array of [`TABLE_SLOTS`] tables;
+//! `VipMeta::table` names the one a VIP's new flows read (see [`table`]
+//! for what a table holds: the `ring_size` slots as 16-bit member numbers,
+//! then the members' backend slots). User space writes a new table
+//! completely into a spare one, then points `VipMeta::table` at it with
+//! one map update, so the kernel never sees a half-written table; the
+//! table that went out of use becomes a spare a second later. Tables are
+//! installed in the outer array ahead of need, many per system call:
+//! every update of an array of maps waits for an RCU grace period (about
+//! 10 ms), which a rewrite must not pay.
 //!
 //! The program finds a VIP through `vip_index` (see [`VipIndexEntry`]):
 //! an open-addressed table of `VipKey -> id` in a plain array, which the
@@ -66,6 +71,9 @@ pub const fn filter_bucket(addr: &[u8; 16]) -> u32 {
 
 /// How many VIPs the maps hold (ids `0..MAX_VIPS`).
 pub const MAX_VIPS: u32 = 1024;
+/// Tables `maglev_tables` holds: one live per VIP, the rest spares and
+/// tables going out of use.
+pub const TABLE_SLOTS: u32 = 2 * MAX_VIPS;
 /// Default Maglev table size (prime).
 pub const DEFAULT_RING_SIZE: u32 = 65537;
 /// `BPF_F_INNER_MAP`: inner tables may differ in `max_entries` (ring size).
@@ -134,8 +142,8 @@ pub struct VipMeta {
     pub mode: u8,
     /// Bits from [`vip_flags`].
     pub flags: u8,
-    /// Which of the VIP's two tables is live: 0 or 1.
-    pub active_table: u8,
+    /// Explicit padding, always 0.
+    pub pad: u8,
     /// With `vip_flags::PERSIST`: the client address bits a template
     /// covers (of the 16-byte form: an IPv4 `/24` is 120), for reading
     /// back; the program uses `persist_mask`.
@@ -150,15 +158,113 @@ pub struct VipMeta {
     /// 16-byte address (`crate::persist::prefix_mask`), precomputed so the
     /// program cuts an address with two ANDs and no branch.
     pub persist_mask: [u8; 16],
+    /// The `maglev_tables` index of the live table (meaningless with
+    /// `vip_flags::NO_BACKEND`).
+    pub table: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<VipMeta>() == 36);
+const _: () = assert!(core::mem::size_of::<VipMeta>() == 40);
 
-impl VipMeta {
-    /// Outer `maglev_tables` index of table copy `which` (0 or 1).
+/// One copy of a Maglev table: an array of `u64` cells (the kernel lays an
+/// array's values out 8 bytes apart, so a smaller value would waste the
+/// rest). A table names up to 65,535 *members* (the service's backends, in
+/// pool order); each of its `ring_size` slots holds a member number, four
+/// to a cell (2 bytes a slot). The cells after them hold each member's
+/// backend slot (`crate::backend`), two to a cell. With M = 65,537 and
+/// 100 backends that is 16,385 + 50 cells: 128 KiB, a quarter of the
+/// 8 bytes a slot an array of backend slots would take.
+pub mod table {
+    /// Table slots per cell.
+    pub const SLOTS_PER_CELL: u32 = 4;
+    /// Members per cell.
+    pub const MEMBERS_PER_CELL: u32 = 2;
+
+    /// Cells holding the slots of a table of `ring_size` slots; the
+    /// members start at this cell.
+    #[inline(always)]
     #[must_use]
-    pub const fn table_slot(id: u32, which: u8) -> u32 {
-        id * 2 + (which & 1) as u32
+    pub const fn slot_cells(ring_size: u32) -> u32 {
+        ring_size.div_ceil(SLOTS_PER_CELL)
+    }
+
+    /// Cells of a whole table: `ring_size` slots and `members` members.
+    #[must_use]
+    pub const fn cells(ring_size: u32, members: u32) -> u32 {
+        slot_cells(ring_size) + members.div_ceil(MEMBERS_PER_CELL)
+    }
+
+    /// The cell holding table slot `slot`.
+    #[inline(always)]
+    #[must_use]
+    pub const fn slot_cell(slot: u32) -> u32 {
+        slot / SLOTS_PER_CELL
+    }
+
+    /// Member number of table slot `slot`, from its cell.
+    #[inline(always)]
+    #[must_use]
+    pub const fn member_of(cell: u64, slot: u32) -> u32 {
+        ((cell >> ((slot % SLOTS_PER_CELL) * 16)) & 0xffff) as u32
+    }
+
+    /// The cell holding member `member`'s backend slot.
+    #[inline(always)]
+    #[must_use]
+    pub const fn member_cell(ring_size: u32, member: u32) -> u32 {
+        slot_cells(ring_size) + member / MEMBERS_PER_CELL
+    }
+
+    /// Member `member`'s backend slot, from its cell.
+    #[inline(always)]
+    #[must_use]
+    pub const fn backend_of(cell: u64, member: u32) -> u32 {
+        (cell >> ((member % MEMBERS_PER_CELL) * 32)) as u32
+    }
+
+    /// The backend slot a table (cells read through `cell`) gives table
+    /// slot `slot`: what the program does for a new flow.
+    #[inline(always)]
+    pub fn lookup(ring_size: u32, slot: u32, cell: impl Fn(u32) -> Option<u64>) -> Option<u32> {
+        let member = member_of(cell(slot_cell(slot))?, slot);
+        Some(backend_of(cell(member_cell(ring_size, member))?, member))
+    }
+
+    /// Fill `out` (at least [`cells`] long: a table may have room for
+    /// more members; the cells past them are zeroed) with a table:
+    /// `slots[i]` is slot `i`'s member number, `members[m]` member `m`'s
+    /// backend slot.
+    ///
+    /// # Panics
+    /// If `out` is shorter than [`cells`].
+    pub fn pack(slots: &[u16], members: &[u32], out: &mut [u64]) {
+        let ring = slots.len() as u32;
+        assert!(
+            out.len() >= cells(ring, members.len() as u32) as usize,
+            "room for the whole table"
+        );
+        let (slot_part, member_part) = out.split_at_mut(slot_cells(ring) as usize);
+        for (cell, four) in slot_part
+            .iter_mut()
+            .zip(slots.chunks(SLOTS_PER_CELL as usize))
+        {
+            *cell = four
+                .iter()
+                .rev()
+                .fold(0, |acc, &m| (acc << 16) | u64::from(m));
+        }
+        for (cell, two) in member_part
+            .iter_mut()
+            .zip(members.chunks(MEMBERS_PER_CELL as usize))
+        {
+            *cell = two
+                .iter()
+                .rev()
+                .fold(0, |acc, &b| (acc << 32) | u64::from(b));
+        }
+        let used = members.len().div_ceil(MEMBERS_PER_CELL as usize);
+        if let Some(rest) = member_part.get_mut(used..) {
+            rest.fill(0);
+        }
     }
 }
 
@@ -316,6 +422,25 @@ mod tests {
             None,
             "other address"
         );
+    }
+
+    #[test]
+    fn a_packed_table_gives_every_slot_its_members_backend() {
+        for (ring, n) in [(7u32, 3u32), (13, 1), (31, 5), (65_537, 100)] {
+            let slots: Vec<u16> = (0..ring).map(|i| ((i * 7 + i / 3) % n) as u16).collect();
+            let members: Vec<u32> = (0..n).map(|m| 1_000_000 - m * 9_999).collect();
+            let mut cells = vec![u64::MAX; table::cells(ring, n + 7) as usize];
+            table::pack(&slots, &members, &mut cells);
+            let get = |i: u32| cells.get(i as usize).copied();
+            for (slot, &m) in (0..).zip(&slots) {
+                assert_eq!(
+                    table::lookup(ring, slot, get),
+                    Some(members[usize::from(m)]),
+                    "ring {ring} slot {slot}"
+                );
+            }
+            assert_eq!(table::lookup(ring, 0, |_| None), None, "no table");
+        }
     }
 
     #[test]

@@ -16,8 +16,8 @@ use lb_common::{
     persist::{PERSIST_ENTRIES, PersistKey, Persisted},
     stats::{ExitCounters, FlowCounters, ProtoClass, TrafficCounters, VerdictCounters},
     vip::{
-        BPF_F_MMAPABLE, DEFAULT_RING_SIZE, FILTER_BUCKETS, MAX_VIPS, TABLE_FLAGS, VIP_INDEX_SLOTS,
-        VipIndexEntry, VipKey, VipMeta,
+        BPF_F_MMAPABLE, DEFAULT_RING_SIZE, FILTER_BUCKETS, MAX_VIPS, TABLE_FLAGS, TABLE_SLOTS,
+        VIP_INDEX_SLOTS, VipIndexEntry, VipKey, VipMeta, table,
     },
 };
 
@@ -72,13 +72,15 @@ pub static VIP_FILTER: Array<u8, { FILTER_BUCKETS as usize }> = Array::new();
 #[btf_map(name = "backends")]
 pub static BACKENDS: Array<Backend, { MAX_BACKENDS as usize }> = Array::new();
 
-/// Two Maglev tables per VIP (double buffer); inner size is the VIP's ring
-/// size, which may differ per VIP (`BPF_F_INNER_MAP`); mmap-able so user
-/// space writes a table with one copy.
+/// Maglev tables, each packed as `lb_common::vip::table` says; a VIP's
+/// record names its live one (`VipMeta::table`). An inner table's size
+/// follows its ring size and pool, so it differs per VIP
+/// (`BPF_F_INNER_MAP`); mmap-able so user space writes a table with one
+/// copy.
 #[btf_map(name = "maglev_tables")]
 pub static MAGLEV_TABLES: ArrayOfMaps<
-    Array<u32, { DEFAULT_RING_SIZE as usize }, { TABLE_FLAGS as usize }>,
-    { 2 * MAX_VIPS as usize },
+    Array<u64, { table::slot_cells(DEFAULT_RING_SIZE) as usize }, { TABLE_FLAGS as usize }>,
+    { TABLE_SLOTS as usize },
 > = ArrayOfMaps::new();
 
 /// Connection table: sets of `FLOW_WAYS` flows (`lb_common::flow`). The

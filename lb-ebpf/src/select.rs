@@ -20,7 +20,7 @@ use lb_common::{
     flow::{FlowEvent, FlowKey, FlowSet, flow_set_index},
     hash::{maglev_slot, source_hash},
     persist::{PERSIST_REFRESH_NS, PersistKey, Persisted, client_prefix, holds},
-    vip::{VipKey, VipMeta, filter_bits, filter_bucket, vip_flags, vip_index_find},
+    vip::{VipKey, VipMeta, filter_bits, filter_bucket, table, vip_flags, vip_index_find},
 };
 
 use crate::{
@@ -228,8 +228,10 @@ pub fn choose(vip: &VipMeta, pkt: &Packet, hash: u32) -> u32 {
         hash
     };
     let slot = maglev_slot(h, vip.ring_size);
-    let table = VipMeta::table_slot(vip.id, vip.active_table);
-    let Some(&index) = MAGLEV_TABLES.get_value(table, &slot) else {
+    let Some(cells) = MAGLEV_TABLES.get(vip.table) else {
+        return NO_SLOT;
+    };
+    let Some(index) = table::lookup(vip.ring_size, slot, |i| cells.get(i).copied()) else {
         return NO_SLOT;
     };
     if let Some(s) = scratch

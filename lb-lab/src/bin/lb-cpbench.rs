@@ -240,13 +240,24 @@ fn map_memlock() -> Result<(u64, usize, u64, usize), Error> {
         }
         all += memlock;
         maps += 1;
-        // BPF_MAP_TYPE_ARRAY (2) of M entries: an inner Maglev table.
-        if field("map_type") == Some(2) && field("max_entries") == Some(u64::from(RING)) {
+        // BPF_MAP_TYPE_ARRAY (2) of a packed table's cells: an inner
+        // Maglev table.
+        if field("map_type") == Some(2) && field("max_entries") == Some(u64::from(table_cells())) {
             tables += memlock;
             count += 1;
         }
     }
     Ok((all, maps, tables, count))
+}
+
+/// Members a table has room for: lbd makes every table with room for at
+/// least 256 (`EbpfMaps`), so tables are interchangeable.
+const ROOM: u32 = 256;
+
+/// Cells of one packed table (`lb_common::vip::table`): M slots, 2 bytes
+/// each, then room for [`ROOM`] members.
+fn table_cells() -> u32 {
+    lb_common::vip::table::cells(RING, ROOM)
 }
 
 fn service_key(i: u32) -> ServiceKey {
@@ -274,15 +285,28 @@ fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
         mtu: 1500,
         ..Config::default()
     })?;
+    let spec_of = |addr: Ipv4Addr, i: u8| BackendSpec {
+        addr: IpAddr::V4(addr),
+        weight: 1,
+        mac: [2, 0, 0, 0, 0, i],
+        port: 0,
+        snat: None,
+        arm: 0,
+    };
+    // lbd keeps the last Maglev table it built: services with the same
+    // pool cost one build. The apply gives each service its own pool
+    // (addresses from 198.19.0.0/16 at 100 x its index, so consecutive
+    // services never share one); the shared pool comes after.
+    let own_pool = |service: u32| -> Vec<BackendSpec> {
+        (1..=BACKENDS)
+            .map(|i| {
+                let n = (service * u32::from(BACKENDS) + u32::from(i)) % 65_536;
+                spec_of(Ipv4Addr::from(0xc613_0000 | n), i)
+            })
+            .collect()
+    };
     let backends: Vec<BackendSpec> = (1..=BACKENDS)
-        .map(|i| BackendSpec {
-            addr: IpAddr::V4(backend_addr(i)),
-            weight: 1,
-            mac: [2, 0, 0, 0, 0, i],
-            port: 0,
-            snat: None,
-            arm: 0,
-        })
+        .map(|i| spec_of(backend_addr(i), i))
         .collect();
     let spec = ServiceSpec {
         mode: Mode::Dsr,
@@ -296,17 +320,16 @@ fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     for i in 0..n {
         let key = service_key(i);
         balancer.upsert_service(key, spec)?;
-        balancer.set_backends(&key, &backends)?;
+        balancer.set_backends(&key, &own_pool(i))?;
     }
     let took = t.elapsed().as_secs_f64();
     let rss_after = status_kib("self", "VmRSS")?;
     let file_after = status_kib("self", "RssFile")?;
     let (kern_after, maps, tables_memlock, tables) = map_memlock()?;
-    // One inner table per service now (the first set_backends writes the
-    // inactive copy and flips to it); the next update of each service
-    // creates its second copy.
+    // One inner table per service: each rewrite writes a fresh copy,
+    // flips to it, and frees the old one a second later.
     let page = 4096u64;
-    let table_bytes = (u64::from(RING) * 8).div_ceil(page) * page;
+    let table_bytes = (u64::from(table_cells()) * 8).div_ceil(page) * page;
     let estimate_now = u64::from(n) * table_bytes;
     eprintln!(
         "apply: {maps} maps open, {tables} Maglev tables; maps memlock {:.1} MiB before, {:.1} MiB after",
@@ -315,7 +338,7 @@ fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     );
     report.add(
         "apply_total_s",
-        format!("apply {n} services x {BACKENDS} backends to the maps: total"),
+        format!("apply {n} services x {BACKENDS} backends (a pool each) to the maps: total"),
         took,
         "s",
     );
@@ -363,18 +386,83 @@ fn apply(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     );
     report.add(
         "apply_kernel_tables_estimate_mib",
-        format!("apply: estimate, {n} tables x {RING} x 8 B (1 copy, now)"),
+        format!(
+            "apply: estimate, {n} tables x {} cells x 8 B ({RING} slots x 2 B + {ROOM} members x 4 B)",
+            table_cells()
+        ),
         estimate_now as f64 / 1_048_576.0,
         "MiB",
     );
+    // Every service to the one shared pool: a rewrite of each table, one
+    // Maglev build in all.
+    let t = Instant::now();
+    for i in 0..n {
+        balancer.set_backends(&service_key(i), &backends)?;
+    }
     report.add(
-        "apply_kernel_tables_estimate_2copies_mib",
-        format!("apply: estimate, 2 x {n} tables x {RING} x 8 B (both copies)"),
-        2.0 * estimate_now as f64 / 1_048_576.0,
-        "MiB",
+        "apply_shared_pool_s",
+        format!("rewrite all {n} services to one shared pool of {BACKENDS} (one Maglev build)"),
+        t.elapsed().as_secs_f64(),
+        "s",
     );
+    flips(cli, &mut balancer, &backends, report)?;
     drop(balancer);
     drop(ebpf);
+    Ok(())
+}
+
+/// Health flips: one backend of service 0 leaves its pool and comes
+/// back, `2 * cli.builds` rewrites (the whole `set_backends`: Maglev
+/// build, the fresh table copy, the flip, the old copy retired), then the
+/// tables left once the retired copies are freed.
+fn flips(
+    cli: &Cli,
+    balancer: &mut Balancer<EbpfMaps>,
+    backends: &[BackendSpec],
+    report: &mut Report,
+) -> Result<(), Error> {
+    let key = service_key(0);
+    let mut without = backends.to_vec();
+    without.remove(BACKENDS as usize / 2);
+    let mut times = Vec::new();
+    for _ in 0..cli.builds.max(5) {
+        for pool in [&without[..], backends] {
+            let t = Instant::now();
+            balancer.set_backends(&key, pool)?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let count = times.len();
+    report.add(
+        "flip_rewrite_ms",
+        format!(
+            "health flip: one backend out of or back into a pool, whole rewrite (median of {count})"
+        ),
+        median(times),
+        "ms",
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    balancer.tidy();
+    let (_, _, _, tables) = map_memlock()?;
+    eprintln!(
+        "flips: {tables} Maglev tables held after the flips ({} services: one live each, the rest spares)",
+        cli.services
+    );
+    // lbd keeps up to 64 spares ready and installs up to 64 at once.
+    let most = cli.services as usize + 128;
+    if !(cli.services as usize..=most).contains(&tables) {
+        return Err(format!(
+            "{tables} Maglev tables after the flips, want one per service ({}) plus at most 128 spares",
+            cli.services
+        )
+        .into());
+    }
+    report.add(
+        "tables_held",
+        "Maglev tables held after the flips (one live per service, and spares)",
+        tables as f64,
+        "tables",
+    );
     Ok(())
 }
 
@@ -408,7 +496,9 @@ fn stop_lbd(lbd: &mut Daemon) -> Option<Duration> {
 /// Backend slots for `n` services over [`BACKENDS`] backends each (a
 /// backend in two services takes two slots).
 fn backend_pairs(n: u32) -> u32 {
-    (n * u32::from(BACKENDS)).max(lb_common::backend::MAX_BACKENDS)
+    // One pool more: moving a service to another pool takes the new slots
+    // before the old ones are released.
+    ((n + 1) * u32::from(BACKENDS)).max(lb_common::backend::MAX_BACKENDS)
 }
 
 /// lbd's file: `n` services on port 80 over the same [`BACKENDS`]

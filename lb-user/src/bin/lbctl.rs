@@ -172,9 +172,13 @@ fn main() -> ExitCode {
         }
     };
     if cli.json {
+        // lbd sends its data as compact JSON text; re-read it to indent.
+        let tree = serde_json::to_string(&response)
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text));
         println!(
             "{}",
-            serde_json::to_string_pretty(&response).unwrap_or_default()
+            tree.and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or_default()
         );
         return if response.ok {
             ExitCode::SUCCESS

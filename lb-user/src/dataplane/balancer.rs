@@ -19,8 +19,9 @@
 //! - a backend slot's counters are zeroed, then the slot is written (and
 //!   marked active), before any table points at it; it is deactivated only
 //!   after no live table does;
-//! - a table is written completely into the VIP's inactive copy, then the
-//!   VIP record flips `active_table` in one map update;
+//! - a table is written completely into a spare table, then the VIP
+//!   record points `table` at it in one map update; the table it replaced
+//!   becomes a spare only a second later (`EbpfMaps`);
 //! - a drained backend (weight 0) keeps its slot, so its established flows
 //!   continue, but gets no table entries, so no new flows.
 
@@ -33,8 +34,8 @@ use std::{
 use tracing::info;
 
 use aya::maps::{
-    Array, ArrayOfMaps, HashMap as BpfHashMap, IterableMap as _, Map, MapData, MapError,
-    PerCpuArray, PerCpuValues,
+    Array, HashMap as BpfHashMap, IterableMap as _, Map, MapData, MapError, PerCpuArray,
+    PerCpuValues,
 };
 use lb_common::{
     backend::{Backend, MAX_BACKENDS, backend_flags},
@@ -43,7 +44,7 @@ use lb_common::{
     v4_mapped,
     vip::{
         MAX_VIPS, TABLE_FLAGS, VIP_INDEX_SLOTS, VipIndexEntry, VipKey, VipMeta, filter_bits,
-        filter_bucket, mode, vip_flags, vip_index_build,
+        filter_bucket, mode, table, vip_flags, vip_index_build,
     },
 };
 
@@ -314,19 +315,31 @@ pub trait Maps {
     /// # Errors
     /// On map failure.
     fn set_filter(&mut self, bucket: u32, bits: u8) -> Result<(), BalancerError>;
-    /// Write a whole Maglev table into outer slot `slot` (creating the inner
-    /// array, or replacing it when its size differs).
+    /// Write a whole Maglev table into a spare table of `maglev_tables`,
+    /// packed as `lb_common::vip::table` says: `ring[i]` is slot `i`'s
+    /// member (an index into `members`), `members[m]` that member's
+    /// backend slot. Returns its index there, for `VipMeta::table`.
     ///
     /// # Errors
-    /// On map failure.
-    fn write_table(&mut self, slot: u32, entries: &[u32]) -> Result<(), BalancerError>;
-    /// The table in outer slot `slot` as this process wrote it; `None`
-    /// when it wrote none there (or, in an adopted data plane, not yet).
+    /// On map failure, or no room for another table.
+    fn write_table(&mut self, ring: &[u16], members: &[u32]) -> Result<u32, BalancerError>;
+    /// Table `slot` went out of use (its VIP points elsewhere, or went):
+    /// it may be reused once no packet can still be reading it.
+    fn drop_table(&mut self, _slot: u32) {}
+    /// Tables an earlier `lbd` wrote that VIP records still name
+    /// ([`Balancer::adopt`]): not to be overwritten until dropped.
+    fn adopt_tables(&mut self, _slots: &[u32]) {}
+    /// Free what [`Maps::drop_table`] retired long enough ago; called
+    /// now and then.
+    fn tidy(&mut self) {}
+    /// The table in outer slot `slot` as this process wrote it, as the
+    /// backend slot of each table slot; `None` when it wrote none there
+    /// (or, in an adopted data plane, not yet).
     fn read_table(&self, _slot: u32) -> Option<Vec<u32>> {
         None
     }
-    /// Entry `index` of the table in outer slot `slot`, as this process
-    /// wrote it (without copying the table).
+    /// The backend slot of entry `index` of the table in outer slot
+    /// `slot`, as this process wrote it (without copying the table).
     fn table_entry(&self, slot: u32, index: u32) -> Option<u32> {
         self.read_table(slot)?.get(index as usize).copied()
     }
@@ -335,6 +348,15 @@ pub trait Maps {
     /// # Errors
     /// On map failure.
     fn set_backend(&mut self, index: u32, backend: &Backend) -> Result<(), BalancerError>;
+    /// Write several backend slots (one system call for the real maps).
+    ///
+    /// # Errors
+    /// On map failure; some may have been written.
+    fn set_backends_batch(&mut self, writes: &[(u32, Backend)]) -> Result<(), BalancerError> {
+        writes
+            .iter()
+            .try_for_each(|(index, backend)| self.set_backend(*index, backend))
+    }
     /// Zero the traffic counters (`stats_backend`) of backend slot `index`
     /// on every CPU. Called while the slot is inactive, before it serves a
     /// new (service, backend) pair.
@@ -393,7 +415,9 @@ struct Service {
     /// Generation of `id` for this service (see `VipMeta::generation`).
     generation: u32,
     spec: ServiceSpec,
-    active_table: u8,
+    /// The `maglev_tables` index of its live table; `None` while it has
+    /// none (no backend).
+    table: Option<u32>,
     flags: u8,
     /// Backends with their slot index, in the order given.
     backends: Vec<(BackendSpec, u32)>,
@@ -489,9 +513,16 @@ pub struct Balancer<M> {
     services: BTreeMap<ServiceKey, Service>,
     /// Backend slots by (service, backend address).
     slots: HashMap<(ServiceKey, IpAddr), Slot>,
+    /// The pair each slot in `slots` serves, by slot index.
+    pairs: HashMap<u32, (ServiceKey, IpAddr)>,
     /// Freed slot indices, reused oldest first so a freed slot's stale
     /// flows have long been re-balanced before it is reused.
     free_slots: std::collections::VecDeque<u32>,
+    /// The maps were created for us (not adopted): slots and ids never
+    /// handed out have all-zero counters.
+    pristine: bool,
+    /// The last Maglev table built, with its input ([`Self::build_table`]).
+    last_table: Option<(Vec<maglev::Backend>, u32, std::sync::Arc<maglev::Table>)>,
     next_slot: u32,
     /// Backend slots the maps hold.
     backend_capacity: u32,
@@ -526,7 +557,10 @@ impl<M: Maps> Balancer<M> {
             maps,
             services: BTreeMap::new(),
             slots: HashMap::new(),
+            pairs: HashMap::new(),
             free_slots: std::collections::VecDeque::new(),
+            pristine: true,
+            last_table: None,
             next_slot: 0,
             free_ids: Vec::new(),
             next_id: 0,
@@ -558,6 +592,7 @@ impl<M: Maps> Balancer<M> {
     pub fn adopt(maps: M) -> Result<Self, BalancerError> {
         let state = maps.read_back()?;
         let mut b = Self::new(maps);
+        b.pristine = false;
         b.config = state.config;
         let mut used_ids = std::collections::BTreeSet::new();
         for (key, meta) in &state.vips {
@@ -584,6 +619,7 @@ impl<M: Maps> Balancer<M> {
                         snat: (mode == Mode::Fullnat).then(|| addr_of(&be.snat, be.family)),
                         arm: be.arm,
                     };
+                    b.pairs.insert(index, (service_key, spec.addr));
                     b.slots.insert(
                         (service_key, spec.addr),
                         Slot {
@@ -616,7 +652,7 @@ impl<M: Maps> Balancer<M> {
                             },
                         ),
                     },
-                    active_table: meta.active_table,
+                    table: (meta.flags & vip_flags::NO_BACKEND == 0).then_some(meta.table),
                     flags: meta.flags,
                     backends,
                     churn: TableChurn::default(),
@@ -634,6 +670,8 @@ impl<M: Maps> Balancer<M> {
             .flat_map(|s| s.backends.iter().map(|(spec, _)| spec.addr))
             .collect();
         b.nat_reals.extend(nat_reals);
+        let live: Vec<u32> = b.services.values().filter_map(|s| s.table).collect();
+        b.maps.adopt_tables(&live);
         b.next_id = used_ids.last().map_or(0, |&id| id + 1);
         b.free_ids = (0..b.next_id)
             .rev()
@@ -653,6 +691,12 @@ impl<M: Maps> Balancer<M> {
             }
         }
         Ok(b)
+    }
+
+    /// Free what went out of use a while ago (Maglev table copies the
+    /// kernel no longer reads); call now and then.
+    pub fn tidy(&mut self) {
+        self.maps.tidy();
     }
 
     /// The map writer, given back.
@@ -757,7 +801,7 @@ impl<M: Maps> Balancer<M> {
             .values()
             .filter(|s| s.flags & vip_flags::NO_BACKEND == 0)
             .filter_map(|s| {
-                let slot = VipMeta::table_slot(s.id, s.active_table);
+                let slot = s.table?;
                 // Written by this process (an adopted table is not mapped
                 // here until its first rewrite).
                 self.maps.table_entry(slot, 0)?;
@@ -819,18 +863,18 @@ impl<M: Maps> Balancer<M> {
             }
             return Ok(());
         }
-        let id = match self.free_ids.pop() {
-            Some(id) => id,
+        let (id, fresh) = match self.free_ids.pop() {
+            Some(id) => (id, false),
             None if self.next_id < MAX_VIPS => {
                 self.next_id += 1;
-                self.next_id - 1
+                (self.next_id - 1, self.pristine)
             }
             None => return Err(BalancerError::TooManyServices),
         };
         // The id's counters may hold a removed service's traffic; the new
         // VIP is unreachable (not in the index, not in `vip_ids`) until
-        // after this.
-        if let Err(e) = self.maps.reset_vip_stats(id) {
+        // after this. An id never used since the maps were created has none.
+        if !fresh && let Err(e) = self.maps.reset_vip_stats(id) {
             self.free_ids.push(id);
             return Err(e);
         }
@@ -840,7 +884,7 @@ impl<M: Maps> Balancer<M> {
             id,
             generation,
             spec,
-            active_table: 0,
+            table: None,
             flags: vip_flags::NO_BACKEND | spec_flags(&spec),
             backends: Vec::new(),
             churn: TableChurn::default(),
@@ -931,6 +975,9 @@ impl<M: Maps> Balancer<M> {
             return Err(e);
         }
         self.maps.remove_vip(&key.map_key(), service.id)?;
+        if let Some(slot) = service.table {
+            self.maps.drop_table(slot);
+        }
         self.update_filter(key)?;
         self.release(service.backends.iter().map(|(_, i)| *i))?;
         self.free_ids.push(service.id);
@@ -959,28 +1006,12 @@ impl<M: Maps> Balancer<M> {
             .get(key)
             .ok_or(BalancerError::NoService(*key))?;
         let (spec, id) = (service.spec, service.id);
-        for (i, b) in backends.iter().enumerate() {
-            if backends[..i].iter().any(|o| o.addr == b.addr) {
-                return Err(BalancerError::DuplicateBackend {
-                    service: *key,
-                    backend: b.addr,
-                });
-            }
-            let same_family = b.addr.is_ipv4() == key.vip.is_ipv4()
-                && b.snat.is_none_or(|a| a.is_ipv4() == key.vip.is_ipv4());
-            if (spec.mode == Mode::Ipip || spec.mode.is_nat()) && !same_family {
-                return Err(BalancerError::FamilyMismatch {
-                    service: *key,
-                    backend: b.addr,
-                    want: if key.vip.is_ipv4() { "IPv4" } else { "IPv6" },
-                });
-            }
-        }
+        check_pool(key, &spec, backends)?;
         let maglev_backends: Vec<maglev::Backend> = backends
             .iter()
             .map(|b| maglev::Backend::new(maglev::addr_key((b.addr, 0).into()), b.weight))
             .collect();
-        let table = match maglev::Table::build(&maglev_backends, spec.ring_size) {
+        let table = match self.build_table(maglev_backends, spec.ring_size) {
             Ok(t) => Some(t),
             Err(maglev::Error::NoBackends { .. }) => None,
             Err(source) => {
@@ -993,8 +1024,9 @@ impl<M: Maps> Balancer<M> {
 
         // 1. Backend slots exist and are active before a table names them.
         let mut acquired = Vec::with_capacity(backends.len());
+        let mut writes = Vec::new();
         for b in backends {
-            match self.acquire(key, id, b) {
+            match self.acquire(key, id, b, &mut writes) {
                 Ok(index) => acquired.push(index),
                 Err(e) => {
                     self.release(acquired)?;
@@ -1002,13 +1034,22 @@ impl<M: Maps> Balancer<M> {
                 }
             }
         }
-        // 2. The inactive copy, completely; 3. flip.
+        if let Err(e) = self.maps.set_backends_batch(&writes) {
+            self.release(acquired)?;
+            return Err(e);
+        }
+        for (index, value) in writes {
+            if let Some(slot) = self.pairs.get(&index).and_then(|p| self.slots.get_mut(p)) {
+                slot.written = value;
+            }
+        }
+        // 2. A spare table, completely; 3. the VIP record points at it.
         let service = self.services.get(key).expect("checked above");
         let mut next = Service {
             id: service.id,
             generation: service.generation,
             spec,
-            active_table: service.active_table,
+            table: service.table,
             flags: spec_flags(&spec),
             backends: backends
                 .iter()
@@ -1019,30 +1060,37 @@ impl<M: Maps> Balancer<M> {
         };
         let had_table = service.flags & vip_flags::NO_BACKEND == 0;
         let written = if let Some(table) = &table {
-            let entries: Vec<u32> = table
-                .entries()
-                .iter()
-                .map(|&i| acquired[i as usize])
-                .collect();
             if had_table {
                 let was = table_owners(&service.backends);
-                self.measure_churn(key, &mut next, &entries, &was);
+                self.measure_churn(key, &mut next, table.entries(), &acquired, &was);
             }
-            let inactive = next.active_table ^ 1;
             self.maps
-                .write_table(VipMeta::table_slot(next.id, inactive), &entries)
-                .map(|()| next.active_table = inactive)
+                .write_table(table.entries(), &acquired)
+                .map(|slot| next.table = Some(slot))
         } else {
             next.flags |= vip_flags::NO_BACKEND;
+            next.table = None;
             Ok(())
-        }
-        .and_then(|()| self.maps.set_vip(&key.map_key(), &meta(&next)));
+        };
+        let written = written.and_then(|()| {
+            self.maps
+                .set_vip(&key.map_key(), &meta(&next))
+                .inspect_err(|_| {
+                    if let (Some(new), true) = (next.table, table.is_some()) {
+                        self.maps.drop_table(new);
+                    }
+                })
+        });
         if let Err(e) = written {
             self.release(acquired)?;
             return Err(e);
         }
-        // 4. Slots no pool uses any more are released last.
+        // 4. The table the kernel no longer reads goes; slots no pool uses
+        // any more are released last.
         let old = std::mem::replace(self.services.get_mut(key).expect("checked above"), next);
+        if let Some(slot) = old.table {
+            self.maps.drop_table(slot);
+        }
         self.release(old.backends.iter().map(|(_, i)| *i))?;
         // 5. Replies of NAT flows are recognised by their source: the
         // prefilter follows the NAT backends (and a changed mode's VIP).
@@ -1058,6 +1106,27 @@ impl<M: Maps> Balancer<M> {
         Ok(())
     }
 
+    /// The Maglev table of `backends` (keys and weights, in pool order)
+    /// with `ring` slots; the last one built is kept, so services with the
+    /// same pool (a `virtual_server_group`'s VIPs, one server set on
+    /// several ports, or a shared backend's health flip reaching them one
+    /// after another) cost one build.
+    fn build_table(
+        &mut self,
+        backends: Vec<maglev::Backend>,
+        ring: u32,
+    ) -> Result<std::sync::Arc<maglev::Table>, maglev::Error> {
+        if let Some((b, r, t)) = &self.last_table
+            && *r == ring
+            && *b == backends
+        {
+            return Ok(std::sync::Arc::clone(t));
+        }
+        let table = std::sync::Arc::new(maglev::Table::build(&backends, ring)?);
+        self.last_table = Some((backends, ring, std::sync::Arc::clone(&table)));
+        Ok(table)
+    }
+
     /// Count how the rewrite of `next`'s live table to `entries` moves
     /// its slots (service `key`), and log a rewrite that moves any.
     /// (`was`: the old pool's backend slots that own table slots).
@@ -1065,13 +1134,14 @@ impl<M: Maps> Balancer<M> {
         &self,
         key: &ServiceKey,
         next: &mut Service,
-        entries: &[u32],
+        ring: &[u16],
+        members: &[u32],
         was: &HashSet<u32>,
     ) {
-        let live = VipMeta::table_slot(next.id, next.active_table);
         let is = table_owners(&next.backends);
-        if let Some(old) = self.maps.read_table(live)
-            && let Some((size, changed, necessary)) = next.churn.record(&old, entries, was, &is)
+        let entries: Vec<u32> = ring.iter().map(|&m| members[usize::from(m)]).collect();
+        if let Some(old) = next.table.and_then(|live| self.maps.read_table(live))
+            && let Some((size, changed, necessary)) = next.churn.record(&old, &entries, was, &is)
             && changed > 0
         {
             let pct = |n: u32| 100.0 * f64::from(n) / f64::from(size);
@@ -1092,6 +1162,7 @@ impl<M: Maps> Balancer<M> {
         key: &ServiceKey,
         id: u32,
         b: &BackendSpec,
+        writes: &mut Vec<(u32, Backend)>,
     ) -> Result<u32, BalancerError> {
         let value = Backend {
             addr: addr16(b.addr),
@@ -1110,17 +1181,16 @@ impl<M: Maps> Balancer<M> {
         };
         if let Some(slot) = self.slots.get_mut(&(*key, b.addr)) {
             if slot.written != value {
-                self.maps.set_backend(slot.index, &value)?;
-                slot.written = value;
+                writes.push((slot.index, value));
             }
             slot.refs += 1;
             return Ok(slot.index);
         }
-        let index = match self.free_slots.pop_front() {
-            Some(i) => i,
+        let (index, fresh) = match self.free_slots.pop_front() {
+            Some(i) => (i, false),
             None if self.next_slot < self.backend_capacity => {
                 self.next_slot += 1;
-                self.next_slot - 1
+                (self.next_slot - 1, self.pristine)
             }
             None => {
                 return Err(BalancerError::TooManyBackends {
@@ -1129,41 +1199,72 @@ impl<M: Maps> Balancer<M> {
             }
         };
         // A reused slot's cell still holds its previous pair's traffic; the
-        // slot is inactive (no packet counts against it) until written.
-        if let Err(e) = self
-            .maps
-            .reset_backend_stats(index)
-            .and_then(|()| self.maps.set_backend(index, &value))
-        {
+        // slot is inactive (no packet counts against it) until written. A
+        // slot no one has used since the maps were created is all zeros.
+        if !fresh && let Err(e) = self.maps.reset_backend_stats(index) {
             self.free_slots.push_front(index);
             return Err(e);
         }
+        writes.push((index, value));
         self.slots.insert(
             (*key, b.addr),
             Slot {
                 index,
                 refs: 1,
-                written: value,
+                // Until the caller's batch write lands.
+                written: Backend::default(),
             },
         );
+        self.pairs.insert(index, (*key, b.addr));
         Ok(index)
     }
 
     /// Drop one reference per index; slots left without any are deactivated.
     fn release(&mut self, indices: impl IntoIterator<Item = u32>) -> Result<(), BalancerError> {
         for index in indices {
-            let Some((&pair, slot)) = self.slots.iter_mut().find(|(_, s)| s.index == index) else {
+            let Some(&pair) = self.pairs.get(&index) else {
+                continue;
+            };
+            let Some(slot) = self.slots.get_mut(&pair) else {
                 continue;
             };
             slot.refs -= 1;
             if slot.refs == 0 {
                 self.maps.set_backend(index, &Backend::default())?;
                 self.slots.remove(&pair);
+                self.pairs.remove(&index);
                 self.free_slots.push_back(index);
             }
         }
         Ok(())
     }
+}
+
+/// A pool `set_backends` can take: no address twice, and for `ipip` and
+/// the NAT modes every address (and SNAT address) of the VIP's family.
+fn check_pool(
+    key: &ServiceKey,
+    spec: &ServiceSpec,
+    backends: &[BackendSpec],
+) -> Result<(), BalancerError> {
+    for (i, b) in backends.iter().enumerate() {
+        if backends[..i].iter().any(|o| o.addr == b.addr) {
+            return Err(BalancerError::DuplicateBackend {
+                service: *key,
+                backend: b.addr,
+            });
+        }
+        let same_family = b.addr.is_ipv4() == key.vip.is_ipv4()
+            && b.snat.is_none_or(|a| a.is_ipv4() == key.vip.is_ipv4());
+        if (spec.mode == Mode::Ipip || spec.mode.is_nat()) && !same_family {
+            return Err(BalancerError::FamilyMismatch {
+                service: *key,
+                backend: b.addr,
+                want: if key.vip.is_ipv4() { "IPv4" } else { "IPv6" },
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The VIP flags a spec sets (`NO_BACKEND` follows the pool).
@@ -1192,7 +1293,7 @@ fn meta(service: &Service) -> VipMeta {
             Mode::Fullnat => mode::FULLNAT,
         },
         flags: service.flags,
-        active_table: service.active_table,
+        pad: 0,
         persist_prefix: service.spec.persistence.map_or(0, |p| p.prefix),
         generation: service.generation,
         persist_timeout_s: service.spec.persistence.map_or(0, |p| p.timeout_s),
@@ -1200,6 +1301,7 @@ fn meta(service: &Service) -> VipMeta {
             .spec
             .persistence
             .map_or([0; 16], |p| lb_common::persist::prefix_mask(p.prefix)),
+        table: service.table.unwrap_or(0),
     }
 }
 
@@ -1210,14 +1312,16 @@ pub struct EbpfMaps {
     vip_ids: Array<MapData, VipMeta>,
     vip_filter: Array<MapData, u8>,
     backends: Array<MapData, Backend>,
-    tables: ArrayOfMaps<MapData, Array<MapData, u32>>,
+    /// `maglev_tables` (installed through [`crate::sys::map_batch`]: aya's
+    /// `ArrayOfMaps` sets one entry, one grace period, per call).
+    tables_data: MapData,
     config: Array<MapData, Config>,
     /// `stats_vip`, to zero an id's cell before it is reused.
     stats_vip: PerCpuArray<MapData, TrafficCounters>,
     /// `stats_backend`, to zero a slot's cell before it is reused.
     stats_backend: PerCpuArray<MapData, TrafficCounters>,
-    /// Inner tables we created, by outer slot, with their memory mapping.
-    inner: HashMap<u32, InnerTable>,
+    /// The Maglev tables, live and spare.
+    pool: TablePool,
     /// The VIP index (both halves), memory-mapped.
     vip_index: VipIndexMapping,
 }
@@ -1242,20 +1346,67 @@ impl VipIndexMapping {
     }
 }
 
-/// An inner Maglev table and its memory mapping. The kernel lays array
-/// elements out `round_up(value_size, 8)` bytes apart, so each `u32` entry
-/// occupies the low half (little-endian) of a `u64` slot in the mapping.
+/// An inner Maglev table (`lb_common::vip::table`: `u64` cells) and its
+/// memory mapping.
 struct InnerTable {
-    _map: Array<MapData, u32>,
+    map: Array<MapData, u64>,
     mem: ArrayMemory,
-    len: usize,
+    /// Table slots (M).
+    ring: u32,
+    /// Members it has room for.
+    room: u32,
 }
 
-// The table writer stores each u32 in the low half of a u64 element.
-const _: () = assert!(
-    cfg!(target_endian = "little"),
-    "lb supports little-endian hosts (bpfel)"
-);
+impl InnerTable {
+    fn cells(&self) -> &[u64] {
+        self.mem
+            .slice::<u64>(table::cells(self.ring, self.room) as usize)
+    }
+
+    fn entry(&self, index: u32) -> Option<u32> {
+        if index >= self.ring {
+            return None;
+        }
+        let cells = self.cells();
+        table::lookup(self.ring, index, |i| cells.get(i as usize).copied())
+    }
+}
+
+/// How long a table that went out of use waits before it is reused or
+/// freed: far longer than any program run that read the VIP record
+/// before it was pointed elsewhere.
+const RETIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// Most tables installed ahead of need in one go.
+const PROVISION_MAX: usize = 64;
+/// Spare tables kept ready beyond the ones cooling down; more are freed.
+const SPARES_KEPT: usize = 64;
+
+/// Members a table is made with room for: 256 at least, else the next
+/// power of two, so that tables stay interchangeable as pools change.
+fn member_room(members: usize) -> u32 {
+    u32::try_from(members.max(256).next_power_of_two()).unwrap_or(u32::MAX)
+}
+
+/// The Maglev tables of `maglev_tables` this process holds: live ones
+/// (a VIP record names them), and spares, installed in the outer array
+/// ahead of need. An update of an array of maps waits for an RCU grace
+/// period (about 10 ms here); a rewrite writes into a spare through its
+/// memory mapping and pays none.
+#[derive(Default)]
+struct TablePool {
+    tables: HashMap<u32, InnerTable>,
+    live: HashSet<u32>,
+    /// Held tables not live, with when they may be reused.
+    spare: Vec<(std::time::Instant, u32)>,
+    /// Outer indices that a VIP record of an earlier `lbd` still names.
+    foreign: HashSet<u32>,
+    /// Outer indices of foreign tables that went out of use, with when
+    /// they may be freed.
+    foreign_retired: Vec<(std::time::Instant, u32)>,
+    /// A one-cell table installed over tables being freed (one batch
+    /// update, one grace period, for all of them).
+    placeholder: Option<Array<MapData, u64>>,
+}
 
 fn map_err(op: impl Into<String>) -> impl FnOnce(MapError) -> BalancerError {
     let op = op.into();
@@ -1321,38 +1472,99 @@ impl EbpfMaps {
             vip_filter: Array::try_from(take(VIP_FILTER_MAP)?)
                 .map_err(map_err("opening vip_filter"))?,
             backends: Array::try_from(take(BACKENDS_MAP)?).map_err(map_err("opening backends"))?,
-            tables: ArrayOfMaps::try_from(take(MAGLEV_TABLES_MAP)?)
-                .map_err(map_err("opening maglev_tables"))?,
+            tables_data: match take(MAGLEV_TABLES_MAP)? {
+                Map::ArrayOfMaps(data) => data,
+                _ => {
+                    return Err(BalancerError::Map {
+                        op: "opening maglev_tables".into(),
+                        source: MapError::InvalidName {
+                            name: MAGLEV_TABLES_MAP.into(),
+                        },
+                    });
+                }
+            },
             config: Array::try_from(take(CONFIG_MAP)?).map_err(map_err("opening config"))?,
             stats_vip,
             stats_backend,
-            inner: HashMap::new(),
+            pool: TablePool::default(),
             vip_index: VipIndexMapping::new(take(VIP_INDEX_MAP)?)?,
         })
     }
 
-    fn inner_table(&mut self, slot: u32, len: usize) -> Result<&mut InnerTable, BalancerError> {
-        if self.inner.get(&slot).is_some_and(|t| t.len != len) {
-            self.inner.remove(&slot);
+    /// Install `maps` at outer indices `slots` with one system call (one
+    /// RCU grace period).
+    fn install(&self, slots: &[u32], maps: &[&Array<MapData, u64>]) -> Result<(), BalancerError> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let fds: Vec<u32> = maps
+            .iter()
+            .map(|m| u32::try_from(m.map().fd().as_fd().as_raw_fd()).unwrap_or(u32::MAX))
+            .collect();
+        crate::sys::map_batch::update_batch(self.tables_data.fd().as_fd(), slots, &fds).map_err(
+            |e| map_err(format!("installing {} Maglev tables", slots.len()))(MapError::IoError(e)),
+        )
+    }
+
+    /// Up to `want` outer indices no table of ours and no live or cooling
+    /// foreign one uses.
+    fn free_slots(&self, want: usize) -> Vec<u32> {
+        let pool = &self.pool;
+        (0..lb_common::vip::TABLE_SLOTS)
+            .filter(|s| !pool.tables.contains_key(s) && !pool.foreign.contains(s))
+            .filter(|s| !pool.foreign_retired.iter().any(|(_, f)| f == s))
+            .take(want)
+            .collect()
+    }
+
+    /// Create and install spare tables of `ring` slots and room for `room`
+    /// members: as many as half the live tables (2 to [`PROVISION_MAX`]),
+    /// in one system call.
+    fn provision(&mut self, ring: u32, room: u32) -> Result<(), BalancerError> {
+        let want = (self.pool.live.len() / 2).clamp(2, PROVISION_MAX);
+        let slots = self.free_slots(want);
+        if slots.is_empty() {
+            return Err(BalancerError::Map {
+                op: "finding room for another Maglev table".into(),
+                source: MapError::IoError(std::io::Error::other(format!(
+                    "all {} tables of maglev_tables are in use",
+                    lb_common::vip::TABLE_SLOTS
+                ))),
+            });
         }
-        if !self.inner.contains_key(&slot) {
-            let size = u32::try_from(len).expect("ring sizes fit u32");
-            let map = Array::<MapData, u32>::create(size, TABLE_FLAGS)
-                .map_err(map_err(format!("creating a {len}-slot Maglev table")))?;
-            let mem = ArrayMemory::map(map.map(), len * 8, true).map_err(BalancerError::Mmap)?;
-            self.tables
-                .set(slot, &map, 0)
-                .map_err(map_err(format!("installing Maglev table in slot {slot}")))?;
-            self.inner.insert(
-                slot,
-                InnerTable {
-                    _map: map,
-                    mem,
-                    len,
-                },
-            );
+        let cells = table::cells(ring, room);
+        let mut made = Vec::with_capacity(slots.len());
+        for _ in &slots {
+            let map = Array::<MapData, u64>::create(cells, TABLE_FLAGS)
+                .map_err(map_err(format!("creating a {cells}-cell Maglev table")))?;
+            let mem = ArrayMemory::map(map.map(), cells as usize * 8, true)
+                .map_err(BalancerError::Mmap)?;
+            made.push(InnerTable {
+                map,
+                mem,
+                ring,
+                room,
+            });
         }
-        Ok(self.inner.get_mut(&slot).expect("inserted above"))
+        let maps: Vec<&Array<MapData, u64>> = made.iter().map(|t| &t.map).collect();
+        self.install(&slots, &maps)?;
+        let now = std::time::Instant::now();
+        for (slot, t) in slots.into_iter().zip(made) {
+            self.pool.tables.insert(slot, t);
+            self.pool.spare.push((now, slot));
+        }
+        Ok(())
+    }
+
+    /// A spare table of this shape that may be reused now.
+    fn take_spare(&mut self, ring: u32, room: u32) -> Option<u32> {
+        let now = std::time::Instant::now();
+        let tables = &self.pool.tables;
+        let at = self.pool.spare.iter().position(|&(from, slot)| {
+            from <= now
+                && tables
+                    .get(&slot)
+                    .is_some_and(|t| t.ring == ring && t.room == room)
+        })?;
+        Some(self.pool.spare.swap_remove(at).1)
     }
 }
 
@@ -1381,41 +1593,122 @@ impl Maps for EbpfMaps {
             .map_err(map_err(format!("writing VIP filter bucket {bucket}")))
     }
 
-    fn write_table(&mut self, slot: u32, entries: &[u32]) -> Result<(), BalancerError> {
-        let table = self.inner_table(slot, entries.len())?;
-        // The kernel does not read this copy until the VIP record flips to it.
-        let slots = table.mem.slice_mut::<u64>(table.len);
-        for (slot, &entry) in slots.iter_mut().zip(entries) {
-            *slot = u64::from(entry);
+    fn write_table(&mut self, ring: &[u16], members: &[u32]) -> Result<u32, BalancerError> {
+        let too_big = || BalancerError::Map {
+            op: "sizing a Maglev table".into(),
+            source: MapError::IoError(std::io::Error::from(std::io::ErrorKind::InvalidInput)),
+        };
+        let ring_size = u32::try_from(ring.len()).map_err(|_| too_big())?;
+        let room = member_room(members.len());
+        let mut slot = self.take_spare(ring_size, room);
+        if slot.is_none() {
+            self.provision(ring_size, room)?;
+            slot = self.take_spare(ring_size, room);
         }
-        Ok(())
+        let slot = slot.ok_or_else(too_big)?;
+        let t = self.pool.tables.get_mut(&slot).ok_or_else(too_big)?;
+        // No VIP record names this table: the kernel does not read it.
+        let cells = table::cells(t.ring, t.room) as usize;
+        table::pack(ring, members, t.mem.slice_mut::<u64>(cells));
+        self.pool.live.insert(slot);
+        Ok(slot)
+    }
+
+    fn drop_table(&mut self, slot: u32) {
+        let reuse = std::time::Instant::now() + RETIRE_AFTER;
+        if self.pool.live.remove(&slot) {
+            self.pool.spare.push((reuse, slot));
+        } else if self.pool.foreign.remove(&slot) {
+            self.pool.foreign_retired.push((reuse, slot));
+        }
+    }
+
+    fn adopt_tables(&mut self, slots: &[u32]) {
+        self.pool.foreign.extend(slots.iter().copied());
+    }
+
+    fn tidy(&mut self) {
+        let now = std::time::Instant::now();
+        // Spares beyond what rewrites need, and foreign tables out of use,
+        // are freed: the placeholder replaces them all in one call.
+        let mut ready: Vec<(std::time::Instant, u32)> = self
+            .pool
+            .spare
+            .iter()
+            .copied()
+            .filter(|&(from, _)| from <= now)
+            .collect();
+        ready.sort_unstable();
+        let excess: Vec<u32> = ready
+            .iter()
+            .skip(SPARES_KEPT)
+            .map(|&(_, slot)| slot)
+            .collect();
+        let foreign: Vec<u32> = self
+            .pool
+            .foreign_retired
+            .iter()
+            .filter(|&&(from, _)| from <= now)
+            .map(|&(_, slot)| slot)
+            .collect();
+        let slots: Vec<u32> = excess.iter().chain(&foreign).copied().collect();
+        if slots.is_empty() {
+            return;
+        }
+        if self.pool.placeholder.is_none() {
+            match Array::<MapData, u64>::create(1, TABLE_FLAGS) {
+                Ok(map) => self.pool.placeholder = Some(map),
+                Err(e) => {
+                    tracing::warn!("creating the placeholder Maglev table: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(placeholder) = self.pool.placeholder.as_ref() else {
+            return;
+        };
+        let maps = vec![placeholder; slots.len()];
+        if let Err(e) = self.install(&slots, &maps) {
+            tracing::warn!("freeing {} Maglev tables: {e}", slots.len());
+            return;
+        }
+        for slot in &excess {
+            self.pool.tables.remove(slot);
+        }
+        self.pool.spare.retain(|(_, s)| !excess.contains(s));
+        self.pool
+            .foreign_retired
+            .retain(|(_, s)| !foreign.contains(s));
     }
 
     fn read_table(&self, slot: u32) -> Option<Vec<u32>> {
-        let table = self.inner.get(&slot)?;
-        Some(
-            table
-                .mem
-                .slice::<u64>(table.len)
-                .iter()
-                .map(|&e| e as u32)
-                .collect(),
-        )
+        let table = self.pool.tables.get(&slot)?;
+        let cells = table.cells();
+        (0..table.ring)
+            .map(|i| table::lookup(table.ring, i, |c| cells.get(c as usize).copied()))
+            .collect()
     }
 
     fn table_entry(&self, slot: u32, index: u32) -> Option<u32> {
-        let table = self.inner.get(&slot)?;
-        table
-            .mem
-            .slice::<u64>(table.len)
-            .get(index as usize)
-            .map(|&e| e as u32)
+        self.pool.tables.get(&slot)?.entry(index)
     }
 
     fn set_backend(&mut self, index: u32, backend: &Backend) -> Result<(), BalancerError> {
         self.backends
             .set(index, backend, 0)
             .map_err(map_err(format!("writing backend slot {index}")))
+    }
+
+    fn set_backends_batch(&mut self, writes: &[(u32, Backend)]) -> Result<(), BalancerError> {
+        use std::os::fd::AsFd as _;
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let (keys, values): (Vec<u32>, Vec<Backend>) = writes.iter().copied().unzip();
+        crate::sys::map_batch::update_batch(self.backends.map().fd().as_fd(), &keys, &values)
+            .map_err(|e| {
+                map_err(format!("writing {} backend slots", keys.len()))(MapError::IoError(e))
+            })
     }
 
     fn reset_backend_stats(&mut self, index: u32) -> Result<(), BalancerError> {
@@ -1505,8 +1798,8 @@ mod tests {
     impl Maps for Fake {
         fn set_vip(&mut self, key: &VipKey, meta: &VipMeta) -> Result<(), BalancerError> {
             self.log.push(format!(
-                "vip id={} active={} flags={}",
-                meta.id, meta.active_table, meta.flags
+                "vip id={} table={} flags={}",
+                meta.id, meta.table, meta.flags
             ));
             self.vips.insert(*key, *meta);
             Ok(())
@@ -1526,13 +1819,24 @@ mod tests {
             }
             Ok(())
         }
-        fn write_table(&mut self, slot: u32, entries: &[u32]) -> Result<(), BalancerError> {
+        fn write_table(&mut self, ring: &[u16], members: &[u32]) -> Result<u32, BalancerError> {
             if self.fail_tables {
                 return Err(BalancerError::Mmap(std::io::Error::other("injected")));
             }
+            // The lowest index no table holds.
+            let slot = (0..u32::MAX)
+                .find(|s| !self.tables.contains_key(s))
+                .unwrap_or(0);
             self.log.push(format!("table {slot}"));
-            self.tables.insert(slot, entries.to_vec());
-            Ok(())
+            self.tables.insert(
+                slot,
+                ring.iter().map(|&m| members[usize::from(m)]).collect(),
+            );
+            Ok(slot)
+        }
+        fn drop_table(&mut self, slot: u32) {
+            self.log.push(format!("drop table {slot}"));
+            self.tables.remove(&slot);
         }
         fn read_table(&self, slot: u32) -> Option<Vec<u32>> {
             self.tables.get(&slot).cloned()
@@ -1656,7 +1960,7 @@ mod tests {
     /// The table the kernel reads for `key`, via the VIP record.
     fn live_table(b: &Balancer<Fake>, key: &ServiceKey) -> Vec<u32> {
         let meta = b.maps().vips[&key.map_key()];
-        b.maps().tables[&VipMeta::table_slot(meta.id, meta.active_table)].clone()
+        b.maps().tables[&meta.table].clone()
     }
 
     /// The id the kernel finds for `key` in the live half of the index.
@@ -1942,7 +2246,7 @@ mod tests {
     }
 
     #[test]
-    fn writes_backends_then_inactive_table_then_flips() {
+    fn writes_backends_then_a_spare_table_then_points_at_it() {
         let mut b = Balancer::new(Fake::default());
         b.upsert_service(key(100), spec()).unwrap();
         b.maps.log.clear();
@@ -1950,25 +2254,23 @@ mod tests {
         assert_eq!(
             b.maps().log,
             [
-                "reset backend 0",
                 "backend 0 active=1",
-                "reset backend 1",
                 "backend 1 active=1",
-                "table 1",
-                "vip id=0 active=1 flags=0"
+                "table 0",
+                "vip id=0 table=0 flags=0"
             ]
         );
         b.maps.log.clear();
-        // Swap .12 for .13: new slot first, table into copy 0, flip, then
-        // release .12 last.
+        // Swap .12 for .13: new slot first, a new table, the record points
+        // at it, the old table goes, then .12 is released last.
         b.set_backends(&key(100), &[be(11, 1), be(13, 1)]).unwrap();
         assert_eq!(
             b.maps().log,
             [
-                "reset backend 2",
                 "backend 2 active=1",
-                "table 0",
-                "vip id=0 active=0 flags=0",
+                "table 1",
+                "vip id=0 table=1 flags=0",
+                "drop table 0",
                 "backend 1 active=0"
             ]
         );
@@ -2077,7 +2379,7 @@ mod tests {
         assert_eq!(b.maps().vip_packets.get(&new_id), None);
         let log = &b.maps().log;
         let at = |line: &str| log.iter().position(|l| l == line).unwrap();
-        assert!(at(&format!("reset vip id={new_id}")) < at("vip id=0 active=0 flags=1"));
+        assert!(at(&format!("reset vip id={new_id}")) < at("vip id=0 table=0 flags=1"));
         assert!(
             at(&format!("reset backend {new_slot}")) < at(&format!("backend {new_slot} active=1")),
             "counters zeroed before the slot is live: {log:?}"

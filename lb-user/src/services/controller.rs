@@ -268,13 +268,14 @@ struct Backend {
     /// The service's sorry server (no checks; in the pool while no
     /// backend is up).
     sorry: bool,
-    /// One task per check.
-    checkers: Vec<tokio::task::JoinHandle<()>>,
+    /// One task per check (none for a `kind = "none"` check that is up:
+    /// it always passes); empty until the checks start.
+    checkers: Vec<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        for c in self.checkers.drain(..) {
+        for c in self.checkers.drain(..).flatten() {
             c.abort();
         }
     }
@@ -775,6 +776,12 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         }
     }
 
+    /// Free data-plane memory that went out of use (retired Maglev
+    /// tables); the daemon calls it every second.
+    pub fn tidy(&mut self) {
+        self.balancer.tidy();
+    }
+
     /// Status of every service.
     #[must_use]
     pub fn status(&self) -> Vec<ServiceStatus> {
@@ -841,8 +848,14 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                     starts_down: !b.checks[i].0,
                     ..check_of(h)
                 };
+                // `kind = "none"` always passes: an up check needs no loop
+                // (a task per backend cost 4.6 KB, 460 MB at 100,000).
+                if matches!(spec.kind, health::Kind::None) && !spec.starts_down {
+                    b.checkers.push(None);
+                    continue;
+                }
                 let task = run_checks(*key, addr, i, port, spec, tx);
-                b.checkers.push(tokio::spawn(task));
+                b.checkers.push(Some(tokio::spawn(task)));
             }
         }
     }
@@ -1114,7 +1127,9 @@ async fn run_checks(
             continue;
         }
         checker.started(now);
-        let probe = health::probe(&spec.kind, spec.bind, backend, port);
+        // Boxed: the probe's state (an HTTP or TLS client at most) lives
+        // on the heap only while it runs, not in every idle check task.
+        let probe = Box::pin(health::probe(&spec.kind, spec.bind, backend, port));
         let result = tokio::time::timeout(spec.timeout, probe).await;
         let (ok, reason, set) = match result {
             Ok(Ok(passed)) => (true, "check passed".to_owned(), passed.weight),
@@ -1333,8 +1348,8 @@ mod tests {
         fn set_filter(&mut self, _: u32, _: u8) -> Result<(), BalancerError> {
             Ok(())
         }
-        fn write_table(&mut self, _: u32, _: &[u32]) -> Result<(), BalancerError> {
-            Ok(())
+        fn write_table(&mut self, _: &[u16], _: &[u32]) -> Result<u32, BalancerError> {
+            Ok(0)
         }
         fn set_backend(&mut self, _: u32, _: &Backend) -> Result<(), BalancerError> {
             Ok(())

@@ -7,6 +7,9 @@
 //!
 //! The walk is not atomic: an entry inserted or deleted meanwhile may be
 //! seen or not, as with any iteration of a live map.
+//!
+//! Also [`update_batch`], which aya does not offer: writing many entries
+//! (inner maps of an array of maps, backend slots) at once.
 
 use std::{
     io,
@@ -83,4 +86,43 @@ pub fn lookup_all<K: Copy + Default, V: Copy + Default>(
             Some(e) => return Err(e),
         }
     }
+}
+
+/// `BPF_MAP_UPDATE_BATCH` in `enum bpf_cmd`.
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+
+/// Set `keys[i]` to `values[i]` in map `fd` with one system call (`K`
+/// and `V` plain data of exactly the map's key and value sizes; an array
+/// of maps takes inner map fds as `u32`): an array of maps waits for one
+/// RCU grace period per call, not per entry.
+///
+/// # Errors
+/// The kernel refused; entries before the one it stopped at are set.
+pub fn update_batch<K: Copy, V: Copy>(
+    fd: BorrowedFd<'_>,
+    keys: &[K],
+    values: &[V],
+) -> io::Result<()> {
+    let count = keys.len().min(values.len());
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        values: values.as_ptr() as u64,
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+        map_fd: u32::try_from(fd.as_raw_fd()).unwrap_or(u32::MAX),
+        ..BatchAttr::default()
+    };
+    // SAFETY: `attr` is a valid `bpf_attr` prefix for this command; the
+    // kernel reads `count` keys and values from buffers that long.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_UPDATE_BATCH,
+            std::ptr::from_mut(&mut attr),
+            std::mem::size_of::<BatchAttr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

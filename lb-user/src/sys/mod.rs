@@ -7,10 +7,23 @@
 //!   removed tagged as lbd's own, and the interface's addresses listed;
 //! - [`interface`]: interface index and link flags by name;
 //! - [`process`]: the user a child runs as, and its process group, killed
-//!   as a whole.
+//!   as a whole;
+//! - [`trim_heap`]: give freed heap back to the kernel.
 
 pub mod addr;
 pub mod interface;
 pub mod map_batch;
 pub mod neigh;
 pub mod process;
+
+/// Give the heap's free memory back to the kernel (`malloc_trim`). glibc
+/// keeps what a burst freed (applying 1,000 services, encoding a large
+/// `lbctl services` answer) mapped otherwise, and lbd's resident size
+/// would stay at its peak; called after such bursts, never per packet.
+pub fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: no arguments to validate; glibc's own locking.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
