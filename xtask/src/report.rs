@@ -236,7 +236,19 @@ const GUIDE: &str = r#"## What the figures measure
 - **Paths** (`paths`): end to end over veth in network namespaces; the
   veth driver's copy and thread wake-ups dominate the LB's cost there, so
   the per-core ratios measure veth as much as the balancer.
-- **Control plane, failover, flows**: as their sections say.
+- **Control plane** (`controlplane`): the Maglev build alone; then
+  `upsert_service` + `set_backends` for 1,000 services through the maps
+  of a loaded object, each service with its own pool of 100 (lbd reuses
+  the last table it built for an identical pool, so a shared pool would
+  flatter the figure), then all 1,000 moved to one shared pool; a health
+  flip is one whole `set_backends` with one backend out or back (Maglev
+  build, backend slot, a spare table written, the VIP record pointed at
+  it). lbd runs the same 1,000 services over one shared pool of 100 with
+  health checks off; about 2 s of its start is loading the program (the
+  verifier). A table is 2 bytes a slot (`lb_common::vip::table`), so the
+  1,000 tables take about 130 MiB of kernel memory, which lbd also has
+  mapped (its RssFile); its heap is the RssAnon line.
+- **Failover, flows**: as their sections say.
 
 ## Line rate on real NICs: two hosts
 
@@ -261,14 +273,15 @@ checksums. Against an lbd on another host:
    softirq share, with Mpps per LB core in softirq.
 
 A 10 GbE link carries at most 14.88 Mpps of 64-byte frames. The
-arithmetic from the NIC-like figures (2026-12-03, this VM: minimal XDP_TX
-forwarder 154 ns/frame, lb dsr 277 ns/frame, so lb's program costs 123 ns
-beyond the least a forwarder does): assume a native-XDP driver's receive
-plus `XDP_TX` costs about 80 ns per frame (the order of the ~12-14 Mpps per
-core published for `XDP_TX` on 10-40 GbE NICs; an assumption, not measured
-here, as this machine has no NIC). Then lb dsr costs about 80 + 123 = 203
-ns per frame, 4.9 Mpps per core: 3 cores of this CPU for 14.88 Mpps (fewer
-on a faster CPU: the same build measured half these times on another
-machine). lbgen itself runs the minimal forwarder's path: about 2.3 cores
+arithmetic from the NIC-like figures (2026-12-03, this VM, the run above:
+minimal XDP_TX forwarder 122 ns/frame, lb dsr 249 ns/frame, so lb costs
+127 ns beyond the least a forwarder does, of which about 55 ns are the
+program and its helpers by perf and much of the rest waking the
+receiving CPU): assume a native-XDP driver's receive plus `XDP_TX` costs
+about 80 ns per frame (the order of the ~12-14 Mpps per core published for
+`XDP_TX` on 10-40 GbE NICs; an assumption, not measured here, as this
+machine has no NIC). Then lb dsr costs about 80 + 127 = 207 ns per frame,
+4.8 Mpps per core: 3 cores of this CPU for 14.88 Mpps (fewer on a faster
+CPU: the same build measured half these times on another machine). lbgen itself runs the minimal forwarder's path: about 2.3 cores
 of this CPU for line rate.
 "#;
