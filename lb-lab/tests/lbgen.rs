@@ -227,58 +227,29 @@ fn tcp_over_ipv6_with_a_new_flow_every_frame_arrives_exactly() {
 #[test]
 fn bad_options_say_what_is_wrong() {
     let p = pair("b");
-    for (args, want) in [
+    // Each case: a valid base (IPv4, one flow) with one thing wrong, or
+    // its own arguments where the base itself is what is wrong.
+    let base = ["--src", "198.18.0.1", "--dst", "198.18.0.2", "--dport", "1"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        base.iter().chain(extra).copied().collect()
+    };
+    let cases: Vec<(Vec<&str>, &str)> = vec![
         (
-            &[
+            vec![
                 "--src",
                 "198.18.0.1",
                 "--dst",
                 "2001:db8::2",
                 "--dport",
                 "1",
-            ][..],
+            ],
             "one address family",
         ),
-        (
-            &[
-                "--src",
-                "198.18.0.1",
-                "--dst",
-                "198.18.0.2",
-                "--dport",
-                "1",
-                "--proto",
-                "icmp",
-            ],
-            "udp or tcp",
-        ),
-        (
-            &[
-                "--src",
-                "198.18.0.1",
-                "--dst",
-                "198.18.0.2",
-                "--dport",
-                "1",
-                "--size",
-                "200",
-            ],
-            "--size 200",
-        ),
-        (
-            &[
-                "--src",
-                "198.18.0.1",
-                "--dst",
-                "198.18.0.2",
-                "--dport",
-                "1",
-                "--flows",
-                "many",
-            ],
-            "`new`",
-        ),
-    ] {
+        (with(&["--proto", "icmp"]), "udp or tcp"),
+        (with(&["--size", "200"]), "--size 200"),
+        (with(&["--flows", "many"]), "`new`"),
+    ];
+    for (args, want) in &cases {
         let out = p.command(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(

@@ -1683,10 +1683,7 @@ impl Maps for EbpfMaps {
 
     fn read_table(&self, slot: u32) -> Option<Vec<u32>> {
         let table = self.pool.tables.get(&slot)?;
-        let cells = table.cells();
-        (0..table.ring)
-            .map(|i| table::lookup(table.ring, i, |c| cells.get(c as usize).copied()))
-            .collect()
+        (0..table.ring).map(|i| table.entry(i)).collect()
     }
 
     fn table_entry(&self, slot: u32, index: u32) -> Option<u32> {

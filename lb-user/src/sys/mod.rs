@@ -8,6 +8,7 @@
 //! - [`interface`]: interface index and link flags by name;
 //! - [`process`]: the user a child runs as, and its process group, killed
 //!   as a whole;
+//! - [`map_batch`]: map commands aya lacks (batch lookup and update);
 //! - [`trim_heap`]: give freed heap back to the kernel.
 
 pub mod addr;
