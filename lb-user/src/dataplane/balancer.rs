@@ -343,6 +343,23 @@ pub trait Maps {
     fn table_entry(&self, slot: u32, index: u32) -> Option<u32> {
         self.read_table(slot)?.get(index as usize).copied()
     }
+    /// The table in outer slot `slot` as this process wrote it, as a
+    /// member number per table slot and each member's backend slot.
+    fn read_table_members(&self, slot: u32) -> Option<(Vec<u16>, Vec<u32>)> {
+        let entries = self.read_table(slot)?;
+        let mut members: Vec<u32> = Vec::new();
+        let slots = entries
+            .iter()
+            .map(|e| {
+                let m = members.iter().position(|m| m == e).unwrap_or_else(|| {
+                    members.push(*e);
+                    members.len() - 1
+                });
+                u16::try_from(m).ok()
+            })
+            .collect::<Option<Vec<u16>>>()?;
+        Some((slots, members))
+    }
     /// Write backend slot `index`.
     ///
     /// # Errors
@@ -364,6 +381,16 @@ pub trait Maps {
     /// # Errors
     /// On map failure.
     fn reset_backend_stats(&mut self, index: u32) -> Result<(), BalancerError>;
+    /// [`Maps::reset_backend_stats`] for several slots (one system call
+    /// for the real maps).
+    ///
+    /// # Errors
+    /// On map failure; some may have been zeroed.
+    fn reset_backend_stats_batch(&mut self, indices: &[u32]) -> Result<(), BalancerError> {
+        indices
+            .iter()
+            .try_for_each(|&index| self.reset_backend_stats(index))
+    }
     /// Zero the traffic counters (`stats_vip`) of VIP id `id` on every CPU.
     /// Called before the id is given to a new service.
     ///
@@ -426,11 +453,52 @@ struct Service {
 }
 
 /// The backend slots of `pool` that own table slots (weight above 0).
-fn table_owners(pool: &[(BackendSpec, u32)]) -> HashSet<u32> {
+/// A Maglev table built (shared: services with the same pool write the
+/// same one), or why there is none.
+type TableBuild = Result<std::sync::Arc<maglev::Table>, maglev::Error>;
+
+/// A pool as the Maglev builder sees it (keys and weights, in pool order).
+fn maglev_backends(pool: &[BackendSpec]) -> Vec<maglev::Backend> {
+    pool.iter()
+        .map(|b| maglev::Backend::new(maglev::addr_key((b.addr, 0).into()), b.weight))
+        .collect()
+}
+
+fn table_owners(pool: &[(BackendSpec, u32)]) -> SlotSet {
     pool.iter()
         .filter(|(b, _)| b.weight > 0)
         .map(|&(_, i)| i)
         .collect()
+}
+
+/// A set of backend slots, one bit each: a churn count asks it once per
+/// changed table slot (65,537 times when a whole pool is replaced), where
+/// a hashed set cost more than the Maglev build.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SlotSet(Vec<u64>);
+
+impl SlotSet {
+    /// Whether `slot` is in the set.
+    #[must_use]
+    pub fn contains(&self, slot: u32) -> bool {
+        self.0
+            .get(slot as usize / 64)
+            .is_some_and(|w| w & (1 << (slot % 64)) != 0)
+    }
+}
+
+impl FromIterator<u32> for SlotSet {
+    fn from_iter<I: IntoIterator<Item = u32>>(slots: I) -> Self {
+        let mut words = Vec::new();
+        for slot in slots {
+            let word = slot as usize / 64;
+            if words.len() <= word {
+                words.resize(word + 1, 0u64);
+            }
+            words[word] |= 1 << (slot % 64);
+        }
+        Self(words)
+    }
 }
 
 /// A service's live Maglev table ([`Balancer::live_tables`]).
@@ -466,30 +534,49 @@ pub struct TableChurn {
 }
 
 impl TableChurn {
-    /// Count the rewrite from `old` to `new` (backend slot per table
-    /// slot), the old pool's backend slots `was` and the new one's `is`;
-    /// `None` (not counted) when the sizes differ (a new ring size moves
-    /// everything, which says nothing).
+    /// Count the rewrite from `old` to `new` (each a table as member
+    /// numbers per slot and the members' backend slots), the old pool's
+    /// backend slots `was` and the new one's `is`; `None` (not counted)
+    /// when the sizes differ (a new ring size moves everything, which says
+    /// nothing).
     pub fn record(
         &mut self,
-        old: &[u32],
-        new: &[u32],
-        was: &HashSet<u32>,
-        is: &HashSet<u32>,
+        old: (&[u16], &[u32]),
+        new: (&[u16], &[u32]),
+        was: &SlotSet,
+        is: &SlotSet,
     ) -> Option<(u32, u32, u32)> {
-        if old.len() != new.len() || old.is_empty() {
+        let ((old_slots, old_members), (new_slots, new_members)) = (old, new);
+        if old_slots.len() != new_slots.len() || old_slots.is_empty() {
             return None;
         }
+        // Per member, not per slot: each old member's number in the new
+        // table (its backend's; `u16::MAX` if gone), whether it had to
+        // lose its slots, and whether a new member had to gain any. A
+        // slot then costs two small lookups, not two set queries.
+        let renumber: Vec<u16> = old_members
+            .iter()
+            .map(|o| {
+                new_members
+                    .iter()
+                    .position(|n| n == o)
+                    .and_then(|i| u16::try_from(i).ok())
+                    .unwrap_or(u16::MAX)
+            })
+            .collect();
+        let leaves: Vec<bool> = old_members.iter().map(|&o| !is.contains(o)).collect();
+        let arrives: Vec<bool> = new_members.iter().map(|&n| !was.contains(n)).collect();
         let (mut changed, mut necessary) = (0u32, 0u32);
-        for (&o, &n) in old.iter().zip(new) {
-            if o != n {
+        for (&o, &n) in old_slots.iter().zip(new_slots) {
+            let (o, n) = (usize::from(o), usize::from(n));
+            if renumber.get(o) != Some(&(n as u16)) {
                 changed += 1;
-                if !is.contains(&o) || !was.contains(&n) {
+                if leaves.get(o).is_none_or(|&l| l) || arrives.get(n).is_none_or(|&a| a) {
                     necessary += 1;
                 }
             }
         }
-        let size = u32::try_from(old.len()).unwrap_or(u32::MAX);
+        let size = u32::try_from(old_slots.len()).unwrap_or(u32::MAX);
         self.rewrites += 1;
         self.slots_changed += u64::from(changed);
         self.slots_necessary += u64::from(necessary);
@@ -1000,6 +1087,103 @@ impl<M: Maps> Balancer<M> {
         key: &ServiceKey,
         backends: &[BackendSpec],
     ) -> Result<(), BalancerError> {
+        let ring = self.services.get(key).map_or(0, |s| s.spec.ring_size);
+        let table = self.build_table(maglev_backends(backends), ring);
+        self.set_backends_built(key, backends, table)
+    }
+
+    /// [`Balancer::set_backends`] for several services: their Maglev
+    /// tables are built on every core while the ones built are written
+    /// (a service's table is written in order, one after another); an
+    /// identical pool is built once. What a start or a reload of
+    /// thousands of services needs.
+    ///
+    /// Returns each service's result, in order.
+    ///
+    /// # Panics
+    /// If a builder thread panicked (as a build on this thread would).
+    pub fn set_backends_many(
+        &mut self,
+        pools: &[(ServiceKey, Vec<BackendSpec>)],
+    ) -> Vec<Result<(), BalancerError>> {
+        // The builds: one per distinct (pool, ring), in first-use order.
+        let mut builds: Vec<(Vec<maglev::Backend>, u32)> = Vec::new();
+        let mut index: HashMap<(Vec<maglev::Backend>, u32), usize> = HashMap::new();
+        let mut uses: Vec<usize> = Vec::new();
+        let of_item: Vec<usize> = pools
+            .iter()
+            .map(|(key, pool)| {
+                let ring = self.services.get(key).map_or(0, |s| s.spec.ring_size);
+                let want = (maglev_backends(pool), ring);
+                let b = *index.entry(want.clone()).or_insert_with(|| {
+                    builds.push(want);
+                    uses.push(0);
+                    builds.len() - 1
+                });
+                uses[b] += 1;
+                b
+            })
+            .collect();
+        drop(index);
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        if threads < 2 || builds.len() < 2 {
+            return pools
+                .iter()
+                .map(|(key, pool)| self.set_backends(key, pool))
+                .collect();
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        // Built tables wait here for their turn (bounded: the builders stay
+        // a few tables ahead of the writes, not a thousand).
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, TableBuild)>(2 * threads);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                let (tx, next, builds) = (tx.clone(), &next, &builds);
+                scope.spawn(move || {
+                    loop {
+                        let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((backends, ring)) = builds.get(b) else {
+                            break;
+                        };
+                        let table = maglev::Table::build(backends, *ring).map(std::sync::Arc::new);
+                        if tx.send((b, table)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut built: Vec<Option<TableBuild>> = vec![None; builds.len()];
+            pools
+                .iter()
+                .zip(&of_item)
+                .map(|((key, pool), &b)| {
+                    while built[b].is_none() {
+                        match rx.recv() {
+                            Ok((i, table)) => built[i] = Some(table),
+                            Err(_) => break, // A builder panicked.
+                        }
+                    }
+                    uses[b] -= 1;
+                    let table = if uses[b] == 0 {
+                        built[b].take()
+                    } else {
+                        built[b].clone()
+                    };
+                    let table = table.expect("each build arrives before the builders stop");
+                    self.set_backends_built(key, pool, table)
+                })
+                .collect()
+        })
+    }
+
+    /// [`Balancer::set_backends`] with the pool's table built.
+    fn set_backends_built(
+        &mut self,
+        key: &ServiceKey,
+        backends: &[BackendSpec],
+        table: TableBuild,
+    ) -> Result<(), BalancerError> {
         self.version += 1;
         let service = self
             .services
@@ -1007,11 +1191,7 @@ impl<M: Maps> Balancer<M> {
             .ok_or(BalancerError::NoService(*key))?;
         let (spec, id) = (service.spec, service.id);
         check_pool(key, &spec, backends)?;
-        let maglev_backends: Vec<maglev::Backend> = backends
-            .iter()
-            .map(|b| maglev::Backend::new(maglev::addr_key((b.addr, 0).into()), b.weight))
-            .collect();
-        let table = match self.build_table(maglev_backends, spec.ring_size) {
+        let table = match table {
             Ok(t) => Some(t),
             Err(maglev::Error::NoBackends { .. }) => None,
             Err(source) => {
@@ -1024,9 +1204,9 @@ impl<M: Maps> Balancer<M> {
 
         // 1. Backend slots exist and are active before a table names them.
         let mut acquired = Vec::with_capacity(backends.len());
-        let mut writes = Vec::new();
+        let (mut writes, mut resets) = (Vec::new(), Vec::new());
         for b in backends {
-            match self.acquire(key, id, b, &mut writes) {
+            match self.acquire(key, id, b, &mut writes, &mut resets) {
                 Ok(index) => acquired.push(index),
                 Err(e) => {
                     self.release(acquired)?;
@@ -1034,7 +1214,13 @@ impl<M: Maps> Balancer<M> {
                 }
             }
         }
-        if let Err(e) = self.maps.set_backends_batch(&writes) {
+        // A reused slot's cell still holds its previous pair's traffic; the
+        // slot is inactive (no packet counts against it) until written.
+        let written = self
+            .maps
+            .reset_backend_stats_batch(&resets)
+            .and_then(|()| self.maps.set_backends_batch(&writes));
+        if let Err(e) = written {
             self.release(acquired)?;
             return Err(e);
         }
@@ -1111,11 +1297,7 @@ impl<M: Maps> Balancer<M> {
     /// same pool (a `virtual_server_group`'s VIPs, one server set on
     /// several ports, or a shared backend's health flip reaching them one
     /// after another) cost one build.
-    fn build_table(
-        &mut self,
-        backends: Vec<maglev::Backend>,
-        ring: u32,
-    ) -> Result<std::sync::Arc<maglev::Table>, maglev::Error> {
+    fn build_table(&mut self, backends: Vec<maglev::Backend>, ring: u32) -> TableBuild {
         if let Some((b, r, t)) = &self.last_table
             && *r == ring
             && *b == backends
@@ -1136,12 +1318,15 @@ impl<M: Maps> Balancer<M> {
         next: &mut Service,
         ring: &[u16],
         members: &[u32],
-        was: &HashSet<u32>,
+        was: &SlotSet,
     ) {
         let is = table_owners(&next.backends);
-        let entries: Vec<u32> = ring.iter().map(|&m| members[usize::from(m)]).collect();
-        if let Some(old) = next.table.and_then(|live| self.maps.read_table(live))
-            && let Some((size, changed, necessary)) = next.churn.record(&old, &entries, was, &is)
+        if let Some((old_slots, old_members)) = next
+            .table
+            .and_then(|live| self.maps.read_table_members(live))
+            && let Some((size, changed, necessary)) =
+                next.churn
+                    .record((&old_slots, &old_members), (ring, members), was, &is)
             && changed > 0
         {
             let pct = |n: u32| 100.0 * f64::from(n) / f64::from(size);
@@ -1155,14 +1340,16 @@ impl<M: Maps> Balancer<M> {
     }
 
     /// Take a reference on the slot of `b` in service `key` (VIP id `id`),
-    /// creating it with zeroed counters, and make sure the slot holds `b`'s
-    /// current MAC.
+    /// creating it, and make sure the slot holds `b`'s current MAC: the
+    /// slot's value joins `writes` if it changes, a reused slot (whose
+    /// counters are not zero) joins `resets`.
     fn acquire(
         &mut self,
         key: &ServiceKey,
         id: u32,
         b: &BackendSpec,
         writes: &mut Vec<(u32, Backend)>,
+        resets: &mut Vec<u32>,
     ) -> Result<u32, BalancerError> {
         let value = Backend {
             addr: addr16(b.addr),
@@ -1198,12 +1385,9 @@ impl<M: Maps> Balancer<M> {
                 });
             }
         };
-        // A reused slot's cell still holds its previous pair's traffic; the
-        // slot is inactive (no packet counts against it) until written. A
-        // slot no one has used since the maps were created is all zeros.
-        if !fresh && let Err(e) = self.maps.reset_backend_stats(index) {
-            self.free_slots.push_front(index);
-            return Err(e);
+        // A slot no one has used since the maps were created is all zeros.
+        if !fresh {
+            resets.push(index);
         }
         writes.push((index, value));
         self.slots.insert(
@@ -1219,8 +1403,10 @@ impl<M: Maps> Balancer<M> {
         Ok(index)
     }
 
-    /// Drop one reference per index; slots left without any are deactivated.
+    /// Drop one reference per index; slots left without any are deactivated
+    /// (in one write).
     fn release(&mut self, indices: impl IntoIterator<Item = u32>) -> Result<(), BalancerError> {
+        let mut cleared = Vec::new();
         for index in indices {
             let Some(&pair) = self.pairs.get(&index) else {
                 continue;
@@ -1230,13 +1416,13 @@ impl<M: Maps> Balancer<M> {
             };
             slot.refs -= 1;
             if slot.refs == 0 {
-                self.maps.set_backend(index, &Backend::default())?;
+                cleared.push((index, Backend::default()));
                 self.slots.remove(&pair);
                 self.pairs.remove(&index);
                 self.free_slots.push_back(index);
             }
         }
-        Ok(())
+        self.maps.set_backends_batch(&cleared)
     }
 }
 
@@ -1346,11 +1532,16 @@ impl VipIndexMapping {
     }
 }
 
-/// An inner Maglev table (`lb_common::vip::table`: `u64` cells) and its
-/// memory mapping.
+/// An inner Maglev table (`lb_common::vip::table`: `u64` cells).
+///
+/// Written through a mapping made for the write and unmapped after it;
+/// read through one kept until the next [`Maps::tidy`]. The kernel holds
+/// the table either way: a thousand tables kept mapped would add their
+/// 130 MiB to lbd's RSS a second time.
 struct InnerTable {
     map: Array<MapData, u64>,
-    mem: ArrayMemory,
+    /// A read-only mapping, made by the first read since the last tidy.
+    read: std::sync::OnceLock<ArrayMemory>,
     /// Table slots (M).
     ring: u32,
     /// Members it has room for.
@@ -1358,17 +1549,79 @@ struct InnerTable {
 }
 
 impl InnerTable {
-    fn cells(&self) -> &[u64] {
-        self.mem
-            .slice::<u64>(table::cells(self.ring, self.room) as usize)
+    fn bytes(&self) -> usize {
+        table::cells(self.ring, self.room) as usize * 8
+    }
+
+    /// Fill the table (no VIP record may name it).
+    fn write(&mut self, ring: &[u16], members: &[u32]) -> Result<(), BalancerError> {
+        let cells = table::cells(self.ring, self.room) as usize;
+        let mut mem =
+            ArrayMemory::map(self.map.map(), self.bytes(), true).map_err(BalancerError::Mmap)?;
+        table::pack(ring, members, mem.slice_mut::<u64>(cells));
+        // What an earlier read mapped is the same memory: still right.
+        Ok(())
+    }
+
+    fn cells(&self) -> Option<&[u64]> {
+        let cells = table::cells(self.ring, self.room) as usize;
+        if self.read.get().is_none() {
+            match ArrayMemory::map(self.map.map(), self.bytes(), false) {
+                Ok(mem) => {
+                    let _ = self.read.set(mem);
+                }
+                Err(e) => {
+                    tracing::warn!("mapping a Maglev table to read it: {e}");
+                    return None;
+                }
+            }
+        }
+        self.read.get().map(|m| m.slice::<u64>(cells))
     }
 
     fn entry(&self, index: u32) -> Option<u32> {
         if index >= self.ring {
             return None;
         }
-        let cells = self.cells();
+        let cells = self.cells()?;
         table::lookup(self.ring, index, |i| cells.get(i as usize).copied())
+    }
+
+    /// Every slot's member number, and the members' backend slots.
+    fn members(&self) -> Option<(Vec<u16>, Vec<u32>)> {
+        let cells = self.cells()?;
+        let (slot_part, member_part) =
+            cells.split_at_checked(table::slot_cells(self.ring) as usize)?;
+        let slots: Vec<u16> = slot_part
+            .iter()
+            .flat_map(|&c| (0..table::SLOTS_PER_CELL).map(move |i| (c >> (16 * i)) as u16))
+            .take(self.ring as usize)
+            .collect();
+        let count = slots
+            .iter()
+            .copied()
+            .max()
+            .map_or(0, |m| usize::from(m) + 1);
+        let members = (0..count)
+            .map(|m| {
+                let cell = member_part.get(m / table::MEMBERS_PER_CELL as usize)?;
+                Some(table::backend_of(*cell, m as u32))
+            })
+            .collect::<Option<Vec<u32>>>()?;
+        Some((slots, members))
+    }
+
+    /// Every slot's backend slot, in order.
+    fn entries(&self) -> Option<Vec<u32>> {
+        let cells = self.cells()?;
+        let members = cells.get(table::slot_cells(self.ring) as usize..)?;
+        (0..self.ring)
+            .map(|slot| {
+                let member = table::member_of(cells[table::slot_cell(slot) as usize], slot);
+                let cell = members.get((member / table::MEMBERS_PER_CELL) as usize)?;
+                Some(table::backend_of(*cell, member))
+            })
+            .collect()
     }
 }
 
@@ -1378,6 +1631,10 @@ impl InnerTable {
 const RETIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Most tables installed ahead of need in one go.
 const PROVISION_MAX: usize = 64;
+/// Fewest: a service whose backend flaps rewrites its table once per flip,
+/// and each installation waits a grace period (about 10 ms); eight spares
+/// (1 MiB at M = 65,537) cover the flips of a second.
+const PROVISION_MIN: usize = 8;
 /// Spare tables kept ready beyond the ones cooling down; more are freed.
 const SPARES_KEPT: usize = 64;
 
@@ -1519,7 +1776,7 @@ impl EbpfMaps {
     /// members: as many as half the live tables (2 to [`PROVISION_MAX`]),
     /// in one system call.
     fn provision(&mut self, ring: u32, room: u32) -> Result<(), BalancerError> {
-        let want = (self.pool.live.len() / 2).clamp(2, PROVISION_MAX);
+        let want = (self.pool.live.len() / 2).clamp(PROVISION_MIN, PROVISION_MAX);
         let slots = self.free_slots(want);
         if slots.is_empty() {
             return Err(BalancerError::Map {
@@ -1535,11 +1792,9 @@ impl EbpfMaps {
         for _ in &slots {
             let map = Array::<MapData, u64>::create(cells, TABLE_FLAGS)
                 .map_err(map_err(format!("creating a {cells}-cell Maglev table")))?;
-            let mem = ArrayMemory::map(map.map(), cells as usize * 8, true)
-                .map_err(BalancerError::Mmap)?;
             made.push(InnerTable {
                 map,
-                mem,
+                read: std::sync::OnceLock::new(),
                 ring,
                 room,
             });
@@ -1608,8 +1863,10 @@ impl Maps for EbpfMaps {
         let slot = slot.ok_or_else(too_big)?;
         let t = self.pool.tables.get_mut(&slot).ok_or_else(too_big)?;
         // No VIP record names this table: the kernel does not read it.
-        let cells = table::cells(t.ring, t.room) as usize;
-        table::pack(ring, members, t.mem.slice_mut::<u64>(cells));
+        if let Err(e) = t.write(ring, members) {
+            self.pool.spare.push((std::time::Instant::now(), slot));
+            return Err(e);
+        }
         self.pool.live.insert(slot);
         Ok(slot)
     }
@@ -1628,6 +1885,11 @@ impl Maps for EbpfMaps {
     }
 
     fn tidy(&mut self) {
+        // Tables mapped to be read (a churn count, a flow scan) are
+        // unmapped: the next read maps them again.
+        for t in self.pool.tables.values_mut() {
+            t.read.take();
+        }
         let now = std::time::Instant::now();
         // Spares beyond what rewrites need, and foreign tables out of use,
         // are freed: the placeholder replaces them all in one call.
@@ -1682,8 +1944,11 @@ impl Maps for EbpfMaps {
     }
 
     fn read_table(&self, slot: u32) -> Option<Vec<u32>> {
-        let table = self.pool.tables.get(&slot)?;
-        (0..table.ring).map(|i| table.entry(i)).collect()
+        self.pool.tables.get(&slot)?.entries()
+    }
+
+    fn read_table_members(&self, slot: u32) -> Option<(Vec<u16>, Vec<u32>)> {
+        self.pool.tables.get(&slot)?.members()
     }
 
     fn table_entry(&self, slot: u32, index: u32) -> Option<u32> {
@@ -1714,6 +1979,20 @@ impl Maps for EbpfMaps {
             index,
             &format!("backend slot {index}"),
         )
+    }
+
+    fn reset_backend_stats_batch(&mut self, indices: &[u32]) -> Result<(), BalancerError> {
+        use std::os::fd::AsFd as _;
+        if indices.is_empty() {
+            return Ok(());
+        }
+        let op = || format!("zeroing the counters of {} backend slots", indices.len());
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| map_err(op())(MapError::IoError(e)))?;
+        // A per-CPU value is one copy per possible CPU, each 8-byte aligned
+        // (the counters are `u64`s).
+        let zeros = vec![TrafficCounters::default(); indices.len() * cpus];
+        crate::sys::map_batch::update_batch(self.stats_backend.map().fd().as_fd(), indices, &zeros)
+            .map_err(|e| map_err(op())(MapError::IoError(e)))
     }
 
     fn reset_vip_stats(&mut self, id: u32) -> Result<(), BalancerError> {
@@ -2276,6 +2555,56 @@ mod tests {
             live.iter().all(|&i| i == 0 || i == 2),
             "only live slots in the table"
         );
+    }
+
+    /// Pools applied together (tables built on every core, identical
+    /// pools built once) end as the same pools applied one by one: the
+    /// same slots, tables and VIP records, and the same errors in place.
+    #[test]
+    fn many_pools_at_once_write_what_one_at_a_time_writes() {
+        let keys: Vec<ServiceKey> = (100..106).map(key).collect();
+        let shared = vec![be(11, 1), be(12, 2), be(13, 1)];
+        let pools = vec![
+            (keys[0], shared.clone()),
+            (keys[1], vec![be(14, 1), be(15, 3)]),
+            (keys[2], shared.clone()),
+            (keys[3], vec![be(16, 1), be(16, 1)]), // a duplicate: refused
+            (keys[4], vec![be(17, 0)]),            // all drained: no table
+            (key(200), vec![be(18, 1)]),           // no such service
+            (
+                keys[5],
+                (20..60).map(|i| be(i, 1 + u32::from(i % 3))).collect(),
+            ),
+            (keys[1], vec![be(14, 1)]), // the same service again, later
+        ];
+        let mut one = Balancer::new(Fake::default());
+        let mut many = Balancer::new(Fake::default());
+        for b in [&mut one, &mut many] {
+            for k in &keys {
+                b.upsert_service(*k, spec()).unwrap();
+            }
+        }
+        let singly: Vec<bool> = pools
+            .iter()
+            .map(|(k, p)| one.set_backends(k, p).is_ok())
+            .collect();
+        let together: Vec<bool> = many
+            .set_backends_many(&pools)
+            .iter()
+            .map(Result::is_ok)
+            .collect();
+        assert_eq!(together, singly);
+        assert_eq!(singly, [true, true, true, false, true, false, true, true]);
+        for k in &keys {
+            assert_eq!(many.backends(k), one.backends(k), "{k}");
+            let (m, o) = (many.maps(), one.maps());
+            let (vm, vo) = (m.vips[&k.map_key()], o.vips[&k.map_key()]);
+            assert_eq!(vm.flags, vo.flags, "{k}");
+            if vo.flags & vip_flags::NO_BACKEND == 0 {
+                assert_eq!(m.tables[&vm.table], o.tables[&vo.table], "{k}");
+            }
+        }
+        assert_eq!(many.maps().backends, one.maps().backends);
     }
 
     /// Two services on the same backend addresses (as the lab's HTTP and

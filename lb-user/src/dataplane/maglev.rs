@@ -524,6 +524,9 @@ fn fill(backends: &[Backend], counts: &[u32], size: u32) -> Vec<u16> {
     // Each turn claims one slot, so after turn `n` there are `size - n - 1`
     // free; the walk ends well before the table is full.
     let walked = order.len().saturating_sub(RANK_BELOW);
+    // Which slots are taken, a bit each: the walk's probes hit these 8 KiB
+    // (at M = 65,537) rather than the 128 KiB of entries.
+    let mut taken = vec![0u64; (size as usize).div_ceil(64)];
     for &index in &order[..walked] {
         let i = usize::from(index);
         let (Some(p), Some(&skip)) = (pos.get_mut(i), skips.get(i)) else {
@@ -531,13 +534,21 @@ fn fill(backends: &[Backend], counts: &[u32], size: u32) -> Vec<u16> {
         };
         // Fewer than `size` slots are taken and the permutation visits
         // every slot, so this ends.
+        let mut here = *p;
         loop {
-            let here = *p;
-            *p = add_mod(here, skip, size);
-            if let Some(slot) = entries.get_mut(here as usize).filter(|s| **s == EMPTY) {
-                *slot = index;
+            let (word, bit) = ((here / 64) as usize, 1u64 << (here % 64));
+            let next = add_mod(here, skip, size);
+            if let Some(w) = taken.get_mut(word)
+                && *w & bit == 0
+            {
+                *w |= bit;
+                if let Some(slot) = entries.get_mut(here as usize) {
+                    *slot = index;
+                }
+                *p = next;
                 break;
             }
+            here = next;
         }
     }
     let tail = &order[walked..];

@@ -491,6 +491,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
             }
             info!(service = %key, "service removed");
         }
+        let mut to_sync = Vec::with_capacity(wanted.len());
         for (key, cfg) in wanted {
             let gate = gate_of(config, cfg);
             let snat = cfg.snat_address.or(config.nat.snat_address);
@@ -561,8 +562,9 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
             }
             self.start_checks(&key);
             self.resolve_macs(&key);
-            self.sync(&key);
+            to_sync.push(key);
         }
+        self.sync_many(to_sync);
         // Services an adopted data plane has and the configuration has not.
         let leftover: Vec<ServiceKey> = self
             .balancer
@@ -714,16 +716,14 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                 waiting.push(*key);
             }
         }
-        for key in waiting {
-            let still_waiting = self.services.get(&key).is_some_and(|svc| {
+        waiting.retain(|key| {
+            !self.services.get(key).is_some_and(|svc| {
                 svc.backends.iter().any(|b| {
                     b.healthy && b.mac.is_none() && self.looking_up.contains(&b.cfg.address)
                 })
-            });
-            if !still_waiting {
-                self.sync(&key);
-            }
-        }
+            })
+        });
+        self.sync_many(waiting);
     }
 
     /// Drain (`drain = true`: weight 0, established flows continue) or
@@ -877,9 +877,32 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
 
     /// Make the data plane match the desired state of one service.
     fn sync(&mut self, key: &ServiceKey) {
-        let Some(svc) = self.services.get_mut(key) else {
-            return;
-        };
+        if let Some(pool) = self.desired_pool(key)
+            && let Err(e) = self.balancer.set_backends(key, &pool)
+        {
+            warn!(service = %key, "writing pool: {e}");
+        }
+    }
+
+    /// [`Controller::sync`] for several services: their tables are built
+    /// on every core ([`Balancer::set_backends_many`]).
+    fn sync_many(&mut self, keys: impl IntoIterator<Item = ServiceKey>) {
+        let pools: Vec<(ServiceKey, Vec<BackendSpec>)> = keys
+            .into_iter()
+            .filter_map(|key| Some((key, self.desired_pool(&key)?)))
+            .collect();
+        for ((key, _), result) in pools.iter().zip(self.balancer.set_backends_many(&pools)) {
+            if let Err(e) = result {
+                warn!(service = %key, "writing pool: {e}");
+            }
+        }
+    }
+
+    /// Bring service `key` into the data plane (active or standby) and
+    /// judge what its pool should be now; `None`: nothing to write (no
+    /// such service, or it could not be activated).
+    fn desired_pool(&mut self, key: &ServiceKey) -> Option<Vec<BackendSpec>> {
+        let svc = self.services.get_mut(key)?;
         let master = match &svc.gate {
             None => true,
             // No word from the instance yet: as it is.
@@ -895,7 +918,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         // traffic around a failover, when forwarding it is what keeps it.
         if let Err(e) = self.balancer.upsert_service(*key, svc.spec) {
             warn!(service = %key, "activating: {e}");
-            return;
+            return None;
         }
         if master != svc.active || !svc.written {
             if master {
@@ -977,9 +1000,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                 })
             })
             .collect();
-        if let Err(e) = self.balancer.set_backends(key, &pool) {
-            warn!(service = %key, "writing pool: {e}");
-        }
+        Some(pool)
     }
 }
 

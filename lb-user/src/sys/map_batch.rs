@@ -98,6 +98,9 @@ const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 ///
 /// # Errors
 /// The kernel refused; entries before the one it stopped at are set.
+///
+/// For a per-CPU map, `values` holds one value per possible CPU for each
+/// key, in key order (each 8-byte aligned): `count` stays `keys.len()`.
 pub fn update_batch<K: Copy, V: Copy>(
     fd: BorrowedFd<'_>,
     keys: &[K],
