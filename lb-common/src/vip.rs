@@ -243,11 +243,16 @@ pub mod table {
             "room for the whole table"
         );
         let (slot_part, member_part) = out.split_at_mut(slot_cells(ring) as usize);
-        for (cell, four) in slot_part
-            .iter_mut()
-            .zip(slots.chunks(SLOTS_PER_CELL as usize))
-        {
-            *cell = four
+        let whole = slots.chunks_exact(SLOTS_PER_CELL as usize);
+        let last = whole.remainder();
+        for (cell, four) in slot_part.iter_mut().zip(whole) {
+            *cell = u64::from(four[0])
+                | (u64::from(four[1]) << 16)
+                | (u64::from(four[2]) << 32)
+                | (u64::from(four[3]) << 48);
+        }
+        if let Some(cell) = slot_part.get_mut(slots.len() / SLOTS_PER_CELL as usize) {
+            *cell = last
                 .iter()
                 .rev()
                 .fold(0, |acc, &m| (acc << 16) | u64::from(m));

@@ -69,6 +69,9 @@ struct Cli {
     /// Give up on lbd after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Keep lbd's log here (its timestamps show where the start went).
+    #[arg(long)]
+    log: Option<PathBuf>,
 }
 
 type Error = Box<dyn std::error::Error>;
@@ -658,7 +661,19 @@ fn daemon(cli: &Cli, report: &mut Report) -> Result<(), Error> {
         }
         Err(e) => return Err(e.into()),
     };
-    // 2. lbctl confirms: every service active, every backend in a pool
+    // 2. lbd says every pool is written, with every backend.
+    let whole = format!(
+        "{n} service(s) written, {} backend(s) in their pools",
+        n as usize * usize::from(BACKENDS)
+    );
+    let written = lbd
+        .wait_until(
+            "every pool written",
+            deadline.saturating_duration_since(Instant::now()),
+            |text| text.contains(&whole).then(|| t0.elapsed()),
+        )
+        .map_err(|e| format!("lbd never logged \"{whole}\": {e}"))?;
+    // 3. lbctl confirms: every service active, every backend in a pool
     // (the control socket only comes up once the configuration is applied).
     let want = (n as usize, n as usize * usize::from(BACKENDS));
     let mut last = None;
@@ -685,6 +700,9 @@ fn daemon(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     let file = status_kib(&lbd_pid, "RssFile")?;
     let stopped = stop_lbd(&mut lbd);
     let text = lbd.log();
+    if let Some(path) = &cli.log {
+        std::fs::write(path, &text)?;
+    }
     let warnings: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
     if !warnings.is_empty() {
         eprintln!(
@@ -695,8 +713,17 @@ fn daemon(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     }
     let _ = std::fs::remove_dir_all(&pin);
     report.add(
+        "lbd_all_written_s",
+        format!("lbd: start to all {n} pools written, every backend in (lbd's log)"),
+        written.as_secs_f64(),
+        "s",
+    );
+    report.add(
         "lbd_all_active_s",
-        format!("lbd: start to all {n} services active, all backends in pool (lbctl)"),
+        format!(
+            "lbd: start to lbctl showing all {n} services active, all backends in pool (a poll reads {} backends)",
+            n as usize * usize::from(BACKENDS)
+        ),
         confirmed.as_secs_f64(),
         "s",
     );

@@ -167,10 +167,18 @@ impl Startup {
 /// # Errors
 /// The file does not load or does not validate.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let reading = std::time::Instant::now();
     let (config, warnings) = Config::load_any(path)?;
     for w in warnings {
         warn!("{w}");
     }
+    info!(
+        "configuration {} read in {} ms: {} service(s), {} VRRP instance(s)",
+        path.display(),
+        reading.elapsed().as_millis(),
+        config.service.len(),
+        config.vrrp_instance.len()
+    );
     Ok(config)
 }
 

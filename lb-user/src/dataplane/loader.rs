@@ -497,11 +497,7 @@ impl Dataplane {
                 .collect();
         }
         let program = dataplane.xdp()?;
-        program.load().map_err(|source| LoadError::Program {
-            program: name,
-            what: "loading".into(),
-            source,
-        })?;
+        load_program(program, name)?;
         let (link, mode) = attach(program, &opts.iface, opts)?;
         let prog_id = program.info().map(|i| i.id()).unwrap_or_default();
         // The backend interface: attached the same way, its link pinned
@@ -780,6 +776,22 @@ impl Dataplane {
             );
         }
     }
+}
+
+/// Load `program` (named `name`) into the kernel, logging how long the
+/// verifier took: most of a start's time.
+fn load_program(program: &mut Xdp, name: &'static str) -> Result<(), LoadError> {
+    let verifying = std::time::Instant::now();
+    program.load().map_err(|source| LoadError::Program {
+        program: name,
+        what: "loading".into(),
+        source,
+    })?;
+    info!(
+        "program {name} loaded: the kernel verified it in {} ms",
+        verifying.elapsed().as_millis()
+    );
+    Ok(())
 }
 
 fn log_attached(name: &str, prog_id: u32, iface: &str, ifindex: u32, mode: XdpMode) {

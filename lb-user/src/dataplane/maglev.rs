@@ -514,6 +514,19 @@ fn inverse(b: u32, m: u32, recip: u64) -> u32 {
 /// mod M`: one multiplication per free slot, the same answer.
 const RANK_BELOW: usize = 128;
 
+/// Probes a walk makes at once once the table is half full.
+const STRIDE: usize = 8;
+
+/// Slot `at` goes to backend `index`.
+fn claim(taken: &mut [u64], entries: &mut [u16], at: u32, index: u16) {
+    if let Some(w) = taken.get_mut((at / 64) as usize) {
+        *w |= 1 << (at % 64);
+    }
+    if let Some(slot) = entries.get_mut(at as usize) {
+        *slot = index;
+    }
+}
+
 /// Runs the Maglev population with turns spread in proportion to `counts`,
 /// which sum to `size` (prime). Entries are backend indices.
 fn fill(backends: &[Backend], counts: &[u32], size: u32) -> Vec<u16> {
@@ -527,7 +540,15 @@ fn fill(backends: &[Backend], counts: &[u32], size: u32) -> Vec<u16> {
     // Which slots are taken, a bit each: the walk's probes hit these 8 KiB
     // (at M = 65,537) rather than the 128 KiB of entries.
     let mut taken = vec![0u64; (size as usize).div_ceil(64)];
-    for &index in &order[..walked] {
+    let is_free = |taken: &[u64], at: u32| {
+        taken
+            .get((at / 64) as usize)
+            .is_some_and(|w| w & (1 << (at % 64)) == 0)
+    };
+    // Until half the slots are taken a probe usually finds one free: one
+    // at a time.
+    let half = walked.min(size as usize / 2);
+    for &index in &order[..half] {
         let i = usize::from(index);
         let (Some(p), Some(&skip)) = (pos.get_mut(i), skips.get(i)) else {
             continue; // Unreachable: the order holds valid indices.
@@ -535,21 +556,47 @@ fn fill(backends: &[Backend], counts: &[u32], size: u32) -> Vec<u16> {
         // Fewer than `size` slots are taken and the permutation visits
         // every slot, so this ends.
         let mut here = *p;
-        loop {
-            let (word, bit) = ((here / 64) as usize, 1u64 << (here % 64));
-            let next = add_mod(here, skip, size);
-            if let Some(w) = taken.get_mut(word)
-                && *w & bit == 0
-            {
-                *w |= bit;
-                if let Some(slot) = entries.get_mut(here as usize) {
-                    *slot = index;
-                }
-                *p = next;
-                break;
-            }
-            here = next;
+        while !is_free(&taken, here) {
+            here = add_mod(here, skip, size);
         }
+        claim(&mut taken, &mut entries, here, index);
+        *p = add_mod(here, skip, size);
+    }
+    // Then most probes find the slot taken: eight at a time, their
+    // positions independent sums (`k * skip` precomputed per backend), so
+    // a walk is no longer one long chain of dependent additions.
+    let strides: Vec<[u32; STRIDE]> = skips
+        .iter()
+        .map(|&skip| {
+            let mut s = [0u32; STRIDE];
+            for k in 1..STRIDE {
+                s[k] = add_mod(s[k - 1], skip, size);
+            }
+            s
+        })
+        .collect();
+    for &index in &order[half..walked] {
+        let i = usize::from(index);
+        let (Some(p), Some(&skip), Some(stride)) = (pos.get_mut(i), skips.get(i), strides.get(i))
+        else {
+            continue; // Unreachable: the order holds valid indices.
+        };
+        let jump = add_mod(stride[STRIDE - 1], skip, size);
+        let mut here = *p;
+        let found = loop {
+            let mut free = 0u32;
+            let mut at = [0u32; STRIDE];
+            for k in 0..STRIDE {
+                at[k] = add_mod(here, stride[k], size);
+                free |= u32::from(is_free(&taken, at[k])) << k;
+            }
+            if free != 0 {
+                break at[free.trailing_zeros() as usize];
+            }
+            here = add_mod(here, jump, size);
+        };
+        claim(&mut taken, &mut entries, found, index);
+        *p = add_mod(found, skip, size);
     }
     let tail = &order[walked..];
     if tail.is_empty() {

@@ -315,6 +315,9 @@ pub struct Controller<M: Maps = EbpfMaps, R: NextHops = NeighLookup> {
     /// Backend addresses with a next-hop lookup under way (one per
     /// address, whatever the number of services using it).
     looking_up: std::collections::HashSet<IpAddr>,
+    /// When the controller started, until its first lookups have all
+    /// answered (then logged, once).
+    started: Option<std::time::Instant>,
 }
 
 /// `VIP:PORT/PROTO` of a configured service.
@@ -457,6 +460,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                 oifs,
                 services: BTreeMap::new(),
                 looking_up: std::collections::HashSet::new(),
+                started: Some(std::time::Instant::now()),
                 vrrp: HashMap::new(),
                 events,
             },
@@ -724,6 +728,20 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
             })
         });
         self.sync_many(waiting);
+        if self.looking_up.is_empty()
+            && let Some(t) = self.started.take()
+        {
+            let (services, backends) =
+                self.balancer
+                    .services()
+                    .fold((0, 0), |(s, b), (key, _, _)| {
+                        (s + 1, b + self.balancer.backends(key).map_or(0, <[_]>::len))
+                    });
+            info!(
+                "every backend's next hop answered, {} ms after the data plane was up: {services} service(s) written, {backends} backend(s) in their pools",
+                t.elapsed().as_millis()
+            );
+        }
     }
 
     /// Drain (`drain = true`: weight 0, established flows continue) or
