@@ -585,7 +585,7 @@ impl Dataplane {
             .ok_or(LoadError::NoProgram(name))?
             .try_into()
             .map_err(program_err("loading"))?;
-        program.load().map_err(program_err("loading"))?;
+        load_program(program, name)?;
         // One syscall per link swaps the program under it: every packet
         // runs either the old program or ours. The backend interface's
         // first: its replies then already go the new program's way.
