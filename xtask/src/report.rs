@@ -237,17 +237,22 @@ const GUIDE: &str = r#"## What the figures measure
   veth driver's copy and thread wake-ups dominate the LB's cost there, so
   the per-core ratios measure veth as much as the balancer.
 - **Control plane** (`controlplane`): the Maglev build alone; then
-  `upsert_service` + `set_backends` for 1,000 services through the maps
-  of a loaded object, each service with its own pool of 100 (lbd reuses
-  the last table it built for an identical pool, so a shared pool would
-  flatter the figure), then all 1,000 moved to one shared pool; a health
-  flip is one whole `set_backends` with one backend out or back (Maglev
-  build, backend slot, a spare table written, the VIP record pointed at
-  it). lbd runs the same 1,000 services over one shared pool of 100 with
-  health checks off; about 2 s of its start is loading the program (the
-  verifier). A table is 2 bytes a slot (`lb_common::vip::table`), so the
-  1,000 tables take about 130 MiB of kernel memory, which lbd also has
-  mapped (its RssFile); its heap is the RssAnon line.
+  `upsert_service` for 1,000 services and `set_backends_many` with their
+  pools through the maps of a loaded object (what lbd does on a start or
+  a reload: tables built on every core while the built ones are written),
+  each service with its own pool of 100 (identical pools are built once,
+  so a shared pool would flatter the figure), then all 1,000 moved to one
+  shared pool; a health flip is one whole `set_backends` with one backend
+  out or back (Maglev build, backend slot, the slots that moved counted, a
+  spare table written, the VIP record pointed at it). lbd runs the same
+  1,000 services over one shared pool of 100 with health checks off; its
+  start is timed to its own log line saying every pool is written with
+  every backend, and to `lbctl services` confirming it (each poll of that
+  listing carries 100,000 backends, so the confirmation lags). About 2 s
+  of the start is the kernel verifying the program (lbd logs it). A table
+  is 2 bytes a slot (`lb_common::vip::table`), so the 1,000 tables take
+  about 130 MiB of kernel memory; lbd maps a table only while it writes
+  or reads it, so its RSS is its heap (the RssAnon line).
 - **Failover, flows**: as their sections say.
 
 ## Line rate on real NICs: two hosts

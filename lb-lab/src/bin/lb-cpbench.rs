@@ -43,7 +43,6 @@ use lb_user::{
     dataplane::loader::PROGRAM,
     dataplane::maglev,
 };
-use serde_json::Value;
 
 /// Maglev table size of every service.
 const RING: u32 = 65_537;
@@ -559,22 +558,14 @@ fn all_in_pool(cli: &Cli, ns: &Netns, socket: &Path) -> Option<(usize, usize)> {
     if !out.status.success() {
         return None;
     }
-    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
     // lbctl --json prints the whole answer: {"ok": true, "data": [...]}.
-    let services = v["data"].as_array()?;
-    let active = services
-        .iter()
-        .filter(|s| s["active"] == Value::Bool(true))
-        .count();
+    let answer: lb_user::api::control::Response = serde_json::from_slice(&out.stdout).ok()?;
+    let services: Vec<lb_user::services::controller::ServiceStatus> =
+        serde_json::from_str(answer.data?.get()).ok()?;
+    let active = services.iter().filter(|s| s.active).count();
     let in_pool: usize = services
         .iter()
-        .map(|s| {
-            s["backends"].as_array().map_or(0, |b| {
-                b.iter()
-                    .filter(|b| b["in_pool"] == Value::Bool(true))
-                    .count()
-            })
-        })
+        .map(|s| s.backends.iter().filter(|b| b.in_pool).count())
         .sum();
     Some((active, in_pool))
 }
@@ -677,10 +668,11 @@ fn daemon(cli: &Cli, report: &mut Report) -> Result<(), Error> {
     // (the control socket only comes up once the configuration is applied).
     let want = (n as usize, n as usize * usize::from(BACKENDS));
     let mut last = None;
-    let confirmed = loop {
+    let (confirmed, poll) = loop {
+        let asked = Instant::now();
         let got = all_in_pool(cli, &ns, &socket);
         if got == Some(want) {
-            break t0.elapsed();
+            break (t0.elapsed(), asked.elapsed());
         }
         if got.is_some() {
             last = got;
@@ -725,6 +717,12 @@ fn daemon(cli: &Cli, report: &mut Report) -> Result<(), Error> {
             n as usize * usize::from(BACKENDS)
         ),
         confirmed.as_secs_f64(),
+        "s",
+    );
+    report.add(
+        "lbctl_services_poll_s",
+        "lbctl --json services: the confirming poll (run, answer, parse)",
+        poll.as_secs_f64(),
         "s",
     );
     report.add(

@@ -172,14 +172,9 @@ fn main() -> ExitCode {
         }
     };
     if cli.json {
-        // lbd sends its data as compact JSON text; re-read it to indent.
-        let tree = serde_json::to_string(&response)
-            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text));
-        println!(
-            "{}",
-            tree.and_then(|v| serde_json::to_string_pretty(&v))
-                .unwrap_or_default()
-        );
+        // lbd sends its data as compact JSON text: indented as it is.
+        let text = serde_json::to_string(&response).unwrap_or_default();
+        println!("{}", control::indent_json(&text));
         return if response.ok {
             ExitCode::SUCCESS
         } else {
