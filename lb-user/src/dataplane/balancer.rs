@@ -326,6 +326,10 @@ pub trait Maps {
     /// Table `slot` went out of use (its VIP points elsewhere, or went):
     /// it may be reused once no packet can still be reading it.
     fn drop_table(&mut self, _slot: u32) {}
+    /// Tables of these shapes (ring size, members) are about to be
+    /// written: have spares ready in as few installations as possible
+    /// (each waits an RCU grace period, about 10 ms).
+    fn reserve_tables(&mut self, _shapes: &[(u32, usize)]) {}
     /// Tables an earlier `lbd` wrote that VIP records still name
     /// ([`Balancer::adopt`]): not to be overwritten until dropped.
     fn adopt_tables(&mut self, _slots: &[u32]) {}
@@ -1152,6 +1156,12 @@ impl<M: Maps> Balancer<M> {
             })
             .collect();
         drop(index);
+        let shapes: Vec<(u32, usize)> = pools
+            .iter()
+            .filter(|(_, pool)| pool.iter().any(|b| b.weight > 0))
+            .filter_map(|(key, pool)| Some((self.services.get(key)?.spec.ring_size, pool.len())))
+            .collect();
+        self.maps.reserve_tables(&shapes);
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         if threads < 2 || builds.len() < 2 {
             return pools
@@ -1805,11 +1815,10 @@ impl EbpfMaps {
             .collect()
     }
 
-    /// Create and install spare tables of `ring` slots and room for `room`
-    /// members: as many as half the live tables (2 to [`PROVISION_MAX`]),
-    /// in one system call.
-    fn provision(&mut self, ring: u32, room: u32) -> Result<(), BalancerError> {
-        let want = (self.pool.live.len() / 2).clamp(PROVISION_MIN, PROVISION_MAX);
+    /// Create and install `want` spare tables of `ring` slots and room for
+    /// `room` members (fewer if the outer array has less room), in one
+    /// system call.
+    fn provision(&mut self, ring: u32, room: u32, want: usize) -> Result<(), BalancerError> {
         let slots = self.free_slots(want);
         if slots.is_empty() {
             return Err(BalancerError::Map {
@@ -1890,7 +1899,9 @@ impl Maps for EbpfMaps {
         let room = member_room(members.len());
         let mut slot = self.take_spare(ring_size, room);
         if slot.is_none() {
-            self.provision(ring_size, room)?;
+            // As many as half the live tables, 8 to 64.
+            let want = (self.pool.live.len() / 2).clamp(PROVISION_MIN, PROVISION_MAX);
+            self.provision(ring_size, room, want)?;
             slot = self.take_spare(ring_size, room);
         }
         let slot = slot.ok_or_else(too_big)?;
@@ -1902,6 +1913,35 @@ impl Maps for EbpfMaps {
         }
         self.pool.live.insert(slot);
         Ok(slot)
+    }
+
+    fn reserve_tables(&mut self, shapes: &[(u32, usize)]) {
+        let mut wanted: HashMap<(u32, u32), usize> = HashMap::new();
+        for &(ring, members) in shapes {
+            *wanted.entry((ring, member_room(members))).or_default() += 1;
+        }
+        let now = std::time::Instant::now();
+        for ((ring, room), count) in wanted {
+            let ready = self
+                .pool
+                .spare
+                .iter()
+                .filter(|&&(from, slot)| {
+                    from <= now
+                        && self
+                            .pool
+                            .tables
+                            .get(&slot)
+                            .is_some_and(|t| t.ring == ring && t.room == room)
+                })
+                .count();
+            if count > ready
+                && let Err(e) = self.provision(ring, room, count - ready)
+            {
+                // The writes provision for themselves, a few at a time.
+                tracing::warn!("installing {} Maglev tables ahead: {e}", count - ready);
+            }
+        }
     }
 
     fn drop_table(&mut self, slot: u32) {
