@@ -228,7 +228,19 @@ const GUIDE: &str = r#"## What the figures measure
   forwarder) and the kernel's own forwarding and nftables NAT (behind
   `XDP_PASS`) pay the same injection. The receiver counts every frame on
   the other CPU ("delivered"; "veth refused": frames the veth could not
-  queue to the receiver, its ring full). What is left of a NIC's cost
+  queue to the receiver, its ring full). It stands in for a NIC's
+  transmit ring, which the NIC drains and the driver reclaims without the
+  sending CPU waking anyone, so it polls: its NAPI stays armed on a
+  timer on its own CPU (`napi_defer_hard_irqs` + `gro_flush_timeout`;
+  the kernel's threaded busy polling would do it without a timer, but
+  6.18 lacks it), and the LB's transmit only queues. By default veth's
+  receiver sleeps once it has emptied its ring and the next transmit
+  wakes it, an IPI paid on the LB's CPU, more often the slower the path:
+  the two "sleeping receiver" rows and their ratio show that veth cost.
+  Batches are of 256 frames because the test run's page pool is sized to
+  the batch: with 64, up to a tenth of the frames coming back from the
+  receiver's CPU overflowed it and were allocated and initialised afresh
+  on the LB's CPU, more for slower paths. What is left of a NIC's cost
   (descriptor rings, DMA) is the same for every path and not in the
   figures.
 - **Data plane** (`dataplane`): the program alone on one frame, repeated
