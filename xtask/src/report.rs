@@ -285,15 +285,17 @@ checksums. Against an lbd on another host:
    softirq share, with Mpps per LB core in softirq.
 
 A 10 GbE link carries at most 14.88 Mpps of 64-byte frames. The
-arithmetic from the NIC-like figures (2026-12-03, this VM, the run above:
-minimal XDP_TX forwarder 122 ns/frame, lb dsr 249 ns/frame, so lb costs
-127 ns beyond the least a forwarder does, of which about 55 ns are the
-program and its helpers by perf and much of the rest waking the
-receiving CPU): assume a native-XDP driver's receive plus `XDP_TX` costs
-about 80 ns per frame (the order of the ~12-14 Mpps per core published for
-`XDP_TX` on 10-40 GbE NICs; an assumption, not measured here, as this
-machine has no NIC). Then lb dsr costs about 80 + 127 = 207 ns per frame,
-4.8 Mpps per core: 3 cores of this CPU for 14.88 Mpps (fewer on a faster
-CPU: the same build measured half these times on another machine). lbgen itself runs the minimal forwarder's path: about 2.3 cores
-of this CPU for line rate.
+arithmetic from the NIC-like figures (2026-12-03 afternoon, this VM,
+three runs of 5 paired rounds with the polling receiver: minimal XDP_TX
+forwarder 99-108 ns/frame, lb dsr 151-157 ns/frame, so lb costs about
+50 ns beyond the least a forwarder does, its program and helpers by perf;
+with the sleeping receiver it paid some 20 ns more, `__napi_schedule`
+waking the receiving CPU): assume a native-XDP driver's receive plus
+`XDP_TX` costs about 80 ns per frame (the order of the ~12-14 Mpps per
+core published for `XDP_TX` on 10-40 GbE NICs; an assumption, not
+measured here, as this machine has no NIC). Then lb dsr costs about
+80 + 50 = 130 ns per frame, 7.7 Mpps per core: 2 cores of this CPU for
+14.88 Mpps (fewer on a faster CPU: the same build measured half these
+times on another machine). lbgen itself runs the minimal forwarder's
+path: about 2.3 cores of this CPU for line rate.
 "#;
