@@ -96,9 +96,13 @@ struct Cli {
     only: Vec<String>,
     /// The polling receiver's period, ns: how long its NAPI waits, armed,
     /// after a poll that emptied the ring. The veth ring holds 256 frames,
-    /// ~25 us of the fastest path, so the ring does not fill between polls
-    /// (the "veth refused" column would show it).
-    #[arg(long, default_value_t = 2_000)]
+    /// ~25 us of the fastest path (~100 ns a frame), so 10 us leaves it
+    /// room ("veth refused" shows any overflow). Much shorter is worse:
+    /// at 2 us the timer, wake-up and poll kept the receiver's thread
+    /// ~100% busy, the kernel's real-time throttling (95%) stopped it,
+    /// and 5-15% of lb dsr's frames were refused (at 10 us: ~65% busy,
+    /// ~1% refused).
+    #[arg(long, default_value_t = 10_000)]
     rx_poll_ns: u64,
 }
 
