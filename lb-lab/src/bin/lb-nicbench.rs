@@ -419,18 +419,12 @@ impl Rig {
     }
 
     /// Frames the LB's eth0 could not hand to the receiver so far: its
-    /// `ethtool -S` counters named `names` (XDP frames) and its
-    /// `tx_dropped` (packets from the stack).
-    fn lb_stat(&self, names: &[&str]) -> Res<u64> {
-        let out = self.lb.exec("ethtool", &["-S", "eth0"])?;
-        let xdp: u64 = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().split_once(": "))
-            .filter(|(k, _)| names.contains(k))
-            .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
-            .sum();
-        let stack = self.lb.run(|| lb_lab::nic::tx_dropped("eth0"))?;
-        Ok(xdp + stack)
+    /// `tx_dropped`, which on veth sums packets from the stack and the
+    /// `XDP_TX` / redirected frames its peer's ring had no room for
+    /// (`ethtool -S`'s `tx_queue_0_xdp_xmit_errors` and
+    /// `rx_queue_0_xdp_tx_errors`, which adding again would count twice).
+    fn refused(&self) -> Res<u64> {
+        Ok(self.lb.run(|| lb_lab::nic::tx_dropped("eth0"))?)
     }
 
     fn nft(&self, load: bool) -> Res<()> {
@@ -522,9 +516,6 @@ struct Sample {
     /// Frames the veth refused to pass to the receiver (its ring full).
     xmit_errors: u64,
 }
-
-/// The veth counters of frames it could not hand to its peer.
-const XMIT_ERRORS: &[&str] = &["tx_queue_0_xdp_xmit_errors", "rx_queue_0_xdp_tx_errors"];
 
 /// A label as a figure's name part: `lb dsr` -> `lb_dsr`.
 fn key(label: &str) -> String {
@@ -630,7 +621,7 @@ fn run(cli: &Cli) -> Res<()> {
                 rig.nft(path.nft)?;
                 rig.receiver(path.receiver)?;
                 let before = rig.settled_arrived()?;
-                let errors_before = rig.lb_stat(XMIT_ERRORS)?;
+                let errors_before = rig.refused()?;
                 let ns = rig.lb.run(|| -> Res<f64> {
                     set_affinity(0, &[LB_CPU])?;
                     let r = inject.test_run(TestRunOptions {
@@ -643,7 +634,7 @@ fn run(cli: &Cli) -> Res<()> {
                     Ok(r.duration.as_secs_f64() * 1e9)
                 })??;
                 let delivered = rig.settled_arrived()? - before;
-                let xmit_errors = rig.lb_stat(XMIT_ERRORS)? - errors_before;
+                let xmit_errors = rig.refused()? - errors_before;
                 rig.nft(false)?;
                 samples[i].push(Sample {
                     ns,
