@@ -286,11 +286,11 @@ checksums. Against an lbd on another host:
 
 A 10 GbE link carries at most 14.88 Mpps of 64-byte frames. The
 arithmetic from the NIC-like figures (2026-12-03 afternoon, this VM,
-three runs of 5 paired rounds with the polling receiver: minimal XDP_TX
-forwarder 99-108 ns/frame, lb dsr 151-157 ns/frame, so lb costs about
-50 ns beyond the least a forwarder does, its program and helpers by perf;
-with the sleeping receiver it paid some 20 ns more, `__napi_schedule`
-waking the receiving CPU): assume a native-XDP driver's receive plus
+four runs of 5 paired rounds with the polling receiver: minimal XDP_TX
+forwarder 97-108 ns/frame, lb dsr 137-161 ns/frame, so lb costs 40-55 ns
+beyond the least a forwarder does, its program and helpers by perf; with
+the sleeping receiver it paid 20-35 ns more, `__napi_schedule` waking the
+receiving CPU): assume a native-XDP driver's receive plus
 `XDP_TX` costs about 80 ns per frame (the order of the ~12-14 Mpps per
 core published for `XDP_TX` on 10-40 GbE NICs; an assumption, not
 measured here, as this machine has no NIC). Then lb dsr costs about
