@@ -103,6 +103,31 @@ pub fn set_threaded(ns: &Netns, devs: &[&str], value: u8) -> Result<(), NetnsErr
     Ok(())
 }
 
+/// Set `dev`'s NAPI interrupt deferral in `ns`: after a poll, its NAPI
+/// stays armed on a `timeout_ns` timer (on the polling CPU) instead of
+/// re-enabling its "interrupt", up to `defer` times in a row without work
+/// (`napi_defer_hard_irqs` and `gro_flush_timeout`, see the kernel's
+/// `Documentation/networking/napi.rst`). On veth the "interrupt" is the
+/// peer's transmit scheduling this NAPI (an IPI to a sleeping thread on
+/// another CPU); while deferred the peer transmits without it. `0, 0`
+/// restores the default (every poll that empties the ring re-arms it).
+///
+/// # Errors
+/// A write fails (no such device, ...).
+pub fn set_napi_deferral(
+    ns: &Netns,
+    dev: &str,
+    defer: u32,
+    timeout_ns: u64,
+) -> Result<(), NetnsError> {
+    let script = format!(
+        "echo {defer} > /sys/class/net/{dev}/napi_defer_hard_irqs && \
+         echo {timeout_ns} > /sys/class/net/{dev}/gro_flush_timeout"
+    );
+    crate::netns::run(Command::new("ip").args(["netns", "exec", ns.name(), "sh", "-c", &script]))?;
+    Ok(())
+}
+
 /// Switch `dev` in `ns` to threaded NAPI; the thread created for it.
 ///
 /// # Errors

@@ -228,7 +228,19 @@ const GUIDE: &str = r#"## What the figures measure
   forwarder) and the kernel's own forwarding and nftables NAT (behind
   `XDP_PASS`) pay the same injection. The receiver counts every frame on
   the other CPU ("delivered"; "veth refused": frames the veth could not
-  queue to the receiver, its ring full). What is left of a NIC's cost
+  queue to the receiver, its ring full). It stands in for a NIC's
+  transmit ring, which the NIC drains and the driver reclaims without the
+  sending CPU waking anyone, so it polls: its NAPI stays armed on a
+  timer on its own CPU (`napi_defer_hard_irqs` + `gro_flush_timeout`;
+  the kernel's threaded busy polling would do it without a timer, but
+  6.18 lacks it), and the LB's transmit only queues. By default veth's
+  receiver sleeps once it has emptied its ring and the next transmit
+  wakes it, an IPI paid on the LB's CPU, more often the slower the path:
+  the two "sleeping receiver" rows and their ratio show that veth cost.
+  Batches are of 256 frames because the test run's page pool is sized to
+  the batch: with 64, up to a tenth of the frames coming back from the
+  receiver's CPU overflowed it and were allocated and initialised afresh
+  on the LB's CPU, more for slower paths. What is left of a NIC's cost
   (descriptor rings, DMA) is the same for every path and not in the
   figures.
 - **Data plane** (`dataplane`): the program alone on one frame, repeated
@@ -278,15 +290,17 @@ checksums. Against an lbd on another host:
    softirq share, with Mpps per LB core in softirq.
 
 A 10 GbE link carries at most 14.88 Mpps of 64-byte frames. The
-arithmetic from the NIC-like figures (2026-12-03, this VM, the run above:
-minimal XDP_TX forwarder 122 ns/frame, lb dsr 249 ns/frame, so lb costs
-127 ns beyond the least a forwarder does, of which about 55 ns are the
-program and its helpers by perf and much of the rest waking the
-receiving CPU): assume a native-XDP driver's receive plus `XDP_TX` costs
-about 80 ns per frame (the order of the ~12-14 Mpps per core published for
-`XDP_TX` on 10-40 GbE NICs; an assumption, not measured here, as this
-machine has no NIC). Then lb dsr costs about 80 + 127 = 207 ns per frame,
-4.8 Mpps per core: 3 cores of this CPU for 14.88 Mpps (fewer on a faster
-CPU: the same build measured half these times on another machine). lbgen itself runs the minimal forwarder's path: about 2.3 cores
-of this CPU for line rate.
+arithmetic from the NIC-like figures (2026-12-03 afternoon, this VM,
+four runs of 5 paired rounds with the polling receiver: minimal XDP_TX
+forwarder 97-108 ns/frame, lb dsr 137-161 ns/frame, so lb costs 40-55 ns
+beyond the least a forwarder does, its program and helpers by perf; with
+the sleeping receiver it paid 20-35 ns more, `__napi_schedule` waking the
+receiving CPU): assume a native-XDP driver's receive plus
+`XDP_TX` costs about 80 ns per frame (the order of the ~12-14 Mpps per
+core published for `XDP_TX` on 10-40 GbE NICs; an assumption, not
+measured here, as this machine has no NIC). Then lb dsr costs about
+80 + 50 = 130 ns per frame, 7.7 Mpps per core: 2 cores of this CPU for
+14.88 Mpps (fewer on a faster CPU: the same build measured half these
+times on another machine). lbgen itself runs the minimal forwarder's
+path: about 2.3 cores of this CPU for line rate.
 "#;

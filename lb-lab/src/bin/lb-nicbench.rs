@@ -11,6 +11,33 @@
 //! from a NAPI thread pinned to the other CPU, so only the LB's share is
 //! timed, and delivery is counted.
 //!
+//! The receiver stands in for a NIC's transmit ring, which the NIC drains
+//! and its driver reclaims without the sending CPU waking anyone. veth's
+//! receiver does not behave so by default: once its NAPI thread has
+//! emptied the ring it sleeps, and the next transmit schedules it again
+//! (`__napi_schedule`, an IPI to CPU 1) on the LB's CPU, inside the timed
+//! run. The slower the path, the more often the receiver catches up and
+//! sleeps, so this penalised lb against the forwarder for veth's sake
+//! (perf: ~45 ns a frame of `__napi_schedule` for lb dsr, ~11 for the
+//! forwarder). So the receiver polls ([`Receiver::Polling`]): its NAPI
+//! stays armed on a timer on its own CPU (NAPI interrupt deferral,
+//! `napi_defer_hard_irqs` + `gro_flush_timeout`), the veth's transmit
+//! only queues, and `__napi_schedule` is gone from the LB's CPU. (The
+//! kernel's threaded busy polling, `threaded` = 2, would do the same
+//! without a timer; 6.18 lacks it: writing 2 fails with EOPNOTSUPP and
+//! its BTF has no `NETDEV_NAPI_THREADED_BUSY_POLL`.) Two paths keep
+//! veth's default, sleeping receiver, with their own ratio line, to show
+//! what the wake-ups cost.
+//!
+//! Batches are of 256 frames (`--batch`), the kernel's most: the test
+//! run's page pool is sized to the batch, and the receiver on the other
+//! CPU returns the pages through that pool's ring. With 64, frames
+//! overflowed it back to the page allocator, to be allocated and
+//! initialised again on the LB's CPU (`page_pool:page_pool_state_hold`
+//! on CPU 0: 4-5% of the forwarder's frames, 9-11% of lb dsr's, by perf
+//! ~35 ns a frame of lb dsr's); a NIC's `XDP_TX` pages come back to the
+//! pool on the CPU that transmits them. With 256, 0-2% of frames do.
+//!
 //! Paths, all behind `nic_inject` (which restores the frame template and
 //! sets its flow, see `lb-lab/ebpf`):
 //! - `XDP_DROP` (the injection floor) and a minimal `XDP_TX` forwarder
@@ -36,7 +63,7 @@ use aya::{
 };
 use clap::Parser;
 use lb_lab::{
-    cpu::{set_affinity, set_affinity_all, set_fifo, threaded_napi},
+    cpu::{set_affinity, set_affinity_all, set_fifo, set_napi_deferral, threaded_napi},
     netns::{Netns, veth_between},
     testpkt::{FrameSpec, L4},
 };
@@ -57,13 +84,26 @@ struct Cli {
     /// Rounds (every path once per round).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// Frames per batch the kernel injects (`batch_size`).
-    #[arg(long, default_value_t = 64)]
+    /// Frames per batch the kernel injects (`batch_size`; also the size
+    /// of the test run's page pool, see the module's comment).
+    #[arg(long, default_value_t = 256)]
     batch: u32,
-    /// Only the paths whose label contains this (e.g. `lb dsr`, to profile
-    /// one path with `perf record -C 0` while it runs).
+    /// Only the path with this label, or if none has it, the paths whose
+    /// label contains it (e.g. `lb dsr`: that path alone, to profile it
+    /// with `perf record -C 0` while it runs; `dsr`: both receivers).
+    /// Repeat to measure several (paired rounds as ever).
     #[arg(long)]
-    only: Option<String>,
+    only: Vec<String>,
+    /// The polling receiver's period, ns: how long its NAPI waits, armed,
+    /// after a poll that emptied the ring. The veth ring holds 256 frames,
+    /// ~25 us of the fastest path (~100 ns a frame), so 10 us leaves it
+    /// room ("veth refused" shows any overflow). Much shorter is worse:
+    /// at 2 us the timer, wake-up and poll kept the receiver's thread
+    /// ~100% busy, the kernel's real-time throttling (95%) stopped it,
+    /// and 5-15% of lb dsr's frames were refused (at 10 us: ~65% busy,
+    /// ~1% refused).
+    #[arg(long, default_value_t = 10_000)]
+    rx_poll_ns: u64,
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -83,6 +123,9 @@ const BACKENDS: [Ipv4Addr; 4] = [
 ];
 /// Frame size (`lb_lab_ebpf`'s `NIC_FRAME`): Ethernet + IPv4 + UDP + 22.
 const FRAME: usize = 64;
+/// [`Receiver::Polling`]: timer polls in a row that find nothing before
+/// the receiver sleeps (a second or more): it never sleeps within a run.
+const DEFER_POLLS: u32 = 500_000;
 
 /// What runs behind `nic_inject`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +136,26 @@ enum Target {
     Pass,
 }
 
+/// How the receiver takes the frames the LB transmits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Receiver {
+    /// Its NAPI stays armed on a timer on its own CPU (interrupt deferral,
+    /// [`DEFER_POLLS`], `--rx-poll-ns`): the LB's transmit only
+    /// queues the frame, as onto a NIC's transmit ring, which the NIC
+    /// drains and the driver reclaims without the sending CPU waking
+    /// anyone.
+    Polling,
+    /// The veth default: once its NAPI thread has emptied the ring it
+    /// sleeps, and the next transmit schedules it again, an IPI to the
+    /// other CPU paid on the LB's CPU. The slower the path, the more often
+    /// the receiver catches up and sleeps, so this penalises the slower
+    /// path for veth's sake.
+    Sleeping,
+}
+
 /// One measured path: its label, what runs, the destination port (the
-/// service) and whether nftables rules are loaded for it.
+/// service), whether nftables rules are loaded for it, and how the
+/// receiver takes its frames.
 #[derive(Debug, Clone, Copy)]
 struct Path {
     label: &'static str,
@@ -102,15 +163,17 @@ struct Path {
     dst: Ipv4Addr,
     port: u16,
     nft: bool,
+    receiver: Receiver,
 }
 
-const PATHS: [Path; 9] = [
+const PATHS: [Path; 11] = [
     Path {
         label: "XDP_DROP (injection floor)",
         target: Target::Drop,
         dst: VIP,
         port: 80,
         nft: false,
+        receiver: Receiver::Polling,
     },
     Path {
         label: "minimal XDP_TX forwarder",
@@ -118,6 +181,7 @@ const PATHS: [Path; 9] = [
         dst: VIP,
         port: 80,
         nft: false,
+        receiver: Receiver::Polling,
     },
     Path {
         label: "lb dsr",
@@ -125,6 +189,23 @@ const PATHS: [Path; 9] = [
         dst: VIP,
         port: 80,
         nft: false,
+        receiver: Receiver::Polling,
+    },
+    Path {
+        label: "minimal XDP_TX forwarder, sleeping receiver",
+        target: Target::Tx,
+        dst: VIP,
+        port: 80,
+        nft: false,
+        receiver: Receiver::Sleeping,
+    },
+    Path {
+        label: "lb dsr, sleeping receiver",
+        target: Target::Lb,
+        dst: VIP,
+        port: 80,
+        nft: false,
+        receiver: Receiver::Sleeping,
     },
     Path {
         label: "lb ipip",
@@ -132,6 +213,7 @@ const PATHS: [Path; 9] = [
         dst: VIP,
         port: 81,
         nft: false,
+        receiver: Receiver::Polling,
     },
     Path {
         label: "lb nat",
@@ -139,6 +221,7 @@ const PATHS: [Path; 9] = [
         dst: VIP,
         port: 82,
         nft: false,
+        receiver: Receiver::Polling,
     },
     Path {
         label: "lb fullnat",
@@ -146,6 +229,7 @@ const PATHS: [Path; 9] = [
         dst: VIP,
         port: 83,
         nft: false,
+        receiver: Receiver::Polling,
     },
     Path {
         label: "kernel forwarding, no nftables",
@@ -153,6 +237,7 @@ const PATHS: [Path; 9] = [
         dst: BACKENDS[0],
         port: 84,
         nft: false,
+        receiver: Receiver::Polling,
     },
     Path {
         label: "nftables DNAT",
@@ -160,6 +245,7 @@ const PATHS: [Path; 9] = [
         dst: VIP,
         port: 84,
         nft: true,
+        receiver: Receiver::Polling,
     },
     Path {
         label: "nftables DNAT + masquerade",
@@ -167,6 +253,7 @@ const PATHS: [Path; 9] = [
         dst: VIP,
         port: 85,
         nft: true,
+        receiver: Receiver::Polling,
     },
 ];
 
@@ -180,6 +267,8 @@ const SHAPES: [(&str, u32, &[&str]); 2] = [
             "XDP_DROP (injection floor)",
             "minimal XDP_TX forwarder",
             "lb dsr",
+            "minimal XDP_TX forwarder, sleeping receiver",
+            "lb dsr, sleeping receiver",
             "lb ipip",
             "lb nat",
             "lb fullnat",
@@ -213,11 +302,13 @@ fn main() -> ExitCode {
 /// The two namespaces and the veth between them.
 struct Rig {
     lb: Netns,
-    /// Kept: dropping it deletes the namespace.
-    _sink: Netns,
+    /// The receiver's namespace (dropping it deletes it).
+    sink: Netns,
     lb_mac: [u8; 6],
     sink_mac: [u8; 6],
     lb_ifindex: u32,
+    /// `--rx-poll-ns`.
+    rx_poll_ns: u64,
     /// The sink's `nic_sink`, attached while this lives.
     sink_prog: Ebpf,
 }
@@ -237,7 +328,7 @@ fn mac_of(ns: &Netns, dev: &str) -> Res<[u8; 6]> {
 }
 
 impl Rig {
-    fn new() -> Res<Self> {
+    fn new(rx_poll_ns: u64) -> Res<Self> {
         let tag = std::process::id() % 100_000;
         let lb = Netns::create(&format!("nicb-lb-{tag}"))?;
         let sink = Netns::create(&format!("nicb-sink-{tag}"))?;
@@ -287,12 +378,23 @@ impl Rig {
         set_fifo(napi, 50)?;
         Ok(Self {
             lb,
-            _sink: sink,
+            sink,
             lb_mac,
             sink_mac,
             lb_ifindex,
+            rx_poll_ns,
             sink_prog,
         })
+    }
+
+    /// Make the receiver take frames as `receiver` says.
+    fn receiver(&self, receiver: Receiver) -> Res<()> {
+        let (defer, timeout) = match receiver {
+            Receiver::Polling => (DEFER_POLLS, self.rx_poll_ns),
+            Receiver::Sleeping => (0, 0),
+        };
+        set_napi_deferral(&self.sink, "eth0", defer, timeout)?;
+        Ok(())
     }
 
     /// Frames the sink has counted so far.
@@ -317,18 +419,12 @@ impl Rig {
     }
 
     /// Frames the LB's eth0 could not hand to the receiver so far: its
-    /// `ethtool -S` counters named `names` (XDP frames) and its
-    /// `tx_dropped` (packets from the stack).
-    fn lb_stat(&self, names: &[&str]) -> Res<u64> {
-        let out = self.lb.exec("ethtool", &["-S", "eth0"])?;
-        let xdp: u64 = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().split_once(": "))
-            .filter(|(k, _)| names.contains(k))
-            .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
-            .sum();
-        let stack = self.lb.run(|| lb_lab::nic::tx_dropped("eth0"))?;
-        Ok(xdp + stack)
+    /// `tx_dropped`, which on veth sums packets from the stack and the
+    /// `XDP_TX` / redirected frames its peer's ring had no room for
+    /// (`ethtool -S`'s `tx_queue_0_xdp_xmit_errors` and
+    /// `rx_queue_0_xdp_tx_errors`, which adding again would count twice).
+    fn refused(&self) -> Res<u64> {
+        Ok(self.lb.run(|| lb_lab::nic::tx_dropped("eth0"))?)
     }
 
     fn nft(&self, load: bool) -> Res<()> {
@@ -421,9 +517,6 @@ struct Sample {
     xmit_errors: u64,
 }
 
-/// The veth counters of frames it could not hand to its peer.
-const XMIT_ERRORS: &[&str] = &["tx_queue_0_xdp_xmit_errors", "rx_queue_0_xdp_tx_errors"];
-
 /// A label as a figure's name part: `lb dsr` -> `lb_dsr`.
 fn key(label: &str) -> String {
     let mut out = String::new();
@@ -454,7 +547,7 @@ fn run(cli: &Cli) -> Res<()> {
     if std::thread::available_parallelism().map_or(1, usize::from) < 2 {
         return Err("needs two CPUs (one injects, the other receives)".into());
     }
-    let rig = Rig::new()?;
+    let rig = Rig::new(cli.rx_poll_ns)?;
     let (mut tools, lb_ebpf, _balancer) = rig.lb.run(|| -> Res<_> {
         let tools = EbpfLoader::new().load(lb_lab::TEST_OBJ)?;
         let (ebpf, balancer) = load_lb(rig.sink_mac)?;
@@ -497,14 +590,19 @@ fn run(cli: &Cli) -> Res<()> {
         } else {
             "flows256"
         };
+        let chosen = |label: &str| {
+            cli.only.is_empty()
+                || cli.only.iter().any(|o| {
+                    if PATHS.iter().any(|p| p.label == o.as_str()) {
+                        label == o.as_str()
+                    } else {
+                        label.contains(o.as_str())
+                    }
+                })
+        };
         let paths: Vec<&Path> = PATHS
             .iter()
-            .filter(|p| labels.contains(&p.label))
-            .filter(|p| {
-                cli.only
-                    .as_ref()
-                    .is_none_or(|o| p.label.contains(o.as_str()))
-            })
+            .filter(|p| labels.contains(&p.label) && chosen(p.label))
             .collect();
         if paths.is_empty() {
             continue;
@@ -521,8 +619,9 @@ fn run(cli: &Cli) -> Res<()> {
                 let frame = rig.frame(path);
                 template.set(0, lb_lab::nic::template(&frame, flows)?, 0)?;
                 rig.nft(path.nft)?;
+                rig.receiver(path.receiver)?;
                 let before = rig.settled_arrived()?;
-                let errors_before = rig.lb_stat(XMIT_ERRORS)?;
+                let errors_before = rig.refused()?;
                 let ns = rig.lb.run(|| -> Res<f64> {
                     set_affinity(0, &[LB_CPU])?;
                     let r = inject.test_run(TestRunOptions {
@@ -535,7 +634,7 @@ fn run(cli: &Cli) -> Res<()> {
                     Ok(r.duration.as_secs_f64() * 1e9)
                 })??;
                 let delivered = rig.settled_arrived()? - before;
-                let xmit_errors = rig.lb_stat(XMIT_ERRORS)? - errors_before;
+                let xmit_errors = rig.refused()? - errors_before;
                 rig.nft(false)?;
                 samples[i].push(Sample {
                     ns,
@@ -546,7 +645,7 @@ fn run(cli: &Cli) -> Res<()> {
         }
         println!("\n{shape}:");
         println!(
-            "{:<34} {:>10} {:>15} {:>10} {:>10} {:>12}",
+            "{:<44} {:>10} {:>15} {:>10} {:>10} {:>12}",
             "path", "ns/frame", "(min-max)", "Mpps/core", "delivered", "veth refused"
         );
         let medians: Vec<f64> = samples
@@ -567,7 +666,7 @@ fn run(cli: &Cli) -> Res<()> {
                 (pct(delivered), pct(refused))
             };
             println!(
-                "{:<34} {:>10.0} {:>15} {:>10.2} {:>10} {:>12}",
+                "{:<44} {:>10.0} {:>15} {:>10.2} {:>10} {:>12}",
                 path.label,
                 m,
                 format!("({lo:.0}-{hi:.0})"),
@@ -599,6 +698,11 @@ fn run(cli: &Cli) -> Res<()> {
         // does; nftables at least 5x lb.
         for (a, b, target) in [
             ("lb dsr", "minimal XDP_TX forwarder", Some("<=1.5")),
+            (
+                "lb dsr, sleeping receiver",
+                "minimal XDP_TX forwarder, sleeping receiver",
+                None,
+            ),
             ("nftables DNAT", "lb dsr", Some(">=5")),
             ("nftables DNAT", "lb nat", None),
             ("nftables DNAT + masquerade", "lb fullnat", Some(">=5")),
