@@ -1672,6 +1672,9 @@ impl InnerTable {
 /// freed: far longer than any program run that read the VIP record
 /// before it was pointed elsewhere.
 const RETIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a table out of use waits, at least, when every table of the
+/// outer array is live or cooling down and a rewrite needs one.
+const RETIRE_EARLY: std::time::Duration = std::time::Duration::from_millis(10);
 /// Most tables installed ahead of need in one go.
 const PROVISION_MAX: usize = 64;
 /// Fewest: a service whose backend flaps rewrites its table once per flip,
@@ -1851,6 +1854,34 @@ impl EbpfMaps {
         Ok(())
     }
 
+    /// The spare table of this shape out of use longest, once it has been
+    /// for [`RETIRE_EARLY`] (blocking until then: at most that long). A
+    /// program run lasts microseconds: a table no VIP record has named
+    /// for 10 ms is read by none.
+    fn wait_for_spare(&mut self, ring: u32, room: u32) -> Option<u32> {
+        let tables = &self.pool.tables;
+        let (at, &(from, slot)) = self
+            .pool
+            .spare
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, slot))| {
+                tables
+                    .get(slot)
+                    .is_some_and(|t| t.ring == ring && t.room == room)
+            })
+            .min_by_key(|(_, (from, _))| *from)?;
+        let retired = from.checked_sub(RETIRE_AFTER)?;
+        let wait = (retired + RETIRE_EARLY).saturating_duration_since(std::time::Instant::now());
+        tracing::warn!(
+            "every table of maglev_tables is live or cooling down: one out of use for {} ms is reused",
+            retired.elapsed().as_millis().max(RETIRE_EARLY.as_millis())
+        );
+        std::thread::sleep(wait);
+        self.pool.spare.swap_remove(at);
+        Some(slot)
+    }
+
     /// A spare table of this shape that may be reused now.
     fn take_spare(&mut self, ring: u32, room: u32) -> Option<u32> {
         let now = std::time::Instant::now();
@@ -1901,8 +1932,13 @@ impl Maps for EbpfMaps {
         if slot.is_none() {
             // As many as half the live tables, 8 to 64.
             let want = (self.pool.live.len() / 2).clamp(PROVISION_MIN, PROVISION_MAX);
-            self.provision(ring_size, room, want)?;
-            slot = self.take_spare(ring_size, room);
+            match self.provision(ring_size, room, want) {
+                Ok(()) => slot = self.take_spare(ring_size, room),
+                // The outer array is full (every table live or cooling
+                // down, as when all services were just rewritten): the
+                // table of this shape out of use longest, early.
+                Err(e) => slot = Some(self.wait_for_spare(ring_size, room).ok_or(e)?),
+            }
         }
         let slot = slot.ok_or_else(too_big)?;
         let t = self.pool.tables.get_mut(&slot).ok_or_else(too_big)?;
@@ -1935,11 +1971,18 @@ impl Maps for EbpfMaps {
                             .is_some_and(|t| t.ring == ring && t.room == room)
                 })
                 .count();
-            if count > ready
-                && let Err(e) = self.provision(ring, room, count - ready)
+            // Room is left for the tables that rewrites (health flips)
+            // take while these are written.
+            let room_left = self
+                .free_slots(usize::MAX)
+                .len()
+                .saturating_sub(PROVISION_MAX);
+            let want = count.saturating_sub(ready).min(room_left);
+            if want > 0
+                && let Err(e) = self.provision(ring, room, want)
             {
                 // The writes provision for themselves, a few at a time.
-                tracing::warn!("installing {} Maglev tables ahead: {e}", count - ready);
+                tracing::warn!("installing {want} Maglev tables ahead: {e}");
             }
         }
     }

@@ -605,11 +605,18 @@ fn fill(backends: &[Backend], counts: &[u32], size: u32) -> Vec<u16> {
     let m = u64::from(size);
     let recip = u64::MAX / m;
     let inverses: Vec<u32> = skips.iter().map(|&s| inverse(s, size, recip)).collect();
-    let mut free: Vec<u32> = (0u32..)
-        .zip(&entries)
-        .filter(|(_, e)| **e == EMPTY)
-        .map(|(f, _)| f)
-        .collect();
+    // The free slots, from the bitmap (a word at a time).
+    let mut free: Vec<u32> = Vec::with_capacity(tail.len());
+    for (w, &word) in (0u32..).zip(&taken) {
+        let mut open = !word;
+        while open != 0 {
+            let f = w * 64 + open.trailing_zeros();
+            if f < size {
+                free.push(f);
+            }
+            open &= open - 1;
+        }
+    }
     for &index in tail {
         let i = usize::from(index);
         let (Some(p), Some(&skip), Some(&inv)) = (pos.get_mut(i), skips.get(i), inverses.get(i))
