@@ -1118,7 +1118,12 @@ impl<M: Maps> Balancer<M> {
         key: &ServiceKey,
         backends: &[BackendSpec],
     ) -> Result<(), BalancerError> {
-        let ring = self.services.get(key).map_or(0, |s| s.spec.ring_size);
+        let ring = self
+            .services
+            .get(key)
+            .ok_or(BalancerError::NoService(*key))?
+            .spec
+            .ring_size;
         let table = self.build_table(maglev_backends(backends), ring);
         self.set_backends_built(key, backends, table)
     }
@@ -1656,14 +1661,10 @@ impl InnerTable {
 
     /// Every slot's backend slot, in order.
     fn entries(&self) -> Option<Vec<u32>> {
-        let cells = self.cells()?;
-        let members = cells.get(table::slot_cells(self.ring) as usize..)?;
-        (0..self.ring)
-            .map(|slot| {
-                let member = table::member_of(cells[table::slot_cell(slot) as usize], slot);
-                let cell = members.get((member / table::MEMBERS_PER_CELL) as usize)?;
-                Some(table::backend_of(*cell, member))
-            })
+        let (slots, members) = self.members()?;
+        slots
+            .iter()
+            .map(|&m| members.get(usize::from(m)).copied())
             .collect()
     }
 }
@@ -1709,6 +1710,15 @@ struct TablePool {
     /// A one-cell table installed over tables being freed (one batch
     /// update, one grace period, for all of them).
     placeholder: Option<Array<MapData, u64>>,
+}
+
+impl TablePool {
+    /// Whether the table in outer slot `slot` is ours and of this shape.
+    fn fits(&self, slot: u32, ring: u32, room: u32) -> bool {
+        self.tables
+            .get(&slot)
+            .is_some_and(|t| t.ring == ring && t.room == room)
+    }
 }
 
 fn map_err(op: impl Into<String>) -> impl FnOnce(MapError) -> BalancerError {
@@ -1859,17 +1869,12 @@ impl EbpfMaps {
     /// program run lasts microseconds: a table no VIP record has named
     /// for 10 ms is read by none.
     fn wait_for_spare(&mut self, ring: u32, room: u32) -> Option<u32> {
-        let tables = &self.pool.tables;
         let (at, &(from, slot)) = self
             .pool
             .spare
             .iter()
             .enumerate()
-            .filter(|(_, (_, slot))| {
-                tables
-                    .get(slot)
-                    .is_some_and(|t| t.ring == ring && t.room == room)
-            })
+            .filter(|(_, (_, slot))| self.pool.fits(*slot, ring, room))
             .min_by_key(|(_, (from, _))| *from)?;
         let retired = from.checked_sub(RETIRE_AFTER)?;
         let wait = (retired + RETIRE_EARLY).saturating_duration_since(std::time::Instant::now());
@@ -1885,13 +1890,11 @@ impl EbpfMaps {
     /// A spare table of this shape that may be reused now.
     fn take_spare(&mut self, ring: u32, room: u32) -> Option<u32> {
         let now = std::time::Instant::now();
-        let tables = &self.pool.tables;
-        let at = self.pool.spare.iter().position(|&(from, slot)| {
-            from <= now
-                && tables
-                    .get(&slot)
-                    .is_some_and(|t| t.ring == ring && t.room == room)
-        })?;
+        let at = self
+            .pool
+            .spare
+            .iter()
+            .position(|&(from, slot)| from <= now && self.pool.fits(slot, ring, room))?;
         Some(self.pool.spare.swap_remove(at).1)
     }
 }
@@ -1962,14 +1965,7 @@ impl Maps for EbpfMaps {
                 .pool
                 .spare
                 .iter()
-                .filter(|&&(from, slot)| {
-                    from <= now
-                        && self
-                            .pool
-                            .tables
-                            .get(&slot)
-                            .is_some_and(|t| t.ring == ring && t.room == room)
-                })
+                .filter(|&&(from, slot)| from <= now && self.pool.fits(slot, ring, room))
                 .count();
             // Room is left for the tables that rewrites (health flips)
             // take while these are written.
