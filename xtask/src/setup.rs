@@ -29,6 +29,9 @@ const PACKAGES: &[&str] = &[
     "wrk",            // bench paths: HTTP load generator
     "haproxy",        // bench paths: the user-space proxy compared against
     "nftables",       // bench paths: kernel DNAT compared against; backend counters
+    "bird2",             // scale-out: the BGP speaker lbd announces VIPs through
+    "etcd-server",       // scale-out: backends register under etcd leases
+    "protobuf-compiler", // protoc: the etcd client's gRPC code is generated at build time
 ];
 /// Debian's Rust toolchain with library source, for the BPF build when no
 /// nightly with rust-src exists.
