@@ -27,6 +27,9 @@
 //! - [`sync`]: connection-state sync between lbd nodes: new flows out of
 //!   the XDP program's ring buffer to the peers, theirs into our
 //!   connection table, bulk sync for a node that (re)joins;
+//! - [`bgp`]: VIPs announced over BGP through a speaker (bird2): lbd's
+//!   routes in a kernel table the speaker exports, the speaker checked
+//!   and polled over its control socket;
 //! - [`api`]: [`api::control`] (the control socket and its typed
 //!   requests, shared with `lbctl`) and [`api::metrics`] (Prometheus);
 //! - [`daemon`]: `lbd`'s event loop: signals, reload, control requests;
@@ -36,6 +39,7 @@
 //! lab, the benches) lives in the `lb-lab` crate, not here.
 
 pub mod api;
+pub mod bgp;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;

@@ -179,6 +179,9 @@ pub struct StatusReply {
     /// Connection sync, with `[sync]`.
     #[serde(default)]
     pub sync: Option<crate::sync::node::SyncStatus>,
+    /// BGP announcement, with `[bgp]`.
+    #[serde(default)]
+    pub bgp: Option<crate::bgp::BgpStatus>,
 }
 
 /// The data plane in [`StatusReply`].

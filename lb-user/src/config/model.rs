@@ -41,6 +41,9 @@ pub struct Config {
     pub service: Vec<Service>,
     /// `[sync]`: connection-state sync with peer lbd nodes; absent = off.
     pub sync: Option<Sync>,
+    /// `[bgp]`: the BGP speaker that announces the VIPs of services with
+    /// `announce = "bgp"`; absent = no BGP.
+    pub bgp: Option<Bgp>,
     /// `[nat]`: the NAT table of `nat` / `fullnat` services.
     #[serde(default)]
     pub nat: Nat,
@@ -208,6 +211,11 @@ pub struct Service {
     /// Forward whatever the VRRP state (both nodes active). Default false.
     #[serde(default)]
     pub active_active: bool,
+    /// `vrrp` (default): the VRRP master takes the VIP; `bgp`: every node
+    /// forwards and announces the VIP over BGP while a backend is up
+    /// (`[bgp]`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub announce: Announce,
     /// Health check; default `{ kind = "tcp" }`.
     #[serde(default)]
     pub health: Health,
@@ -271,6 +279,10 @@ pub struct Quorum {
     pub notify_down: Option<String>,
 }
 
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 #[allow(
     clippy::trivially_copy_pass_by_ref,
     reason = "serde's skip_serializing_if passes a reference"
@@ -314,6 +326,7 @@ impl Service {
             on_no_backend: NoBackend::default(),
             vrrp_instance: None,
             active_active: false,
+            announce: Announce::default(),
             health: Health::default(),
             start_down: false,
             inhibit_on_failure: false,
@@ -457,6 +470,99 @@ keyword!(Scheduler { Maglev => "maglev", SourceHash => "source_hash" }, |value, 
     ValueError::NotA {
         value,
         what: "scheduler",
+        allowed,
+    }
+});
+
+/// `[bgp]`: lbd announces a VIP by putting a route to it into a kernel
+/// routing table of its own (`table`), which the BGP speaker (bird2)
+/// learns and exports to its BGP neighbours; it withdraws the VIP by
+/// deleting the route (`crate::bgp`). `examples/bird/` has a complete
+/// speaker configuration.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Bgp {
+    /// The speaker: `bird` (bird2), the only one for now.
+    #[serde(default)]
+    pub speaker: Speaker,
+    /// The speaker's control socket, which lbd checks at start (and
+    /// polls for its BGP sessions' states). Default `/run/bird/bird.ctl`.
+    #[serde(default = "default_bird_socket")]
+    pub socket: PathBuf,
+    /// The kernel routing table lbd writes the announced VIPs into (the
+    /// speaker's `kernel table` with `learn`). Default 100; not the
+    /// main, local or default table.
+    #[serde(default = "default_bgp_table")]
+    pub table: u32,
+    /// On SIGTERM, how long lbd keeps forwarding after withdrawing its
+    /// VIPs, while the routers move the flows to the other nodes.
+    /// Default 1s.
+    #[serde(default = "default_withdraw_grace")]
+    pub withdraw_grace: Dur,
+}
+
+fn default_bird_socket() -> PathBuf {
+    "/run/bird/bird.ctl".into()
+}
+
+fn default_bgp_table() -> u32 {
+    100
+}
+
+fn default_withdraw_grace() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+
+impl Bgp {
+    /// A `[bgp]` speaking through bird's socket at `socket`, every other
+    /// field as when the file leaves it out.
+    #[must_use]
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Self {
+            speaker: Speaker::default(),
+            socket: socket.into(),
+            table: default_bgp_table(),
+            withdraw_grace: default_withdraw_grace(),
+        }
+    }
+}
+
+/// `speaker` of `[bgp]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Speaker {
+    /// `bird` (default): bird2.
+    #[default]
+    Bird,
+}
+
+keyword!(Speaker { Bird => "bird" }, |value, allowed| {
+    ValueError::NotA {
+        value,
+        what: "BGP speaker",
+        allowed,
+    }
+});
+
+/// `announce` of a `[[service]]`: how the routers learn that this node
+/// takes the VIP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Announce {
+    /// `vrrp` (default): the VRRP master holds the VIP and answers ARP
+    /// for it; the other nodes stand by.
+    #[default]
+    Vrrp,
+    /// `bgp`: every node forwards, and announces the VIP over BGP
+    /// (`[bgp]`) while the service has a backend up; the routers spread
+    /// the flows over the nodes (ECMP).
+    Bgp,
+}
+
+keyword!(Announce { Vrrp => "vrrp", Bgp => "bgp" }, |value, allowed| {
+    ValueError::NotA {
+        value,
+        what: "way of announcing",
         allowed,
     }
 });

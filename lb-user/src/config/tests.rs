@@ -131,7 +131,7 @@ fn golden_errors_for_broken_files() {
         ),
         (
             s.replace("port = 80", "port = 80\nbackends = []"),
-            "lb.toml:13: unknown field `backends`, expected one of `vip`, `port`, `protocol`, `mode`, `snat_address`, `scheduler`, `ring_size`, `on_no_backend`, `vrrp_instance`, `active_active`, `health`, `start_down`, `inhibit_on_failure`, `sorry_server`, `persistence_timeout`, `persistence_prefix`, `quorum`, `notify_on_stop`, `backend`",
+            "lb.toml:13: unknown field `backends`, expected one of `vip`, `port`, `protocol`, `mode`, `snat_address`, `scheduler`, `ring_size`, `on_no_backend`, `vrrp_instance`, `active_active`, `announce`, `health`, `start_down`, `inhibit_on_failure`, `sorry_server`, `persistence_timeout`, `persistence_prefix`, `quorum`, `notify_on_stop`, `backend`",
         ),
         (
             format!("{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 80\nbackend = []\n"),
@@ -1082,4 +1082,81 @@ fn sync_groups_and_tracked_processes_and_files() {
         ),
     ];
     assert_errors(cases, |got, want| got == want);
+}
+
+const BGP: &str = r#"[dataplane]
+interface = "eth0"
+
+[bgp]
+socket = "/run/bird/bird.ctl"
+
+[[service]]
+vip = "198.18.100.1"
+port = 80
+announce = "bgp"
+backend = [{ address = "198.18.0.11" }]
+"#;
+
+#[test]
+fn bgp_announced_services_load_with_defaults() {
+    let c = parse(BGP).unwrap();
+    let bgp = c.bgp.as_ref().unwrap();
+    assert_eq!(*bgp, Bgp::new("/run/bird/bird.ctl"));
+    assert_eq!((bgp.speaker, bgp.table), (Speaker::Bird, 100));
+    assert_eq!(bgp.withdraw_grace.0, Duration::from_secs(1));
+    assert_eq!(c.service[0].announce, Announce::Bgp);
+    assert_eq!(
+        parse(WITH_SERVICE).unwrap().service[0].announce,
+        Announce::Vrrp
+    );
+    // The file lbd writes reads back the same.
+    assert_eq!(parse(&c.to_toml().unwrap()).unwrap(), c);
+}
+
+#[test]
+fn bgp_mistakes_are_refused_with_the_way_out() {
+    let s = BGP;
+    let cases: Vec<(String, &str)> = vec![
+        (
+            s.replace("[bgp]\nsocket = \"/run/bird/bird.ctl\"\n", ""),
+            "lb.toml:8: service[0].announce: \"bgp\" needs a [bgp] table",
+        ),
+        (
+            s.replace("[bgp]\n", "[bgp]\ntable = 254\n"),
+            "lb.toml:5: bgp.table: 254 is a table the kernel routes by",
+        ),
+        (
+            s.replace("[bgp]\n", "[bgp]\nspeaker = \"quagga\"\n"),
+            "lb.toml:5: \"quagga\" is not a BGP speaker: bird",
+        ),
+        (
+            s.replace("announce = \"bgp\"", "announce = \"ospf\""),
+            "lb.toml:10: \"ospf\" is not a way of announcing: vrrp or bgp",
+        ),
+        (
+            s.replace(
+                "announce = \"bgp\"",
+                "announce = \"bgp\"\nactive_active = true",
+            ),
+            "lb.toml:11: service[0].active_active: a service announced by BGP forwards on every node",
+        ),
+        (
+            format!("{s}\n[[service]]\nvip = \"198.18.100.1\"\nport = 443\nbackend = []\n"),
+            "lb.toml:10: service[0].announce: 198.18.100.1:443/tcp is announced by vrrp, this service on the same VIP by bgp: one VIP, one way",
+        ),
+        (
+            s.replace(
+                "announce = \"bgp\"",
+                "announce = \"bgp\"\nmode = \"fullnat\"\nsnat_address = \"198.18.0.2\"",
+            ),
+            "lb.toml:12: service[0].snat_address: a fullnat service announced by BGP translates from each node's own address",
+        ),
+        (
+            format!(
+                "{s}\n[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 50\nvirtual_ipaddress = [\"198.18.100.1\"]\n"
+            ),
+            "lb.toml:10: service[0].announce: VIP 198.18.100.1 is a virtual_ipaddress of [[vrrp_instance]] \"VI_1\"",
+        ),
+    ];
+    assert_errors(cases, str::starts_with);
 }

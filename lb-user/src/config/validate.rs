@@ -9,8 +9,8 @@ use std::fmt;
 use std::path::Path;
 
 use super::{
-    Config, ConfigError, Dataplane, Dur, Health, HealthKind, Mode, Service, TrackScript,
-    VrrpInstance, VrrpScript, VrrpTrackFile, VrrpTrackProcess, check_backend_pairs,
+    Announce, Bgp, Config, ConfigError, Dataplane, Dur, Health, HealthKind, Mode, Service,
+    TrackScript, VrrpInstance, VrrpScript, VrrpTrackFile, VrrpTrackProcess, check_backend_pairs,
     check_flow_entries, parse_cidr,
 };
 use crate::vrrp::machine;
@@ -124,6 +124,7 @@ impl Config {
         }
         self.check_sync_groups()?;
         self.validate_services()?;
+        self.check_bgp()?;
         if let Some(dp) = &self.dataplane {
             check_dataplane(dp)?;
         }
@@ -315,6 +316,107 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    /// `[bgp]` and the services it announces: a table of lbd's own; a
+    /// BGP service needs `[bgp]`, is gated by no VRRP instance, shares
+    /// its VIP with BGP services only, and (`fullnat`) translates from
+    /// each node's own address.
+    fn check_bgp(&self) -> Result<(), Invalid> {
+        if let Some(bgp) = &self.bgp {
+            check_bgp_table(bgp)?;
+        }
+        for (i, svc) in self.service.iter().enumerate() {
+            let err = |field, message: String| Invalid::new("service", Some(i), field, message);
+            let bgp = svc.announce == Announce::Bgp;
+            if let Some(other) = self
+                .service
+                .iter()
+                .find(|o| o.vip == svc.vip && (o.announce == Announce::Bgp) != bgp)
+            {
+                return Err(err(
+                    "announce",
+                    format!(
+                        "{}:{}/{} is announced by {}, this service on the same VIP by {}: one VIP, one way",
+                        other.vip, other.port, other.protocol, other.announce, svc.announce
+                    ),
+                ));
+            }
+            if !bgp {
+                continue;
+            }
+            if self.bgp.is_none() {
+                return Err(err(
+                    "announce",
+                    "\"bgp\" needs a [bgp] table (the speaker lbd announces through)".into(),
+                ));
+            }
+            if svc.vrrp_instance.is_some() || svc.active_active {
+                let field = if svc.active_active {
+                    "active_active"
+                } else {
+                    "vrrp_instance"
+                };
+                return Err(err(
+                    field,
+                    "a service announced by BGP forwards on every node: no VRRP instance gates it"
+                        .into(),
+                ));
+            }
+            if let Some(v) = self.vrrp_instance.iter().find(|v| {
+                v.vips()
+                    .is_ok_and(|vips| vips.iter().any(|a| a.addr == svc.vip))
+            }) {
+                return Err(err(
+                    "announce",
+                    format!(
+                        "VIP {} is a virtual_ipaddress of [[vrrp_instance]] {:?}: announce it by BGP or by VRRP, not both",
+                        svc.vip, v.name
+                    ),
+                ));
+            }
+            if svc.mode == Mode::Fullnat
+                && (svc.snat_address.is_some() || self.nat.snat_address.is_some())
+            {
+                let field = if svc.snat_address.is_some() {
+                    "snat_address"
+                } else {
+                    "mode"
+                };
+                return Err(err(
+                    field,
+                    "a fullnat service announced by BGP translates from each node's own address (the default: the route's source towards each backend), so replies return to the node that translated; drop snat_address (and [nat] snat_address)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[bgp] table`: one of lbd's own, not one the kernel routes by.
+fn check_bgp_table(bgp: &Bgp) -> Result<(), Invalid> {
+    // 0: unspecified; 253 default, 254 main, 255 local.
+    if matches!(bgp.table, 0 | 253..=255) {
+        return Err(Invalid::new(
+            "bgp",
+            None,
+            "table",
+            format!(
+                "{} is a table the kernel routes by (0 unspecified, 253 default, 254 main, 255 local): give lbd a table of its own, e.g. 100",
+                bgp.table
+            ),
+        ));
+    }
+    if bgp.withdraw_grace.0 > std::time::Duration::from_mins(1) {
+        return Err(Invalid::new(
+            "bgp",
+            None,
+            "withdraw_grace",
+            format!("{} is out of range: up to 60s", bgp.withdraw_grace),
+        ));
+    }
+    Ok(())
 }
 
 /// The `i`-th service's `quorum`, and its notify commands and its

@@ -86,6 +86,9 @@ pub enum Error {
     /// Connection sync did not start.
     #[error("[sync]: {}", error_chain(.0.as_ref()))]
     Sync(Box<dyn std::error::Error + Send + Sync>),
+    /// BGP mode could not start (the speaker cannot be reached).
+    #[error(transparent)]
+    Bgp(#[from] crate::bgp::BgpError),
     /// The NAT table's expiry could not open the table.
     #[error("NAT table: {}", error_chain(.0.as_ref()))]
     Nat(Box<aya::maps::MapError>),
@@ -204,6 +207,8 @@ struct Daemon {
     name: String,
     /// NAT flow expiry, when this lbd balances.
     nat_gc: Option<NatGc>,
+    /// BGP announcement of VIPs, with `[bgp]`.
+    bgp: Option<crate::bgp::Announcer>,
 }
 
 /// The NAT table's expiry task, the timeouts it applies (a reload changes
@@ -252,6 +257,7 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Signal)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(Error::Signal)?;
     let mut sigusr2 = signal(SignalKind::user_defined2()).map_err(Error::Signal)?;
+    let bgp = start_bgp(startup.config.as_ref().and_then(|c| c.bgp.as_ref())).await?;
     // `_control` and `_metrics` live until lbd returns, after "stopped":
     // dropping them closes the control socket and the metrics listener.
     let Started {
@@ -262,8 +268,9 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
         control: _control,
         mut scrape_rx,
         metrics: _metrics,
-    } = start(startup).await?;
+    } = start(startup, bgp).await?;
     d.publish_translation();
+    d.publish_announcements();
     info!(
         "{} running; SIGINT or SIGTERM stops, SIGHUP reloads, SIGUSR2 exits leaving the data plane forwarding (restart)",
         d.name
@@ -326,6 +333,7 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
             }
         }
         d.publish_translation();
+        d.publish_announcements();
     };
     let exit = match &outcome {
         Ok((signal, exit)) => {
@@ -368,7 +376,7 @@ struct Started {
 /// Start, in order, the data plane, the service controller over its maps,
 /// the VRRP instances, the control socket and the metrics listener. On
 /// error, what had started is undone as it is dropped.
-async fn start(startup: Startup) -> Result<Started, Error> {
+async fn start(startup: Startup, bgp: Option<crate::bgp::Announcer>) -> Result<Started, Error> {
     let Startup {
         config_path,
         config,
@@ -457,6 +465,7 @@ async fn start(startup: Startup) -> Result<Started, Error> {
             changes,
             name,
             nat_gc,
+            bgp,
         },
         events_rx,
         changes_rx,
@@ -464,6 +473,18 @@ async fn start(startup: Startup) -> Result<Started, Error> {
         control,
         scrape_rx,
         metrics,
+    })
+}
+
+/// The BGP announcer, with `[bgp]`. Started before anything else: a
+/// speaker that cannot be reached refuses the start before anything
+/// changed.
+async fn start_bgp(
+    config: Option<&crate::config::Bgp>,
+) -> Result<Option<crate::bgp::Announcer>, Error> {
+    Ok(match config {
+        Some(b) => Some(crate::bgp::start(b).await?),
+        None => None,
     })
 }
 
@@ -557,13 +578,25 @@ fn sync_spec(c: &Config) -> Result<crate::sync::node::SyncSpec, Error> {
             "the secret is shorter than 16 characters".into(),
         ));
     }
+    // Every node may list every node, itself included: the file is then
+    // the same on all of them.
+    let (own, peers): (Vec<_>, Vec<_>) =
+        c.sync_peers().into_iter().partition(|p| is_own_address(*p));
+    for p in own {
+        info!("[sync] peer {p} is an address of this node: not a peer");
+    }
     Ok(crate::sync::node::SyncSpec {
-        peers: c.sync_peers(),
+        peers,
         port: sync.port,
         listen: sync.listen,
         secret: secret.into_bytes(),
         bulk_timeout: sync.bulk_timeout.0,
     })
+}
+
+/// `addr` is one of this host's addresses (a socket can be bound to it).
+fn is_own_address(addr: std::net::IpAddr) -> bool {
+    std::net::UdpSocket::bind(std::net::SocketAddr::new(addr, 0)).is_ok()
 }
 
 impl Daemon {
@@ -583,9 +616,27 @@ impl Daemon {
         }
     }
 
-    /// Release the VIPs, stop the checks, log the counters, then detach
-    /// and unpin the data plane, or leave it running ([`Exit`]).
+    /// Tell the announcer which VIPs are up, and whether this node is
+    /// ready to take flows: every next hop answered, bulk sync done.
+    fn publish_announcements(&mut self) {
+        let (Some(bgp), Some(ctl)) = (self.bgp.as_mut(), self.controller.as_ref()) else {
+            return;
+        };
+        let holding = self.preempt_hold.as_ref().is_some_and(|h| *h.borrow());
+        bgp.set(ctl.announced(), ctl.settled() && !holding);
+    }
+
+    /// Withdraw the BGP-announced VIPs (then forward a little longer while
+    /// the routers move the flows), release the VRRP VIPs, stop the
+    /// checks, log the counters, then detach and unpin the data plane, or
+    /// leave it running ([`Exit`]).
     async fn stop(self, exit: Exit) {
+        if let Some(bgp) = self.bgp {
+            match exit {
+                Exit::Stop => bgp.withdraw_all().await,
+                Exit::LeaveDataplane => bgp.leave(),
+            }
+        }
         if let Some(vrrp) = self.vrrp {
             vrrp.stop().await;
         }

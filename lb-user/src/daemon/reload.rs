@@ -20,7 +20,7 @@ pub enum ReloadError {
     Config(#[from] crate::config::ConfigError),
     /// `[global]` or `[dataplane]` changed.
     #[error(
-        "[global], [dataplane], [sync] and [nat] flows / snat_ports changes need a restart of lbd (systemctl restart keeps forwarding); nothing was applied"
+        "[global], [dataplane], [sync], [bgp] and [nat] flows / snat_ports changes need a restart of lbd (systemctl restart keeps forwarding); nothing was applied"
     )]
     NeedsRestart,
     /// Services were added to an lbd without a data plane.
@@ -42,6 +42,7 @@ impl Daemon {
             && (old.dataplane != new.dataplane
                 || old.global != new.global
                 || old.sync != new.sync
+                || old.bgp != new.bgp
                 || old.nat.flows != new.nat.flows
                 || old.nat.snat_ports != new.nat.snat_ports)
         {

@@ -64,6 +64,7 @@ impl Daemon {
                 }),
             }),
             sync: self.sync.as_ref().map(crate::sync::node::Sync::status),
+            bgp: self.bgp.as_ref().map(crate::bgp::Announcer::status),
             services: services.len(),
             services_active: services.iter().filter(|s| s.active).count(),
             backends_healthy: services

@@ -281,6 +281,10 @@ impl Drop for Backend {
     }
 }
 
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent facts about one service, each set in its own place"
+)]
 struct Service {
     cfg: config::Service,
     key: ServiceKey,
@@ -298,6 +302,10 @@ struct Service {
     sorry_in_use: bool,
     /// It has its quorum (`config::Quorum`); `None` until first judged.
     quorum: Option<bool>,
+    /// Its pool, as last written, can take new flows on a real backend
+    /// (not the sorry server) and it has its quorum: what a BGP
+    /// announcement of its VIP stands for.
+    up: bool,
     /// The backends, then the sorry server if it has one.
     backends: Vec<Backend>,
 }
@@ -427,7 +435,7 @@ fn check_of(h: &config::Health) -> CheckSpec {
 
 /// The instance gating `svc`: the one named, else the one holding its VIP.
 fn gate_of(config: &Config, svc: &config::Service) -> Option<String> {
-    if svc.active_active {
+    if svc.active_active || svc.announce == config::Announce::Bgp {
         return None;
     }
     if let Some(name) = &svc.vrrp_instance {
@@ -528,6 +536,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                         written: false,
                         sorry_in_use: false,
                         quorum: None,
+                        up: false,
                         backends: cfg
                             .backend
                             .iter()
@@ -844,6 +853,18 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
         self.looking_up.is_empty()
     }
 
+    /// The VIPs to announce over BGP: those of `announce = "bgp"`
+    /// services that are up (a real backend can take new flows, the
+    /// quorum holds), each once.
+    #[must_use]
+    pub fn announced(&self) -> std::collections::BTreeSet<IpAddr> {
+        self.services
+            .values()
+            .filter(|s| s.cfg.announce == config::Announce::Bgp && s.up)
+            .map(|s| s.key.vip)
+            .collect()
+    }
+
     /// The balancer, for stats.
     #[must_use]
     pub const fn balancer(&self) -> &Balancer<M> {
@@ -1018,6 +1039,12 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                 })
             })
             .collect();
+        let sorry_addr = svc.backends.iter().find(|b| b.sorry).map(|b| b.cfg.address);
+        let up = quorum
+            && pool
+                .iter()
+                .any(|p| p.weight > 0 && Some(p.addr) != sorry_addr);
+        svc.up = up;
         Some(pool)
     }
 }

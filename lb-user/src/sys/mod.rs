@@ -8,6 +8,8 @@
 //! - [`interface`]: interface index and link flags by name;
 //! - [`process`]: the user a child runs as, and its process group, killed
 //!   as a whole;
+//! - [`route`]: host routes to VIPs in lbd's own routing table, which the
+//!   BGP speaker announces (`crate::bgp`);
 //! - [`map_batch`]: map commands aya lacks (batch lookup and update);
 //! - [`trim_heap`]: give freed heap back to the kernel.
 
@@ -16,6 +18,7 @@ pub mod interface;
 pub mod map_batch;
 pub mod neigh;
 pub mod process;
+pub mod route;
 
 /// Give the heap's free memory back to the kernel (`malloc_trim`). glibc
 /// keeps what a burst freed (applying 1,000 services, encoding a large
