@@ -249,7 +249,7 @@ impl Lab {
         cmd.arg("--config")
             .arg(self.dir.join(format!("{lb}.toml")))
             .env("LB_LOG", "info");
-        let lbd = Daemon::spawn(lb, &mut cmd, &self.dir.join(format!("{lb}.log"))).unwrap();
+        let lbd = Daemon::spawn(lb, &mut cmd, self.dir.join(format!("{lb}.log"))).unwrap();
         let ready = lbd.wait_log("running; SIGINT", Duration::from_secs(20));
         if let Err(e) = ready {
             panic!("{lb} not running: {e}\n{}", self.logs());
