@@ -772,6 +772,15 @@ fn the_shipped_example_loads() {
 }
 
 #[test]
+fn the_scale_out_example_loads() {
+    let text = include_str!("../../../examples/bird/lb.toml");
+    let c = Config::parse(text, Path::new("examples/bird/lb.toml")).unwrap();
+    assert_eq!(c.bgp, Some(Bgp::new("/run/bird/bird.ctl")));
+    assert_eq!(c.service[0].announce, Announce::Bgp);
+    assert_eq!(c.sync_peers().len(), 3);
+}
+
+#[test]
 fn durations() {
     assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
     assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
