@@ -29,6 +29,9 @@ pub struct BenchArgs {
     /// lbd against keepalived;
     /// `flows`: established flows kept across an LB failover, flows moved
     /// when one of three backends leaves (on the lab);
+    /// `scaleout`: three lbd nodes behind a bird2 router (ECMP): flows
+    /// broken when a node leaves, joins, dies, returns; new connections a
+    /// second through three nodes against one;
     /// `all`: every one, then docs/BENCHMARKS.md.
     /// `nic` (not in `all`: it needs two hosts and a NIC): `lbgen` sends
     /// frames out of a real interface at line rate towards an lbd on
@@ -54,7 +57,7 @@ pub struct BenchArgs {
 }
 
 /// The benchmarks, in the order `all` runs them: name, report title.
-const BENCHES: [(&str, &str); 6] = [
+const BENCHES: [(&str, &str); 7] = [
     (
         "nic-like",
         "NIC-like path: ns/frame and Mpps per core, lb against XDP floors and nftables",
@@ -72,6 +75,10 @@ const BENCHES: [(&str, &str); 6] = [
     (
         "flows",
         "Flows across an LB failover and a backend removal (the lab)",
+    ),
+    (
+        "scaleout",
+        "Scale-out: three nodes behind ECMP, nodes leaving, joining, dying",
     ),
 ];
 
@@ -180,6 +187,15 @@ fn command(root: &Path, name: &str, args: &BenchArgs) -> Command {
             c.arg("--runs").arg(args.runs.to_string());
             c
         }
+        "scaleout" => {
+            let mut c = Command::new(release.join("lb-lab"));
+            c.arg("scale-bench")
+                .arg("--bin-dir")
+                .arg(&release)
+                .arg("--config-dir")
+                .arg(root.join("examples/lab"));
+            c
+        }
         _ => {
             let mut c = Command::new(release.join("lb-lab"));
             c.arg("bench")
@@ -190,7 +206,7 @@ fn command(root: &Path, name: &str, args: &BenchArgs) -> Command {
             c
         }
     };
-    if !matches!(name, "dataplane" | "flows" | "nic-like") {
+    if !matches!(name, "dataplane" | "flows" | "nic-like" | "scaleout") {
         cmd.arg("--lbd").arg(release.join("lbd"));
     }
     cmd

@@ -43,10 +43,15 @@ enum Command {
     /// leaves nothing behind (also on Ctrl-C).
     Demo,
     /// The lab alone: `up`, `down` or `status` (network namespaces on this
-    /// machine, addresses from 198.18.0.0/15).
+    /// machine, addresses from 198.18.0.0/15). `up --scale-out`: a router
+    /// running bird2 (ECMP, BFD) in front of three lbd nodes that announce
+    /// the VIP over BGP (docs/SCALE-OUT.md).
     Lab {
         /// up | down | status
         action: String,
+        /// With `up`: the scale-out topology instead of the VRRP pair.
+        #[arg(long)]
+        scale_out: bool,
     },
 }
 
@@ -60,8 +65,10 @@ fn main() -> ExitCode {
         }
         Command::Test(args) => setup::run().and_then(|tc| test::run(&tc, &args)),
         Command::Bench(args) => setup::run().and_then(|tc| bench::run(&tc, &args)),
-        Command::Demo => setup::run().and_then(|tc| lab(&tc, "demo")),
-        Command::Lab { action } => setup::run().and_then(|tc| lab(&tc, &action)),
+        Command::Demo => setup::run().and_then(|tc| lab(&tc, "demo", false)),
+        Command::Lab { action, scale_out } => {
+            setup::run().and_then(|tc| lab(&tc, &action, scale_out))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,9 +80,12 @@ fn main() -> ExitCode {
 }
 
 /// Build the release binaries and run `lb-lab ACTION`.
-fn lab(tc: &setup::BpfToolchain, action: &str) -> anyhow::Result<()> {
+fn lab(tc: &setup::BpfToolchain, action: &str, scale_out: bool) -> anyhow::Result<()> {
     if !["up", "down", "status", "demo"].contains(&action) {
         anyhow::bail!("unknown lab action {action:?}: up, down or status");
+    }
+    if scale_out && action != "up" {
+        anyhow::bail!("--scale-out goes with `up` (down and status handle either lab)");
     }
     if !setup::is_root() {
         anyhow::bail!("the lab creates network namespaces and loads XDP programs: run as root");
@@ -86,6 +96,7 @@ fn lab(tc: &setup::BpfToolchain, action: &str) -> anyhow::Result<()> {
     exec::exec(
         std::process::Command::new(release.join("lb-lab"))
             .arg(action)
+            .args(scale_out.then_some("--scale-out"))
             .arg("--bin-dir")
             .arg(&release)
             .arg("--config-dir")

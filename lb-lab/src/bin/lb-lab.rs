@@ -113,7 +113,13 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Cmd {
     /// Create the topology and start the backends' servers.
-    Up,
+    Up {
+        /// The scale-out topology instead: a router running bird2 (ECMP,
+        /// BFD) in front of three lbd nodes announcing the VIP
+        /// 198.18.100.1 over BGP, with bird and lbd started on each.
+        #[arg(long)]
+        scale_out: bool,
+    },
     /// Remove everything the lab created.
     Down,
     /// What runs.
@@ -134,6 +140,18 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         tuples: u16,
     },
+    /// Scale-out benchmark on the scale-out lab: established connections
+    /// broken when a node leaves, joins, dies and returns, traffic
+    /// flowing; new connections a second through three nodes against
+    /// one. Prints FIGURE lines.
+    ScaleBench {
+        /// Long-lived connections exchanging lines through each event.
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        /// Seconds per connection-rate round.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Run an echo server (each line back, prefixed with NAME) on PORT of
     /// every address, in this process's network namespace, until killed;
     /// `up` starts one in each backend.
@@ -149,19 +167,31 @@ enum Cmd {
 
 type Res<T> = Result<T, String>;
 
+#[path = "lb-lab/scaleout.rs"]
+mod scaleout;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Up => up(),
+        Cmd::Up { scale_out: false } => up(),
+        Cmd::Up { scale_out: true } => scaleout::up(&cli),
         Cmd::Down => {
             down();
             println!("lab removed");
             Ok(())
         }
         Cmd::Status => {
-            status(&cli);
+            if scaleout::is_up() {
+                scaleout::status(&cli);
+            } else {
+                status(&cli);
+            }
             Ok(())
         }
+        Cmd::ScaleBench {
+            connections,
+            seconds,
+        } => scaleout::bench(&cli, connections, seconds),
         Cmd::Demo => demo(&cli),
         Cmd::Bench {
             connections,

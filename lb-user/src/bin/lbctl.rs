@@ -379,22 +379,44 @@ fn status(s: &StatusReply) -> String {
         }
     }
     if let Some(bgp) = &s.bgp {
-        let announced: Vec<String> = bgp.announced.iter().map(ToString::to_string).collect();
+        out.push_str(&bgp_status(bgp));
+    }
+    out
+}
+
+/// `lbctl status`'s BGP lines: the speaker, the VIPs announced, the
+/// sessions.
+fn bgp_status(bgp: &lb_user::bgp::BgpStatus) -> String {
+    let mut out = String::new();
+    let announced: Vec<String> = bgp.announced.iter().map(ToString::to_string).collect();
+    out.push_str(&format!(
+        "bgp: {} at {} ({}); table {}: announcing {}{}\n",
+        if bgp.speaker.is_empty() {
+            "speaker"
+        } else {
+            &bgp.speaker
+        },
+        bgp.socket.display(),
+        if bgp.reachable {
+            "answers"
+        } else {
+            "NOT ANSWERING"
+        },
+        bgp.table,
+        if announced.is_empty() {
+            "nothing".to_owned()
+        } else {
+            announced.join(", ")
+        },
+        bgp.error
+            .as_ref()
+            .map_or_else(String::new, |e| format!("; {e}"))
+    ));
+    for session in &bgp.sessions {
         out.push_str(&format!(
-            "bgp: {} at {} ({}); table {}: announcing {}{}\n",
-            if bgp.speaker.is_empty() { "speaker" } else { &bgp.speaker },
-            bgp.socket.display(),
-            if bgp.reachable { "answers" } else { "NOT ANSWERING" },
-            bgp.table,
-            if announced.is_empty() { "nothing".to_owned() } else { announced.join(", ") },
-            bgp.error.as_ref().map_or_else(String::new, |e| format!("; {e}"))
+            "bgp session {}: {} {}\n",
+            session.name, session.state, session.info
         ));
-        for session in &bgp.sessions {
-            out.push_str(&format!(
-                "bgp session {}: {} {}\n",
-                session.name, session.state, session.info
-            ));
-        }
     }
     out
 }
