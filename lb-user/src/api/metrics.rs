@@ -20,6 +20,9 @@
 //! | `lb_flows_capacity`, `lb_flows_in_use`, `lb_flows_recent` (seen in the last 10 s) | |
 //! | `lb_xdp_program_runs_total`, `lb_xdp_program_run_nanoseconds_total` (while `kernel.bpf_stats_enabled` = 1) | |
 //! | `lb_cpu_busy_nanoseconds_total`, `lb_cpu_softirq_nanoseconds_total` | cpu |
+//! | `lb_bgp_speaker_up` (0/1: bird answered the last poll), `lb_bgp_vips_announced` (with `[bgp]`) | |
+//! | `lb_bgp_session_up` (0/1) | session |
+//! | `lb_bgp_vip_announced` (1 while its route is in lbd's table) | vip |
 
 use std::net::SocketAddr;
 
@@ -63,6 +66,8 @@ pub struct Snapshot {
     pub program: Option<crate::dataplane::stats::ProgramRuns>,
     /// The machine's CPU time, per CPU.
     pub cpus: Vec<crate::dataplane::stats::CpuTime>,
+    /// BGP announcement (none without `[bgp]`).
+    pub bgp: Option<crate::bgp::BgpStatus>,
 }
 
 fn counter_family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
@@ -93,6 +98,9 @@ pub fn render(s: &Snapshot) -> String {
     machine_metrics(&mut r, s.program.as_ref(), &s.cpus);
     if let Some(f) = &s.flows {
         flow_metrics(&mut r, f);
+    }
+    if let Some(b) = &s.bgp {
+        bgp_metrics(&mut r, b);
     }
     let mut out = String::new();
     if let Err(e) = encode(&mut out, &r) {
@@ -245,6 +253,39 @@ fn vrrp_metrics(r: &mut Registry, vrrp: &[InstanceStatus]) {
 }
 
 /// Connection sync's counters, lag and bulk state.
+/// The speaker, its sessions and the VIPs announced.
+fn bgp_metrics(r: &mut Registry, b: &crate::bgp::BgpStatus) {
+    let speaker = Gauge::<i64>::default();
+    r.register(
+        "lb_bgp_speaker_up",
+        "The BGP speaker answered lbd's last poll",
+        speaker.clone(),
+    );
+    speaker.set(i64::from(b.reachable));
+    let count = Gauge::<i64>::default();
+    r.register(
+        "lb_bgp_vips_announced",
+        "VIPs whose routes lbd has in its table for the speaker",
+        count.clone(),
+    );
+    count.set(i64::try_from(b.announced.len()).unwrap_or(i64::MAX));
+    let sessions = gauge_family(r, "lb_bgp_session_up", "The BGP session is established");
+    for s in &b.sessions {
+        sessions
+            .get_or_create(&labels(&[("session", &s.name)]))
+            .set(i64::from(s.established()));
+    }
+    let vips = gauge_family(
+        r,
+        "lb_bgp_vip_announced",
+        "The VIP is announced by this node",
+    );
+    for vip in &b.announced {
+        vips.get_or_create(&labels(&[("vip", &vip.to_string())]))
+            .set(1);
+    }
+}
+
 fn sync_metrics(r: &mut Registry, s: &crate::sync::node::SyncStatus) {
     for (name, help, n) in [
         (
@@ -574,6 +615,7 @@ mod tests {
             }),
             program: None,
             cpus: Vec::new(),
+            bgp: None,
         };
         let text = render(&snap);
         for line in [
@@ -647,6 +689,42 @@ mod tests {
             "lb_table_rewrites_total{service=\"198.18.0.100:80/tcp\"} 2",
             "lb_table_slots_changed_total{service=\"198.18.0.100:80/tcp\"} 30",
             "lb_table_slots_necessary_total{service=\"198.18.0.100:80/tcp\"} 25",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn renders_the_bgp_speaker_sessions_and_vips() {
+        let text = render(&Snapshot {
+            bgp: Some(crate::bgp::BgpStatus {
+                speaker: "BIRD 2.0.12".into(),
+                socket: "/run/bird/bird.ctl".into(),
+                reachable: true,
+                sessions: vec![
+                    crate::bgp::bird::Session {
+                        name: "uplink".into(),
+                        state: "up".into(),
+                        info: "Established".into(),
+                    },
+                    crate::bgp::bird::Session {
+                        name: "backup".into(),
+                        state: "start".into(),
+                        info: "Active".into(),
+                    },
+                ],
+                table: 100,
+                announced: vec!["198.18.100.1".parse().unwrap()],
+                error: None,
+            }),
+            ..Snapshot::default()
+        });
+        for line in [
+            "lb_bgp_speaker_up 1",
+            "lb_bgp_vips_announced 1",
+            "lb_bgp_session_up{session=\"uplink\"} 1",
+            "lb_bgp_session_up{session=\"backup\"} 0",
+            "lb_bgp_vip_announced{vip=\"198.18.100.1\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

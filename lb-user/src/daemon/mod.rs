@@ -685,6 +685,7 @@ impl Daemon {
                 .as_ref()
                 .and_then(|d| stats::program_runs(d.ebpf())),
             cpus: stats::cpu_times(),
+            bgp: self.bgp.as_ref().map(crate::bgp::Announcer::status),
         }
     }
 
