@@ -25,6 +25,8 @@
 //!   connections fail only around the kill;
 //! - the VIP is withdrawn by every node when the last backend fails, and
 //!   announced again when one returns;
+//! - fullnat: each node translates from its own address; when one
+//!   leaves, only its translations break;
 //! - lbd refuses to start in BGP mode when the speaker does not answer.
 //!
 //! Needs root; `cargo xtask test` refuses to run without it.
@@ -197,6 +199,10 @@ impl Lab {
     /// BGP; sync with every node (the list is the same on all of them:
     /// each skips its own address).
     fn config(&self, node: usize, backends: &[&str]) -> String {
+        self.config_mode(node, backends, Mode::Dsr)
+    }
+
+    fn config_mode(&self, node: usize, backends: &[&str], mode: Mode) -> String {
         let ms = |ms| Dur(Duration::from_millis(ms));
         let backends = backends
             .iter()
@@ -215,7 +221,7 @@ impl Lab {
                 ..Dataplane::new("eth0")
             }),
             service: vec![Service {
-                mode: Mode::Dsr,
+                mode,
                 announce: Announce::Bgp,
                 health: Health {
                     kind: HealthKind::Tcp,
@@ -237,8 +243,12 @@ impl Lab {
     }
 
     fn write_config(&self, node: usize, backends: &[&str]) {
+        self.write_text(node, &self.config(node, backends));
+    }
+
+    fn write_text(&self, node: usize, text: &str) {
         let path = self.dir.join(format!("{}.toml", LBS[node].0));
-        std::fs::write(&path, self.config(node, backends)).unwrap();
+        std::fs::write(&path, text).unwrap();
     }
 
     /// Start lbd on node `node` with its file; wait until it runs. Each
@@ -501,6 +511,77 @@ fn the_vip_is_withdrawn_with_the_last_backend() {
     );
     lab.echo[0] = Some(EchoServer::start(lab.ns("b1"), "b1", PORT).unwrap());
     lab.wait_next_hops(&[0, 1, 2], Duration::from_secs(10));
+}
+
+/// fullnat through three nodes: each translates from its own address, so
+/// every connection's replies come back through the node that translated
+/// it. When a node leaves, only the connections it translated can break
+/// (their replies go to its address); the others are kept, also those the
+/// router moved between the remaining nodes.
+#[test]
+fn fullnat_nodes_translate_from_their_own_addresses() {
+    let _serial = serial();
+    let mut lab = Lab::new("fnat");
+    let three: Vec<&str> = BACKENDS[..3].iter().map(|(_, a)| *a).collect();
+    for node in 0..3 {
+        lab.write_text(node, &lab.config_mode(node, &three, Mode::Fullnat));
+        lab.start(node);
+    }
+    lab.wait_next_hops(&[0, 1, 2], Duration::from_secs(20));
+    let traffic = lab.traffic();
+    traffic.wait_lines(10, Duration::from_secs(10)).unwrap();
+    // Each node's own NAT flows: translated from its own address.
+    let service = format!("{VIP}:{PORT}");
+    let mut established_by = Vec::new();
+    for (node, (lb, addr)) in LBS.iter().enumerate() {
+        let out = lab.lbctl(node, &["--json", "flows", &service, "--limit", "0"]);
+        let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let flows = reply["data"]["flows"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mine = |f: &&serde_json::Value| {
+            f["snat"]
+                .as_str()
+                .is_some_and(|s| s.starts_with(&format!("{addr}:")))
+        };
+        let sources: std::collections::BTreeSet<String> = flows
+            .iter()
+            .filter_map(|f| f["snat"].as_str().and_then(|s| s.split(':').next()))
+            .map(str::to_owned)
+            .collect();
+        assert!(
+            sources.iter().all(|s| LBS.iter().any(|(_, a)| a == s)),
+            "{lb}: fullnat sources are node addresses: {sources:?}"
+        );
+        let established = flows
+            .iter()
+            .filter(mine)
+            .filter(|f| f["state"] == "ESTABLISHED")
+            .count();
+        established_by.push(established);
+    }
+    println!("long-lived connections each node translated: {established_by:?}");
+    assert!(
+        established_by.iter().all(|&n| n > 0),
+        "every node translates, from its own address: {established_by:?}"
+    );
+    let steady = traffic.snapshot();
+    assert_all_kept(&steady, &lab.logs());
+
+    // lb3 leaves: its translations end with it.
+    lab.lbd[2].take().unwrap().stop().unwrap();
+    lab.wait_next_hops(&[0, 1], Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(4));
+    let report = traffic.stop();
+    println!("fullnat, lb3 stopped: {report}");
+    assert!(
+        report.broken() <= established_by[2],
+        "only lb3's translations may break ({} of them): {report}\n{}",
+        established_by[2],
+        lab.logs()
+    );
+    assert_eq!(report.moved(), 0, "{report}");
 }
 
 /// A speaker that does not answer refuses the start, with the way out.
