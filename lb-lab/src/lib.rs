@@ -12,7 +12,10 @@
 //!   moved or broken, and the echo server it talks to;
 //! - [`testpkt`]: Ethernet frames for `BPF_PROG_TEST_RUN` fixtures and
 //!   benchmarks;
-//! - [`bin`]: where the binaries under test (`lbd`, `lbctl`) are;
+//! - [`scaleout`]: the scale-out topology's addresses and the router's
+//!   next hops for its VIP;
+//! - [`bin`]: where the binaries under test (`lbd`, `lbctl`) are, and
+//!   [`lbctl`] / [`lbctl_data`] to ask an lbd in a namespace;
 //! - [`TEST_OBJ`]: XDP programs for tests and benchmarks only.
 //!
 //! The kernel tests are in `tests/` (run by `cargo xtask test`), the lab
@@ -23,6 +26,7 @@ pub mod cpu;
 pub mod daemon;
 pub mod netns;
 pub mod nic;
+pub mod scaleout;
 pub mod testpkt;
 pub mod testrun;
 pub mod traffic;
@@ -57,4 +61,41 @@ pub fn bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// `lbctl --socket SOCKET ARGS` run in namespace `ns`.
+///
+/// # Panics
+/// When lbctl cannot be started (see [`bin`]).
+#[must_use]
+pub fn lbctl(ns: &netns::Netns, socket: &std::path::Path, args: &[&str]) -> std::process::Output {
+    ns.command(bin("lbctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("lbctl runs")
+}
+
+/// `lbctl --json ARGS` in namespace `ns`: the reply's `data`.
+///
+/// # Errors
+/// lbctl failed (its stderr) or printed no JSON.
+pub fn lbctl_data(
+    ns: &netns::Netns,
+    socket: &std::path::Path,
+    args: &[&str],
+) -> Result<serde_json::Value, String> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = lbctl(ns, socket, &all);
+    if !out.status.success() {
+        return Err(format!(
+            "lbctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("lbctl {args:?}: not JSON: {e}"))?;
+    Ok(reply["data"].clone())
 }

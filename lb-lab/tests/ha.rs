@@ -44,7 +44,6 @@ use lb_user::config::{
 };
 
 static LBD: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| lb_lab::bin("lbd"));
-static LBCTL: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| lb_lab::bin("lbctl"));
 
 const VIP: &str = "198.18.0.100";
 const PORT: u16 = 9000;
@@ -230,25 +229,12 @@ impl Lab {
     }
 
     fn lbctl(&self, node: usize, args: &[&str]) -> Output {
-        self.ns(LBS[node].0)
-            .command(&*LBCTL)
-            .arg("--socket")
-            .arg(self.socket(node))
-            .args(args)
-            .output()
-            .unwrap()
+        lb_lab::lbctl(self.ns(LBS[node].0), &self.socket(node), args)
     }
 
     fn status(&self, node: usize) -> serde_json::Value {
-        let out = self.lbctl(node, &["--json", "status"]);
-        assert!(
-            out.status.success(),
-            "lbctl status: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
-        );
-        let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        reply["data"].clone()
+        lb_lab::lbctl_data(self.ns(LBS[node].0), &self.socket(node), &["status"])
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
     }
 
     fn has_vip(&self, node: usize) -> bool {

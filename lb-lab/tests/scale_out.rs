@@ -34,7 +34,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -49,21 +49,14 @@ use lb_user::config::{
 };
 
 static LBD: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| lb_lab::bin("lbd"));
-static LBCTL: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| lb_lab::bin("lbctl"));
 
-const VIP: &str = "198.18.100.1";
+use lb_lab::scaleout::{NODES as LBS, ROUTER, VIP};
 const PORT: u16 = 9000;
 const BACKENDS: [(&str, &str); 4] = [
     ("b1", "198.18.0.11"),
     ("b2", "198.18.0.12"),
     ("b3", "198.18.0.13"),
     ("b4", "198.18.0.14"),
-];
-/// The addresses `examples/bird/router.conf` peers with.
-const LBS: [(&str, &str); 3] = [
-    ("lb1", "198.18.0.2"),
-    ("lb2", "198.18.0.3"),
-    ("lb3", "198.18.0.4"),
 ];
 const SECRET: &str = "a test secret, 16+ characters";
 
@@ -94,7 +87,7 @@ impl Lab {
     /// every lb node; no lbd yet.
     fn new(name: &str) -> Self {
         let mut lan = Lan::new().expect("create LAN (run as root)");
-        lan.add_host("router", "198.18.0.1/24", "2001:db8::1/64")
+        lan.add_host("router", &format!("{ROUTER}/24"), "2001:db8::1/64")
             .unwrap();
         for (i, (lb, addr)) in LBS.iter().enumerate() {
             lan.add_host(
@@ -144,8 +137,7 @@ impl Lab {
         for (b, _) in BACKENDS {
             let ns = &lan.host(b).ns;
             ns.dsr_backend(VIP).unwrap();
-            ns.ip(&["route", "add", "default", "via", "198.18.0.1"])
-                .unwrap();
+            ns.ip(&["route", "add", "default", "via", ROUTER]).unwrap();
             echo.push(Some(EchoServer::start(ns, b, PORT).unwrap()));
         }
         let lab = Self {
@@ -279,40 +271,19 @@ impl Lab {
         out
     }
 
-    fn lbctl(&self, node: usize, args: &[&str]) -> Output {
-        self.ns(LBS[node].0)
-            .command(&*LBCTL)
-            .arg("--socket")
-            .arg(self.socket(node))
-            .args(args)
-            .output()
-            .unwrap()
+    fn lbctl_data(&self, node: usize, args: &[&str]) -> serde_json::Value {
+        lb_lab::lbctl_data(self.ns(LBS[node].0), &self.socket(node), args)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
     }
 
     fn status(&self, node: usize) -> serde_json::Value {
-        let out = self.lbctl(node, &["--json", "status"]);
-        assert!(
-            out.status.success(),
-            "lbctl status: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
-        );
-        let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        reply["data"].clone()
+        self.lbctl_data(node, &["status"])
     }
 
     /// The next hops of the router's route to the VIP.
     fn next_hops(&self) -> Vec<String> {
         let out = self.ns("router").ip(&["route", "show", VIP]).unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let words: Vec<&str> = text.split_whitespace().collect();
-        let mut hops: Vec<String> = words
-            .windows(2)
-            .filter(|w| w[0] == "via")
-            .map(|w| w[1].to_owned())
-            .collect();
-        hops.sort();
-        hops
+        lb_lab::scaleout::next_hops(&String::from_utf8_lossy(&out.stdout))
     }
 
     /// Wait until the router's route to the VIP goes through exactly the
@@ -534,12 +505,8 @@ fn fullnat_nodes_translate_from_their_own_addresses() {
     let service = format!("{VIP}:{PORT}");
     let mut established_by = Vec::new();
     for (node, (lb, addr)) in LBS.iter().enumerate() {
-        let out = lab.lbctl(node, &["--json", "flows", &service, "--limit", "0"]);
-        let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let flows = reply["data"]["flows"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let reply = lab.lbctl_data(node, &["flows", &service, "--limit", "0"]);
+        let flows = reply["flows"].as_array().cloned().unwrap_or_default();
         let mine = |f: &&serde_json::Value| {
             f["snat"]
                 .as_str()

@@ -314,57 +314,13 @@ fn down() {
 fn up() -> Res<()> {
     down();
     std::fs::create_dir_all(STATE).map_err(|e| e.to_string())?;
-    ip(&["netns", "add", &ns("br")])?;
-    in_ns(
-        "br",
-        "ip",
-        &[
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ],
-    )?;
-    in_ns("br", "ip", &["link", "set", "br0", "up"])?;
     let hosts: Vec<(&str, &str)> = [("client", "198.18.0.1")]
         .into_iter()
         .chain(LBS)
         .chain(WEBS)
         .chain(DBS)
         .collect();
-    for (i, (host, addr)) in hosts.iter().enumerate() {
-        let port = format!("p{}", i + 1);
-        ip(&["netns", "add", &ns(host)])?;
-        in_ns(
-            "br",
-            "ip",
-            &[
-                "link",
-                "add",
-                &port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &ns(host),
-            ],
-        )?;
-        in_ns("br", "ip", &["link", "set", &port, "master", "br0", "up"])?;
-        // XDP_TX into a veth needs NAPI on the receiving peer.
-        in_ns("br", "ethtool", &["-K", &port, "gro", "on"])?;
-        in_ns(host, "ip", &["link", "set", "lo", "up"])?;
-        in_ns(host, "ip", &["link", "set", "eth0", "up"])?;
-        in_ns(
-            host,
-            "ip",
-            &["addr", "add", &format!("{addr}/24"), "dev", "eth0"],
-        )?;
-    }
+    bridge_with_hosts(&hosts)?;
     // The client's kernel completes TCP checksums before XDP sees frames;
     // so do the fullnat servers' (their replies go through XDP too). A veth
     // wiring detail: a NIC never hands XDP a partial checksum.
@@ -397,6 +353,58 @@ fn up() -> Res<()> {
     println!(
         "lab up: client 198.18.0.1, lb1 198.18.0.2, lb2 198.18.0.3, web1-3 198.18.0.11-13 (nginx :80, redis :6379, echo :{ECHO_PORT}), db1-2 198.18.1.21-22 (redis :6379); VIP {VIP}"
     );
+    Ok(())
+}
+
+/// The lab's bridge (namespace `br`, multicast snooping off so VRRP floods
+/// as on a plain switch) and `hosts` on it: each a namespace with `eth0`
+/// on the bridge holding ADDR/24.
+fn bridge_with_hosts(hosts: &[(&str, &str)]) -> Res<()> {
+    ip(&["netns", "add", &ns("br")])?;
+    in_ns(
+        "br",
+        "ip",
+        &[
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ],
+    )?;
+    in_ns("br", "ip", &["link", "set", "br0", "up"])?;
+    for (i, (host, addr)) in hosts.iter().enumerate() {
+        let port = format!("p{}", i + 1);
+        ip(&["netns", "add", &ns(host)])?;
+        in_ns(
+            "br",
+            "ip",
+            &[
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &ns(host),
+            ],
+        )?;
+        in_ns("br", "ip", &["link", "set", &port, "master", "br0", "up"])?;
+        // XDP_TX into a veth needs NAPI on the receiving peer.
+        in_ns("br", "ethtool", &["-K", &port, "gro", "on"])?;
+        in_ns(host, "ip", &["link", "set", "lo", "up"])?;
+        in_ns(host, "ip", &["link", "set", "eth0", "up"])?;
+        in_ns(
+            host,
+            "ip",
+            &["addr", "add", &format!("{addr}/24"), "dev", "eth0"],
+        )?;
+    }
     Ok(())
 }
 

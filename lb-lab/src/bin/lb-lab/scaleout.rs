@@ -35,14 +35,7 @@ use super::{
     start_echo, start_nginx, tcp_ok, wait, with_ns,
 };
 
-/// The VIP the nodes announce.
-pub const SO_VIP: &str = "198.18.100.1";
-/// The nodes and the addresses `examples/bird/router.conf` peers with.
-const NODES: [(&str, &str); 3] = [
-    ("lb1", "198.18.0.2"),
-    ("lb2", "198.18.0.3"),
-    ("lb3", "198.18.0.4"),
-];
+use lb_lab::scaleout::{NODES, ROUTER, VIP as SO_VIP};
 const WEBS: [(&str, &str); 3] = [
     ("web1", "198.18.0.11"),
     ("web2", "198.18.0.12"),
@@ -111,39 +104,12 @@ pub fn up(cli: &Cli) -> Res<()> {
 
 /// Namespaces, links, addresses, routes and sysctls.
 fn topology() -> Res<()> {
-    ip(&["netns", "add", &ns("br")])?;
-    in_ns("br", "ip", &["link", "add", "br0", "type", "bridge"])?;
-    in_ns("br", "ip", &["link", "set", "br0", "up"])?;
-    let hosts: Vec<(&str, &str)> = [("router", "198.18.0.1")]
+    let hosts: Vec<(&str, &str)> = [("router", ROUTER)]
         .into_iter()
         .chain(NODES)
         .chain(WEBS)
         .collect();
-    for (i, (host, addr)) in hosts.iter().enumerate() {
-        let port = format!("p{}", i + 1);
-        ip(&["netns", "add", &ns(host)])?;
-        in_ns(
-            "br",
-            "ip",
-            &[
-                "link",
-                "add",
-                &port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &ns(host),
-            ],
-        )?;
-        in_ns("br", "ip", &["link", "set", &port, "master", "br0", "up"])?;
-        in_ns(host, "ip", &["link", "set", "lo", "up"])?;
-        in_ns(host, "ip", &["link", "set", "eth0", "up"])?;
-        let cidr = format!("{addr}/24");
-        in_ns(host, "ip", &["addr", "add", &cidr, "dev", "eth0"])?;
-    }
+    super::bridge_with_hosts(&hosts)?;
     ip(&["netns", "add", &ns("client")])?;
     in_ns(
         "router",
@@ -188,24 +154,10 @@ fn topology() -> Res<()> {
         in_ns("router", "sysctl", &["-qw", sysctl])?;
     }
     for (web, _) in WEBS {
-        in_ns(
-            web,
-            "ip",
-            &["addr", "add", &format!("{SO_VIP}/32"), "dev", "lo"],
-        )?;
-        in_ns(web, "ip", &["route", "add", "default", "via", "198.18.0.1"])?;
-        for k in ["all", "eth0"] {
-            in_ns(
-                web,
-                "sysctl",
-                &["-qw", &format!("net.ipv4.conf.{k}.arp_ignore=1")],
-            )?;
-            in_ns(
-                web,
-                "sysctl",
-                &["-qw", &format!("net.ipv4.conf.{k}.arp_announce=2")],
-            )?;
-        }
+        Netns::existing(&ns(web))
+            .and_then(|n| n.dsr_backend(SO_VIP))
+            .map_err(|e| e.to_string())?;
+        in_ns(web, "ip", &["route", "add", "default", "via", ROUTER])?;
     }
     Ok(())
 }
@@ -313,15 +265,9 @@ fn start_lbd(cli: &Cli, node: &str) -> Res<()> {
 
 /// The next hops of the router's route to the VIP.
 fn next_hops() -> Vec<String> {
-    let text = in_ns("router", "ip", &["route", "show", SO_VIP]).unwrap_or_default();
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let mut hops: Vec<String> = words
-        .windows(2)
-        .filter(|w| w[0] == "via")
-        .map(|w| w[1].to_owned())
-        .collect();
-    hops.sort();
-    hops
+    lb_lab::scaleout::next_hops(
+        &in_ns("router", "ip", &["route", "show", SO_VIP]).unwrap_or_default(),
+    )
 }
 
 /// Wait until the route goes through `n` nodes; when it did.
