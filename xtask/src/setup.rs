@@ -15,23 +15,24 @@ use crate::exec::{exec, probe};
 
 /// Debian packages the tests and tools need whatever the toolchain.
 const PACKAGES: &[&str] = &[
-    "llvm-22-dev",    // bpf-linker links against LLVM 22
-    "bpftool",        // map dumps, used by tests and operators
-    "iproute2",       // ip: namespaces, veths, addresses
-    "ethtool",        // offload settings on veths
-    "iputils-ping",   // reachability probes in tests
-    "keepalived",     // VRRP interop tests: the reference peer
-    "tshark",         // VRRP tests: decode lbd's adverts independently
-    "nginx",          // daemon tests and the lab: real HTTP backends
-    "redis-server",   // the lab's second protocol; the lab's fullnat servers
-    "mariadb-server", // fullnat test: the user's seed, MySQL servers behind the VIP
-    "gnuplot-nox",    // cargo xtask bench: the report's plot
-    "wrk",            // bench paths: HTTP load generator
-    "haproxy",        // bench paths: the user-space proxy compared against
-    "nftables",       // bench paths: kernel DNAT compared against; backend counters
+    "llvm-22-dev",       // bpf-linker links against LLVM 22
+    "bpftool",           // map dumps, used by tests and operators
+    "iproute2",          // ip: namespaces, veths, addresses
+    "ethtool",           // offload settings on veths
+    "iputils-ping",      // reachability probes in tests
+    "keepalived",        // VRRP interop tests: the reference peer
+    "tshark",            // VRRP tests: decode lbd's adverts independently
+    "nginx",             // daemon tests and the lab: real HTTP backends
+    "redis-server",      // the lab's second protocol; the lab's fullnat servers
+    "mariadb-server",    // fullnat test: the user's seed, MySQL servers behind the VIP
+    "gnuplot-nox",       // cargo xtask bench: the report's plot
+    "wrk",               // bench paths: HTTP load generator
+    "haproxy",           // bench paths: the user-space proxy compared against
+    "nftables",          // bench paths: kernel DNAT compared against; backend counters
     "bird2",             // scale-out: the BGP speaker lbd announces VIPs through
     "etcd-server",       // scale-out: backends register under etcd leases
     "protobuf-compiler", // protoc: the etcd client's gRPC code is generated at build time
+    "libprotobuf-dev", // protoc's well-known types (google/protobuf/descriptor.proto) etcd's protos import
 ];
 /// Debian's Rust toolchain with library source, for the BPF build when no
 /// nightly with rust-src exists.
