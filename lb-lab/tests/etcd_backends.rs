@@ -14,14 +14,21 @@
 //!   expires (measured; within the TTL plus 1.5 s), new connections go
 //!   only to the others;
 //! - a fourth registers: it enters the pool and receives new connections;
+//!   its agent's `--check` fails: it leaves; passes again: it returns;
+//! - `lbctl reload` of the same file keeps every member;
 //! - an agent stopped with SIGTERM deletes its key: its backend leaves at
 //!   once (well within the TTL), the agent exits 0;
 //! - etcd SIGKILLed for 4 s (twice the TTL) and started again on its data
 //!   directory: lbd keeps the membership throughout (nothing removed, new
 //!   connections all succeed), logs the outage once, and resumes watching:
 //!   an agent that registers after the restart joins, one stopped leaves;
+//! - a reload without `backends_from` stops the watch (the members go), one
+//!   with it again reads the prefix (they return);
 //! - long-lived connections to the backend that stays throughout are all
-//!   kept; no new connection fails.
+//!   kept; no new connection fails. Those to a backend that leaves are
+//!   counted, not asserted: a backend out of the pool has its slot
+//!   deactivated and its flows re-balanced (`dataplane::balancer`), so in
+//!   dsr the other backends reset them.
 //!
 //! Needs root, and `/usr/bin/etcd`; `cargo xtask test` refuses to run
 //! without root and `cargo xtask setup` installs etcd.
@@ -214,13 +221,17 @@ impl Lab {
         self.lbd.as_ref().map(Daemon::log).unwrap_or_default()
     }
 
-    /// Start backend `i`'s agent: `lbctl register` in its namespace.
-    fn register(&mut self, i: usize) {
+    /// Start backend `i`'s agent: `lbctl register` in its namespace, with
+    /// `check` (run every 200 ms) if given.
+    fn register(&mut self, i: usize, check: Option<&str>) {
         let (name, addr) = BACKENDS[i];
         let mut cmd = self.ns(name).command(&*LBCTL);
         cmd.args(["register", "--etcd", &format!("http://{ETCD}:2379")])
             .args(["--prefix", PREFIX, "--address", addr, "--ttl"])
             .arg(format!("{}s", TTL.as_secs()));
+        if let Some(check) = check {
+            cmd.args(["--check", check, "--check-interval", "200ms"]);
+        }
         let agent = Daemon::spawn(
             format!("agent-{name}"),
             &mut cmd,
@@ -230,8 +241,8 @@ impl Lab {
         self.agents[i] = Some(agent);
     }
 
-    /// Backends in the service's pool, by name.
-    fn pool(&self) -> BTreeSet<&'static str> {
+    /// `lbctl --json backends`: the service's backends.
+    fn backends(&self) -> Vec<serde_json::Value> {
         let out = self
             .ns("lb")
             .command(&*LBCTL)
@@ -246,14 +257,17 @@ impl Lab {
             String::from_utf8_lossy(&out.stderr)
         );
         let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        reply["data"][0]["backends"].as_array().unwrap().clone()
+    }
+
+    /// Backends in the service's pool, by name.
+    fn pool(&self) -> BTreeSet<&'static str> {
         let mut pool = BTreeSet::new();
-        for svc in reply["data"].as_array().unwrap() {
-            for b in svc["backends"].as_array().unwrap() {
-                if b["in_pool"].as_bool() == Some(true) {
-                    let addr = b["address"].as_str().unwrap();
-                    let (name, _) = BACKENDS.iter().find(|(_, a)| *a == addr).unwrap();
-                    pool.insert(*name);
-                }
+        for b in self.backends() {
+            if b["in_pool"].as_bool() == Some(true) {
+                let addr = b["address"].as_str().unwrap();
+                let (name, _) = BACKENDS.iter().find(|(_, a)| *a == addr).unwrap();
+                pool.insert(*name);
             }
         }
         pool
@@ -319,7 +333,7 @@ fn backends_come_and_go_with_their_etcd_leases() {
     assert!(lab.pool().is_empty());
     lab.start_etcd();
     for i in 0..3 {
-        lab.register(i);
+        lab.register(i, None);
     }
     let joined = lab.wait_pool(&["b1", "b2", "b3"], Duration::from_secs(15));
     eprintln!("three agents registered: in the pool after {joined:.2?}");
@@ -327,6 +341,20 @@ fn backends_come_and_go_with_their_etcd_leases() {
     assert!(
         log.contains("etcd /lb/echo/: backend 198.18.0.11 joined (key /lb/echo/198.18.0.11)"),
         "{log}"
+    );
+    // lbctl backends names each one's key.
+    let keys: Vec<String> = lab
+        .backends()
+        .iter()
+        .map(|b| b["etcd_key"].as_str().unwrap_or("-").to_owned())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "/lb/echo/198.18.0.11",
+            "/lb/echo/198.18.0.12",
+            "/lb/echo/198.18.0.13"
+        ]
     );
 
     let target: SocketAddr = format!("{VIP}:{PORT}").parse().unwrap();
@@ -359,11 +387,20 @@ fn backends_come_and_go_with_their_etcd_leases() {
     assert_eq!(new_after(&snap, "b3", after_leave), 0, "new flows to b3");
     assert!(new_after(&snap, "b1", after_leave) > 0 && new_after(&snap, "b2", after_leave) > 0);
 
-    // A fourth registers: it joins and takes new connections.
+    // A fourth registers: it joins and takes new connections. Its agent
+    // checks a file: while the check fails, b4 is out.
+    let down = lab.dir.join("b4.down");
     let t = Instant::now();
-    lab.register(3);
+    lab.register(3, Some(&format!("test ! -e {}", down.display())));
     let joined = lab.wait_pool(&["b1", "b2", "b4"], Duration::from_secs(10));
     eprintln!("b4 registered: in the pool after {joined:.2?}");
+    wait_new_conn(&traffic, "b4", t);
+    std::fs::write(&down, "").unwrap();
+    let out = lab.wait_pool(&["b1", "b2"], Duration::from_secs(2));
+    std::fs::remove_file(&down).unwrap();
+    let back = lab.wait_pool(&["b1", "b2", "b4"], Duration::from_secs(2));
+    eprintln!("b4's check failing: out after {out:.2?}; passing again: back after {back:.2?}");
+    let t = Instant::now();
     wait_new_conn(&traffic, "b4", t);
 
     // A reload of the same file keeps the etcd members (merged in again):
@@ -442,7 +479,7 @@ fn backends_come_and_go_with_their_etcd_leases() {
 
     // Watching resumed: b2 registers again and joins; b4 stops and leaves.
     let t = Instant::now();
-    lab.register(1);
+    lab.register(1, None);
     lab.wait_pool(&["b1", "b2", "b4"], Duration::from_secs(10));
     wait_new_conn(&traffic, "b2", t);
     lab.agents[3].take().unwrap().stop().unwrap();

@@ -518,6 +518,7 @@ mod tests {
                     in_pool: false,
                     mac: None,
                     sorry_server: false,
+                    etcd_key: None,
                 }],
                 table: crate::dataplane::balancer::TableChurn::default(),
             }],

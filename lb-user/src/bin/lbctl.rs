@@ -620,6 +620,9 @@ fn backends(list: &[ServiceStatus]) -> String {
                 if b.healthy { "up" } else { "down" }.into(),
                 yes_no(b.drained),
                 yes_no(b.in_pool),
+                b.etcd_key
+                    .as_ref()
+                    .map_or_else(|| "file".to_owned(), |k| format!("etcd {k}")),
                 b.reason.clone(),
             ]);
         }
@@ -632,6 +635,7 @@ fn backends(list: &[ServiceStatus]) -> String {
             "HEALTH",
             "DRAINED",
             "IN POOL",
+            "FROM",
             "LAST CHANGE",
         ],
         &rows,
