@@ -772,6 +772,16 @@ fn the_shipped_example_loads() {
 }
 
 #[test]
+fn the_etcd_example_loads() {
+    let text = include_str!("../../../examples/etcd-backends.toml");
+    let c = Config::parse(text, Path::new("examples/etcd-backends.toml")).unwrap();
+    let from = c.service[0].backends_from.as_ref().unwrap();
+    assert_eq!(from.prefix, "/lb/web/");
+    assert_eq!(from.etcd.len(), 2);
+    assert_eq!(c.service[0].backend.len(), 1);
+}
+
+#[test]
 fn durations() {
     assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
     assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
