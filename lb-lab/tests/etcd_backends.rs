@@ -331,6 +331,11 @@ fn backends_come_and_go_with_their_etcd_leases() {
     // lbd first: etcd is not up yet, and lbd starts all the same.
     lab.start_lbd();
     assert!(lab.pool().is_empty());
+    lab.lbd
+        .as_ref()
+        .unwrap()
+        .wait_log("unreachable", Duration::from_secs(5))
+        .unwrap();
     lab.start_etcd();
     for i in 0..3 {
         lab.register(i, None);
@@ -513,6 +518,17 @@ fn backends_come_and_go_with_their_etcd_leases() {
         report.moved()
     );
     assert_eq!(report.new_failed(), 0, "{report}");
+
+    eprintln!(
+        "--- b1's agent ---\n{}",
+        lab.agents[0].as_ref().unwrap().log()
+    );
+    let log = lab.lbd_log();
+    let etcd_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("etcd /lb/echo/"))
+        .collect();
+    eprintln!("--- lbd's etcd lines ---\n{}", etcd_lines.join("\n"));
 
     // A reload without backends_from stops the watch and its members go;
     // one with it again starts a watch that reads the prefix.

@@ -68,6 +68,8 @@ struct Agent {
     lease: Option<Lease>,
     /// The check passes (or there is none).
     healthy: bool,
+    /// The check has run at least once.
+    checked: bool,
     /// An outage is under way (logged once).
     out: bool,
     backoff: Duration,
@@ -214,12 +216,19 @@ impl Agent {
             tokio::time::timeout(self.reg.check_interval.max(Duration::from_millis(100)), run).await,
             Ok(Ok(s)) if s.success()
         );
+        let first = !std::mem::replace(&mut self.checked, true);
         if passed == self.healthy {
+            if first {
+                say(&format!(
+                    "check fails ({cmd}): not registered until it passes"
+                ));
+            }
             return;
         }
         self.healthy = passed;
         if passed {
-            say(&format!("check passes again ({cmd})"));
+            let again = if first { "" } else { " again" };
+            say(&format!("check passes{again} ({cmd})"));
             self.ensure().await;
         } else {
             self.revoke(&format!("check failed: {cmd}")).await;
@@ -242,6 +251,7 @@ pub async fn run(reg: Registration) -> Result<(), std::io::Error> {
     checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut agent = Agent {
         healthy: reg.check.is_none(),
+        checked: false,
         reg,
         client: None,
         lease: None,
