@@ -21,7 +21,7 @@
 //! Services with `backends_from` get their etcd members through
 //! [`crate::services::etcd::Watchers`]: each membership change arrives as
 //! an event and is applied as a reload of the running file would be
-//! ([`Daemon::apply_services`]).
+//! (`Daemon::apply_services`).
 
 mod reload;
 mod requests;

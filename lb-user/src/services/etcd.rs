@@ -662,7 +662,10 @@ mod tests {
 
     /// The effective configuration: static backends first, then members
     /// (by key), those that cannot be backends of the service left out
-    /// with the reason; a source not watched adds nothing.
+    /// with the reason; a source not watched adds nothing. (The
+    /// single-threaded test runtime never runs the watcher task `apply`
+    /// spawns: this test never awaits, so nothing is sent to the
+    /// endpoint.)
     #[tokio::test]
     async fn members_join_the_static_backends() {
         let from = BackendsFrom {
