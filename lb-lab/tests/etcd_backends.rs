@@ -6,7 +6,9 @@
 //! etcd host (Debian's `etcd-server`, its own data directory in a temp
 //! dir, listening on 198.18.0.50:2379 in its namespace) and four backends
 //! running echo servers; each backend's membership is an `lbctl register
-//! --ttl 2s` agent in its namespace. The service has no static backend.
+//! --ttl 2s` agent in its namespace. The service has no static backend;
+//! its `backends_from` lists an endpoint where no etcd runs first (the
+//! client uses the other).
 //!
 //! - three agents register: the three backends enter the pool and share
 //!   the traffic;
@@ -176,7 +178,11 @@ impl Lab {
                     ..Health::default()
                 },
                 backends_from: from.then(|| BackendsFrom {
-                    etcd: vec![format!("http://{ETCD}:2379")],
+                    // The first endpoint has no etcd: the client uses the other.
+                    etcd: vec![
+                        "http://198.18.0.51:2379".into(),
+                        format!("http://{ETCD}:2379"),
+                    ],
                     prefix: PREFIX.into(),
                     port: None,
                 }),
