@@ -22,8 +22,9 @@
 //!   gratuitous ARP / NA, tracked scripts and interfaces, and the driver
 //!   that runs the instances;
 //! - [`services`]: [`services::controller`] (configuration, health and VRRP
-//!   state in; the data plane's pools out) and [`services::health`] (the
-//!   checks and their rise/fall);
+//!   state in; the data plane's pools out), [`services::health`] (the
+//!   checks and their rise/fall) and [`services::etcd`] (backends from
+//!   etcd prefixes; `lbctl register` in [`services::etcd_register`]);
 //! - [`sync`]: connection-state sync between lbd nodes: new flows out of
 //!   the XDP program's ring buffer to the peers, theirs into our
 //!   connection table, bulk sync for a node that (re)joins;

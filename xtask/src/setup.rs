@@ -32,6 +32,7 @@ const PACKAGES: &[&str] = &[
     "bird2",             // scale-out: the BGP speaker lbd announces VIPs through
     "etcd-server",       // scale-out: backends register under etcd leases
     "protobuf-compiler", // protoc: the etcd client's gRPC code is generated at build time
+    "libprotobuf-dev",   // protoc's well-known types, which etcd's .proto files import
 ];
 /// Debian's Rust toolchain with library source, for the BPF build when no
 /// nightly with rust-src exists.

@@ -559,6 +559,7 @@ mod tests {
                     in_pool: false,
                     mac: None,
                     sorry_server: false,
+                    etcd_key: None,
                 }],
                 table: crate::dataplane::balancer::TableChurn::default(),
             }],
@@ -613,9 +614,7 @@ mod tests {
                 orphans: 1,
                 expired_total: 30,
             }),
-            program: None,
-            cpus: Vec::new(),
-            bgp: None,
+            ..Snapshot::default()
         };
         let text = render(&snap);
         for line in [

@@ -30,6 +30,10 @@ use lb_user::dataplane::loader::error_chain;
 ///   lbctl flows 198.18.0.100:80 --limit 20     its 20 most recent flows
 ///
 ///   lbctl --json vrrp | jq '.[].state'
+///
+///   lbctl register --etcd http://198.18.0.50:2379 --prefix /lb/web/ \
+///       --address 198.18.0.11 --check 'curl -fs http://127.0.0.1/health'
+///                                  on a backend: be in the pool while it runs
 #[derive(Debug, Parser)]
 #[command(version, about, long_about, verbatim_doc_comment)]
 struct Cli {
@@ -101,6 +105,79 @@ enum Command {
         #[arg(long, conflicts_with = "file")]
         keywords: bool,
     },
+    /// Run on a backend: register it in etcd for services whose
+    /// `backends_from` names this prefix (does not contact lbd).
+    ///
+    /// Grants a lease of --ttl, puts the key PREFIX+ADDRESS (PREFIX+ADDRESS:PORT
+    /// with --port; or --key) holding {"address": ..., "port": ..., "weight": ...}
+    /// under it, and keeps the lease alive (a keep-alive every third of the
+    /// TTL) while it runs. lbd adds the backend when the key appears (and
+    /// health-checks it as any backend), removes it when the key goes.
+    ///
+    /// With --check, CMD runs (sh -c) every --check-interval: while it fails
+    /// the lease is revoked (the backend leaves at once), and the key is put
+    /// back when it passes again. SIGTERM or SIGINT revokes the lease (the
+    /// backend leaves at once) and exits 0; if this agent dies without that
+    /// (SIGKILL, a crash, the host down), etcd deletes the key when the
+    /// lease expires, within --ttl. While etcd is unreachable it retries
+    /// (0.5 s doubling to 5 s, at most a third of --ttl) and registers again
+    /// once through.
+    ///
+    /// Examples:
+    ///
+    ///   lbctl register --etcd http://198.18.0.50:2379 --prefix /lb/web/ --address 198.18.0.11
+    ///
+    ///   lbctl register --etcd http://e1:2379,http://e2:2379 --prefix /lb/web/ \
+    ///       --address 198.18.0.11 --weight 3 --ttl 5s \
+    ///       --check 'curl -fs http://127.0.0.1/health' --check-interval 2s
+    ///
+    /// The matching service in lbd's file:
+    ///
+    ///   [[service]]
+    ///   vip = "198.18.0.100"
+    ///   port = 80
+    ///   backends_from = { etcd = ["http://198.18.0.50:2379"], prefix = "/lb/web/" }
+    ///   backend = []
+    #[command(verbatim_doc_comment)]
+    #[allow(
+        clippy::doc_link_with_quotes,
+        reason = "the help shows a TOML example, whose arrays of strings are not links"
+    )]
+    Register {
+        /// etcd's client URLs, http://HOST:PORT, comma-separated.
+        #[arg(long, value_name = "URL[,URL]", value_delimiter = ',', required = true)]
+        etcd: Vec<String>,
+        /// The key prefix the service's `backends_from` names.
+        #[arg(long)]
+        prefix: String,
+        /// This backend's address, as lbd forwards to it.
+        #[arg(long)]
+        address: std::net::IpAddr,
+        /// Its port (default: the service's; only nat and fullnat may differ).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Its weight: relative share of new flows; 0 = drained.
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+        /// The lease's time to live (whole seconds; etcd may raise very
+        /// short ones): how long the key outlives this agent's death.
+        #[arg(long, default_value = "5s", value_parser = duration)]
+        ttl: std::time::Duration,
+        /// A command (sh -c) that must succeed for the backend to stay registered.
+        #[arg(long, value_name = "CMD")]
+        check: Option<String>,
+        /// How often --check runs (also its timeout).
+        #[arg(long, default_value = "1s", value_parser = duration)]
+        check_interval: std::time::Duration,
+        /// The key (default: PREFIX + ADDRESS, + :PORT with --port).
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+/// A duration argument: `5s`, `500ms`, `1m`.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    lb_user::config::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -153,6 +230,7 @@ fn main() -> ExitCode {
             eprintln!("lbctl: convert needs a keepalived.conf (or --keywords)");
             return ExitCode::from(2);
         }
+        Command::Register { .. } => return register(&cli.command),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -195,6 +273,69 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::from(1)
             }
+        }
+    }
+}
+
+/// `lbctl register ...`: keep this backend's key in etcd until SIGTERM or
+/// SIGINT.
+fn register(command: &Command) -> ExitCode {
+    use lb_user::services::{etcd::Member, etcd_register::Registration};
+    let Command::Register {
+        etcd,
+        prefix,
+        address,
+        port,
+        weight,
+        ttl,
+        check,
+        check_interval,
+        key,
+    } = command
+    else {
+        return ExitCode::from(2);
+    };
+    for url in etcd {
+        if let Some(m) = lb_user::config::etcd_url_problem(url) {
+            eprintln!("lbctl register: --etcd {url:?} {m}");
+            return ExitCode::from(2);
+        }
+    }
+    if prefix.is_empty() || *port == Some(0) || ttl.is_zero() || check_interval.is_zero() {
+        eprintln!(
+            "lbctl register: --prefix, --port, --ttl and --check-interval must not be empty or 0"
+        );
+        return ExitCode::from(2);
+    }
+    let reg = Registration {
+        endpoints: etcd.clone(),
+        key: key
+            .clone()
+            .unwrap_or_else(|| Registration::default_key(prefix, *address, *port)),
+        member: Member {
+            address: *address,
+            port: *port,
+            weight: *weight,
+        },
+        ttl: *ttl,
+        check: check.clone(),
+        check_interval: *check_interval,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lbctl: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(lb_user::services::etcd_register::run(reg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lbctl register: {e}");
+            ExitCode::from(3)
         }
     }
 }
@@ -292,7 +433,7 @@ fn render(command: &Command, response: Response) -> Result<String, DecodeError> 
             response.decode::<String>()?;
             "configuration reloaded\n".into()
         }
-        Command::Convert { .. } => String::new(),
+        Command::Convert { .. } | Command::Register { .. } => String::new(),
     })
 }
 
@@ -519,6 +660,9 @@ fn backends(list: &[ServiceStatus]) -> String {
                 if b.healthy { "up" } else { "down" }.into(),
                 yes_no(b.drained),
                 yes_no(b.in_pool),
+                b.etcd_key
+                    .as_ref()
+                    .map_or_else(|| "file".to_owned(), |k| format!("etcd {k}")),
                 b.reason.clone(),
             ]);
         }
@@ -531,6 +675,7 @@ fn backends(list: &[ServiceStatus]) -> String {
             "HEALTH",
             "DRAINED",
             "IN POOL",
+            "FROM",
             "LAST CHANGE",
         ],
         &rows,

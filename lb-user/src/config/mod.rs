@@ -32,14 +32,15 @@ use std::path::Path;
 
 pub use error::{ConfigError, ValueError};
 pub use model::{
-    Announce, BackendConfig, Bgp, Config, Dataplane, Dur, Global, Health, HealthKind, Mode, Nat,
-    NoBackend, ParamMatch, Protocol, Quorum, Scheduler, Service, SorryServer, Speaker, Statuses,
-    Sync, TrackInterface, TrackScript, Url, VrrpInstance, VrrpScript, VrrpSyncGroup, VrrpTrackFile,
-    VrrpTrackProcess, XdpMode, check_backend_pairs, check_flow_entries, format_duration,
-    parse_cidr, parse_duration, parse_port_range,
+    Announce, BackendConfig, BackendsFrom, Bgp, Config, Dataplane, Dur, Global, Health, HealthKind,
+    Mode, Nat, NoBackend, ParamMatch, Protocol, Quorum, Scheduler, Service, SorryServer, Speaker,
+    Statuses, Sync, TrackInterface, TrackScript, Url, VrrpInstance, VrrpScript, VrrpSyncGroup,
+    VrrpTrackFile, VrrpTrackProcess, XdpMode, check_backend_pairs, check_flow_entries,
+    format_duration, parse_cidr, parse_duration, parse_port_range,
 };
 use spans::{Spans, line_of};
 pub(crate) use validate::Invalid;
+pub use validate::etcd_url_problem;
 
 impl Config {
     /// Read and validate `path`.

@@ -253,8 +253,32 @@ pub struct Service {
     /// the quorum's `notify_down` (keepalived's `omega`). Default false.
     #[serde(default, skip_serializing_if = "is_false")]
     pub notify_on_stop: bool,
+    /// More backends from an etcd prefix (`backends_from = { etcd =
+    /// ["http://198.18.0.50:2379"], prefix = "/lb/web/" }`): each key
+    /// under the prefix is a backend while it exists (registered under a
+    /// lease, by `lbctl register`), health-checked as the static ones.
+    /// Default: none (only `backend`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends_from: Option<BackendsFrom>,
     /// Backends. Required (may be empty).
     pub backend: Vec<BackendConfig>,
+}
+
+/// `backends_from` of a service: where more backends come from. Each key
+/// under `prefix` holds one backend, as JSON (`{"address": "198.18.0.5",
+/// "port": 80, "weight": 3}`, port and weight optional) or a bare
+/// address (`198.18.0.5`, `198.18.0.5:80`, `[2001:db8::5]:80`);
+/// `crate::services::etcd::parse_member` reads it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(deny_unknown_fields)]
+pub struct BackendsFrom {
+    /// etcd's client URLs (`http://HOST:PORT`). Required, at least one.
+    pub etcd: Vec<String>,
+    /// The key prefix; every key under it is a backend. Required.
+    pub prefix: String,
+    /// The port of backends whose value names none; default: the
+    /// service's.
+    pub port: Option<u16>,
 }
 
 /// `quorum = { weight = 3, hysteresis = 1, notify_up = "...", notify_down
@@ -335,6 +359,7 @@ impl Service {
             persistence_prefix: None,
             quorum: None,
             notify_on_stop: false,
+            backends_from: None,
             backend,
         }
     }

@@ -131,7 +131,7 @@ fn golden_errors_for_broken_files() {
         ),
         (
             s.replace("port = 80", "port = 80\nbackends = []"),
-            "lb.toml:13: unknown field `backends`, expected one of `vip`, `port`, `protocol`, `mode`, `snat_address`, `scheduler`, `ring_size`, `on_no_backend`, `vrrp_instance`, `active_active`, `announce`, `health`, `start_down`, `inhibit_on_failure`, `sorry_server`, `persistence_timeout`, `persistence_prefix`, `quorum`, `notify_on_stop`, `backend`",
+            "lb.toml:13: unknown field `backends`, expected one of `vip`, `port`, `protocol`, `mode`, `snat_address`, `scheduler`, `ring_size`, `on_no_backend`, `vrrp_instance`, `active_active`, `announce`, `health`, `start_down`, `inhibit_on_failure`, `sorry_server`, `persistence_timeout`, `persistence_prefix`, `quorum`, `notify_on_stop`, `backends_from`, `backend`",
         ),
         (
             format!("{s}\n[[service]]\nvip = \"198.18.0.100\"\nport = 80\nbackend = []\n"),
@@ -781,6 +781,16 @@ fn the_scale_out_example_loads() {
 }
 
 #[test]
+fn the_etcd_example_loads() {
+    let text = include_str!("../../../examples/etcd-backends.toml");
+    let c = Config::parse(text, Path::new("examples/etcd-backends.toml")).unwrap();
+    let from = c.service[0].backends_from.as_ref().unwrap();
+    assert_eq!(from.prefix, "/lb/web/");
+    assert_eq!(from.etcd.len(), 2);
+    assert_eq!(c.service[0].backend.len(), 1);
+}
+
+#[test]
 fn durations() {
     assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
     assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
@@ -1165,6 +1175,60 @@ fn bgp_mistakes_are_refused_with_the_way_out() {
                 "{s}\n[[vrrp_instance]]\nname = \"VI_1\"\ninterface = \"eth0\"\nvirtual_router_id = 50\nvirtual_ipaddress = [\"198.18.100.1\"]\n"
             ),
             "lb.toml:10: service[0].announce: VIP 198.18.100.1 is a virtual_ipaddress of [[vrrp_instance]] \"VI_1\"",
+        ),
+    ];
+    assert_errors(cases, str::starts_with);
+}
+
+/// `backends_from`: etcd URLs (http, HOST:PORT), a prefix, a port dsr can
+/// forward to; errors name the line and say what to write.
+#[test]
+fn backends_from_etcd_is_checked() {
+    let s = WITH_SERVICE;
+    let with = |from: &str| {
+        s.replace(
+            "mode = \"dsr\"",
+            &format!("mode = \"dsr\"\nbackends_from = {from}"),
+        )
+    };
+    let ok = parse(&with(
+        "{ etcd = [\"http://198.18.0.50:2379\", \"http://etcd2:2379/\"], prefix = \"/lb/web/\" }",
+    ))
+    .unwrap();
+    let from = ok.service[0].backends_from.as_ref().unwrap();
+    assert_eq!(from.etcd.len(), 2);
+    assert_eq!(from.prefix, "/lb/web/");
+    assert_eq!(from.port, None);
+    // It round-trips through TOML.
+    assert_eq!(parse(&ok.to_toml().unwrap()).unwrap(), ok);
+    let cases: Vec<(String, &str)> = vec![
+        (
+            with("{ etcd = [], prefix = \"/lb/web/\" }"),
+            "lb.toml:14: service[0].backends_from: etcd: list etcd's client URLs, e.g. etcd = [\"http://198.18.0.50:2379\"]",
+        ),
+        (
+            with("{ etcd = [\"198.18.0.50:2379\"], prefix = \"/lb/web/\" }"),
+            "lb.toml:14: service[0].backends_from: etcd: \"198.18.0.50:2379\" is not a URL: write http://HOST:PORT",
+        ),
+        (
+            with("{ etcd = [\"https://198.18.0.50:2379\"], prefix = \"/lb/web/\" }"),
+            "lb.toml:14: service[0].backends_from: etcd: \"https://198.18.0.50:2379\" is https: lbd's etcd client is built without TLS; use http://",
+        ),
+        (
+            with("{ etcd = [\"http://198.18.0.50\"], prefix = \"/lb/web/\" }"),
+            "lb.toml:14: service[0].backends_from: etcd: \"http://198.18.0.50\" is not a URL: write http://HOST:PORT (no path)",
+        ),
+        (
+            with("{ etcd = [\"http://198.18.0.50:2379\"], prefix = \"\" }"),
+            "lb.toml:14: service[0].backends_from: prefix: missing: the key prefix the backends register under, e.g. prefix = \"/lb/web/\"",
+        ),
+        (
+            with("{ etcd = [\"http://198.18.0.50:2379\"], prefix = \"/p/\", port = 8080 }"),
+            "lb.toml:14: service[0].backends_from: port: 8080 differs from the service's 80: dsr and ipip forward to the same port (nat and fullnat may change it)",
+        ),
+        (
+            with("{ etcd = [\"http://198.18.0.50:2379\"] }"),
+            "lb.toml:14: missing field `prefix`",
         ),
     ];
     assert_errors(cases, str::starts_with);

@@ -311,6 +311,7 @@ impl Config {
             }
             check_health(i, &svc.health, svc.vip.is_ipv6())?;
             check_backends(i, svc)?;
+            check_backends_from(i, svc)?;
             check_persistence(i, svc)?;
             check_quorum_and_hooks(i, svc)?;
         }
@@ -781,6 +782,63 @@ fn check_backends(i: usize, svc: &Service) -> Result<(), Invalid> {
         }
     }
     Ok(())
+}
+
+/// The `i`-th service's `backends_from`: some etcd URLs, each
+/// `http://HOST:PORT`; a prefix; a port dsr and ipip can forward to.
+fn check_backends_from(i: usize, svc: &Service) -> Result<(), Invalid> {
+    let Some(from) = &svc.backends_from else {
+        return Ok(());
+    };
+    let err = |message| Invalid::new("service", Some(i), "backends_from", message);
+    if from.etcd.is_empty() {
+        return Err(err(
+            "etcd: list etcd's client URLs, e.g. etcd = [\"http://198.18.0.50:2379\"]".into(),
+        ));
+    }
+    for url in &from.etcd {
+        if let Some(m) = etcd_url_problem(url) {
+            return Err(err(format!("etcd: {url:?} {m}")));
+        }
+    }
+    if from.prefix.is_empty() {
+        return Err(err(
+            "prefix: missing: the key prefix the backends register under, e.g. prefix = \"/lb/web/\""
+                .into(),
+        ));
+    }
+    match from.port {
+        Some(0) => Err(err("port: 0 is not a port".into())),
+        Some(p)
+            if p != svc.port && svc.port != 0 && !matches!(svc.mode, Mode::Nat | Mode::Fullnat) =>
+        {
+            Err(err(format!(
+                "port: {p} differs from the service's {}: dsr and ipip forward to the same port (nat and fullnat may change it)",
+                svc.port
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What is wrong with an etcd client URL, if anything: lbd speaks plain
+/// `http://HOST:PORT` to etcd (its client is built without TLS).
+#[must_use]
+pub fn etcd_url_problem(url: &str) -> Option<String> {
+    if url.starts_with("https://") {
+        return Some("is https: lbd's etcd client is built without TLS; use http://".into());
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Some("is not a URL: write http://HOST:PORT".into());
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let port = authority
+        .rsplit_once(':')
+        .map(|(host, port)| (host, port.parse::<u16>()));
+    match port {
+        Some((host, Ok(p))) if !host.is_empty() && !host.contains('/') && p != 0 => None,
+        _ => Some("is not a URL: write http://HOST:PORT (no path)".into()),
+    }
 }
 
 /// `[nat]`'s values.

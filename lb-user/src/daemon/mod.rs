@@ -17,6 +17,11 @@
 //! - [`reload`]: SIGHUP / `lbctl reload`: re-read the file, apply only the
 //!   difference, or refuse and keep running what runs;
 //! - [`requests`]: answers to control-socket requests.
+//!
+//! Services with `backends_from` get their etcd members through
+//! [`crate::services::etcd::Watchers`]: each membership change arrives as
+//! an event and is applied as a reload of the running file would be
+//! (`Daemon::apply_services`).
 
 mod reload;
 mod requests;
@@ -35,6 +40,7 @@ use crate::dataplane::loader::{
 };
 use crate::dataplane::stats;
 use crate::services::controller::{self, Controller, NeighLookup};
+use crate::services::etcd;
 use crate::vrrp::driver;
 
 /// Why lbd could not start, or stopped on its own.
@@ -209,6 +215,9 @@ struct Daemon {
     nat_gc: Option<NatGc>,
     /// BGP announcement of VIPs, with `[bgp]`.
     bgp: Option<crate::bgp::Announcer>,
+    /// The etcd watchers of services with `backends_from`, and the last
+    /// membership of each.
+    etcd: etcd::Watchers,
 }
 
 /// The NAT table's expiry task, the timeouts it applies (a reload changes
@@ -268,6 +277,7 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
         control: _control,
         mut scrape_rx,
         metrics: _metrics,
+        mut etcd_rx,
     } = start(startup, bgp).await?;
     d.publish_translation();
     d.publish_announcements();
@@ -324,6 +334,7 @@ pub async fn run(startup: Startup) -> Result<(), Error> {
                     }
                 }
             }
+            Some(update) = etcd_rx.recv() => d.etcd_update(update),
             Some(reply) = scrape_rx.recv() => {
                 let _ = reply.send(metrics::render(&d.snapshot()));
             }
@@ -371,6 +382,7 @@ struct Started {
     control: Option<ControlGuard>,
     scrape_rx: mpsc::Receiver<metrics::Scrape>,
     metrics: Option<AbortOnDrop>,
+    etcd_rx: mpsc::UnboundedReceiver<etcd::Update>,
 }
 
 /// Start, in order, the data plane, the service controller over its maps,
@@ -411,28 +423,16 @@ async fn start(startup: Startup, bgp: Option<crate::bgp::Announcer>) -> Result<S
         ),
         None => None,
     };
+    let (mut etcd, etcd_rx) = etcd::Watchers::new();
     if let (Some(ctl), Some(c)) = (controller.as_mut(), &config) {
+        // Members arrive later, each change as an event.
+        etcd.apply(c);
         ctl.reload(c);
     }
     if dataplane.is_none() && vrrp.is_none() {
         return Err(Error::NothingToRun);
     }
-    let (control_tx, control_rx) = mpsc::channel::<control::Pending>(16);
-    let control = match &config {
-        Some(c) => {
-            let path = &c.global.control_socket;
-            let server =
-                control::serve(path, control_tx)
-                    .await
-                    .map_err(|source| Error::Listen {
-                        what: format!("control socket {}", path.display()),
-                        source,
-                    })?;
-            info!("control socket at {}", path.display());
-            Some(ControlGuard(path.clone(), server))
-        }
-        None => None,
-    };
+    let (control, control_rx) = open_control(config.as_ref()).await?;
     let (scrape_tx, scrape_rx) = mpsc::channel::<metrics::Scrape>(4);
     let metrics = match config.as_ref().and_then(|c| c.global.metrics_listen) {
         Some(addr) => {
@@ -466,6 +466,7 @@ async fn start(startup: Startup, bgp: Option<crate::bgp::Announcer>) -> Result<S
             name,
             nat_gc,
             bgp,
+            etcd,
         },
         events_rx,
         changes_rx,
@@ -473,6 +474,7 @@ async fn start(startup: Startup, bgp: Option<crate::bgp::Announcer>) -> Result<S
         control,
         scrape_rx,
         metrics,
+        etcd_rx,
     })
 }
 
@@ -486,6 +488,26 @@ async fn start_bgp(
         Some(b) => Some(crate::bgp::start(b).await?),
         None => None,
     })
+}
+
+/// The control socket of `config`'s `[global] control_socket`, and the
+/// receiver of its requests.
+async fn open_control(
+    config: Option<&Config>,
+) -> Result<(Option<ControlGuard>, mpsc::Receiver<control::Pending>), Error> {
+    let (control_tx, control_rx) = mpsc::channel::<control::Pending>(16);
+    let Some(c) = config else {
+        return Ok((None, control_rx));
+    };
+    let path = &c.global.control_socket;
+    let server = control::serve(path, control_tx)
+        .await
+        .map_err(|source| Error::Listen {
+            what: format!("control socket {}", path.display()),
+            source,
+        })?;
+    info!("control socket at {}", path.display());
+    Ok((Some(ControlGuard(path.clone(), server)), control_rx))
 }
 
 /// The service controller over the data plane's maps, and the receiver
@@ -600,6 +622,28 @@ fn is_own_address(addr: std::net::IpAddr) -> bool {
 }
 
 impl Daemon {
+    /// A watcher's new membership: when it changed, apply the services
+    /// again with it.
+    fn etcd_update(&mut self, update: etcd::Update) {
+        if self.etcd.update(update) {
+            self.apply_services();
+        }
+    }
+
+    /// Apply the file's services with their etcd members (only the
+    /// difference: backends that stay keep their health and MAC), logging
+    /// the members that cannot be backends of their service.
+    fn apply_services(&mut self) {
+        let (Some(ctl), Some(c)) = (self.controller.as_mut(), self.config.as_ref()) else {
+            return;
+        };
+        let (effective, skipped) = self.etcd.effective(c);
+        for line in skipped {
+            warn!("{line}");
+        }
+        ctl.reload(&effective);
+    }
+
     /// Give the sync this node's ids and slots when the balancer changed.
     fn publish_translation(&mut self) {
         let (Some(sync), Some(ctl)) = (self.sync.as_ref(), self.controller.as_ref()) else {

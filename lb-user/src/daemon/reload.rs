@@ -36,8 +36,8 @@ impl Daemon {
     /// Re-read the file and apply the difference; on any error nothing
     /// changes.
     pub(super) async fn reload(&mut self) -> Result<(), ReloadError> {
-        let path = self.config_path.as_ref().ok_or(ReloadError::NoFile)?;
-        let new = load(path)?;
+        let path = self.config_path.clone().ok_or(ReloadError::NoFile)?;
+        let new = load(&path)?;
         if let Some(old) = self.config.as_ref()
             && (old.dataplane != new.dataplane
                 || old.global != new.global
@@ -62,14 +62,15 @@ impl Daemon {
             }
             None => {}
         }
-        if let Some(ctl) = self.controller.as_mut() {
-            ctl.reload(&new);
-        }
         if let Some(gc) = &self.nat_gc {
             gc.timeouts.send_replace(new.nat.timeouts());
         }
-        info!("configuration {} applied", path.display());
+        // Watchers started and stopped as `backends_from` came and went;
+        // the members of the sources that stay are merged in again.
+        self.etcd.apply(&new);
         self.config = Some(new);
+        self.apply_services();
+        info!("configuration {} applied", path.display());
         Ok(())
     }
 }

@@ -21,12 +21,7 @@ impl Daemon {
                 }
             },
             Request::Status => self.status(),
-            Request::Services | Request::Backends => Response::data(
-                self.controller
-                    .as_ref()
-                    .map(Controller::status)
-                    .unwrap_or_default(),
-            ),
+            Request::Services | Request::Backends => Response::data(self.services_status()),
             Request::Vrrp => Response::data(self.vrrp_status()),
             Request::Stats => match (self.controller.as_ref(), self.dataplane.as_ref()) {
                 (Some(c), Some(dp)) => Response::data(controller::traffic_stats(c, dp.ebpf())),
@@ -38,12 +33,31 @@ impl Daemon {
         }
     }
 
-    fn status(&self) -> Response {
-        let services = self
+    /// The controller's services, each backend from etcd with its key.
+    fn services_status(&self) -> Vec<controller::ServiceStatus> {
+        let mut services = self
             .controller
             .as_ref()
             .map(Controller::status)
             .unwrap_or_default();
+        let Some(config) = self.config.as_ref() else {
+            return services;
+        };
+        for s in &mut services {
+            let Some(cfg) = config.service.iter().find(|c| {
+                c.backends_from.is_some() && controller::key_of(c).to_string() == s.service
+            }) else {
+                continue;
+            };
+            for b in &mut s.backends {
+                b.etcd_key = self.etcd.key_of(cfg, b.address);
+            }
+        }
+        services
+    }
+
+    fn status(&self) -> Response {
+        let services = self.services_status();
         Response::data(StatusReply {
             router_id: self.name.clone(),
             pid: std::process::id(),

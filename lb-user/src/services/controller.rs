@@ -223,6 +223,11 @@ pub struct BackendStatus {
     /// The service's sorry server: in the pool while no backend is up.
     #[serde(default)]
     pub sorry_server: bool,
+    /// The etcd key it is registered under, when it comes from the
+    /// service's `backends_from` (filled in by the daemon, which keeps the
+    /// memberships).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_key: Option<String>,
 }
 
 /// One service as the controller sees it.
@@ -840,6 +845,7 @@ impl<M: Maps, R: NextHops> Controller<M, R> {
                                 .join(":")
                         }),
                         sorry_server: b.sorry,
+                        etcd_key: None,
                     })
                     .collect(),
             })
