@@ -537,7 +537,8 @@ fn fullnat_nodes_translate_from_their_own_addresses() {
     assert_all_kept(&steady, &lab.logs());
 
     // lb3 leaves: its translations end with it.
-    lab.lbd[2].take().unwrap().stop().unwrap();
+    let status = lab.lbd[2].take().unwrap().stop().unwrap();
+    assert!(status.success(), "lb3 stopped cleanly: {status}");
     lab.wait_next_hops(&[0, 1], Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(4));
     let report = traffic.stop();

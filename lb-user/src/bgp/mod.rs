@@ -218,14 +218,18 @@ impl Announcer {
         for vip in &had {
             info!("BGP: withdrawing {vip}: lbd is stopping");
         }
+        // The guard `wait_for` returns holds the channel's read lock: it
+        // must go at once, or the task's next write would block this
+        // (single) thread for good.
         let emptied = tokio::time::timeout(
             Duration::from_secs(2),
             self.applied.wait_for(BTreeSet::is_empty),
         )
-        .await;
-        if !matches!(emptied, Ok(Ok(_))) {
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if !emptied {
             warn!(
-                "BGP: the routes did not leave table within 2 s; the routers' hold timer will withdraw them"
+                "BGP: the routes did not leave the table within 2 s; the routers' hold timer will withdraw them"
             );
         }
         if !had.is_empty() && !self.grace.is_zero() {
