@@ -5,6 +5,14 @@
 //! mode 0600 in a 0700 directory (default `/run/lb/lbd.sock`); there is no
 //! network listener.
 //!
+//! Clients cannot stall or flood lbd ([`Limits`]): at most 64 connections
+//! are served at once (the next is told so and closed), a request must
+//! arrive whole within 5 s and be at most 64 KiB, an answer must be taken
+//! within 10 s; every malformed, oversized, late or surplus request gets
+//! an error answer when the client is still there to read it. Each
+//! connection is its own task: lbd's event loop only ever sees whole,
+//! parsed requests.
+//!
 //! ```text
 //! {"command":"status"}
 //! {"command":"drain","service":"198.18.0.100:80","backend":"198.18.0.11"}
@@ -290,15 +298,52 @@ pub fn parse_backend(s: &str) -> Result<IpAddr, ParseError> {
     })
 }
 
+/// What one client may take of the control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; the next is answered "too many" and
+    /// closed.
+    pub connections: usize,
+    /// Largest request, bytes.
+    pub request_bytes: u64,
+    /// Time for a request to arrive whole (its newline).
+    pub request_time: std::time::Duration,
+    /// Time for the client to take the answer.
+    pub answer_time: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connections: 64,
+            request_bytes: 64 * 1024,
+            request_time: std::time::Duration::from_secs(5),
+            answer_time: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
 /// Listen on `path` (creating its directory 0700, the socket 0600, and
 /// replacing a stale socket left by a crashed lbd) and hand requests to
-/// `tx`.
+/// `tx`, within the default [`Limits`].
 ///
 /// # Errors
 /// The socket cannot be created, or another lbd answers on it.
 pub async fn serve(
     path: &Path,
     tx: mpsc::Sender<Pending>,
+) -> io::Result<tokio::task::JoinHandle<()>> {
+    serve_with(path, tx, Limits::default()).await
+}
+
+/// [`serve`] within `limits`.
+///
+/// # Errors
+/// The socket cannot be created, or another lbd answers on it.
+pub async fn serve_with(
+    path: &Path,
+    tx: mpsc::Sender<Pending>,
+    limits: Limits,
 ) -> io::Result<tokio::task::JoinHandle<()>> {
     if let Some(dir) = path.parent()
         && !dir.exists()
@@ -317,32 +362,127 @@ pub async fn serve(
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.connections));
     Ok(tokio::spawn(async move {
+        // Said once per burst, not per refused client.
+        let mut full_warned = false;
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(c) => c,
                 Err(e) => {
                     warn!("control socket: accept failed: {e}");
+                    // EMFILE and the like: give the clients time to go.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
             };
+            let Ok(slot) = std::sync::Arc::clone(&slots).try_acquire_owned() else {
+                if !full_warned {
+                    warn!(
+                        "control socket: {} connections open, refusing more until some close",
+                        limits.connections
+                    );
+                    full_warned = true;
+                }
+                let message = format!(
+                    "too many control connections open ({}): try again",
+                    limits.connections
+                );
+                tokio::spawn(refuse(stream, message, limits));
+                continue;
+            };
+            full_warned = false;
             let tx = tx.clone();
             tokio::spawn(async move {
-                if let Err(e) = handle(stream, tx).await {
+                if let Err(e) = handle(stream, tx, limits).await {
                     warn!("control socket: {e}");
                 }
+                drop(slot);
             });
         }
     }))
 }
 
-async fn handle(stream: UnixStream, tx: mpsc::Sender<Pending>) -> io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    BufReader::new(read.take_limited())
-        .read_line(&mut line)
-        .await?;
-    let response = match serde_json::from_str::<Request>(&line) {
+/// Answer `message` as an error and close, giving the client
+/// `answer_time` to take it.
+async fn refuse(stream: UnixStream, message: String, limits: Limits) {
+    let (mut read, mut write) = stream.into_split();
+    drain(&mut read).await;
+    let _ = answer(&mut write, &Response::error(message), limits).await;
+}
+
+/// Read and drop what the client sent and lbd will not read (at most
+/// 1 MiB, for 100 ms): a socket closed with unread input resets the
+/// connection, and the client would lose its (error) answer.
+async fn drain(read: &mut tokio::net::unix::OwnedReadHalf) {
+    let rest = tokio::io::AsyncReadExt::take(read, 1 << 20);
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_millis(100),
+        tokio::io::copy(&mut BufReader::new(rest), &mut tokio::io::sink()),
+    )
+    .await;
+}
+
+/// Write `response` and a newline, within `answer_time`, and close.
+async fn answer(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    response: &Response,
+    limits: Limits,
+) -> io::Result<usize> {
+    let mut out = serde_json::to_vec(response).map_err(io::Error::other)?;
+    out.push(b'\n');
+    let sent = async {
+        write.write_all(&out).await?;
+        write.shutdown().await
+    };
+    tokio::time::timeout(limits.answer_time, sent)
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "a client did not take its answer within {:?}: closed",
+                    limits.answer_time
+                ),
+            )
+        })??;
+    Ok(out.len())
+}
+
+/// Read one request (whole, within the limits) from `read`.
+async fn read_request(
+    read: &mut tokio::net::unix::OwnedReadHalf,
+    limits: Limits,
+) -> Result<Request, String> {
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, limits.request_bytes));
+    match tokio::time::timeout(limits.request_time, reader.read_until(b'\n', &mut line)).await {
+        Err(_) => {
+            return Err(format!(
+                "no complete request within {:?} (one JSON object and a newline)",
+                limits.request_time
+            ));
+        }
+        Ok(Err(e)) => return Err(format!("reading the request: {e}")),
+        Ok(Ok(_)) => {}
+    }
+    if line.last() != Some(&b'\n') && line.len() as u64 >= limits.request_bytes {
+        return Err(format!(
+            "request larger than {} bytes: refused",
+            limits.request_bytes
+        ));
+    }
+    let text = std::str::from_utf8(&line).map_err(|_| "bad request: not UTF-8".to_owned())?;
+    serde_json::from_str::<Request>(text).map_err(|e| format!("bad request: {e}"))
+}
+
+async fn handle(stream: UnixStream, tx: mpsc::Sender<Pending>, limits: Limits) -> io::Result<()> {
+    let (mut read, mut write) = stream.into_split();
+    let request = read_request(&mut read, limits).await;
+    if request.is_err() {
+        drain(&mut read).await;
+    }
+    let response = match request {
         Ok(request) => {
             let (reply, answer) = oneshot::channel();
             if tx.send((request, reply)).await.is_err() {
@@ -353,30 +493,16 @@ async fn handle(stream: UnixStream, tx: mpsc::Sender<Pending>) -> io::Result<()>
                     .unwrap_or_else(|_| Response::error("lbd dropped the request"))
             }
         }
-        Err(e) => Response::error(format!("bad request: {e}")),
+        Err(e) => Response::error(e),
     };
-    let mut out = serde_json::to_vec(&response).map_err(io::Error::other)?;
+    let sent = answer(&mut write, &response, limits).await;
     drop(response);
-    out.push(b'\n');
-    write.write_all(&out).await?;
     // A large answer (every backend of 1,000 services is ~16 MB) would
     // otherwise stay in lbd's resident memory.
-    if out.len() > 1 << 20 {
-        drop(out);
+    if sent.as_ref().is_ok_and(|n| *n > 1 << 20) {
         crate::sys::trim_heap();
     }
-    write.shutdown().await
-}
-
-/// Requests are small: refuse to buffer more than 64 KiB of one.
-trait TakeLimited: Sized {
-    fn take_limited(self) -> tokio::io::Take<Self>;
-}
-
-impl<R: tokio::io::AsyncRead> TakeLimited for R {
-    fn take_limited(self) -> tokio::io::Take<Self> {
-        tokio::io::AsyncReadExt::take(self, 64 * 1024)
-    }
+    sent.map(|_| ())
 }
 
 /// Send one request to the lbd listening on `path` and wait for the answer.
@@ -566,6 +692,88 @@ mod tests {
             indent_json(r#"{"b":1,"a":2}"#),
             "{\n  \"b\": 1,\n  \"a\": 2\n}"
         );
+    }
+
+    /// Send `bytes` as they are on a new connection; lbd's answer.
+    async fn raw(path: &Path, bytes: &[u8]) -> Response {
+        use tokio::io::AsyncReadExt as _;
+        let mut stream = UnixStream::connect(path).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"))
+    }
+
+    fn error_of(r: &Response) -> &str {
+        assert!(!r.ok, "an error answer: {r:?}");
+        r.error.as_deref().unwrap_or_default()
+    }
+
+    /// Malformed, oversized, non-UTF-8, late and surplus clients each get
+    /// an error answer; the slots they held free up and a good request is
+    /// answered after them.
+    #[tokio::test]
+    async fn abusive_clients_get_errors_and_others_still_get_answers() {
+        let dir = std::env::temp_dir().join(format!("lb-control-abuse-{}", std::process::id()));
+        let path = dir.join("lbd.sock");
+        let (tx, mut rx) = mpsc::channel::<Pending>(4);
+        let limits = Limits {
+            connections: 8,
+            request_bytes: 1024,
+            request_time: std::time::Duration::from_secs(1),
+            answer_time: std::time::Duration::from_secs(1),
+        };
+        let server = serve_with(&path, tx, limits).await.unwrap();
+        // lbd's loop, answering every request it is handed.
+        let lbd = tokio::spawn(async move {
+            let mut handed = 0;
+            while let Some((_, reply)) = rx.recv().await {
+                handed += 1;
+                let _ = reply.send(Response::data("ok"));
+            }
+            handed
+        });
+        let r = raw(&path, b"{\"command\":\"reboot\"}\n").await;
+        assert!(
+            error_of(&r).starts_with("bad request: unknown variant `reboot`"),
+            "{r:?}"
+        );
+        let r = raw(&path, b"\xff\xfe{}\n").await;
+        assert_eq!(error_of(&r), "bad request: not UTF-8");
+        let r = raw(&path, &[b'{'; 2000]).await;
+        assert_eq!(error_of(&r), "request larger than 1024 bytes: refused");
+        // Eight silent clients hold every slot: the ninth is turned away.
+        let mut idle = Vec::new();
+        for _ in 0..8 {
+            idle.push(UnixStream::connect(&path).await.unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let r = raw(&path, b"{\"command\":\"status\"}\n").await;
+        assert_eq!(
+            error_of(&r),
+            "too many control connections open (8): try again"
+        );
+        // The silent ones are told after a second, and closed.
+        for stream in idle {
+            let mut text = String::new();
+            BufReader::new(stream).read_line(&mut text).await.unwrap();
+            let r: Response = serde_json::from_str(&text).unwrap();
+            assert!(
+                error_of(&r).starts_with("no complete request within 1s"),
+                "{r:?}"
+            );
+        }
+        let r = request(&path, &Request::Status).await.unwrap();
+        assert!(r.ok, "{r:?}");
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+        // Only the good request reached lbd's loop (its channel closes
+        // with the server).
+        let handed = tokio::time::timeout(std::time::Duration::from_secs(2), lbd)
+            .await
+            .expect("the server's end of the channel is gone")
+            .unwrap();
+        assert_eq!(handed, 1);
     }
 
     #[tokio::test]
