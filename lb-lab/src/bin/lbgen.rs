@@ -205,7 +205,21 @@ fn run(cli: &Cli) -> Res<()> {
     ctx[4..8].copy_from_slice(&u32::try_from(padded.len())?.to_ne_bytes());
     ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
 
-    let scrape = |url: &String| metrics::scrape(url).map_err(|e| format!("--metrics {url}: {e}"));
+    // A scrape is idempotent: one that a reset cut short (seen once in the
+    // kernel test, right after a burst) is asked again.
+    let scrape = |url: &String| {
+        let mut last = String::new();
+        for attempt in 0..3 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            match metrics::scrape(url) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e,
+            }
+        }
+        Err(format!("--metrics {url}: {last} (3 attempts)"))
+    };
     let lb_before = cli.metrics.as_ref().map(scrape).transpose()?;
     let refused_before = refused(&cli.iface);
     // Each kernel call costs tens of milliseconds of setup and teardown
