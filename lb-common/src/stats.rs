@@ -25,10 +25,13 @@ pub enum ProtoClass {
     Ipv6Tcp = 4,
     /// IPv6 carrying UDP.
     Ipv6Udp = 5,
-    /// IPv6 carrying anything else (ICMPv6, extension headers, ...).
+    /// IPv6 carrying anything else after its extension headers (ICMPv6,
+    /// ESP, ...), or a non-first fragment.
     Ipv6Other = 6,
     /// A frame whose headers are truncated or inconsistent (IHL < 5, total
-    /// length shorter than the header, TCP data offset < 5, ...).
+    /// length shorter than the header, TCP data offset < 5, more than six
+    /// IPv6 extension headers or more than 447 bytes of headers before the
+    /// transport header, ...).
     Malformed = 7,
 }
 
@@ -165,8 +168,11 @@ pub struct ExitCounters {
     pub pass_no_backend: u64,
     /// `XDP_DROP`: addressed to a VIP but the L4 header is truncated.
     pub drop_malformed: u64,
-    /// `XDP_DROP`: an IP fragment addressed to a VIP (no ports to balance
-    /// on; as katran does).
+    /// `XDP_DROP`: an IPv4 or IPv6 fragment addressed to a VIP (no ports to
+    /// balance on; as katran does). A first fragment matches its VIP by
+    /// port; a later one carries no ports and matches only a port-0 (all
+    /// ports) VIP: to a VIP with a port it goes to the stack, which cannot
+    /// reassemble it without the dropped first fragment.
     pub drop_fragment: u64,
     /// `XDP_DROP`: VIP without a usable backend.
     pub drop_no_backend: u64,

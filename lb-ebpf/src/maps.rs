@@ -146,6 +146,11 @@ pub static PERSIST_SCRATCH: PerCpuArray<PersistScratch, 1> = PerCpuArray::new();
 #[btf_map(name = "clock")]
 pub static CLOCK: PerCpuArray<crate::clock::ClockCache, 1> = PerCpuArray::new();
 
+/// Per-CPU: a value passed through memory so the verifier forgets it
+/// (`parse::opaque`).
+#[btf_map(name = "parse_scratch")]
+pub static PARSE_SCRATCH: PerCpuArray<u64, 1> = PerCpuArray::new();
+
 /// Per-CPU scratch space where a new NAT flow's entries are built.
 #[btf_map(name = "nat_scratch")]
 pub static NAT_SCRATCH: PerCpuArray<crate::nat::NatScratch, 1> = PerCpuArray::new();

@@ -182,11 +182,12 @@ fn try_translate_icmp(
     arm: u8,
 ) -> Result<usize, ()> {
     let w = to.words();
-    // Bounds for the verifier: 14 or 18; at most 18 + 60 + 8 + 60.
+    // Bounds for the verifier: 14 or 18; at most `parse::MAX_L4_OFF`
+    // (IPv6 extension headers) + 8 + 60.
     let l3 = pkt.l3_off & 0x1f;
-    let icmp_off = pkt.l4_off & 0x7f;
+    let icmp_off = pkt.l4_off & 0x1ff;
     let inner_l3 = icmp_off + 8;
-    let inner_l4 = pkt.inner_l4_off & 0xff;
+    let inner_l4 = pkt.inner_l4_off & 0x1ff;
     // 1. Outer addresses: from to.src to to.dst.
     let outer_diff = if pkt.v6 {
         let ip = ptr_at::<Ipv6Hdr>(ctx, l3).map_err(|_| ())?.cast_mut();
@@ -644,8 +645,9 @@ fn try_translate(
 /// change).
 #[inline(always)]
 fn rewrite_l4(ctx: &XdpContext, pkt: &Packet, to: &FlowKey, addr_diff: u64) -> Result<(), ()> {
-    // The mask bounds the offset for the verifier (it is at most 18 + 60).
-    let l4 = pkt.l4_off & 0x7f;
+    // The mask bounds the offset for the verifier (the parser keeps it at
+    // most `parse::MAX_L4_OFF`, IPv6 extension headers included).
+    let l4 = pkt.l4_off & 0x1ff;
     let ports = ptr_at::<[u16; 2]>(ctx, l4).map_err(|_| ())?.cast_mut();
     let (check_off, udp) = match pkt.flow.proto {
         IPPROTO_TCP => (16, false),

@@ -8,8 +8,17 @@
 //!   (options are skipped, not interpreted); total length >= IHL * 4. A
 //!   non-first fragment carries no L4 header and counts as `Ipv4Other`; a
 //!   first fragment is classified by its L4 header.
-//! - IPv6: version must be 6; the fixed header's next header decides. No
-//!   extension-header walk yet: anything but TCP/UDP is `Ipv6Other`.
+//! - IPv6: version must be 6. Up to [`MAX_EXT_HEADERS`] extension headers
+//!   are walked to the upper-layer header: hop-by-hop options, routing,
+//!   destination options (each `(length + 1) * 8` bytes) and fragment (8
+//!   bytes). A fragment header makes the packet a fragment; a non-first one
+//!   (offset > 0) carries no upper-layer header and counts as `Ipv6Other`
+//!   with the fragment header's next header as its protocol, as IPv4 does.
+//!   Any other next header (AH, ESP, no next header, ...) ends the walk:
+//!   `Ipv6Other` unless it is TCP, UDP or ICMPv6. A chain longer than
+//!   [`MAX_EXT_HEADERS`], or one that puts the upper-layer header past
+//!   [`MAX_L4_OFF`], is `Malformed` (passed to the stack, which has its own
+//!   limits).
 //! - TCP: data offset >= 5 and the whole TCP header present. UDP: 8 bytes.
 //! - Anything truncated or inconsistent on the way: `Malformed`.
 //! - ICMP errors (destination unreachable, time exceeded; ICMPv6 also
@@ -55,6 +64,19 @@ pub struct UdpHdr {
     pub len_be: [u8; 2],
     pub check_be: [u8; 2],
 }
+
+/// Extension headers walked before giving up (RFC 8200's recommended
+/// order has at most six, each at most once but destination options).
+pub const MAX_EXT_HEADERS: usize = 6;
+/// The furthest a TCP / UDP / ICMP header may start: the NAT rewrite masks
+/// offsets with `0x1ff` for the verifier, so the parser guarantees they fit.
+pub const MAX_L4_OFF: usize = 0x1ff - 64;
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_DSTOPTS: u8 = 60;
+/// Fragment-offset mask in an IPv6 fragment header's offset field (the
+/// low three bits are flags).
+const IPV6_OFFSET_MASK: u16 = 0xFFF8;
 
 /// Fragment-offset mask in the IPv4 `frag_off` field.
 const IPV4_OFFSET_MASK: u16 = 0x1FFF;
@@ -271,21 +293,96 @@ fn parse_ipv6(ctx: &XdpContext, pkt: &mut Packet) -> Result<(), Truncated> {
     if version != 6 {
         return Err(Truncated);
     }
-    let l4_off = pkt.l3_off + size_of::<Ipv6Hdr>();
     set_addrs(&mut pkt.flow, src, dst);
-    pkt.flow.proto = next_header;
     pkt.df = true;
-    pkt.fragment = next_header == IPPROTO_FRAGMENT;
-    pkt.class = match next_header {
+    let (proto, l4_off, first) = walk_ext(ctx, next_header, pkt)?;
+    let l4_off = opaque(l4_off) & 0x1ff;
+    pkt.flow.proto = proto;
+    pkt.class = match proto {
         IPPROTO_TCP => ProtoClass::Ipv6Tcp,
         IPPROTO_UDP => ProtoClass::Ipv6Udp,
         _ => ProtoClass::Ipv6Other,
     };
-    if next_header == IPPROTO_ICMPV6 {
+    if !first {
+        // Non-first fragment: no upper-layer header to look at.
+        pkt.class = ProtoClass::Ipv6Other;
+        return Ok(());
+    }
+    if proto == IPPROTO_ICMPV6 {
         parse_icmp_error(ctx, pkt, l4_off);
         return Ok(());
     }
     parse_l4(ctx, pkt, l4_off)
+}
+
+/// `x` as the verifier sees a value it knows nothing of (at most
+/// [`MAX_L4_OFF`] after the caller's mask).
+///
+/// Without it, each way out of [`walk_ext`] (no extension header: a
+/// constant offset; some: a range; behind a VLAN tag or not) reached the
+/// rest of the program as a state of its own, and the verifier went over
+/// every later path once per state: past its budget of a million
+/// instructions. A value read back from a map is unknown to it, so every
+/// IPv6 packet's state after the walk is one state. A per-CPU array
+/// lookup of a constant key, inlined by the verifier: a few instructions.
+#[inline(always)]
+fn opaque(x: usize) -> usize {
+    let Some(slot) = crate::maps::PARSE_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slot of a per-CPU array, valid for the run.
+    unsafe {
+        slot.write_volatile(x as u64);
+        slot.read_volatile() as usize
+    }
+}
+
+/// Walk the IPv6 extension headers after the fixed header (whose next
+/// header is `next`): the upper-layer protocol, its offset, and whether
+/// that header is in this packet (false behind a non-first fragment).
+/// Sets `pkt.fragment` when a fragment header is crossed.
+#[inline(always)]
+fn walk_ext(
+    ctx: &XdpContext,
+    mut next: u8,
+    pkt: &mut Packet,
+) -> Result<(u8, usize, bool), Truncated> {
+    let mut off = pkt.l3_off + size_of::<Ipv6Hdr>();
+    for _ in 0..MAX_EXT_HEADERS {
+        match next {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                let h: *const [u8; 2] = ptr_at(ctx, off)?;
+                // SAFETY: checked by ptr_at.
+                let [nh, len] = unsafe { *h };
+                next = nh;
+                off += (usize::from(len) + 1) * 8;
+            }
+            IPPROTO_FRAGMENT => {
+                let h: *const [u8; 4] = ptr_at(ctx, off)?;
+                // SAFETY: checked by ptr_at.
+                let [nh, _, hi, lo] = unsafe { *h };
+                pkt.fragment = true;
+                next = nh;
+                off += 8;
+                if u16::from_be_bytes([hi, lo]) & IPV6_OFFSET_MASK != 0 {
+                    return Ok((next, off, false));
+                }
+            }
+            _ => break,
+        }
+        // Bounds the offset for the verifier, and for the NAT rewrite.
+        if off > MAX_L4_OFF {
+            return Err(Truncated);
+        }
+    }
+    if matches!(
+        next,
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_FRAGMENT
+    ) {
+        // Still an extension header after MAX_EXT_HEADERS of them.
+        return Err(Truncated);
+    }
+    Ok((next, off, true))
 }
 
 /// Ports (and TCP flags) of a TCP or UDP header at `l4_off`.

@@ -16,6 +16,9 @@
 //!   next hops for its VIP;
 //! - [`bin`]: where the binaries under test (`lbd`, `lbctl`) are, and
 //!   [`lbctl`] / [`lbctl_data`] to ask an lbd in a namespace;
+//! - [`model`]: a model of the XDP program's decision, and [`difftest`],
+//!   which runs generated frames through both and compares them
+//!   (`cargo xtask fuzz`);
 //! - [`TEST_OBJ`]: XDP programs for tests and benchmarks only.
 //!
 //! The kernel tests are in `tests/` (run by `cargo xtask test`), the lab
@@ -24,6 +27,8 @@
 
 pub mod cpu;
 pub mod daemon;
+pub mod difftest;
+pub mod model;
 pub mod netns;
 pub mod nic;
 pub mod scaleout;

@@ -1015,3 +1015,126 @@ fn daemon_health_drain_reload_and_lbctl() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
 }
+
+/// Send `bytes` on a fresh control connection and read the answer line.
+fn raw_control(path: &std::path::Path, bytes: &[u8]) -> String {
+    use std::os::unix::net::UnixStream;
+    let mut s = UnixStream::connect(path).expect("connect to the control socket");
+    s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    // lbd may answer (and close) before it has read everything.
+    let _ = s.write_all(bytes);
+    let mut answer = String::new();
+    let _ = BufReader::new(s).read_line(&mut answer);
+    answer
+}
+
+/// The control socket under abuse: bad requests each get an error answer;
+/// 300 clients connecting and sending nothing take the 64 slots (the rest
+/// are told "too many" at once) while lbd's main loop goes on (a backend
+/// failing is seen and logged, requests through the VIP are answered,
+/// lbctl is refused with that message instead of hanging); the idle
+/// clients are closed after the request timeout, with an error answer,
+/// and lbctl works again. lbd never exits or panics.
+#[test]
+fn the_control_socket_under_abuse_leaves_lbd_working() {
+    use std::os::unix::net::UnixStream;
+    let mut lab = lab();
+    let sock = lab.dir.join("run/lbd.sock");
+    let is_error = |a: &str| {
+        serde_json::from_str::<serde_json::Value>(a)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+    };
+    let big = vec![b'x'; 100 * 1024];
+    let mut big_line = big.clone();
+    big_line.push(b'\n');
+    for (what, bytes) in [
+        ("not JSON", b"hello\n".as_slice()),
+        ("not UTF-8", b"\xff\xfe\xfd\n".as_slice()),
+        (
+            "JSON, not a request",
+            b"{\"cmd\":\"nonsense\"}\n".as_slice(),
+        ),
+        ("100 KiB, no newline", big.as_slice()),
+        ("100 KiB line", big_line.as_slice()),
+    ] {
+        let answer = raw_control(&sock, bytes);
+        let error = is_error(&answer);
+        println!("{what}: {error:?}");
+        assert!(error.is_some(), "{what}: answer {answer:?}");
+    }
+
+    let started = Instant::now();
+    let idle: Vec<UnixStream> = (0..300)
+        .map(|_| UnixStream::connect(&sock).expect("connect"))
+        .collect();
+    // Those beyond the slots are told at once (after lbd's 100 ms drain
+    // of what they might send).
+    std::thread::sleep(Duration::from_millis(700));
+    let mut refused = 0;
+    let mut held = Vec::new();
+    for s in idle {
+        s.set_read_timeout(Some(Duration::from_millis(2))).unwrap();
+        let mut line = String::new();
+        let mut r = BufReader::new(s);
+        match r.read_line(&mut line) {
+            Ok(n) if n > 0 => {
+                assert!(line.contains("too many"), "{line}");
+                refused += 1;
+            }
+            _ => held.push(r),
+        }
+    }
+    println!(
+        "300 idle clients: {refused} refused at once, {} held",
+        held.len()
+    );
+    assert_eq!(held.len(), 64, "64 slots held, {refused} refused");
+
+    // The main loop goes on: lbctl is refused quickly, traffic flows, a
+    // failing backend is seen.
+    let t = Instant::now();
+    let out = lab.lbctl(&["status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && stderr.contains("too many"),
+        "{stderr}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "lbctl took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(spread(&lab, 20).values().sum::<usize>(), 20);
+    lab.nginx.get_mut("b1").unwrap().stop();
+    let seen = wait_for(Duration::from_secs(4), || {
+        lab.log().contains("backend down").then_some(())
+    });
+    assert!(seen.is_some(), "b1's failure not seen:\n{}", lab.log());
+
+    // The idle clients are closed after the request timeout (5 s), each
+    // told why.
+    for mut r in held {
+        r.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(8)))
+            .unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).expect("an answer");
+        assert!(
+            is_error(&line).is_some_and(|e| e.contains("no complete request")),
+            "{line}"
+        );
+    }
+    println!("idle clients closed after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(9));
+    let status = lab.lbctl_ok(&["status"]);
+    assert!(!status.is_empty());
+    let ns = &lab.lan.host("b1").ns;
+    lab.nginx.get_mut("b1").unwrap().run(ns);
+    let back = wait_for(Duration::from_secs(5), || {
+        in_pool(&lab, "198.18.0.11").then_some(())
+    });
+    assert!(back.is_some(), "b1 did not rejoin:\n{}", lab.log());
+    assert!(lab.lbd.as_ref().unwrap().exited().is_none(), "lbd exited");
+    assert!(!lab.log().contains("panicked"), "{}", lab.log());
+}

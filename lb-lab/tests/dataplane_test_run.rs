@@ -4,7 +4,7 @@
 //! expected output, expected exit reason}` over services configured through
 //! the real `Balancer` and `EbpfMaps`: each mode × IPv4/IPv6 × TCP/UDP,
 //! non-VIP traffic, a port-0 VIP, weight 0, no backend, VLAN, IPv4 options,
-//! fragments, ICMP errors about a VIP flow, packets too big to encapsulate,
+//! IPv6 extension headers, IPv4 and IPv6 fragments, ICMP errors about a VIP flow, packets too big to encapsulate,
 //! and truncated input. Output bytes are compared whole (expected frames are
 //! built independently here) and checksums verified with pnet. Further
 //! tests cover the connection table and the traffic counters per (service,
@@ -213,6 +213,16 @@ fn lab() -> Lab {
         &[(ip4("198.18.1.41"), 1, 0x41), (ip4("198.18.1.42"), 1, 0x42)],
         Drop,
     );
+    // Port 0, IPv6: every UDP port (later fragments match it).
+    service(
+        b,
+        ip6("2001:db8::103"),
+        0,
+        Udp,
+        Dsr,
+        &[(ip6("2001:db8:1::51"), 1, 0x51)],
+        Drop,
+    );
     Lab { ebpf, balancer }
 }
 
@@ -337,6 +347,52 @@ fn fx(
         expect,
         exit,
     }
+}
+
+const HOPOPTS: u8 = 0;
+const DSTOPTS: u8 = 60;
+const FRAGMENT: u8 = 44;
+
+/// An untagged IPv6 frame with extension headers `(type, length in 8-byte
+/// units beyond the first 8)` inserted before its transport header.
+fn with_ext(frame: &[u8], headers: &[(u8, u8)]) -> Vec<u8> {
+    let (head, rest) = frame.split_at(14 + 40);
+    let mut ip = head.to_vec();
+    let mut next = ip[14 + 6];
+    let mut exts = Vec::new();
+    for &(kind, len8) in headers.iter().rev() {
+        let mut h = vec![0u8; (usize::from(len8) + 1) * 8];
+        h[0] = next;
+        h[1] = len8;
+        if kind == FRAGMENT {
+            h[1] = 0;
+            h.truncate(8);
+        }
+        h.extend_from_slice(&exts);
+        exts = h;
+        next = kind;
+    }
+    ip[14 + 6] = next;
+    let payload = u16::from_be_bytes([ip[14 + 4], ip[14 + 5]]) + exts.len() as u16;
+    ip[14 + 4..14 + 6].copy_from_slice(&payload.to_be_bytes());
+    ip.extend_from_slice(&exts);
+    ip.extend_from_slice(rest);
+    ip
+}
+
+/// `frame` (untagged IPv6) as a fragment at `offset` (8-byte units), more
+/// fragments following if `more`; a later fragment keeps only 8 bytes of
+/// its transport data, as the real one would hold no header.
+fn with_frag(frame: &[u8], offset: u16, more: bool) -> Vec<u8> {
+    let mut f = with_ext(frame, &[(FRAGMENT, 0)]);
+    let field = (offset << 3) | u16::from(more);
+    f[14 + 40 + 2..14 + 40 + 4].copy_from_slice(&field.to_be_bytes());
+    if offset != 0 {
+        f.truncate(14 + 48 + 8);
+        let payload = (f.len() - 14 - 40) as u16;
+        f[14 + 4..14 + 6].copy_from_slice(&payload.to_be_bytes());
+    }
+    f
 }
 
 fn icmp4_frag_needed_about(
@@ -608,6 +664,61 @@ fn fixtures() -> Vec<Fixture> {
         XDP_DROP,
         Expect::Unchanged,
         "drop_fragment",
+    ));
+    // IPv6 extension headers are walked to the transport header.
+    let t6 = with_ext(
+        &tcp(CLIENT6, "2001:db8::100", 40010, 80).build(),
+        &[(HOPOPTS, 0), (DSTOPTS, 1)],
+    );
+    v.push(fx(
+        "IPv6 hop-by-hop + destination options, TCP to a VIP",
+        t6.clone(),
+        XDP_TX,
+        Expect::Bytes(dsr_out(&t6, mac(0x11))),
+        "tx_dsr",
+    ));
+    let first = with_frag(&tcp(CLIENT6, "2001:db8::100", 40011, 80).build(), 0, true);
+    v.push(fx(
+        "IPv6 first fragment to a VIP",
+        first,
+        XDP_DROP,
+        Expect::Unchanged,
+        "drop_fragment",
+    ));
+    let later = with_frag(
+        &tcp(CLIENT6, "2001:db8::100", 40012, 80).build(),
+        185,
+        false,
+    );
+    v.push(fx(
+        "IPv6 later fragment, VIP with a port",
+        later,
+        XDP_PASS,
+        Expect::Unchanged,
+        "pass_not_vip",
+    ));
+    let later = with_frag(
+        &udp(CLIENT6, "2001:db8::103", 40013, 5353).build(),
+        185,
+        false,
+    );
+    v.push(fx(
+        "IPv6 later fragment, port-0 VIP",
+        later,
+        XDP_DROP,
+        Expect::Unchanged,
+        "drop_fragment",
+    ));
+    let seven = with_ext(
+        &tcp(CLIENT6, "2001:db8::100", 40014, 80).build(),
+        &[(DSTOPTS, 0); 7],
+    );
+    v.push(fx(
+        "IPv6 with seven extension headers",
+        seven,
+        XDP_PASS,
+        Expect::Unchanged,
+        "pass_malformed",
     ));
     let t = tcp(CLIENT4, "198.18.0.100", 40005, 80).build();
     v.push(fx(

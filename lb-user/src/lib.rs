@@ -98,6 +98,7 @@ mod tests {
                 "maglev_tables",
                 "nat",
                 "nat_scratch",
+                "parse_scratch",
                 "persist",
                 "persist_scratch",
                 "stats_backend",

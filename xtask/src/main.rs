@@ -42,6 +42,17 @@ enum Command {
     /// three backends (nginx, Redis), a client; narrated, with timings;
     /// leaves nothing behind (also on Ctrl-C).
     Demo,
+    /// Differential fuzzing of the XDP program: generated and mutated
+    /// frames through BPF_PROG_TEST_RUN and through its model (verdict,
+    /// exit reason, output frame, tables, counters must agree).
+    Fuzz {
+        /// How long to run.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Generator seed (default: from the clock).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// The lab alone: `up`, `down` or `status` (network namespaces on this
     /// machine, addresses from 198.18.0.0/15). `up --scale-out`: a router
     /// running bird2 (ECMP, BFD) in front of three lbd nodes that announce
@@ -66,6 +77,7 @@ fn main() -> ExitCode {
         Command::Test(args) => setup::run().and_then(|tc| test::run(&tc, &args)),
         Command::Bench(args) => setup::run().and_then(|tc| bench::run(&tc, &args)),
         Command::Demo => setup::run().and_then(|tc| lab(&tc, "demo", false)),
+        Command::Fuzz { minutes, seed } => setup::run().and_then(|tc| fuzz(&tc, minutes, seed)),
         Command::Lab { action, scale_out } => {
             setup::run().and_then(|tc| lab(&tc, &action, scale_out))
         }
@@ -77,6 +89,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Build and run `lb-fuzz` (needs root: it loads the XDP program).
+fn fuzz(tc: &setup::BpfToolchain, minutes: f64, seed: Option<u64>) -> anyhow::Result<()> {
+    if !setup::is_root() {
+        anyhow::bail!("fuzzing runs the XDP program through BPF_PROG_TEST_RUN: run as root");
+    }
+    build::release_bins(tc, &["lb-fuzz"])?;
+    let bin = build::workspace_root().join("target/release/lb-fuzz");
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("--minutes").arg(minutes.to_string());
+    if let Some(seed) = seed {
+        cmd.arg("--seed").arg(seed.to_string());
+    }
+    exec::exec(&mut cmd)
 }
 
 /// Build the release binaries and run `lb-lab ACTION`.
