@@ -12,6 +12,8 @@
 //!   moved or broken, and the echo server it talks to;
 //! - [`testpkt`]: Ethernet frames for `BPF_PROG_TEST_RUN` fixtures and
 //!   benchmarks;
+//! - [`mapmem`]: what a BPF map costs in memory (the kernel's charge and
+//!   the pages it took), the connection table's at a given size;
 //! - [`scaleout`]: the scale-out topology's addresses and the router's
 //!   next hops for its VIP;
 //! - [`bin`]: where the binaries under test (`lbd`, `lbctl`) are, and
@@ -28,6 +30,7 @@
 pub mod cpu;
 pub mod daemon;
 pub mod difftest;
+pub mod mapmem;
 pub mod model;
 pub mod netns;
 pub mod nic;

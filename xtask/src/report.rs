@@ -244,7 +244,11 @@ const GUIDE: &str = r#"## What the figures measure
   (descriptor rings, DMA) is the same for every path and not in the
   figures.
 - **Data plane** (`dataplane`): the program alone on one frame, repeated
-  (`BPF_PROG_TEST_RUN`), ns per packet for each path.
+  (`BPF_PROG_TEST_RUN`), ns per packet for each path. Then the connection
+  table's memory at 1 M and 16 M entries: the kernel's charge (`memlock`,
+  as `bpftool map show` prints it) and the pages the map really took
+  (`/proc/vmallocinfo`, `lb_lab::mapmem`), beside the kernel's LRU hash's
+  charge at 1 M.
 - **Paths** (`paths`): end to end over veth in network namespaces; the
   veth driver's copy and thread wake-ups dominate the LB's cost there, so
   the per-core ratios measure veth as much as the balancer.

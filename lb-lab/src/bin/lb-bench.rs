@@ -11,6 +11,9 @@
 //! of connection sync's new-flow event: the new-flow path of the program
 //! loaded with events off and on, measured alternately in one run (the
 //! ring buffer drained between calls, so every event is really written).
+//! Last, the connection table's memory at 1 M and 16 M entries (the
+//! kernel's charge and the pages it took) beside the kernel's LRU hash's
+//! charge at 1 M.
 
 use std::{net::IpAddr, process::ExitCode};
 
@@ -327,6 +330,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         "{:<60} {events_on:>10.1}",
         format!("new flow + sync event, events on (median of {SYNC_ROUNDS} x {SYNC_REPEAT})")
     );
+    flow_table_memory()?;
     for (name, value, target) in [
         ("dataplane_new_flow_events_off", events_off, None),
         ("dataplane_new_flow_sync_event", events_on, None),
@@ -365,6 +369,56 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         ipip1 / hit1,
         hit / pass,
         pass / floor
+    );
+    Ok(())
+}
+
+/// The connection table's memory at 1 M entries (the default) and 16 M,
+/// and the kernel's LRU hash at 1 M beside it: the kernel's charge
+/// (`memlock`, as `bpftool map show` prints it) and, for the table, the
+/// pages its creation took (`lb_lab::mapmem`).
+fn flow_table_memory() -> Result<(), Box<dyn std::error::Error>> {
+    const MIB: f64 = 1024.0 * 1024.0;
+    println!(
+        "{:<40} {:>10} {:>12} {:>8} {:>14} {:>8}",
+        "connection table memory", "flows", "memlock MiB", "B/flow", "allocated MiB", "B/flow"
+    );
+    for (label, entries) in [("1m", 1u32 << 20), ("16m", 1 << 24)] {
+        let m = lb_lab::mapmem::flow_table_memory(entries)?;
+        let flows = m.capacity as f64;
+        println!(
+            "{:<40} {:>10} {:>12.1} {:>8.1} {:>14.1} {:>8.1}",
+            format!("lb connection table, {} entries", label.to_uppercase()),
+            m.capacity,
+            m.memlock as f64 / MIB,
+            m.memlock as f64 / flows,
+            m.allocated as f64 / MIB,
+            m.allocated as f64 / flows,
+        );
+        println!(
+            "FIGURE dataplane_flow_table_{label}_memlock={:.1} unit=MiB",
+            m.memlock as f64 / MIB
+        );
+        println!(
+            "FIGURE dataplane_flow_table_{label}_allocated={:.1} unit=MiB",
+            m.allocated as f64 / MIB
+        );
+    }
+    let lru_entries = 1u32 << 20;
+    let lru = EbpfLoader::new()
+        .map_max_entries("bench_lru", lru_entries)
+        .load(lb_lab::TEST_OBJ)?;
+    let memlock = lb_lab::mapmem::memlock(&lru, "bench_lru")?;
+    println!(
+        "{:<40} {:>10} {:>12.1} {:>8.1}",
+        "reference: kernel LRU hash, 1M entries",
+        lru_entries,
+        memlock as f64 / MIB,
+        memlock as f64 / f64::from(lru_entries),
+    );
+    println!(
+        "FIGURE dataplane_kernel_lru_1m_memlock={:.1} unit=MiB",
+        memlock as f64 / MIB
     );
     Ok(())
 }
