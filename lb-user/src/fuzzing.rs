@@ -193,6 +193,8 @@ mod tests {
     use std::time::Instant;
 
     use super::TARGETS;
+    use crate::config::Config;
+    use crate::config::keepalived;
 
     /// `fuzz/seeds`.
     const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/seeds");
@@ -351,6 +353,48 @@ mod tests {
             );
             assert!(seeds(name).len() >= 3, "{name}: too few seeds");
         }
+    }
+
+    /// The includes in memory are where `includes.conf` finds them: it
+    /// converts as from disk.
+    #[test]
+    fn includes_in_memory_read_as_from_disk() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keepalived/includes.conf");
+        let (from_disk, _) = keepalived::load(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (in_memory, _) =
+            keepalived::parse_with(&text, Path::new("keepalived.conf"), super::include_parts())
+                .unwrap();
+        assert_eq!(in_memory.vrrp_instance.len(), 2);
+        assert_eq!(in_memory, from_disk);
+    }
+
+    /// The seeds taken from whole files (the examples, the keepalived
+    /// fixtures) still load, so that the fuzzer starts from configurations
+    /// that reach validation and the write-back check, not from early
+    /// errors (a seed the schema has left behind would).
+    #[test]
+    fn whole_file_seeds_load() {
+        let parts = super::include_parts();
+        let mut failed = Vec::new();
+        for (name, bytes) in seeds("config_toml") {
+            if name.starts_with("example_")
+                && let Err(e) = Config::parse(&String::from_utf8_lossy(&bytes), Path::new(&name))
+            {
+                failed.push(e.to_string());
+            }
+        }
+        for (name, bytes) in seeds("keepalived_conf") {
+            let text = String::from_utf8_lossy(&bytes);
+            if name.starts_with("fixture_")
+                && Path::new(&name).extension().is_some_and(|e| e == "conf")
+                && let Err(e) = keepalived::parse_with(&text, Path::new(&name), parts.clone())
+            {
+                failed.push(e.to_string());
+            }
+        }
+        assert!(failed.is_empty(), "{failed:#?}");
     }
 
     /// The raw strings (`r#"..."#`) of a Rust source file that span lines:
