@@ -36,6 +36,9 @@
 //! - [`daemon`]: `lbd`'s event loop: signals, reload, control requests;
 //!   `bin/lbd.rs` only parses arguments and calls it.
 //!
+//! `fuzzing` (tests and the `fuzzing` feature only) holds the bodies of
+//! the fuzz targets in `fuzz/`.
+//!
 //! Test and benchmark code (network-namespace kits, packet builders, the
 //! lab, the benches) lives in the `lb-lab` crate, not here.
 
@@ -44,6 +47,11 @@ pub mod bgp;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+/// The fuzz targets' bodies (`fuzz/`), shared with their stable seed
+/// test; not part of lb's API.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod services;
 pub mod sync;
 pub mod sys;

@@ -466,13 +466,25 @@ async fn read_request(
         Ok(Err(e)) => return Err(format!("reading the request: {e}")),
         Ok(Ok(_)) => {}
     }
+    decode_request(&line, limits)
+}
+
+/// The request in `line`, what [`serve`] read of a connection: up to and
+/// including the first newline, at most `limits.request_bytes`. Apart from
+/// the socket so that the fuzz target `control_request` (`fuzz/`) decodes
+/// exactly as lbd does.
+///
+/// # Errors
+/// The answer's message: a line that filled the limit without its
+/// newline, bytes that are not UTF-8, or text that is not one [`Request`].
+pub fn decode_request(line: &[u8], limits: Limits) -> Result<Request, String> {
     if line.last() != Some(&b'\n') && line.len() as u64 >= limits.request_bytes {
         return Err(format!(
             "request larger than {} bytes: refused",
             limits.request_bytes
         ));
     }
-    let text = std::str::from_utf8(&line).map_err(|_| "bad request: not UTF-8".to_owned())?;
+    let text = std::str::from_utf8(line).map_err(|_| "bad request: not UTF-8".to_owned())?;
     serde_json::from_str::<Request>(text).map_err(|e| format!("bad request: {e}"))
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Ctx;
+use super::{Ctx, Includes};
 use crate::config::{ConfigError, ValueError};
 
 /// Where a token is: file index (into `Ctx::files`) and 1-based line.
@@ -132,6 +132,39 @@ pub(super) fn wildcard(pattern: &[char], name: &[char]) -> bool {
 
 const MAX_INCLUDE_DEPTH: usize = 16;
 
+impl Includes {
+    /// The text of the file `path`.
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        match self {
+            Self::Disk => std::fs::read_to_string(path),
+            Self::Memory(files) => files
+                .iter()
+                .find(|(p, _)| p == path)
+                .map(|(_, text)| text.clone())
+                .ok_or_else(|| std::io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    /// The files (not directories) in `dir`; none when it cannot be read.
+    fn files_in(&self, dir: &Path) -> Vec<PathBuf> {
+        match self {
+            Self::Disk => std::fs::read_dir(dir)
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| p.is_file())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Self::Memory(files) => files
+                .iter()
+                .filter(|(p, _)| p.parent() == Some(dir))
+                .map(|(p, _)| p.clone())
+                .collect(),
+        }
+    }
+}
+
 impl Ctx {
     /// The tree of the file `text` (the main one, `ctx.files[0]`), with
     /// `include`s expanded in place.
@@ -208,7 +241,7 @@ impl Ctx {
             ));
         }
         for p in self.include_paths(pattern, loc) {
-            let text = std::fs::read_to_string(&p).map_err(|e| {
+            let text = self.includes.read(&p).map_err(|e| {
                 self.err(loc, "include", format!("cannot read {}: {e}", p.display()))
             })?;
             self.files.push(p);
@@ -243,17 +276,18 @@ impl Ctx {
             Vec::new()
         } else if special(&name) {
             let pat: Vec<char> = name.chars().collect();
-            let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .map(|rd| {
-                    rd.filter_map(Result::ok)
-                        .filter(|e| {
-                            let n: Vec<char> = e.file_name().to_string_lossy().chars().collect();
-                            wildcard(&pat, &n) && e.path().is_file()
-                        })
-                        .map(|e| e.path())
-                        .collect()
+            let mut found: Vec<PathBuf> = self
+                .includes
+                .files_in(&dir)
+                .into_iter()
+                .filter(|p| {
+                    let n: Vec<char> = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().chars().collect())
+                        .unwrap_or_default();
+                    wildcard(&pat, &n)
                 })
-                .unwrap_or_default();
+                .collect();
             found.sort();
             if found.is_empty() {
                 self.warn(loc, format!("include `{pattern}` matches no file"));

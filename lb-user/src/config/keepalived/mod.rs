@@ -200,7 +200,32 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
 /// # Errors
 /// As [`load`].
 pub fn parse(text: &str, path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
-    let mut ctx = Ctx::new(path);
+    parse_with(text, path, Includes::Disk)
+}
+
+/// Where the files an `include` names are read from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Includes {
+    /// The file system: lbd and `lbctl convert`.
+    #[default]
+    Disk,
+    /// Only these files (path, text), the paths as an `include` relative
+    /// to the main file resolves them. The fuzz targets read this way: an
+    /// input that includes `/dev/zero` or `/dev/stdin` would otherwise
+    /// hang the fuzzer, and no input should read the host's files.
+    Memory(Vec<(PathBuf, String)>),
+}
+
+/// [`parse`], reading `include`d files from `includes`.
+///
+/// # Errors
+/// As [`load`].
+pub fn parse_with(
+    text: &str,
+    path: &Path,
+    includes: Includes,
+) -> Result<(Config, Vec<Warning>), ConfigError> {
+    let mut ctx = Ctx::with_includes(path, includes);
     let (config, map) = build(&mut ctx, text)?;
     config.validate().map_err(|e| map.translate(&ctx, e))?;
     Ok((config, ctx.into_warnings()))
@@ -223,14 +248,22 @@ pub fn to_toml(config: &Config) -> Result<String, ValueError> {
 struct Ctx {
     files: Vec<PathBuf>,
     warnings: Vec<(Loc, String)>,
+    includes: Includes,
 }
 
 impl Ctx {
-    /// A context whose main file is `path`.
+    /// A context whose main file is `path`, its includes read from disk.
     fn new(path: &Path) -> Self {
+        Self::with_includes(path, Includes::Disk)
+    }
+
+    /// A context whose main file is `path`, its includes read from
+    /// `includes`.
+    fn with_includes(path: &Path, includes: Includes) -> Self {
         Self {
             files: vec![path.to_owned()],
             warnings: Vec::new(),
+            includes,
         }
     }
 
