@@ -16,7 +16,9 @@ pub const LAYOUT_MAGIC: u64 = u64::from_le_bytes(*b"lb-dplan");
 /// Version of what the maps hold and mean. Bump it whenever a map's key or
 /// value changes meaning (a change of size is caught without it) or a map
 /// is renamed; an `lbd` refuses to adopt a data plane of another version.
-pub const LAYOUT_VERSION: u32 = 5;
+/// 6: a flow's connection-table set is taken from its mixed hash
+/// (`flow::flow_set_index`), and the map `parse_scratch` is new.
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// The stamp, written once by the `lbd` that creates the maps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
