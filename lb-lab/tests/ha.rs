@@ -794,7 +794,7 @@ fn persistence_keeps_clients_on_their_backends_across_a_failover() {
 }
 
 /// New UDP flows at a high rate for 10 s through the master: the backup's
-/// table ends up with every one of them.
+/// table ends up with every one of them but the few its own sets evicted.
 #[test]
 fn sync_under_load_carries_every_new_flow() {
     let _serial = serial();
@@ -844,13 +844,26 @@ fn sync_under_load_carries_every_new_flow() {
         master.len() as u64 >= u64::from(rate) * u64::from(secs) * 9 / 10,
         "the master saw the flows"
     );
-    let missing = master.difference(&backup).count();
-    assert_eq!(
-        missing,
-        0,
-        "the backup's table holds every flow the master made ({} of {})",
-        master.len() - missing,
-        master.len()
+    // Each table evicts on its own when a set overflows (the same sets on
+    // both: same hash, same size), and which flow goes depends on when
+    // each way was last seen: a flow the master kept may be one its backup
+    // evicted. So every flow the master holds is on the backup unless the
+    // backup evicted it, and those are rare at this load (about 1 in
+    // 30,000 at a fifth of the table, see lb_common::flow).
+    let missing = master.difference(&backup).count() as u64;
+    let applied = s1["sync"]["flows_applied"].as_u64().unwrap_or(0);
+    let backup_evicted = applied.saturating_sub(backup.len() as u64);
+    println!(
+        "backup evicted {backup_evicted} of {applied}; {missing} of the master's flows not on it"
+    );
+    assert!(
+        missing <= backup_evicted,
+        "the backup's table holds every flow the master made but those it evicted \
+         ({missing} missing, {backup_evicted} evicted)"
+    );
+    assert!(
+        backup_evicted * 2_000 <= applied,
+        "evictions are rare at this load: {backup_evicted} of {applied}"
     );
 
     // Bulk sync at that scale: the backup stopped cleanly (its table goes

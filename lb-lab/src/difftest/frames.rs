@@ -9,6 +9,8 @@ use std::net::IpAddr;
 
 use lb_common::flow::FlowKey;
 
+use crate::model::rewrite::{fold, sum as csum};
+
 /// SplitMix64: small, fast, and good enough to pick frames.
 pub struct Rng(u64);
 
@@ -417,20 +419,6 @@ fn remember(seen: &mut Vec<FlowKey>, key: FlowKey, rng: &mut Rng) {
         let at = rng.below(RING);
         seen[at] = key;
     }
-}
-
-fn csum(bytes: &[u8]) -> u64 {
-    bytes
-        .chunks(2)
-        .map(|c| u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum()
-}
-
-fn fold(mut s: u64) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
 }
 
 /// The transport header and payload of `s`.

@@ -20,7 +20,7 @@
 
 pub mod mirror;
 pub(crate) mod parse;
-mod rewrite;
+pub(crate) mod rewrite;
 
 use std::{cell::RefCell, collections::HashMap, rc::Rc};
 

@@ -9,7 +9,7 @@ use lb_common::{backend::Backend, config::Config, flow::FlowKey};
 use super::parse::{Packet, UDP};
 
 /// One's-complement sum of big-endian 16-bit words (an odd byte padded).
-fn sum(bytes: &[u8]) -> u64 {
+pub(crate) fn sum(bytes: &[u8]) -> u64 {
     bytes
         .chunks(2)
         .map(|c| u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
@@ -17,7 +17,7 @@ fn sum(bytes: &[u8]) -> u64 {
 }
 
 /// The checksum (complemented, folded) of a sum.
-fn fold(mut s: u64) -> u16 {
+pub(crate) fn fold(mut s: u64) -> u16 {
     while s > 0xffff {
         s = (s & 0xffff) + (s >> 16);
     }
