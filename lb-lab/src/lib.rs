@@ -14,6 +14,9 @@
 //!   benchmarks;
 //! - [`scaleout`]: the scale-out topology's addresses and the router's
 //!   next hops for its VIP;
+//! - [`soak`]: an lbd pair under traffic and churn for N minutes, every
+//!   loss attributed to an event, memory, descriptors and logs checked
+//!   (`cargo xtask soak`, `tests/soak.rs`);
 //! - [`bin`]: where the binaries under test (`lbd`, `lbctl`) are, and
 //!   [`lbctl`] / [`lbctl_data`] to ask an lbd in a namespace;
 //! - [`TEST_OBJ`]: XDP programs for tests and benchmarks only.
@@ -27,6 +30,7 @@ pub mod daemon;
 pub mod netns;
 pub mod nic;
 pub mod scaleout;
+pub mod soak;
 pub mod testpkt;
 pub mod testrun;
 pub mod traffic;
