@@ -46,7 +46,10 @@
 //! asks one node or the other every `lbctl_every`; every call must
 //! succeed. Watchers inside the two LB namespaces record every change of
 //! which node holds the VIP (polled every 50 ms); 5 s after each priority
-//! change the VIP must be on the node the priorities say.
+//! change the VIP must be on the node the priorities say, and mastership
+//! must move exactly as often as the priorities asked it to (lbd applies
+//! a priority-only change in place, `lb-user/src/vrrp/driver.rs`, so a
+//! master that stays the higher keeps the VIP throughout).
 //!
 //! # Attribution: which losses the events explain
 //!
@@ -292,12 +295,20 @@ impl Shared {
         at.saturating_duration_since(self.t0).as_secs_f64()
     }
 
-    fn event(&self, kind: Kind, backend: Option<usize>, detail: String) {
-        self.push(kind, backend, detail, None);
+    /// Record an event that began at `at` (before the action: a server's
+    /// stop takes a while, and what it breaks breaks from its start).
+    fn event(&self, at: Instant, kind: Kind, backend: Option<usize>, detail: String) {
+        self.push(at, kind, backend, detail, None);
     }
 
-    fn push(&self, kind: Kind, backend: Option<usize>, detail: String, holders: Option<[bool; 2]>) {
-        let at = Instant::now();
+    fn push(
+        &self,
+        at: Instant,
+        kind: Kind,
+        backend: Option<usize>,
+        detail: String,
+        holders: Option<[bool; 2]>,
+    ) {
         if self.verbose {
             println!("{:8.1} s  {:<32} {detail}", self.secs(at), kind.name());
         }
@@ -343,6 +354,10 @@ struct Sample {
     at: Instant,
     node: usize,
     rss_kib: u64,
+    /// `RssAnon` (heap and stacks) and `RssFile` + `RssShmem` (mapped
+    /// files and shared memory: the BPF maps lbd maps, pages it touched).
+    anon_kib: u64,
+    shared_kib: u64,
     fds: u64,
 }
 
@@ -628,6 +643,7 @@ fn watch_vip(lab: &Lab, shared: &Shared, node: usize) {
                 };
                 if last.is_some() {
                     shared.push(
+                        Instant::now(),
                         Kind::VipChange,
                         None,
                         format!(
@@ -649,19 +665,27 @@ fn watch_vip(lab: &Lab, shared: &Shared, node: usize) {
     }
 }
 
-/// `VmRSS` (KiB) and the number of open descriptors of process `pid`.
-fn proc_usage(pid: u32) -> Option<(u64, u64)> {
+/// Process `pid`'s memory and open descriptors now (a [`Sample`] but
+/// for its time and node).
+fn proc_usage(pid: u32) -> Option<[u64; 4]> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
+    let kib = |field: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
-    Some((rss, fds))
+    Some([
+        kib("VmRSS:")?,
+        kib("RssAnon:")?,
+        kib("RssFile:")? + kib("RssShmem:")?,
+        fds,
+    ])
 }
 
 /// Sample both lbds' RSS and descriptors every second until done.
@@ -670,11 +694,13 @@ fn sample(lab: &Lab, shared: &Shared) {
     let mut next = Instant::now();
     while !shared.sleep_until(next) {
         for (node, pid) in pids.iter().enumerate() {
-            if let Some((rss_kib, fds)) = pid.and_then(proc_usage) {
+            if let Some([rss_kib, anon_kib, shared_kib, fds]) = pid.and_then(proc_usage) {
                 lock(&shared.samples).push(Sample {
                     at: Instant::now(),
                     node,
                     rss_kib,
+                    anon_kib,
+                    shared_kib,
                     fds,
                 });
             }
@@ -819,8 +845,9 @@ impl Churn<'_> {
             self.reloads += 1;
             self.knobs.weights = weights(self.reloads);
         }
+        let at = Instant::now();
         match self.lab.reload(&self.knobs) {
-            Ok(()) => self.shared.event(kind, None, detail),
+            Ok(()) => self.shared.event(at, kind, None, detail),
             Err(e) => self.shared.problem(format!("{}: {e}", kind.name())),
         }
     }
@@ -837,11 +864,12 @@ impl Churn<'_> {
 
     fn flap(&mut self, backend: usize, up: bool) {
         let kind = if up { Kind::FlapUp } else { Kind::FlapDown };
+        let at = Instant::now();
         match self.lab.flap(backend, up) {
             Ok(()) => {
                 self.flapped = (!up).then_some(backend);
                 self.shared
-                    .event(kind, Some(backend), BACKENDS[backend].0.to_owned());
+                    .event(at, kind, Some(backend), BACKENDS[backend].0.to_owned());
             }
             Err(e) => self.shared.problem(format!("{}: {e}", kind.name())),
         }
@@ -852,6 +880,7 @@ impl Churn<'_> {
         let service = format!("{VIP}:{PORT}");
         let addr = addr4(BACKENDS[backend].1).to_string();
         let verb = if on { "drain" } else { "enable" };
+        let at = Instant::now();
         let mut ok = true;
         for node in 0..2 {
             if let Err(e) = self.lab.lbctl(self.lbctl, node, &[verb, &service, &addr]) {
@@ -862,7 +891,7 @@ impl Churn<'_> {
         if ok {
             self.drained = on.then_some(backend);
             self.shared
-                .event(kind, Some(backend), BACKENDS[backend].0.to_owned());
+                .event(at, kind, Some(backend), BACKENDS[backend].0.to_owned());
         }
     }
 
@@ -1219,6 +1248,19 @@ pub struct Usage {
     pub rss_q1: u64,
     /// See `rss_q1`.
     pub rss_q4: u64,
+    /// Of which anonymous memory (heap, stacks): first and last quarter's
+    /// mean (KiB).
+    pub anon_q1: u64,
+    /// See `anon_q1`.
+    pub anon_q4: u64,
+    /// Of which mapped files and shared memory (the BPF maps lbd maps:
+    /// pages it has touched): first and last quarter's mean (KiB).
+    pub shared_q1: u64,
+    /// See `shared_q1`.
+    pub shared_q4: u64,
+    /// Mean anonymous memory of each tenth of the samples (KiB): flat, or
+    /// a slope.
+    pub anon_tenths: Vec<u64>,
     /// Open descriptors at the first and last sample.
     pub fd_first: u64,
     /// See `fd_first`.
@@ -1245,17 +1287,26 @@ fn usage(node: usize, samples: &[Sample], from: Instant) -> Option<Usage> {
     }
     let q = s.len() / 4;
     let (first, last) = (&s[..q], &s[s.len() - q..]);
-    let mean = |part: &[&Sample]| part.iter().map(|s| s.rss_kib).sum::<u64>() / part.len() as u64;
+    let mean = |part: &[&Sample], of: fn(&Sample) -> u64| {
+        part.iter().map(|s| of(s)).sum::<u64>() / part.len() as u64
+    };
     let median = |part: &[&Sample]| {
         let mut fds: Vec<u64> = part.iter().map(|s| s.fds).collect();
         fds.sort_unstable();
         fds[fds.len() / 2]
     };
-    let (rss_q1, rss_q4) = (mean(first), mean(last));
+    let (rss_q1, rss_q4) = (mean(first, |s| s.rss_kib), mean(last, |s| s.rss_kib));
     let (fd_q1, fd_q4) = (median(first), median(last));
     Some(Usage {
         node: LBS[node].0,
         samples: s.len(),
+        anon_tenths: (0..10)
+            .map(|i| mean(&s[i * s.len() / 10..(i + 1) * s.len() / 10], |s| s.anon_kib))
+            .collect(),
+        anon_q1: mean(first, |s| s.anon_kib),
+        anon_q4: mean(last, |s| s.anon_kib),
+        shared_q1: mean(first, |s| s.shared_kib),
+        shared_q4: mean(last, |s| s.shared_kib),
         rss_first: s[0].rss_kib,
         rss_last: s[s.len() - 1].rss_kib,
         rss_q1,
@@ -1464,6 +1515,13 @@ impl Summary {
                 gap = gap.max(e.at - since);
             }
         }
+        let asked = counts.get(&Kind::PriorityMove).copied().unwrap_or(0);
+        if switches != asked && !j.interrupted {
+            problems.push(format!(
+                "mastership moved {switches} times; the priorities asked for {asked} moves \
+                 (a change that keeps the master is applied in place and moves nothing)"
+            ));
+        }
         if switches == 0 && !j.interrupted {
             problems.push("mastership never moved".into());
         }
@@ -1668,6 +1726,21 @@ impl Summary {
                     "  NOT FLAT"
                 }
             )?;
+            let anon = format!("{} -> {}", mib(u.anon_q1), mib(u.anon_q4));
+            let tenths: Vec<String> = u
+                .anon_tenths
+                .iter()
+                .map(|k| format!("{:.1}", *k as f64 / 1024.0))
+                .collect();
+            writeln!(
+                f,
+                "{:<10} {:>24} {anon:>24}   by tenth of the run: {} MiB",
+                "  anon",
+                "",
+                tenths.join(" ")
+            )?;
+            let maps = format!("{} -> {}", mib(u.shared_q1), mib(u.shared_q4));
+            writeln!(f, "{:<10} {:>24} {maps:>24}", "  maps", "")?;
         }
         for (node, scan) in self.logs.iter().enumerate() {
             let warns: usize = scan.warnings.values().sum();
