@@ -16,6 +16,9 @@
 //!   the pages it took), the connection table's at a given size;
 //! - [`scaleout`]: the scale-out topology's addresses and the router's
 //!   next hops for its VIP;
+//! - [`soak`]: an lbd pair under traffic and churn for N minutes, every
+//!   loss attributed to an event, memory, descriptors and logs checked
+//!   (`cargo xtask soak`, `tests/soak.rs`);
 //! - [`bin`]: where the binaries under test (`lbd`, `lbctl`) are, and
 //!   [`lbctl`] / [`lbctl_data`] to ask an lbd in a namespace;
 //! - [`model`]: a model of the XDP program's decision, and [`difftest`],
@@ -35,6 +38,7 @@ pub mod model;
 pub mod netns;
 pub mod nic;
 pub mod scaleout;
+pub mod soak;
 pub mod testpkt;
 pub mod testrun;
 pub mod traffic;

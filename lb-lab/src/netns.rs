@@ -379,9 +379,21 @@ impl Lan {
     /// # Errors
     /// [`NetnsError`].
     pub fn new() -> Result<Self, NetnsError> {
-        sweep_stale();
+        Self::with_family(FAMILY)
+    }
+
+    /// [`Lan::new`] with names of another family: `<family><pid>x<n>-`
+    /// instead of `lbt<pid>x<n>-`, so a tool's namespaces (the soak's
+    /// `lbsk`) are told apart from the tests' at a glance. Namespaces and
+    /// pins of that family left by a process that no longer exists are
+    /// swept first, as [`Lan::new`] sweeps its own.
+    ///
+    /// # Errors
+    /// [`NetnsError`].
+    pub fn with_family(family: &str) -> Result<Self, NetnsError> {
+        sweep_stale(family);
         let prefix = format!(
-            "{FAMILY}{}x{}-",
+            "{family}{}x{}-",
             std::process::id(),
             RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
         );
@@ -603,25 +615,25 @@ impl Drop for Lan {
     }
 }
 
-/// Whether `name` is of our family (`<FAMILY><pid>x...`) and its creating
+/// Whether `name` is of `family` (`<family><pid>x...`) and its creating
 /// process is gone.
-fn stale(name: &str) -> bool {
-    name.strip_prefix(FAMILY)
+fn stale(family: &str, name: &str) -> bool {
+    name.strip_prefix(family)
         .and_then(|rest| rest.split('x').next())
         .and_then(|pid| pid.parse::<u32>().ok())
         .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
 }
 
-/// Delete namespaces of our family whose creating process is gone, and the
+/// Delete namespaces of `family` whose creating process is gone, and the
 /// pin directories (`/sys/fs/bpf/<prefix>*`) its killed daemons left.
-fn sweep_stale() {
+fn sweep_stale(family: &str) {
     let names = |dir: &str| -> Vec<String> {
         std::fs::read_dir(dir)
             .map(|entries| {
                 entries
                     .flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| stale(n))
+                    .filter(|n| stale(family, n))
                     .collect()
             })
             .unwrap_or_default()

@@ -38,6 +38,17 @@ enum Command {
     /// failover, flows; `all` (default) runs them all and writes
     /// docs/BENCHMARKS.md with a plot.
     Bench(bench::BenchArgs),
+    /// A soak under churn: an lbd pair (VRRP, sync) under continuous
+    /// traffic while backends flap, reloads arrive every few seconds,
+    /// backends are drained and enabled, VRRP priorities move mastership
+    /// and lbctl is called in a loop; every lost connection attributed to
+    /// an event, lbd's RSS and descriptors flat, no error in the logs
+    /// (lb-lab/src/soak.rs). Fails otherwise.
+    Soak {
+        /// Minutes of churn.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+    },
     /// Run the main job on the built-in lab: two LB nodes (a VRRP pair),
     /// three backends (nginx, Redis), a client; narrated, with timings;
     /// leaves nothing behind (also on Ctrl-C).
@@ -76,6 +87,7 @@ fn main() -> ExitCode {
         }
         Command::Test(args) => setup::run().and_then(|tc| test::run(&tc, &args)),
         Command::Bench(args) => setup::run().and_then(|tc| bench::run(&tc, &args)),
+        Command::Soak { minutes } => setup::run().and_then(|tc| soak(&tc, minutes)),
         Command::Demo => setup::run().and_then(|tc| lab(&tc, "demo", false)),
         Command::Fuzz { minutes, seed } => setup::run().and_then(|tc| fuzz(&tc, minutes, seed)),
         Command::Lab { action, scale_out } => {
@@ -104,6 +116,23 @@ fn fuzz(tc: &setup::BpfToolchain, minutes: f64, seed: Option<u64>) -> anyhow::Re
         cmd.arg("--seed").arg(seed.to_string());
     }
     exec::exec(&mut cmd)
+}
+
+/// Build the release binaries and run `lb-soak --minutes MINUTES`.
+fn soak(tc: &setup::BpfToolchain, minutes: u64) -> anyhow::Result<()> {
+    if !setup::is_root() {
+        anyhow::bail!("the soak creates network namespaces and loads XDP programs: run as root");
+    }
+    if minutes == 0 {
+        anyhow::bail!("--minutes must be at least 1");
+    }
+    build::release_bins(tc, &["lbd", "lbctl", "lb-soak"])?;
+    let release = build::workspace_root().join("target/release");
+    exec::exec(
+        std::process::Command::new(release.join("lb-soak"))
+            .arg("--minutes")
+            .arg(minutes.to_string()),
+    )
 }
 
 /// Build the release binaries and run `lb-lab ACTION`.

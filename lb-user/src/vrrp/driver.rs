@@ -382,17 +382,34 @@ async fn open_socket(spec: &InstanceSpec) -> Result<VrrpSocket, DriverError> {
     }
 }
 
-/// Run one instance until `shutdown` turns true; then release (priority-0
-/// advert if master, VIPs removed, `notify_stop`) and report.
+/// What the driver tells a running instance: stop (`shutdown` turns
+/// true), or take a reload's new base priority in place.
+#[derive(Debug)]
+pub struct Control {
+    /// Turns true to stop the instance.
+    pub shutdown: watch::Receiver<bool>,
+    /// The base priority; a new value is applied in place
+    /// ([`Event::SetPriority`]).
+    pub priority: watch::Receiver<u8>,
+}
+
+/// Run one instance until `control.shutdown` turns true; then release (priority-0
+/// advert if master, VIPs removed, `notify_stop`) and report. A new value
+/// in `control.priority` is a reload's new base priority, applied in
+/// place ([`Event::SetPriority`]).
 ///
 /// # Errors
 /// [`DriverError::Netlink`], [`DriverError::Socket`],
 /// [`DriverError::InterfaceMac`]: the sockets or netlink cannot be set up;
 /// [`DriverError::Machine`]: the machine refuses `spec`.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one select! over the instance's event sources, each arm a call"
+)]
 pub async fn run_instance(
     spec: InstanceSpec,
     mut tracks: broadcast::Receiver<TrackEvent>,
-    mut shutdown: watch::Receiver<bool>,
+    mut control: Control,
     mut preempt_hold: watch::Receiver<bool>,
     board: StatusBoard,
     changes: Option<tokio::sync::mpsc::UnboundedSender<StateChange>>,
@@ -409,6 +426,7 @@ pub async fn run_instance(
     inst.machine
         .handle(Event::PreemptHold(held), Instant::now());
     let mut hold_open = true;
+    let mut priority_open = true;
     let actions = inst.machine.handle(Event::Startup, Instant::now());
     inst.apply(actions).await;
     loop {
@@ -483,7 +501,14 @@ pub async fn run_instance(
                 }
                 inst.machine.handle(Event::PreemptHold(held), Instant::now());
             }
-            _ = shutdown.changed() => break,
+            got = control.priority.changed(), if priority_open => match got {
+                Ok(()) => {
+                    let new = *control.priority.borrow_and_update();
+                    inst.set_priority(new).await;
+                }
+                Err(_) => priority_open = false,
+            },
+            _ = control.shutdown.changed() => break,
         }
     }
     let last_state = inst.machine.state();
@@ -713,6 +738,16 @@ impl Instance {
         }
     }
 
+    /// A reload's new base priority, in place.
+    async fn set_priority(&mut self, priority: u8) {
+        self.spec.machine.priority = priority;
+        let actions = self
+            .machine
+            .handle(Event::SetPriority(priority), Instant::now());
+        self.apply(actions).await;
+        self.publish();
+    }
+
     fn publish(&self) {
         let machine_stats = self.machine.stats();
         let mut rejected: BTreeMap<String, u64> = self
@@ -875,7 +910,23 @@ struct RunningInstance {
     /// What it depends on, as configured (a change restarts it).
     deps: Deps,
     shutdown: watch::Sender<bool>,
+    /// A reload's new base priority, applied in place.
+    priority: watch::Sender<u8>,
     handle: tokio::task::JoinHandle<Result<Report, DriverError>>,
+}
+
+/// Whether `new` differs from `old` in its priority alone, neither being
+/// an address owner's 255: applied in place, so a master that stays the
+/// higher keeps its VIPs (restarting the instance would release them to
+/// the peer and take them back; both nodes restarting at once would leave
+/// the VIPs unheld for a master-down interval).
+fn priority_only(old: &crate::config::VrrpInstance, new: &crate::config::VrrpInstance) -> bool {
+    if old.priority == new.priority || old.priority == 255 || new.priority == 255 {
+        return false;
+    }
+    let mut same = new.clone();
+    same.priority = old.priority;
+    same == *old
 }
 
 impl RunningInstance {
@@ -1046,7 +1097,9 @@ impl Running {
     }
 
     /// Bring the instances in line with `config`: unchanged instances keep
-    /// running (and their mastership); changed ones restart; removed ones
+    /// running (and their mastership); ones whose priority alone changed
+    /// take it in place (see [`Event::SetPriority`]); changed ones
+    /// restart; removed ones
     /// stop (releasing their VIPs); new ones start. Nothing changes when
     /// an instance of `config` cannot be set up.
     ///
@@ -1054,12 +1107,17 @@ impl Running {
     /// [`DriverError::Netlink`]: no rtnetlink connection;
     /// [`DriverError::Instance`]: an interface does not exist, has no
     /// usable source address, or an instance's settings are invalid.
+    #[allow(
+        clippy::too_many_lines,
+        reason = "each instance decided in turn (keep, retune, restart, start), then done in that order"
+    )]
     pub async fn apply(&mut self, config: &crate::config::Config) -> Result<(), DriverError> {
         let (conn, netlink, _) =
             rtnetlink::new_connection().map_err(|source| DriverError::Netlink { source })?;
         let conn = tokio::spawn(conn);
         let mut start = Vec::new();
         let mut keep = Vec::new();
+        let mut retune = Vec::new();
         for inst in &config.vrrp_instance {
             let scripts = deps_of(config, inst);
             let unchanged = self
@@ -1068,6 +1126,15 @@ impl Running {
                 .any(|r| r.cfg == *inst && r.deps == scripts);
             if unchanged {
                 keep.push(inst.name.clone());
+                continue;
+            }
+            let in_place = self
+                .instances
+                .iter()
+                .any(|r| r.deps == scripts && priority_only(&r.cfg, inst));
+            if in_place {
+                keep.push(inst.name.clone());
+                retune.push(inst.clone());
                 continue;
             }
             let spec = instance_spec(config, inst, &netlink)
@@ -1085,6 +1152,13 @@ impl Running {
             }
         }
         conn.abort();
+        for inst in retune {
+            if let Some(r) = self.instances.iter_mut().find(|r| r.name == inst.name) {
+                info!(instance = %inst.name, from = r.cfg.priority, to = inst.priority, "priority changed: applied in place");
+                let _ = r.priority.send(inst.priority);
+                r.cfg = inst;
+            }
+        }
         let (stay, go): (Vec<_>, Vec<_>) = std::mem::take(&mut self.instances)
             .into_iter()
             .partition(|r| keep.contains(&r.name));
@@ -1128,10 +1202,15 @@ impl Running {
                 if spec.endpoint.peers.is_empty() { "multicast" } else { "unicast" }
             );
             let (shutdown, shutdown_rx) = watch::channel(false);
+            let (priority, priority_rx) = watch::channel(spec.machine.priority);
+            let control = Control {
+                shutdown: shutdown_rx,
+                priority: priority_rx,
+            };
             let handle = tokio::spawn(run_instance(
                 spec,
                 rx,
-                shutdown_rx,
+                control,
                 self.preempt_hold.clone(),
                 self.board.clone(),
                 self.changes.clone(),
@@ -1142,6 +1221,7 @@ impl Running {
                 cfg,
                 deps,
                 shutdown,
+                priority,
                 handle,
             });
         }

@@ -359,6 +359,13 @@ pub enum Event {
     /// (`crate::sync`), so a returning master does not take the VIPs with a
     /// cold table. A master that falls silent is still replaced.
     PreemptHold(bool),
+    /// A new base priority (a reload that changed only the priority):
+    /// applied in place, as a tracked object's weight is, with no
+    /// transition of its own. A master advertises it from its next advert
+    /// on (a backup now higher preempts, a lower one stays backup); a
+    /// backup's skew follows from its next reset. Ignored for 0, and to or
+    /// from 255 (an address owner's role changes: restart the instance).
+    SetPriority(u8),
 }
 
 /// What a sync group asks of one of its members (keepalived
@@ -740,6 +747,7 @@ impl Machine {
             Event::Sync { group, order } => self.on_sync(group, order, now, &mut out),
             Event::Shutdown => self.shutdown(&mut out),
             Event::PreemptHold(hold) => self.preempt_hold = hold,
+            Event::SetPriority(priority) => self.set_priority(priority, &mut out),
         }
         out
     }
@@ -1069,6 +1077,22 @@ impl Machine {
             // A running master advertises the new priority from its next
             // advert on; a backup's new skew applies from the next reset.
             _ => {}
+        }
+    }
+
+    /// A new base priority, in place ([`Event::SetPriority`]).
+    fn set_priority(&mut self, priority: u8, out: &mut Vec<Action>) {
+        if priority == 0 || priority == PRIORITY_OWNER || self.config.priority == PRIORITY_OWNER {
+            return;
+        }
+        self.config.priority = priority;
+        let before = self.effective_priority;
+        self.effective_priority = self.compute_priority();
+        if before != self.effective_priority {
+            out.push(Action::PriorityChanged {
+                from: before,
+                to: self.effective_priority,
+            });
         }
     }
 
@@ -1941,6 +1965,57 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    /// A reload that changes only priorities applies them in place: a
+    /// master that stays the higher keeps the VIPs with no transition at
+    /// all (restarting it would hand them to the backup and back), a
+    /// backup raised above the master preempts, a master lowered below
+    /// the backup steps down; 0 and 255 are not applied in place.
+    #[test]
+    fn set_priority_applies_in_place_and_moves_mastership_only_when_it_must() {
+        let t0 = Instant::now();
+        let mut lan = Lan::new(vec![config(1, 150), config(2, 100)], t0);
+        lan.run_until(t0 + Duration::from_secs(10));
+        assert_eq!(lan.states(), vec![State::Master, State::Backup]);
+        let before = lan.transitions.len();
+        let actions = lan.nodes[0].handle(Event::SetPriority(160), lan.now);
+        assert_eq!(
+            actions,
+            vec![Action::PriorityChanged { from: 150, to: 160 }]
+        );
+        let actions = lan.nodes[1].handle(Event::SetPriority(110), lan.now);
+        assert_eq!(
+            actions,
+            vec![Action::PriorityChanged { from: 100, to: 110 }]
+        );
+        lan.run_until(lan.now + Duration::from_secs(10));
+        assert_eq!(lan.states(), vec![State::Master, State::Backup]);
+        assert_eq!(lan.transitions.len(), before, "no transition at all");
+        assert_eq!(lan.nodes[0].effective_priority(), 160);
+        // The backup raised above the master preempts.
+        lan.event(1, Event::SetPriority(170));
+        lan.run_until(lan.now + Duration::from_secs(10));
+        assert_eq!(lan.states(), vec![State::Backup, State::Master]);
+        // The master lowered below the backup steps down.
+        lan.event(1, Event::SetPriority(90));
+        lan.run_until(lan.now + Duration::from_secs(10));
+        assert_eq!(lan.states(), vec![State::Master, State::Backup]);
+        // Not in place: 0, and to or from the owner's 255.
+        assert!(
+            lan.nodes[0]
+                .handle(Event::SetPriority(0), lan.now)
+                .is_empty()
+        );
+        assert!(
+            lan.nodes[0]
+                .handle(Event::SetPriority(255), lan.now)
+                .is_empty()
+        );
+        assert_eq!(lan.nodes[0].config().priority, 160);
+        let (mut owner, _) = started(config(3, 255), t0);
+        assert!(owner.handle(Event::SetPriority(100), t0).is_empty());
+        assert_eq!(owner.effective_priority(), 255);
     }
 
     #[test]
