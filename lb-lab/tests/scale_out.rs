@@ -331,6 +331,17 @@ impl Drop for Lab {
     }
 }
 
+/// Node `node`'s status once it reports its BGP session up (within 5 s;
+/// else as it is): lbd asks bird every 2 s, so the router may have the
+/// route before lbd has seen the session up.
+fn status_once_session_up(lab: &Lab, node: usize) -> serde_json::Value {
+    wait_for(Duration::from_secs(5), || {
+        let status = lab.status(node);
+        (status["bgp"]["sessions"][0]["state"] == "up").then_some(status)
+    })
+    .unwrap_or_else(|| lab.status(node))
+}
+
 fn assert_all_kept(report: &Report, logs: &str) {
     assert_eq!(
         (report.kept(), report.moved(), report.broken()),
@@ -352,13 +363,7 @@ fn three_nodes_share_the_vip_and_keep_every_connection_through_stop_and_kill() {
         lab.start(node);
     }
     lab.wait_next_hops(&[0, 1, 2], Duration::from_secs(20));
-    // lbd asks bird every 2 s: the router may have the route before lbd
-    // has seen its session up.
-    let session_up = wait_for(Duration::from_secs(5), || {
-        let status = lab.status(0);
-        (status["bgp"]["sessions"][0]["state"] == "up").then_some(status)
-    });
-    let status = session_up.unwrap_or_else(|| lab.status(0));
+    let status = status_once_session_up(&lab, 0);
     assert_eq!(status["bgp"]["announced"][0], VIP, "{status}");
     assert_eq!(status["bgp"]["sessions"][0]["name"], "uplink", "{status}");
     assert_eq!(status["bgp"]["sessions"][0]["state"], "up", "{status}");
