@@ -335,7 +335,7 @@ pub fn list(
     limit: usize,
 ) -> FlowsReply {
     let now = flow_seen(now_ns);
-    let mut flows: Vec<(u32, FlowStatus)> = live(sets, t)
+    let table = live(sets, t)
         .filter(|(r, _)| {
             service.is_none_or(|s| {
                 s.vip == r.vip
@@ -358,33 +358,96 @@ pub fn list(
                 expires_ms: None,
             };
             (age, status)
+        });
+    let nat = nat.into_iter().filter(|(_, f)| {
+        service.is_none_or(|s| {
+            s.vip == f.vip.ip()
+                && (if s.proto == Protocol::Udp {
+                    "udp"
+                } else {
+                    "tcp"
+                }) == f.protocol
+                && (s.port == 0 || s.port == f.vip.port())
         })
-        .chain(nat.into_iter().filter(|(_, f)| {
-            service.is_none_or(|s| {
-                s.vip == f.vip.ip()
-                    && (if s.proto == Protocol::Udp {
-                        "udp"
-                    } else {
-                        "tcp"
-                    }) == f.protocol
-                    && (s.port == 0 || s.port == f.vip.port())
-            })
-        }))
-        .collect();
-    flows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.client.cmp(&b.1.client)));
-    let total = flows.len();
-    if limit > 0 {
-        flows.truncate(limit);
+    });
+    let (total, flows) = most_recent(table.chain(nat), limit);
+    FlowsReply { total, flows }
+}
+
+/// How many `flows` there are, and the `limit` most recently seen of them
+/// (least idle first, then by client; 0: all), keeping no more than
+/// `limit` at a time: with a limit, a table of a million flows costs
+/// `lbctl flows` a heap of `limit` entries, not a million (the soak saw
+/// lbd's heap grow with the table through its `lbctl flows --limit 20`
+/// loop).
+fn most_recent(
+    flows: impl Iterator<Item = (u32, FlowStatus)>,
+    limit: usize,
+) -> (usize, Vec<FlowStatus>) {
+    /// Ordered by idle time, then client: the heap's top is the entry to
+    /// drop first.
+    struct ByAge(u32, FlowStatus);
+    impl PartialEq for ByAge {
+        fn eq(&self, o: &Self) -> bool {
+            self.cmp(o) == std::cmp::Ordering::Equal
+        }
     }
-    FlowsReply {
-        total,
-        flows: flows.into_iter().map(|(_, f)| f).collect(),
+    impl Eq for ByAge {}
+    impl PartialOrd for ByAge {
+        fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(o))
+        }
     }
+    impl Ord for ByAge {
+        fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+            self.0
+                .cmp(&o.0)
+                .then_with(|| self.1.client.cmp(&o.1.client))
+        }
+    }
+    let mut total = 0;
+    let mut kept = std::collections::BinaryHeap::new();
+    for (age, f) in flows {
+        total += 1;
+        kept.push(ByAge(age, f));
+        if limit > 0 && kept.len() > limit {
+            kept.pop();
+        }
+    }
+    let flows = kept.into_sorted_vec().into_iter().map(|b| b.1).collect();
+    (total, flows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_most_recent_are_kept_without_holding_the_rest() {
+        let status = |port: u16| FlowStatus {
+            protocol: "tcp".into(),
+            client: SocketAddr::new(IpAddr::from([198, 18, 9, 1]), port),
+            vip: SocketAddr::new(IpAddr::from([198, 18, 0, 1]), 80),
+            backend: IpAddr::from([198, 18, 1, 1]),
+            idle_ms: 0,
+            backend_port: None,
+            mode: None,
+            snat: None,
+            state: None,
+            expires_ms: None,
+        };
+        // Ages 0..1000 in a scrambled order, two flows per age.
+        let flows: Vec<(u32, FlowStatus)> = (0..2000u32)
+            .map(|i| ((i * 7919) % 1000, status(i as u16)))
+            .collect();
+        let mut sorted = flows.clone();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.client.cmp(&b.1.client)));
+        let want: Vec<FlowStatus> = sorted.into_iter().map(|(_, f)| f).collect();
+        let (total, top) = most_recent(flows.clone().into_iter(), 25);
+        assert_eq!((total, top.as_slice()), (2000, &want[..25]));
+        let (total, all) = most_recent(flows.into_iter(), 0);
+        assert_eq!((total, all), (2000, want));
+    }
 
     fn svc(last: u8, port: u16) -> ServiceKey {
         ServiceKey {
