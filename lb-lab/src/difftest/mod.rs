@@ -328,7 +328,7 @@ pub fn run(opts: &Options) -> Result<Report, BoxError> {
         report.frames += 1;
         report.reasons[want.reason.min(exit::COUNT - 1)] += 1;
         if want.reason == exit::TX_NAT
-            && let Some(key) = reply_key_of(&rig.model, &frame, &want)
+            && let Some(key) = reply_key_of(&rig.model, &frame)
         {
             frames.saw_reply_key(key);
         }
@@ -409,7 +409,7 @@ fn differ(want: &Outcome, verdict: u32, bumped: &[usize], out: &[u8]) -> Option<
 
 /// The reply key of the NAT flow a `TX_NAT` frame belongs to (the model's
 /// forward entry for the frame's flow, reversed).
-fn reply_key_of(model: &Model, frame: &[u8], _: &Outcome) -> Option<FlowKey> {
+fn reply_key_of(model: &Model, frame: &[u8]) -> Option<FlowKey> {
     let pkt = crate::model::parse::parse(frame);
     model
         .nat_entry(&pkt.flow)

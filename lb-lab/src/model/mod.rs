@@ -30,7 +30,7 @@ use lb_common::{
     hash::{flow_hash, maglev_slot, source_hash},
     nat::{NatEntry, SNAT_PORT_TRIES, nat_flags, reversed, snat_port},
     persist::{PersistKey, Persisted, client_prefix},
-    stats::{FlowCounters, ProtoClass, TrafficCounters, VerdictCounters, exit},
+    stats::{ProtoClass, TrafficCounters, VerdictCounters, exit},
     vip::{VipKey, VipMeta, filter_bits, filter_bucket, mode, vip_flags, vip_index_find},
 };
 
@@ -60,7 +60,8 @@ pub struct Outcome {
 }
 
 /// The counters the model keeps, as the program's maps hold them (summed
-/// over CPUs).
+/// over CPUs). Evictions (`stats_flows`) are not modelled: the harness
+/// expects none.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// `stats_exit`, by reason (`lb_user::dataplane::stats::exit_fields`).
@@ -71,8 +72,6 @@ pub struct Counters {
     pub vips: HashMap<u32, TrafficCounters>,
     /// `stats_backend`, by slot (only slots counted).
     pub backends: HashMap<u32, TrafficCounters>,
-    /// `stats_flows`.
-    pub flows: FlowCounters,
 }
 
 /// The program's state as the model keeps it.
