@@ -44,6 +44,7 @@
 
 pub mod api;
 pub mod bgp;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
