@@ -33,6 +33,7 @@
 pub mod cpu;
 pub mod daemon;
 pub mod difftest;
+pub mod docs;
 pub mod mapmem;
 pub mod model;
 pub mod netns;

@@ -60,6 +60,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
             return Ok(());
         }
+        Some(Command::ConfigSchema) => {
+            println!("{}", serde_json::to_string_pretty(&Config::schema())?);
+            return Ok(());
+        }
         Some(Command::Detach(DetachArgs { pin_path })) => {
             let removed = lb_user::dataplane::loader::detach_pinned(&pin_path)?;
             println!(

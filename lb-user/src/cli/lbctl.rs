@@ -31,7 +31,7 @@ use crate::api::control;
 ///       --address 198.18.0.11 --check 'curl -fs http://127.0.0.1/health'
 ///                                  on a backend: be in the pool while it runs
 #[derive(Debug, clap::Parser)]
-#[command(version, about, long_about, verbatim_doc_comment)]
+#[command(name = "lbctl", version, about, long_about, verbatim_doc_comment)]
 pub struct Cli {
     /// lbd's control socket.
     #[arg(long, value_name = "PATH", default_value = control::DEFAULT_SOCKET, global = true)]

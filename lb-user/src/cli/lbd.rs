@@ -37,6 +37,7 @@ use crate::dataplane::loader::{AttachMode, DEFAULT_DECAP_PIN_PATH, DEFAULT_PIN_P
 ///   lbd detach                           stop a data plane left pinned
 #[derive(Debug, clap::Parser)]
 #[command(
+    name = "lbd",
     version,
     about,
     long_about,
@@ -123,6 +124,12 @@ pub enum Command {
     /// program and remove its pins. Its connection table is lost. Refused
     /// while an lbd runs on that pin path (stop that one with SIGTERM).
     Detach(DetachArgs),
+    /// Print the configuration file's JSON Schema (keys, types, defaults
+    /// and their descriptions, as lb.toml(5) lists them) for editors: save
+    /// it and start lb.toml with `#:schema /path/to/lb.schema.json`
+    /// (taplo, VS Code's Even Better TOML). The Debian package installs it
+    /// as /usr/share/lb/lb.schema.json.
+    ConfigSchema,
 }
 
 #[derive(Debug, clap::Args)]

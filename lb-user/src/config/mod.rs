@@ -43,6 +43,16 @@ pub(crate) use validate::Invalid;
 pub use validate::etcd_url_problem;
 
 impl Config {
+    /// The file's JSON Schema (draft 2020-12), from the serde types and
+    /// their doc comments: what `lbd config-schema` prints, for editors
+    /// (taplo's `#:schema` directive, VS Code's Even Better TOML), and
+    /// what lb.toml(5) is made from. It describes the syntax; the checks
+    /// serde cannot express (`validate`) are `lbd check-config`'s.
+    #[must_use]
+    pub fn schema() -> schemars::Schema {
+        schemars::schema_for!(Config)
+    }
+
     /// Read and validate `path`.
     ///
     /// # Errors

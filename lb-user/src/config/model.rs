@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::ValueError;
 
 /// The whole file.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[global]`.
@@ -51,7 +51,7 @@ pub struct Config {
 
 /// `[nat]`: size, SNAT ports and timeouts of the NAT table, which holds
 /// the flows of `nat` and `fullnat` services (`lb_common::nat`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Nat {
     /// Flows the table holds (two entries each, about 300 bytes per flow
@@ -125,7 +125,7 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 
 /// `[sync]`: this node's new flows go to its peers, theirs into its
 /// connection table (`crate::sync`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sync {
     /// Shared secret authenticating the datagrams (HMAC-SHA256), the same
@@ -176,7 +176,7 @@ impl Sync {
     clippy::struct_excessive_bools,
     reason = "each is a key of the file, independent of the others"
 )]
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// Virtual IP. Required.
@@ -269,7 +269,7 @@ pub struct Service {
 /// "port": 80, "weight": 3}`, port and weight optional) or a bare
 /// address (`198.18.0.5`, `198.18.0.5:80`, `[2001:db8::5]:80`);
 /// `crate::services::etcd::parse_member` reads it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, Hash, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendsFrom {
     /// etcd's client URLs (`http://HOST:PORT`). Required, at least one.
@@ -288,7 +288,7 @@ pub struct BackendsFrom {
 /// hysteresis` and loses it below `weight - hysteresis` (or at 0).
 /// Without the quorum, the sorry server (if any) takes the new flows and
 /// the up backends keep only the flows they have.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quorum {
     /// The weight that makes the quorum; default 1.
@@ -316,7 +316,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// `sorry_server = { address = "...", port = 80 }` of a service.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SorryServer {
     /// Address. Required.
@@ -417,7 +417,19 @@ macro_rules! keyword {
 }
 
 /// `protocol` of a `[[service]]`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// `tcp` (default).
@@ -445,7 +457,7 @@ impl From<Protocol> for crate::dataplane::balancer::Protocol {
 }
 
 /// `mode` of a `[[service]]`: how packets reach the backends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// `dsr` (default): L2 direct routing.
@@ -481,7 +493,7 @@ impl From<Mode> for crate::dataplane::balancer::Mode {
 }
 
 /// `scheduler` of a `[[service]]`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Scheduler {
     /// `maglev` (default): Maglev consistent hashing of the 5-tuple.
@@ -504,7 +516,7 @@ keyword!(Scheduler { Maglev => "maglev", SourceHash => "source_hash" }, |value, 
 /// learns and exports to its BGP neighbours; it withdraws the VIP by
 /// deleting the route (`crate::bgp`). `examples/bird/` has a complete
 /// speaker configuration.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Bgp {
     /// The speaker: `bird` (bird2), the only one for now.
@@ -553,7 +565,7 @@ impl Bgp {
 }
 
 /// `speaker` of `[bgp]`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Speaker {
     /// `bird` (default): bird2.
@@ -571,7 +583,7 @@ keyword!(Speaker { Bird => "bird" }, |value, allowed| {
 
 /// `announce` of a `[[service]]`: how the routers learn that this node
 /// takes the VIP.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Announce {
     /// `vrrp` (default): the VRRP master holds the VIP and answers ARP
@@ -593,7 +605,7 @@ keyword!(Announce { Vrrp => "vrrp", Bgp => "bgp" }, |value, allowed| {
 });
 
 /// `on_no_backend` of a `[[service]]`: new flows when no backend is up.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NoBackend {
     /// `drop` (default).
@@ -619,7 +631,7 @@ impl From<NoBackend> for crate::dataplane::balancer::NoBackend {
 /// `kind` of a service's `health`; the kind-specific fields (`path`,
 /// `expect_status`, `urls`, `dns_name`, `command`, ...) stay in
 /// [`Health`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthKind {
     /// `tcp` (default): connect.
@@ -647,7 +659,7 @@ keyword!(
 );
 
 /// `xdp_mode` of `[dataplane]`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum XdpMode {
     /// `auto` (default): native where the driver can, else generic; `lbd
@@ -696,7 +708,7 @@ impl From<XdpMode> for crate::dataplane::loader::AttachMode {
 }
 
 /// `health = { ... }` of a service (or of a backend).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Health {
     /// `tcp` (connect), `http`/`https` (GET, status), `dns` (query),
@@ -797,7 +809,7 @@ impl Default for Health {
 }
 
 /// One of the `urls` of an `http`/`https` check.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Url {
     /// The path requested. Required.
@@ -845,6 +857,25 @@ impl Serialize for Statuses {
     }
 }
 
+impl schemars::JsonSchema for Statuses {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StatusCodes".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let one = schemars::json_schema!({
+            "anyOf": [
+                { "type": "integer", "minimum": 100, "maximum": 999 },
+                { "type": "string", "description": "\"200-299\" or \"200-299, 404\"" }
+            ]
+        });
+        schemars::json_schema!({
+            "description": "HTTP status codes: 200, \"200-299\", \"200-299, 404\" or a list of them.",
+            "anyOf": [one, { "type": "array", "items": one }]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Statuses {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use crate::services::health::http::StatusCodes;
@@ -885,7 +916,7 @@ impl<'de> Deserialize<'de> for Statuses {
 }
 
 /// One backend of a service.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// Address. Required.
@@ -969,7 +1000,7 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Health>, D::Error>
 }
 
 /// `[global]`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Global {
     /// This node's name, for logs (keepalived `router_id`). Default: the
@@ -995,7 +1026,7 @@ impl Default for Global {
 }
 
 /// `[dataplane]`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Dataplane {
     /// Interface the XDP program attaches to.
@@ -1154,6 +1185,20 @@ impl Serialize for Dur {
     }
 }
 
+impl schemars::JsonSchema for Dur {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration with its unit: \"100ms\", \"1s\", \"1.5s\", \"2m\", \"1h\" (or \"0\").",
+            "pattern": "^\\s*(0|[0-9.]+(ms|s|m|h))\\s*$"
+        })
+    }
+}
+
 /// A duration the way the file writes it: `"1s"`, `"100ms"`, `"1.5s"`.
 #[must_use]
 pub fn format_duration(d: Duration) -> String {
@@ -1214,7 +1259,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
 /// `track_script`, `track_process` or `track_file` entry: a
 /// `[[vrrp_script]]`, `[[vrrp_track_process]]` or `[[vrrp_track_file]]` by
 /// name, optionally overriding its weight.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrackScript {
     /// The `[[vrrp_script]]` (`[[vrrp_track_process]]`,
@@ -1246,6 +1291,30 @@ impl Serialize for TrackInterface {
     }
 }
 
+impl schemars::JsonSchema for TrackInterface {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TrackInterface".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An interface name (down = FAULT), or { name, weight } (down lowers the priority by the weight's magnitude).",
+            "anyOf": [
+                { "type": "string" },
+                {
+                    "type": "object",
+                    "properties": {
+                        "name": { "type": "string" },
+                        "weight": { "type": "integer", "default": 0 }
+                    },
+                    "required": ["name"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for TrackInterface {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -1266,7 +1335,7 @@ impl<'de> Deserialize<'de> for TrackInterface {
 }
 
 /// `[[vrrp_instance]]`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VrrpInstance {
     /// Instance name (notify scripts get it).
@@ -1353,7 +1422,7 @@ fn yes() -> bool {
 }
 
 /// `[[vrrp_script]]`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VrrpScript {
     /// Name used by `track_script`.
@@ -1491,7 +1560,7 @@ impl VrrpInstance {
 /// change state together (`crate::vrrp::sync`): one in FAULT puts the
 /// others in FAULT, one becoming MASTER takes the others to MASTER, one
 /// stepping down to BACKUP takes the others to BACKUP.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VrrpSyncGroup {
     /// The group's name (notify scripts get it).
@@ -1533,7 +1602,9 @@ impl VrrpSyncGroup {
 
 /// How a `[[vrrp_track_process]]`'s `parameters` match a command line's
 /// arguments (keepalived `param_match`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ParamMatch {
     /// The arguments are exactly the parameters (default).
@@ -1548,7 +1619,7 @@ pub enum ParamMatch {
 
 /// `[[vrrp_track_process]]`: keepalived's `vrrp_track_process`, whether
 /// enough processes of a name run (`crate::vrrp::track`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VrrpTrackProcess {
     /// Name used by `track_process`.
@@ -1612,7 +1683,7 @@ impl VrrpTrackProcess {
 
 /// `[[vrrp_track_file]]`: keepalived's `track_file` (`vrrp_track_file`), a
 /// file holding an integer (`crate::vrrp::track`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VrrpTrackFile {
     /// Name used by `track_file`.
