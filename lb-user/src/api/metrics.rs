@@ -540,6 +540,8 @@ mod tests {
     use super::*;
     use crate::services::controller::{BackendStatus, Traffic};
 
+    mod dashboard;
+
     #[test]
     fn renders_services_backends_and_vrrp() {
         let snap = Snapshot {
