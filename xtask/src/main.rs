@@ -6,6 +6,7 @@
 mod bench;
 mod build;
 mod exec;
+mod package;
 mod report;
 mod setup;
 mod test;
@@ -29,6 +30,12 @@ enum Command {
     Setup,
     /// Build lbd (with the XDP program inside) in release mode.
     Build,
+    /// Build the Debian package target/debian/lb_VERSION_ARCH.deb: lbd and
+    /// lbctl in /usr/sbin, the systemd unit (installed, not enabled),
+    /// /etc/lb/lb.toml as a conffile, man pages, shell completions, the
+    /// config's JSON Schema, the Grafana dashboard, the docs. Install it
+    /// with `apt install ./target/debian/lb_*.deb`.
+    Package,
     /// Build, then run lbd on an interface in the foreground.
     BuildAndLoad(build::LoadArgs),
     /// Formatting, clippy (warnings denied), unit tests, then the kernel
@@ -82,6 +89,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup => setup::run().map(|_| ()),
         Command::Build => setup::run().and_then(|tc| build::release(&tc)),
+        Command::Package => setup::run().and_then(|tc| package::run(&tc).map(drop)),
         Command::BuildAndLoad(args) => {
             setup::run().and_then(|tc| build::build_and_load(&tc, &args))
         }
