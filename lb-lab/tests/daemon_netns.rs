@@ -993,10 +993,10 @@ fn daemon_health_drain_reload_and_lbctl() {
     for want in [
         "HTTP/1.1 200 OK",
         "lb_service_active{service=\"198.18.0.100:80/tcp\"} 1",
-        "lb_vrrp_state{instance=\"VI_1\",state=\"MASTER\"} 1",
+        "lb_vrrp_state{vrrp_instance=\"VI_1\",state=\"MASTER\"} 1",
         "lb_backend_healthy{service=\"198.18.0.100:80/tcp\",backend=",
         "lb_vip_packets_total{service=\"198.18.0.100:80/tcp\"}",
-        "lb_vrrp_transitions_total{instance=\"VI_1\"} 2",
+        "lb_vrrp_transitions_total{vrrp_instance=\"VI_1\"} 2",
         // A handful of connections in a 65,536-flow table: nothing evicted.
         "lb_flows_evicted_total{age=\"recent\"} 0",
         "lb_flows_capacity 65536",

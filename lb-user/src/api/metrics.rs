@@ -237,16 +237,16 @@ fn vrrp_metrics(r: &mut Registry, vrrp: &[InstanceStatus]) {
     for i in vrrp {
         for st in ["INIT", "BACKUP", "MASTER", "FAULT"] {
             state
-                .get_or_create(&labels(&[("instance", &i.name), ("state", st)]))
+                .get_or_create(&labels(&[("vrrp_instance", &i.name), ("state", st)]))
                 .set(i64::from(i.state == st));
         }
-        let l = labels(&[("instance", &i.name)]);
+        let l = labels(&[("vrrp_instance", &i.name)]);
         priority.get_or_create(&l).set(i64::from(i.priority));
         transitions.get_or_create(&l).inc_by(i.transitions);
         accepted.get_or_create(&l).inc_by(i.adverts_accepted);
         for (cause, n) in &i.rejected {
             rejected
-                .get_or_create(&labels(&[("instance", &i.name), ("cause", cause)]))
+                .get_or_create(&labels(&[("vrrp_instance", &i.name), ("cause", cause)]))
                 .inc_by(*n);
         }
     }
@@ -624,10 +624,10 @@ mod tests {
             "lb_backend_bytes_total{service=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\"} 1000",
             "lb_backend_healthy{service=\"198.18.0.100:80/tcp\",backend=\"198.18.0.11\"} 0",
             "lb_service_active{service=\"198.18.0.100:80/tcp\"} 1",
-            "lb_vrrp_state{instance=\"VI_1\",state=\"MASTER\"} 1",
-            "lb_vrrp_state{instance=\"VI_1\",state=\"BACKUP\"} 0",
-            "lb_vrrp_priority{instance=\"VI_1\"} 150",
-            "lb_vrrp_adverts_rejected_total{instance=\"VI_1\",cause=\"bad_ttl\"} 3",
+            "lb_vrrp_state{vrrp_instance=\"VI_1\",state=\"MASTER\"} 1",
+            "lb_vrrp_state{vrrp_instance=\"VI_1\",state=\"BACKUP\"} 0",
+            "lb_vrrp_priority{vrrp_instance=\"VI_1\"} 150",
+            "lb_vrrp_adverts_rejected_total{vrrp_instance=\"VI_1\",cause=\"bad_ttl\"} 3",
             "lb_flows_evicted_total{age=\"recent\"} 4",
             "lb_flows_evicted_total{age=\"idle\"} 90",
             "lb_flows_capacity 1048576",

@@ -5,9 +5,8 @@
 //! selects must be one [`render`] exports from a snapshot where every
 //! family has samples, each label it matches, groups by or prints in a
 //! legend must be on that metric as Prometheus stores it (the target's
-//! `instance` and `job` added, lbd's own `instance` label, the VRRP
-//! instance, renamed `exported_instance`), and `rate()` / `increase()`
-//! must be over counters.
+//! `instance` and `job` added, which lbd must not export itself), and
+//! `rate()` / `increase()` must be over counters.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -202,13 +201,14 @@ fn scraped(text: &str) -> BTreeMap<String, Series> {
         let s = series.entry(name.to_owned()).or_default();
         s.kind.clone_from(&kinds[family]);
         for label in sample_labels(rest) {
-            // honor_labels: false renames a scraped label that clashes
-            // with a target label.
-            if TARGET_LABELS.contains(&label.as_str()) {
-                s.labels.insert(format!("exported_{label}"));
-            } else {
-                s.labels.insert(label);
-            }
+            // Prometheus (honor_labels: false) would rename a scraped
+            // label that clashes with a target label to exported_*, and
+            // every query by it would have to know: lbd exports none.
+            assert!(
+                !TARGET_LABELS.contains(&label.as_str()),
+                "{name} has a label `{label}`, which Prometheus renames exported_{label}"
+            );
+            s.labels.insert(label);
         }
         s.labels
             .extend(TARGET_LABELS.iter().map(|l| (*l).to_owned()));
@@ -831,11 +831,11 @@ fn a_bogus_metric_or_label_is_caught() {
             "rate() over `lb_flows_in_use`, a gauge",
         ),
         (
-            // lbd's `instance` (the VRRP instance) is `exported_instance`
-            // once scraped; `instance` is the target.
-            "max by (exported_instance) (lb_flows_capacity)",
+            // The VRRP instance is `vrrp_instance`; the connection
+            // table has none.
+            "max by (vrrp_instance) (lb_flows_capacity)",
             "",
-            "label `exported_instance`",
+            "label `vrrp_instance`",
         ),
         (
             "label_values(lb_vrrp_priority, session)",
@@ -852,8 +852,8 @@ fn a_bogus_metric_or_label_is_caught() {
     }
     assert_eq!(
         problems(
-            r#"max by (instance, exported_instance) (lb_vrrp_state{state="MASTER"})"#,
-            "{{exported_instance}} @ {{instance}}",
+            r#"max by (instance, vrrp_instance) (lb_vrrp_state{state="MASTER"})"#,
+            "{{vrrp_instance}} @ {{instance}}",
             &series
         ),
         Vec::<String>::new()
