@@ -199,6 +199,11 @@ fn lab() -> Lab {
 
 /// The lab with lbd started on the file `config` writes.
 fn lab_with(config: impl FnOnce(&Lab) -> String) -> Lab {
+    lab_with_args(&[], config)
+}
+
+/// The lab with lbd started on the file `config` writes, with `args` too.
+fn lab_with_args(args: &[&str], config: impl FnOnce(&Lab) -> String) -> Lab {
     let lan = Lan::client_lb_backends(&BACKENDS).expect("create LAN (run as root)");
     let dir = std::env::temp_dir().join(format!("{}daemon", lan.prefix()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -216,7 +221,7 @@ fn lab_with(config: impl FnOnce(&Lab) -> String) -> Lab {
     };
     lab.write_config(&config(&lab));
     let mut cmd = lab.ns("lb").command(&*LBD);
-    cmd.arg("--config").arg(lab.dir.join("lb.toml"));
+    cmd.arg("--config").arg(lab.dir.join("lb.toml")).args(args);
     let lbd = Daemon::spawn("lbd", &mut cmd, lab.dir.join("lbd.log")).unwrap();
     if let Err(e) = lbd.wait_log("service active", Duration::from_secs(15)) {
         panic!("lbd did not activate the service: {e}");
@@ -712,6 +717,26 @@ fn https_checks_judge_urls_digests_and_certificates() {
 /// command (a file exists) and HTTP. Each failure takes exactly its
 /// backend out, while requests keep being served by the others; each
 /// repair brings it back.
+/// lbd's log, run with `--log-format json`: every line one JSON object
+/// with a time stamp, a level and a message; the lines whose message
+/// contains `needle`.
+fn json_log_lines(log: &str, needle: &str) -> Vec<serde_json::Value> {
+    let mut found = Vec::new();
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+        for field in ["timestamp", "level", "message"] {
+            assert!(v[field].is_string(), "no {field} in {line}");
+        }
+        if v["message"].as_str().unwrap().contains(needle) {
+            found.push(v);
+        }
+    }
+    found
+}
+
+/// Also: lbd runs with `--log-format json` here, and its state changes
+/// are JSON objects carrying their fields.
 #[test]
 fn per_backend_checks_take_out_exactly_the_failing_backend() {
     let ms = |ms| Dur(Duration::from_millis(ms));
@@ -723,7 +748,7 @@ fn per_backend_checks_take_out_exactly_the_failing_backend() {
         fall: FALL,
         ..Health::default()
     };
-    let mut lab = lab_with(|lab| {
+    let mut lab = lab_with_args(&["--log-format", "json"], |lab| {
         let ok_file = lab.dir.join("b3/ok");
         std::fs::write(lab.dir.join("b1/html/ready"), "ready").unwrap();
         std::fs::write(&ok_file, "").unwrap();
@@ -778,6 +803,24 @@ fn per_backend_checks_take_out_exactly_the_failing_backend() {
     );
     std::fs::write(lab.dir.join("b3/ok"), "").unwrap();
     settled(&lab, &["198.18.0.11", "198.18.0.12", "198.18.0.13"]);
+
+    // The log: JSON, one object a line; b2's fall a WARN with the
+    // service and backend as fields of their own.
+    let downs = json_log_lines(&lab.log(), "backend down");
+    let b2 = downs
+        .iter()
+        .find(|v| {
+            v["backend"]
+                .as_str()
+                .is_some_and(|b| b.contains("198.18.0.12"))
+        })
+        .unwrap_or_else(|| panic!("no JSON line for b2 going down: {downs:?}"));
+    assert_eq!(b2["level"], "WARN", "{b2}");
+    assert!(
+        b2["service"].as_str().is_some_and(|s| s.contains(VIP)),
+        "{b2}"
+    );
+    assert_eq!(json_log_lines(&lab.log(), "service active").len(), 1);
 }
 
 #[test]
