@@ -43,10 +43,16 @@ pub fn run(tc: &BpfToolchain, args: &TestArgs) -> anyhow::Result<()> {
     // The kernel tests (lb-lab/tests) run lbd and lbctl from the same
     // target directory; cargo builds only the tested package's binaries.
     exec(cargo(tc).args(["build", "--package", "lb-user", "--bins"]))?;
+    // The package test (lb-lab/tests/package.rs) installs the Debian
+    // package under systemd in a throwaway root: build it as an operator
+    // would.
+    eprintln!("xtask: == the Debian package (cargo xtask package)");
+    let deb = crate::package::run(tc)?;
     exec(
         cargo(tc)
             .args(["test", "--package", "lb-lab", "--test", "*", "--"])
-            .args(&filter),
+            .args(&filter)
+            .env("LB_DEB", &deb),
     )?;
     eprintln!("xtask: all tests passed");
     Ok(())
