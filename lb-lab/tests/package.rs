@@ -16,7 +16,10 @@
 //!   from the client to the VIP is answered by the backend;
 //! - `systemctl reload lbd`: the same process, and the journal shows that
 //!   it reloaded;
-//! - `systemctl stop lbd`: inactive, the XDP program gone from `eth0`;
+//! - `systemctl restart lbd`: a new process adopts the data plane the old
+//!   one left pinned on the machine's bpffs, and forwards;
+//! - `systemctl stop lbd`: inactive, the XDP program gone from `eth0`, the
+//!   pins removed;
 //! - `apt-get purge lb`: the package's files and /etc/lb are gone.
 //!
 //! Needs root, debootstrap and systemd-nspawn (`cargo xtask setup`), and
@@ -206,7 +209,7 @@ fn unit_commands_come_with_the_package(rig: &Rig, name: &str, depends: &str) {
     let found = rig.sh(
         r#"sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\([^ ]*\).*/\1/p' /lib/systemd/system/lbd.service |
         sort -u | while read -r cmd; do
-            p=$cmd; case $p in /*) ;; *) p=$(command -v "$p" || echo "$p") ;; esac
+            p=$cmd; case $p in /*) ;; *) p=$(which "$p" || echo "$p") ;; esac
             pkg=$( (dpkg -S "$p" || dpkg -S "${p#/usr}" || dpkg -S "/usr$p") 2>/dev/null |
                 head -1 | cut -d: -f1)
             essential=$(dpkg-query -W -f='${Essential}' "$pkg" 2>/dev/null)
@@ -298,7 +301,8 @@ fn install(rig: &Rig, deb: &Path, name: &str, version: &str) {
     assert_eq!(rig.sh_any("systemctl is-enabled lbd").1.trim(), "disabled");
     assert_eq!(rig.is_active(), "inactive");
     rig.sh("systemd-analyze verify /lib/systemd/system/lbd.service");
-    unit_commands_come_with_the_package(rig, name, &field(deb, "Depends"));
+    let depends = format!("{}, {}", field(deb, "Pre-Depends"), field(deb, "Depends"));
+    unit_commands_come_with_the_package(rig, name, &depends);
     let upstream = version.rsplit_once('-').map_or(version, |(u, _)| u);
     let lbd_version = rig.sh("lbd --version");
     assert!(
@@ -356,18 +360,49 @@ fn start(rig: &Rig) -> u32 {
     pid
 }
 
-/// `systemctl reload` (same process, logged, still forwarding), then
-/// `systemctl stop` (inactive, detached, pins gone).
-fn reload_and_stop(rig: &Rig, pid: u32) {
+/// `systemctl reload`: the same process, systemd and lbd log it, still
+/// forwarding.
+fn reload(rig: &Rig, pid: u32) {
     rig.sh("systemctl reload lbd");
     let reloaded = wait_for(Duration::from_secs(10), || {
-        rig.journal().contains("SIGHUP: reloading").then_some(())
+        let journal = rig.journal();
+        (journal.contains("SIGHUP: reloading") && journal.contains("Reloaded lbd.service"))
+            .then_some(())
     });
     assert!(reloaded.is_some(), "{}", rig.journal());
     assert_eq!(rig.main_pid(), pid, "a reload keeps the process");
     assert_eq!(rig.is_active(), "active");
     assert_eq!(get(&rig.lan.host("client").ns).as_deref(), Ok(BACKEND.0));
+}
 
+/// `systemctl restart` (the unit's `RestartKillSignal=SIGUSR2`): a new
+/// process adopts the data plane the old one left pinned, and forwards.
+fn restart(rig: &Rig, pid: u32) {
+    rig.sh("systemctl restart lbd");
+    let new = wait_for(Duration::from_secs(20), || {
+        let now = rig.main_pid();
+        (now != 0 && now != pid && rig.sh_any("lbctl status").1.contains("vrrp VI_1: MASTER"))
+            .then_some(now)
+    });
+    assert!(
+        new.is_some(),
+        "lbd came back after a restart:\n{}",
+        rig.journal()
+    );
+    assert!(
+        rig.journal()
+            .contains("adopted the data plane pinned at /sys/fs/bpf/lb"),
+        "the new lbd adopted the pinned data plane: {}",
+        rig.journal()
+    );
+    assert!(rig.xdp_on_eth0(), "{}", rig.sh("ip -d link show eth0"));
+    let client = &rig.lan.host("client").ns;
+    let answered = wait_for(Duration::from_secs(10), || get(client).ok());
+    assert_eq!(answered.as_deref(), Some(BACKEND.0), "{}", rig.journal());
+}
+
+/// `systemctl stop`: inactive, the program detached, the pins gone.
+fn stop(rig: &Rig) {
     rig.sh("systemctl stop lbd");
     assert_eq!(rig.is_active(), "inactive");
     assert!(!rig.xdp_on_eth0(), "{}", rig.sh("ip -d link show eth0"));
@@ -416,7 +451,9 @@ fn the_debian_package_installs_runs_under_systemd_and_purges() {
     let rig = rig();
     install(&rig, &deb, &name, &version);
     let pid = start(&rig);
-    reload_and_stop(&rig, pid);
+    reload(&rig, pid);
+    restart(&rig, pid);
+    stop(&rig);
     purge(&rig, &name);
     let Rig { machine, .. } = rig;
     let orderly = machine.shutdown().expect("remove the machine");
