@@ -29,6 +29,7 @@
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -253,15 +254,21 @@ fn rig() -> Rig {
     let backend = &lan.host(BACKEND.0).ns;
     backend.dsr_backend(VIP).unwrap();
     lb_lab::netns::nginx_site(&dir, BACKEND.0).unwrap();
-    let nginx = Daemon::spawn(
-        "nginx",
-        backend
-            .command("nginx")
-            .arg("-c")
-            .arg(dir.join("nginx.conf")),
-        dir.join("nginx.log"),
-    )
-    .expect("start nginx (apt-get install nginx)");
+    let mut cmd = backend.command("nginx");
+    cmd.arg("-c").arg(dir.join("nginx.conf"));
+    // SAFETY: prctl(2) is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            // A test killed outright takes its backend along, as it does
+            // the machine (whose nspawn gets SIGTERM the same way).
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let nginx = Daemon::spawn("nginx", &mut cmd, dir.join("nginx.log"))
+        .expect("start nginx (apt-get install nginx)");
     let machine = Machine::boot(&image, lan.host("lb").ns.name()).expect("boot the machine");
     eprintln!(
         "package: {} booted in {:.1?}",
