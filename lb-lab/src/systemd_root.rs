@@ -740,11 +740,7 @@ impl Machine {
                 let _ = child.wait();
             }
         }
-        if self.root.exists() {
-            ensure_no_mounts_under(&self.root)?;
-            std::fs::remove_dir_all(&self.root)
-                .map_err(io_err(format!("remove {}", self.root.display())))?;
-        }
+        remove_machine(&self.root, &self.name)?;
         let _ = std::fs::remove_file(&self.console);
         Ok(orderly)
     }
@@ -758,32 +754,63 @@ impl Drop for Machine {
     }
 }
 
-/// Remove the directories of machines whose test process no longer runs.
+/// Where nspawn keeps, on the host, what it leaves behind when it is
+/// killed: a directory per machine (`propagate/NAME`) and a lock file per
+/// image directory (`locks/inode-DEV:INO`).
+const NSPAWN_RUN: &str = "/run/systemd/nspawn";
+
+/// Remove a stopped machine's root directory `root` and what nspawn may
+/// have left of it under [`NSPAWN_RUN`].
+fn remove_machine(root: &Path, name: &str) -> Result<(), MachineError> {
+    use std::os::unix::fs::MetadataExt as _;
+    if let Ok(meta) = std::fs::metadata(root) {
+        let lock = Path::new(NSPAWN_RUN).join("locks").join(format!(
+            "inode-{}:{}",
+            meta.dev(),
+            meta.ino()
+        ));
+        let _ = std::fs::remove_file(lock);
+        ensure_no_mounts_under(root)?;
+        std::fs::remove_dir_all(root).map_err(io_err(format!("remove {}", root.display())))?;
+    }
+    let propagate = Path::new(NSPAWN_RUN).join("propagate").join(name);
+    if propagate.exists() && ensure_no_mounts_under(&propagate).is_ok() {
+        let _ = std::fs::remove_dir_all(&propagate);
+    }
+    Ok(())
+}
+
+/// Whether `name` is a machine of a test process that no longer runs.
+fn orphan(name: &str) -> bool {
+    name.strip_prefix(FAMILY)
+        .and_then(|r| r.split('x').next())
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|pid| pid != std::process::id() && !alive(pid))
+}
+
+/// Remove what machines of test processes that no longer run left: their
+/// directories and console logs under `machines`, and nspawn's
+/// `propagate/` directories on the host.
 fn sweep(machines: &Path) {
-    let Ok(entries) = std::fs::read_dir(machines) else {
-        return;
-    };
-    for entry in entries.flatten() {
+    for entry in std::fs::read_dir(machines).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(FAMILY)
-            .and_then(|r| r.split('x').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == std::process::id() || alive(pid) {
+        if !orphan(&name) {
             continue;
         }
         let path = entry.path();
         if path.is_dir() {
-            if ensure_no_mounts_under(&path).is_ok()
-                && let Err(e) = std::fs::remove_dir_all(&path)
-            {
+            if let Err(e) = remove_machine(&path, &name) {
                 eprintln!("systemd_root: sweeping {} failed: {e}", path.display());
             }
         } else {
             let _ = std::fs::remove_file(&path);
+        }
+    }
+    let propagate = Path::new(NSPAWN_RUN).join("propagate");
+    for entry in std::fs::read_dir(propagate).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if orphan(&entry.file_name().to_string_lossy()) && ensure_no_mounts_under(&path).is_ok() {
+            let _ = std::fs::remove_dir_all(&path);
         }
     }
 }
@@ -798,6 +825,18 @@ mod tests {
         assert_ne!(fnv1a(&["bookworm", "1"]), fnv1a(&["bookworm", "2"]));
         // Parts are delimited: moving a character between them matters.
         assert_ne!(fnv1a(&["ab", "c"]), fnv1a(&["a", "bc"]));
+    }
+
+    #[test]
+    fn only_machines_of_dead_test_processes_are_orphans() {
+        let me = std::process::id();
+        assert!(!orphan(&format!("{FAMILY}{me}x0")), "ours");
+        // PID 1 always runs.
+        assert!(!orphan(&format!("{FAMILY}1x3")));
+        // Above the kernel's PID limit (2^22): no such process.
+        assert!(orphan(&format!("{FAMILY}99999999x0")));
+        assert!(!orphan("lbt123x0-lb"), "not ours at all");
+        assert!(!orphan(&format!("{FAMILY}x0")), "no PID");
     }
 
     #[test]
