@@ -7,36 +7,40 @@
 //!
 //! 1. [`Image::get`] makes a root file system with `debootstrap
 //!    --variant=minbase` (the host's Debian release, from the host's apt
-//!    mirror, with systemd, procps, iproute2 and man-db) and keeps it as a tarball
-//!    in a cache directory, `target/pkgtest/` by default; later runs unpack
-//!    it (a second or two) instead of bootstrapping again (a minute or two).
-//!    The tarball's name carries a hash of the recipe, so a changed package
-//!    list makes a new one. A file lock serialises concurrent builders.
+//!    mirror, with systemd, D-Bus, procps, iproute2 and man-db) and keeps
+//!    it as a tarball (about 210 MB) in a cache directory, `target/pkgtest/`
+//!    by default (`LB_PKGTEST_CACHE` overrides it). The first run on a
+//!    machine bootstraps (50 to 100 s here); later runs find the tarball.
+//!    Its name carries a hash of the recipe, so a changed package list
+//!    makes a new one (and the old one is removed). A file lock serialises
+//!    concurrent builders.
 //! 2. [`Machine::boot`] unpacks it into a directory of its own and starts
 //!    `systemd-nspawn --boot` on it: systemd runs as the container's PID 1
-//!    in new PID, mount, UTS and IPC namespaces, with every capability (lbd
-//!    needs `CAP_BPF`, `CAP_NET_ADMIN`, `CAP_PERFMON`...) and `bpf(2)`
-//!    added to nspawn's system-call filter (which otherwise answers it
-//!    with `EPERM` whatever the capabilities), inside a network
-//!    namespace the caller made (a [`Lan`](crate::netns::Lan) host's, so
-//!    its `eth0` is the machine's). No machined or D-Bus is needed on the
-//!    host (`--register=no --keep-unit`). The image mounts a bpffs of its
-//!    own at `/sys/fs/bpf` at boot (`lb-bpffs.service`), as systemd does on a
-//!    real host. The
-//!    boot is done when `systemctl is-system-running --wait` answers.
+//!    in new PID, mount, UTS and IPC namespaces, with every capability
+//!    (lbd needs `CAP_BPF`, `CAP_NET_ADMIN`, `CAP_PERFMON`...) and `bpf(2)`
+//!    added to nspawn's system-call filter (which otherwise answers it with
+//!    `EPERM` whatever the capabilities), inside a network namespace the
+//!    caller made (a [`Lan`](crate::netns::Lan) host's, so its `eth0` is
+//!    the machine's). No systemd, machined or D-Bus is needed on the host
+//!    (`--register=no --keep-unit`). The image mounts a bpffs of its own
+//!    at `/sys/fs/bpf` at boot (`lb-bpffs.service`), as systemd does on a
+//!    real host. The boot is done when `systemctl is-system-running
+//!    --wait` answers: 1 to 4 s here, unpacking included.
 //! 3. [`Machine::sh`] runs a shell command inside: `nsenter` into every
-//!    namespace of the container's PID 1, with a clean environment. Its
-//!    output and exit status come back as a [`std::process::Output`].
-//!    [`Machine::write`] and [`Machine::copy_in`] put files in through the
-//!    root directory, which the host sees.
+//!    namespace of the container's PID 1, its root and working directory,
+//!    with a clean environment. Its output and exit status come back as a
+//!    [`std::process::Output`]. [`Machine::write`] and [`Machine::copy_in`]
+//!    put files in through the root directory, which the host sees.
 //! 4. [`Machine::shutdown`] powers the machine off (SIGTERM to nspawn,
 //!    which asks systemd for an orderly halt), SIGKILLs it if that takes
 //!    longer than 20 s, and removes its directory. Dropping a `Machine`
 //!    does the same, also while unwinding from a panic; nspawn also gets
-//!    SIGTERM if the thread that started it dies. Every mount the machine
-//!    makes lives in its own mount namespace and goes with it; the host
-//!    gets no mount, interface or namespace from this module. Directories
-//!    of machines whose test process died are swept at the next boot.
+//!    SIGTERM if the thread that started it dies (a test killed outright).
+//!    Every mount the machine makes lives in its own mount namespace and
+//!    goes with it; the host gets no mount, interface or namespace from
+//!    this module. What machines of dead test processes left (their
+//!    directories, nspawn's `/run/systemd/nspawn/propagate/NAME`) is swept
+//!    at the next boot.
 //!
 //! Cgroups: on this project's machines the host is in the hybrid layout
 //! (cgroup v1 controllers, `name=systemd`, and cgroup2 at
@@ -275,8 +279,9 @@ fn lock(path: &Path) -> Result<File, MachineError> {
     Ok(file)
 }
 
-/// The default cache directory: `pkgtest/` in the target directory the
-/// running test or tool was built in (`target/<profile>/deps/..` up two).
+/// The default cache directory: `LB_PKGTEST_CACHE` if set, else
+/// `pkgtest/` in the target directory the running test or tool was built
+/// in (`target/<profile>/deps/..` up two).
 ///
 /// # Panics
 /// When the running executable's path cannot be known.
