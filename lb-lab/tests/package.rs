@@ -7,10 +7,13 @@
 //! ([`lb_lab::systemd_root`]) whose `eth0` is the LAN's. In it, in order:
 //! - `apt-get install ./lb.deb`: the binaries, the unit, the man pages and
 //!   `/etc/lb/lb.toml` (a conffile) are there; the unit is neither enabled
-//!   nor started; `systemd-analyze verify` passes it; `lbd --version`
-//!   names the package's version; `man lbd`, `man lbctl`, `man 5 lb.toml`;
+//!   nor started; `systemd-analyze verify` passes it; every program the
+//!   unit runs is the package's own or comes with a package it depends on
+//!   (`/bin/kill`: procps); `lbd --version` names lbd and the package's
+//!   upstream version; `man lbd`, `man lbctl`, `man 5 lb.toml`;
 //! - the operator writes `/etc/lb/lb.toml` (XDP generic on `eth0`, a VRRP
-//!   instance holding the VIP, an HTTP service to the backend) and runs
+//!   instance holding the VIP, a DSR service on port 80 whose backend is
+//!   checked over TCP) and runs
 //!   `systemctl start lbd`: the unit is active, its main process is lbd,
 //!   the XDP program is on `eth0`, `lbctl status` answers, and a request
 //!   from the client to the VIP is answered by the backend;
@@ -79,7 +82,8 @@ fn field(deb: &Path, name: &str) -> String {
 }
 
 /// What an operator would write: the data plane on `eth0` in generic
-/// mode, `VI_1` holding the VIP, the HTTP service on the backend.
+/// mode, `VI_1` holding the VIP, the service on port 80 (DSR, the backend
+/// checked over TCP every 200 ms).
 fn config() -> String {
     let ms = |ms| Dur(Duration::from_millis(ms));
     Config {
