@@ -19,6 +19,9 @@
 //! - [`soak`]: an lbd pair under traffic and churn for N minutes, every
 //!   loss attributed to an event, memory, descriptors and logs checked
 //!   (`cargo xtask soak`, `tests/soak.rs`);
+//! - [`systemd_root`]: a throwaway Debian system booted under systemd in
+//!   a container (debootstrap, systemd-nspawn), for the package test
+//!   (`tests/package.rs`);
 //! - [`bin`]: where the binaries under test (`lbd`, `lbctl`) are, and
 //!   [`lbctl`] / [`lbctl_data`] to ask an lbd in a namespace;
 //! - [`model`]: a model of the XDP program's decision, and [`difftest`],
@@ -40,6 +43,7 @@ pub mod netns;
 pub mod nic;
 pub mod scaleout;
 pub mod soak;
+pub mod systemd_root;
 pub mod testpkt;
 pub mod testrun;
 pub mod traffic;

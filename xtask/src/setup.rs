@@ -33,6 +33,8 @@ const PACKAGES: &[&str] = &[
     "etcd-server",       // scale-out: backends register under etcd leases
     "protobuf-compiler", // protoc: the etcd client's gRPC code is generated at build time
     "libprotobuf-dev",   // protoc's well-known types, which etcd's .proto files import
+    "debootstrap",       // package test: the Debian root its systemd boots from
+    "systemd-container", // package test: systemd-nspawn boots that root under systemd
 ];
 /// Debian's Rust toolchain with library source, for the BPF build when no
 /// nightly with rust-src exists.
