@@ -290,7 +290,7 @@ fn control(stage: &Path, version: &str, arch: &str, lbd: &Path) -> anyhow::Resul
          Architecture: {arch}\n\
          Maintainer: lb developers <lb@localhost>\n\
          Installed-Size: {installed}\n\
-         Depends: libc6 (>= {}.{}), libgcc-s1\n\
+         Depends: libc6 (>= {}.{}), libgcc-s1, procps\n\
          Recommends: bpftool\n\
          Suggests: bird2\n\
          Section: net\n\
