@@ -33,6 +33,7 @@ const PACKAGES: &[&str] = &[
     "etcd-server",       // scale-out: backends register under etcd leases
     "protobuf-compiler", // protoc: the etcd client's gRPC code is generated at build time
     "libprotobuf-dev",   // protoc's well-known types, which etcd's .proto files import
+    "tmux",              // lbctl top's test: runs it in a terminal, reads the screen
 ];
 /// Debian's Rust toolchain with library source, for the BPF build when no
 /// nightly with rust-src exists.
