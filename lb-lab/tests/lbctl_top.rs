@@ -11,11 +11,14 @@
 //!   backends' rows say `up`, the VRRP row `MASTER`, the sync line is
 //!   there;
 //! - with the requests stopped the rates fall to 0;
-//! - `lbctl drain` shows in the DRAINED and IN POOL columns;
+//! - `lbctl drain` shows in the DRAINED column (the backend stays IN
+//!   POOL for its established flows), and its FLOWS/S stays 0 while the
+//!   other backend's does not;
 //! - lbd stopped: `lbd unreachable: ...` and top keeps running; lbd
 //!   started again: top shows it again, without being restarted;
 //! - a smaller window redraws to fit;
-//! - `q` quits with status 0 and the session ends.
+//! - `q` quits with status 0 and the session ends; so do Ctrl-C and Esc,
+//!   and the terminal is as it was (line settings, main screen).
 //!
 //! `lbctl stats --rate` (table and `--json`) under a stream of requests:
 //! its new flows per second agree with the requests the client counted.
@@ -475,8 +478,8 @@ fn top_follows_traffic(lab: &Lab, top: &Tmux) {
         seen
     };
     let slow = follow("slow requests");
-    requests.set_pause(Duration::ZERO);
-    let fast = follow("requests back to back");
+    requests.set_pause(Duration::from_millis(2));
+    let fast = follow("requests 2 ms apart");
     let shown: std::collections::BTreeSet<&str> = slow
         .iter()
         .chain(&fast)
@@ -489,7 +492,7 @@ fn top_follows_traffic(lab: &Lab, top: &Tmux) {
     let max_fps = |v: &[(f64, f64, String)]| v.iter().map(|r| r.1).fold(0.0, f64::max);
     assert!(
         max_fps(&fast) > max_fps(&slow),
-        "requests back to back show more new flows/s than with 60 ms pauses: slow {slow:?}, fast {fast:?}"
+        "requests 2 ms apart show more new flows/s than 60 ms apart: slow {slow:?}, fast {fast:?}"
     );
     requests.stop();
     eprintln!(
@@ -676,4 +679,47 @@ fn lbctl_stats_rate_counts_the_traffic_sent() {
         assert_eq!(out.status.code(), Some(2), "lbctl {args:?}");
     }
     drop(requests);
+}
+
+/// Without any lbd: top waits, saying so; Ctrl-C and Esc quit with status
+/// 0, and the terminal is left as it was found (the same `stty` settings:
+/// out of raw mode; back on the main screen).
+#[test]
+fn lbctl_top_without_lbd_waits_then_quits_on_ctrl_c_and_esc_restoring_the_terminal() {
+    let dir = std::env::temp_dir().join(format!("{FAMILY}{}-keys", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for key in ["C-c", "Escape"] {
+        let file = |name: &str| dir.join(format!("{key}.{name}"));
+        let top = Tmux::start(&format!(
+            "stty -g > '{before}'; '{lbctl}' --socket '{socket}' top --interval 200ms; \
+             echo $? > '{status}'; stty -g > '{after}'; sleep 60",
+            before = file("before").display(),
+            lbctl = LBCTL.display(),
+            socket = dir.join("nobody.sock").display(),
+            status = file("status").display(),
+            after = file("after").display(),
+        ));
+        top.wait("lbd unreachable", Duration::from_secs(5), |s| {
+            s.contains("lbd unreachable: cannot reach lbd at")
+                .then_some(())
+        });
+        let alternate = || {
+            let out = top.tmux(&["display-message", "-p", "-t", "top", "#{alternate_on}"]);
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        assert_eq!(alternate(), "1", "top draws on the alternate screen");
+        top.keys(key);
+        let after = wait_for(Duration::from_secs(5), || {
+            std::fs::read_to_string(file("after"))
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| panic!("lbctl top did not quit on {key}:\n{}", top.screen()));
+        let status = std::fs::read_to_string(file("status")).unwrap();
+        assert_eq!(status.trim(), "0", "exit status after {key}");
+        let before = std::fs::read_to_string(file("before")).unwrap();
+        assert_eq!(after, before, "terminal settings restored after {key}");
+        assert_eq!(alternate(), "0", "back on the main screen after {key}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

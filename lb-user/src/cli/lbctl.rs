@@ -72,10 +72,11 @@ pub enum Command {
     /// = thousand, million, billion, trillion (powers of 1000). "-" means
     /// no rate: the service or backend is new since the first reading, or
     /// its counters went down (lbd restarted in between). With --json the
-    /// exact rates: {"interval_s": ..., "services": [{"service": ...,
-    /// "total": {"packets_per_s": ..., "bytes_per_s": ...,
-    /// "new_flows_per_s": ...}, "backends": {ADDRESS: {...}}}]}, null for
-    /// no rate.
+    /// exact rates, in the envelope of every --json answer: {"ok": true,
+    /// "data": {"interval_s": ..., "services": [{"service": ..., "total":
+    /// {"packets_per_s": ..., "bytes_per_s": ..., "new_flows_per_s": ...},
+    /// "backends": {ADDRESS: {...}}}]}}, null for no rate; interval_s is
+    /// the time measured between the two readings.
     ///
     /// Examples:
     ///
