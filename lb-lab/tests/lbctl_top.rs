@@ -17,8 +17,8 @@
 //! - lbd stopped: `lbd unreachable: ...` and top keeps running; lbd
 //!   started again: top shows it again, without being restarted;
 //! - a smaller window redraws to fit;
-//! - `q` quits with status 0 and the session ends; so do Ctrl-C and Esc,
-//!   and the terminal is as it was (line settings, main screen).
+//! - `q` quits with status 0 and the session ends; so do Ctrl-C, Esc and
+//!   SIGTERM, and the terminal is as it was (line settings, main screen).
 //!
 //! `lbctl stats --rate` (table and `--json`) under a stream of requests:
 //! its new flows per second agree with the requests the client counted.
@@ -681,19 +681,22 @@ fn lbctl_stats_rate_counts_the_traffic_sent() {
     drop(requests);
 }
 
-/// Without any lbd: top waits, saying so; Ctrl-C and Esc quit with status
-/// 0, and the terminal is left as it was found (the same `stty` settings:
-/// out of raw mode; back on the main screen).
+/// Without any lbd: top waits, saying so; Ctrl-C, Esc and SIGTERM quit
+/// with status 0, and the terminal is left as it was found (the same
+/// `stty` settings: out of raw mode; back on the main screen).
 #[test]
-fn lbctl_top_without_lbd_waits_then_quits_on_ctrl_c_and_esc_restoring_the_terminal() {
+fn lbctl_top_without_lbd_waits_then_quits_on_ctrl_c_esc_or_sigterm_restoring_the_terminal() {
     let dir = std::env::temp_dir().join(format!("{FAMILY}{}-keys", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for key in ["C-c", "Escape"] {
-        let file = |name: &str| dir.join(format!("{key}.{name}"));
+    for how in ["C-c", "Escape", "SIGTERM"] {
+        let file = |name: &str| dir.join(format!("{how}.{name}"));
         let top = Tmux::start(&format!(
-            "stty -g > '{before}'; '{lbctl}' --socket '{socket}' top --interval 200ms; \
+            "stty -g > '{before}'; \
+             sh -c 'echo $$ > \"$0\"; exec \"$1\" --socket \"$2\" top --interval 200ms' \
+             '{pid}' '{lbctl}' '{socket}'; \
              echo $? > '{status}'; stty -g > '{after}'; sleep 60",
             before = file("before").display(),
+            pid = file("pid").display(),
             lbctl = LBCTL.display(),
             socket = dir.join("nobody.sock").display(),
             status = file("status").display(),
@@ -708,18 +711,27 @@ fn lbctl_top_without_lbd_waits_then_quits_on_ctrl_c_and_esc_restoring_the_termin
             String::from_utf8_lossy(&out.stdout).trim().to_owned()
         };
         assert_eq!(alternate(), "1", "top draws on the alternate screen");
-        top.keys(key);
+        if how == "SIGTERM" {
+            let pid: i32 = std::fs::read_to_string(file("pid"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            lb_lab::daemon::signal_pid(pid, libc::SIGTERM).unwrap();
+        } else {
+            top.keys(how);
+        }
         let after = wait_for(Duration::from_secs(5), || {
             std::fs::read_to_string(file("after"))
                 .ok()
                 .filter(|s| !s.is_empty())
         })
-        .unwrap_or_else(|| panic!("lbctl top did not quit on {key}:\n{}", top.screen()));
+        .unwrap_or_else(|| panic!("lbctl top did not quit on {how}:\n{}", top.screen()));
         let status = std::fs::read_to_string(file("status")).unwrap();
-        assert_eq!(status.trim(), "0", "exit status after {key}");
+        assert_eq!(status.trim(), "0", "exit status after {how}");
         let before = std::fs::read_to_string(file("before")).unwrap();
-        assert_eq!(after, before, "terminal settings restored after {key}");
-        assert_eq!(alternate(), "0", "back on the main screen after {key}");
+        assert_eq!(after, before, "terminal settings restored after {how}");
+        assert_eq!(alternate(), "0", "back on the main screen after {how}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

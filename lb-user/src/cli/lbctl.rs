@@ -130,7 +130,8 @@ pub enum Command {
     /// largest seen, the bulk sync's state and when each peer was last
     /// heard.
     ///
-    /// Keys: q, Esc or Ctrl-C quits (the terminal is restored). Resizing
+    /// Keys: q, Esc or Ctrl-C quits (the terminal is restored; so does
+    /// SIGTERM, SIGINT or SIGHUP, with exit status 0). Resizing
     /// redraws. When lbd cannot be reached (restarting, stopped), the
     /// screen says "lbd unreachable: ..." over the last rows seen and keeps
     /// retrying every interval; it carries on once lbd answers. For

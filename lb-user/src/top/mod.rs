@@ -12,9 +12,9 @@
 //! `status`, `backends`, `vrrp` and `stats`; [`run`] refreshes on a
 //! thread of its own every interval (so keys are read at once even when
 //! lbd is slow to answer), redraws on each refresh and on resize, and
-//! quits on `q`, Esc or Ctrl-C. The terminal (raw mode, alternate
-//! screen) is restored however it ends: a normal quit, an error, or a
-//! panic (ratatui's panic hook). lbd going away is shown, not fatal: the
+//! quits on `q`, Esc or Ctrl-C (and on SIGTERM, SIGINT, SIGHUP). The
+//! terminal (raw mode, alternate screen) is restored however it ends: a
+//! quit, a signal, an error, or a panic (ratatui's panic hook). lbd going away is shown, not fatal: the
 //! screen says `lbd unreachable: ...` and the refreshes go on until it
 //! answers again.
 
@@ -23,10 +23,12 @@ pub mod render;
 pub mod view;
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::api::control::{self, DecodeError, Request};
 use view::{Snapshot, Top};
@@ -119,7 +121,7 @@ impl Drop for Restore {
 }
 
 /// `lbctl top`: the live view of lbd at `socket`, refreshed every
-/// `interval`, until a quitting key.
+/// `interval`, until a quitting key or SIGTERM, SIGINT or SIGHUP.
 ///
 /// # Errors
 /// The terminal cannot be set up (not a terminal) or written to.
@@ -131,6 +133,12 @@ pub fn run(socket: &Path, interval: Duration) -> std::io::Result<()> {
             .name("lbctl-top-refresh".into())
             .spawn(move || refresher(&socket, interval, &tx))?;
     }
+    // A signal quits as q does: the loop sees the flag within 50 ms and
+    // the terminal is restored on the way out.
+    let signalled = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT, SIGHUP] {
+        signal_hook::flag::register(signal, Arc::clone(&signalled))?;
+    }
     // Installs a panic hook that restores the terminal first.
     let mut terminal = ratatui::try_init()?;
     let _restore = Restore;
@@ -140,7 +148,7 @@ pub fn run(socket: &Path, interval: Duration) -> std::io::Result<()> {
         ..view::Screen::default()
     };
     let mut dirty = true;
-    loop {
+    while !signalled.load(Ordering::Relaxed) {
         loop {
             match rx.try_recv() {
                 Ok(result) => {
@@ -166,6 +174,7 @@ pub fn run(socket: &Path, interval: Duration) -> std::io::Result<()> {
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
