@@ -298,20 +298,22 @@ fn get() -> Result<(), String> {
 }
 
 /// A tmux server of our own (`tmux -L NAME`) running one command in a
-/// 160×50 window; killed on drop.
+/// 160×50 window; killed on drop, its socket file removed.
 struct Tmux {
     server: String,
+    socket: Option<PathBuf>,
 }
 
 impl Tmux {
     fn start(command: &str) -> Self {
         static RUN: AtomicU64 = AtomicU64::new(0);
-        let me = Self {
+        let mut me = Self {
             server: format!(
                 "{FAMILY}{}x{}",
                 std::process::id(),
                 RUN.fetch_add(1, Ordering::Relaxed)
             ),
+            socket: None,
         };
         let out = me.tmux(&[
             "new-session",
@@ -329,6 +331,8 @@ impl Tmux {
             "tmux new-session (apt-get install tmux): {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let out = me.tmux(&["display-message", "-p", "#{socket_path}"]);
+        me.socket = Some(String::from_utf8_lossy(&out.stdout).trim().into());
         me
     }
 
@@ -376,6 +380,10 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.tmux(&["kill-server"]);
+        // The server leaves its socket file behind.
+        if let Some(socket) = self.socket.as_ref().filter(|s| s.is_absolute()) {
+            let _ = std::fs::remove_file(socket);
+        }
     }
 }
 
