@@ -33,6 +33,8 @@
 //!   and polled over its control socket;
 //! - [`api`]: [`api::control`] (the control socket and its typed
 //!   requests, shared with `lbctl`) and [`api::metrics`] (Prometheus);
+//! - [`top`]: `lbctl top` and `lbctl stats --rate`: rates from lbd's
+//!   counters, the rows they make, the live terminal view;
 //! - [`daemon`]: `lbd`'s event loop: signals, reload, control requests;
 //!   `bin/lbd.rs` only parses arguments and calls it.
 //!
@@ -56,6 +58,7 @@ pub mod fuzzing;
 pub mod services;
 pub mod sync;
 pub mod sys;
+pub mod top;
 pub mod vrrp;
 
 /// The balancer's XDP object (program `lb_xdp` and its maps), built from

@@ -35,6 +35,8 @@ const PACKAGES: &[&str] = &[
     "libprotobuf-dev",   // protoc's well-known types, which etcd's .proto files import
     "debootstrap",       // package test: the Debian root its systemd boots from
     "systemd-container", // package test: systemd-nspawn boots that root under systemd
+    "tmux",              // lbctl top's test: runs it in a terminal, reads the screen
+    "man-db",            // the man pages' test: man renders each without a warning
 ];
 /// Debian's Rust toolchain with library source, for the BPF build when no
 /// nightly with rust-src exists.

@@ -17,7 +17,12 @@ fn main() -> ExitCode {
         Command::Services => Request::Services,
         Command::Backends => Request::Backends,
         Command::Vrrp => Request::Vrrp,
-        Command::Stats => Request::Stats,
+        Command::Stats { rate: false, .. } => Request::Stats,
+        Command::Stats {
+            rate: true,
+            interval,
+        } => return stats_rate(&cli.socket, cli.json, *interval),
+        Command::Top { interval } => return top(&cli.socket, cli.json, *interval),
         Command::Flows { service, limit } => {
             if let Some(Err(e)) = service.as_deref().map(control::parse_service) {
                 eprintln!("lbctl: {e}");
@@ -105,6 +110,114 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `lbctl top`: the live view, until q, Esc or Ctrl-C.
+fn top(socket: &std::path::Path, json: bool, interval: std::time::Duration) -> ExitCode {
+    use std::io::IsTerminal as _;
+    if json {
+        eprintln!("lbctl top: no --json (rates for scripts: lbctl --json stats --rate)");
+        return ExitCode::from(2);
+    }
+    if !std::io::stdout().is_terminal() {
+        eprintln!("lbctl top: standard output is not a terminal (for scripts: lbctl stats --rate)");
+        return ExitCode::from(2);
+    }
+    match lb_user::top::run(socket, interval) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lbctl top: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `lbctl stats --rate`: the counters read twice, `interval` apart, as
+/// per-second rates (a table, or with `--json` the exact numbers).
+fn stats_rate(socket: &std::path::Path, json: bool, interval: std::time::Duration) -> ExitCode {
+    use lb_user::top::rates::{Sample, ServiceRates, human, rates};
+    /// `lbctl --json stats --rate`'s data.
+    #[derive(serde::Serialize)]
+    struct RateReport {
+        /// Seconds between the two readings, as measured.
+        interval_s: f64,
+        services: Vec<ServiceRates>,
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lbctl: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let sample = || -> Result<Sample, ExitCode> {
+        let response = runtime
+            .block_on(control::request(socket, &Request::Stats))
+            .map_err(|e| {
+                eprintln!("lbctl: {e}");
+                ExitCode::from(3)
+            })?;
+        let at = std::time::Instant::now();
+        let ok = response.ok;
+        response
+            .decode::<Vec<ServiceTraffic>>()
+            .map(|traffic| Sample::new(at, traffic))
+            .map_err(|e| {
+                eprintln!("lbctl: {}", error_chain(&e));
+                ExitCode::from(if ok { 3 } else { 1 })
+            })
+    };
+    let first = match sample() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    std::thread::sleep(interval);
+    let second = match sample() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let services = rates(Some(&first), &second);
+    if json {
+        let report = RateReport {
+            interval_s: second.at.duration_since(first.at).as_secs_f64(),
+            services,
+        };
+        let text = serde_json::to_string(&Response::data(report)).unwrap_or_default();
+        println!("{}", control::indent_json(&text));
+        return ExitCode::SUCCESS;
+    }
+    let row = |service: String, backend: String, r: &lb_user::top::rates::Rates| {
+        vec![
+            service,
+            backend,
+            human(r.packets),
+            human(r.bytes),
+            human(r.new_flows),
+        ]
+    };
+    let mut rows = Vec::new();
+    for s in &services {
+        rows.push(row(s.service.clone(), "(all)".into(), &s.total));
+        for (addr, r) in &s.backends {
+            rows.push(row(String::new(), addr.clone(), r));
+        }
+    }
+    print!(
+        "{}",
+        table(
+            &["SERVICE", "BACKEND", "PKTS/S", "BYTES/S", "FLOWS/S"],
+            &rows
+        )
+    );
+    println!(
+        "per second over the last {:.1} s; k, M, G, T = thousand, million, billion, trillion; \
+         - = no rate (new, or counters restarted)",
+        second.at.duration_since(first.at).as_secs_f64()
+    );
+    ExitCode::SUCCESS
 }
 
 /// `lbctl register ...`: keep this backend's key in etcd until SIGTERM or
@@ -249,7 +362,7 @@ fn render(command: &Command, response: Response) -> Result<String, DecodeError> 
         Command::Services => services(&response.decode::<Vec<_>>()?),
         Command::Backends => backends(&response.decode::<Vec<_>>()?),
         Command::Vrrp => vrrp(&response.decode::<Vec<_>>()?),
-        Command::Stats => stats(&response.decode::<Vec<_>>()?),
+        Command::Stats { .. } => stats(&response.decode::<Vec<_>>()?),
         Command::Flows { .. } => flows(&response.decode()?),
         Command::Drain { service, backend } => {
             response.decode::<String>()?;
@@ -263,7 +376,7 @@ fn render(command: &Command, response: Response) -> Result<String, DecodeError> 
             response.decode::<String>()?;
             "configuration reloaded\n".into()
         }
-        Command::Convert { .. } | Command::Register { .. } => String::new(),
+        Command::Convert { .. } | Command::Register { .. } | Command::Top { .. } => String::new(),
     })
 }
 

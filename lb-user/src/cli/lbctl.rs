@@ -56,7 +56,98 @@ pub enum Command {
     /// VRRP instances: state, priority, master heard, rejected adverts.
     Vrrp,
     /// Traffic per service and backend (packets, bytes, new flows).
-    Stats,
+    ///
+    /// Without --rate: lbd's counters, cumulative since the service was
+    /// set up in the data plane. With --rate: per-second rates, for
+    /// scripts and a quick look (lbctl top shows them live): the counters
+    /// are read twice, --interval apart, and each row shows
+    ///
+    ///   PKTS/S   packets forwarded per second
+    ///   BYTES/S  bytes forwarded per second (of whole packets as they
+    ///            arrived: 8 × this is the bit rate)
+    ///   FLOWS/S  new flows (connections) per second
+    ///
+    /// for the service ("(all)", the VIP's counters) and for each backend
+    /// (this service's traffic to it). Numbers are shortened: k, M, G, T
+    /// = thousand, million, billion, trillion (powers of 1000). "-" means
+    /// no rate: the service or backend is new since the first reading, or
+    /// its counters went down (lbd restarted in between). With --json the
+    /// exact rates, in the envelope of every --json answer: {"ok": true,
+    /// "data": {"interval_s": ..., "services": [{"service": ..., "total":
+    /// {"packets_per_s": ..., "bytes_per_s": ..., "new_flows_per_s": ...},
+    /// "backends": {ADDRESS: {...}}}]}}, null for no rate; interval_s is
+    /// the time measured between the two readings.
+    ///
+    /// Examples:
+    ///
+    ///   lbctl stats --rate
+    ///
+    ///   lbctl stats --rate --interval 10s      averaged over 10 s
+    ///
+    ///   lbctl --json stats --rate | jq '.data.services[].total.new_flows_per_s'
+    #[command(verbatim_doc_comment)]
+    Stats {
+        /// Print per-second rates instead of the cumulative counters.
+        #[arg(long)]
+        rate: bool,
+        /// With --rate: the time between the two readings (500ms, 1s,
+        /// 10s, ...); the rates are averages over it.
+        #[arg(long, default_value = "1s", value_parser = interval, requires = "rate")]
+        interval: std::time::Duration,
+    },
+    /// A live view of services, backends, VRRP and sync, refreshed every
+    /// --interval (as top does for processes).
+    ///
+    /// The services table has a row per service, then a row per backend
+    /// (indented):
+    ///
+    ///   SERVICE / BACKEND  VIP:PORT/PROTO; a backend's ADDRESS:PORT
+    ///   MODE      the service's forwarding mode (dsr, ipip, nat, fullnat);
+    ///             "sorry" on a sorry server's row
+    ///   HEALTH    service: "active" when it forwards here now, "standby"
+    ///             while its VRRP instance is not MASTER; backend: its
+    ///             health check's verdict, "up" or "down"
+    ///   DRAINED   backend: "yes" after lbctl drain (no new flows, the
+    ///             established ones continue) until lbctl enable
+    ///   IN POOL   backend: "yes" when it is in the data plane's pool
+    ///             (healthy, its next hop's MAC known; a drained backend
+    ///             stays in it for its established flows, with no new
+    ///             ones); service: backends in the pool / all
+    ///   WEIGHT    backend: its share of new flows, relative to the others
+    ///   PKTS/S    packets forwarded per second
+    ///   BYTES/S   bytes forwarded per second (8 × this = bits per second)
+    ///   FLOWS/S   new flows (connections) per second
+    ///
+    /// Rates are over the last interval: k, M, G, T = thousand, million,
+    /// billion, trillion; "-" = no rate yet (the first refresh, a service
+    /// or backend just added, lbd just restarted). Services of lbd without
+    /// a data plane have no counters.
+    ///
+    /// The VRRP table: each instance's STATE (INIT, BACKUP, MASTER, FAULT),
+    /// PRIO (now after tracking / configured), the MASTER HEARD while in
+    /// BACKUP, and its VIPS. The last line, with [sync]: the lag of the
+    /// last flow received from a peer (its send time to now) and the
+    /// largest seen, the bulk sync's state and when each peer was last
+    /// heard.
+    ///
+    /// Keys: q, Esc or Ctrl-C quits (the terminal is restored; so does
+    /// SIGTERM, SIGINT or SIGHUP, with exit status 0). Resizing
+    /// redraws. When lbd cannot be reached (restarting, stopped), the
+    /// screen says "lbd unreachable: ..." over the last rows seen and keeps
+    /// retrying every interval; it carries on once lbd answers. For
+    /// scripts, use lbctl stats --rate.
+    ///
+    /// Examples:
+    ///
+    ///   lbctl top
+    ///
+    ///   lbctl top --interval 5s
+    #[command(verbatim_doc_comment)]
+    Top {
+        /// Time between refreshes (500ms, 1s, 5s, ...).
+        #[arg(long, default_value = "1s", value_parser = interval)]
+        interval: std::time::Duration,
+    },
     /// Flows, most recently seen first (as `ipvsadm -Lc`): client, VIP,
     /// backend, idle time; for nat / fullnat flows also the SNAT address
     /// and port, the TCP state and when the flow expires if idle.
@@ -177,4 +268,66 @@ pub enum Command {
 /// A message saying why it is not one.
 pub fn duration(s: &str) -> Result<std::time::Duration, String> {
     crate::config::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// A refresh or sampling interval: a [`duration`] of at least 100 ms.
+///
+/// # Errors
+/// A message saying why it is not one.
+pub fn interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = duration(s)?;
+    if d < std::time::Duration::from_millis(100) {
+        return Err(format!("{s}: at least 100ms"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("lbctl").chain(args.iter().copied())).map(|c| c.command)
+    }
+
+    #[test]
+    fn the_definitions_hold_together() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn stats_rate_and_top_intervals() {
+        assert!(matches!(
+            parse(&["stats"]).unwrap(),
+            Command::Stats { rate: false, .. }
+        ));
+        assert!(matches!(
+            parse(&["stats", "--rate"]).unwrap(),
+            Command::Stats { rate: true, interval } if interval == Duration::from_secs(1)
+        ));
+        assert!(matches!(
+            parse(&["stats", "--rate", "--interval", "500ms"]).unwrap(),
+            Command::Stats { rate: true, interval } if interval == Duration::from_millis(500)
+        ));
+        assert!(matches!(
+            parse(&["top"]).unwrap(),
+            Command::Top { interval } if interval == Duration::from_secs(1)
+        ));
+        assert!(matches!(
+            parse(&["top", "--interval", "5s"]).unwrap(),
+            Command::Top { interval } if interval == Duration::from_secs(5)
+        ));
+        // --interval means nothing without --rate; too short an interval
+        // is refused, with why.
+        assert!(parse(&["stats", "--interval", "2s"]).is_err());
+        let e = parse(&["top", "--interval", "10ms"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 100ms"), "{e}");
+        assert!(parse(&["top", "--interval", "fast"]).is_err());
+    }
 }
