@@ -64,7 +64,9 @@ use std::{
 /// Packages the image holds beyond debootstrap's minimal base: systemd as
 /// init, D-Bus and procps as every Debian server has them (`procps` is
 /// Priority: important, outside minbase; it has `/bin/kill`), `ip` (to see
-/// the XDP program on the interface), `man`.
+/// the XDP program on the interface), `man`, and bpftool, which lb's
+/// package recommends: apt installs recommended packages, and the machine
+/// has no network to fetch them from when the test installs lb.
 const INCLUDE: &[&str] = &[
     "systemd",
     "systemd-sysv",
@@ -72,6 +74,7 @@ const INCLUDE: &[&str] = &[
     "procps",
     "iproute2",
     "man-db",
+    "bpftool",
 ];
 /// Bumped when the recipe changes in a way [`INCLUDE`] does not show.
 const RECIPE: u32 = 1;
