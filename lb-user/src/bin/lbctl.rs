@@ -67,15 +67,9 @@ fn main() -> ExitCode {
         }
         Command::Register { .. } => return register(&cli.command),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("lbctl: cannot start the async runtime: {e}");
-            return ExitCode::from(3);
-        }
+        Err(code) => return code,
     };
     let response = match runtime.block_on(control::request(&cli.socket, &request)) {
         Ok(r) => r,
@@ -143,15 +137,9 @@ fn stats_rate(socket: &std::path::Path, json: bool, interval: std::time::Duratio
         interval_s: f64,
         services: Vec<ServiceRates>,
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("lbctl: cannot start the async runtime: {e}");
-            return ExitCode::from(3);
-        }
+        Err(code) => return code,
     };
     let sample = || -> Result<Sample, ExitCode> {
         let response = runtime
@@ -264,15 +252,9 @@ fn register(command: &Command) -> ExitCode {
         check: check.clone(),
         check_interval: *check_interval,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("lbctl: cannot start the async runtime: {e}");
-            return ExitCode::from(3);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(lb_user::services::etcd_register::run(reg)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -706,4 +688,16 @@ fn stats(list: &[ServiceTraffic]) -> String {
     // Recent flows pinned to another backend than the table's choice now.
     head.push("OFF TABLE/RECENT");
     table(&head, &rows)
+}
+
+/// The single-threaded runtime lbctl's requests run on; exit status 3 (as
+/// for an lbd that cannot be reached) if it cannot start.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("lbctl: cannot start the async runtime: {e}");
+            ExitCode::from(3)
+        })
 }
